@@ -1,0 +1,375 @@
+//! Control messages on the WebSocket: JSON text frames, each an object with a `type` field.
+//!
+//! A client command may carry an `id` (any JSON value); the server echoes it in the `ok` or
+//! `error` that answers the command, so a script can match answers to requests.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+use super::{ErrorCode, Participant, Role, RoomDetail, UserId};
+
+/// A command from a client, with its optional request id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientMessage {
+    pub id: Option<Value>,
+    pub command: ClientCommand,
+}
+
+/// What a client asks of the room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Unknown fields are ignored, so a newer client's optional extras do not break an older server.
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientCommand {
+    /// Listener: ask to speak.
+    RaiseHand,
+    /// Lower your own hand; a moderator may lower someone else's with `user_id`.
+    LowerHand {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<UserId>,
+    },
+    /// On stage: mute your microphone.
+    Mute,
+    /// On stage: unmute your microphone (only you can).
+    Unmute,
+    /// Accept a pending invitation to speak; you arrive on stage muted.
+    AcceptInvite,
+    /// Decline a pending invitation to speak.
+    DeclineInvite,
+    /// On stage: go back to the audience yourself.
+    LeaveStage,
+    /// Leave the room.
+    Leave,
+    /// Round-trip probe, answered by `pong` with the same nonce.
+    Ping {
+        #[serde(default)]
+        nonce: u64,
+    },
+    /// Moderator: invite a listener to the stage.
+    InviteToSpeak { user_id: UserId },
+    /// Moderator: move someone from the stage to the audience.
+    MoveToAudience { user_id: UserId },
+    /// Moderator: mute someone on the stage (only they can unmute).
+    MuteSpeaker { user_id: UserId },
+    /// Moderator: remove someone from the room; they cannot rejoin it.
+    Remove { user_id: UserId },
+    /// Moderator: make someone a moderator (moves them to the stage).
+    MakeModerator { user_id: UserId },
+    /// Moderator: end the room for everyone.
+    EndRoom,
+}
+
+/// The `type` names of every [`ClientCommand`], to tell "unknown type" from "bad fields".
+pub const CLIENT_COMMAND_TYPES: &[&str] = &[
+    "raise_hand",
+    "lower_hand",
+    "mute",
+    "unmute",
+    "accept_invite",
+    "decline_invite",
+    "leave_stage",
+    "leave",
+    "ping",
+    "invite_to_speak",
+    "move_to_audience",
+    "mute_speaker",
+    "remove",
+    "make_moderator",
+    "end_room",
+];
+
+/// Why a text message is not a valid command. Each keeps the request id when one could be read.
+#[derive(Debug, Error, PartialEq)]
+pub enum ControlDecodeError {
+    /// Not a JSON object.
+    #[error("not a JSON object: {0}")]
+    Malformed(String),
+    /// No string `type` field.
+    #[error("the message has no string \"type\" field")]
+    MissingType { id: Option<Value> },
+    /// A `type` this protocol version does not define.
+    #[error("unknown message type {kind:?}")]
+    UnknownType { id: Option<Value>, kind: String },
+    /// A known type with missing, extra or mistyped fields.
+    #[error("bad fields for {kind:?}: {detail}")]
+    BadFields {
+        id: Option<Value>,
+        kind: String,
+        detail: String,
+    },
+}
+
+impl ControlDecodeError {
+    /// The error code the server answers with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Malformed(_) => ErrorCode::MalformedJson,
+            Self::UnknownType { .. } => ErrorCode::UnknownType,
+            Self::MissingType { .. } | Self::BadFields { .. } => ErrorCode::BadRequest,
+        }
+    }
+
+    /// The request id, when the message had a readable one.
+    pub fn id(&self) -> Option<Value> {
+        match self {
+            Self::Malformed(_) => None,
+            Self::MissingType { id }
+            | Self::UnknownType { id, .. }
+            | Self::BadFields { id, .. } => id.clone(),
+        }
+    }
+}
+
+impl ClientMessage {
+    /// Decodes one text frame.
+    pub fn decode(text: &str) -> Result<Self, ControlDecodeError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ControlDecodeError::Malformed(e.to_string()))?;
+        let Value::Object(mut object) = value else {
+            return Err(ControlDecodeError::Malformed("expected an object".into()));
+        };
+        let id = object.remove("id");
+        let kind = match object.get("type") {
+            Some(Value::String(kind)) => kind.clone(),
+            _ => return Err(ControlDecodeError::MissingType { id }),
+        };
+        if !CLIENT_COMMAND_TYPES.contains(&kind.as_str()) {
+            return Err(ControlDecodeError::UnknownType { id, kind });
+        }
+        match serde_json::from_value(Value::Object(object)) {
+            Ok(command) => Ok(Self { id, command }),
+            Err(e) => Err(ControlDecodeError::BadFields {
+                id,
+                kind,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Encodes for sending.
+    pub fn encode(&self) -> String {
+        let mut value = serde_json::to_value(&self.command).unwrap_or(Value::Null);
+        if let (Value::Object(object), Some(id)) = (&mut value, &self.id) {
+            object.insert("id".into(), id.clone());
+        }
+        value.to_string()
+    }
+}
+
+/// Why someone left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// They left.
+    Left,
+    /// Their connection dropped.
+    Disconnected,
+    /// A moderator removed them.
+    Removed,
+}
+
+/// What the server tells a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The first message after joining: the whole room, and who you are.
+    RoomSnapshot {
+        protocol_version: u32,
+        you: UserId,
+        room: RoomDetail,
+    },
+    ParticipantJoined {
+        participant: Participant,
+    },
+    ParticipantLeft {
+        user_id: UserId,
+        reason: LeaveReason,
+    },
+    RoleChanged {
+        user_id: UserId,
+        role: Role,
+        /// The moderator who made the change, if it was not the user's own doing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
+    },
+    MuteChanged {
+        user_id: UserId,
+        muted: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
+    },
+    /// Hands are announced in the order they were raised.
+    HandRaised {
+        user_id: UserId,
+        raised_at_ms: u64,
+    },
+    HandLowered {
+        user_id: UserId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
+    },
+    Invited {
+        user_id: UserId,
+        by: UserId,
+    },
+    InviteDeclined {
+        user_id: UserId,
+    },
+    /// A speaker started or stopped talking (from the level in their audio frames).
+    Speaking {
+        user_id: UserId,
+        speaking: bool,
+    },
+    /// The room is over; the server closes the connection next.
+    RoomEnded {
+        reason: RoomEndReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
+    },
+    /// A command with an `id` succeeded.
+    Ok {
+        id: Value,
+    },
+    /// A command or frame was rejected; the connection stays up.
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<Value>,
+        code: ErrorCode,
+        message: String,
+    },
+    Pong {
+        nonce: u64,
+    },
+    /// The server is about to close this connection, and why.
+    Goodbye {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// Why a room ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomEndReason {
+    /// A moderator ended it.
+    EndedByModerator,
+    /// The last moderator left and none came back in time.
+    NoModerator,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl ServerMessage {
+    /// Encodes as JSON text; these types always serialize.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            String::from(r#"{"type":"error","code":"internal","message":"encoding failed"}"#)
+        })
+    }
+
+    /// Decodes a server message (for clients).
+    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// An `error` answer.
+    pub fn error(id: Option<Value>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_commands_with_and_without_ids() {
+        let msg =
+            ClientMessage::decode(r#"{"type":"invite_to_speak","user_id":7,"id":"a1"}"#).unwrap();
+        assert_eq!(msg.command, ClientCommand::InviteToSpeak { user_id: 7 });
+        assert_eq!(msg.id, Some(Value::from("a1")));
+        let msg = ClientMessage::decode(r#"{"type":"raise_hand"}"#).unwrap();
+        assert_eq!(msg.command, ClientCommand::RaiseHand);
+        assert_eq!(msg.id, None);
+    }
+
+    #[test]
+    fn encode_and_decode_are_inverses() {
+        let msg = ClientMessage {
+            id: Some(Value::from(3)),
+            command: ClientCommand::LowerHand { user_id: Some(9) },
+        };
+        assert_eq!(ClientMessage::decode(&msg.encode()).unwrap(), msg);
+    }
+
+    #[test]
+    fn every_listed_type_is_a_real_command() {
+        for kind in CLIENT_COMMAND_TYPES {
+            let err = ClientMessage::decode(&format!(r#"{{"type":"{kind}"}}"#)).err();
+            assert!(
+                !matches!(err, Some(ControlDecodeError::UnknownType { .. })),
+                "{kind} is listed but unknown"
+            );
+        }
+    }
+
+    #[test]
+    fn tells_the_kinds_of_bad_input_apart() {
+        assert_eq!(
+            ClientMessage::decode("{nope").unwrap_err().code(),
+            ErrorCode::MalformedJson
+        );
+        assert_eq!(
+            ClientMessage::decode("[1,2]").unwrap_err().code(),
+            ErrorCode::MalformedJson
+        );
+        let err = ClientMessage::decode(r#"{"id":5}"#).unwrap_err();
+        assert_eq!(
+            (err.code(), err.id()),
+            (ErrorCode::BadRequest, Some(Value::from(5)))
+        );
+        let err = ClientMessage::decode(r#"{"type":"dance","id":1}"#).unwrap_err();
+        assert_eq!(
+            (err.code(), err.id()),
+            (ErrorCode::UnknownType, Some(Value::from(1)))
+        );
+        let err = ClientMessage::decode(r#"{"type":"remove","user_id":"bob"}"#).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        let msg = ClientMessage::decode(r#"{"type":"mute","extra":1}"#).unwrap();
+        assert_eq!(
+            msg.command,
+            ClientCommand::Mute,
+            "unknown fields are ignored"
+        );
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let msg = ServerMessage::error(
+            Some(Value::from("x")),
+            ErrorCode::StageFull,
+            "the stage is full",
+        );
+        let text = msg.encode();
+        assert!(text.contains(r#""type":"error""#) && text.contains(r#""code":"stage_full""#));
+        assert_eq!(ServerMessage::decode(&text).unwrap(), msg);
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(text in ".{0,300}") {
+            let _ = ClientMessage::decode(&text);
+        }
+
+        #[test]
+        fn decode_never_panics_on_typed_objects(kind in "[a-z_]{0,20}", user in any::<i64>(), extra in "[a-z]{0,5}") {
+            let _ = ClientMessage::decode(&format!(r#"{{"type":"{kind}","user_id":{user},"{extra}":null}}"#));
+        }
+    }
+}

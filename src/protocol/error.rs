@@ -1,0 +1,146 @@
+//! Stable machine-readable error codes, shared by REST errors, WebSocket `error` messages and
+//! the `goodbye` a server sends before it closes a connection.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a request was refused or a connection is being closed. The serialized names
+/// (snake_case) are part of the protocol and never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body or a field in it is not what the endpoint takes.
+    BadRequest,
+    /// A WebSocket text message that is not a JSON object.
+    MalformedJson,
+    /// A control message whose `type` this server does not know.
+    UnknownType,
+    /// A binary frame that is not a valid audio frame.
+    BadFrame,
+    /// A display name that is empty, too long or has control characters.
+    InvalidName,
+    /// A room title that is empty, too long or has control characters.
+    InvalidTitle,
+    /// No `Authorization: Bearer` token, or one this server did not issue.
+    Unauthorized,
+    /// The server is invite-only and the access code is missing or wrong.
+    BadAccessCode,
+    /// The action needs a role the caller does not have (e.g. moderator).
+    Forbidden,
+    /// The caller was removed from this room by a moderator and cannot rejoin.
+    Banned,
+    /// No live room with that id (it may have ended).
+    RoomNotFound,
+    /// The user named in a command is not in the room.
+    UserNotFound,
+    /// No such endpoint.
+    NotFound,
+    /// The stage already has the maximum number of speakers.
+    StageFull,
+    /// The target (or caller) is already on the stage.
+    AlreadyOnStage,
+    /// The target (or caller) is not on the stage.
+    NotOnStage,
+    /// There is no pending invitation to accept or decline.
+    NotInvited,
+    /// Audio was sent by someone who is muted or not on the stage; it was dropped.
+    NotAllowedToSpeak,
+    /// The request or message is larger than the server accepts.
+    PayloadTooLarge,
+    /// Too many requests or messages; slow down.
+    RateLimited,
+    /// The server is at a capacity limit (sessions, rooms, room size).
+    ServerFull,
+    /// The room ended (a moderator ended it, or no moderator was left).
+    RoomEnded,
+    /// A moderator removed this participant from the room.
+    Removed,
+    /// The connection could not keep up with the room's audio and was closed.
+    SlowConsumer,
+    /// The same user connected to the room again; this older connection was closed.
+    Replaced,
+    /// The peer kept sending invalid or excessive messages and was disconnected.
+    Abusive,
+    /// The server is shutting down.
+    ServerShutdown,
+    /// Something failed inside the server; the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status a REST response with this code carries.
+    pub fn http_status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            BadRequest | MalformedJson | UnknownType | BadFrame | InvalidName | InvalidTitle => 400,
+            Unauthorized => 401,
+            BadAccessCode | Forbidden | Banned | NotAllowedToSpeak | Removed => 403,
+            RoomNotFound | UserNotFound | NotFound | RoomEnded => 404,
+            StageFull | AlreadyOnStage | NotOnStage | NotInvited | Replaced => 409,
+            PayloadTooLarge => 413,
+            RateLimited | Abusive | SlowConsumer => 429,
+            ServerFull | ServerShutdown => 503,
+            Internal => 500,
+        }
+    }
+
+    /// The wire name, e.g. `room_not_found`.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            BadRequest => "bad_request",
+            MalformedJson => "malformed_json",
+            UnknownType => "unknown_type",
+            BadFrame => "bad_frame",
+            InvalidName => "invalid_name",
+            InvalidTitle => "invalid_title",
+            Unauthorized => "unauthorized",
+            BadAccessCode => "bad_access_code",
+            Forbidden => "forbidden",
+            Banned => "banned",
+            RoomNotFound => "room_not_found",
+            UserNotFound => "user_not_found",
+            NotFound => "not_found",
+            StageFull => "stage_full",
+            AlreadyOnStage => "already_on_stage",
+            NotOnStage => "not_on_stage",
+            NotInvited => "not_invited",
+            NotAllowedToSpeak => "not_allowed_to_speak",
+            PayloadTooLarge => "payload_too_large",
+            RateLimited => "rate_limited",
+            ServerFull => "server_full",
+            RoomEnded => "room_ended",
+            Removed => "removed",
+            SlowConsumer => "slow_consumer",
+            Replaced => "replaced",
+            Abusive => "abusive",
+            ServerShutdown => "server_shutdown",
+            Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_name_matches_serde_name() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::RoomNotFound,
+            ErrorCode::NotAllowedToSpeak,
+            ErrorCode::ServerShutdown,
+            ErrorCode::SlowConsumer,
+        ] {
+            let json = serde_json::to_string(&code).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

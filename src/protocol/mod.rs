@@ -1,0 +1,24 @@
+//! The wire, shared by client and server: pure types and codecs, no I/O.
+//!
+//! Control messages are JSON objects with a `type` field ([`control`]); audio travels in
+//! binary WebSocket frames with a fixed 16-byte header and one opaque Opus packet
+//! ([`audio`]); the REST API's bodies are in [`rest`]; every rejection carries an
+//! [`ErrorCode`]. docs/protocol.md describes the same wire for people writing other clients.
+
+pub mod audio;
+pub mod control;
+pub mod error;
+pub mod rest;
+
+pub use audio::{AudioFrame, AudioFrameError, AudioHeader};
+pub use control::{ClientCommand, ClientMessage, ControlDecodeError, ServerMessage};
+pub use error::ErrorCode;
+pub use rest::*;
+
+/// The protocol version this build speaks. Bumped on any incompatible change to the wire;
+/// the server announces it in `GET /api/v1/version` and in the room snapshot.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A user's id, unique on one server for the lifetime of the process. Also the speaker id
+/// stamped into audio frames.
+pub type UserId = u32;

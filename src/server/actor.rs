@@ -1,0 +1,400 @@
+//! One task per room: it owns the pure [`Room`] core, the room's peers and their queues, and
+//! does the audio fan-out. Everything that changes a room arrives as a [`RoomCommand`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::room::{AudioVerdict, Delivery, Refusal, Room};
+use super::{Shared, unix_ms};
+use crate::protocol::control::{LeaveReason, RoomEndReason};
+use crate::protocol::{
+    AudioFrame, ClientCommand, ErrorCode, RoomDetail, RoomSummary, ServerMessage, User, UserId,
+};
+
+/// Commands a room actor receives. Each connection sends its own; the actor is the only
+/// writer of room state.
+pub enum RoomCommand {
+    /// Can this user join? Asked before the WebSocket upgrade so refusals get an HTTP status.
+    Admit {
+        user: UserId,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// A connection joins; the reply says whether it was let in.
+    Join {
+        user: User,
+        peer: Peer,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// A connection closed.
+    Gone { user: UserId, connection: u64 },
+    /// A control command from a connection.
+    Control {
+        user: UserId,
+        connection: u64,
+        id: Option<Value>,
+        command: ClientCommand,
+    },
+    /// An audio frame from a connection (already parsed and rate-checked).
+    Audio {
+        user: UserId,
+        connection: u64,
+        frame: AudioFrame,
+    },
+    /// The whole room, for `GET /api/v1/rooms/{id}`.
+    Describe { reply: oneshot::Sender<RoomDetail> },
+}
+
+/// What the writer of a connection sends.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A control message, serialized once and shared by every receiver.
+    Text(Utf8Bytes),
+    /// Send a `goodbye` with this reason, then close.
+    Goodbye(ErrorCode, String),
+    /// Close normally (the user left).
+    Close,
+}
+
+/// Progress a connection's writer reports, read by the actor to spot stuck receivers.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Milliseconds since the server's epoch when the audio queue was last seen empty.
+    pub drained_at_ms: AtomicU64,
+}
+
+/// The room's end of one connection.
+pub struct Peer {
+    pub connection: u64,
+    pub control_tx: mpsc::Sender<Outbound>,
+    pub audio_tx: mpsc::Sender<Bytes>,
+    pub progress: Arc<Progress>,
+    /// Cancelled to close the connection at once (it is stuck or gone).
+    pub kick: CancellationToken,
+}
+
+/// How the rest of the server reaches a room.
+#[derive(Clone)]
+pub struct RoomHandle {
+    pub tx: mpsc::Sender<RoomCommand>,
+    pub summary: watch::Receiver<RoomSummary>,
+}
+
+/// Commands waiting for a room actor. Control from every connection and audio from the
+/// speakers share it; 1,024 is a few hundred ms of 13 speakers plus a join storm. Senders
+/// of control wait when it is full (backpressure on that one connection); audio is
+/// dropped and counted instead.
+pub const ROOM_QUEUE: usize = 1_024;
+
+/// Starts the actor for a new room and returns its handle.
+pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
+    let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+    let (summary_tx, summary) = watch::channel(room.summary());
+    let actor = RoomActor {
+        shared: shared.clone(),
+        room,
+        peers: HashMap::new(),
+        summary_tx,
+    };
+    shared.tasks.spawn(actor.run(rx));
+    RoomHandle { tx, summary }
+}
+
+/// Milliseconds on the server's monotonic clock, for the stuck-receiver check.
+pub fn monotonic_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+struct RoomActor {
+    shared: Arc<Shared>,
+    room: Room,
+    peers: HashMap<UserId, Peer>,
+    summary_tx: watch::Sender<RoomSummary>,
+}
+
+impl RoomActor {
+    async fn run(mut self, mut rx: mpsc::Receiver<RoomCommand>) {
+        let shutdown = self.shared.shutdown.clone();
+        // The room may end before anyone joins (its host never came).
+        let mut deadline = self.next_deadline();
+        while !self.room.is_ended() {
+            // Sleeps only while a deadline exists: an idle room has no timer.
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                () = sleep => {
+                    let out = self.room.tick(unix_ms());
+                    self.deliver(out);
+                }
+                () = shutdown.cancelled() => {
+                    let out = self.room.end(RoomEndReason::ServerShutdown, None);
+                    self.deliver(out);
+                }
+            }
+            deadline = self.next_deadline();
+            self.publish_summary();
+        }
+        self.finish();
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let at_ms = [
+            self.room.moderator_deadline_ms(),
+            self.room.speaking_deadline_ms(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some(Instant::now() + Duration::from_millis(at_ms.saturating_sub(unix_ms())))
+    }
+
+    fn publish_summary(&self) {
+        let summary = self.room.summary();
+        self.summary_tx.send_if_modified(|old| {
+            if *old == summary {
+                false
+            } else {
+                *old = summary;
+                true
+            }
+        });
+    }
+
+    fn finish(&mut self) {
+        let id = self.room.id().to_string();
+        if let Ok(mut rooms) = self.shared.rooms.write() {
+            rooms.remove(&id);
+        }
+        self.shared.metrics.rooms.dec();
+        tracing::info!(room = %id, title = %self.room.title(), "room ended");
+        // Dropping the peers closes their queues; writers finish what is queued, then close.
+        self.peers.clear();
+    }
+
+    fn handle(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::Admit { user, reply } => {
+                let _ = reply.send(self.room.admission(user));
+            }
+            RoomCommand::Describe { reply } => {
+                let _ = reply.send(self.room.detail());
+            }
+            RoomCommand::Join { user, peer, reply } => match self.room.join(&user, unix_ms()) {
+                Ok(out) => {
+                    if let Some(old) = self.peers.insert(user.id, peer) {
+                        let _ = old.control_tx.try_send(Outbound::Goodbye(
+                            ErrorCode::Replaced,
+                            "you joined this room from another connection".into(),
+                        ));
+                    }
+                    let _ = reply.send(Ok(()));
+                    self.deliver(out);
+                }
+                Err(refusal) => {
+                    let _ = reply.send(Err(refusal));
+                }
+            },
+            RoomCommand::Gone { user, connection } => {
+                if self
+                    .peers
+                    .get(&user)
+                    .is_some_and(|p| p.connection == connection)
+                {
+                    self.peers.remove(&user);
+                    let out = self.room.depart(user, LeaveReason::Disconnected, unix_ms());
+                    self.deliver(out);
+                }
+            }
+            RoomCommand::Control {
+                user,
+                connection,
+                id,
+                command,
+            } => {
+                if !self.is_current(user, connection) {
+                    return;
+                }
+                match self.room.command(user, &command, unix_ms()) {
+                    Ok(out) => {
+                        self.deliver(out);
+                        if let Some(id) = id {
+                            self.send_to(user, &ServerMessage::Ok { id });
+                        }
+                        if command == ClientCommand::Leave
+                            && let Some(peer) = self.peers.remove(&user)
+                        {
+                            let _ = peer.control_tx.try_send(Outbound::Close);
+                        }
+                    }
+                    Err(Refusal { code, message }) => {
+                        self.shared.metrics.errors.inc();
+                        self.send_to(user, &ServerMessage::error(id, code, message));
+                    }
+                }
+            }
+            RoomCommand::Audio {
+                user,
+                connection,
+                frame,
+            } => {
+                if self.is_current(user, connection) {
+                    self.fan_out(user, frame);
+                }
+            }
+        }
+    }
+
+    fn is_current(&self, user: UserId, connection: u64) -> bool {
+        self.peers
+            .get(&user)
+            .is_some_and(|p| p.connection == connection)
+    }
+
+    /// Sends one frame to everyone but its speaker: one buffer, shared by reference count.
+    fn fan_out(&mut self, speaker: UserId, frame: AudioFrame) {
+        let metrics = &self.shared.metrics;
+        match self
+            .room
+            .audio(speaker, frame.header.level, frame.header.voice, unix_ms())
+        {
+            AudioVerdict::Drop { tell, refusal } => {
+                metrics.audio_frames_dropped.inc();
+                if tell {
+                    self.send_to(
+                        speaker,
+                        &ServerMessage::error(None, refusal.code, refusal.message),
+                    );
+                }
+            }
+            AudioVerdict::Forward(events) => {
+                metrics.audio_frames_in.inc();
+                let bytes = frame.stamped(speaker).bytes().clone();
+                let (mut sent, mut dropped) = (0u64, 0u64);
+                let now = monotonic_ms();
+                let stuck_ms = self.shared.config.limits.stuck_after.as_millis() as u64;
+                let mut stuck = Vec::new();
+                for (&id, peer) in &self.peers {
+                    if id == speaker {
+                        continue;
+                    }
+                    match peer.audio_tx.try_send(bytes.clone()) {
+                        Ok(()) => sent += 1,
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            dropped += 1;
+                            let drained = peer.progress.drained_at_ms.load(Ordering::Relaxed);
+                            if now.saturating_sub(drained) > stuck_ms {
+                                stuck.push(id);
+                            }
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                }
+                metrics.audio_frames_out.inc_by(sent);
+                metrics.audio_frames_dropped.inc_by(dropped);
+                for id in stuck {
+                    self.disconnect_slow(id);
+                }
+                self.deliver(events);
+            }
+        }
+    }
+
+    /// Closes a connection that cannot keep up. Its goodbye may not get through a full
+    /// socket; the kick closes it regardless.
+    fn disconnect_slow(&mut self, user: UserId) {
+        if let Some(peer) = self.peers.remove(&user) {
+            self.shared.metrics.slow_disconnects.inc();
+            tracing::info!(room = %self.room.id(), user, "disconnecting a connection that fell behind");
+            let _ = peer.control_tx.try_send(Outbound::Goodbye(
+                ErrorCode::SlowConsumer,
+                "your connection could not keep up with the room's audio; check your network and rejoin".into(),
+            ));
+            peer.kick.cancel();
+            let out = self.room.depart(user, LeaveReason::Disconnected, unix_ms());
+            self.deliver(out);
+        }
+    }
+
+    fn deliver(&mut self, out: Vec<Delivery>) {
+        let mut slow = Vec::new();
+        for delivery in out {
+            match delivery {
+                Delivery::All(msg) => self.broadcast(&msg, None, &mut slow),
+                Delivery::AllExcept(except, msg) => self.broadcast(&msg, Some(except), &mut slow),
+                Delivery::To(user, msg) => {
+                    if !self.send_to(user, &msg) {
+                        slow.push(user);
+                    }
+                }
+                Delivery::Disconnect(user, code, message) => {
+                    if let Some(peer) = self.peers.remove(&user)
+                        && peer
+                            .control_tx
+                            .try_send(Outbound::Goodbye(code, message))
+                            .is_err()
+                    {
+                        peer.kick.cancel();
+                    }
+                }
+            }
+        }
+        for user in slow {
+            self.disconnect_slow(user);
+        }
+    }
+
+    fn broadcast(&self, msg: &ServerMessage, except: Option<UserId>, slow: &mut Vec<UserId>) {
+        let text = Utf8Bytes::from(msg.encode());
+        let mut sent = 0;
+        for (&id, peer) in &self.peers {
+            if Some(id) == except {
+                continue;
+            }
+            match peer.control_tx.try_send(Outbound::Text(text.clone())) {
+                Ok(()) => sent += 1,
+                // Control is never dropped: a receiver this far behind is disconnected.
+                Err(mpsc::error::TrySendError::Full(_)) => slow.push(id),
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        self.shared.metrics.control_messages_out.inc_by(sent);
+    }
+
+    /// Queues a message to one user; false when their queue is full.
+    fn send_to(&self, user: UserId, msg: &ServerMessage) -> bool {
+        let Some(peer) = self.peers.get(&user) else {
+            return true;
+        };
+        match peer
+            .control_tx
+            .try_send(Outbound::Text(Utf8Bytes::from(msg.encode())))
+        {
+            Ok(()) => {
+                self.shared.metrics.control_messages_out.inc();
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The REST API and the WebSocket upgrade: routes, authentication, validation and errors.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::oneshot;
+
+use super::actor::{self, RoomCommand, RoomHandle};
+use super::rate::TokenBucket;
+use super::room::{Refusal, Room};
+use super::{SessionEntry, Shared, connection, next_user_id, unix_ms};
+use crate::protocol::{
+    CreateRoom, CreateSession, ErrorBody, ErrorCode, ErrorDetail, PROTOCOL_VERSION, RoomDetail,
+    RoomList, ServerInfo, Session, User,
+};
+
+/// Request bodies are small JSON objects; anything larger is refused with 413.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+/// WebSocket messages above this are a protocol violation and close the connection; smaller
+/// oversize messages get a `payload_too_large` error and the connection stays up.
+const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+
+type SharedState = State<Arc<Shared>>;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1", get(server_info))
+        .route("/api/v1/sessions", post(create_session))
+        .route("/api/v1/rooms", get(list_rooms).post(create_room))
+        .route("/api/v1/rooms/{id}", get(get_room))
+        .route("/api/v1/rooms/{id}/live", get(live))
+        .fallback(|| async {
+            ApiError::new(
+                ErrorCode::NotFound,
+                "no such endpoint; see docs/protocol.md",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(shared)
+}
+
+/// An error response: `{"error": {"code", "message"}}` with the code's HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        Self::new(r.code, r.message)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                ErrorCode::PayloadTooLarge,
+                format!("request bodies are at most {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            Self::new(ErrorCode::BadRequest, rejection.body_text())
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The signed-in user of a request (`Authorization: Bearer TOKEN`).
+pub struct Authed(Arc<SessionEntry>);
+
+impl FromRequestParts<Arc<Shared>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return Err(unauthorized(
+                "send `Authorization: Bearer TOKEN`; get a token from POST /api/v1/sessions",
+            ));
+        };
+        let sessions = shared.sessions.read().map_err(|_| internal())?;
+        match sessions.get(token.trim()) {
+            Some(entry) => Ok(Self(entry.clone())),
+            None => Err(unauthorized(
+                "unknown token (the server may have restarted); create a new session",
+            )),
+        }
+    }
+}
+
+/// A bearer token where one is optional.
+pub struct MaybeAuthed(Option<Authed>);
+
+impl FromRequestParts<Arc<Shared>> for MaybeAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            Authed::from_request_parts(parts, shared)
+                .await
+                .map(|a| Self(Some(a)))
+        } else {
+            Ok(Self(None))
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+fn internal() -> ApiError {
+    ApiError::new(ErrorCode::Internal, "internal error; try again")
+}
+
+async fn metrics(State(shared): SharedState) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+}
+
+async fn server_info(State(shared): SharedState) -> Json<ServerInfo> {
+    Json(ServerInfo {
+        server: "hallway".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        protocol_version: PROTOCOL_VERSION,
+        invite_only: shared.config.access_code.is_some(),
+    })
+}
+
+/// Trims and checks a name or title: 1 to `max` characters, no control characters.
+fn clean_text(text: &str, max: usize, code: ErrorCode, what: &str) -> Result<String, ApiError> {
+    let text = text.trim();
+    let chars = text.chars().count();
+    if chars == 0 || chars > max || text.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            code,
+            format!("a {what} is 1 to {max} characters, without control characters"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+async fn create_session(
+    State(shared): SharedState,
+    body: Result<Json<CreateSession>, JsonRejection>,
+) -> Result<Json<Session>, ApiError> {
+    let Json(request) = body?;
+    let limits = &shared.config.limits;
+    if let Some(code) = &shared.config.access_code
+        && request.access_code.as_deref() != Some(code.as_str())
+    {
+        return Err(ApiError::new(
+            ErrorCode::BadAccessCode,
+            "this server is invite-only: ask its host for the access code",
+        ));
+    }
+    let name = clean_text(
+        &request.name,
+        limits.max_name_chars,
+        ErrorCode::InvalidName,
+        "name",
+    )?;
+    let token = new_token();
+    let user = User {
+        id: next_user_id(&shared),
+        name,
+    };
+    {
+        let mut sessions = shared.sessions.write().map_err(|_| internal())?;
+        if sessions.len() >= limits.max_sessions {
+            return Err(ApiError::new(
+                ErrorCode::ServerFull,
+                "this server has too many sessions; try again later",
+            ));
+        }
+        sessions.insert(
+            token.clone(),
+            Arc::new(SessionEntry {
+                user: user.clone(),
+                room_bucket: Mutex::new(TokenBucket::new(
+                    limits.rooms_per_minute / 60.0,
+                    limits.rooms_per_minute,
+                )),
+            }),
+        );
+    }
+    shared.metrics.sessions.inc();
+    Ok(Json(Session { token, user }))
+}
+
+async fn list_rooms(
+    State(shared): SharedState,
+    auth: MaybeAuthed,
+) -> Result<Json<RoomList>, ApiError> {
+    if shared.config.access_code.is_some() && auth.0.is_none() {
+        return Err(unauthorized(
+            "this server is invite-only: create a session with its access code first",
+        ));
+    }
+    let mut rooms: Vec<_> = {
+        let rooms = shared.rooms.read().map_err(|_| internal())?;
+        rooms
+            .values()
+            .map(|handle| handle.summary.borrow().clone())
+            .collect()
+    };
+    // Newest first, as a hallway lists what just went live at the top.
+    rooms.sort_by(|a, b| {
+        b.created_at_ms
+            .cmp(&a.created_at_ms)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    Ok(Json(RoomList { rooms }))
+}
+
+async fn create_room(
+    State(shared): SharedState,
+    Authed(session): Authed,
+    body: Result<Json<CreateRoom>, JsonRejection>,
+) -> Result<(StatusCode, Json<RoomDetail>), ApiError> {
+    let Json(request) = body?;
+    let limits = &shared.config.limits;
+    let title = clean_text(
+        &request.title,
+        limits.max_title_chars,
+        ErrorCode::InvalidTitle,
+        "room title",
+    )?;
+    let allowed = session
+        .room_bucket
+        .lock()
+        .map(|mut b| b.try_take())
+        .unwrap_or(false);
+    if !allowed {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "at most {} new rooms a minute; wait a little",
+                limits.rooms_per_minute
+            ),
+        ));
+    }
+    let detail = {
+        let mut rooms = shared.rooms.write().map_err(|_| internal())?;
+        if rooms.len() >= limits.max_rooms {
+            return Err(ApiError::new(
+                ErrorCode::ServerFull,
+                "this server has too many live rooms; try again later",
+            ));
+        }
+        let id = loop {
+            let id = new_room_id();
+            if !rooms.contains_key(&id) {
+                break id;
+            }
+        };
+        let room = Room::new(id.clone(), title, session.user.id, unix_ms(), limits.room);
+        let detail = room.detail();
+        rooms.insert(id, actor::spawn(shared.clone(), room));
+        detail
+    };
+    shared.metrics.rooms.inc();
+    tracing::info!(room = %detail.summary.id, title = %detail.summary.title, host = %session.user.name, "room created");
+    Ok((StatusCode::CREATED, Json(detail)))
+}
+
+fn room_handle(shared: &Shared, id: &str) -> Result<RoomHandle, ApiError> {
+    let rooms = shared.rooms.read().map_err(|_| internal())?;
+    rooms.get(id).cloned().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::RoomNotFound,
+            format!("no live room {id:?}; it may have ended"),
+        )
+    })
+}
+
+async fn get_room(
+    State(shared): SharedState,
+    auth: MaybeAuthed,
+    Path(id): Path<String>,
+) -> Result<Json<RoomDetail>, ApiError> {
+    if shared.config.access_code.is_some() && auth.0.is_none() {
+        return Err(unauthorized(
+            "this server is invite-only: create a session with its access code first",
+        ));
+    }
+    let handle = room_handle(&shared, &id)?;
+    let (reply, answer) = oneshot::channel();
+    let gone = || ApiError::new(ErrorCode::RoomNotFound, format!("room {id:?} has ended"));
+    handle
+        .tx
+        .send(RoomCommand::Describe { reply })
+        .await
+        .map_err(|_| gone())?;
+    Ok(Json(answer.await.map_err(|_| gone())?))
+}
+
+async fn live(
+    State(shared): SharedState,
+    Authed(session): Authed,
+    Path(id): Path<String>,
+    upgrade: WebSocketUpgrade,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+) -> Result<Response, ApiError> {
+    if shared.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            ErrorCode::ServerShutdown,
+            "the server is shutting down",
+        ));
+    }
+    let handle = room_handle(&shared, &id)?;
+    let (reply, answer) = oneshot::channel();
+    let gone = || ApiError::new(ErrorCode::RoomNotFound, format!("room {id:?} has ended"));
+    handle
+        .tx
+        .send(RoomCommand::Admit {
+            user: session.user.id,
+            reply,
+        })
+        .await
+        .map_err(|_| gone())?;
+    answer.await.map_err(|_| gone())??;
+    tracing::debug!(room = %id, user = session.user.id, %peer, "joining");
+    let tasks = shared.tasks.clone();
+    let user = session.user.clone();
+    Ok(upgrade
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+        .on_upgrade(move |socket| {
+            tasks.track_future(connection::serve(socket, shared, user, handle))
+        }))
+}
+
+/// A bearer token: 256 random bits, hex.
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A short room id for links: 8 characters from an alphabet without look-alikes (about 40 bits).
+fn new_room_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    (0..8)
+        .map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char)
+        .collect()
+}

@@ -1,0 +1,117 @@
+//! Server counters and gauges, exported at `GET /metrics` in Prometheus text format.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Every metric the server keeps. Cloning shares the same counters.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: std::sync::Arc<Registry>,
+    /// Live rooms.
+    pub rooms: Gauge,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Sessions issued.
+    pub sessions: Counter,
+    /// Audio frames received from speakers and accepted.
+    pub audio_frames_in: Counter,
+    /// Audio frames queued to receivers.
+    pub audio_frames_out: Counter,
+    /// Audio frames dropped: a receiver's queue was full, or the sender was not allowed to speak.
+    pub audio_frames_dropped: Counter,
+    /// Control messages received.
+    pub control_messages_in: Counter,
+    /// Control messages queued to clients.
+    pub control_messages_out: Counter,
+    /// Requests and messages answered with an error.
+    pub errors: Counter,
+    /// Connections closed because they could not keep up.
+    pub slow_disconnects: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hallway");
+        let rooms = Gauge::default();
+        let connections = Gauge::default();
+        let sessions = Counter::default();
+        let audio_frames_in = Counter::default();
+        let audio_frames_out = Counter::default();
+        let audio_frames_dropped = Counter::default();
+        let control_messages_in = Counter::default();
+        let control_messages_out = Counter::default();
+        let errors = Counter::default();
+        let slow_disconnects = Counter::default();
+        registry.register("rooms", "Live rooms", rooms.clone());
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            connections.clone(),
+        );
+        registry.register("sessions", "Sessions issued", sessions.clone());
+        registry.register(
+            "audio_frames_in",
+            "Audio frames accepted from speakers",
+            audio_frames_in.clone(),
+        );
+        registry.register(
+            "audio_frames_out",
+            "Audio frames queued to receivers",
+            audio_frames_out.clone(),
+        );
+        registry.register(
+            "audio_frames_dropped",
+            "Audio frames dropped (receiver behind, or sender not allowed to speak)",
+            audio_frames_dropped.clone(),
+        );
+        registry.register(
+            "control_messages_in",
+            "Control messages received",
+            control_messages_in.clone(),
+        );
+        registry.register(
+            "control_messages_out",
+            "Control messages queued to clients",
+            control_messages_out.clone(),
+        );
+        registry.register(
+            "errors",
+            "Requests and messages answered with an error",
+            errors.clone(),
+        );
+        registry.register(
+            "slow_disconnects",
+            "Connections closed because they could not keep up",
+            slow_disconnects.clone(),
+        );
+        Self {
+            registry: std::sync::Arc::new(registry),
+            rooms,
+            connections,
+            sessions,
+            audio_frames_in,
+            audio_frames_out,
+            audio_frames_dropped,
+            control_messages_in,
+            control_messages_out,
+            errors,
+            slow_disconnects,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,1283 @@
+//! The room rules as a pure state machine: roles, the stage, hands, invitations, mutes,
+//! removals, host hand-over and the end of a room. It takes events with the time and returns
+//! what to tell whom; sockets and timers live in the room actor (`actor.rs`).
+//!
+//! Invariants kept by every method:
+//! - while any moderator is present, exactly one participant is the host;
+//! - listeners are muted, have no invitation while on stage, and only listeners have hands up;
+//! - the stage (host, moderators, speakers) never exceeds `stage_limit`;
+//! - a removed user is never let back in.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::protocol::control::{LeaveReason, RoomEndReason};
+use crate::protocol::{
+    ClientCommand, ErrorCode, Participant, Role, RoomDetail, RoomSummary, ServerMessage,
+    StageMember, User, UserId,
+};
+
+/// How long a moderator or speaker whose connection dropped keeps their role for a rejoin,
+/// and how long a room with no moderator waits for one to come back before it ends.
+pub const REJOIN_GRACE_MS: u64 = 60_000;
+/// A speaker counts as speaking while their frames say voice at this level or louder
+/// (the wire's -dBov; 50 means -50 dBov).
+pub const SPEAKING_LEVEL: u8 = 50;
+/// A speaker stops counting as speaking this long after their last loud frame. Long enough to
+/// bridge the gaps between words, short enough that indicators follow turn-taking.
+pub const SPEAKING_HOLD_MS: u64 = 400;
+
+/// Limits a room enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomLimits {
+    /// Host, moderators and speakers together.
+    pub stage_limit: usize,
+    /// Everyone in the room.
+    pub max_participants: usize,
+}
+
+impl Default for RoomLimits {
+    fn default() -> Self {
+        Self {
+            stage_limit: 20,
+            max_participants: 5_020,
+        }
+    }
+}
+
+/// Who a message goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Everyone in the room.
+    All(ServerMessage),
+    /// Everyone but one user.
+    AllExcept(UserId, ServerMessage),
+    /// One user.
+    To(UserId, ServerMessage),
+    /// Tell one user why, then close their connection.
+    Disconnect(UserId, ErrorCode, String),
+}
+
+/// A refused command: the code and a message that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal {
+        code,
+        message: message.into(),
+    })
+}
+
+/// What happens to an audio frame from a participant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioVerdict {
+    /// Forward it to everyone else; the deliveries are speaking-state changes to announce.
+    Forward(Vec<Delivery>),
+    /// Drop it. `tell` is true the first time since the sender's state last changed, so the
+    /// sender hears why once, not fifty times a second.
+    Drop { tell: bool, refusal: Refusal },
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    role: Role,
+    muted: bool,
+    /// Order of raise and time; listeners only.
+    hand: Option<(u64, u64)>,
+    invited: bool,
+    /// Unix ms of the last frame at speaking level, while speaking.
+    speaking_until_ms: Option<u64>,
+    /// Audio was refused and the sender told; reset on any change to their state.
+    told_audio_refused: bool,
+    /// Order of joining, for stable listing.
+    joined_seq: u64,
+    /// Order of becoming moderator, for host hand-over.
+    moderator_seq: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Departed {
+    role: Role,
+    left_at_ms: u64,
+}
+
+/// One room's state.
+#[derive(Debug)]
+pub struct Room {
+    id: String,
+    title: String,
+    created_at_ms: u64,
+    limits: RoomLimits,
+    members: HashMap<UserId, Member>,
+    banned: HashSet<UserId>,
+    /// Roles of people whose connection dropped, for a rejoin within [`REJOIN_GRACE_MS`].
+    departed: HashMap<UserId, Departed>,
+    seq: u64,
+    ended: bool,
+}
+
+impl Room {
+    /// A new room created by `host`, who is expected to join within [`REJOIN_GRACE_MS`].
+    pub fn new(id: String, title: String, host: UserId, now_ms: u64, limits: RoomLimits) -> Self {
+        let mut departed = HashMap::new();
+        departed.insert(
+            host,
+            Departed {
+                role: Role::Host,
+                left_at_ms: now_ms,
+            },
+        );
+        Self {
+            id,
+            title,
+            created_at_ms: now_ms,
+            limits,
+            members: HashMap::new(),
+            banned: HashSet::new(),
+            departed,
+            seq: 0,
+            ended: false,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    pub fn contains(&self, user: UserId) -> bool {
+        self.members.contains_key(&user)
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Whether `user` may try to join (checked before a WebSocket upgrade, and again on join).
+    pub fn admission(&self, user: UserId) -> Result<(), Refusal> {
+        if self.ended {
+            return refuse(
+                ErrorCode::RoomNotFound,
+                "this room has ended; pick another from the room list",
+            );
+        }
+        if self.banned.contains(&user) {
+            return refuse(
+                ErrorCode::Banned,
+                "a moderator removed you from this room; you cannot rejoin it",
+            );
+        }
+        if !self.members.contains_key(&user) && self.members.len() >= self.limits.max_participants {
+            return refuse(
+                ErrorCode::ServerFull,
+                format!(
+                    "this room is full ({} people); try again later",
+                    self.limits.max_participants
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// `user` joins (or rejoins). The joiner gets a snapshot; everyone else a `participant_joined`.
+    /// A user already present (a second connection) just gets a fresh snapshot.
+    pub fn join(&mut self, user: &User, now_ms: u64) -> Result<Vec<Delivery>, Refusal> {
+        self.admission(user.id)?;
+        if self.members.contains_key(&user.id) {
+            return Ok(vec![Delivery::To(user.id, self.snapshot(user.id))]);
+        }
+        let mut out = Vec::new();
+        let mut role = Role::Listener;
+        if let Some(departed) = self.departed.remove(&user.id)
+            && now_ms.saturating_sub(departed.left_at_ms) <= REJOIN_GRACE_MS
+        {
+            role = departed.role;
+        }
+        if role == Role::Host && self.host().is_some() {
+            role = Role::Moderator;
+        }
+        if role.on_stage() && self.stage_count() >= self.limits.stage_limit {
+            role = Role::Listener;
+        }
+        if role.is_moderator() && self.host().is_none() {
+            role = Role::Host;
+        }
+        self.seq += 1;
+        let member = Member {
+            name: user.name.clone(),
+            role,
+            muted: true,
+            hand: None,
+            invited: false,
+            speaking_until_ms: None,
+            told_audio_refused: false,
+            joined_seq: self.seq,
+            moderator_seq: self.seq,
+        };
+        self.members.insert(user.id, member);
+        out.push(Delivery::To(user.id, self.snapshot(user.id)));
+        if let Some(participant) = self.participant(user.id) {
+            out.push(Delivery::AllExcept(
+                user.id,
+                ServerMessage::ParticipantJoined { participant },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `user` is gone: they left, their connection dropped, or they were removed.
+    /// Hands the host role over and ends the room when that is what the rules say.
+    pub fn depart(&mut self, user: UserId, reason: LeaveReason, now_ms: u64) -> Vec<Delivery> {
+        let Some(member) = self.members.remove(&user) else {
+            return Vec::new();
+        };
+        if reason == LeaveReason::Disconnected && member.role != Role::Listener {
+            self.departed.insert(
+                user,
+                Departed {
+                    role: member.role,
+                    left_at_ms: now_ms,
+                },
+            );
+        }
+        let mut out = vec![Delivery::All(ServerMessage::ParticipantLeft {
+            user_id: user,
+            reason,
+        })];
+        if member.role == Role::Host {
+            out.extend(self.hand_over_host());
+        }
+        out.extend(self.end_if_unmoderated(now_ms));
+        out
+    }
+
+    /// When the room, having no moderator, ends unless one returns: the time to call [`Room::tick`].
+    pub fn moderator_deadline_ms(&self) -> Option<u64> {
+        if self.ended || self.members.values().any(|m| m.role.is_moderator()) {
+            return None;
+        }
+        self.departed
+            .values()
+            .filter(|d| d.role.is_moderator())
+            .map(|d| d.left_at_ms + REJOIN_GRACE_MS)
+            .max()
+    }
+
+    /// When the next speaking indicator may turn off: the time to call [`Room::tick`].
+    pub fn speaking_deadline_ms(&self) -> Option<u64> {
+        self.members
+            .values()
+            .filter_map(|m| m.speaking_until_ms)
+            .min()
+    }
+
+    /// Time has passed: turn off stale speaking indicators, forget old departures and end
+    /// the room if no moderator came back.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        let mut quiet: Vec<UserId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.speaking_until_ms.is_some_and(|until| until <= now_ms))
+            .map(|(id, _)| *id)
+            .collect();
+        quiet.sort_unstable();
+        for user_id in quiet {
+            if let Some(m) = self.members.get_mut(&user_id) {
+                m.speaking_until_ms = None;
+            }
+            out.push(Delivery::All(ServerMessage::Speaking {
+                user_id,
+                speaking: false,
+            }));
+        }
+        self.departed
+            .retain(|_, d| now_ms.saturating_sub(d.left_at_ms) <= REJOIN_GRACE_MS);
+        out.extend(self.end_if_unmoderated(now_ms));
+        out
+    }
+
+    /// Ends the room for everyone.
+    pub fn end(&mut self, reason: RoomEndReason, by: Option<UserId>) -> Vec<Delivery> {
+        if self.ended {
+            return Vec::new();
+        }
+        self.ended = true;
+        let (code, message) = match reason {
+            RoomEndReason::EndedByModerator => (ErrorCode::RoomEnded, "a moderator ended the room"),
+            RoomEndReason::NoModerator => (
+                ErrorCode::RoomEnded,
+                "the room ended: no moderator was left",
+            ),
+            RoomEndReason::ServerShutdown => {
+                (ErrorCode::ServerShutdown, "the server is shutting down")
+            }
+        };
+        let mut out = vec![Delivery::All(ServerMessage::RoomEnded { reason, by })];
+        let mut ids: Vec<UserId> = self.members.keys().copied().collect();
+        ids.sort_unstable();
+        out.extend(
+            ids.into_iter()
+                .map(|id| Delivery::Disconnect(id, code, message.into())),
+        );
+        self.members.clear();
+        out
+    }
+
+    /// An audio frame from `user` with the level (-dBov) and voice flag of its header.
+    pub fn audio(&mut self, user: UserId, level: u8, voice: bool, now_ms: u64) -> AudioVerdict {
+        let Some(member) = self.members.get_mut(&user) else {
+            return AudioVerdict::Drop {
+                tell: false,
+                refusal: Refusal {
+                    code: ErrorCode::NotAllowedToSpeak,
+                    message: "you are not in this room".into(),
+                },
+            };
+        };
+        if !member.role.on_stage() || member.muted {
+            let message = if member.role.on_stage() {
+                "you are muted: unmute to be heard; your audio was dropped"
+            } else {
+                "listeners cannot send audio: raise your hand and accept an invitation to speak"
+            };
+            let tell = !member.told_audio_refused;
+            member.told_audio_refused = true;
+            return AudioVerdict::Drop {
+                tell,
+                refusal: Refusal {
+                    code: ErrorCode::NotAllowedToSpeak,
+                    message: message.into(),
+                },
+            };
+        }
+        let mut out = Vec::new();
+        if voice && level <= SPEAKING_LEVEL {
+            if member.speaking_until_ms.is_none() {
+                out.push(Delivery::All(ServerMessage::Speaking {
+                    user_id: user,
+                    speaking: true,
+                }));
+            }
+            member.speaking_until_ms = Some(now_ms + SPEAKING_HOLD_MS);
+        }
+        AudioVerdict::Forward(out)
+    }
+
+    /// A control command from `user`. Ok holds the events to deliver.
+    pub fn command(
+        &mut self,
+        user: UserId,
+        command: &ClientCommand,
+        now_ms: u64,
+    ) -> Result<Vec<Delivery>, Refusal> {
+        let Some(me) = self.members.get(&user) else {
+            return refuse(
+                ErrorCode::UserNotFound,
+                "you are not in this room; join it first",
+            );
+        };
+        let my_role = me.role;
+        use ClientCommand::*;
+        let out = match *command {
+            RaiseHand => {
+                if my_role.on_stage() {
+                    return refuse(
+                        ErrorCode::AlreadyOnStage,
+                        "you are on the stage already; just unmute to talk",
+                    );
+                }
+                if me.hand.is_some() {
+                    return Ok(Vec::new());
+                }
+                self.seq += 1;
+                let seq = self.seq;
+                let m = self.member_mut(user);
+                m.hand = Some((seq, now_ms));
+                vec![Delivery::All(ServerMessage::HandRaised {
+                    user_id: user,
+                    raised_at_ms: now_ms,
+                })]
+            }
+            LowerHand { user_id } => {
+                let target = user_id.unwrap_or(user);
+                if target != user {
+                    self.require_moderator(my_role, "lower someone else's hand")?;
+                }
+                let Some(t) = self.members.get_mut(&target) else {
+                    return refuse(
+                        ErrorCode::UserNotFound,
+                        format!("user {target} is not in this room"),
+                    );
+                };
+                if t.hand.take().is_none() {
+                    return Ok(Vec::new());
+                }
+                t.told_audio_refused = false;
+                vec![Delivery::All(ServerMessage::HandLowered {
+                    user_id: target,
+                    by: (target != user).then_some(user),
+                })]
+            }
+            Mute | Unmute => {
+                let muted = matches!(command, Mute);
+                if !my_role.on_stage() {
+                    return refuse(
+                        ErrorCode::NotOnStage,
+                        "only people on the stage have a microphone; raise your hand to ask to speak",
+                    );
+                }
+                self.set_muted(user, muted, None)
+            }
+            AcceptInvite => {
+                if !me.invited {
+                    return refuse(ErrorCode::NotInvited, "there is no invitation to accept");
+                }
+                if self.stage_count() >= self.limits.stage_limit {
+                    self.member_mut(user).invited = false;
+                    return refuse(
+                        ErrorCode::StageFull,
+                        "the stage filled up before you accepted; raise your hand again later",
+                    );
+                }
+                let m = self.member_mut(user);
+                m.invited = false;
+                let mut out = Vec::new();
+                if m.hand.take().is_some() {
+                    out.push(Delivery::All(ServerMessage::HandLowered {
+                        user_id: user,
+                        by: None,
+                    }));
+                }
+                out.extend(self.set_role(user, Role::Speaker, None));
+                out
+            }
+            DeclineInvite => {
+                if !me.invited {
+                    return refuse(ErrorCode::NotInvited, "there is no invitation to decline");
+                }
+                self.member_mut(user).invited = false;
+                vec![Delivery::All(ServerMessage::InviteDeclined {
+                    user_id: user,
+                })]
+            }
+            LeaveStage => {
+                if !my_role.on_stage() {
+                    return refuse(ErrorCode::NotOnStage, "you are in the audience already");
+                }
+                if my_role == Role::Host {
+                    return refuse(
+                        ErrorCode::Forbidden,
+                        "the host stays on the stage; make someone else a moderator and leave the room to hand over",
+                    );
+                }
+                self.set_role(user, Role::Listener, None)
+            }
+            Leave => self.depart(user, LeaveReason::Left, now_ms),
+            // Answered by the connection itself; harmless here.
+            Ping { .. } => Vec::new(),
+            InviteToSpeak { user_id } => {
+                self.require_moderator(my_role, "invite people to speak")?;
+                let t = self.target(user_id)?;
+                if t.role.on_stage() {
+                    return refuse(
+                        ErrorCode::AlreadyOnStage,
+                        format!("{} is on the stage already", t.name),
+                    );
+                }
+                if t.invited {
+                    return Ok(Vec::new());
+                }
+                if self.stage_count() >= self.limits.stage_limit {
+                    return refuse(
+                        ErrorCode::StageFull,
+                        format!(
+                            "the stage is full ({} people); move someone to the audience first",
+                            self.limits.stage_limit
+                        ),
+                    );
+                }
+                self.member_mut(user_id).invited = true;
+                vec![Delivery::All(ServerMessage::Invited { user_id, by: user })]
+            }
+            MoveToAudience { user_id } => {
+                self.require_moderator(my_role, "move people to the audience")?;
+                let t = self.target(user_id)?;
+                if !t.role.on_stage() {
+                    return refuse(
+                        ErrorCode::NotOnStage,
+                        format!("{} is in the audience already", t.name),
+                    );
+                }
+                self.require_outranks(my_role, t.role, user == user_id)?;
+                self.set_role(user_id, Role::Listener, Some(user))
+            }
+            MuteSpeaker { user_id } => {
+                self.require_moderator(my_role, "mute other speakers")?;
+                let t = self.target(user_id)?;
+                if !t.role.on_stage() {
+                    return refuse(
+                        ErrorCode::NotOnStage,
+                        format!("{} is not on the stage", t.name),
+                    );
+                }
+                self.set_muted(user_id, true, Some(user))
+            }
+            Remove { user_id } => {
+                self.require_moderator(my_role, "remove people")?;
+                if user_id == user {
+                    return refuse(
+                        ErrorCode::BadRequest,
+                        "to go, leave the room instead of removing yourself",
+                    );
+                }
+                let t = self.target(user_id)?;
+                self.require_outranks(my_role, t.role, false)?;
+                self.banned.insert(user_id);
+                let mut out = vec![Delivery::Disconnect(
+                    user_id,
+                    ErrorCode::Removed,
+                    "a moderator removed you from this room".into(),
+                )];
+                out.extend(self.depart(user_id, LeaveReason::Removed, now_ms));
+                out
+            }
+            MakeModerator { user_id } => {
+                self.require_moderator(my_role, "make moderators")?;
+                let t = self.target(user_id)?;
+                if t.role.is_moderator() {
+                    return Ok(Vec::new());
+                }
+                if !t.role.on_stage() && self.stage_count() >= self.limits.stage_limit {
+                    return refuse(
+                        ErrorCode::StageFull,
+                        format!(
+                            "the stage is full ({} people); move someone to the audience first",
+                            self.limits.stage_limit
+                        ),
+                    );
+                }
+                let mut out = Vec::new();
+                let t = self.member_mut(user_id);
+                t.invited = false;
+                if t.hand.take().is_some() {
+                    out.push(Delivery::All(ServerMessage::HandLowered {
+                        user_id,
+                        by: Some(user),
+                    }));
+                }
+                out.extend(self.set_role(user_id, Role::Moderator, Some(user)));
+                out
+            }
+            EndRoom => {
+                self.require_moderator(my_role, "end the room")?;
+                self.end(RoomEndReason::EndedByModerator, Some(user))
+            }
+        };
+        Ok(out)
+    }
+
+    /// The room as the directory lists it.
+    pub fn summary(&self) -> RoomSummary {
+        let stage = self.ordered(|m| m.role.on_stage());
+        let host = self.host().and_then(|id| {
+            self.members.get(&id).map(|m| User {
+                id,
+                name: m.name.clone(),
+            })
+        });
+        RoomSummary {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            host,
+            speakers: stage
+                .iter()
+                .filter_map(|&id| {
+                    let m = self.members.get(&id)?;
+                    Some(StageMember {
+                        id,
+                        name: m.name.clone(),
+                        role: m.role,
+                        muted: m.muted,
+                        speaking: m.speaking_until_ms.is_some(),
+                    })
+                })
+                .collect(),
+            listener_count: self.members.len() - stage.len(),
+            created_at_ms: self.created_at_ms,
+        }
+    }
+
+    /// The whole room.
+    pub fn detail(&self) -> RoomDetail {
+        let mut ids = self.ordered(|m| m.role.on_stage());
+        ids.extend(self.ordered(|m| !m.role.on_stage()));
+        let mut hands: Vec<(u64, UserId)> = self
+            .members
+            .iter()
+            .filter_map(|(id, m)| m.hand.map(|(seq, _)| (seq, *id)))
+            .collect();
+        hands.sort_unstable();
+        RoomDetail {
+            summary: self.summary(),
+            participants: ids
+                .into_iter()
+                .filter_map(|id| self.participant(id))
+                .collect(),
+            hands: hands.into_iter().map(|(_, id)| id).collect(),
+            stage_limit: self.limits.stage_limit,
+        }
+    }
+
+    fn snapshot(&self, you: UserId) -> ServerMessage {
+        ServerMessage::RoomSnapshot {
+            protocol_version: crate::protocol::PROTOCOL_VERSION,
+            you,
+            room: self.detail(),
+        }
+    }
+
+    fn participant(&self, id: UserId) -> Option<Participant> {
+        let m = self.members.get(&id)?;
+        Some(Participant {
+            id,
+            name: m.name.clone(),
+            role: m.role,
+            muted: m.muted,
+            hand_raised_at_ms: m.hand.map(|(_, at)| at),
+            invited: m.invited,
+            speaking: m.speaking_until_ms.is_some(),
+        })
+    }
+
+    fn ordered(&self, keep: impl Fn(&Member) -> bool) -> Vec<UserId> {
+        let mut ids: Vec<(u64, UserId)> = self
+            .members
+            .iter()
+            .filter(|(_, m)| keep(m))
+            .map(|(id, m)| (m.joined_seq, *id))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn host(&self) -> Option<UserId> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.role == Role::Host)
+            .map(|(id, _)| *id)
+    }
+
+    fn stage_count(&self) -> usize {
+        self.members.values().filter(|m| m.role.on_stage()).count()
+    }
+
+    fn member_mut(&mut self, id: UserId) -> &mut Member {
+        // Callers look the member up first; a missing one is a bug in this file, and a
+        // placeholder keeps the server up instead of panicking.
+        self.members.entry(id).or_insert_with(|| Member {
+            name: String::new(),
+            role: Role::Listener,
+            muted: true,
+            hand: None,
+            invited: false,
+            speaking_until_ms: None,
+            told_audio_refused: false,
+            joined_seq: u64::MAX,
+            moderator_seq: u64::MAX,
+        })
+    }
+
+    fn target(&self, id: UserId) -> Result<&Member, Refusal> {
+        match self.members.get(&id) {
+            Some(m) => Ok(m),
+            None => refuse(
+                ErrorCode::UserNotFound,
+                format!("user {id} is not in this room"),
+            ),
+        }
+    }
+
+    fn require_moderator(&self, role: Role, what: &str) -> Result<(), Refusal> {
+        if role.is_moderator() {
+            Ok(())
+        } else {
+            refuse(ErrorCode::Forbidden, format!("only moderators can {what}"))
+        }
+    }
+
+    /// Moderators act on speakers and listeners; only the host acts on other moderators;
+    /// nobody acts on the host. Acting on yourself is always allowed.
+    fn require_outranks(&self, mine: Role, theirs: Role, on_self: bool) -> Result<(), Refusal> {
+        if on_self && theirs != Role::Host {
+            return Ok(());
+        }
+        match (mine, theirs) {
+            (_, Role::Host) => refuse(ErrorCode::Forbidden, "nobody can do that to the host"),
+            (Role::Host, _) => Ok(()),
+            (_, Role::Moderator) => refuse(
+                ErrorCode::Forbidden,
+                "only the host can do that to a moderator",
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    fn set_role(&mut self, user_id: UserId, role: Role, by: Option<UserId>) -> Vec<Delivery> {
+        self.seq += 1;
+        let seq = self.seq;
+        let m = self.member_mut(user_id);
+        let was = m.role;
+        m.role = role;
+        m.told_audio_refused = false;
+        if role.is_moderator() && !was.is_moderator() {
+            m.moderator_seq = seq;
+        }
+        let mut out = vec![Delivery::All(ServerMessage::RoleChanged {
+            user_id,
+            role,
+            by,
+        })];
+        // Everyone arrives on the stage muted, and listeners have no microphone.
+        if !m.muted && (!role.on_stage() || !was.on_stage()) {
+            m.muted = true;
+            out.push(Delivery::All(ServerMessage::MuteChanged {
+                user_id,
+                muted: true,
+                by,
+            }));
+        }
+        if !role.on_stage() && m.speaking_until_ms.take().is_some() {
+            out.push(Delivery::All(ServerMessage::Speaking {
+                user_id,
+                speaking: false,
+            }));
+        }
+        if was == Role::Host && role != Role::Host {
+            out.extend(self.hand_over_host());
+        }
+        out
+    }
+
+    fn set_muted(&mut self, user_id: UserId, muted: bool, by: Option<UserId>) -> Vec<Delivery> {
+        let m = self.member_mut(user_id);
+        if m.muted == muted {
+            return Vec::new();
+        }
+        m.muted = muted;
+        m.told_audio_refused = false;
+        let mut out = vec![Delivery::All(ServerMessage::MuteChanged {
+            user_id,
+            muted,
+            by,
+        })];
+        if muted && m.speaking_until_ms.take().is_some() {
+            out.push(Delivery::All(ServerMessage::Speaking {
+                user_id,
+                speaking: false,
+            }));
+        }
+        out
+    }
+
+    /// Gives the host role to the longest-serving moderator present, if there is one.
+    fn hand_over_host(&mut self) -> Vec<Delivery> {
+        if self.host().is_some() {
+            return Vec::new();
+        }
+        let next = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.role == Role::Moderator)
+            .min_by_key(|(_, m)| m.moderator_seq)
+            .map(|(id, _)| *id);
+        match next {
+            Some(id) => {
+                self.member_mut(id).role = Role::Host;
+                vec![Delivery::All(ServerMessage::RoleChanged {
+                    user_id: id,
+                    role: Role::Host,
+                    by: None,
+                })]
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn end_if_unmoderated(&mut self, now_ms: u64) -> Vec<Delivery> {
+        match self.moderator_deadline_ms() {
+            _ if self.ended || self.members.values().any(|m| m.role.is_moderator()) => Vec::new(),
+            Some(deadline) if now_ms < deadline => Vec::new(),
+            _ => self.end(RoomEndReason::NoModerator, None),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const HOST: UserId = 1;
+    const ADA: UserId = 2;
+    const BOB: UserId = 3;
+    const CY: UserId = 4;
+
+    fn user(id: UserId) -> User {
+        let name = ["", "host", "ada", "bob", "cy", "dee", "eve"][id as usize].to_string();
+        User { id, name }
+    }
+
+    /// A room with the host and Ada and Bob in the audience.
+    fn room() -> Room {
+        let mut room = Room::new("r1".into(), "Rust".into(), HOST, 0, RoomLimits::default());
+        for id in [HOST, ADA, BOB] {
+            room.join(&user(id), 10).unwrap();
+        }
+        room
+    }
+
+    fn role(room: &Room, id: UserId) -> Role {
+        room.participant(id).unwrap().role
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, Refusal>) -> ErrorCode {
+        r.unwrap_err().code
+    }
+
+    #[test]
+    fn the_creator_joins_as_host_and_others_as_listeners() {
+        let room = room();
+        assert_eq!(role(&room, HOST), Role::Host);
+        assert_eq!(role(&room, ADA), Role::Listener);
+        assert_eq!(room.summary().listener_count, 2);
+        assert_eq!(room.summary().host.unwrap().name, "host");
+    }
+
+    #[test]
+    fn joining_tells_the_joiner_everything_and_the_others_who_came() {
+        let mut room = room();
+        let out = room.join(&user(CY), 20).unwrap();
+        assert!(
+            matches!(&out[0], Delivery::To(CY, ServerMessage::RoomSnapshot { you: CY, room, .. }) if room.participants.len() == 4)
+        );
+        assert!(
+            matches!(&out[1], Delivery::AllExcept(CY, ServerMessage::ParticipantJoined { participant }) if participant.id == CY)
+        );
+    }
+
+    #[test]
+    fn full_stage_flow_hand_invite_accept_speak_and_back() {
+        let mut room = room();
+        let out = room.command(ADA, &ClientCommand::RaiseHand, 100).unwrap();
+        assert_eq!(
+            out,
+            vec![Delivery::All(ServerMessage::HandRaised {
+                user_id: ADA,
+                raised_at_ms: 100
+            })]
+        );
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: ADA }, 110)
+            .unwrap();
+        assert!(room.participant(ADA).unwrap().invited);
+        let out = room
+            .command(ADA, &ClientCommand::AcceptInvite, 120)
+            .unwrap();
+        assert!(out.contains(&Delivery::All(ServerMessage::HandLowered {
+            user_id: ADA,
+            by: None
+        })));
+        assert!(out.contains(&Delivery::All(ServerMessage::RoleChanged {
+            user_id: ADA,
+            role: Role::Speaker,
+            by: None
+        })));
+        let ada = room.participant(ADA).unwrap();
+        assert_eq!(
+            (ada.role, ada.muted, ada.invited, ada.hand_raised_at_ms),
+            (Role::Speaker, true, false, None)
+        );
+        // A new speaker arrives muted: audio is refused until they unmute.
+        assert!(matches!(
+            room.audio(ADA, 20, true, 130),
+            AudioVerdict::Drop { tell: true, .. }
+        ));
+        room.command(ADA, &ClientCommand::Unmute, 140).unwrap();
+        assert!(matches!(
+            room.audio(ADA, 20, true, 150),
+            AudioVerdict::Forward(_)
+        ));
+        let out = room
+            .command(HOST, &ClientCommand::MoveToAudience { user_id: ADA }, 160)
+            .unwrap();
+        assert!(out.contains(&Delivery::All(ServerMessage::RoleChanged {
+            user_id: ADA,
+            role: Role::Listener,
+            by: Some(HOST)
+        })));
+        assert!(out.contains(&Delivery::All(ServerMessage::MuteChanged {
+            user_id: ADA,
+            muted: true,
+            by: Some(HOST)
+        })));
+        assert!(out.contains(&Delivery::All(ServerMessage::Speaking {
+            user_id: ADA,
+            speaking: false
+        })));
+        assert!(matches!(
+            room.audio(ADA, 20, true, 170),
+            AudioVerdict::Drop { .. }
+        ));
+    }
+
+    #[test]
+    fn hands_are_listed_in_the_order_raised() {
+        let mut room = room();
+        room.join(&user(CY), 10).unwrap();
+        room.command(BOB, &ClientCommand::RaiseHand, 100).unwrap();
+        room.command(CY, &ClientCommand::RaiseHand, 100).unwrap();
+        room.command(ADA, &ClientCommand::RaiseHand, 90).unwrap();
+        assert_eq!(room.detail().hands, vec![BOB, CY, ADA]);
+        room.command(CY, &ClientCommand::LowerHand { user_id: None }, 120)
+            .unwrap();
+        assert_eq!(room.detail().hands, vec![BOB, ADA]);
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::LowerHand { user_id: Some(BOB) }, 130)),
+            ErrorCode::Forbidden
+        );
+        room.command(HOST, &ClientCommand::LowerHand { user_id: Some(BOB) }, 130)
+            .unwrap();
+        assert_eq!(room.detail().hands, vec![ADA]);
+    }
+
+    #[test]
+    fn listeners_cannot_moderate_or_use_a_microphone() {
+        let mut room = room();
+        for cmd in [
+            ClientCommand::InviteToSpeak { user_id: BOB },
+            ClientCommand::MoveToAudience { user_id: HOST },
+            ClientCommand::MuteSpeaker { user_id: HOST },
+            ClientCommand::Remove { user_id: BOB },
+            ClientCommand::MakeModerator { user_id: ADA },
+            ClientCommand::EndRoom,
+        ] {
+            assert_eq!(
+                code(room.command(ADA, &cmd, 50)),
+                ErrorCode::Forbidden,
+                "{cmd:?}"
+            );
+        }
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::Unmute, 50)),
+            ErrorCode::NotOnStage
+        );
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::AcceptInvite, 50)),
+            ErrorCode::NotInvited
+        );
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::DeclineInvite, 50)),
+            ErrorCode::NotInvited
+        );
+        assert_eq!(
+            code(room.command(HOST, &ClientCommand::RaiseHand, 50)),
+            ErrorCode::AlreadyOnStage
+        );
+        assert_eq!(
+            code(room.command(99, &ClientCommand::RaiseHand, 50)),
+            ErrorCode::UserNotFound
+        );
+        assert_eq!(
+            code(room.command(HOST, &ClientCommand::InviteToSpeak { user_id: 99 }, 50)),
+            ErrorCode::UserNotFound
+        );
+    }
+
+    #[test]
+    fn only_the_speaker_can_unmute_after_a_moderator_mutes_them() {
+        let mut room = room();
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: ADA }, 10)
+            .unwrap();
+        room.command(ADA, &ClientCommand::AcceptInvite, 10).unwrap();
+        room.command(ADA, &ClientCommand::Unmute, 10).unwrap();
+        let out = room
+            .command(HOST, &ClientCommand::MuteSpeaker { user_id: ADA }, 20)
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Delivery::All(ServerMessage::MuteChanged {
+                user_id: ADA,
+                muted: true,
+                by: Some(HOST)
+            })]
+        );
+        // There is no command to unmute someone else; the speaker can.
+        room.command(ADA, &ClientCommand::Unmute, 30).unwrap();
+        assert!(!room.participant(ADA).unwrap().muted);
+    }
+
+    #[test]
+    fn declining_clears_the_invitation() {
+        let mut room = room();
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: BOB }, 10)
+            .unwrap();
+        let out = room
+            .command(BOB, &ClientCommand::DeclineInvite, 20)
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Delivery::All(ServerMessage::InviteDeclined {
+                user_id: BOB
+            })]
+        );
+        assert_eq!(
+            code(room.command(BOB, &ClientCommand::AcceptInvite, 30)),
+            ErrorCode::NotInvited
+        );
+        assert_eq!(role(&room, BOB), Role::Listener);
+    }
+
+    #[test]
+    fn the_stage_has_a_limit() {
+        let limits = RoomLimits {
+            stage_limit: 2,
+            max_participants: 4,
+        };
+        let mut room = Room::new("r".into(), "t".into(), HOST, 0, limits);
+        for id in [HOST, ADA, BOB, CY] {
+            room.join(&user(id), 1).unwrap();
+        }
+        assert_eq!(code(room.join(&user(5), 1)), ErrorCode::ServerFull);
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: ADA }, 2)
+            .unwrap();
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: BOB }, 2)
+            .unwrap();
+        room.command(ADA, &ClientCommand::AcceptInvite, 3).unwrap();
+        assert_eq!(
+            code(room.command(BOB, &ClientCommand::AcceptInvite, 3)),
+            ErrorCode::StageFull
+        );
+        assert_eq!(
+            code(room.command(HOST, &ClientCommand::InviteToSpeak { user_id: CY }, 3)),
+            ErrorCode::StageFull
+        );
+        assert_eq!(
+            code(room.command(HOST, &ClientCommand::MakeModerator { user_id: CY }, 3)),
+            ErrorCode::StageFull
+        );
+    }
+
+    #[test]
+    fn removed_people_cannot_rejoin_and_the_host_cannot_be_removed() {
+        let mut room = room();
+        let out = room
+            .command(HOST, &ClientCommand::Remove { user_id: BOB }, 10)
+            .unwrap();
+        assert!(matches!(
+            &out[0],
+            Delivery::Disconnect(BOB, ErrorCode::Removed, _)
+        ));
+        assert!(out.contains(&Delivery::All(ServerMessage::ParticipantLeft {
+            user_id: BOB,
+            reason: LeaveReason::Removed
+        })));
+        assert!(!room.contains(BOB));
+        assert_eq!(code(room.join(&user(BOB), 20)), ErrorCode::Banned);
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 30)
+            .unwrap();
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::Remove { user_id: HOST }, 40)),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::MoveToAudience { user_id: HOST }, 40)),
+            ErrorCode::Forbidden
+        );
+    }
+
+    #[test]
+    fn only_the_host_acts_on_moderators() {
+        let mut room = room();
+        room.join(&user(CY), 1).unwrap();
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 10)
+            .unwrap();
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: BOB }, 10)
+            .unwrap();
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::Remove { user_id: BOB }, 20)),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::MoveToAudience { user_id: BOB }, 20)),
+            ErrorCode::Forbidden
+        );
+        room.command(ADA, &ClientCommand::Remove { user_id: CY }, 20)
+            .unwrap();
+        room.command(HOST, &ClientCommand::MoveToAudience { user_id: BOB }, 30)
+            .unwrap();
+        assert_eq!(role(&room, BOB), Role::Listener);
+    }
+
+    #[test]
+    fn the_host_role_passes_to_the_longest_serving_moderator() {
+        let mut room = room();
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: BOB }, 10)
+            .unwrap();
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 11)
+            .unwrap();
+        let out = room.command(HOST, &ClientCommand::Leave, 20).unwrap();
+        assert!(out.contains(&Delivery::All(ServerMessage::RoleChanged {
+            user_id: BOB,
+            role: Role::Host,
+            by: None
+        })));
+        assert_eq!(role(&room, BOB), Role::Host);
+        assert_eq!(role(&room, ADA), Role::Moderator);
+        assert!(!room.is_ended());
+    }
+
+    #[test]
+    fn the_room_ends_when_the_last_moderator_leaves() {
+        let mut room = room();
+        let out = room.command(HOST, &ClientCommand::Leave, 20).unwrap();
+        assert!(out.contains(&Delivery::All(ServerMessage::RoomEnded {
+            reason: RoomEndReason::NoModerator,
+            by: None
+        })));
+        assert!(out.contains(&Delivery::Disconnect(
+            ADA,
+            ErrorCode::RoomEnded,
+            "the room ended: no moderator was left".into()
+        )));
+        assert!(room.is_ended());
+        assert_eq!(code(room.join(&user(CY), 30)), ErrorCode::RoomNotFound);
+    }
+
+    #[test]
+    fn a_dropped_host_gets_a_grace_period_and_their_role_back() {
+        let mut room = room();
+        let out = room.depart(HOST, LeaveReason::Disconnected, 1_000);
+        assert!(!room.is_ended(), "{out:?}");
+        assert_eq!(room.moderator_deadline_ms(), Some(1_000 + REJOIN_GRACE_MS));
+        room.join(&user(HOST), 5_000).unwrap();
+        assert_eq!(role(&room, HOST), Role::Host);
+        assert_eq!(room.moderator_deadline_ms(), None);
+        room.depart(HOST, LeaveReason::Disconnected, 10_000);
+        assert!(room.tick(10_000 + REJOIN_GRACE_MS - 1).is_empty());
+        let out = room.tick(10_000 + REJOIN_GRACE_MS);
+        assert!(out.contains(&Delivery::All(ServerMessage::RoomEnded {
+            reason: RoomEndReason::NoModerator,
+            by: None
+        })));
+    }
+
+    #[test]
+    fn a_created_room_waits_for_its_host() {
+        let mut room = Room::new("r".into(), "t".into(), HOST, 0, RoomLimits::default());
+        assert_eq!(room.moderator_deadline_ms(), Some(REJOIN_GRACE_MS));
+        room.join(&user(ADA), 1).unwrap();
+        assert_eq!(role(&room, ADA), Role::Listener);
+        room.join(&user(HOST), 2).unwrap();
+        assert_eq!(role(&room, HOST), Role::Host);
+    }
+
+    #[test]
+    fn speaking_follows_the_levels_in_the_frames() {
+        let mut room = room();
+        room.command(HOST, &ClientCommand::Unmute, 0).unwrap();
+        let AudioVerdict::Forward(out) = room.audio(HOST, 20, true, 1_000) else {
+            panic!("host may speak")
+        };
+        assert_eq!(
+            out,
+            vec![Delivery::All(ServerMessage::Speaking {
+                user_id: HOST,
+                speaking: true
+            })]
+        );
+        let AudioVerdict::Forward(out) = room.audio(HOST, 20, true, 1_020) else {
+            panic!("host may speak")
+        };
+        assert!(out.is_empty(), "no repeat while speaking");
+        // Quiet frames keep flowing but do not extend the indicator.
+        room.audio(HOST, 90, false, 1_300);
+        assert_eq!(room.speaking_deadline_ms(), Some(1_020 + SPEAKING_HOLD_MS));
+        assert_eq!(
+            room.tick(1_020 + SPEAKING_HOLD_MS),
+            vec![Delivery::All(ServerMessage::Speaking {
+                user_id: HOST,
+                speaking: false
+            })]
+        );
+        assert_eq!(room.speaking_deadline_ms(), None);
+    }
+
+    #[test]
+    fn refused_audio_is_explained_once_per_state() {
+        let mut room = room();
+        assert!(matches!(
+            room.audio(ADA, 20, true, 1),
+            AudioVerdict::Drop { tell: true, .. }
+        ));
+        assert!(matches!(
+            room.audio(ADA, 20, true, 2),
+            AudioVerdict::Drop { tell: false, .. }
+        ));
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: ADA }, 3)
+            .unwrap();
+        room.command(ADA, &ClientCommand::AcceptInvite, 4).unwrap();
+        assert!(matches!(
+            room.audio(ADA, 20, true, 5),
+            AudioVerdict::Drop { tell: true, .. }
+        ));
+    }
+
+    #[test]
+    fn the_host_cannot_leave_the_stage_but_a_speaker_can() {
+        let mut room = room();
+        assert_eq!(
+            code(room.command(HOST, &ClientCommand::LeaveStage, 1)),
+            ErrorCode::Forbidden
+        );
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: ADA }, 2)
+            .unwrap();
+        room.command(ADA, &ClientCommand::AcceptInvite, 3).unwrap();
+        room.command(ADA, &ClientCommand::LeaveStage, 4).unwrap();
+        assert_eq!(role(&room, ADA), Role::Listener);
+    }
+
+    #[test]
+    fn ending_disconnects_everyone() {
+        let mut room = room();
+        let out = room.command(HOST, &ClientCommand::EndRoom, 5).unwrap();
+        assert_eq!(
+            out[0],
+            Delivery::All(ServerMessage::RoomEnded {
+                reason: RoomEndReason::EndedByModerator,
+                by: Some(HOST)
+            })
+        );
+        assert_eq!(
+            out.iter()
+                .filter(|d| matches!(d, Delivery::Disconnect(..)))
+                .count(),
+            3
+        );
+        assert!(room.is_ended() && room.is_empty());
+    }
+}

@@ -1,0 +1,378 @@
+//! Test harness: a real `hallway serve` process on 127.0.0.1:0, a REST client and live
+//! WebSocket clients speaking the real wire.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hallway::protocol::{AudioFrame, AudioHeader, RoomDetail, ServerMessage, Session, UserId};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for a message it expects before failing. Generous: CI is slow.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A `hallway serve` child process, killed when dropped.
+pub struct TestServer {
+    pub child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hallway"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start hallway serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|url| url.starts_with("http://"))
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
+            .to_string();
+        Self {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn ws_url(&self, room: &str) -> String {
+        format!(
+            "{}/api/v1/rooms/{room}/live",
+            self.base.replacen("http", "ws", 1)
+        )
+    }
+
+    /// A new session; panics unless the server grants it.
+    pub async fn session(&self, name: &str) -> Session {
+        let resp = self
+            .http
+            .post(self.url("/api/v1/sessions"))
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        resp.json().await.unwrap()
+    }
+
+    /// Creates a room as `host`; returns its id.
+    pub async fn create_room(&self, host: &Session, title: &str) -> String {
+        let resp = self
+            .http
+            .post(self.url("/api/v1/rooms"))
+            .bearer_auth(&host.token)
+            .json(&json!({ "title": title }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        let detail: RoomDetail = resp.json().await.unwrap();
+        detail.summary.id
+    }
+
+    pub async fn room(&self, id: &str) -> RoomDetail {
+        let resp = self
+            .http
+            .get(self.url(&format!("/api/v1/rooms/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    /// GET a path; returns the status and the JSON body (Null when not JSON).
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST a raw body; returns the status and the JSON body.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The value of one metric from /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.parse().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+    }
+
+    /// Sends SIGINT, as Ctrl-C would.
+    pub fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A participant connected to a room's live WebSocket.
+pub struct Live {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub me: UserId,
+    pub snapshot: RoomDetail,
+}
+
+/// Opens the WebSocket with a token; returns the HTTP refusal's status if it is refused.
+pub async fn connect_raw(
+    server: &TestServer,
+    room: &str,
+    token: Option<&str>,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, u16> {
+    let mut request = server.ws_url(room).into_client_request().unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
+impl Live {
+    /// Joins and reads the snapshot.
+    pub async fn join(server: &TestServer, room: &str, session: &Session) -> Self {
+        let ws = connect_raw(server, room, Some(&session.token))
+            .await
+            .unwrap();
+        let mut live = Self {
+            ws,
+            me: session.user.id,
+            snapshot: empty_detail(),
+        };
+        match live.next().await {
+            ServerMessage::RoomSnapshot { you, room, .. } => {
+                assert_eq!(you, session.user.id);
+                live.snapshot = room;
+            }
+            other => panic!("expected a snapshot, got {other:?}"),
+        }
+        live
+    }
+
+    /// The next message of any kind, control or audio, within [`PATIENCE`].
+    pub async fn next_any(&mut self) -> Message {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("timed out waiting for a message")
+                .expect("connection closed")
+                .expect("websocket error");
+            if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+                return msg;
+            }
+        }
+    }
+
+    /// The next control message, skipping audio and speaking indicators.
+    pub async fn next(&mut self) -> ServerMessage {
+        loop {
+            match self.next_any().await {
+                Message::Text(text) => {
+                    let msg = ServerMessage::decode(&text)
+                        .unwrap_or_else(|e| panic!("bad server message {text}: {e}"));
+                    if !matches!(msg, ServerMessage::Speaking { .. }) {
+                        return msg;
+                    }
+                }
+                Message::Binary(_) => {}
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Skips messages until one matches; panics on timeout.
+    pub async fn wait_for(
+        &mut self,
+        mut wanted: impl FnMut(&ServerMessage) -> bool,
+    ) -> ServerMessage {
+        loop {
+            let msg = self.next().await;
+            if wanted(&msg) {
+                return msg;
+            }
+        }
+    }
+
+    /// The next audio frame, skipping control messages.
+    pub async fn next_audio(&mut self) -> AudioFrame {
+        loop {
+            if let Message::Binary(bytes) = self.next_any().await {
+                return AudioFrame::parse(bytes).unwrap();
+            }
+        }
+    }
+
+    pub async fn send(&mut self, value: Value) {
+        self.ws
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// Sends a command with an id and waits for its `ok` (panicking on an `error`).
+    pub async fn command(&mut self, mut value: Value) {
+        value["id"] = json!("cmd");
+        self.send(value.clone()).await;
+        match self
+            .wait_for(|m| {
+                matches!(
+                    m,
+                    ServerMessage::Ok { .. } | ServerMessage::Error { id: Some(_), .. }
+                )
+            })
+            .await
+        {
+            ServerMessage::Ok { .. } => {}
+            other => panic!("{value} was refused: {other:?}"),
+        }
+    }
+
+    /// Sends a command with an id and returns the error code it is refused with.
+    pub async fn refused(&mut self, mut value: Value) -> String {
+        value["id"] = json!("cmd");
+        self.send(value.clone()).await;
+        match self
+            .wait_for(|m| {
+                matches!(
+                    m,
+                    ServerMessage::Ok { .. } | ServerMessage::Error { id: Some(_), .. }
+                )
+            })
+            .await
+        {
+            ServerMessage::Error { code, .. } => code.as_str().to_string(),
+            other => panic!("{value} was accepted: {other:?}"),
+        }
+    }
+
+    /// Sends one audio frame with this sequence number and payload.
+    pub async fn send_audio(&mut self, sequence: u32, opus: &[u8]) {
+        let header = AudioHeader {
+            speaker_id: 0,
+            sequence,
+            timestamp_48k: sequence.wrapping_mul(960),
+            level: 20,
+            voice: true,
+        };
+        let frame = AudioFrame::new(header, opus).unwrap();
+        self.ws
+            .send(Message::Binary(frame.bytes().clone()))
+            .await
+            .unwrap();
+    }
+
+    /// Reads until the server closes; returns the goodbye code if one came first.
+    pub async fn closed(&mut self) -> Option<String> {
+        let mut goodbye = None;
+        loop {
+            match tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("timed out waiting for close")
+            {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return goodbye,
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(ServerMessage::Goodbye { code, .. }) = ServerMessage::decode(&text) {
+                        goodbye = Some(code.as_str().to_string());
+                    }
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+fn empty_detail() -> RoomDetail {
+    serde_json::from_value(json!({
+        "id": "", "title": "", "host": null, "speakers": [], "listener_count": 0,
+        "created_at_ms": 0, "participants": [], "hands": [], "stage_limit": 0
+    }))
+    .unwrap()
+}
+
+/// A room with a host and `n` listeners, all connected.
+pub async fn room_with(server: &TestServer, listeners: &[&str]) -> (String, Live, Vec<Live>) {
+    let host_session = server.session("host").await;
+    let room = server.create_room(&host_session, "test room").await;
+    let host = Live::join(server, &room, &host_session).await;
+    let mut others = Vec::new();
+    for name in listeners {
+        let session = server.session(name).await;
+        others.push(Live::join(server, &room, &session).await);
+    }
+    (room, host, others)
+}
