@@ -101,13 +101,34 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("hallway server listening on http://{addr}");
         let shutdown = server.shutdown_token();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("Ctrl-C: shutting down, telling every client");
-            }
+            let signal = stop_signal().await;
+            tracing::info!("{signal}: shutting down, telling every client");
             shutdown.cancel();
         });
         server.run().await?;
         tracing::info!("server stopped");
         anyhow::Ok(())
     })
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM and names the one that came. A signal that cannot be
+/// listened for is waited on forever rather than taken as a request to stop.
+async fn stop_signal() -> &'static str {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => "Ctrl-C",
+        () = term => "SIGTERM",
+    }
 }
