@@ -1,0 +1,746 @@
+//! The client's model: state, the messages that change it and the effects it asks for.
+//! Pure: `App::update(msg)` returns effects for the shell to run; nothing here does I/O.
+//! The view (`ui`) reads an `&App` and never changes it.
+
+pub mod room_view;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+pub use room_view::{Notice, RoomView};
+
+use crate::net::NetEvent;
+use crate::protocol::control::{LeaveReason, RoomEndReason};
+use crate::protocol::{ClientCommand, ErrorCode, Role, RoomSummary, ServerMessage, UserId};
+
+/// A message to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    /// A key press (or release, where the terminal reports releases).
+    Key(KeyEvent),
+    /// The wall clock, for "waited 2m" and fading notices (Unix ms).
+    Tick { now_ms: u64 },
+    /// The room list arrived (or failed).
+    Rooms(Result<Vec<RoomSummary>, String>),
+    /// A room we asked for was created (its id), or not.
+    RoomCreated(Result<String, String>),
+    /// Go straight into a room (a room link or `--room` on the command line).
+    OpenRoom { id: String },
+    /// Something from the live session.
+    Net(NetEvent),
+    /// Audio meters and counters, a few times a second.
+    Audio(AudioStatus),
+}
+
+/// Work the shell does for the model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    RefreshRooms,
+    CreateRoom {
+        title: String,
+    },
+    JoinRoom {
+        id: String,
+    },
+    /// Send a command on the live session.
+    Send(ClientCommand),
+    /// Leave the room (the shell closes the live session and stops audio).
+    LeaveRoom,
+    /// Open or close the microphone: it sends only while on stage and unmuted.
+    SetMicLive(bool),
+    SetOutputVolume(f32),
+    SetSpeakerVolume {
+        user_id: UserId,
+        volume: f32,
+    },
+    Quit,
+}
+
+/// What the audio engine reports for the screen.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AudioStatus {
+    /// Why there is no sound, when there is none (no sound card, no device...).
+    pub unavailable: Option<String>,
+    /// Microphone level, dBov (-127 silence).
+    pub input_level_dbov: f32,
+    /// Voice on the microphone right now.
+    pub input_voice: bool,
+    /// Current jitter-buffer delay, ms (largest over speakers).
+    pub jitter_ms: u32,
+    /// Frames concealed since joining.
+    pub concealed: u64,
+    /// Output underruns since joining.
+    pub underruns: u64,
+    /// Per-speaker output level, dBov.
+    pub speaker_levels: HashMap<UserId, f32>,
+}
+
+/// Where the person is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Screen {
+    Hallway,
+    /// Joining or in a room.
+    Room(Box<RoomScreen>),
+}
+
+/// A room being joined or in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomScreen {
+    pub id: String,
+    /// None until the snapshot arrives.
+    pub view: Option<RoomView>,
+    /// Index into `view.listed()`.
+    pub selected: usize,
+    pub connection: Connection,
+    /// Per-speaker volumes set with `[` and `]`.
+    pub volumes: HashMap<UserId, f32>,
+    /// Space is held (push-to-talk) and unmuted us.
+    pub talking_by_space: bool,
+}
+
+/// The live connection's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connection {
+    Connecting,
+    Live { rtt_ms: Option<u32> },
+    Reconnecting { attempt: u32, reason: String },
+}
+
+/// A modal in front of the screen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    Help,
+    /// Typing a new room's title.
+    NewRoom {
+        title: String,
+    },
+    /// Confirming a removal.
+    ConfirmRemove {
+        user_id: UserId,
+        name: String,
+    },
+}
+
+/// The whole client state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    /// Shown in the title bar.
+    pub server: String,
+    pub my_name: String,
+    pub screen: Screen,
+    pub rooms: Vec<RoomSummary>,
+    /// Why the room list could not be loaded, if it could not.
+    pub rooms_error: Option<String>,
+    pub rooms_loaded: bool,
+    pub filter: String,
+    /// Typing into the filter.
+    pub filtering: bool,
+    /// Index into `visible_rooms()`.
+    pub selected_room: usize,
+    pub overlay: Option<Overlay>,
+    /// The event line: latest notice and when it was shown.
+    pub notice: Option<(String, u64)>,
+    pub audio: AudioStatus,
+    /// Output volume, 0.0..=2.0.
+    pub output_volume: f32,
+    /// The terminal reports key releases, so space can be held to talk.
+    pub key_release: bool,
+    pub now_ms: u64,
+    pub quit: bool,
+}
+
+/// Notices fade after this long.
+pub const NOTICE_MS: u64 = 8_000;
+/// A microphone this loud while muted earns the "you are talking while muted" hint (dBov).
+pub const TALKING_WHILE_MUTED_DBOV: f32 = -40.0;
+
+impl App {
+    pub fn new(server: impl Into<String>, my_name: impl Into<String>, key_release: bool) -> Self {
+        Self {
+            server: server.into(),
+            my_name: my_name.into(),
+            screen: Screen::Hallway,
+            rooms: Vec::new(),
+            rooms_error: None,
+            rooms_loaded: false,
+            filter: String::new(),
+            filtering: false,
+            selected_room: 0,
+            overlay: None,
+            notice: None,
+            audio: AudioStatus::default(),
+            output_volume: 1.0,
+            key_release,
+            now_ms: 0,
+            quit: false,
+        }
+    }
+
+    /// The rooms matching the filter (title, host or speaker names, case-insensitive).
+    pub fn visible_rooms(&self) -> Vec<&RoomSummary> {
+        let needle = self.filter.to_lowercase();
+        self.rooms
+            .iter()
+            .filter(|r| {
+                needle.is_empty()
+                    || r.title.to_lowercase().contains(&needle)
+                    || r.speakers
+                        .iter()
+                        .any(|s| s.name.to_lowercase().contains(&needle))
+            })
+            .collect()
+    }
+
+    /// The room screen, when in one.
+    pub fn room(&self) -> Option<&RoomScreen> {
+        match &self.screen {
+            Screen::Room(room) => Some(room),
+            Screen::Hallway => None,
+        }
+    }
+
+    fn room_mut(&mut self) -> Option<&mut RoomScreen> {
+        match &mut self.screen {
+            Screen::Room(room) => Some(room),
+            Screen::Hallway => None,
+        }
+    }
+
+    /// The notice to show now, if it has not faded.
+    pub fn current_notice(&self) -> Option<&str> {
+        self.notice
+            .as_ref()
+            .filter(|(_, at)| self.now_ms.saturating_sub(*at) < NOTICE_MS)
+            .map(|(text, _)| text.as_str())
+    }
+
+    /// Muted on stage while the microphone hears a voice.
+    pub fn talking_while_muted(&self) -> bool {
+        let muted_on_stage = self
+            .room()
+            .and_then(|r| r.view.as_ref())
+            .and_then(|v| v.myself())
+            .is_some_and(|p| p.role.on_stage() && p.muted);
+        muted_on_stage
+            && self.audio.input_voice
+            && self.audio.input_level_dbov > TALKING_WHILE_MUTED_DBOV
+    }
+
+    fn say(&mut self, text: impl Into<String>) {
+        self.notice = Some((text.into(), self.now_ms));
+    }
+
+    fn mic_live(&self) -> bool {
+        self.room()
+            .and_then(|r| r.view.as_ref())
+            .is_some_and(RoomView::mic_live)
+    }
+
+    /// The one place state changes.
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        let mic_before = self.mic_live();
+        let mut effects = match msg {
+            Msg::Key(key) => self.on_key(key),
+            Msg::Tick { now_ms } => {
+                self.now_ms = now_ms;
+                Vec::new()
+            }
+            Msg::Rooms(Ok(rooms)) => {
+                self.rooms = rooms;
+                self.rooms_error = None;
+                self.rooms_loaded = true;
+                self.selected_room = self
+                    .selected_room
+                    .min(self.visible_rooms().len().saturating_sub(1));
+                Vec::new()
+            }
+            Msg::Rooms(Err(e)) => {
+                self.rooms_error = Some(e);
+                self.rooms_loaded = true;
+                Vec::new()
+            }
+            Msg::RoomCreated(Ok(id)) | Msg::OpenRoom { id } => self.enter_room(id),
+            Msg::RoomCreated(Err(e)) => {
+                self.say(format!("Could not create the room: {e}"));
+                Vec::new()
+            }
+            Msg::Net(event) => self.on_net(event),
+            Msg::Audio(status) => {
+                self.audio = status;
+                Vec::new()
+            }
+        };
+        let mic_after = self.mic_live();
+        if mic_after != mic_before {
+            effects.push(Effect::SetMicLive(mic_after));
+        }
+        effects
+    }
+
+    fn enter_room(&mut self, id: String) -> Vec<Effect> {
+        self.overlay = None;
+        // A created room can arrive while the filter is being typed; keys go to the room.
+        self.filtering = false;
+        self.screen = Screen::Room(Box::new(RoomScreen {
+            id: id.clone(),
+            view: None,
+            selected: 0,
+            connection: Connection::Connecting,
+            volumes: HashMap::new(),
+            talking_by_space: false,
+        }));
+        vec![Effect::JoinRoom { id }]
+    }
+
+    fn back_to_hallway(&mut self) -> Vec<Effect> {
+        self.screen = Screen::Hallway;
+        self.overlay = None;
+        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+    }
+
+    fn on_net(&mut self, event: NetEvent) -> Vec<Effect> {
+        let Some(room) = self.room_mut() else {
+            return Vec::new();
+        };
+        match event {
+            NetEvent::Connected => {
+                room.connection = Connection::Live { rtt_ms: None };
+                Vec::new()
+            }
+            NetEvent::RoundTrip { rtt_ms } => {
+                room.connection = Connection::Live {
+                    rtt_ms: Some(rtt_ms),
+                };
+                Vec::new()
+            }
+            NetEvent::Reconnecting { attempt, reason } => {
+                room.connection = Connection::Reconnecting { attempt, reason };
+                Vec::new()
+            }
+            NetEvent::Closed { code, message } => {
+                let text = match code {
+                    Some(ErrorCode::Removed) => {
+                        "A moderator removed you from the room.".to_string()
+                    }
+                    Some(ErrorCode::RoomEnded) => "The room has ended.".to_string(),
+                    Some(_) | None => message,
+                };
+                let effects = self.back_to_hallway();
+                self.say(text);
+                effects
+            }
+            NetEvent::Server(message) => self.on_server(message),
+        }
+    }
+
+    fn on_server(&mut self, message: ServerMessage) -> Vec<Effect> {
+        let Some(room) = self.room_mut() else {
+            return Vec::new();
+        };
+        match &message {
+            ServerMessage::RoomSnapshot {
+                you, room: detail, ..
+            } => {
+                room.view = Some(RoomView::new(detail.clone(), *you));
+                room.selected = 0;
+                return Vec::new();
+            }
+            ServerMessage::Error { message, .. } => {
+                let text = message.clone();
+                self.say(capitalize(&text));
+                return Vec::new();
+            }
+            ServerMessage::RoomEnded { reason, .. } => {
+                let text = match reason {
+                    RoomEndReason::EndedByModerator => "A moderator ended the room.",
+                    RoomEndReason::NoModerator => "The room ended: no moderator was left.",
+                    RoomEndReason::ServerShutdown => "The server is shutting down.",
+                };
+                let effects = self.back_to_hallway();
+                self.say(text);
+                return effects;
+            }
+            _ => {}
+        }
+        let Some(view) = room.view.as_mut() else {
+            return Vec::new();
+        };
+        // The selection stays on its person when the list reorders (a hand goes up, someone
+        // joins the stage), so a moderator key pressed next acts on whom the user chose.
+        let selected_id = view.listed().get(room.selected).map(|p| p.id);
+        let notice = view.apply(&message);
+        let listed = view.listed();
+        room.selected = selected_id
+            .and_then(|id| listed.iter().position(|p| p.id == id))
+            .unwrap_or(room.selected)
+            .min(listed.len().saturating_sub(1));
+        if let Some(notice) = notice {
+            let text = describe(&notice);
+            self.say(text);
+        }
+        Vec::new()
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        if key.kind == KeyEventKind::Release {
+            return self.on_release(key);
+        }
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return self.quit();
+        }
+        if let Some(overlay) = self.overlay.clone() {
+            return self.on_overlay_key(overlay, key);
+        }
+        if self.filtering {
+            return self.on_filter_key(key);
+        }
+        match self.screen {
+            Screen::Hallway => self.on_hallway_key(key),
+            Screen::Room(_) => self.on_room_key(key),
+        }
+    }
+
+    fn quit(&mut self) -> Vec<Effect> {
+        self.quit = true;
+        let mut effects = Vec::new();
+        if self.room().is_some() {
+            effects.push(Effect::LeaveRoom);
+        }
+        effects.push(Effect::Quit);
+        effects
+    }
+
+    fn on_overlay_key(&mut self, overlay: Overlay, key: KeyEvent) -> Vec<Effect> {
+        match overlay {
+            Overlay::Help => {
+                self.overlay = None;
+                Vec::new()
+            }
+            Overlay::NewRoom { mut title } => match key.code {
+                KeyCode::Esc => {
+                    self.overlay = None;
+                    Vec::new()
+                }
+                KeyCode::Enter => {
+                    let title = title.trim().to_string();
+                    if title.is_empty() {
+                        return Vec::new();
+                    }
+                    self.overlay = None;
+                    self.say(format!("Creating \u{201c}{title}\u{201d}\u{2026}"));
+                    vec![Effect::CreateRoom { title }]
+                }
+                KeyCode::Backspace => {
+                    title.pop();
+                    self.overlay = Some(Overlay::NewRoom { title });
+                    Vec::new()
+                }
+                KeyCode::Char(c) if title.chars().count() < 100 => {
+                    title.push(c);
+                    self.overlay = Some(Overlay::NewRoom { title });
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            },
+            Overlay::ConfirmRemove { user_id, name } => {
+                self.overlay = None;
+                if matches!(
+                    key.code,
+                    KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter
+                ) {
+                    self.say(format!("Removing {name}\u{2026}"));
+                    vec![Effect::Send(ClientCommand::Remove { user_id })]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+
+    fn on_filter_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Esc => {
+                self.filter.clear();
+                self.filtering = false;
+            }
+            KeyCode::Enter => self.filtering = false,
+            KeyCode::Backspace => {
+                self.filter.pop();
+            }
+            KeyCode::Char(c) => self.filter.push(c),
+            KeyCode::Down | KeyCode::Up => {
+                self.filtering = false;
+                return self.on_hallway_key(key);
+            }
+            _ => {}
+        }
+        self.selected_room = 0;
+        Vec::new()
+    }
+
+    fn on_hallway_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let count = self.visible_rooms().len();
+        match key.code {
+            KeyCode::Char('q') => self.quit(),
+            KeyCode::Char('?') => {
+                self.overlay = Some(Overlay::Help);
+                Vec::new()
+            }
+            KeyCode::Char('/') => {
+                self.filtering = true;
+                Vec::new()
+            }
+            KeyCode::Esc if !self.filter.is_empty() => {
+                self.filter.clear();
+                Vec::new()
+            }
+            KeyCode::Char('n') => {
+                self.overlay = Some(Overlay::NewRoom {
+                    title: String::new(),
+                });
+                Vec::new()
+            }
+            KeyCode::Char('r') => vec![Effect::RefreshRooms],
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                if count > 0 {
+                    self.selected_room = (self.selected_room + 1) % count;
+                }
+                Vec::new()
+            }
+            KeyCode::Up | KeyCode::Char('k') | KeyCode::BackTab => {
+                if count > 0 {
+                    self.selected_room = (self.selected_room + count - 1) % count;
+                }
+                Vec::new()
+            }
+            KeyCode::Enter => match self.visible_rooms().get(self.selected_room) {
+                Some(room) => {
+                    let id = room.id.clone();
+                    self.enter_room(id)
+                }
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_room_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let key_release = self.key_release;
+        let output_volume = self.output_volume;
+        let Some(room) = self.room_mut() else {
+            return Vec::new();
+        };
+        let Some(view) = room.view.as_ref() else {
+            // Still joining: only leaving and quitting work.
+            return match key.code {
+                KeyCode::Char('q') => self.quit(),
+                KeyCode::Char('L') | KeyCode::Esc => self.back_to_hallway(),
+                _ => Vec::new(),
+            };
+        };
+        let listed = view.listed();
+        let count = listed.len();
+        let selected = listed
+            .get(room.selected)
+            .map(|p| (p.id, p.name.clone(), p.role));
+        let me = view.myself().cloned();
+        let my_role = view.my_role();
+        let on_stage = my_role.on_stage();
+        let muted = me.as_ref().is_none_or(|p| p.muted);
+        let hand_up = me.as_ref().is_some_and(|p| p.hand_raised_at_ms.is_some());
+        let invited = me.as_ref().is_some_and(|p| p.invited);
+        let moderator = my_role.is_moderator();
+        let send = |command| vec![Effect::Send(command)];
+        match key.code {
+            KeyCode::Char('q') => self.quit(),
+            KeyCode::Char('?') => {
+                self.overlay = Some(Overlay::Help);
+                Vec::new()
+            }
+            KeyCode::Char('L') => self.back_to_hallway(),
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                if count > 0 {
+                    room.selected = (room.selected + 1) % count;
+                }
+                Vec::new()
+            }
+            KeyCode::Up | KeyCode::Char('k') | KeyCode::BackTab => {
+                if count > 0 {
+                    room.selected = (room.selected + count - 1) % count;
+                }
+                Vec::new()
+            }
+            KeyCode::Char('m') => {
+                if on_stage {
+                    send(if muted {
+                        ClientCommand::Unmute
+                    } else {
+                        ClientCommand::Mute
+                    })
+                } else {
+                    self.say(
+                        "You are in the audience: press h to raise your hand and ask to speak.",
+                    );
+                    Vec::new()
+                }
+            }
+            KeyCode::Char(' ') => {
+                if !on_stage {
+                    self.say(
+                        "You are in the audience: press h to raise your hand and ask to speak.",
+                    );
+                    return Vec::new();
+                }
+                if key_release {
+                    // Held: talk while held. Repeats of a held key change nothing.
+                    if muted && !room.talking_by_space {
+                        room.talking_by_space = true;
+                        return send(ClientCommand::Unmute);
+                    }
+                    Vec::new()
+                } else {
+                    self.say("This terminal does not report key releases, so space toggles mute (like m).");
+                    send(if muted {
+                        ClientCommand::Unmute
+                    } else {
+                        ClientCommand::Mute
+                    })
+                }
+            }
+            KeyCode::Char('h') => {
+                if on_stage {
+                    self.say("You are on the stage already: press m to unmute and talk.");
+                    Vec::new()
+                } else if hand_up {
+                    send(ClientCommand::LowerHand { user_id: None })
+                } else {
+                    self.say("Hand raised: the moderators see it.");
+                    send(ClientCommand::RaiseHand)
+                }
+            }
+            KeyCode::Char('a') if invited => send(ClientCommand::AcceptInvite),
+            KeyCode::Char('d') if invited => send(ClientCommand::DeclineInvite),
+            KeyCode::Char('a') | KeyCode::Char('d') => {
+                self.say("There is no invitation to answer.");
+                Vec::new()
+            }
+            KeyCode::Char('+') | KeyCode::Char('=') => {
+                self.output_volume = (output_volume + 0.1).min(2.0);
+                self.say(format!("Volume {:.0}%", self.output_volume * 100.0));
+                vec![Effect::SetOutputVolume(self.output_volume)]
+            }
+            KeyCode::Char('-') => {
+                self.output_volume = (output_volume - 0.1).max(0.0);
+                self.say(format!("Volume {:.0}%", self.output_volume * 100.0));
+                vec![Effect::SetOutputVolume(self.output_volume)]
+            }
+            KeyCode::Char(c @ ('[' | ']')) => {
+                let Some((user_id, name, _)) = selected else {
+                    return Vec::new();
+                };
+                let step = if c == ']' { 0.1 } else { -0.1 };
+                let volume = room.volumes.get(&user_id).copied().unwrap_or(1.0);
+                let volume = ((volume + step) * 10.0).round() / 10.0;
+                let volume = volume.clamp(0.0, 2.0);
+                room.volumes.insert(user_id, volume);
+                self.say(format!("{name}: volume {:.0}%", volume * 100.0));
+                vec![Effect::SetSpeakerVolume { user_id, volume }]
+            }
+            KeyCode::Char(c @ ('i' | 'x' | 'M' | 'K' | 'o')) => {
+                if !moderator {
+                    self.say("Only moderators can do that.");
+                    return Vec::new();
+                }
+                let Some((user_id, name, role)) = selected else {
+                    return Vec::new();
+                };
+                match c {
+                    'i' if role.on_stage() => {
+                        self.say(format!("{name} is on the stage already."));
+                        Vec::new()
+                    }
+                    'i' => {
+                        self.say(format!("Invited {name} to speak."));
+                        send(ClientCommand::InviteToSpeak { user_id })
+                    }
+                    'x' => send(ClientCommand::MoveToAudience { user_id }),
+                    'M' => send(ClientCommand::MuteSpeaker { user_id }),
+                    'o' => send(ClientCommand::MakeModerator { user_id }),
+                    _ => {
+                        if Some(user_id) == me.as_ref().map(|p| p.id) {
+                            self.say("To go, leave the room with L.");
+                            return Vec::new();
+                        }
+                        self.overlay = Some(Overlay::ConfirmRemove { user_id, name });
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_release(&mut self, key: KeyEvent) -> Vec<Effect> {
+        if key.code != KeyCode::Char(' ') {
+            return Vec::new();
+        }
+        let on_stage = self
+            .room()
+            .and_then(|r| r.view.as_ref())
+            .is_some_and(|v| v.my_role().on_stage());
+        match self.room_mut() {
+            Some(room) if room.talking_by_space => {
+                room.talking_by_space = false;
+                // Moved to the audience while holding: the server would refuse the mute,
+                // and its error would replace "moved you to the audience" on the event line.
+                if on_stage {
+                    vec![Effect::Send(ClientCommand::Mute)]
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The event-line text for a notice.
+pub fn describe(notice: &Notice) -> String {
+    match notice {
+        Notice::InvitedYou { by } => {
+            format!("{by} invited you to speak \u{2014} [a]ccept [d]ecline")
+        }
+        Notice::YouSpeak => "You are on the stage, muted: press m (or hold space) to talk.".into(),
+        Notice::MovedYouToAudience { by } => format!("{by} moved you to the audience."),
+        Notice::MutedYou { by } => format!("{by} muted you; press m to unmute when you are ready."),
+        Notice::MadeYouModerator { by } => format!("{by} made you a moderator."),
+        Notice::YouAreHost => "You are now the host.".into(),
+        Notice::HandRaised { name } => format!("{name} raised a hand."),
+        Notice::Joined { name } => format!("{name} joined."),
+        Notice::Left { name, reason } => match reason {
+            LeaveReason::Removed => format!("{name} was removed."),
+            LeaveReason::Left | LeaveReason::Disconnected => format!("{name} left."),
+        },
+        Notice::Declined { name } => format!("{name} declined to speak."),
+    }
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Whether a role gets a badge, and which.
+pub fn badge(role: Role) -> &'static str {
+    match role {
+        Role::Host => "host",
+        Role::Moderator => "mod",
+        Role::Speaker | Role::Listener => "",
+    }
+}

@@ -1,0 +1,865 @@
+//! A client's copy of one room, kept equal to the server's by applying its events in order.
+
+use crate::protocol::control::LeaveReason;
+use crate::protocol::{Participant, Role, RoomDetail, ServerMessage, UserId};
+
+/// The room as this client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomView {
+    pub detail: RoomDetail,
+    pub me: UserId,
+}
+
+/// What an applied event means for the person at the keyboard, for the event line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    InvitedYou { by: String },
+    YouSpeak,
+    MovedYouToAudience { by: String },
+    MutedYou { by: String },
+    MadeYouModerator { by: String },
+    YouAreHost,
+    HandRaised { name: String },
+    Joined { name: String },
+    Left { name: String, reason: LeaveReason },
+    Declined { name: String },
+}
+
+impl RoomView {
+    pub fn new(detail: RoomDetail, me: UserId) -> Self {
+        Self { detail, me }
+    }
+
+    pub fn participant(&self, id: UserId) -> Option<&Participant> {
+        self.detail.participants.iter().find(|p| p.id == id)
+    }
+
+    fn participant_mut(&mut self, id: UserId) -> Option<&mut Participant> {
+        self.detail.participants.iter_mut().find(|p| p.id == id)
+    }
+
+    fn name(&self, id: UserId) -> String {
+        self.participant(id)
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| format!("user {id}"))
+    }
+
+    /// The person at the keyboard.
+    pub fn myself(&self) -> Option<&Participant> {
+        self.participant(self.me)
+    }
+
+    pub fn my_role(&self) -> Role {
+        self.myself().map_or(Role::Listener, |p| p.role)
+    }
+
+    /// On stage and unmuted: the microphone is live.
+    pub fn mic_live(&self) -> bool {
+        self.myself().is_some_and(|p| p.role.on_stage() && !p.muted)
+    }
+
+    /// The stage (host first, then moderators, then speakers, each in joining order).
+    pub fn stage(&self) -> Vec<&Participant> {
+        let mut stage: Vec<&Participant> = self
+            .detail
+            .participants
+            .iter()
+            .filter(|p| p.role.on_stage())
+            .collect();
+        stage.sort_by_key(|p| match p.role {
+            Role::Host => 0,
+            Role::Moderator => 1,
+            _ => 2,
+        });
+        stage
+    }
+
+    /// The audience: raised hands first in the order raised, then everyone else.
+    pub fn audience(&self) -> Vec<&Participant> {
+        let mut hands: Vec<&Participant> = self
+            .detail
+            .hands
+            .iter()
+            .filter_map(|id| self.participant(*id))
+            .filter(|p| !p.role.on_stage())
+            .collect();
+        hands.extend(
+            self.detail
+                .participants
+                .iter()
+                .filter(|p| !p.role.on_stage() && p.hand_raised_at_ms.is_none()),
+        );
+        hands
+    }
+
+    /// Everyone in the order the room screen lists them: stage, then audience.
+    pub fn listed(&self) -> Vec<&Participant> {
+        let mut all = self.stage();
+        all.extend(self.audience());
+        all
+    }
+
+    /// Applies one server event; returns what it means for the user, if anything.
+    pub fn apply(&mut self, message: &ServerMessage) -> Option<Notice> {
+        let me = self.me;
+        match message {
+            ServerMessage::RoomSnapshot { room, you, .. } => {
+                self.detail = room.clone();
+                self.me = *you;
+                None
+            }
+            ServerMessage::ParticipantJoined { participant } => {
+                self.detail.participants.retain(|p| p.id != participant.id);
+                self.detail.participants.push(participant.clone());
+                (participant.id != me).then(|| Notice::Joined {
+                    name: participant.name.clone(),
+                })
+            }
+            ServerMessage::ParticipantLeft { user_id, reason } => {
+                let name = self.name(*user_id);
+                self.detail.participants.retain(|p| p.id != *user_id);
+                self.detail.hands.retain(|id| id != user_id);
+                Some(Notice::Left {
+                    name,
+                    reason: *reason,
+                })
+            }
+            ServerMessage::RoleChanged { user_id, role, by } => {
+                let by_name = by.map(|id| self.name(id)).unwrap_or_default();
+                let p = self.participant_mut(*user_id)?;
+                let was = p.role;
+                p.role = *role;
+                if role.on_stage() {
+                    p.invited = false;
+                    p.hand_raised_at_ms = None;
+                } else {
+                    p.speaking = false;
+                }
+                if role.on_stage() {
+                    self.detail.hands.retain(|id| id != user_id);
+                }
+                if *user_id != me {
+                    return None;
+                }
+                match role {
+                    Role::Host => Some(Notice::YouAreHost),
+                    Role::Moderator if by.is_some() => {
+                        Some(Notice::MadeYouModerator { by: by_name })
+                    }
+                    Role::Speaker if !was.on_stage() => Some(Notice::YouSpeak),
+                    Role::Listener if by.is_some() => {
+                        Some(Notice::MovedYouToAudience { by: by_name })
+                    }
+                    _ => None,
+                }
+            }
+            ServerMessage::MuteChanged { user_id, muted, by } => {
+                let by_name = by.map(|id| self.name(id));
+                let p = self.participant_mut(*user_id)?;
+                p.muted = *muted;
+                if *muted {
+                    p.speaking = false;
+                }
+                match (by_name, *user_id == me && *muted, p.role.on_stage()) {
+                    (Some(by), true, true) => Some(Notice::MutedYou { by }),
+                    _ => None,
+                }
+            }
+            ServerMessage::HandRaised {
+                user_id,
+                raised_at_ms,
+            } => {
+                let p = self.participant_mut(*user_id)?;
+                p.hand_raised_at_ms = Some(*raised_at_ms);
+                let name = p.name.clone();
+                if !self.detail.hands.contains(user_id) {
+                    self.detail.hands.push(*user_id);
+                }
+                (*user_id != me).then_some(Notice::HandRaised { name })
+            }
+            ServerMessage::HandLowered { user_id, .. } => {
+                if let Some(p) = self.participant_mut(*user_id) {
+                    p.hand_raised_at_ms = None;
+                }
+                self.detail.hands.retain(|id| id != user_id);
+                None
+            }
+            ServerMessage::Invited { user_id, by } => {
+                let by = self.name(*by);
+                self.participant_mut(*user_id)?.invited = true;
+                (*user_id == me).then_some(Notice::InvitedYou { by })
+            }
+            ServerMessage::InviteDeclined { user_id } => {
+                let p = self.participant_mut(*user_id)?;
+                p.invited = false;
+                let name = p.name.clone();
+                (*user_id != me).then_some(Notice::Declined { name })
+            }
+            ServerMessage::Speaking { user_id, speaking } => {
+                self.participant_mut(*user_id)?.speaking = *speaking;
+                None
+            }
+            ServerMessage::RoomEnded { .. }
+            | ServerMessage::Ok { .. }
+            | ServerMessage::Error { .. }
+            | ServerMessage::Pong { .. }
+            | ServerMessage::Goodbye { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::protocol::control::RoomEndReason;
+    use crate::protocol::{ClientCommand, ErrorCode, RoomSummary, User};
+    use crate::server::room::{AudioVerdict, Delivery, Room, RoomLimits};
+
+    const HOST: UserId = 1;
+    const ADA: UserId = 2;
+    const BOB: UserId = 3;
+    const CY: UserId = 4;
+    const DEE: UserId = 5;
+    const NAMES: [&str; 7] = ["", "Host", "Ada", "Bob", "Cy", "Dee", "Eve"];
+
+    fn person(id: UserId, role: Role) -> Participant {
+        Participant {
+            id,
+            name: NAMES[id as usize].into(),
+            role,
+            muted: true,
+            hand_raised_at_ms: None,
+            invited: false,
+            speaking: false,
+        }
+    }
+
+    fn view(me: UserId, participants: Vec<Participant>) -> RoomView {
+        let summary = RoomSummary {
+            id: "r1".into(),
+            title: "Rust".into(),
+            host: None,
+            speakers: Vec::new(),
+            listener_count: 0,
+            created_at_ms: 0,
+        };
+        let detail = RoomDetail {
+            summary,
+            participants,
+            hands: Vec::new(),
+            stage_limit: 20,
+        };
+        RoomView::new(detail, me)
+    }
+
+    /// Host on stage; Ada, Bob and Cy in the audience; seen by `me`.
+    fn hallway_room(me: UserId) -> RoomView {
+        view(
+            me,
+            vec![
+                person(HOST, Role::Host),
+                person(ADA, Role::Listener),
+                person(BOB, Role::Listener),
+                person(CY, Role::Listener),
+            ],
+        )
+    }
+
+    fn ids(people: &[&Participant]) -> Vec<UserId> {
+        people.iter().map(|p| p.id).collect()
+    }
+
+    fn raised(user_id: UserId, at: u64) -> ServerMessage {
+        ServerMessage::HandRaised {
+            user_id,
+            raised_at_ms: at,
+        }
+    }
+
+    fn role(user_id: UserId, role: Role, by: Option<UserId>) -> ServerMessage {
+        ServerMessage::RoleChanged { user_id, role, by }
+    }
+
+    fn mute(user_id: UserId, muted: bool, by: Option<UserId>) -> ServerMessage {
+        ServerMessage::MuteChanged { user_id, muted, by }
+    }
+
+    #[test]
+    fn the_stage_lists_host_then_moderators_then_speakers_in_joining_order() {
+        let v = view(
+            ADA,
+            vec![
+                person(BOB, Role::Speaker),
+                person(CY, Role::Moderator),
+                person(ADA, Role::Listener),
+                person(DEE, Role::Speaker),
+                person(HOST, Role::Host),
+            ],
+        );
+        assert_eq!(ids(&v.stage()), vec![HOST, CY, BOB, DEE]);
+        assert_eq!(ids(&v.audience()), vec![ADA]);
+        assert_eq!(ids(&v.listed()), vec![HOST, CY, BOB, DEE, ADA]);
+    }
+
+    #[test]
+    fn raised_hands_lead_the_audience_in_the_order_raised_and_leave_it_when_lowered() {
+        let mut v = hallway_room(ADA);
+        assert_eq!(
+            v.apply(&raised(CY, 100)),
+            Some(Notice::HandRaised { name: "Cy".into() })
+        );
+        assert_eq!(
+            v.apply(&raised(ADA, 200)),
+            None,
+            "no notice for my own hand"
+        );
+        assert_eq!(v.detail.hands, vec![CY, ADA]);
+        assert_eq!(ids(&v.audience()), vec![CY, ADA, BOB]);
+        assert_eq!(v.myself().unwrap().hand_raised_at_ms, Some(200));
+        // A repeated announcement does not list the hand twice.
+        v.apply(&raised(CY, 100));
+        assert_eq!(v.detail.hands, vec![CY, ADA]);
+        let lowered = ServerMessage::HandLowered {
+            user_id: CY,
+            by: Some(HOST),
+        };
+        assert_eq!(v.apply(&lowered), None);
+        assert_eq!(v.detail.hands, vec![ADA]);
+        assert_eq!(v.participant(CY).unwrap().hand_raised_at_ms, None);
+        assert_eq!(ids(&v.audience()), vec![ADA, BOB, CY]);
+    }
+
+    #[test]
+    fn joins_and_departures_keep_the_list_and_say_who() {
+        let mut v = hallway_room(ADA);
+        let dee = person(DEE, Role::Listener);
+        let joined = ServerMessage::ParticipantJoined {
+            participant: dee.clone(),
+        };
+        assert_eq!(
+            v.apply(&joined),
+            Some(Notice::Joined { name: "Dee".into() })
+        );
+        // A rejoin announced again replaces the entry rather than doubling it.
+        v.apply(&joined);
+        assert_eq!(
+            v.detail.participants.iter().filter(|p| p.id == DEE).count(),
+            1
+        );
+        v.apply(&raised(BOB, 5));
+        for (who, reason) in [
+            (BOB, LeaveReason::Left),
+            (CY, LeaveReason::Disconnected),
+            (DEE, LeaveReason::Removed),
+        ] {
+            let left = ServerMessage::ParticipantLeft {
+                user_id: who,
+                reason,
+            };
+            let name = NAMES[who as usize].to_string();
+            assert_eq!(v.apply(&left), Some(Notice::Left { name, reason }));
+            assert!(v.participant(who).is_none());
+        }
+        assert!(v.detail.hands.is_empty(), "a departed hand is gone");
+        assert_eq!(ids(&v.listed()), vec![HOST, ADA]);
+        let me = ServerMessage::ParticipantJoined {
+            participant: person(ADA, Role::Listener),
+        };
+        assert_eq!(v.apply(&me), None, "no notice about myself joining");
+    }
+
+    #[test]
+    fn an_invited_listener_who_accepts_is_on_stage_muted_without_hand_or_invitation() {
+        let mut v = hallway_room(ADA);
+        v.apply(&raised(ADA, 10));
+        let invited = ServerMessage::Invited {
+            user_id: ADA,
+            by: HOST,
+        };
+        assert_eq!(
+            v.apply(&invited),
+            Some(Notice::InvitedYou { by: "Host".into() })
+        );
+        assert!(v.myself().unwrap().invited);
+        v.apply(&ServerMessage::HandLowered {
+            user_id: ADA,
+            by: None,
+        });
+        assert_eq!(
+            v.apply(&role(ADA, Role::Speaker, None)),
+            Some(Notice::YouSpeak)
+        );
+        let ada = v.myself().unwrap();
+        assert_eq!(
+            (ada.role, ada.muted, ada.invited, ada.hand_raised_at_ms),
+            (Role::Speaker, true, false, None)
+        );
+        assert!(!v.mic_live(), "a new speaker arrives muted");
+        assert_eq!(v.apply(&mute(ADA, false, None)), None);
+        assert!(v.mic_live());
+        assert_eq!(ids(&v.stage()), vec![HOST, ADA]);
+    }
+
+    #[test]
+    fn others_see_invitations_and_declines() {
+        let mut v = hallway_room(HOST);
+        let invited = ServerMessage::Invited {
+            user_id: BOB,
+            by: HOST,
+        };
+        assert_eq!(v.apply(&invited), None);
+        assert!(v.participant(BOB).unwrap().invited);
+        let declined = ServerMessage::InviteDeclined { user_id: BOB };
+        assert_eq!(
+            v.apply(&declined),
+            Some(Notice::Declined { name: "Bob".into() })
+        );
+        assert!(!v.participant(BOB).unwrap().invited);
+        let mut bob = hallway_room(BOB);
+        bob.apply(&invited);
+        assert_eq!(bob.apply(&declined), None, "no notice for my own decline");
+    }
+
+    #[test]
+    fn promotion_hand_over_and_demotion_tell_the_person_concerned() {
+        let mut v = hallway_room(ADA);
+        v.apply(&raised(ADA, 1));
+        let promoted = role(ADA, Role::Moderator, Some(HOST));
+        assert_eq!(
+            v.apply(&promoted),
+            Some(Notice::MadeYouModerator { by: "Host".into() })
+        );
+        assert!(v.detail.hands.is_empty(), "the stage has no hands up");
+        assert!(v.my_role().is_moderator());
+        let left = ServerMessage::ParticipantLeft {
+            user_id: HOST,
+            reason: LeaveReason::Left,
+        };
+        v.apply(&left);
+        assert_eq!(
+            v.apply(&role(ADA, Role::Host, None)),
+            Some(Notice::YouAreHost)
+        );
+        assert_eq!(v.my_role(), Role::Host);
+        // Other people's role changes are shown in the list, not on the event line.
+        assert_eq!(v.apply(&role(BOB, Role::Moderator, Some(ADA))), None);
+        assert_eq!(v.participant(BOB).unwrap().role, Role::Moderator);
+
+        let mut bob = hallway_room(BOB);
+        bob.apply(&role(BOB, Role::Speaker, None));
+        bob.apply(&mute(BOB, false, None));
+        bob.apply(&ServerMessage::Speaking {
+            user_id: BOB,
+            speaking: true,
+        });
+        let moved = role(BOB, Role::Listener, Some(HOST));
+        assert_eq!(
+            bob.apply(&moved),
+            Some(Notice::MovedYouToAudience { by: "Host".into() })
+        );
+        assert!(
+            !bob.myself().unwrap().speaking,
+            "listeners are not speaking"
+        );
+        assert!(!bob.mic_live());
+        // The server follows with a mute; moved, not muted, is the news.
+        assert_eq!(bob.apply(&mute(BOB, true, Some(HOST))), None);
+        // Leaving the stage yourself needs no notice.
+        bob.apply(&role(BOB, Role::Speaker, None));
+        assert_eq!(bob.apply(&role(BOB, Role::Listener, None)), None);
+    }
+
+    #[test]
+    fn a_moderator_muting_me_says_so_and_stops_my_speaking_light() {
+        let mut v = hallway_room(ADA);
+        v.apply(&role(ADA, Role::Speaker, None));
+        assert_eq!(v.apply(&mute(ADA, false, None)), None);
+        v.apply(&ServerMessage::Speaking {
+            user_id: ADA,
+            speaking: true,
+        });
+        assert!(v.myself().unwrap().speaking);
+        assert_eq!(
+            v.apply(&mute(ADA, true, Some(HOST))),
+            Some(Notice::MutedYou { by: "Host".into() })
+        );
+        assert!(!v.myself().unwrap().speaking && !v.mic_live());
+        v.apply(&mute(ADA, false, None));
+        assert_eq!(
+            v.apply(&mute(ADA, true, None)),
+            None,
+            "muting myself is no news"
+        );
+        assert_eq!(
+            v.apply(&mute(HOST, true, Some(HOST))),
+            None,
+            "someone else's mute is no news"
+        );
+    }
+
+    #[test]
+    fn speaking_lights_follow_the_server() {
+        let mut v = hallway_room(ADA);
+        let on = ServerMessage::Speaking {
+            user_id: HOST,
+            speaking: true,
+        };
+        assert_eq!(v.apply(&on), None);
+        assert!(v.participant(HOST).unwrap().speaking);
+        v.apply(&ServerMessage::Speaking {
+            user_id: HOST,
+            speaking: false,
+        });
+        assert!(!v.participant(HOST).unwrap().speaking);
+    }
+
+    #[test]
+    fn events_about_strangers_and_non_room_messages_change_nothing() {
+        let mut v = hallway_room(ADA);
+        let before = v.clone();
+        for message in [
+            raised(99, 1),
+            role(99, Role::Speaker, None),
+            mute(99, false, None),
+            ServerMessage::Invited {
+                user_id: 99,
+                by: HOST,
+            },
+            ServerMessage::InviteDeclined { user_id: 99 },
+            ServerMessage::Speaking {
+                user_id: 99,
+                speaking: true,
+            },
+            ServerMessage::HandLowered {
+                user_id: 99,
+                by: None,
+            },
+            ServerMessage::Ok { id: 1.into() },
+            ServerMessage::Pong { nonce: 3 },
+            ServerMessage::error(None, ErrorCode::Forbidden, "no"),
+            ServerMessage::Goodbye {
+                code: ErrorCode::Removed,
+                message: "bye".into(),
+            },
+            ServerMessage::RoomEnded {
+                reason: RoomEndReason::EndedByModerator,
+                by: Some(HOST),
+            },
+        ] {
+            assert_eq!(v.apply(&message), None, "{message:?}");
+        }
+        assert_eq!(v, before);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_everything() {
+        let mut v = hallway_room(ADA);
+        v.apply(&raised(ADA, 1));
+        let fresh = view(
+            BOB,
+            vec![person(HOST, Role::Host), person(BOB, Role::Speaker)],
+        );
+        let snapshot = ServerMessage::RoomSnapshot {
+            protocol_version: 1,
+            you: BOB,
+            room: fresh.detail.clone(),
+        };
+        assert_eq!(v.apply(&snapshot), None);
+        assert_eq!(v, fresh);
+    }
+
+    // ---- The view against the real room core ----
+
+    fn user(id: UserId) -> User {
+        User {
+            id,
+            name: NAMES[id as usize].into(),
+        }
+    }
+
+    /// Everyone's copy of the room, fed exactly what the server addresses to them.
+    #[derive(Default)]
+    struct Audience {
+        views: HashMap<UserId, RoomView>,
+    }
+
+    impl Audience {
+        fn receive(&mut self, to: UserId, message: &ServerMessage) {
+            if let ServerMessage::RoomSnapshot { room, you, .. } = message {
+                self.views.insert(to, RoomView::new(room.clone(), *you));
+                return;
+            }
+            if let Some(view) = self.views.get_mut(&to) {
+                view.apply(message);
+            }
+            // Whoever leaves stops hearing the room; so does everyone when it ends.
+            match message {
+                ServerMessage::ParticipantLeft { user_id, .. } if *user_id == to => {
+                    self.views.remove(&to);
+                }
+                ServerMessage::RoomEnded { .. } => {
+                    self.views.remove(&to);
+                }
+                _ => {}
+            }
+        }
+
+        fn deliver(&mut self, out: &[Delivery]) {
+            for delivery in out {
+                let everyone: Vec<UserId> = self.views.keys().copied().collect();
+                match delivery {
+                    Delivery::All(message) => {
+                        everyone.iter().for_each(|&to| self.receive(to, message))
+                    }
+                    Delivery::AllExcept(except, message) => everyone
+                        .iter()
+                        .filter(|&&to| to != *except)
+                        .for_each(|&to| self.receive(to, message)),
+                    Delivery::To(to, message) => self.receive(*to, message),
+                    Delivery::Disconnect(to, ..) => {
+                        self.views.remove(to);
+                    }
+                }
+            }
+        }
+
+        /// Every copy holds what the server holds. Legitimate differences: the order of
+        /// `participants` (the view appends joiners and keeps places on role changes; the
+        /// screen orders with `stage()`/`audience()`), and the `summary`, which is the
+        /// directory's view and is not kept up by events.
+        fn assert_in_sync(&self, room: &Room, step: &str) {
+            let detail = room.detail();
+            let mut expected = detail.participants.clone();
+            expected.sort_by_key(|p| p.id);
+            for (me, view) in &self.views {
+                let mut seen = view.detail.participants.clone();
+                seen.sort_by_key(|p| p.id);
+                assert_eq!(seen, expected, "participants seen by {me} after {step}");
+                assert_eq!(
+                    view.detail.hands, detail.hands,
+                    "hands seen by {me} after {step}"
+                );
+                assert_eq!(view.detail.stage_limit, detail.stage_limit);
+                assert_eq!(view.detail.summary.id, detail.summary.id);
+                assert_eq!(view.detail.summary.title, detail.summary.title);
+                assert_eq!(view.me, *me);
+                // The screen's list holds everyone exactly once.
+                let mut listed = ids(&view.listed());
+                listed.sort_unstable();
+                let everyone: Vec<UserId> = expected.iter().map(|p| p.id).collect();
+                assert_eq!(listed, everyone, "listed by {me} after {step}");
+            }
+        }
+    }
+
+    /// A room and everyone's copy of it.
+    struct World {
+        room: Room,
+        audience: Audience,
+        now_ms: u64,
+    }
+
+    impl World {
+        fn new(limits: RoomLimits) -> Self {
+            Self {
+                room: Room::new("r1".into(), "Rust".into(), HOST, 0, limits),
+                audience: Audience::default(),
+                now_ms: 0,
+            }
+        }
+
+        fn step(&mut self, out: Vec<Delivery>, what: &str) {
+            self.audience.deliver(&out);
+            self.audience.assert_in_sync(&self.room, what);
+        }
+
+        fn join(&mut self, id: UserId) {
+            self.now_ms += 10;
+            let out = self.room.join(&user(id), self.now_ms).unwrap();
+            self.step(out, &format!("{id} joins"));
+        }
+
+        fn command(&mut self, id: UserId, command: ClientCommand) {
+            self.now_ms += 10;
+            let what = format!("{id}: {command:?}");
+            let out = self.room.command(id, &command, self.now_ms).expect(&what);
+            self.step(out, &what);
+        }
+
+        fn depart(&mut self, id: UserId, reason: LeaveReason) {
+            self.now_ms += 10;
+            let out = self.room.depart(id, reason, self.now_ms);
+            self.step(out, &format!("{id} departs ({reason:?})"));
+        }
+
+        fn speak(&mut self, id: UserId) {
+            self.now_ms += 10;
+            let AudioVerdict::Forward(out) = self.room.audio(id, 20, true, self.now_ms) else {
+                panic!("{id} may not speak");
+            };
+            self.step(out, &format!("{id} speaks"));
+        }
+
+        fn tick(&mut self, ms: u64) {
+            self.now_ms += ms;
+            let out = self.room.tick(self.now_ms);
+            self.step(out, &format!("tick {}", self.now_ms));
+        }
+    }
+
+    #[test]
+    fn replaying_the_servers_events_gives_every_client_the_servers_room() {
+        use ClientCommand::*;
+        let mut w = World::new(RoomLimits::default());
+        for id in [HOST, ADA, BOB, CY] {
+            w.join(id);
+        }
+        w.command(ADA, RaiseHand);
+        w.command(BOB, RaiseHand);
+        w.command(CY, RaiseHand);
+        w.command(HOST, LowerHand { user_id: Some(BOB) });
+        w.command(HOST, InviteToSpeak { user_id: ADA });
+        w.command(ADA, AcceptInvite);
+        w.command(ADA, Unmute);
+        w.speak(ADA);
+        w.command(HOST, InviteToSpeak { user_id: BOB });
+        w.command(BOB, DeclineInvite);
+        w.command(HOST, MakeModerator { user_id: CY });
+        w.command(HOST, MuteSpeaker { user_id: ADA });
+        w.command(ADA, Unmute);
+        w.speak(ADA);
+        w.command(HOST, Unmute);
+        w.speak(HOST);
+        w.tick(1_000);
+        w.speak(ADA);
+        w.command(CY, MoveToAudience { user_id: ADA });
+        w.command(ADA, RaiseHand);
+        w.command(ADA, LowerHand { user_id: None });
+        w.join(DEE);
+        w.command(DEE, RaiseHand);
+        w.command(CY, Remove { user_id: DEE });
+        w.depart(BOB, LeaveReason::Disconnected);
+        w.join(BOB);
+        w.command(HOST, InviteToSpeak { user_id: BOB });
+        w.command(BOB, AcceptInvite);
+        w.command(BOB, Unmute);
+        w.command(BOB, LeaveStage);
+        w.command(HOST, Leave);
+        assert_eq!(w.room.detail().participants[0].id, CY, "Cy is the host now");
+        w.command(CY, MakeModerator { user_id: ADA });
+        w.depart(CY, LeaveReason::Disconnected);
+        w.join(CY);
+        w.command(CY, EndRoom);
+        assert!(
+            w.audience.views.is_empty(),
+            "everyone is out when the room ends"
+        );
+    }
+
+    /// The server clears an invitation without telling anyone when the stage fills up
+    /// before the invitee accepts, so every client keeps showing it. Kept as a repro for
+    /// the server (`AcceptInvite` in server/room.rs); unignore once that sends an event.
+    #[test]
+    #[ignore = "server bug: a refused accept clears `invited` silently"]
+    fn a_refused_accept_on_a_full_stage_is_seen_by_everyone() {
+        use ClientCommand::*;
+        let mut w = World::new(RoomLimits {
+            stage_limit: 2,
+            max_participants: 10,
+        });
+        for id in [HOST, ADA, BOB] {
+            w.join(id);
+        }
+        w.command(HOST, InviteToSpeak { user_id: ADA });
+        w.command(HOST, InviteToSpeak { user_id: BOB });
+        w.command(ADA, AcceptInvite);
+        w.now_ms += 10;
+        let refused = w.room.command(BOB, &AcceptInvite, w.now_ms);
+        assert_eq!(refused.unwrap_err().code, ErrorCode::StageFull);
+        w.audience.assert_in_sync(&w.room, "a refused accept");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Command {
+            by: UserId,
+            kind: u8,
+            target: UserId,
+        },
+        Speak(UserId),
+        Tick(u64),
+        Join(UserId),
+        Depart(UserId, LeaveReason),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let who = 1..=6u32;
+        prop_oneof![
+            6 => (who.clone(), 0..15u8, who.clone()).prop_map(|(by, kind, target)| Op::Command { by, kind, target }),
+            2 => who.clone().prop_map(Op::Speak),
+            1 => (0..2_000u64).prop_map(Op::Tick),
+            2 => who.clone().prop_map(Op::Join),
+            1 => (who, prop_oneof![Just(LeaveReason::Left), Just(LeaveReason::Disconnected)])
+                .prop_map(|(id, reason)| Op::Depart(id, reason)),
+        ]
+    }
+
+    fn command(kind: u8, target: UserId) -> ClientCommand {
+        use ClientCommand::*;
+        match kind {
+            0 => RaiseHand,
+            1 => LowerHand { user_id: None },
+            2 => LowerHand {
+                user_id: Some(target),
+            },
+            3 => Mute,
+            4 => Unmute,
+            5 => AcceptInvite,
+            6 => DeclineInvite,
+            7 => LeaveStage,
+            8 => InviteToSpeak { user_id: target },
+            9 => MoveToAudience { user_id: target },
+            10 => MuteSpeaker { user_id: target },
+            11 => Remove { user_id: target },
+            12 => MakeModerator { user_id: target },
+            13 => Leave,
+            _ => InviteToSpeak { user_id: target },
+        }
+    }
+
+    proptest! {
+        // The default stage limit is never reached by six people, which keeps clear of the
+        // silent `invited` reset above.
+        #[test]
+        fn any_sequence_of_room_events_keeps_every_client_in_sync(ops in prop::collection::vec(op(), 1..80)) {
+            let mut w = World::new(RoomLimits::default());
+            w.join(HOST);
+            for (n, op) in ops.into_iter().enumerate() {
+                if w.room.is_ended() {
+                    break;
+                }
+                w.now_ms += 10;
+                let now = w.now_ms;
+                let out = match &op {
+                    Op::Command { by, kind, target } => w.room.command(*by, &command(*kind, *target), now).unwrap_or_default(),
+                    Op::Speak(id) => match w.room.audio(*id, 20, true, now) {
+                        AudioVerdict::Forward(out) => out,
+                        AudioVerdict::Drop { .. } => Vec::new(),
+                    },
+                    Op::Tick(ms) => {
+                        w.now_ms += ms;
+                        w.room.tick(w.now_ms)
+                    }
+                    Op::Join(id) => w.room.join(&user(*id), now).unwrap_or_default(),
+                    Op::Depart(id, reason) => w.room.depart(*id, *reason, now),
+                };
+                w.step(out, &format!("step {n}: {op:?}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,1327 @@
+//! The model's behaviour, key by key and event by event. Room events come from the real
+//! room core (`server::room::Room`), so the client is tested against what the server sends.
+
+#![allow(clippy::unwrap_used)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::*;
+use crate::protocol::{Participant, StageMember, User};
+use crate::server::room::{AudioVerdict, Delivery, Room, RoomLimits};
+
+const HOST: UserId = 1;
+const ADA: UserId = 2;
+const BOB: UserId = 3;
+const CY: UserId = 4;
+const NAMES: [&str; 5] = ["", "Host", "Ada", "Bob", "Cy"];
+
+const AUDIENCE_HINT: &str = "You are in the audience: press h to raise your hand and ask to speak.";
+
+fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn release(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new_with_kind(
+        code,
+        KeyModifiers::NONE,
+        KeyEventKind::Release,
+    ))
+}
+
+fn repeat(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new_with_kind(
+        code,
+        KeyModifiers::NONE,
+        KeyEventKind::Repeat,
+    ))
+}
+
+fn ctrl_c() -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL))
+}
+
+fn server(message: ServerMessage) -> Msg {
+    Msg::Net(NetEvent::Server(message))
+}
+
+fn send(command: ClientCommand) -> Vec<Effect> {
+    vec![Effect::Send(command)]
+}
+
+fn user(id: UserId) -> User {
+    User {
+        id,
+        name: NAMES[id as usize].into(),
+    }
+}
+
+fn summary(id: &str, title: &str, speakers: &[&str]) -> RoomSummary {
+    RoomSummary {
+        id: id.into(),
+        title: title.into(),
+        host: None,
+        speakers: speakers
+            .iter()
+            .zip(1..)
+            .map(|(name, id)| StageMember {
+                id,
+                name: (*name).into(),
+                role: Role::Speaker,
+                muted: true,
+                speaking: false,
+            })
+            .collect(),
+        listener_count: 3,
+        created_at_ms: 0,
+    }
+}
+
+fn rooms() -> Vec<RoomSummary> {
+    vec![
+        summary("r1", "Rust in production", &["Grace", "Linus"]),
+        summary("r2", "Late night JAZZ", &["Miles"]),
+        summary("r3", "Gardening", &["Ada Lovelace"]),
+    ]
+}
+
+fn hallway() -> App {
+    let mut app = App::new("http://localhost:7600", "Ada", true);
+    assert!(app.update(Msg::Rooms(Ok(rooms()))).is_empty());
+    app
+}
+
+fn visible(app: &App) -> Vec<&str> {
+    app.visible_rooms().iter().map(|r| r.id.as_str()).collect()
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        assert!(app.update(ch(c)).is_empty(), "typing {c:?}");
+    }
+}
+
+/// A client in room "r1" of a real room core: Host on stage, Ada and Bob in the audience,
+/// then whoever else joins. `me` walked in from the hallway and holds the snapshot.
+struct Live {
+    room: Room,
+    app: App,
+    me: UserId,
+    now_ms: u64,
+}
+
+impl Live {
+    fn new(me: UserId) -> Self {
+        Self::with(me, true, &[HOST, ADA, BOB])
+    }
+
+    fn with(me: UserId, key_release: bool, people: &[UserId]) -> Self {
+        let mut room = Room::new("r1".into(), "Rust".into(), HOST, 0, RoomLimits::default());
+        for &id in people {
+            room.join(&user(id), 1).unwrap();
+        }
+        let mut app = App::new("http://localhost:7600", NAMES[me as usize], key_release);
+        app.update(Msg::Rooms(Ok(vec![room.summary()])));
+        assert_eq!(
+            app.update(key(KeyCode::Enter)),
+            vec![Effect::JoinRoom { id: "r1".into() }]
+        );
+        assert_eq!(app.room().unwrap().connection, Connection::Connecting);
+        assert!(app.update(Msg::Net(NetEvent::Connected)).is_empty());
+        let mut live = Self {
+            room,
+            app,
+            me,
+            now_ms: 10,
+        };
+        // A second join of someone present is answered with a fresh snapshot for them.
+        let out = live.room.join(&user(me), 1).unwrap();
+        assert!(live.deliver(out).is_empty());
+        live
+    }
+
+    fn view(&self) -> &RoomView {
+        self.app.room().unwrap().view.as_ref().unwrap()
+    }
+
+    fn myself(&self) -> &Participant {
+        self.view().myself().unwrap()
+    }
+
+    fn notice(&self) -> Option<&str> {
+        self.app.current_notice()
+    }
+
+    fn press(&mut self, msg: Msg) -> Vec<Effect> {
+        self.app.update(msg)
+    }
+
+    /// Hands what the room addressed to me to the model, as the live session would.
+    fn deliver(&mut self, out: Vec<Delivery>) -> Vec<Effect> {
+        let me = self.me;
+        let mut effects = Vec::new();
+        for delivery in out {
+            let msg = match delivery {
+                Delivery::All(m) => server(m),
+                Delivery::AllExcept(except, m) if except != me => server(m),
+                Delivery::To(to, m) if to == me => server(m),
+                Delivery::Disconnect(to, code, message) if to == me => Msg::Net(NetEvent::Closed {
+                    code: Some(code),
+                    message,
+                }),
+                _ => continue,
+            };
+            effects.extend(self.app.update(msg));
+        }
+        effects
+    }
+
+    /// Someone does something in the room.
+    fn by(&mut self, who: UserId, command: ClientCommand) -> Vec<Effect> {
+        self.now_ms += 10;
+        let out = self.room.command(who, &command, self.now_ms).unwrap();
+        self.deliver(out)
+    }
+
+    /// Runs the commands the model asked to send; refusals come back as `error`s.
+    fn serve(&mut self, effects: Vec<Effect>) -> Vec<Effect> {
+        let mut answers = Vec::new();
+        for effect in effects {
+            let Effect::Send(command) = effect else {
+                continue;
+            };
+            self.now_ms += 10;
+            match self.room.command(self.me, &command, self.now_ms) {
+                Ok(out) => answers.extend(self.deliver(out)),
+                Err(refusal) => answers.extend(self.app.update(server(ServerMessage::error(
+                    None,
+                    refusal.code,
+                    refusal.message,
+                )))),
+            }
+        }
+        answers
+    }
+
+    fn speak(&mut self, who: UserId) -> Vec<Effect> {
+        self.now_ms += 10;
+        let AudioVerdict::Forward(out) = self.room.audio(who, 20, true, self.now_ms) else {
+            panic!("{who} may not speak");
+        };
+        self.deliver(out)
+    }
+
+    /// Moves the selection onto `who` with j, as a person would.
+    fn select(&mut self, who: UserId) {
+        for _ in 0..10 {
+            if self.selected() == Some(who) {
+                return;
+            }
+            assert!(self.press(ch('j')).is_empty());
+        }
+        panic!("{who} is not listed");
+    }
+
+    fn selected(&self) -> Option<UserId> {
+        let room = self.app.room().unwrap();
+        self.view().listed().get(room.selected).map(|p| p.id)
+    }
+
+    /// My copy of the room holds what the server holds (order and summary aside).
+    fn assert_in_sync(&self) {
+        let mut seen = self.view().detail.participants.clone();
+        let mut expected = self.room.detail().participants;
+        seen.sort_by_key(|p| p.id);
+        expected.sort_by_key(|p| p.id);
+        assert_eq!(seen, expected);
+        assert_eq!(self.view().detail.hands, self.room.detail().hands);
+    }
+
+    /// Host and a speaker, Ada, who is live.
+    fn ada_live() -> Self {
+        let mut live = Self::new(ADA);
+        live.by(HOST, ClientCommand::InviteToSpeak { user_id: ADA });
+        live.by(ADA, ClientCommand::AcceptInvite);
+        assert_eq!(
+            live.by(ADA, ClientCommand::Unmute),
+            vec![Effect::SetMicLive(true)]
+        );
+        live
+    }
+}
+
+// ---- Hallway ----
+
+#[test]
+fn a_new_app_is_in_the_hallway_waiting_for_rooms() {
+    let app = App::new("http://localhost:7600", "Ada", false);
+    assert_eq!(app.screen, Screen::Hallway);
+    assert!(!app.rooms_loaded && app.rooms.is_empty() && app.room().is_none());
+    assert_eq!((app.output_volume, app.quit), (1.0, false));
+    assert_eq!(app.current_notice(), None);
+}
+
+#[test]
+fn the_room_list_arrives_or_says_why_not() {
+    let mut app = App::new("http://localhost:7600", "Ada", false);
+    assert!(
+        app.update(Msg::Rooms(Err("cannot reach the server".into())))
+            .is_empty()
+    );
+    assert!(app.rooms_loaded);
+    assert_eq!(app.rooms_error.as_deref(), Some("cannot reach the server"));
+    app.update(Msg::Rooms(Ok(rooms())));
+    assert_eq!((app.rooms.len(), app.rooms_error.clone()), (3, None));
+    // A failed refresh keeps the rooms we had.
+    app.update(Msg::Rooms(Err("timed out".into())));
+    assert_eq!(app.rooms.len(), 3);
+}
+
+#[test]
+fn visible_rooms_match_titles_and_speaker_names_ignoring_case() {
+    let mut app = hallway();
+    assert_eq!(visible(&app), vec!["r1", "r2", "r3"]);
+    for (filter, expected) in [
+        ("jazz", vec!["r2"]),
+        ("RUST", vec!["r1"]),
+        ("miles", vec!["r2"]),
+        ("ada", vec!["r3"]),
+        ("LINUS", vec!["r1"]),
+        ("a", vec!["r1", "r2", "r3"]),
+        ("nobody", vec![]),
+    ] {
+        app.filter = filter.into();
+        assert_eq!(visible(&app), expected, "filter {filter:?}");
+    }
+}
+
+#[test]
+fn slash_types_a_filter_that_enter_keeps_and_esc_clears() {
+    let mut app = hallway();
+    app.update(ch('j'));
+    assert!(app.update(ch('/')).is_empty());
+    assert!(app.filtering);
+    // Keys that mean something in the hallway are text while filtering.
+    type_text(&mut app, "rqnx");
+    assert_eq!((app.filter.as_str(), app.quit), ("rqnx", false));
+    assert_eq!(app.overlay, None);
+    app.update(key(KeyCode::Backspace));
+    app.update(key(KeyCode::Backspace));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(app.filter, "r");
+    assert_eq!(app.selected_room, 0, "a new filter starts at the top");
+    assert!(
+        app.update(key(KeyCode::Enter)).is_empty(),
+        "Enter ends typing, it does not join"
+    );
+    assert!(!app.filtering);
+    assert_eq!(app.filter, "r");
+    // Esc in the hallway clears a kept filter.
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.filter, "");
+    // Esc while typing drops the filter and stops typing.
+    app.update(ch('/'));
+    type_text(&mut app, "jazz");
+    assert_eq!(visible(&app), vec!["r2"]);
+    app.update(key(KeyCode::Esc));
+    assert!(!app.filtering && app.filter.is_empty());
+    assert_eq!(visible(&app).len(), 3);
+}
+
+#[test]
+fn arrows_leave_the_filter_and_move_the_selection() {
+    let mut app = hallway();
+    app.update(ch('/'));
+    app.update(ch('n'));
+    assert_eq!(visible(&app), vec!["r1", "r2", "r3"]);
+    app.update(key(KeyCode::Down));
+    assert!(!app.filtering);
+    assert_eq!((app.filter.as_str(), app.selected_room), ("n", 1));
+    app.update(ch('/'));
+    app.update(key(KeyCode::Up));
+    assert_eq!((app.filtering, app.selected_room), (false, 0));
+    app.update(ch('/'));
+    app.update(key(KeyCode::Up));
+    assert_eq!(app.selected_room, 2, "Up from the top wraps to the bottom");
+}
+
+#[test]
+fn selection_moves_with_j_k_arrows_and_tab_and_wraps_around() {
+    let mut app = hallway();
+    let mut seen = Vec::new();
+    for msg in [
+        ch('j'),
+        key(KeyCode::Down),
+        key(KeyCode::Tab),
+        ch('k'),
+        key(KeyCode::Up),
+        key(KeyCode::BackTab),
+    ] {
+        assert!(app.update(msg).is_empty());
+        seen.push(app.selected_room);
+    }
+    assert_eq!(seen, vec![1, 2, 0, 2, 1, 0]);
+    // Nothing to select: nothing moves.
+    app.update(Msg::Rooms(Ok(Vec::new())));
+    app.update(ch('j'));
+    app.update(ch('k'));
+    assert_eq!(app.selected_room, 0);
+}
+
+#[test]
+fn selection_stays_on_the_list_when_the_list_shrinks() {
+    let mut app = hallway();
+    app.update(key(KeyCode::Up));
+    assert_eq!(app.selected_room, 2);
+    app.update(Msg::Rooms(Ok(rooms()[..2].to_vec())));
+    assert_eq!(app.selected_room, 1);
+    app.update(Msg::Rooms(Ok(Vec::new())));
+    assert_eq!(app.selected_room, 0);
+    assert!(
+        app.update(key(KeyCode::Enter)).is_empty(),
+        "no room to join"
+    );
+    assert_eq!(app.screen, Screen::Hallway);
+}
+
+#[test]
+fn enter_joins_the_selected_visible_room() {
+    let mut app = hallway();
+    app.update(ch('/'));
+    type_text(&mut app, "ni");
+    app.update(key(KeyCode::Enter));
+    app.update(ch('j'));
+    assert_eq!(visible(&app), vec!["r2", "r3"]);
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::JoinRoom { id: "r3".into() }]
+    );
+    let room = app.room().unwrap();
+    assert_eq!(
+        (room.id.as_str(), &room.connection, room.view.is_none()),
+        ("r3", &Connection::Connecting, true)
+    );
+}
+
+#[test]
+fn r_refreshes_and_q_quits() {
+    let mut app = hallway();
+    assert_eq!(app.update(ch('r')), vec![Effect::RefreshRooms]);
+    assert_eq!(app.update(ch('q')), vec![Effect::Quit]);
+    assert!(app.quit);
+}
+
+#[test]
+fn ctrl_c_quits_from_anywhere() {
+    let mut app = hallway();
+    app.update(ch('/'));
+    assert_eq!(app.update(ctrl_c()), vec![Effect::Quit]);
+    let mut app = hallway();
+    app.update(ch('n'));
+    assert_eq!(app.update(ctrl_c()), vec![Effect::Quit]);
+    let mut app = hallway();
+    app.update(ch('?'));
+    assert_eq!(app.update(ctrl_c()), vec![Effect::Quit]);
+    let mut live = Live::new(ADA);
+    assert_eq!(live.press(ctrl_c()), vec![Effect::LeaveRoom, Effect::Quit]);
+    assert!(live.app.quit);
+}
+
+#[test]
+fn help_opens_with_question_mark_and_any_key_closes_it() {
+    let mut app = hallway();
+    assert!(app.update(ch('?')).is_empty());
+    assert_eq!(app.overlay, Some(Overlay::Help));
+    assert!(
+        app.update(ch('q')).is_empty(),
+        "q closes help, it does not quit"
+    );
+    assert_eq!((app.overlay.clone(), app.quit), (None, false));
+    app.update(ch('?'));
+    assert!(
+        app.update(key(KeyCode::Enter)).is_empty(),
+        "Enter closes help, it does not join"
+    );
+    assert_eq!((app.overlay.clone(), app.room().is_none()), (None, true));
+}
+
+#[test]
+fn n_opens_a_title_box_that_enter_submits() {
+    let mut app = hallway();
+    assert!(app.update(ch('n')).is_empty());
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::NewRoom {
+            title: String::new()
+        })
+    );
+    assert!(
+        app.update(key(KeyCode::Enter)).is_empty(),
+        "no empty titles"
+    );
+    assert!(app.overlay.is_some());
+    type_text(&mut app, " Jazz?q/jk ");
+    app.update(key(KeyCode::Backspace));
+    app.update(key(KeyCode::Backspace));
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::NewRoom {
+            title: " Jazz?q/j".into()
+        })
+    );
+    assert!(!app.quit && !app.filtering);
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::CreateRoom {
+            title: "Jazz?q/j".into()
+        }]
+    );
+    assert_eq!(app.overlay, None);
+    assert_eq!(
+        app.current_notice(),
+        Some("Creating \u{201c}Jazz?q/j\u{201d}\u{2026}")
+    );
+}
+
+#[test]
+fn a_title_stops_at_one_hundred_characters() {
+    let mut app = hallway();
+    app.update(ch('n'));
+    type_text(&mut app, &"x".repeat(120));
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::NewRoom {
+            title: "x".repeat(100)
+        })
+    );
+}
+
+#[test]
+fn esc_closes_the_title_box_without_creating() {
+    let mut app = hallway();
+    app.update(ch('n'));
+    type_text(&mut app, "Jazz");
+    assert!(app.update(key(KeyCode::Esc)).is_empty());
+    assert_eq!(app.overlay, None);
+    // A fresh box starts empty.
+    app.update(ch('n'));
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::NewRoom {
+            title: String::new()
+        })
+    );
+}
+
+#[test]
+fn a_created_room_is_joined_and_a_failure_is_said() {
+    let mut app = hallway();
+    assert!(
+        app.update(Msg::RoomCreated(Err("the title is too long".into())))
+            .is_empty()
+    );
+    assert_eq!(
+        app.current_notice(),
+        Some("Could not create the room: the title is too long")
+    );
+    assert_eq!(
+        app.update(Msg::RoomCreated(Ok("new1".into()))),
+        vec![Effect::JoinRoom { id: "new1".into() }]
+    );
+    assert_eq!(app.room().unwrap().id, "new1");
+}
+
+#[test]
+fn a_room_created_while_typing_a_filter_takes_the_keys_to_the_room() {
+    let mut app = hallway();
+    app.update(ch('n'));
+    type_text(&mut app, "Jazz");
+    app.update(key(KeyCode::Enter));
+    // The person starts filtering while the server creates the room.
+    app.update(ch('/'));
+    app.update(Msg::RoomCreated(Ok("new1".into())));
+    assert!(!app.filtering);
+    assert_eq!(
+        app.update(ch('L')),
+        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+    );
+}
+
+#[test]
+fn notices_fade_after_notice_ms() {
+    let mut app = hallway();
+    app.update(Msg::Tick { now_ms: 1_000 });
+    app.update(Msg::RoomCreated(Err("no".into())));
+    app.update(Msg::Tick {
+        now_ms: 1_000 + NOTICE_MS - 1,
+    });
+    assert!(app.current_notice().is_some());
+    assert!(
+        app.update(Msg::Tick {
+            now_ms: 1_000 + NOTICE_MS
+        })
+        .is_empty()
+    );
+    assert_eq!(app.current_notice(), None);
+}
+
+#[test]
+fn live_session_events_in_the_hallway_are_ignored() {
+    let mut app = hallway();
+    let before = app.clone();
+    for event in [
+        NetEvent::Connected,
+        NetEvent::RoundTrip { rtt_ms: 5 },
+        NetEvent::Closed {
+            code: Some(ErrorCode::Removed),
+            message: "late".into(),
+        },
+        NetEvent::Server(ServerMessage::error(None, ErrorCode::Forbidden, "late")),
+    ] {
+        assert!(app.update(Msg::Net(event)).is_empty());
+    }
+    assert_eq!(app, before);
+}
+
+// ---- Joining ----
+
+#[test]
+fn while_joining_only_leaving_and_quitting_work() {
+    let mut app = hallway();
+    app.update(key(KeyCode::Enter));
+    for c in ['m', 'h', ' ', 'a', 'i', 'K', '+', ']', 'j'] {
+        assert!(app.update(ch(c)).is_empty(), "{c:?} while joining");
+    }
+    assert_eq!(app.output_volume, 1.0);
+    assert_eq!(
+        app.update(key(KeyCode::Esc)),
+        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+    );
+    assert_eq!(app.screen, Screen::Hallway);
+    app.update(key(KeyCode::Enter));
+    assert_eq!(
+        app.update(ch('L')),
+        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+    );
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.update(ch('q')), vec![Effect::LeaveRoom, Effect::Quit]);
+}
+
+#[test]
+fn the_connection_state_follows_the_live_session() {
+    let mut app = hallway();
+    app.update(key(KeyCode::Enter));
+    let connection = |app: &App| app.room().unwrap().connection.clone();
+    assert_eq!(connection(&app), Connection::Connecting);
+    app.update(Msg::Net(NetEvent::Connected));
+    assert_eq!(connection(&app), Connection::Live { rtt_ms: None });
+    app.update(Msg::Net(NetEvent::RoundTrip { rtt_ms: 42 }));
+    assert_eq!(connection(&app), Connection::Live { rtt_ms: Some(42) });
+    let reconnecting = NetEvent::Reconnecting {
+        attempt: 2,
+        reason: "connection reset".into(),
+    };
+    assert!(app.update(Msg::Net(reconnecting)).is_empty());
+    assert_eq!(
+        connection(&app),
+        Connection::Reconnecting {
+            attempt: 2,
+            reason: "connection reset".into()
+        }
+    );
+    app.update(Msg::Net(NetEvent::Connected));
+    assert_eq!(connection(&app), Connection::Live { rtt_ms: None });
+}
+
+#[test]
+fn the_snapshot_fills_the_room() {
+    let live = Live::new(ADA);
+    assert_eq!(live.view().me, ADA);
+    assert_eq!(
+        live.view()
+            .listed()
+            .iter()
+            .map(|p| p.id)
+            .collect::<Vec<_>>(),
+        vec![HOST, ADA, BOB]
+    );
+    assert_eq!(live.app.room().unwrap().selected, 0);
+    live.assert_in_sync();
+}
+
+#[test]
+fn an_error_before_the_snapshot_is_still_said() {
+    let mut app = hallway();
+    app.update(key(KeyCode::Enter));
+    app.update(server(ServerMessage::error(
+        None,
+        ErrorCode::Forbidden,
+        "not yet",
+    )));
+    assert_eq!(app.current_notice(), Some("Not yet"));
+}
+
+// ---- Keys in a room ----
+
+#[test]
+fn m_unmutes_and_mutes_on_stage_and_the_mic_follows() {
+    let mut live = Live::new(HOST);
+    let unmute = live.press(ch('m'));
+    assert_eq!(unmute, send(ClientCommand::Unmute));
+    assert!(
+        !live.view().mic_live(),
+        "nothing changes until the server says so"
+    );
+    assert_eq!(live.serve(unmute), vec![Effect::SetMicLive(true)]);
+    let mute = live.press(ch('m'));
+    assert_eq!(mute, send(ClientCommand::Mute));
+    assert_eq!(live.serve(mute), vec![Effect::SetMicLive(false)]);
+    live.assert_in_sync();
+}
+
+#[test]
+fn m_in_the_audience_explains_how_to_speak() {
+    let mut live = Live::new(ADA);
+    assert!(live.press(ch('m')).is_empty());
+    assert_eq!(live.notice(), Some(AUDIENCE_HINT));
+}
+
+#[test]
+fn h_raises_and_lowers_a_hand_in_the_audience() {
+    let mut live = Live::new(ADA);
+    let raise = live.press(ch('h'));
+    assert_eq!(raise, send(ClientCommand::RaiseHand));
+    assert_eq!(live.notice(), Some("Hand raised: the moderators see it."));
+    live.serve(raise);
+    assert!(live.myself().hand_raised_at_ms.is_some());
+    assert_eq!(live.view().detail.hands, vec![ADA]);
+    let lower = live.press(ch('h'));
+    assert_eq!(lower, send(ClientCommand::LowerHand { user_id: None }));
+    live.serve(lower);
+    assert!(live.view().detail.hands.is_empty());
+    live.assert_in_sync();
+}
+
+#[test]
+fn h_on_stage_says_to_unmute_instead() {
+    let mut live = Live::new(HOST);
+    assert!(live.press(ch('h')).is_empty());
+    assert_eq!(
+        live.notice(),
+        Some("You are on the stage already: press m to unmute and talk.")
+    );
+}
+
+#[test]
+fn a_and_d_without_an_invitation_say_there_is_none() {
+    let mut live = Live::new(ADA);
+    for c in ['a', 'd'] {
+        assert!(live.press(ch(c)).is_empty());
+        assert_eq!(live.notice(), Some("There is no invitation to answer."));
+    }
+}
+
+#[test]
+fn accepting_an_invitation_puts_me_on_stage_muted_until_i_unmute() {
+    let mut live = Live::new(ADA);
+    live.serve(vec![Effect::Send(ClientCommand::RaiseHand)]);
+    assert!(
+        live.by(HOST, ClientCommand::InviteToSpeak { user_id: ADA })
+            .is_empty()
+    );
+    assert_eq!(
+        live.notice(),
+        Some("Host invited you to speak \u{2014} [a]ccept [d]ecline")
+    );
+    let accept = live.press(ch('a'));
+    assert_eq!(accept, send(ClientCommand::AcceptInvite));
+    assert!(
+        live.serve(accept).is_empty(),
+        "on stage but muted: the mic stays closed"
+    );
+    assert_eq!(live.myself().role, Role::Speaker);
+    assert!(live.myself().muted);
+    assert_eq!(
+        live.notice(),
+        Some("You are on the stage, muted: press m (or hold space) to talk.")
+    );
+    let unmute = live.press(ch('m'));
+    assert_eq!(live.serve(unmute), vec![Effect::SetMicLive(true)]);
+    live.assert_in_sync();
+}
+
+#[test]
+fn declining_an_invitation_clears_it() {
+    let mut live = Live::new(ADA);
+    live.by(HOST, ClientCommand::InviteToSpeak { user_id: ADA });
+    let decline = live.press(ch('d'));
+    assert_eq!(decline, send(ClientCommand::DeclineInvite));
+    assert!(live.serve(decline).is_empty());
+    assert!(!live.myself().invited);
+    assert!(live.press(ch('a')).is_empty(), "nothing left to accept");
+    live.assert_in_sync();
+}
+
+#[test]
+fn holding_space_talks_and_releasing_it_mutes() {
+    let mut live = Live::new(HOST);
+    let press = live.press(ch(' '));
+    assert_eq!(press, send(ClientCommand::Unmute));
+    // Repeats before and after the server's answer send nothing more.
+    assert!(live.press(repeat(KeyCode::Char(' '))).is_empty());
+    assert!(live.press(ch(' ')).is_empty());
+    assert_eq!(live.serve(press), vec![Effect::SetMicLive(true)]);
+    assert!(live.press(repeat(KeyCode::Char(' '))).is_empty());
+    assert!(
+        live.press(release(KeyCode::Char('m'))).is_empty(),
+        "other releases mean nothing"
+    );
+    let release = live.press(release(KeyCode::Char(' ')));
+    assert_eq!(release, send(ClientCommand::Mute));
+    assert_eq!(live.serve(release), vec![Effect::SetMicLive(false)]);
+    assert!(!live.app.room().unwrap().talking_by_space);
+}
+
+#[test]
+fn space_while_already_unmuted_leaves_the_mic_alone_on_release() {
+    let mut live = Live::new(HOST);
+    let unmute = live.press(ch('m'));
+    live.serve(unmute);
+    assert!(live.press(ch(' ')).is_empty());
+    assert!(live.press(release(KeyCode::Char(' '))).is_empty());
+    assert!(live.view().mic_live());
+}
+
+#[test]
+fn space_toggles_mute_where_the_terminal_reports_no_releases() {
+    let mut live = Live::with(HOST, false, &[HOST, ADA]);
+    let on = live.press(ch(' '));
+    assert_eq!(on, send(ClientCommand::Unmute));
+    assert_eq!(
+        live.notice(),
+        Some("This terminal does not report key releases, so space toggles mute (like m).")
+    );
+    assert_eq!(live.serve(on), vec![Effect::SetMicLive(true)]);
+    let off = live.press(ch(' '));
+    assert_eq!(off, send(ClientCommand::Mute));
+    assert_eq!(live.serve(off), vec![Effect::SetMicLive(false)]);
+}
+
+#[test]
+fn space_in_the_audience_explains_how_to_speak() {
+    let mut live = Live::new(ADA);
+    assert!(live.press(ch(' ')).is_empty());
+    assert!(live.press(release(KeyCode::Char(' '))).is_empty());
+    assert_eq!(live.notice(), Some(AUDIENCE_HINT));
+}
+
+#[test]
+fn plus_and_minus_set_the_output_volume_between_0_and_2() {
+    let mut live = Live::new(ADA);
+    assert_eq!(
+        live.press(ch('+')),
+        vec![Effect::SetOutputVolume(live.app.output_volume)]
+    );
+    assert!((live.app.output_volume - 1.1).abs() < 1e-6);
+    assert_eq!(live.notice(), Some("Volume 110%"));
+    live.press(ch('='));
+    assert!((live.app.output_volume - 1.2).abs() < 1e-6);
+    for _ in 0..20 {
+        live.press(ch('+'));
+    }
+    assert_eq!(live.app.output_volume, 2.0);
+    assert_eq!(live.notice(), Some("Volume 200%"));
+    for _ in 0..30 {
+        live.press(ch('-'));
+    }
+    assert_eq!(live.app.output_volume, 0.0);
+    assert_eq!(live.press(ch('-')), vec![Effect::SetOutputVolume(0.0)]);
+    assert_eq!(live.notice(), Some("Volume 0%"));
+}
+
+#[test]
+fn brackets_set_the_selected_persons_volume() {
+    let mut live = Live::new(ADA);
+    live.select(BOB);
+    assert_eq!(
+        live.press(ch(']')),
+        vec![Effect::SetSpeakerVolume {
+            user_id: BOB,
+            volume: 1.1
+        }]
+    );
+    assert_eq!(live.notice(), Some("Bob: volume 110%"));
+    for _ in 0..20 {
+        live.press(ch(']'));
+    }
+    assert_eq!(live.app.room().unwrap().volumes[&BOB], 2.0);
+    for _ in 0..30 {
+        live.press(ch('['));
+    }
+    assert_eq!(
+        live.press(ch('[')),
+        vec![Effect::SetSpeakerVolume {
+            user_id: BOB,
+            volume: 0.0
+        }]
+    );
+    live.select(HOST);
+    assert_eq!(
+        live.press(ch('[')),
+        vec![Effect::SetSpeakerVolume {
+            user_id: HOST,
+            volume: 0.9
+        }]
+    );
+    assert_eq!(
+        live.app.room().unwrap().volumes[&BOB],
+        0.0,
+        "each person has their own"
+    );
+}
+
+#[test]
+fn j_k_arrows_and_tab_walk_the_room_list_and_wrap() {
+    let mut live = Live::new(ADA);
+    let mut seen = Vec::new();
+    for msg in [
+        ch('j'),
+        key(KeyCode::Down),
+        key(KeyCode::Tab),
+        ch('k'),
+        key(KeyCode::Up),
+        key(KeyCode::BackTab),
+    ] {
+        assert!(live.press(msg).is_empty());
+        seen.push(live.selected().unwrap());
+    }
+    assert_eq!(seen, vec![ADA, BOB, HOST, BOB, ADA, HOST]);
+}
+
+#[test]
+fn help_in_a_room_closes_on_any_key_without_acting() {
+    let mut live = Live::new(HOST);
+    live.press(ch('?'));
+    assert_eq!(live.app.overlay, Some(Overlay::Help));
+    assert!(live.press(ch('m')).is_empty(), "the key only closes help");
+    assert_eq!(live.app.overlay, None);
+}
+
+#[test]
+fn l_leaves_for_the_hallway_and_closes_a_live_mic() {
+    let mut live = Live::new(ADA);
+    assert_eq!(
+        live.press(ch('L')),
+        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+    );
+    assert_eq!(live.app.screen, Screen::Hallway);
+    let mut live = Live::ada_live();
+    assert_eq!(
+        live.press(ch('L')),
+        vec![
+            Effect::LeaveRoom,
+            Effect::RefreshRooms,
+            Effect::SetMicLive(false)
+        ]
+    );
+}
+
+#[test]
+fn q_in_a_room_leaves_and_quits() {
+    let mut live = Live::new(ADA);
+    assert_eq!(live.press(ch('q')), vec![Effect::LeaveRoom, Effect::Quit]);
+}
+
+#[test]
+fn moderator_keys_act_on_the_selected_person() {
+    let mut live = Live::new(HOST);
+    live.select(ADA);
+    let invite = live.press(ch('i'));
+    assert_eq!(invite, send(ClientCommand::InviteToSpeak { user_id: ADA }));
+    assert_eq!(live.notice(), Some("Invited Ada to speak."));
+    live.serve(invite);
+    live.by(ADA, ClientCommand::AcceptInvite);
+    // Ada is on the stage now, second in the list.
+    live.select(ADA);
+    assert!(live.press(ch('i')).is_empty());
+    assert_eq!(live.notice(), Some("Ada is on the stage already."));
+    let mute = live.press(ch('M'));
+    assert_eq!(mute, send(ClientCommand::MuteSpeaker { user_id: ADA }));
+    let moderator = live.press(ch('o'));
+    assert_eq!(
+        moderator,
+        send(ClientCommand::MakeModerator { user_id: ADA })
+    );
+    let to_audience = live.press(ch('x'));
+    assert_eq!(
+        to_audience,
+        send(ClientCommand::MoveToAudience { user_id: ADA })
+    );
+    live.serve(to_audience);
+    assert_eq!(live.view().participant(ADA).unwrap().role, Role::Listener);
+    live.assert_in_sync();
+}
+
+#[test]
+fn k_asks_before_removing_and_y_or_enter_confirms() {
+    let mut live = Live::new(HOST);
+    live.select(BOB);
+    assert!(live.press(ch('K')).is_empty());
+    assert_eq!(
+        live.app.overlay,
+        Some(Overlay::ConfirmRemove {
+            user_id: BOB,
+            name: "Bob".into()
+        })
+    );
+    let remove = live.press(ch('y'));
+    assert_eq!(remove, send(ClientCommand::Remove { user_id: BOB }));
+    assert_eq!(live.app.overlay, None);
+    assert_eq!(live.notice(), Some("Removing Bob\u{2026}"));
+    live.serve(remove);
+    assert!(live.view().participant(BOB).is_none());
+    assert_eq!(live.notice(), Some("Bob was removed."));
+    live.select(ADA);
+    live.press(ch('K'));
+    assert_eq!(
+        live.press(key(KeyCode::Enter)),
+        send(ClientCommand::Remove { user_id: ADA })
+    );
+    live.assert_in_sync();
+}
+
+#[test]
+fn k_then_anything_but_yes_removes_nobody() {
+    let mut live = Live::new(HOST);
+    live.select(BOB);
+    for answer in [ch('n'), key(KeyCode::Esc), ch('x')] {
+        live.press(ch('K'));
+        assert!(live.press(answer).is_empty());
+        assert_eq!(live.app.overlay, None);
+    }
+    assert!(live.view().participant(BOB).is_some());
+}
+
+#[test]
+fn k_on_myself_says_to_leave_instead() {
+    let mut live = Live::new(HOST);
+    live.select(HOST);
+    assert!(live.press(ch('K')).is_empty());
+    assert_eq!(live.app.overlay, None);
+    assert_eq!(live.notice(), Some("To go, leave the room with L."));
+}
+
+#[test]
+fn moderator_keys_from_a_listener_only_explain() {
+    let mut live = Live::new(ADA);
+    live.select(BOB);
+    for c in ['i', 'x', 'M', 'o', 'K'] {
+        assert!(live.press(ch(c)).is_empty(), "{c:?}");
+        assert_eq!(live.notice(), Some("Only moderators can do that."));
+        assert_eq!(live.app.overlay, None);
+    }
+}
+
+#[test]
+fn a_refused_command_is_said() {
+    let mut live = Live::new(HOST);
+    live.select(HOST);
+    let to_audience = live.press(ch('x'));
+    assert!(live.serve(to_audience).is_empty());
+    assert_eq!(live.notice(), Some("Nobody can do that to the host"));
+}
+
+// ---- Server events in a room ----
+
+#[test]
+fn joins_and_departures_are_announced() {
+    let mut live = Live::new(ADA);
+    let out = live.room.join(&user(CY), 50).unwrap();
+    assert!(live.deliver(out).is_empty());
+    assert_eq!(live.notice(), Some("Cy joined."));
+    live.by(CY, ClientCommand::Leave);
+    assert_eq!(live.notice(), Some("Cy left."));
+    let out = live.room.depart(BOB, LeaveReason::Disconnected, 100);
+    live.deliver(out);
+    assert_eq!(live.notice(), Some("Bob left."));
+    live.assert_in_sync();
+}
+
+#[test]
+fn removal_of_someone_else_is_announced_and_of_me_sends_me_home() {
+    let mut live = Live::new(ADA);
+    live.by(HOST, ClientCommand::Remove { user_id: BOB });
+    assert_eq!(live.notice(), Some("Bob was removed."));
+    let effects = live.by(HOST, ClientCommand::Remove { user_id: ADA });
+    assert_eq!(effects, vec![Effect::LeaveRoom, Effect::RefreshRooms]);
+    assert_eq!(live.app.screen, Screen::Hallway);
+    assert_eq!(
+        live.notice(),
+        Some("A moderator removed you from the room.")
+    );
+}
+
+#[test]
+fn the_room_ending_sends_everyone_home_with_the_reason() {
+    for (reason, text) in [
+        (
+            RoomEndReason::EndedByModerator,
+            "A moderator ended the room.",
+        ),
+        (
+            RoomEndReason::NoModerator,
+            "The room ended: no moderator was left.",
+        ),
+        (
+            RoomEndReason::ServerShutdown,
+            "The server is shutting down.",
+        ),
+    ] {
+        let mut live = Live::ada_live();
+        let effects = live.press(server(ServerMessage::RoomEnded { reason, by: None }));
+        assert_eq!(
+            effects,
+            vec![
+                Effect::LeaveRoom,
+                Effect::RefreshRooms,
+                Effect::SetMicLive(false)
+            ]
+        );
+        assert_eq!(
+            (&live.app.screen, live.notice()),
+            (&Screen::Hallway, Some(text))
+        );
+    }
+    // Through the real room: the end, then the close that follows it, which changes nothing.
+    let mut live = Live::new(ADA);
+    let effects = live.by(HOST, ClientCommand::EndRoom);
+    assert_eq!(effects, vec![Effect::LeaveRoom, Effect::RefreshRooms]);
+    assert_eq!(live.notice(), Some("A moderator ended the room."));
+}
+
+#[test]
+fn a_closed_session_sends_me_home_with_the_reason() {
+    for (code, message, text) in [
+        (
+            Some(ErrorCode::Removed),
+            "x",
+            "A moderator removed you from the room.",
+        ),
+        (Some(ErrorCode::RoomEnded), "x", "The room has ended."),
+        (
+            Some(ErrorCode::Banned),
+            "you cannot rejoin",
+            "you cannot rejoin",
+        ),
+        (None, "gave up reconnecting", "gave up reconnecting"),
+    ] {
+        let mut live = Live::new(ADA);
+        let closed = NetEvent::Closed {
+            code,
+            message: message.into(),
+        };
+        assert_eq!(
+            live.press(Msg::Net(closed)),
+            vec![Effect::LeaveRoom, Effect::RefreshRooms]
+        );
+        assert_eq!(
+            (&live.app.screen, live.notice()),
+            (&Screen::Hallway, Some(text))
+        );
+    }
+}
+
+#[test]
+fn server_errors_are_said_with_a_capital() {
+    let mut live = Live::new(ADA);
+    let error = ServerMessage::error(None, ErrorCode::StageFull, "the stage is full");
+    assert!(live.press(server(error)).is_empty());
+    assert_eq!(live.notice(), Some("The stage is full"));
+}
+
+#[test]
+fn hands_are_listed_in_the_order_raised_and_announced() {
+    let mut live = Live::with(HOST, true, &[HOST, ADA, BOB, CY]);
+    live.by(CY, ClientCommand::RaiseHand);
+    assert_eq!(live.notice(), Some("Cy raised a hand."));
+    live.by(ADA, ClientCommand::RaiseHand);
+    let listed: Vec<UserId> = live.view().listed().iter().map(|p| p.id).collect();
+    assert_eq!(listed, vec![HOST, CY, ADA, BOB]);
+    live.by(CY, ClientCommand::LowerHand { user_id: None });
+    assert_eq!(live.view().detail.hands, vec![ADA]);
+    live.assert_in_sync();
+}
+
+#[test]
+fn others_declining_an_invitation_is_announced() {
+    let mut live = Live::new(HOST);
+    live.by(HOST, ClientCommand::InviteToSpeak { user_id: BOB });
+    assert!(live.view().participant(BOB).unwrap().invited);
+    live.by(BOB, ClientCommand::DeclineInvite);
+    assert_eq!(live.notice(), Some("Bob declined to speak."));
+    live.assert_in_sync();
+}
+
+#[test]
+fn being_made_a_moderator_unlocks_the_moderator_keys() {
+    let mut live = Live::new(ADA);
+    live.by(ADA, ClientCommand::RaiseHand);
+    live.by(HOST, ClientCommand::MakeModerator { user_id: ADA });
+    assert_eq!(live.notice(), Some("Host made you a moderator."));
+    assert_eq!(live.myself().role, Role::Moderator);
+    assert!(live.myself().muted, "promoted muted: no SetMicLive");
+    live.select(BOB);
+    assert_eq!(
+        live.press(ch('i')),
+        send(ClientCommand::InviteToSpeak { user_id: BOB })
+    );
+    live.assert_in_sync();
+}
+
+#[test]
+fn the_host_role_passes_to_me_when_the_host_leaves() {
+    let mut live = Live::new(ADA);
+    live.by(HOST, ClientCommand::MakeModerator { user_id: ADA });
+    live.by(HOST, ClientCommand::Leave);
+    assert_eq!(live.notice(), Some("You are now the host."));
+    assert_eq!(live.myself().role, Role::Host);
+    live.assert_in_sync();
+}
+
+#[test]
+fn a_moderator_muting_me_closes_the_mic_and_says_so() {
+    let mut live = Live::ada_live();
+    let effects = live.by(HOST, ClientCommand::MuteSpeaker { user_id: ADA });
+    assert_eq!(effects, vec![Effect::SetMicLive(false)]);
+    assert_eq!(
+        live.notice(),
+        Some("Host muted you; press m to unmute when you are ready.")
+    );
+    live.assert_in_sync();
+}
+
+#[test]
+fn being_moved_to_the_audience_while_live_closes_the_mic() {
+    let mut live = Live::ada_live();
+    live.speak(ADA);
+    assert!(live.myself().speaking);
+    let effects = live.by(HOST, ClientCommand::MoveToAudience { user_id: ADA });
+    assert_eq!(effects, vec![Effect::SetMicLive(false)], "exactly once");
+    assert_eq!(live.notice(), Some("Host moved you to the audience."));
+    assert!(!live.myself().speaking);
+    live.assert_in_sync();
+}
+
+#[test]
+fn being_moved_to_the_audience_while_holding_space_keeps_the_news_on_screen() {
+    let mut live = Live::new(ADA);
+    live.by(HOST, ClientCommand::InviteToSpeak { user_id: ADA });
+    live.by(ADA, ClientCommand::AcceptInvite);
+    let talk = live.press(ch(' '));
+    assert_eq!(live.serve(talk), vec![Effect::SetMicLive(true)]);
+    let moved = live.by(HOST, ClientCommand::MoveToAudience { user_id: ADA });
+    assert_eq!(moved, vec![Effect::SetMicLive(false)]);
+    // Releasing space must not send a mute the server would refuse with an error that
+    // replaces "moved you to the audience" on the event line.
+    assert!(live.press(release(KeyCode::Char(' '))).is_empty());
+    assert!(!live.app.room().unwrap().talking_by_space);
+    assert_eq!(live.notice(), Some("Host moved you to the audience."));
+}
+
+#[test]
+fn speaking_lights_follow_the_room() {
+    let mut live = Live::new(ADA);
+    live.by(HOST, ClientCommand::Unmute);
+    assert!(live.speak(HOST).is_empty());
+    assert!(live.view().participant(HOST).unwrap().speaking);
+    let out = live.room.tick(live.now_ms + 1_000);
+    live.deliver(out);
+    assert!(!live.view().participant(HOST).unwrap().speaking);
+    live.assert_in_sync();
+}
+
+#[test]
+fn talking_while_muted_needs_the_stage_a_muted_mic_and_a_loud_voice() {
+    let voice = |level: f32| {
+        Msg::Audio(AudioStatus {
+            input_voice: true,
+            input_level_dbov: level,
+            ..AudioStatus::default()
+        })
+    };
+    let mut live = Live::new(HOST);
+    live.press(voice(-20.0));
+    assert!(live.app.talking_while_muted());
+    live.press(voice(TALKING_WHILE_MUTED_DBOV - 1.0));
+    assert!(!live.app.talking_while_muted(), "too quiet");
+    live.press(Msg::Audio(AudioStatus {
+        input_voice: false,
+        input_level_dbov: -20.0,
+        ..AudioStatus::default()
+    }));
+    assert!(!live.app.talking_while_muted(), "noise, not a voice");
+    live.press(voice(-20.0));
+    let unmute = live.press(ch('m'));
+    live.serve(unmute);
+    assert!(!live.app.talking_while_muted(), "unmuted: just talking");
+    let mut listener = Live::new(ADA);
+    listener.press(voice(-20.0));
+    assert!(
+        !listener.app.talking_while_muted(),
+        "listeners have no microphone"
+    );
+    assert!(!hallway().talking_while_muted());
+}
+
+#[test]
+fn the_selection_stays_on_the_list_when_people_leave() {
+    let mut live = Live::with(HOST, true, &[HOST, ADA, BOB, CY]);
+    live.select(CY);
+    assert_eq!(live.app.room().unwrap().selected, 3);
+    live.by(CY, ClientCommand::Leave);
+    assert_eq!(live.app.room().unwrap().selected, 2);
+    live.by(BOB, ClientCommand::Leave);
+    live.by(ADA, ClientCommand::Leave);
+    assert_eq!(live.selected(), Some(HOST));
+}
+
+#[test]
+fn the_selection_follows_its_person_when_the_list_reorders() {
+    let mut live = Live::with(HOST, true, &[HOST, ADA, BOB, CY]);
+    live.select(BOB);
+    // Cy's hand takes Cy to the top of the audience; Bob stays selected, so a moderator
+    // key pressed next still acts on Bob.
+    live.by(CY, ClientCommand::RaiseHand);
+    assert_eq!(live.selected(), Some(BOB));
+    live.by(ADA, ClientCommand::Leave);
+    assert_eq!(live.selected(), Some(BOB));
+    live.press(ch('K'));
+    assert_eq!(
+        live.app.overlay,
+        Some(Overlay::ConfirmRemove {
+            user_id: BOB,
+            name: "Bob".into()
+        })
+    );
+}
+
+#[test]
+fn a_fresh_snapshot_after_a_reconnect_closes_a_live_mic() {
+    let mut live = Live::ada_live();
+    live.press(Msg::Net(NetEvent::Reconnecting {
+        attempt: 1,
+        reason: "reset".into(),
+    }));
+    live.press(Msg::Net(NetEvent::Connected));
+    // The server kept Ada's role through the drop, muted.
+    // Ada's connection was down, so she never hears of her own departure.
+    live.room.depart(ADA, LeaveReason::Disconnected, 500);
+    let out = live.room.join(&user(ADA), 600).unwrap();
+    assert_eq!(live.deliver(out), vec![Effect::SetMicLive(false)]);
+    assert_eq!(live.myself().role, Role::Speaker);
+    live.assert_in_sync();
+}
