@@ -1,0 +1,130 @@
+//! The client's config file (`$XDG_CONFIG_HOME/hallway/config.toml`): the default server and
+//! name, and the session token kept for each server so a restart keeps your identity.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// What the config file holds. Every field is optional; command-line flags win.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Server URL (or room link) to use when `--server` is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Display name to use when `--name` is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Access code for invite-only servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_code: Option<String>,
+    /// Session tokens by server URL.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// Why the config file could not be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// No home or XDG config directory to keep it in.
+    #[error("cannot find a config directory: set XDG_CONFIG_HOME or HOME")]
+    NoDirectory,
+    /// The file exists but could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("{path} is not a valid config file: {message}; fix or delete it")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// The default path, `$XDG_CONFIG_HOME/hallway/config.toml`.
+    pub fn default_path() -> Result<PathBuf, ConfigError> {
+        directories::ProjectDirs::from("", "", "hallway")
+            .map(|dirs| dirs.config_dir().join("config.toml"))
+            .ok_or(ConfigError::NoDirectory)
+    }
+
+    /// Reads the file; a missing file is an empty config.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    action: "read",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })
+    }
+
+    /// Writes the file (creating its directory), readable only by its owner: it holds tokens.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let io = |action, source| ConfigError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
+        }
+        let text = toml::to_string(self).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        // Write a sibling and rename, so a crash never leaves half a file.
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(|e| io("write", e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(|e| io("protect", e))?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| io("write", e))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_and_loads_the_same_config() {
+        let dir = std::env::temp_dir().join(format!("hallway-config-{}", std::process::id()));
+        let path = dir.join("sub/config.toml");
+        let mut config = Config {
+            server: Some("http://127.0.0.1:7600".into()),
+            name: Some("ada".into()),
+            ..Config::default()
+        };
+        config.tokens.insert("http://127.0.0.1:7600/".into(), "abc".into());
+        config.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), config);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_is_empty_and_a_broken_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("hallway-config-bad-{}", std::process::id()));
+        assert_eq!(Config::load(&dir.join("none.toml")).unwrap(), Config::default());
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, "server = [").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("not a valid config file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,384 @@
+//! The live demo: rooms on a server, alive with bots. Bot speakers take turns playing speech
+//! clips, a bot audience fills the seats, and each room's bot host invites whoever raises a
+//! hand a few seconds later. Bots are ordinary clients: they sign in over REST and join over
+//! the real WebSocket, so the demo exercises the same paths as people do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::net::live::Backoff;
+use crate::net::{Api, LiveSession, NetError, NetEvent};
+use crate::protocol::{AudioFrame, AudioHeader, ClientCommand, ServerMessage, UserId};
+
+/// One pre-encoded 20 ms frame of a clip.
+#[derive(Debug, Clone)]
+pub struct ClipFrame {
+    pub opus: Vec<u8>,
+    /// -dBov, 0..=127.
+    pub level: u8,
+    pub voice: bool,
+}
+
+/// A speech clip, encoded once and replayed by bots.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    pub name: String,
+    pub frames: Vec<ClipFrame>,
+}
+
+/// A demo room: its title, host, speakers and audience size.
+#[derive(Debug, Clone)]
+pub struct RoomPlan {
+    pub title: &'static str,
+    pub host: &'static str,
+    pub speakers: &'static [&'static str],
+    pub audience: usize,
+}
+
+/// The rooms a demo opens.
+pub const PLAN: &[RoomPlan] = &[
+    RoomPlan {
+        title: "Welcome to Hallway: raise your hand!",
+        host: "Ada (bot)",
+        speakers: &["Grace (bot)", "Linus (bot)"],
+        audience: 6,
+    },
+    RoomPlan {
+        title: "Rust audio in the terminal",
+        host: "Ferris (bot)",
+        speakers: &["Mara (bot)", "Niko (bot)"],
+        audience: 14,
+    },
+    RoomPlan {
+        title: "Late night radio",
+        host: "Sam (bot)",
+        speakers: &[],
+        audience: 3,
+    },
+];
+
+/// How long a bot host waits before inviting a raised hand.
+pub const INVITE_AFTER: Duration = Duration::from_secs(3);
+/// Quiet between two speakers' turns.
+const TURN_GAP: Duration = Duration::from_millis(700);
+const FRAME: Duration = Duration::from_millis(20);
+
+/// Why the demo could not start.
+#[derive(Debug, Error)]
+pub enum DemoError {
+    /// Talking to the server failed.
+    #[error("the demo could not set up its rooms: {0}")]
+    Net(#[from] NetError),
+    /// There is nothing for bots to say.
+    #[error("the demo has no speech clips to play")]
+    NoClips,
+}
+
+/// The running demo; dropping it (or `stop`) ends its rooms.
+pub struct Demo {
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The ids of the rooms it opened, in plan order.
+    pub rooms: Vec<String>,
+}
+
+impl Demo {
+    /// Opens the planned rooms on the server at `base`, with bots playing `clips`.
+    pub async fn start(base: Url, plan: &[RoomPlan], clips: Vec<Clip>) -> Result<Self, DemoError> {
+        if clips.is_empty() || clips.iter().all(|c| c.frames.is_empty()) {
+            return Err(DemoError::NoClips);
+        }
+        let clips = Arc::new(clips);
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let mut rooms = Vec::new();
+        for (index, room_plan) in plan.iter().enumerate() {
+            let mut host_api = Api::new(base.clone());
+            host_api.create_session(room_plan.host, None).await?;
+            let detail = host_api.create_room(room_plan.title).await?;
+            let room_id = detail.summary.id.clone();
+            rooms.push(room_id.clone());
+            let mut bots = Vec::new();
+            for name in room_plan.speakers {
+                let mut api = Api::new(base.clone());
+                let session = api.create_session(name, None).await?;
+                bots.push((api, session.user.id));
+            }
+            let mut audience = Vec::new();
+            for n in 0..room_plan.audience {
+                let mut api = Api::new(base.clone());
+                api.create_session(&audience_name(index * 31 + n), None).await?;
+                audience.push(api);
+            }
+            let room = BotRoom {
+                room_id,
+                clips: clips.clone(),
+                first_clip: index,
+            };
+            tasks.push(tokio::spawn(room.run(host_api, bots, audience, stop.clone())));
+        }
+        Ok(Self { stop, tasks, rooms })
+    }
+
+    /// Ends the demo: bots leave, their rooms end.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn audience_name(n: usize) -> String {
+    const NAMES: &[&str] = &[
+        "Iris", "Omar", "Chen", "Lea", "Tomas", "Priya", "Kofi", "Ines", "Yuki", "Arlo", "Zara", "Hugo", "Noor",
+        "Emil", "Sofia", "Ravi",
+    ];
+    format!("{} (bot)", NAMES[n % NAMES.len()])
+}
+
+struct BotRoom {
+    room_id: String,
+    clips: Arc<Vec<Clip>>,
+    first_clip: usize,
+}
+
+/// A bot speaker's live session and its frame counter.
+struct Speaker {
+    live: LiveSession,
+    sequence: u32,
+}
+
+impl BotRoom {
+    async fn run(self, host_api: Api, speaker_apis: Vec<(Api, UserId)>, audience: Vec<Api>, stop: CancellationToken) {
+        let quiet = || Box::new(|_frame: AudioFrame| {});
+        let (host_tx, mut host_rx) = mpsc::channel(256);
+        let host = LiveSession::start(&host_api, &self.room_id, host_tx, quiet(), Backoff::default());
+        // The host goes in first, so the room has its host; then each speaker joins and is
+        // invited up, exactly as people are.
+        if !wait_for(&mut host_rx, |m| matches!(m, ServerMessage::RoomSnapshot { .. })).await {
+            return;
+        }
+        let bot_ids: Vec<UserId> = speaker_apis.iter().map(|(_, id)| *id).collect();
+        let mut speakers = Vec::new();
+        for (api, user_id) in &speaker_apis {
+            let (tx, mut rx) = mpsc::channel(256);
+            let live = LiveSession::start(api, &self.room_id, tx, quiet(), Backoff::default());
+            if !wait_for(&mut rx, |m| matches!(m, ServerMessage::RoomSnapshot { .. })).await {
+                return;
+            }
+            host.send(ClientCommand::InviteToSpeak { user_id: *user_id });
+            if !wait_for(&mut rx, |m| matches!(m, ServerMessage::Invited { user_id: u, .. } if u == user_id)).await {
+                return;
+            }
+            live.send(ClientCommand::AcceptInvite);
+            live.send(ClientCommand::Unmute);
+            // From here on the bot only needs to be on stage: drain its events.
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            speakers.push(Speaker { live, sequence: 0 });
+        }
+        if speakers.is_empty() {
+            host.send(ClientCommand::Unmute);
+        }
+        let mut listeners = Vec::new();
+        for api in &audience {
+            let (tx, mut rx) = mpsc::channel(256);
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
+            listeners.push(LiveSession::start(api, &self.room_id, tx, quiet(), Backoff::default()));
+        }
+
+        let mut turn = Turn::new(self.first_clip);
+        let mut pending_invites: HashMap<UserId, Instant> = HashMap::new();
+        let mut people_speaking: HashMap<UserId, bool> = HashMap::new();
+        let mut host_sequence = 0u32;
+        let mut tick = tokio::time::interval(FRAME);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                event = host_rx.recv() => match event {
+                    Some(NetEvent::Server(message)) => match message {
+                        ServerMessage::HandRaised { user_id, .. } if !bot_ids.contains(&user_id) => {
+                            pending_invites.insert(user_id, Instant::now() + INVITE_AFTER);
+                        }
+                        ServerMessage::HandLowered { user_id, .. } | ServerMessage::ParticipantLeft { user_id, .. } => {
+                            pending_invites.remove(&user_id);
+                            people_speaking.remove(&user_id);
+                        }
+                        ServerMessage::Speaking { user_id, speaking } if !bot_ids.contains(&user_id) => {
+                            people_speaking.insert(user_id, speaking);
+                        }
+                        _ => {}
+                    },
+                    Some(NetEvent::Closed { .. }) | None => break,
+                    Some(_) => {}
+                },
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    let due: Vec<UserId> = pending_invites.iter().filter(|(_, at)| **at <= now).map(|(id, _)| *id).collect();
+                    for user_id in due {
+                        pending_invites.remove(&user_id);
+                        host.send(ClientCommand::InviteToSpeak { user_id });
+                    }
+                    // Bots yield the floor while a person talks.
+                    let person_talking = people_speaking.values().any(|s| *s);
+                    let voices = speakers.len().max(1);
+                    if let Some((voice, clip, frame)) = turn.next_frame(&self.clips, voices, person_talking) {
+                        let Some(data) = self.clips.get(clip).and_then(|c| c.frames.get(frame)) else { continue };
+                        match speakers.get_mut(voice) {
+                            Some(speaker) => {
+                                send_frame(&speaker.live, speaker.sequence, data);
+                                speaker.sequence = speaker.sequence.wrapping_add(1);
+                            }
+                            None => {
+                                send_frame(&host, host_sequence, data);
+                                host_sequence = host_sequence.wrapping_add(1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for listener in listeners {
+            listener.leave().await;
+        }
+        for speaker in speakers {
+            speaker.live.leave().await;
+        }
+        host.send(ClientCommand::EndRoom);
+        host.leave().await;
+    }
+}
+
+/// Reads events until one matches; false if the session ended or nothing came in 10 s.
+async fn wait_for(rx: &mut mpsc::Receiver<NetEvent>, wanted: impl Fn(&ServerMessage) -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(NetEvent::Server(message))) if wanted(&message) => return true,
+            Ok(Some(NetEvent::Closed { message, .. })) => {
+                tracing::warn!("a demo bot could not join: {message}");
+                return false;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return false,
+        }
+    }
+}
+
+fn send_frame(live: &LiveSession, sequence: u32, data: &ClipFrame) {
+    let header = AudioHeader {
+        speaker_id: 0,
+        sequence,
+        timestamp_48k: sequence.wrapping_mul(960),
+        level: data.level,
+        voice: data.voice,
+    };
+    if let Ok(frame) = AudioFrame::new(header, &data.opus) {
+        live.send_audio(&frame);
+    }
+}
+
+/// Whose turn it is and where in their clip: a pure schedule, stepped once per 20 ms frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    voice: usize,
+    clip: usize,
+    frame: usize,
+    /// Frames of silence left before the next turn starts.
+    gap: usize,
+}
+
+impl Turn {
+    pub fn new(first_clip: usize) -> Self {
+        Self {
+            voice: 0,
+            clip: first_clip,
+            frame: 0,
+            gap: 0,
+        }
+    }
+
+    /// The (voice, clip, frame) to send now, or None during a gap. A new turn does not start
+    /// while a person is talking; a turn under way finishes.
+    pub fn next_frame(&mut self, clips: &[Clip], voices: usize, person_talking: bool) -> Option<(usize, usize, usize)> {
+        if clips.is_empty() {
+            return None;
+        }
+        if self.gap > 0 {
+            self.gap -= 1;
+            return None;
+        }
+        if self.frame == 0 && person_talking {
+            return None;
+        }
+        let clip = self.clip % clips.len();
+        let len = clips[clip].frames.len();
+        if self.frame >= len {
+            self.frame = 0;
+            self.clip = self.clip.wrapping_add(1);
+            self.voice = (self.voice + 1) % voices.max(1);
+            self.gap = (TURN_GAP.as_millis() / FRAME.as_millis()) as usize;
+            return None;
+        }
+        let out = (self.voice % voices.max(1), clip, self.frame);
+        self.frame += 1;
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clip(frames: usize) -> Clip {
+        Clip {
+            name: "c".into(),
+            frames: vec![
+                ClipFrame {
+                    opus: vec![1],
+                    level: 20,
+                    voice: true
+                };
+                frames
+            ],
+        }
+    }
+
+    #[test]
+    fn speakers_take_turns_with_a_gap_between() {
+        let clips = vec![clip(2), clip(3)];
+        let mut turn = Turn::new(0);
+        let mut sent = Vec::new();
+        for _ in 0..100 {
+            sent.push(turn.next_frame(&clips, 2, false));
+        }
+        let voices: Vec<usize> = sent.iter().flatten().map(|(v, _, _)| *v).collect();
+        assert_eq!(&voices[..5], &[0, 0, 1, 1, 1], "voice 0 plays clip 0, then voice 1 plays clip 1");
+        let gap = sent.iter().skip(2).take_while(|s| s.is_none()).count();
+        assert_eq!(gap, 1 + (TURN_GAP.as_millis() / FRAME.as_millis()) as usize);
+    }
+
+    #[test]
+    fn no_new_turn_while_a_person_talks() {
+        let clips = vec![clip(2)];
+        let mut turn = Turn::new(0);
+        assert!(turn.next_frame(&clips, 1, true).is_none());
+        assert_eq!(turn.next_frame(&clips, 1, false), Some((0, 0, 0)));
+        // A turn under way finishes even if someone starts talking.
+        assert_eq!(turn.next_frame(&clips, 1, true), Some((0, 0, 1)));
+    }
+}

@@ -1,0 +1,135 @@
+//! The REST API as typed calls.
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::NetError;
+use crate::protocol::{CreateRoom, CreateSession, ErrorBody, RoomDetail, RoomList, RoomSummary, ServerInfo, Session, User};
+
+/// A server's REST API, with the session token once there is one.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+impl Api {
+    pub fn new(base: Url) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .user_agent(concat!("hallway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            // Building fails only without a TLS backend, which this build always has.
+            .unwrap_or_default();
+        Self { http, base, token: None }
+    }
+
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
+    }
+
+    /// What the server is (also a reachability check).
+    pub async fn info(&self) -> Result<ServerInfo, NetError> {
+        self.call(self.http.get(self.url("/api/v1"))).await
+    }
+
+    /// Signs in as `name`; keeps the token for later calls.
+    pub async fn create_session(&mut self, name: &str, access_code: Option<&str>) -> Result<Session, NetError> {
+        let body = CreateSession {
+            name: name.to_string(),
+            access_code: access_code.map(str::to_string),
+        };
+        let session: Session = self.call(self.http.post(self.url("/api/v1/sessions")).json(&body)).await?;
+        self.token = Some(session.token.clone());
+        Ok(session)
+    }
+
+    /// Who the kept token belongs to; `unauthorized` when the server no longer knows it.
+    pub async fn whoami(&self) -> Result<User, NetError> {
+        self.call(self.authed(self.http.get(self.url("/api/v1/sessions/me")))).await
+    }
+
+    /// The rooms live now, newest first.
+    pub async fn rooms(&self) -> Result<Vec<RoomSummary>, NetError> {
+        let list: RoomList = self.call(self.authed(self.http.get(self.url("/api/v1/rooms")))).await?;
+        Ok(list.rooms)
+    }
+
+    /// Creates a room; the caller becomes its host on joining.
+    pub async fn create_room(&self, title: &str) -> Result<RoomDetail, NetError> {
+        let body = CreateRoom { title: title.to_string() };
+        self.call(self.authed(self.http.post(self.url("/api/v1/rooms")).json(&body))).await
+    }
+
+    /// One room in full.
+    pub async fn room(&self, id: &str) -> Result<RoomDetail, NetError> {
+        self.call(self.authed(self.http.get(self.url(&format!("/api/v1/rooms/{id}"))))).await
+    }
+
+    /// The WebSocket URL of a room's live session.
+    pub fn live_url(&self, room: &str) -> String {
+        let http = self.url(&format!("/api/v1/rooms/{room}/live"));
+        match http.strip_prefix("https://") {
+            Some(rest) => format!("wss://{rest}"),
+            None => format!("ws://{}", http.trim_start_matches("http://")),
+        }
+    }
+
+    fn authed(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, NetError> {
+        let response = request.send().await.map_err(|source| NetError::Unreachable {
+            url: self.base.to_string(),
+            source,
+        })?;
+        decode(&self.base, response).await
+    }
+}
+
+async fn decode<T: DeserializeOwned>(base: &Url, response: Response) -> Result<T, NetError> {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.map_err(|source| NetError::Unreachable {
+        url: base.to_string(),
+        source,
+    })?;
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(&bytes).map_err(|_| NetError::NotHallway {
+            url: base.to_string(),
+            status,
+        });
+    }
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => Err(NetError::Api {
+            status,
+            code: body.error.code,
+            message: body.error.message,
+        }),
+        Err(_) => Err(NetError::NotHallway {
+            url: base.to_string(),
+            status,
+        }),
+    }
+}

@@ -1,0 +1,361 @@
+//! A live room session: one WebSocket, kept up across drops by reconnecting with backoff and
+//! rejoining the same room. Control messages come out as [`NetEvent`]s; audio frames go
+//! straight to a handler (the playout engine), never through the UI's queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::Api;
+use crate::protocol::{AudioFrame, ClientCommand, ClientMessage, ErrorBody, ErrorCode, ServerMessage};
+
+/// What the live session tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetEvent {
+    /// Connected (or reconnected) to the room; a `room_snapshot` follows.
+    Connected,
+    /// A control message from the server.
+    Server(ServerMessage),
+    /// The connection dropped; trying again.
+    Reconnecting { attempt: u32, reason: String },
+    /// A round trip measured by ping/pong.
+    RoundTrip { rtt_ms: u32 },
+    /// The session is over for good (left, removed, room ended, refused); no reconnect.
+    Closed { code: Option<ErrorCode>, message: String },
+}
+
+/// Counters the UI shows about the connection.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Outgoing audio frames dropped because the socket could not take them.
+    pub audio_dropped_out: AtomicU64,
+    /// Audio frames received.
+    pub audio_in: AtomicU64,
+    /// Reconnects since the session started.
+    pub reconnects: AtomicU64,
+}
+
+/// Reconnect timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+    /// Give up after this many failed attempts in a row (None: never).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(8),
+            max_attempts: None,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before attempt `n` (1-based): doubling from `first`, capped at `max`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.first.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Outgoing audio waiting for the socket: 25 frames is 500 ms. When full, new frames are
+/// dropped (and counted): late speech is worse than a gap.
+const AUDIO_OUT_QUEUE: usize = 25;
+/// Outgoing control commands: a person cannot type faster than this drains.
+const CONTROL_OUT_QUEUE: usize = 64;
+/// How often the session measures the round trip, and how long without any answer before
+/// the connection counts as dead.
+const PING_EVERY: Duration = Duration::from_secs(2);
+const DEAD_AFTER: Duration = Duration::from_secs(10);
+
+/// The owner's end of a live session. Dropping it ends the session.
+pub struct LiveSession {
+    control_tx: mpsc::Sender<ClientCommand>,
+    audio_tx: mpsc::Sender<Bytes>,
+    pub stats: Arc<LiveStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Handles each received audio frame; called on the network task, so it must not block.
+pub type AudioHandler = Box<dyn FnMut(AudioFrame) + Send + Sync>;
+
+impl LiveSession {
+    /// Starts the session for `room` with the API's token. Events go to `events_tx`.
+    pub fn start(api: &Api, room: &str, events_tx: mpsc::Sender<NetEvent>, on_audio: AudioHandler, backoff: Backoff) -> Self {
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_OUT_QUEUE);
+        let (audio_tx, audio_rx) = mpsc::channel(AUDIO_OUT_QUEUE);
+        let stats = Arc::new(LiveStats::default());
+        let worker = Worker {
+            url: api.live_url(room),
+            token: api.token().unwrap_or_default().to_string(),
+            events_tx,
+            on_audio,
+            control_rx,
+            audio_rx,
+            stats: stats.clone(),
+            backoff,
+        };
+        let task = tokio::spawn(worker.run());
+        Self {
+            control_tx,
+            audio_tx,
+            stats,
+            task,
+        }
+    }
+
+    /// Queues a command; false if the session is over.
+    pub fn send(&self, command: ClientCommand) -> bool {
+        self.control_tx.try_send(command).is_ok()
+    }
+
+    /// Queues an audio frame (its speaker id is stamped by the server); drops it when the
+    /// socket is behind.
+    pub fn send_audio(&self, frame: &AudioFrame) {
+        if self.audio_tx.try_send(frame.bytes().clone()).is_err() {
+            self.stats.audio_dropped_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A sender for audio frames, for a capture thread to use directly.
+    pub fn audio_sender(&self) -> mpsc::Sender<Bytes> {
+        self.audio_tx.clone()
+    }
+
+    /// Leaves the room and waits (briefly) for the server to close the connection.
+    pub async fn leave(mut self) {
+        let _ = self.control_tx.send(ClientCommand::Leave).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
+    }
+
+    /// Whether the session has ended for good.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+impl Drop for LiveSession {
+    fn drop(&mut self) {
+        // Ends the task if it is still running (aborting a finished task does nothing).
+        self.task.abort();
+    }
+}
+
+struct Worker {
+    url: String,
+    token: String,
+    events_tx: mpsc::Sender<NetEvent>,
+    on_audio: AudioHandler,
+    control_rx: mpsc::Receiver<ClientCommand>,
+    audio_rx: mpsc::Receiver<Bytes>,
+    stats: Arc<LiveStats>,
+    backoff: Backoff,
+}
+
+/// How one connection ended.
+enum Ended {
+    /// For good: tell the owner and stop.
+    Final(Option<ErrorCode>, String),
+    /// Dropped: reconnect.
+    Dropped(String),
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut attempt = 0u32;
+        loop {
+            let ended = match self.connect().await {
+                Ok(ws) => {
+                    attempt = 0;
+                    if self.events_tx.send(NetEvent::Connected).await.is_err() {
+                        return;
+                    }
+                    self.session(ws).await
+                }
+                Err(ended) => ended,
+            };
+            let reason = match ended {
+                Ended::Final(code, message) => {
+                    let _ = self.events_tx.send(NetEvent::Closed { code, message }).await;
+                    return;
+                }
+                Ended::Dropped(reason) => reason,
+            };
+            attempt += 1;
+            if self.backoff.max_attempts.is_some_and(|max| attempt > max) {
+                let message = format!("gave up reconnecting after {} attempts: {reason}", attempt - 1);
+                let _ = self.events_tx.send(NetEvent::Closed { code: None, message }).await;
+                return;
+            }
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            let event = NetEvent::Reconnecting { attempt, reason };
+            if self.events_tx.send(event).await.is_err() {
+                return;
+            }
+            // Wait, but leave promptly if asked to; commands typed meanwhile are stale.
+            let wait = tokio::time::sleep(self.backoff.delay(attempt));
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    () = &mut wait => break,
+                    command = self.control_rx.recv() => match command {
+                        None | Some(ClientCommand::Leave) => {
+                            let _ = self.events_tx.send(NetEvent::Closed { code: None, message: "you left the room".into() }).await;
+                            return;
+                        }
+                        Some(_) => {}
+                    },
+                    frame = self.audio_rx.recv() => if frame.is_some() {
+                        self.stats.audio_dropped_out.fetch_add(1, Ordering::Relaxed);
+                    },
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Ws, Ended> {
+        let mut request = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| Ended::Final(None, format!("bad room address {}: {e}", self.url)))?;
+        let header = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| Ended::Final(None, "the session token is not valid text; sign in again".into()))?;
+        request.headers_mut().insert("authorization", header);
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(response)) => {
+                let status = response.status().as_u16();
+                let body = response
+                    .body()
+                    .as_ref()
+                    .and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok());
+                match body {
+                    // A refusal (room gone, banned, bad token) will not change by retrying,
+                    // except when the server is busy or restarting.
+                    Some(body) if !matches!(status, 429 | 500..) => {
+                        Err(Ended::Final(Some(body.error.code), body.error.message))
+                    }
+                    Some(body) => Err(Ended::Dropped(body.error.message)),
+                    None => Err(Ended::Dropped(format!("the server answered HTTP {status}"))),
+                }
+            }
+            Err(e) => Err(Ended::Dropped(describe(&e))),
+        }
+    }
+
+    async fn session(&mut self, mut ws: Ws) -> Ended {
+        let started = Instant::now();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let mut goodbye: Option<(ErrorCode, String)> = None;
+        let mut leaving = false;
+        loop {
+            tokio::select! {
+                message = ws.next() => {
+                    last_heard = Instant::now();
+                    match message {
+                        Some(Ok(Message::Text(text))) => match ServerMessage::decode(&text) {
+                            Ok(ServerMessage::Pong { nonce }) => {
+                                let rtt_ms = (started.elapsed().as_millis() as u64).saturating_sub(nonce) as u32;
+                                let _ = self.events_tx.try_send(NetEvent::RoundTrip { rtt_ms });
+                            }
+                            Ok(ServerMessage::Goodbye { code, message }) => goodbye = Some((code, message)),
+                            Ok(message) => {
+                                if self.events_tx.send(NetEvent::Server(message)).await.is_err() {
+                                    return Ended::Final(None, "closed".into());
+                                }
+                            }
+                            Err(e) => tracing::warn!("ignoring a server message this client does not understand: {e}"),
+                        },
+                        Some(Ok(Message::Binary(bytes))) => {
+                            if let Ok(frame) = AudioFrame::parse(bytes) {
+                                self.stats.audio_in.fetch_add(1, Ordering::Relaxed);
+                                (self.on_audio)(frame);
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                            return match goodbye {
+                                Some((code, message)) if is_final(code) => Ended::Final(Some(code), message),
+                                Some((_, message)) => Ended::Dropped(message),
+                                None if leaving => Ended::Final(None, "you left the room".into()),
+                                None => Ended::Dropped("the connection dropped".into()),
+                            };
+                        }
+                        Some(Ok(_)) => {}
+                    }
+                }
+                command = self.control_rx.recv() => {
+                    let command = match command {
+                        Some(command) => command,
+                        None => ClientCommand::Leave,
+                    };
+                    leaving |= command == ClientCommand::Leave;
+                    let text = ClientMessage { id: None, command }.encode();
+                    if ws.send(Message::Text(text.into())).await.is_err() {
+                        return Ended::Dropped("the connection dropped while sending".into());
+                    }
+                }
+                Some(frame) = self.audio_rx.recv() => {
+                    if ws.send(Message::Binary(frame)).await.is_err() {
+                        return Ended::Dropped("the connection dropped while sending audio".into());
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > DEAD_AFTER {
+                        return Ended::Dropped(format!("no answer from the server for {} s", DEAD_AFTER.as_secs()));
+                    }
+                    let nonce = started.elapsed().as_millis() as u64;
+                    let text = ClientMessage { id: None, command: ClientCommand::Ping { nonce } }.encode();
+                    if ws.send(Message::Text(text.into())).await.is_err() {
+                        return Ended::Dropped("the connection dropped".into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Goodbyes after which reconnecting would not help (or would be unwelcome).
+fn is_final(code: ErrorCode) -> bool {
+    !matches!(code, ErrorCode::SlowConsumer | ErrorCode::Internal)
+}
+
+fn describe(e: &tungstenite::Error) -> String {
+    match e {
+        tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "the server refused the connection (is it running?)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(1), Duration::from_millis(250));
+        assert_eq!(b.delay(2), Duration::from_millis(500));
+        assert_eq!(b.delay(4), Duration::from_secs(2));
+        assert_eq!(b.delay(10), Duration::from_secs(8));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(8));
+    }
+}

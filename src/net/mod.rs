@@ -1,0 +1,48 @@
+//! The client side of the wire: the REST API (reqwest), the live room session
+//! (tokio-tungstenite, with reconnect) and parsing of server URLs and room links.
+
+pub mod api;
+pub mod live;
+pub mod target;
+
+pub use api::Api;
+pub use live::{LiveSession, NetEvent};
+pub use target::Target;
+
+use thiserror::Error;
+
+use crate::protocol::ErrorCode;
+
+/// What went wrong talking to a server, worded for the person at the keyboard.
+#[derive(Debug, Error)]
+pub enum NetError {
+    /// The server address is not a URL we can use.
+    #[error("{0:?} is not a server address: use http://HOST:PORT, https://HOST or a room link like http://HOST:PORT/rooms/ID")]
+    InvalidUrl(String),
+    /// Nothing answered at the address.
+    #[error("cannot reach the Hallway server at {url}: is it running? (start one with `hallway serve`)")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server refused the request; its message says what to do.
+    #[error("{message} ({code})")]
+    Api { status: u16, code: ErrorCode, message: String },
+    /// Something answered, but not with Hallway's API.
+    #[error("the server at {url} answered {status}, which is not Hallway's API: check the address")]
+    NotHallway { url: String, status: u16 },
+    /// The live connection failed.
+    #[error("live connection failed: {0}")]
+    WebSocket(String),
+}
+
+impl NetError {
+    /// The server's error code, when the server refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}

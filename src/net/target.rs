@@ -1,0 +1,79 @@
+//! Where to connect: a server URL, or a room link (`URL/rooms/ID`) naming a room on it.
+
+use url::Url;
+
+use super::NetError;
+
+/// A server's base URL and, from a room link, a room id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub server: Url,
+    pub room: Option<String>,
+}
+
+impl Target {
+    /// Parses `http://host:port`, `https://host/`, `host:port` (http assumed) or a room link
+    /// `http://host:port/rooms/ID`.
+    pub fn parse(text: &str) -> Result<Self, NetError> {
+        let trimmed = text.trim();
+        let with_scheme = if trimmed.contains("://") {
+            trimmed.to_string()
+        } else {
+            format!("http://{trimmed}")
+        };
+        let invalid = || NetError::InvalidUrl(text.to_string());
+        let mut url = Url::parse(&with_scheme).map_err(|_| invalid())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid());
+        }
+        let segments: Vec<String> = url
+            .path_segments()
+            .map(|s| s.filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        let room = match segments.as_slice() {
+            [] => None,
+            [rooms, id] if rooms == "rooms" && !id.is_empty() => Some(id.clone()),
+            _ => return Err(invalid()),
+        };
+        url.set_path("/");
+        url.set_query(None);
+        url.set_fragment(None);
+        Ok(Self { server: url, room })
+    }
+
+    /// The link people can share to a room on a server.
+    pub fn room_link(server: &Url, room: &str) -> String {
+        format!("{}/rooms/{room}", server.as_str().trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_servers_and_room_links() {
+        let t = Target::parse("http://127.0.0.1:7600").unwrap();
+        assert_eq!((t.server.as_str(), t.room), ("http://127.0.0.1:7600/", None));
+        let t = Target::parse("localhost:7600/rooms/abc123").unwrap();
+        assert_eq!((t.server.as_str(), t.room.as_deref()), ("http://localhost:7600/", Some("abc123")));
+        let t = Target::parse("https://rooms.example.org/rooms/x/").unwrap();
+        assert_eq!((t.server.as_str(), t.room.as_deref()), ("https://rooms.example.org/", Some("x")));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_server() {
+        for bad in ["", "ftp://host", "http://host/elsewhere", "http://host/rooms/", "http://"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn links_round_trip() {
+        let t = Target::parse("http://h:1/").unwrap();
+        let link = Target::room_link(&t.server, "r1");
+        assert_eq!(link, "http://h:1/rooms/r1");
+        assert_eq!(Target::parse(&link).unwrap().room.as_deref(), Some("r1"));
+    }
+}
