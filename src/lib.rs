@@ -5,8 +5,25 @@
 //!   binary audio frames and error codes. Pure types and codecs, no I/O.
 //! - [`server`]: the room server (axum): REST, WebSocket, one actor per room around the
 //!   pure room rules in `server::room`, bounded per-connection queues, metrics.
+//! - [`audio`]: the audio engine: devices (cpal, files, tone, null), real-time rings,
+//!   capture and playout workers, Opus, jitter buffers, mixing. No tokio, no UI.
+//! - [`net`]: the client side of the wire: REST calls, the live room session with
+//!   reconnect, server URLs and room links.
+//! - [`app`]: the client's model: state, `Msg` in, `Effect` out; pure, no I/O.
+//! - [`config`]: the client's config file (server, name, tokens per server).
+//! - [`client`]: the terminal client's shell: sign-in, terminal guard, event loop, effects.
+//! - [`demo`]: demo rooms kept alive by bot hosts, speakers and audiences.
+//! - [`ui`]: the view (ratatui): `ui::render(&App, &Theme, &mut Frame)` draws the model
+//!   and never changes it; `Theme` is colour or plain for `NO_COLOR`.
 //! - [`cli`]: the command line (`hallway serve`, ...), parsed with clap.
 
+pub mod app;
+pub mod audio;
 pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod net;
 pub mod protocol;
 pub mod server;
+pub mod ui;

@@ -1,0 +1,65 @@
+//! The audio engine: devices, real-time rings, capture and playout workers, Opus, jitter
+//! buffers, mixing and resampling. No tokio and no UI in here.
+//!
+//! # Shape
+//!
+//! ```text
+//! device input (cpal callback | file/tone pump) ─rtrb─▶ capture worker
+//!     resample → denoise → level → Opus ─▶ EncodedFrame channel ─▶ net layer
+//! net layer ─▶ PlayoutCommand channel ─▶ playout worker
+//!     jitter buffer per speaker → Opus decode/PLC → mix + limiter → resample ─rtrb─▶ device output
+//! ```
+//!
+//! Inside the engine audio is 48 kHz mono `f32` in 20 ms frames ([`FRAME_SAMPLES`]).
+//! The rings between a device and a worker carry interleaved `f32` at the device's own
+//! format ([`DeviceFormat`]); the workers convert.
+//!
+//! The pure cores ([`JitterBuffer`], [`Mixer`], [`level`], [`CaptureProcessor`],
+//! [`PlayoutCore`]) take values and return values and are tested with a fake clock; the
+//! workers are thin loops around them.
+
+pub mod capture;
+pub mod clock;
+pub mod codec;
+pub mod cpal_backend;
+pub mod denoise;
+pub mod device;
+pub mod error;
+pub mod files;
+pub mod frame;
+pub mod jitter;
+pub mod level;
+pub mod mixer;
+pub mod oggopus;
+pub mod playout;
+pub mod resample;
+
+pub use capture::{
+    Capture, CaptureConfig, CaptureFrame, CaptureProcessor, CaptureStats, CaptureWorker,
+    StepOutcome,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::{OpusDecoder, OpusEncoder, OpusEncoderConfig};
+pub use cpal_backend::{CpalOptions, DeviceInfo, DeviceList, list_devices};
+pub use device::{
+    CaptureStream, DeviceFormat, InputDevice, OutputDevice, Pacing, PlaybackStream, open_input,
+    open_output,
+};
+pub use error::{AudioError, DeviceError};
+pub use files::{AudioSink, AudioSource, create_sink, open_source};
+pub use frame::EncodedFrame;
+pub use jitter::{JitterBuffer, JitterConfig, JitterOutput};
+pub use mixer::Mixer;
+pub use playout::{
+    Playout, PlayoutCommand, PlayoutConfig, PlayoutCore, PlayoutSender, PlayoutStats,
+    PlayoutWorker, SpeakerStats,
+};
+
+/// The engine's internal sample rate (Opus's native rate).
+pub const SAMPLE_RATE: u32 = 48_000;
+/// One frame is 20 ms: the Opus packet size and the jitter buffer's slot size.
+pub const FRAME_MS: u32 = 20;
+/// Samples in one 20 ms mono frame at 48 kHz.
+pub const FRAME_SAMPLES: usize = 960;
+/// Largest Opus packet we ever send or accept (RFC 6716 limit for one frame).
+pub const MAX_OPUS_PACKET: usize = 1275;

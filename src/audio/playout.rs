@@ -1,0 +1,584 @@
+//! The playout side: packets from the network → a jitter buffer per speaker → Opus decode
+//! or concealment → mix with per-speaker and master volume and a limiter → device ring.
+//!
+//! [`PlayoutCore`] is pure (commands and ticks in, mixed frames out); [`PlayoutWorker`] is
+//! one step of the loop over a device ring with an injectable [`Clock`]; [`Playout`] runs
+//! it on a thread and is the handle the network layer and UI use.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::audio::clock::{Clock, SystemClock};
+use crate::audio::codec::OpusDecoder;
+use crate::audio::device::{DeviceFormat, PlaybackGuard, PlaybackStream, StreamCounters};
+use crate::audio::error::AudioError;
+use crate::audio::files::{AudioSink, create_sink};
+use crate::audio::jitter::{JitterBuffer, JitterConfig, JitterCounters, JitterOutput};
+use crate::audio::level::{self, SILENCE_DBOV};
+use crate::audio::mixer::Mixer;
+use crate::audio::resample::FromEngine;
+use crate::audio::{FRAME_SAMPLES, MAX_OPUS_PACKET};
+
+/// Messages the playout worker receives (from the network thread and the UI).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlayoutCommand {
+    /// One received audio frame.
+    Packet {
+        /// Who spoke (stamped by the server).
+        speaker_id: u32,
+        /// Sender's sequence number.
+        seq: u32,
+        /// Sender's 48 kHz timestamp.
+        timestamp_48k: u32,
+        /// RFC 6464 level byte.
+        level: u8,
+        /// Sender's voice flag.
+        voice: bool,
+        /// The Opus packet.
+        opus: Vec<u8>,
+    },
+    /// The speaker left the stage or the room: drop its state.
+    SpeakerLeft(u32),
+    /// Per-speaker volume (1.0 = unchanged, 0 = muted locally).
+    SetSpeakerVolume(u32, f32),
+    /// Volume of everything.
+    SetMasterVolume(f32),
+}
+
+/// How playout behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayoutConfig {
+    /// Jitter buffer tuning for every speaker.
+    pub jitter: JitterConfig,
+    /// Commands queued at most: 256 ≈ 13 speakers × 50 frames/s × 0.4 s. When full,
+    /// audio packets are dropped and counted (the jitter buffer conceals them); control
+    /// commands wait for room.
+    pub command_queue: usize,
+    /// Audio kept queued for the device, ms. The worker tops the ring up to this.
+    pub device_fill_ms: u32,
+    /// How long the worker sleeps between checks.
+    pub poll_interval: Duration,
+    /// Record the mix to this file (.wav/.ogg/.opus), 48 kHz mono.
+    pub record_mix: Option<PathBuf>,
+    /// Record each speaker to `speaker-<id>.<ext>` in this directory.
+    pub record_speakers: Option<(PathBuf, String)>,
+}
+
+impl Default for PlayoutConfig {
+    fn default() -> Self {
+        PlayoutConfig {
+            jitter: JitterConfig::default(),
+            command_queue: 256,
+            device_fill_ms: 30,
+            poll_interval: Duration::from_millis(4),
+            record_mix: None,
+            record_speakers: None,
+        }
+    }
+}
+
+/// One speaker as the UI sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeakerStats {
+    /// Server-stamped id.
+    pub speaker_id: u32,
+    /// Level of what we played for them in the last tick, dBov.
+    pub level_dbov: f32,
+    /// Speaking indicator: their voice flag, on a frame we just played.
+    pub speaking: bool,
+    /// Latency their jitter buffer adds now, ms.
+    pub jitter_delay_ms: f32,
+    /// What it aims for, ms.
+    pub target_delay_ms: f32,
+    /// Local volume.
+    pub volume: f32,
+    /// Jitter buffer counters (concealed, late, ...).
+    pub counters: JitterCounters,
+}
+
+/// A snapshot of playout for the UI.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlayoutStats {
+    /// Every current speaker, by id.
+    pub speakers: Vec<SpeakerStats>,
+    /// Level of the mix, dBov.
+    pub mix_level_dbov: f32,
+    /// The limiter's gain (1.0 = idle).
+    pub limiter_gain: f32,
+    /// Ticks (20 ms frames) produced.
+    pub ticks: u64,
+    /// Decode + mix time of the last tick, µs.
+    pub decode_us_last: u64,
+    /// Worst decode + mix time, µs.
+    pub decode_us_max: u64,
+    /// Device callbacks that ran short and played silence.
+    pub device_underruns: u64,
+    /// Packets dropped because the command queue was full.
+    pub dropped_packets: u64,
+    /// Frames the worker could not place because the device ring was full.
+    pub ring_overruns: u64,
+    /// Master volume.
+    pub master_volume: f32,
+}
+
+struct Speaker {
+    jitter: JitterBuffer,
+    decoder: OpusDecoder,
+    volume: f32,
+    frame: Vec<f32>,
+    level_dbov: f32,
+    speaking: bool,
+}
+
+/// The pure playout core.
+pub struct PlayoutCore {
+    speakers: BTreeMap<u32, Speaker>,
+    /// Volumes set before (or between) a speaker's packets survive its arrival.
+    volumes: BTreeMap<u32, f32>,
+    jitter_config: JitterConfig,
+    mixer: Mixer,
+    master_volume: f32,
+    mix: Vec<f32>,
+    ticks: u64,
+    decode_us_last: u64,
+    decode_us_max: u64,
+}
+
+impl PlayoutCore {
+    /// An empty room.
+    pub fn new(jitter_config: JitterConfig) -> Self {
+        PlayoutCore {
+            speakers: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+            jitter_config,
+            mixer: Mixer::new(),
+            master_volume: 1.0,
+            mix: vec![0.0; FRAME_SAMPLES],
+            ticks: 0,
+            decode_us_last: 0,
+            decode_us_max: 0,
+        }
+    }
+
+    /// Applies one command received at `now_us`.
+    pub fn handle(&mut self, command: PlayoutCommand, now_us: u64) -> Result<(), AudioError> {
+        match command {
+            PlayoutCommand::Packet {
+                speaker_id,
+                seq,
+                timestamp_48k,
+                level,
+                voice,
+                opus,
+            } => {
+                if opus.is_empty() || opus.len() > MAX_OPUS_PACKET {
+                    return Ok(()); // not a packet we could ever decode
+                }
+                let speaker = match self.speakers.entry(speaker_id) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => e.insert(Speaker {
+                        jitter: JitterBuffer::new(self.jitter_config),
+                        decoder: OpusDecoder::new()?,
+                        volume: self.volumes.get(&speaker_id).copied().unwrap_or(1.0),
+                        frame: vec![0.0; FRAME_SAMPLES],
+                        level_dbov: SILENCE_DBOV,
+                        speaking: false,
+                    }),
+                };
+                speaker
+                    .jitter
+                    .push(seq, timestamp_48k, level, voice, opus, now_us);
+            }
+            PlayoutCommand::SpeakerLeft(id) => {
+                self.speakers.remove(&id);
+            }
+            PlayoutCommand::SetSpeakerVolume(id, v) => {
+                let v = if v.is_finite() {
+                    v.clamp(0.0, 4.0)
+                } else {
+                    1.0
+                };
+                self.volumes.insert(id, v);
+                if let Some(s) = self.speakers.get_mut(&id) {
+                    s.volume = v;
+                }
+            }
+            PlayoutCommand::SetMasterVolume(v) => {
+                self.master_volume = if v.is_finite() {
+                    v.clamp(0.0, 4.0)
+                } else {
+                    1.0
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Produces the 20 ms frame starting at `now_us`: every speaker's jitter buffer is
+    /// asked what to play, decoded, and mixed.
+    pub fn tick(&mut self, now_us: u64) -> &[f32] {
+        let started = Instant::now();
+        self.mix.fill(0.0);
+        for speaker in self.speakers.values_mut() {
+            let out = speaker.jitter.tick(now_us);
+            let result = match &out {
+                JitterOutput::Packet { opus, .. } => {
+                    speaker.decoder.decode(opus, &mut speaker.frame)
+                }
+                JitterOutput::Conceal => speaker.decoder.conceal(&mut speaker.frame),
+                JitterOutput::Silence => {
+                    speaker.frame.fill(0.0);
+                    Ok(())
+                }
+            };
+            if result.is_err() {
+                speaker.frame.fill(0.0);
+            }
+            speaker.speaking = matches!(out, JitterOutput::Packet { voice: true, .. });
+            speaker.level_dbov = level::frame_dbov(&speaker.frame);
+            Mixer::accumulate(&mut self.mix, &speaker.frame, speaker.volume);
+        }
+        self.mixer.finish(&mut self.mix, self.master_volume);
+        self.ticks += 1;
+        self.decode_us_last = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.decode_us_max = self.decode_us_max.max(self.decode_us_last);
+        &self.mix
+    }
+
+    /// The last mixed frame.
+    pub fn mix(&self) -> &[f32] {
+        &self.mix
+    }
+
+    /// Each speaker's decoded frame from the last tick (before volume), by id.
+    pub fn speaker_frames(&self) -> impl Iterator<Item = (u32, &[f32])> {
+        self.speakers
+            .iter()
+            .map(|(&id, s)| (id, s.frame.as_slice()))
+    }
+
+    /// A snapshot for the UI.
+    pub fn stats(&self) -> PlayoutStats {
+        PlayoutStats {
+            speakers: self
+                .speakers
+                .iter()
+                .map(|(&id, s)| SpeakerStats {
+                    speaker_id: id,
+                    level_dbov: s.level_dbov,
+                    speaking: s.speaking,
+                    jitter_delay_ms: s.jitter.delay_ms(),
+                    target_delay_ms: s.jitter.target_delay_ms(),
+                    volume: s.volume,
+                    counters: s.jitter.counters(),
+                })
+                .collect(),
+            mix_level_dbov: level::frame_dbov(&self.mix),
+            limiter_gain: self.mixer.gain(),
+            ticks: self.ticks,
+            decode_us_last: self.decode_us_last,
+            decode_us_max: self.decode_us_max,
+            master_volume: self.master_volume,
+            ..PlayoutStats::default()
+        }
+    }
+}
+
+/// Records the mix and, optionally, each speaker.
+struct Recorder {
+    mix: Option<Box<dyn AudioSink>>,
+    speakers_dir: Option<(PathBuf, String)>,
+    speakers: BTreeMap<u32, Box<dyn AudioSink>>,
+}
+
+impl Recorder {
+    fn write(&mut self, core: &PlayoutCore) -> Result<(), AudioError> {
+        if let Some(sink) = self.mix.as_mut() {
+            sink.write(core.mix())?;
+        }
+        if let Some((dir, ext)) = &self.speakers_dir {
+            for (id, frame) in core.speaker_frames() {
+                if let std::collections::btree_map::Entry::Vacant(e) = self.speakers.entry(id) {
+                    let path = dir.join(format!("speaker-{id}.{ext}"));
+                    e.insert(create_sink(&path, DeviceFormat::ENGINE)?);
+                }
+                if let Some(sink) = self.speakers.get_mut(&id) {
+                    sink.write(frame)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), AudioError> {
+        let mut result = Ok(());
+        if let Some(s) = self.mix.as_mut() {
+            result = result.and(s.finish());
+        }
+        for s in self.speakers.values_mut() {
+            result = result.and(s.finish());
+        }
+        result
+    }
+}
+
+/// Cheap to clone: what the network thread and the UI hold to talk to playout.
+#[derive(Clone)]
+pub struct PlayoutSender {
+    tx: SyncSender<PlayoutCommand>,
+    dropped: Arc<AtomicU64>,
+    stats: Arc<Mutex<PlayoutStats>>,
+}
+
+impl PlayoutSender {
+    /// Hands over one received frame; never blocks (dropped and counted when full).
+    /// Returns false once playout has stopped.
+    pub fn push_packet(
+        &self,
+        speaker_id: u32,
+        seq: u32,
+        timestamp_48k: u32,
+        level: u8,
+        voice: bool,
+        opus: Vec<u8>,
+    ) -> bool {
+        let cmd = PlayoutCommand::Packet {
+            speaker_id,
+            seq,
+            timestamp_48k,
+            level,
+            voice,
+            opus,
+        };
+        match self.tx.try_send(cmd) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// The speaker left: forget them.
+    pub fn speaker_left(&self, speaker_id: u32) {
+        let _ = self.tx.send(PlayoutCommand::SpeakerLeft(speaker_id));
+    }
+
+    /// Local volume for one speaker (0..4, 1 = as sent).
+    pub fn set_speaker_volume(&self, speaker_id: u32, volume: f32) {
+        let _ = self
+            .tx
+            .send(PlayoutCommand::SetSpeakerVolume(speaker_id, volume));
+    }
+
+    /// Volume of everything (0..4).
+    pub fn set_master_volume(&self, volume: f32) {
+        let _ = self.tx.send(PlayoutCommand::SetMasterVolume(volume));
+    }
+
+    /// The latest snapshot (updated every tick).
+    pub fn stats(&self) -> PlayoutStats {
+        let mut s = self.stats.lock().map(|s| s.clone()).unwrap_or_default();
+        s.dropped_packets = self.dropped.load(Ordering::Relaxed);
+        s
+    }
+}
+
+/// The playout worker's state: [`PlayoutWorker::step`] runs one iteration.
+pub struct PlayoutWorker {
+    core: PlayoutCore,
+    commands: Receiver<PlayoutCommand>,
+    ring: rtrb::Producer<f32>,
+    from_engine: FromEngine,
+    device_buf: Vec<f32>,
+    fill_target: usize,
+    clock: Arc<dyn Clock>,
+    stats: Arc<Mutex<PlayoutStats>>,
+    device: Arc<StreamCounters>,
+    recorder: Recorder,
+    ring_overruns: u64,
+    disconnected: bool,
+}
+
+impl PlayoutWorker {
+    /// Builds a worker writing to `ring` (a device in `format`), with its command sender.
+    pub fn new(
+        ring: rtrb::Producer<f32>,
+        format: DeviceFormat,
+        device: Arc<StreamCounters>,
+        config: &PlayoutConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, PlayoutSender), AudioError> {
+        // Bounded: see `PlayoutConfig::command_queue` for the size and the full policy.
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.command_queue.max(1));
+        let stats = Arc::new(Mutex::new(PlayoutStats::default()));
+        let mix = match &config.record_mix {
+            Some(path) => Some(create_sink(path, DeviceFormat::ENGINE)?),
+            None => None,
+        };
+        let fill_target = format.samples_in_ms(config.device_fill_ms).max(1);
+        Ok((
+            PlayoutWorker {
+                core: PlayoutCore::new(config.jitter),
+                commands: rx,
+                ring,
+                from_engine: FromEngine::new(format)?,
+                device_buf: Vec::with_capacity(format.samples_in_ms(40) + 64),
+                fill_target,
+                clock,
+                stats: stats.clone(),
+                device,
+                recorder: Recorder {
+                    mix,
+                    speakers_dir: config.record_speakers.clone(),
+                    speakers: BTreeMap::new(),
+                },
+                ring_overruns: 0,
+                disconnected: false,
+            },
+            PlayoutSender {
+                tx,
+                dropped: Arc::new(AtomicU64::new(0)),
+                stats,
+            },
+        ))
+    }
+
+    /// One iteration: take commands, then top the device ring up to its fill target.
+    /// Returns false when every sender is gone and the worker should stop.
+    pub fn step(&mut self) -> Result<bool, AudioError> {
+        loop {
+            match self.commands.try_recv() {
+                Ok(cmd) => self.core.handle(cmd, self.clock.now_us())?,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.disconnected = true;
+                    break;
+                }
+            }
+        }
+        let capacity = self.ring.buffer().capacity();
+        while capacity - self.ring.slots() < self.fill_target {
+            self.core.tick(self.clock.now_us());
+            self.recorder.write(&self.core)?;
+            self.device_buf.clear();
+            self.from_engine
+                .push(self.core.mix(), &mut self.device_buf)?;
+            let room = self.ring.slots().min(self.device_buf.len());
+            if let Ok(chunk) = self.ring.write_chunk_uninit(room) {
+                chunk.fill_from_iter(self.device_buf[..room].iter().copied());
+            }
+            if room < self.device_buf.len() {
+                self.ring_overruns += 1;
+                break;
+            }
+        }
+        if let Ok(mut s) = self.stats.try_lock() {
+            let mut snapshot = self.core.stats();
+            snapshot.device_underruns = self.device.underruns.load(Ordering::Relaxed);
+            snapshot.ring_overruns = self.ring_overruns;
+            snapshot.dropped_packets = s.dropped_packets;
+            *s = snapshot;
+        }
+        Ok(!self.disconnected)
+    }
+
+    /// The core, for inspection in tests.
+    pub fn core(&self) -> &PlayoutCore {
+        &self.core
+    }
+
+    /// Closes recordings (headers, end of stream).
+    pub fn finish(&mut self) -> Result<(), AudioError> {
+        self.recorder.finish()
+    }
+}
+
+/// A running playout: worker thread + device. Drop to stop both.
+pub struct Playout {
+    sender: PlayoutSender,
+    thread: Option<JoinHandle<Result<(), AudioError>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    guard: Option<PlaybackGuard>,
+}
+
+impl Playout {
+    /// Starts playout into `stream` on the real clock.
+    pub fn start(stream: PlaybackStream, config: PlayoutConfig) -> Result<Playout, AudioError> {
+        Self::start_with_clock(stream, config, Arc::new(SystemClock::new()))
+    }
+
+    /// Starts playout with a given clock.
+    pub fn start_with_clock(
+        stream: PlaybackStream,
+        config: PlayoutConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Playout, AudioError> {
+        let format = stream.format;
+        let (ring, guard) = stream.into_parts();
+        let (mut worker, sender) =
+            PlayoutWorker::new(ring, format, guard.counters.clone(), &config, clock)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let poll = config.poll_interval;
+        let thread = std::thread::Builder::new()
+            .name("hallway-playout".into())
+            .spawn(move || -> Result<(), AudioError> {
+                let result = (|| {
+                    while !stop_flag.load(Ordering::Relaxed) && worker.step()? {
+                        std::thread::sleep(poll);
+                    }
+                    Ok(())
+                })();
+                result.and(worker.finish())
+            })
+            .map_err(|e| AudioError::io("starting the playout thread", e))?;
+        Ok(Playout {
+            sender,
+            thread: Some(thread),
+            stop,
+            guard: Some(guard),
+        })
+    }
+
+    /// A sender for the network thread and the UI.
+    pub fn sender(&self) -> PlayoutSender {
+        self.sender.clone()
+    }
+
+    /// Latest stats.
+    pub fn stats(&self) -> PlayoutStats {
+        self.sender.stats()
+    }
+
+    /// Stops the worker, closes recordings and the device, reporting errors.
+    pub fn finish(mut self) -> Result<(), AudioError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), AudioError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let worker = match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(AudioError::Format("playout thread panicked".into())),
+            None => Ok(()),
+        };
+        let device = match self.guard.take() {
+            Some(g) => g.finish(),
+            None => Ok(()),
+        };
+        worker.and(device)
+    }
+}
+
+impl Drop for Playout {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
