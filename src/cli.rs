@@ -1,39 +1,94 @@
 //! The command line: subcommands, logging set-up, and the runtime each command runs on.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use crate::client::{self, ClientOptions};
+use crate::config::Config;
+use crate::net::{Api, Target};
 use crate::server::{DEFAULT_LISTEN, Server, ServerConfig};
 
 /// Live audio rooms in the terminal.
+///
+/// With no command, opens the terminal client on the configured server; with no server
+/// configured, on a private server started in this process.
 #[derive(Debug, Parser)]
 #[command(name = "hallway", version, about)]
 pub struct Cli {
-    /// Write logs to this file (default: stderr for `serve`). Filter with RUST_LOG.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Write logs to this file (default: stderr for `serve`, a file in the state directory
+    /// for the terminal client). Filter with RUST_LOG.
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// Where to connect and as whom; flags win over the config file.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Server URL, or a room link (URL/rooms/ID) to go straight into that room.
+    #[arg(long, global = true, env = "HALLWAY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Your display name.
+    #[arg(long, global = true, env = "HALLWAY_NAME")]
+    pub name: Option<String>,
+    /// Go straight into this room, skipping the hallway.
+    #[arg(long, value_name = "ID")]
+    pub room: Option<String>,
+    /// Access code for an invite-only server; with `serve`, makes the server invite-only.
+    #[arg(long, global = true, env = "HALLWAY_ACCESS_CODE", value_name = "CODE")]
+    pub access_code: Option<String>,
+    /// Microphone: default, cpal:NAME (see `hallway devices`), tone[:HZ], a .wav/.ogg file, or null.
+    #[arg(
+        long,
+        global = true,
+        env = "HALLWAY_INPUT",
+        default_value = "default",
+        value_name = "DEVICE"
+    )]
+    pub input: String,
+    /// Speakers: default, cpal:NAME, a .wav/.ogg file to record to, or null.
+    #[arg(
+        long,
+        global = true,
+        env = "HALLWAY_OUTPUT",
+        default_value = "default",
+        value_name = "DEVICE"
+    )]
+    pub output: String,
+    /// Turn off noise suppression on the microphone.
+    #[arg(long, global = true)]
+    pub no_noise_suppression: bool,
+    /// Config file (default: $XDG_CONFIG_HOME/hallway/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the room server.
     Serve(ServeArgs),
+    /// List the rooms live now.
+    Rooms {
+        /// JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the audio input and output devices.
+    Devices,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = DEFAULT_LISTEN, env = "HALLWAY_LISTEN")]
     pub listen: SocketAddr,
-    /// Make the server invite-only: sessions need this code.
-    #[arg(long, env = "HALLWAY_ACCESS_CODE", value_name = "CODE")]
-    pub access_code: Option<String>,
     /// Most people on a room's stage at once.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=200))]
     pub stage_limit: u16,
@@ -41,14 +96,7 @@ pub struct ServeArgs {
 
 /// Runs the parsed command line; the exit code says whether it worked.
 pub fn main(cli: Cli) -> ExitCode {
-    if let Err(e) = init_logging(cli.log_file.as_deref()) {
-        eprintln!("hallway: {e:#}");
-        return ExitCode::FAILURE;
-    }
-    let result = match cli.command {
-        Command::Serve(args) => serve(args),
-    };
-    match result {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hallway: {e:#}");
@@ -57,12 +105,42 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn init_logging(file: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Serve(args)) => {
+            init_logging(cli.log_file.as_deref())?;
+            serve(args, cli.client.access_code)
+        }
+        Some(Command::Devices) => {
+            print!("{}", crate::audio::list_devices());
+            Ok(())
+        }
+        Some(Command::Rooms { json }) => {
+            init_logging(cli.log_file.as_deref())?;
+            runtime()?.block_on(rooms(&cli.client, json))
+        }
+        None => {
+            // The terminal client draws on the screen: logs must go to a file.
+            let log_file = match cli.log_file {
+                Some(path) => path,
+                None => default_log_file()?,
+            };
+            init_logging(Some(&log_file))?;
+            runtime()?.block_on(tui(cli.client))
+        }
+    }
+}
+
+fn init_logging(file: Option<&Path>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match file {
         Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -78,6 +156,14 @@ fn init_logging(file: Option<&std::path::Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `$XDG_STATE_HOME/hallway/hallway.log` (or the cache directory where there is no state one).
+fn default_log_file() -> anyhow::Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "hallway")
+        .context("cannot find a home directory for the log file: pass --log-file")?;
+    let dir = dirs.state_dir().unwrap_or_else(|| dirs.cache_dir());
+    Ok(dir.join("hallway.log"))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -85,10 +171,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: ServeArgs, access_code: Option<String>) -> anyhow::Result<()> {
     let mut config = ServerConfig {
         listen: args.listen,
-        access_code: args.access_code.filter(|c| !c.is_empty()),
+        access_code: access_code.filter(|c| !c.is_empty()),
         ..ServerConfig::default()
     };
     config.limits.room.stage_limit = usize::from(args.stage_limit);
@@ -109,6 +195,162 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("server stopped");
         anyhow::Ok(())
     })
+}
+
+/// The config file's path and contents.
+fn load_config(args: &ClientArgs) -> anyhow::Result<(Option<PathBuf>, Config)> {
+    let path = match &args.config {
+        Some(path) => Some(path.clone()),
+        None => Config::default_path().ok(),
+    };
+    let config = match &path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    Ok((path, config))
+}
+
+/// The server to use, from flags then the config file; None when nothing is configured.
+fn configured_target(args: &ClientArgs, config: &Config) -> anyhow::Result<Option<Target>> {
+    let Some(text) = args.server.as_ref().or(config.server.as_ref()) else {
+        return Ok(None);
+    };
+    let mut target = Target::parse(text)?;
+    if let Some(room) = &args.room {
+        target.room = Some(room.clone());
+    }
+    Ok(Some(target))
+}
+
+fn display_name(args: &ClientArgs, config: &Config) -> String {
+    args.name
+        .clone()
+        .or_else(|| config.name.clone())
+        .or_else(|| {
+            std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty() && u != "root")
+        })
+        .unwrap_or_else(|| "guest".to_string())
+}
+
+async fn rooms(args: &ClientArgs, json: bool) -> anyhow::Result<()> {
+    let (config_path, config) = load_config(args)?;
+    let target = configured_target(args, &config)?
+        .context("no server configured: pass --server URL (or set `server` in the config file)")?;
+    let mut api = Api::new(target.server.clone());
+    let info = api.info().await?;
+    if info.invite_only {
+        let options = ClientOptions {
+            target: target.clone(),
+            name: display_name(args, &config),
+            access_code: args.access_code.clone().or(config.access_code.clone()),
+            config_path,
+        };
+        api = client::sign_in(&options).await?;
+    }
+    let rooms = api.rooms().await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::protocol::RoomList { rooms })?
+        );
+        return Ok(());
+    }
+    print!("{}", rooms_table(&rooms, &target));
+    Ok(())
+}
+
+/// The room list as a plain table.
+pub fn rooms_table(rooms: &[crate::protocol::RoomSummary], target: &Target) -> String {
+    if rooms.is_empty() {
+        return "No rooms are live.\n".to_string();
+    }
+    let mut out = format!(
+        "{:<10} {:<32} {:<16} {:>9}  {}\n",
+        "ID", "TITLE", "HOST", "LISTENERS", "ON STAGE"
+    );
+    for room in rooms {
+        let host = room.host.as_ref().map_or("-", |h| h.name.as_str());
+        let stage: Vec<String> = room
+            .speakers
+            .iter()
+            .map(|s| {
+                if s.speaking {
+                    format!("{}*", s.name)
+                } else {
+                    s.name.clone()
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:<10} {:<32} {:<16} {:>9}  {}\n",
+            room.id,
+            truncate(&room.title, 32),
+            truncate(host, 16),
+            room.listener_count,
+            stage.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "\nJoin with: hallway --server {}\n",
+        Target::room_link(&target.server, "ID")
+    ));
+    out
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+        out.push('\u{2026}');
+        out
+    }
+}
+
+async fn tui(args: ClientArgs) -> anyhow::Result<()> {
+    let (config_path, config) = load_config(&args)?;
+    let name = display_name(&args, &config);
+    let mut embedded = None;
+    let target = match configured_target(&args, &config)? {
+        Some(target) => target,
+        None => {
+            // Nothing configured: a private server in this process, on loopback only.
+            let server = Server::bind(ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..ServerConfig::default()
+            })
+            .await?;
+            let addr = server.local_addr()?;
+            tracing::info!("no server configured: started a private server on {addr}");
+            let shutdown = server.shutdown_token();
+            let task = tokio::spawn(server.run());
+            embedded = Some((shutdown, task));
+            Target::parse(&format!("http://{addr}"))?
+        }
+    };
+    let options = ClientOptions {
+        target: target.clone(),
+        name: name.clone(),
+        access_code: args.access_code.clone().or(config.access_code.clone()),
+        // Tokens for a private server die with it: keep none.
+        config_path: if embedded.is_some() {
+            None
+        } else {
+            config_path
+        },
+    };
+    let api = client::sign_in(&options).await?;
+    let input: crate::audio::InputDevice = args.input.parse()?;
+    let output: crate::audio::OutputDevice = args.output.parse()?;
+    let audio = client::AudioLink::start(&input, &output, !args.no_noise_suppression);
+    let result = client::run(api, name, target.room, audio).await;
+    if let Some((shutdown, task)) = embedded {
+        shutdown.cancel();
+        let _ = task.await;
+    }
+    result
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM and names the one that came. A signal that cannot be

@@ -11,7 +11,8 @@
 //!   reconnect, server URLs and room links.
 //! - [`app`]: the client's model: state, `Msg` in, `Effect` out; pure, no I/O.
 //! - [`config`]: the client's config file (server, name, tokens per server).
-//! - [`client`]: the terminal client's shell: sign-in, terminal guard, event loop, effects.
+//! - [`client`]: the terminal client's shell: sign-in, terminal guard, event loop, effects,
+//!   and its link to the audio engine.
 //! - [`demo`]: demo rooms kept alive by bot hosts, speakers and audiences.
 //! - [`ui`]: the view (ratatui): `ui::render(&App, &Theme, &mut Frame)` draws the model
 //!   and never changes it; `Theme` is colour or plain for `NO_COLOR`.

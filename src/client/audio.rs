@@ -1,0 +1,187 @@
+//! The terminal client's link to the audio engine: capture frames go up the current room's
+//! live session, received frames go to playout, and the engine's numbers come back for the
+//! screen. With no sound card this still works: it says why there is no sound and carries on.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::app::AudioStatus;
+use crate::audio::{
+    Capture, CaptureConfig, InputDevice, OutputDevice, Pacing, Playout, PlayoutConfig,
+    PlayoutSender, open_input, open_output,
+};
+use crate::net::live::AudioHandler;
+use crate::protocol::{AudioFrame, AudioHeader};
+
+/// Where the uplink thread sends captured frames: the current room's session, if any.
+type Uplink = Arc<Mutex<Option<mpsc::Sender<Bytes>>>>;
+
+/// Capture and playout for the client, each present only if its device opened.
+pub struct AudioLink {
+    capture: Option<Capture>,
+    playout: Option<Playout>,
+    uplink: Uplink,
+    /// Why some or all audio is missing, for the screen.
+    problem: Option<String>,
+}
+
+impl AudioLink {
+    /// Opens the devices. Never fails: a device that will not open is reported in `status`.
+    pub fn start(input: &InputDevice, output: &OutputDevice, noise_suppression: bool) -> Self {
+        let uplink: Uplink = Arc::new(Mutex::new(None));
+        let mut problems = Vec::new();
+        let capture = match open_input(input, Pacing::RealTime).and_then(|stream| {
+            let config = CaptureConfig {
+                noise_suppression,
+                ..CaptureConfig::default()
+            };
+            Capture::start(stream, config)
+        }) {
+            Ok((capture, frames_rx)) => {
+                capture.set_muted(true);
+                let uplink = uplink.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("hallway-uplink".into())
+                    // Ends when the capture worker stops and drops its sender.
+                    .spawn(move || {
+                        while let Ok(frame) = frames_rx.recv() {
+                            let header = AudioHeader {
+                                speaker_id: 0,
+                                sequence: frame.seq,
+                                timestamp_48k: frame.timestamp_48k,
+                                level: frame.level,
+                                voice: frame.voice,
+                            };
+                            let Ok(frame) = AudioFrame::new(header, &frame.opus) else {
+                                continue;
+                            };
+                            if let Ok(slot) = uplink.lock()
+                                && let Some(tx) = slot.as_ref()
+                            {
+                                // Full means the socket is behind: drop, late speech is useless.
+                                let _ = tx.try_send(frame.bytes().clone());
+                            }
+                        }
+                    });
+                match spawned {
+                    Ok(_) => Some(capture),
+                    Err(e) => {
+                        problems.push(format!("microphone: cannot start a thread: {e}"));
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("no audio input: {e}");
+                problems.push(format!("microphone: {e}"));
+                None
+            }
+        };
+        let playout = match open_output(output, Pacing::RealTime)
+            .and_then(|stream| Playout::start(stream, PlayoutConfig::default()))
+        {
+            Ok(playout) => Some(playout),
+            Err(e) => {
+                tracing::warn!("no audio output: {e}");
+                problems.push(format!("speaker: {e}"));
+                None
+            }
+        };
+        Self {
+            capture,
+            playout,
+            uplink,
+            problem: (!problems.is_empty()).then(|| problems.join("; ")),
+        }
+    }
+
+    /// Sends captured audio to this room's session from now on.
+    pub fn attach(&self, audio_tx: mpsc::Sender<Bytes>) {
+        if let Ok(mut slot) = self.uplink.lock() {
+            *slot = Some(audio_tx);
+        }
+    }
+
+    /// Stops sending captured audio (left the room) and closes the microphone.
+    pub fn detach(&self) {
+        if let Ok(mut slot) = self.uplink.lock() {
+            *slot = None;
+        }
+        self.set_mic_live(false);
+    }
+
+    /// What the live session does with each received frame: hand it to playout.
+    pub fn audio_handler(&self) -> AudioHandler {
+        match &self.playout {
+            Some(playout) => {
+                let sender: PlayoutSender = playout.sender();
+                Box::new(move |frame: AudioFrame| {
+                    let h = frame.header;
+                    sender.push_packet(
+                        h.speaker_id,
+                        h.sequence,
+                        h.timestamp_48k,
+                        h.level,
+                        h.voice,
+                        frame.opus().to_vec(),
+                    );
+                })
+            }
+            None => Box::new(|_frame: AudioFrame| {}),
+        }
+    }
+
+    /// Open the microphone (on stage and unmuted) or close it.
+    pub fn set_mic_live(&self, live: bool) {
+        if let Some(capture) = &self.capture {
+            capture.set_muted(!live);
+        }
+    }
+
+    pub fn set_output_volume(&self, volume: f32) {
+        if let Some(playout) = &self.playout {
+            playout.sender().set_master_volume(volume);
+        }
+    }
+
+    pub fn set_speaker_volume(&self, speaker_id: u32, volume: f32) {
+        if let Some(playout) = &self.playout {
+            playout.sender().set_speaker_volume(speaker_id, volume);
+        }
+    }
+
+    /// A speaker left: free their jitter buffer and decoder.
+    pub fn speaker_left(&self, speaker_id: u32) {
+        if let Some(playout) = &self.playout {
+            playout.sender().speaker_left(speaker_id);
+        }
+    }
+
+    /// The numbers the screen shows.
+    pub fn status(&self) -> AudioStatus {
+        let mut status = AudioStatus {
+            unavailable: self.problem.clone(),
+            input_level_dbov: -127.0,
+            ..AudioStatus::default()
+        };
+        if let Some(capture) = &self.capture {
+            let stats = capture.stats();
+            status.input_level_dbov = stats.level_dbov();
+            status.input_voice = stats.voice();
+        }
+        if let Some(playout) = &self.playout {
+            let stats = playout.stats();
+            status.underruns = stats.device_underruns;
+            for speaker in &stats.speakers {
+                status.jitter_ms = status.jitter_ms.max(speaker.jitter_delay_ms.round() as u32);
+                status.concealed += speaker.counters.concealed;
+                status
+                    .speaker_levels
+                    .insert(speaker.speaker_id, speaker.level_dbov);
+            }
+        }
+        status
+    }
+}

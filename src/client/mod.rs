@@ -1,0 +1,298 @@
+//! The client shell: signs in, owns the terminal, runs the event loop and carries out the
+//! model's effects (REST calls, the live session, audio). All decisions live in `app`.
+
+pub mod audio;
+
+use std::io::Stdout;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossterm::event::{
+    Event, EventStream, KeyboardEnhancementFlags, PopKeyboardEnhancementFlags,
+    PushKeyboardEnhancementFlags,
+};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::prelude::CrosstermBackend;
+use tokio::sync::mpsc;
+
+use crate::app::{App, Effect, Msg};
+use crate::config::Config;
+use crate::net::NetEvent;
+use crate::net::live::Backoff;
+use crate::net::{Api, LiveSession, NetError, Target};
+use crate::protocol::ErrorCode;
+use crate::protocol::{Role, ServerMessage};
+use crate::ui::{self, Theme};
+pub use audio::AudioLink;
+
+/// How often the screen is redrawn when something changed, and at least once a second for
+/// clocks ("waited 1m20s").
+const FRAME: Duration = Duration::from_millis(50);
+/// How often the audio meters are read for the screen.
+const METERS: Duration = Duration::from_millis(100);
+/// How often the hallway's room list is refreshed while it is on screen.
+const ROOMS_REFRESH: Duration = Duration::from_secs(2);
+/// Messages from background tasks (REST answers, net events) waiting for the model. The
+/// model drains them every frame; when full, senders wait (backpressure on the network).
+const MSG_QUEUE: usize = 1_024;
+
+/// What the client was asked to do.
+pub struct ClientOptions {
+    pub target: Target,
+    pub name: String,
+    pub access_code: Option<String>,
+    /// Where the config (and so the session token) lives; None to keep nothing.
+    pub config_path: Option<std::path::PathBuf>,
+}
+
+/// Signs in to the server, reusing the token kept for it when it is still good.
+pub async fn sign_in(options: &ClientOptions) -> anyhow::Result<Api> {
+    let server_key = options.target.server.to_string();
+    let mut config = match &options.config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let api = Api::new(options.target.server.clone());
+    api.info().await?;
+    if let Some(token) = config.tokens.get(&server_key) {
+        let kept = api.clone().with_token(token.clone());
+        match kept.whoami().await {
+            Ok(user) if user.name == options.name => return Ok(kept),
+            Ok(_) => {}
+            Err(NetError::Api {
+                code: ErrorCode::Unauthorized,
+                ..
+            }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut api = api;
+    let session = api
+        .create_session(&options.name, options.access_code.as_deref())
+        .await
+        .context("cannot sign in")?;
+    if let Some(path) = &options.config_path {
+        config.tokens.insert(server_key, session.token);
+        if let Err(e) = config.save(path) {
+            tracing::warn!("could not keep the session token: {e}");
+        }
+    }
+    Ok(api)
+}
+
+/// Restores the terminal when dropped, on every exit path; the panic hook installed by
+/// `ratatui::init` covers panics.
+struct TerminalGuard {
+    enhanced_keys: bool,
+}
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<(Self, Terminal<CrosstermBackend<Stdout>>)> {
+        let terminal = ratatui::try_init()
+            .context("cannot set up the terminal (is this an interactive terminal?)")?;
+        // Key releases (kitty keyboard protocol) make hold-space-to-talk possible.
+        let enhanced_keys = crossterm::terminal::supports_keyboard_enhancement().unwrap_or(false)
+            && crossterm::execute!(
+                std::io::stdout(),
+                PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::REPORT_EVENT_TYPES)
+            )
+            .is_ok();
+        Ok((Self { enhanced_keys }, terminal))
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        if self.enhanced_keys {
+            let _ = crossterm::execute!(std::io::stdout(), PopKeyboardEnhancementFlags);
+        }
+        ratatui::restore();
+    }
+}
+
+/// Runs the terminal client until the user quits.
+pub async fn run(
+    api: Api,
+    my_name: String,
+    room: Option<String>,
+    audio: AudioLink,
+) -> anyhow::Result<()> {
+    let (guard, mut terminal) = TerminalGuard::enter()?;
+    let theme = Theme::from_env();
+    let mut app = App::new(
+        api.base().as_str().trim_end_matches('/'),
+        my_name,
+        guard.enhanced_keys,
+    );
+    let mut shell = Shell::new(api, audio);
+    let mut meters = tokio::time::interval(METERS);
+    meters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut keys = EventStream::new();
+    let mut frame = tokio::time::interval(FRAME);
+    frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut refresh = tokio::time::interval(ROOMS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+    let mut pending = vec![Msg::Tick { now_ms: unix_ms() }];
+    if let Some(id) = room {
+        pending.push(Msg::OpenRoom { id });
+    }
+    let mut dirty = true;
+    let mut last_draw = tokio::time::Instant::now();
+    while !app.quit {
+        for msg in pending.drain(..) {
+            if let Msg::Net(NetEvent::Server(message)) = &msg {
+                shell.note_departures(message);
+            }
+            let effects = app.update(msg);
+            dirty = true;
+            for effect in effects {
+                shell.run(effect).await;
+            }
+        }
+        if app.quit {
+            break;
+        }
+        tokio::select! {
+            event = keys.next() => match event {
+                Some(Ok(Event::Key(key))) => pending.push(Msg::Key(key)),
+                Some(Ok(Event::Resize(..))) => dirty = true,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e).context("cannot read the terminal"),
+                None => break,
+            },
+            Some(msg) = shell.msg_rx.recv() => pending.push(msg),
+            _ = meters.tick() => pending.push(Msg::Audio(shell.audio.status())),
+            _ = refresh.tick() => if app.room().is_none() {
+                shell.run(Effect::RefreshRooms).await;
+            },
+            _ = frame.tick() => {
+                if dirty || last_draw.elapsed() >= Duration::from_secs(1) {
+                    app.update(Msg::Tick { now_ms: unix_ms() });
+                    terminal.draw(|f| ui::render(&app, &theme, f)).context("cannot draw the screen")?;
+                    last_draw = tokio::time::Instant::now();
+                    dirty = false;
+                }
+            }
+        }
+    }
+    shell.shutdown().await;
+    drop(guard);
+    Ok(())
+}
+
+/// Carries out effects; answers come back to the model as messages.
+struct Shell {
+    api: Api,
+    msg_tx: mpsc::Sender<Msg>,
+    msg_rx: mpsc::Receiver<Msg>,
+    live: Option<LiveSession>,
+    audio: AudioLink,
+}
+
+impl Shell {
+    fn new(api: Api, audio: AudioLink) -> Self {
+        let (msg_tx, msg_rx) = mpsc::channel(MSG_QUEUE);
+        Self {
+            api,
+            msg_tx,
+            msg_rx,
+            live: None,
+            audio,
+        }
+    }
+
+    /// Frees playout state for people who left the stage.
+    fn note_departures(&self, message: &ServerMessage) {
+        match message {
+            ServerMessage::ParticipantLeft { user_id, .. }
+            | ServerMessage::RoleChanged {
+                user_id,
+                role: Role::Listener,
+                ..
+            } => self.audio.speaker_left(*user_id),
+            _ => {}
+        }
+    }
+
+    async fn run(&mut self, effect: Effect) {
+        match effect {
+            Effect::RefreshRooms => {
+                let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+                tokio::spawn(async move {
+                    let result = api.rooms().await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Rooms(result)).await;
+                });
+            }
+            Effect::CreateRoom { title } => {
+                let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+                tokio::spawn(async move {
+                    let result = api
+                        .create_room(&title)
+                        .await
+                        .map(|d| d.summary.id)
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::RoomCreated(result)).await;
+                });
+            }
+            Effect::JoinRoom { id } => {
+                self.leave().await;
+                let (net_tx, mut net_rx) = mpsc::channel(MSG_QUEUE);
+                let msg_tx = self.msg_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = net_rx.recv().await {
+                        if msg_tx.send(Msg::Net(event)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let live = LiveSession::start(
+                    &self.api,
+                    &id,
+                    net_tx,
+                    self.audio.audio_handler(),
+                    Backoff::default(),
+                );
+                self.audio.attach(live.audio_sender());
+                self.live = Some(live);
+            }
+            Effect::Send(command) => {
+                if let Some(live) = &self.live {
+                    live.send(command);
+                }
+            }
+            Effect::LeaveRoom => self.leave().await,
+            Effect::SetMicLive(live) => self.audio.set_mic_live(live),
+            Effect::SetOutputVolume(volume) => self.audio.set_output_volume(volume),
+            Effect::SetSpeakerVolume { user_id, volume } => {
+                self.audio.set_speaker_volume(user_id, volume)
+            }
+            Effect::Quit => {}
+        }
+    }
+
+    /// Leaves in the background: the screen goes back to the hallway at once.
+    async fn leave(&mut self) {
+        self.audio.detach();
+        if let Some(live) = self.live.take() {
+            tokio::spawn(live.leave());
+        }
+    }
+
+    /// Leaves and waits (briefly) so the room hears it before the process ends.
+    async fn shutdown(&mut self) {
+        self.audio.detach();
+        if let Some(live) = self.live.take() {
+            live.leave().await;
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
