@@ -280,6 +280,8 @@ impl RoomActor {
             AudioVerdict::Drop { tell, refusal } => {
                 metrics.audio_frames_dropped.inc();
                 if tell {
+                    // Like every other answer with an error; the silent repeats are only drops.
+                    metrics.errors.inc();
                     self.send_to(
                         speaker,
                         &ServerMessage::error(None, refusal.code, refusal.message),

@@ -255,8 +255,13 @@ async fn write_loop<S>(
             biased;
             () = kick.cancelled() => {
                 // Best effort: the goodbye may already be queued, and the socket may be stuck.
-                if let Ok(Outbound::Goodbye(code, message)) = control_rx.try_recv() {
-                    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), say_goodbye(&mut sink, code, message)).await;
+                // It may sit behind other messages (the errors an abusive peer earned before
+                // it, events for a slow one); those no longer matter, the reason does.
+                while let Ok(outbound) = control_rx.try_recv() {
+                    if let Outbound::Goodbye(code, message) = outbound {
+                        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), say_goodbye(&mut sink, code, message)).await;
+                        break;
+                    }
                 }
                 return;
             }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -343,9 +344,19 @@ async fn live(
     State(shared): SharedState,
     Authed(session): Authed,
     Path(id): Path<String>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
 ) -> Result<Response, ApiError> {
+    // axum's own rejection is plain text; every REST error has the JSON error shape.
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "this endpoint takes a WebSocket upgrade ({})",
+                rejection.body_text()
+            ),
+        )
+    })?;
     if shared.shutdown.is_cancelled() {
         return Err(ApiError::new(
             ErrorCode::ServerShutdown,

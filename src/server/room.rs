@@ -448,11 +448,13 @@ impl Room {
                 if !me.invited {
                     return refuse(ErrorCode::NotInvited, "there is no invitation to accept");
                 }
+                // A refusal changes nothing: it reaches only the caller, so clearing the
+                // invitation here would leave everyone else showing it. It stays open until
+                // a seat frees up or the invitee declines.
                 if self.stage_count() >= self.limits.stage_limit {
-                    self.member_mut(user).invited = false;
                     return refuse(
                         ErrorCode::StageFull,
-                        "the stage filled up before you accepted; raise your hand again later",
+                        "the stage filled up before you accepted; accept again when a seat frees up, or decline",
                     );
                 }
                 let m = self.member_mut(user);
@@ -536,6 +538,9 @@ impl Room {
                         format!("{} is not on the stage", t.name),
                     );
                 }
+                // The same ranks as moving and removing: otherwise a moderator could keep
+                // the host (or another moderator) muted, and they can only unmute themselves.
+                self.require_outranks(my_role, t.role, user == user_id)?;
                 self.set_muted(user_id, true, Some(user))
             }
             Remove { user_id } => {
@@ -1072,6 +1077,10 @@ mod tests {
             code(room.command(BOB, &ClientCommand::AcceptInvite, 3)),
             ErrorCode::StageFull
         );
+        assert!(
+            room.participant(BOB).unwrap().invited,
+            "a refused accept changes nothing"
+        );
         assert_eq!(
             code(room.command(HOST, &ClientCommand::InviteToSpeak { user_id: CY }, 3)),
             ErrorCode::StageFull
@@ -1126,6 +1135,16 @@ mod tests {
             code(room.command(ADA, &ClientCommand::MoveToAudience { user_id: BOB }, 20)),
             ErrorCode::Forbidden
         );
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::MuteSpeaker { user_id: BOB }, 20)),
+            ErrorCode::Forbidden
+        );
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::MuteSpeaker { user_id: HOST }, 20)),
+            ErrorCode::Forbidden
+        );
+        room.command(HOST, &ClientCommand::MuteSpeaker { user_id: BOB }, 20)
+            .unwrap();
         room.command(ADA, &ClientCommand::Remove { user_id: CY }, 20)
             .unwrap();
         room.command(HOST, &ClientCommand::MoveToAudience { user_id: BOB }, 30)

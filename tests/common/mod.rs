@@ -3,13 +3,13 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use hallway::protocol::{AudioFrame, AudioHeader, RoomDetail, ServerMessage, Session, UserId};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -136,17 +136,21 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// POST a JSON value; returns the status and the JSON body.
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.post_raw(path, token, body.to_string()).await
+    }
+
+    /// The whole /metrics page.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     /// The value of one metric from /metrics.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|line| {
                 let (key, value) = line.split_once(' ')?;
@@ -162,6 +166,56 @@ impl TestServer {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits for the process to exit on its own; panics if it is still running after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server was still running {within:?} after being told to stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Checks a REST error: the status, and a body of exactly `{"error":{"code","message"}}`
+/// with this code and a non-empty message.
+#[track_caller]
+pub fn assert_api_error(got: &(u16, Value), status: u16, code: &str) {
+    let (got_status, body) = got;
+    assert_eq!(*got_status, status, "status for {body}");
+    let object = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"));
+    assert_eq!(object.len(), 1, "only an \"error\" field: {body}");
+    let error = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no error object: {body}"));
+    assert_eq!(error.len(), 2, "error has code and message only: {body}");
+    assert_eq!(error["code"], code, "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "a human message: {body}"
+    );
+}
+
+/// Retries `check` until it returns true; panics after [`PATIENCE`]. For state that is only
+/// visible by asking (REST), where no message can be awaited.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -196,6 +250,57 @@ pub async fn connect_raw(
         Err(tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
         Err(e) => panic!("websocket connect failed: {e}"),
     }
+}
+
+/// Tries to open the WebSocket and expects an HTTP refusal: returns its status and JSON body.
+pub async fn connect_refusal(server: &TestServer, room: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = server.ws_url(room).into_client_request().unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => panic!("the upgrade to room {room} was accepted"),
+        Err(tungstenite::Error::Http(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp
+                .body()
+                .as_deref()
+                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            (status, body)
+        }
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
+/// Joins with a socket made to fill up fast, for a client that then stops reading: a small
+/// receive buffer (a small window) and a small segment size. On loopback the segment size
+/// is 64 KiB, and the kernel sizes the server's send buffer from it (megabytes, minutes of
+/// audio); with 536-byte segments it stays a few tens of KiB.
+pub async fn connect_small_buffer(
+    server: &TestServer,
+    room: &str,
+    token: &str,
+) -> WebSocketStream<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    // Both must be set before connecting: they are announced in the SYN.
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_tcp_mss(536).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let socket = TcpSocket::from_std_stream(socket.into());
+    let stream = socket.connect(addr).await.unwrap();
+    let mut request = server.ws_url(room).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap()
+        .0
 }
 
 impl Live {
@@ -320,6 +425,25 @@ impl Live {
         }
     }
 
+    /// Sends a command with this request id and returns the `ok` or `error` that echoes it.
+    pub async fn answer(&mut self, mut value: Value, id: Value) -> ServerMessage {
+        value["id"] = id.clone();
+        self.send(value).await;
+        self.wait_for(|m| match m {
+            ServerMessage::Ok { id: got } => *got == id,
+            ServerMessage::Error { id: Some(got), .. } => *got == id,
+            _ => false,
+        })
+        .await
+    }
+
+    /// Sends a ping and waits for its pong: proof the connection still works.
+    pub async fn ping(&mut self, nonce: u64) {
+        self.send(json!({"type": "ping", "nonce": nonce})).await;
+        self.wait_for(|m| matches!(m, ServerMessage::Pong { nonce: n } if *n == nonce))
+            .await;
+    }
+
     /// Sends one audio frame with this sequence number and payload.
     pub async fn send_audio(&mut self, sequence: u32, opus: &[u8]) {
         let header = AudioHeader {
@@ -336,7 +460,9 @@ impl Live {
             .unwrap();
     }
 
-    /// Reads until the server closes; returns the goodbye code if one came first.
+    /// Reads until the server closes the socket (past the close frame, to the end of the
+    /// TCP stream, so the server has let go of the connection); returns the goodbye code if
+    /// one came first.
     pub async fn closed(&mut self) -> Option<String> {
         let mut goodbye = None;
         loop {
@@ -344,7 +470,7 @@ impl Live {
                 .await
                 .expect("timed out waiting for close")
             {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return goodbye,
+                None | Some(Err(_)) => return goodbye,
                 Some(Ok(Message::Text(text))) => {
                     if let Ok(ServerMessage::Goodbye { code, .. }) = ServerMessage::decode(&text) {
                         goodbye = Some(code.as_str().to_string());
