@@ -1,0 +1,734 @@
+//! The room: its title and link, the stage as a grid (badges, muted marks, who is
+//! speaking and how loud), the audience (raised hands first with how long they have
+//! waited, then everyone else, "+N more" when it does not fit), your own bar (role,
+//! microphone, hand, level, connection and audio health), the event line and the keys
+//! for your role.
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget, Wrap};
+
+use super::Theme;
+use super::text::{self, put};
+use crate::app::{App, Connection, RoomScreen, RoomView};
+use crate::net::Target;
+use crate::protocol::{Participant, Role};
+
+/// Narrowest stage cell: mark, a short name, a badge and a meter.
+const STAGE_CELL_COLS: usize = 24;
+/// Narrowest audience cell.
+const AUDIENCE_CELL_COLS: usize = 18;
+/// Name column of a raised-hand row.
+const HAND_NAME_COLS: usize = 18;
+
+pub fn render(app: &App, room: &RoomScreen, theme: &Theme, frame: &mut Frame, area: Rect) {
+    if area.is_empty() {
+        return;
+    }
+    let buf = frame.buffer_mut();
+    match &room.view {
+        None => joining(app, room, theme, buf, area),
+        Some(view) => in_room(app, room, view, theme, buf, area),
+    }
+}
+
+/// Before the snapshot arrives: "Joining abc…" or the reconnecting state.
+fn joining(app: &App, room: &RoomScreen, theme: &Theme, buf: &mut Buffer, area: Rect) {
+    let h = area.height;
+    let status = match &room.connection {
+        Connection::Reconnecting { attempt, reason } => Line::styled(
+            format!("Reconnecting to {}… (attempt {attempt}: {reason})", room.id),
+            theme.warn,
+        ),
+        Connection::Connecting | Connection::Live { .. } => {
+            Line::styled(format!("Joining {}…", room.id), theme.heading)
+        }
+    };
+    let footer_rows = u16::from(h >= 2);
+    let notice_rows = u16::from(h >= 4);
+    let middle = Rect {
+        x: area.x.saturating_add(1),
+        y: area.y + h.saturating_sub(footer_rows + notice_rows) / 3,
+        width: area.width.saturating_sub(2),
+        height: h.saturating_sub(footer_rows + notice_rows)
+            - h.saturating_sub(footer_rows + notice_rows) / 3,
+    };
+    let mut lines = vec![status];
+    if let Some(reason) = &app.audio.unavailable {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled(format!("no audio: {reason}"), theme.warn));
+    }
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: true })
+        .centered()
+        .render(middle, buf);
+    if notice_rows > 0 {
+        notice(app, theme, buf, area, h - footer_rows - 1);
+    }
+    if footer_rows > 0 {
+        let hints = [("L", "leave"), ("?", "help"), ("q", "quit")];
+        let line = text::hint_line(theme, vec![Span::raw(" ")], &hints, usize::from(area.width));
+        put(buf, area, h - 1, line);
+    }
+}
+
+/// Rows of the screen, in the order they are given space when the terminal is short.
+struct Plan {
+    header: u16,
+    middle: u16,
+    you: u16,
+    connection: u16,
+    event: u16,
+    keys: u16,
+    moderation: u16,
+}
+
+impl Plan {
+    fn new(height: u16, moderator: bool) -> Self {
+        let mut left = height;
+        let mut take = |rows: u16| {
+            let got = rows.min(left);
+            left -= got;
+            got
+        };
+        let you = take(1);
+        let keys = take(1);
+        let header = take(1);
+        let event = take(1);
+        let connection = take(1);
+        let moderation = take(u16::from(moderator));
+        Self {
+            header,
+            middle: left,
+            you,
+            connection,
+            event,
+            keys,
+            moderation,
+        }
+    }
+}
+
+fn in_room(
+    app: &App,
+    room: &RoomScreen,
+    view: &RoomView,
+    theme: &Theme,
+    buf: &mut Buffer,
+    area: Rect,
+) {
+    let me = view.myself();
+    let moderator = view.my_role().is_moderator();
+    let plan = Plan::new(area.height, moderator);
+    let mut y = 0;
+    let mut next = |rows: u16| {
+        let rect = Rect {
+            y: area.y + y,
+            height: rows,
+            ..area
+        };
+        y += rows;
+        rect
+    };
+    let header = next(plan.header);
+    let middle = next(plan.middle);
+    let you = next(plan.you);
+    let connection = next(plan.connection);
+    let event = next(plan.event);
+    let keys = next(plan.keys);
+    let moderation = next(plan.moderation);
+
+    room_header(app, room, view, theme, buf, header);
+    let ctx = Ctx {
+        app,
+        room,
+        view,
+        theme,
+    };
+    people(&ctx, buf, middle);
+    you_line(app, room, me, theme, buf, you);
+    connection_line(app, room, theme, buf, connection);
+    notice(app, theme, buf, event, 0);
+    key_line(app, me, theme, buf, keys);
+    if moderator {
+        moderation_line(room, view, theme, buf, moderation);
+    }
+}
+
+/// The title on the left, the link to share on the right when there is room for both.
+fn room_header(
+    app: &App,
+    room: &RoomScreen,
+    view: &RoomView,
+    theme: &Theme,
+    buf: &mut Buffer,
+    area: Rect,
+) {
+    let cols = usize::from(area.width);
+    let link = match Target::parse(&app.server) {
+        Ok(target) => Target::room_link(&target.server, &room.id),
+        Err(_) => format!("{}/rooms/{}", app.server.trim_end_matches('/'), room.id),
+    };
+    let link = format!("link {link} ");
+    let title = &view.detail.summary.title;
+    // The title wins: the link is shown only when the title still gets 20 columns.
+    let with_link = cols > text::width(&link) + 1 + text::width(title).min(20);
+    let title_cols = if with_link {
+        cols - text::width(&link) - 2
+    } else {
+        cols.saturating_sub(1)
+    };
+    let left = vec![
+        Span::raw(" "),
+        Span::styled(text::fit(title, title_cols), theme.room_title),
+    ];
+    let right = if with_link {
+        vec![Span::styled(link, theme.dim)]
+    } else {
+        Vec::new()
+    };
+    put(buf, area, 0, text::spread(left, right, cols));
+}
+
+/// What every part of the room screen reads.
+struct Ctx<'a> {
+    app: &'a App,
+    room: &'a RoomScreen,
+    view: &'a RoomView,
+    theme: &'a Theme,
+}
+
+impl Ctx<'_> {
+    fn is_me(&self, p: &Participant) -> bool {
+        p.id == self.view.me
+    }
+}
+
+/// A block of people drawn as rows; each row holds indices into `view.listed()`.
+struct Section {
+    rows: Vec<Vec<usize>>,
+    /// Per-person cell width for grid rows.
+    cell_cols: usize,
+}
+
+impl Section {
+    fn grid(indices: &[usize], per_row: usize, cell_cols: usize) -> Self {
+        Self {
+            rows: indices
+                .chunks(per_row.max(1))
+                .map(<[usize]>::to_vec)
+                .collect(),
+            cell_cols,
+        }
+    }
+
+    fn people(&self) -> usize {
+        self.rows.iter().map(Vec::len).sum()
+    }
+
+    fn row_of(&self, listed_index: usize) -> Option<usize> {
+        self.rows.iter().position(|row| row.contains(&listed_index))
+    }
+
+    /// The rows to show in `height` rows, keeping `selected` in view: (first, count,
+    /// people not shown). When some are hidden the last row says "+N more".
+    fn window(&self, height: usize, selected: usize) -> (usize, usize, usize) {
+        let total_rows = self.rows.len();
+        if total_rows <= height {
+            return (0, total_rows, 0);
+        }
+        let people = self.people();
+        if height <= 1 {
+            // One row: the selected person's, or else just how many there are.
+            return match self.row_of(selected) {
+                Some(row) if height == 1 => (row, 1, people - self.rows[row].len()),
+                _ => (0, 0, people),
+            };
+        }
+        let count = height - 1;
+        let sel_row = self.row_of(selected).unwrap_or(0);
+        let first = sel_row
+            .saturating_sub(count.saturating_sub(1))
+            .min(total_rows - count);
+        let shown: usize = self.rows[first..first + count].iter().map(Vec::len).sum();
+        (first, count, people - shown)
+    }
+}
+
+/// `rows` rows of `area` from row `top`, clipped to it.
+fn band(area: Rect, top: usize, rows: usize) -> Rect {
+    let top = u16::try_from(top).unwrap_or(u16::MAX);
+    let rows = u16::try_from(rows).unwrap_or(u16::MAX);
+    Rect {
+        y: area.y.saturating_add(top),
+        height: rows,
+        ..area
+    }
+    .intersection(area)
+}
+
+/// The stage and the audience between the header and your bar. Raised hands stay in
+/// view above the rest of the audience, which scrolls with the selection.
+fn people(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
+    if area.is_empty() {
+        return;
+    }
+    let theme = ctx.theme;
+    let cols = usize::from(area.width);
+    let inner_cols = cols.saturating_sub(1);
+    let listed = ctx.view.listed();
+    let stage_count = ctx.view.stage().len();
+    let audience = &listed[stage_count..];
+
+    let per_row = (inner_cols / STAGE_CELL_COLS).clamp(1, 6);
+    let stage_indices: Vec<usize> = (0..stage_count).collect();
+    let stage = Section::grid(&stage_indices, per_row, inner_cols / per_row);
+    let (hand_indices, rest_indices): (Vec<usize>, Vec<usize>) =
+        (stage_count..listed.len()).partition(|&i| listed[i].hand_raised_at_ms.is_some());
+    let hands = Section::grid(&hand_indices, 1, inner_cols);
+    let per_row = (inner_cols / AUDIENCE_CELL_COLS).clamp(1, 10);
+    let rest = Section::grid(&rest_indices, per_row, inner_cols / per_row);
+
+    // Headings take a row each; the stage gets what it needs but leaves the audience a
+    // few rows; within the audience the others get at least half when they need it.
+    let inner = usize::from(area.height).saturating_sub(2);
+    let audience_need = (hands.rows.len() + rest.rows.len()).max(1);
+    let stage_rows = stage
+        .rows
+        .len()
+        .max(1)
+        .min(inner.saturating_sub(audience_need.min(3)))
+        .max(usize::from(inner > 0));
+    let audience_rows = inner - stage_rows;
+    let rest_min = rest.rows.len().min(audience_rows / 2);
+    let hand_rows = hands.rows.len().min(audience_rows - rest_min);
+
+    let stage_title = vec![Span::styled(
+        format!("STAGE {stage_count}/{}", ctx.view.detail.stage_limit),
+        theme.heading,
+    )];
+    let mut audience_title = vec![Span::styled(
+        format!("AUDIENCE {}", text::thousands(audience.len())),
+        theme.heading,
+    )];
+    let hand_count = hand_indices.len();
+    if hand_count > 0 {
+        let noun = if hand_count == 1 { "hand" } else { "hands" };
+        audience_title.push(Span::styled(
+            format!(" · ✋ {hand_count} {noun}"),
+            theme.hand,
+        ));
+    }
+
+    put(buf, area, 0, text::rule(stage_title, cols, theme.dim));
+    let stage_area = band(area, 1, stage_rows);
+    if stage_count == 0 {
+        put(
+            buf,
+            stage_area,
+            0,
+            Line::styled("  Nobody is on the stage.", theme.dim),
+        );
+    } else {
+        draw_section(ctx, &listed, &stage, buf, stage_area);
+    }
+    let heading_row = 1 + stage_rows;
+    put(
+        buf,
+        area,
+        u16::try_from(heading_row).unwrap_or(u16::MAX),
+        text::rule(audience_title, cols, theme.dim),
+    );
+    if audience.is_empty() {
+        let empty = band(area, heading_row + 1, audience_rows);
+        put(
+            buf,
+            empty,
+            0,
+            Line::styled("  Nobody in the audience yet.", theme.dim),
+        );
+        return;
+    }
+    draw_section(
+        ctx,
+        &listed,
+        &hands,
+        buf,
+        band(area, heading_row + 1, hand_rows),
+    );
+    let rest_area = band(area, heading_row + 1 + hand_rows, audience_rows - hand_rows);
+    draw_section(ctx, &listed, &rest, buf, rest_area);
+}
+
+fn draw_section(
+    ctx: &Ctx,
+    listed: &[&Participant],
+    section: &Section,
+    buf: &mut Buffer,
+    area: Rect,
+) {
+    if area.is_empty() {
+        return;
+    }
+    let (first, count, hidden) = section.window(usize::from(area.height), ctx.room.selected);
+    for (slot, row) in section.rows.iter().skip(first).take(count).enumerate() {
+        let y = area
+            .y
+            .saturating_add(u16::try_from(slot).unwrap_or(u16::MAX));
+        for (col, &index) in row.iter().enumerate() {
+            let Some(p) = listed.get(index) else { continue };
+            let x = area.x + 1 + u16::try_from(col * section.cell_cols).unwrap_or(u16::MAX);
+            // A column of space between cells.
+            let cell_width = u16::try_from(section.cell_cols.saturating_sub(1)).unwrap_or(0);
+            let cell = Rect::new(x, y, cell_width, 1).intersection(area);
+            if cell.is_empty() {
+                continue;
+            }
+            let cols = usize::from(cell.width);
+            let spans = if p.role.on_stage() {
+                stage_cell(ctx, p, cols)
+            } else if p.hand_raised_at_ms.is_some() {
+                hand_row(ctx, p, cols)
+            } else {
+                audience_cell(ctx, p, cols)
+            };
+            Line::from(spans).render(cell, buf);
+            if index == ctx.room.selected {
+                buf.set_style(cell, ctx.theme.selected);
+            }
+        }
+    }
+    if hidden > 0 {
+        let line = Line::styled(
+            format!("  +{} more", text::thousands(hidden)),
+            ctx.theme.dim,
+        );
+        put(buf, area, u16::try_from(count).unwrap_or(u16::MAX), line);
+    }
+}
+
+/// "◉ ada host ▃▅▇": speaking mark, name, badge, and muted or a level meter.
+fn stage_cell(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
+    let (app, theme) = (ctx.app, ctx.theme);
+    let me = ctx.is_me(p);
+    // Our own level comes from the microphone; others' from what we play.
+    let level = if me {
+        (app.audio.unavailable.is_none() && !p.muted).then_some(app.audio.input_level_dbov)
+    } else {
+        app.audio.speaker_levels.get(&p.id).copied()
+    };
+    let (mark, mark_style) = if p.speaking {
+        ("◉ ", theme.speaking)
+    } else if p.muted {
+        ("○ ", theme.muted)
+    } else {
+        ("○ ", Style::new())
+    };
+    let state = if p.muted {
+        Span::styled(" muted", theme.muted)
+    } else if let Some(level) = level {
+        Span::styled(format!(" {}", text::mini_meter(level)), theme.speaking)
+    } else if p.speaking {
+        Span::styled(
+            format!(" {}", text::talking_meter(app.now_ms, p.id)),
+            theme.speaking,
+        )
+    } else {
+        Span::raw("")
+    };
+    let badge = match p.role {
+        Role::Host => " host",
+        Role::Moderator => " mod",
+        Role::Speaker | Role::Listener => "",
+    };
+    let you = if me { " (you)" } else { "" };
+    let name_cols = cols
+        .saturating_sub(2 + text::width(badge) + text::width(you) + text::width(&state.content))
+        .max(1);
+    let name_style = if p.speaking {
+        theme.speaking
+    } else {
+        Style::new()
+    };
+    vec![
+        Span::styled(mark, mark_style),
+        Span::styled(text::fit(&p.name, name_cols), name_style),
+        Span::styled(you, theme.dim),
+        Span::styled(badge, theme.badge),
+        state,
+    ]
+}
+
+/// "✋ ada               waited 1m20s  invited".
+fn hand_row(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
+    let theme = ctx.theme;
+    let waited = p
+        .hand_raised_at_ms
+        .map(|at| {
+            format!(
+                "waited {}",
+                text::duration(ctx.app.now_ms.saturating_sub(at))
+            )
+        })
+        .unwrap_or_default();
+    let name = if ctx.is_me(p) {
+        format!("{} (you)", p.name)
+    } else {
+        p.name.clone()
+    };
+    let mut spans = vec![
+        Span::styled("✋ ", theme.hand),
+        Span::raw(text::pad(&name, HAND_NAME_COLS.min(cols.saturating_sub(3)))),
+        Span::raw(" "),
+        Span::styled(waited, theme.dim),
+    ];
+    if p.invited {
+        spans.push(Span::styled("  invited", theme.hand));
+    }
+    spans
+}
+
+/// "  grace" or "  grace invited".
+fn audience_cell(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
+    let tag = if p.invited { " invited" } else { "" };
+    let you = if ctx.is_me(p) { " (you)" } else { "" };
+    let name_cols = cols
+        .saturating_sub(2 + text::width(tag) + text::width(you))
+        .max(1);
+    vec![
+        Span::raw("  "),
+        Span::raw(text::fit(&p.name, name_cols)),
+        Span::styled(you, ctx.theme.dim),
+        Span::styled(tag, ctx.theme.hand),
+    ]
+}
+
+/// " YOU  speaker  MUTED  mic ▮▮▯▯▯▯▯▯  you are talking while muted — press m".
+fn you_line(
+    app: &App,
+    room: &RoomScreen,
+    me: Option<&Participant>,
+    theme: &Theme,
+    buf: &mut Buffer,
+    area: Rect,
+) {
+    if area.is_empty() {
+        return;
+    }
+    let cols = usize::from(area.width);
+    let role = me.map_or(Role::Listener, |p| p.role);
+    let role_name = match role {
+        Role::Host => "host",
+        Role::Moderator => "moderator",
+        Role::Speaker => "speaker",
+        Role::Listener => "listener",
+    };
+    let mut left = vec![
+        Span::styled(" YOU ", theme.brand),
+        Span::raw(" "),
+        Span::styled(role_name, theme.badge),
+        Span::raw("  "),
+    ];
+    if role.on_stage() {
+        let muted = me.is_none_or(|p| p.muted);
+        if muted {
+            left.push(Span::styled("MUTED", theme.muted));
+        } else {
+            left.push(Span::styled(" ● LIVE ", theme.mic_live));
+        }
+        if room.talking_by_space {
+            left.push(Span::styled(" (space held)", theme.dim));
+        }
+        if app.audio.unavailable.is_none() {
+            let (lit, dark) = text::bar_meter(app.audio.input_level_dbov, 8);
+            let lit_style = if app.audio.input_voice {
+                theme.speaking
+            } else {
+                Style::new()
+            };
+            left.push(Span::styled("  mic ", theme.dim));
+            left.push(Span::styled(lit, lit_style));
+            left.push(Span::styled(dark, theme.dim));
+        }
+        if app.talking_while_muted() {
+            left.push(Span::raw("  "));
+            left.push(Span::styled(
+                "you are talking while muted — press m",
+                theme.warn,
+            ));
+        }
+    } else if me.is_some_and(|p| p.invited) {
+        left.push(Span::styled(
+            "invited to speak: a accept, d decline",
+            theme.hand,
+        ));
+    } else if let Some(at) = me.and_then(|p| p.hand_raised_at_ms) {
+        left.push(Span::styled(
+            format!(
+                "✋ hand raised, waiting {}",
+                text::duration(app.now_ms.saturating_sub(at))
+            ),
+            theme.hand,
+        ));
+    } else {
+        left.push(Span::styled("listening", theme.dim));
+    }
+    let right = if (app.output_volume - 1.0).abs() > f32::EPSILON {
+        vec![Span::styled(
+            format!("volume {:.0}% ", app.output_volume * 100.0),
+            theme.dim,
+        )]
+    } else {
+        Vec::new()
+    };
+    put(buf, area, 0, text::spread(left, right, cols));
+}
+
+/// Connection state and round trip, then the audio's health or why there is none,
+/// each part shown only when it fits whole (the reason for no audio is cut to fit).
+fn connection_line(app: &App, room: &RoomScreen, theme: &Theme, buf: &mut Buffer, area: Rect) {
+    if area.is_empty() {
+        return;
+    }
+    let cols = usize::from(area.width);
+    let mut spans = vec![Span::raw(" ")];
+    match &room.connection {
+        Connection::Connecting => spans.push(Span::styled("connecting…", theme.warn)),
+        Connection::Live { rtt_ms } => {
+            spans.push(Span::styled("●", theme.speaking));
+            spans.push(Span::raw(" connected"));
+            let rtt = rtt_ms.map_or("rtt –".to_string(), |ms| format!("rtt {ms}ms"));
+            spans.push(Span::styled(format!("  {rtt}"), theme.dim));
+        }
+        Connection::Reconnecting { attempt, reason } => {
+            let text = format!("reconnecting… (attempt {attempt}: {reason})");
+            spans.push(Span::styled(
+                text::fit(&text, cols.saturating_sub(1)),
+                theme.warn,
+            ));
+        }
+    }
+    let separator = "  ·  ";
+    let room_left = cols.saturating_sub(text::spans_width(&spans) + separator.len());
+    let audio = match &app.audio.unavailable {
+        Some(reason) if room_left >= 16 => Some(Span::styled(
+            text::fit(&format!("no audio: {reason}"), room_left),
+            theme.warn,
+        )),
+        Some(_) => None,
+        None => {
+            let a = &app.audio;
+            let long = format!(
+                "buffer {}ms  concealed {}  underruns {}",
+                a.jitter_ms, a.concealed, a.underruns
+            );
+            let short = format!("buffer {}ms", a.jitter_ms);
+            [long, short]
+                .into_iter()
+                .find(|t| text::width(t) <= room_left)
+                .map(|t| Span::styled(t, theme.dim))
+        }
+    };
+    if let Some(audio) = audio {
+        spans.push(Span::styled(separator, theme.dim));
+        spans.push(audio);
+    }
+    put(buf, area, 0, Line::from(spans));
+}
+
+/// The event line: the latest notice until it fades.
+fn notice(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect, row: u16) {
+    if let Some(notice) = app.current_notice() {
+        let cols = usize::from(area.width).saturating_sub(1);
+        put(
+            buf,
+            area,
+            row,
+            Line::styled(format!(" {}", text::fit(notice, cols)), theme.notice),
+        );
+    }
+}
+
+/// The keys for your role, then the ones everyone has.
+fn key_line(app: &App, me: Option<&Participant>, theme: &Theme, buf: &mut Buffer, area: Rect) {
+    if area.is_empty() {
+        return;
+    }
+    let role = me.map_or(Role::Listener, |p| p.role);
+    let mut hints: Vec<(&str, &str)> = Vec::new();
+    if role.on_stage() {
+        let muted = me.is_none_or(|p| p.muted);
+        hints.push(("m", if muted { "unmute" } else { "mute" }));
+        hints.push((
+            "space",
+            if app.key_release {
+                "hold to talk"
+            } else {
+                "talk"
+            },
+        ));
+    } else {
+        if me.is_some_and(|p| p.invited) {
+            hints.push(("a", "accept"));
+            hints.push(("d", "decline"));
+        }
+        let hand_up = me.is_some_and(|p| p.hand_raised_at_ms.is_some());
+        hints.push(("h", if hand_up { "lower hand" } else { "raise hand" }));
+    }
+    hints.extend([
+        ("L", "leave"),
+        ("?", "help"),
+        ("q", "quit"),
+        ("[ ]", "volume"),
+    ]);
+    let line = text::hint_line(theme, vec![Span::raw(" ")], &hints, usize::from(area.width));
+    put(buf, area, 0, line);
+}
+
+/// For moderators: what they can do to the selected person, named.
+fn moderation_line(
+    room: &RoomScreen,
+    view: &RoomView,
+    theme: &Theme,
+    buf: &mut Buffer,
+    area: Rect,
+) {
+    if area.is_empty() {
+        return;
+    }
+    let listed = view.listed();
+    let Some(target) = listed.get(room.selected) else {
+        return;
+    };
+    let mut spans = vec![Span::raw(" ")];
+    let mut hints: Vec<(&str, &str)> = Vec::new();
+    if target.id == view.me {
+        spans.push(Span::styled("moderate: select someone with ↑↓", theme.dim));
+    } else {
+        match target.role {
+            Role::Listener if target.invited => {}
+            Role::Listener => hints.push(("i", "invite to speak")),
+            Role::Speaker | Role::Moderator => hints.push(("x", "to audience")),
+            Role::Host => {}
+        }
+        if target.role.on_stage() && !target.muted {
+            hints.push(("M", "mute"));
+        }
+        if target.role != Role::Host {
+            hints.push(("K", "remove"));
+        }
+        if !target.role.is_moderator() {
+            hints.push(("o", "make mod"));
+        }
+        let name = text::fit(&target.name, 16);
+        spans.push(Span::styled(format!("{name} ▸ "), theme.badge));
+        if target.invited {
+            spans.push(Span::styled("invited  ", theme.hand));
+        }
+    }
+    let line = text::hint_line(theme, spans, &hints, usize::from(area.width));
+    put(buf, area, 0, line);
+}

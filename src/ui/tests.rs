@@ -1,0 +1,682 @@
+//! Snapshots of every screen and state, drawn with ratatui's `TestBackend`. States are
+//! built through the model (`App::new`, then `App::update`) so a snapshot shows what a
+//! person would see after those events; the clock is fixed so frames are deterministic.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+
+use super::{Theme, render};
+use crate::app::{App, AudioStatus, Msg, Overlay};
+use crate::net::NetEvent;
+use crate::protocol::{
+    PROTOCOL_VERSION, Participant, Role, RoomDetail, RoomSummary, ServerMessage, StageMember, User,
+    UserId,
+};
+
+/// A fixed "now": 2023-11-14T22:13:20Z.
+const NOW: u64 = 1_700_000_000_000;
+const MINUTE: u64 = 60_000;
+/// The person at the keyboard.
+const ME: UserId = 1;
+const ROOM_ID: &str = "k3x9ab";
+
+fn draw(app: &App, theme: &Theme, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| render(app, theme, frame)).unwrap();
+    terminal
+}
+
+fn screen(app: &App, width: u16, height: u16) -> String {
+    draw(app, &Theme::color(), width, height)
+        .backend()
+        .to_string()
+}
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn char_key(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+fn new_app() -> App {
+    let mut app = App::new("127.0.0.1:7600", "ada", true);
+    app.update(Msg::Tick { now_ms: NOW });
+    app
+}
+
+fn member(id: UserId, name: &str, role: Role, speaking: bool) -> StageMember {
+    StageMember {
+        id,
+        name: name.into(),
+        role,
+        muted: !speaking,
+        speaking,
+    }
+}
+
+fn summary(
+    id: &str,
+    title: &str,
+    age_min: u64,
+    stage: Vec<StageMember>,
+    listeners: usize,
+) -> RoomSummary {
+    let host = stage.iter().find(|m| m.role == Role::Host).map(|m| User {
+        id: m.id,
+        name: m.name.clone(),
+    });
+    RoomSummary {
+        id: id.into(),
+        title: title.into(),
+        host,
+        speakers: stage,
+        listener_count: listeners,
+        created_at_ms: NOW - age_min * MINUTE,
+    }
+}
+
+fn many_rooms() -> Vec<RoomSummary> {
+    vec![
+        summary(
+            "r1",
+            "Rust async office hours",
+            12,
+            vec![
+                member(10, "grace", Role::Host, true),
+                member(11, "linus", Role::Moderator, false),
+                member(12, "margaret", Role::Speaker, true),
+            ],
+            42,
+        ),
+        summary(
+            "r2",
+            "Late-night synth jam: modular patches, field recordings and a lot of feedback",
+            95,
+            vec![
+                member(
+                    20,
+                    "Bartholomew Featherstonehaugh-Smythe",
+                    Role::Host,
+                    false,
+                ),
+                member(21, "kat", Role::Speaker, true),
+                member(22, "ren", Role::Speaker, false),
+                member(23, "sol", Role::Speaker, false),
+                member(24, "tove", Role::Speaker, false),
+                member(25, "uma", Role::Speaker, false),
+                member(26, "vik", Role::Speaker, false),
+            ],
+            1_312,
+        ),
+        summary(
+            "r3",
+            "Just started",
+            0,
+            vec![member(30, "newcomer", Role::Host, false)],
+            1,
+        ),
+        summary(
+            "r4",
+            "Book club: Dune",
+            47,
+            vec![member(40, "frank", Role::Host, true)],
+            7,
+        ),
+        summary(
+            "r5",
+            "Rust and embedded: probe-rs Q&A",
+            200,
+            vec![
+                member(50, "jorge", Role::Host, false),
+                member(51, "ana", Role::Speaker, true),
+            ],
+            88,
+        ),
+        summary(
+            "r6",
+            "Morning coffee",
+            3,
+            vec![member(60, "lea", Role::Host, false)],
+            0,
+        ),
+        summary(
+            "r7",
+            "Startup pitch practice",
+            31,
+            vec![member(70, "omar", Role::Host, true)],
+            15,
+        ),
+        summary(
+            "r8",
+            "日本語で話そう",
+            64,
+            vec![member(80, "はると", Role::Host, true)],
+            9,
+        ),
+        summary("r9", "Host stepped out", 20, Vec::new(), 3),
+    ]
+}
+
+fn hallway_with(rooms: Vec<RoomSummary>) -> App {
+    let mut app = new_app();
+    app.update(Msg::Rooms(Ok(rooms)));
+    app
+}
+
+fn participant(id: UserId, name: &str, role: Role) -> Participant {
+    Participant {
+        id,
+        name: name.into(),
+        role,
+        muted: true,
+        hand_raised_at_ms: None,
+        invited: false,
+        speaking: false,
+    }
+}
+
+/// The room, with me (ada) in `my_role`, and `extra_listeners` more in the audience.
+fn room_detail(my_role: Role, extra_listeners: usize) -> RoomDetail {
+    let mut participants = vec![
+        Participant {
+            muted: false,
+            speaking: true,
+            ..participant(10, "grace", Role::Host)
+        },
+        Participant {
+            muted: false,
+            ..participant(11, "linus", Role::Moderator)
+        },
+        participant(12, "margaret", Role::Speaker),
+        Participant {
+            muted: false,
+            speaking: true,
+            ..participant(13, "Bartholomew Featherstonehaugh-Smythe", Role::Speaker)
+        },
+        participant(ME, "ada", my_role),
+    ];
+    for (i, name) in [
+        "carol", "dave", "erin", "frank", "heidi", "ivan", "judy", "mallory", "niaj",
+    ]
+    .iter()
+    .enumerate()
+    {
+        participants.push(participant(20 + i as UserId, name, Role::Listener));
+    }
+    for i in 0..extra_listeners {
+        participants.push(participant(
+            100 + i as UserId,
+            &format!("listener{i}"),
+            Role::Listener,
+        ));
+    }
+    RoomDetail {
+        summary: RoomSummary {
+            id: ROOM_ID.into(),
+            title: "Rust async office hours".into(),
+            host: Some(User {
+                id: 10,
+                name: "grace".into(),
+            }),
+            speakers: Vec::new(),
+            listener_count: 0,
+            created_at_ms: NOW - 12 * MINUTE,
+        },
+        participants,
+        hands: Vec::new(),
+        stage_limit: 13,
+    }
+}
+
+fn server(app: &mut App, message: ServerMessage) {
+    app.update(Msg::Net(NetEvent::Server(message)));
+}
+
+/// In the room as `my_role`: joined, connected, snapshot in, two hands up (carol 1m20s
+/// ago, dave 12s ago) and audio meters flowing.
+fn in_room(my_role: Role, extra_listeners: usize) -> App {
+    let mut app = new_app();
+    app.update(Msg::RoomCreated(Ok(ROOM_ID.into())));
+    app.update(Msg::Net(NetEvent::Connected));
+    app.update(Msg::Net(NetEvent::RoundTrip { rtt_ms: 42 }));
+    server(
+        &mut app,
+        ServerMessage::RoomSnapshot {
+            protocol_version: PROTOCOL_VERSION,
+            you: ME,
+            room: room_detail(my_role, extra_listeners),
+        },
+    );
+    server(
+        &mut app,
+        ServerMessage::HandRaised {
+            user_id: 20,
+            raised_at_ms: NOW - 80_000,
+        },
+    );
+    server(
+        &mut app,
+        ServerMessage::HandRaised {
+            user_id: 21,
+            raised_at_ms: NOW - 12_000,
+        },
+    );
+    app.update(Msg::Audio(AudioStatus {
+        input_level_dbov: -70.0,
+        jitter_ms: 60,
+        concealed: 3,
+        speaker_levels: HashMap::from([(10, -14.0), (13, -35.0)]),
+        ..AudioStatus::default()
+    }));
+    app
+}
+
+/// Presses `j` until the person called `name` is selected.
+fn select(app: &mut App, name: &str) {
+    for _ in 0..10_000 {
+        let room = app.room().unwrap();
+        let listed = room.view.as_ref().unwrap().listed();
+        if listed[room.selected].name == name {
+            return;
+        }
+        app.update(char_key('j'));
+    }
+    panic!("{name} is not in the room");
+}
+
+#[test]
+fn hallway_loading() {
+    insta::assert_snapshot!(screen(&new_app(), 80, 24));
+}
+
+#[test]
+fn hallway_empty() {
+    insta::assert_snapshot!(screen(&hallway_with(Vec::new()), 80, 24));
+}
+
+#[test]
+fn hallway_error() {
+    let mut app = new_app();
+    app.update(Msg::Rooms(Err(
+        "cannot reach the Hallway server at http://127.0.0.1:7600/: is it running? (start one with `hallway serve`)"
+            .into(),
+    )));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn hallway_stale_list_after_error() {
+    let mut app = hallway_with(many_rooms());
+    app.update(Msg::Rooms(Err("timed out".into())));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn hallway_many_rooms() {
+    let mut app = hallway_with(many_rooms());
+    for _ in 0..4 {
+        app.update(char_key('j'));
+    }
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn hallway_many_rooms_wide() {
+    let mut app = hallway_with(many_rooms());
+    app.update(char_key('j'));
+    insta::assert_snapshot!(screen(&app, 120, 40));
+}
+
+#[test]
+fn hallway_filter_typing() {
+    let mut app = hallway_with(many_rooms());
+    app.update(char_key('/'));
+    for c in "rust".chars() {
+        app.update(char_key(c));
+    }
+    assert!(app.filtering);
+    let terminal = draw(&app, &Theme::color(), 80, 24);
+    // The terminal cursor sits after the typed text: " / filter: rust".
+    let mut terminal = terminal;
+    assert_eq!(terminal.get_cursor_position().unwrap(), (15, 1).into());
+    insta::assert_snapshot!(terminal.backend().to_string());
+}
+
+#[test]
+fn hallway_filter_set_no_match() {
+    let mut app = hallway_with(many_rooms());
+    app.update(char_key('/'));
+    for c in "zzz".chars() {
+        app.update(char_key(c));
+    }
+    app.update(key(KeyCode::Enter));
+    assert!(!app.filtering);
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn hallway_notice_after_room_ended() {
+    let mut app = hallway_with(many_rooms());
+    app.update(Msg::RoomCreated(Ok(ROOM_ID.into())));
+    app.update(Msg::Net(NetEvent::Closed {
+        code: Some(crate::protocol::ErrorCode::RoomEnded),
+        message: "room ended".into(),
+    }));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_joining() {
+    let mut app = hallway_with(many_rooms());
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_joining_reconnecting() {
+    let mut app = new_app();
+    app.update(Msg::RoomCreated(Ok(ROOM_ID.into())));
+    app.update(Msg::Net(NetEvent::Reconnecting {
+        attempt: 2,
+        reason: "connection refused".into(),
+    }));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_listener_hand_raised() {
+    let mut app = in_room(Role::Listener, 0);
+    app.update(char_key('h'));
+    // The server answers the raise; the model learns of it as everyone does.
+    server(
+        &mut app,
+        ServerMessage::HandRaised {
+            user_id: ME,
+            raised_at_ms: NOW - 5_000,
+        },
+    );
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_invitation_pending() {
+    let mut app = in_room(Role::Listener, 0);
+    server(
+        &mut app,
+        ServerMessage::HandRaised {
+            user_id: ME,
+            raised_at_ms: NOW - 30_000,
+        },
+    );
+    server(
+        &mut app,
+        ServerMessage::Invited {
+            user_id: ME,
+            by: 10,
+        },
+    );
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_moderator() {
+    let mut app = in_room(Role::Moderator, 0);
+    select(&mut app, "carol");
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_moderator_wide() {
+    let mut app = in_room(Role::Moderator, 40);
+    select(&mut app, "margaret");
+    insta::assert_snapshot!(screen(&app, 120, 40));
+}
+
+#[test]
+fn room_speaker_live() {
+    let mut app = in_room(Role::Speaker, 0);
+    server(
+        &mut app,
+        ServerMessage::MuteChanged {
+            user_id: ME,
+            muted: false,
+            by: None,
+        },
+    );
+    server(
+        &mut app,
+        ServerMessage::Speaking {
+            user_id: ME,
+            speaking: true,
+        },
+    );
+    app.update(Msg::Audio(AudioStatus {
+        input_level_dbov: -18.0,
+        input_voice: true,
+        jitter_ms: 40,
+        speaker_levels: HashMap::from([(10, -50.0)]),
+        ..AudioStatus::default()
+    }));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_speaker_talking_while_muted() {
+    let mut app = in_room(Role::Speaker, 0);
+    app.update(Msg::Audio(AudioStatus {
+        input_level_dbov: -20.0,
+        input_voice: true,
+        jitter_ms: 60,
+        ..AudioStatus::default()
+    }));
+    assert!(app.talking_while_muted());
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_reconnecting() {
+    let mut app = in_room(Role::Speaker, 0);
+    app.update(Msg::Net(NetEvent::Reconnecting {
+        attempt: 3,
+        reason: "connection reset by peer".into(),
+    }));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_no_audio_device() {
+    let mut app = in_room(Role::Listener, 0);
+    app.update(Msg::Audio(AudioStatus {
+        unavailable: Some("no sound card (ALSA: cannot find card '0')".into()),
+        ..AudioStatus::default()
+    }));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_big_audience() {
+    let mut app = in_room(Role::Listener, 320);
+    select(&mut app, "listener200");
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_narrow() {
+    let mut app = in_room(Role::Moderator, 0);
+    select(&mut app, "Bartholomew Featherstonehaugh-Smythe");
+    insta::assert_snapshot!(screen(&app, 40, 14));
+}
+
+#[test]
+fn overlay_help() {
+    let mut app = hallway_with(many_rooms());
+    app.update(char_key('?'));
+    assert_eq!(app.overlay, Some(Overlay::Help));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn overlay_help_narrow() {
+    let mut app = in_room(Role::Speaker, 0);
+    app.update(char_key('?'));
+    insta::assert_snapshot!(screen(&app, 50, 40));
+}
+
+#[test]
+fn overlay_new_room() {
+    let mut app = hallway_with(many_rooms());
+    app.update(char_key('n'));
+    for c in "Rust async, honestly".chars() {
+        app.update(char_key(c));
+    }
+    let mut terminal = draw(&app, &Theme::color(), 80, 24);
+    // The cursor follows the typed title inside the box.
+    let cursor = terminal.get_cursor_position().unwrap();
+    assert_eq!(cursor.y, 11);
+    assert_eq!(cursor.x, 12 + 20);
+    insta::assert_snapshot!(terminal.backend().to_string());
+}
+
+#[test]
+fn overlay_new_room_empty() {
+    let mut app = hallway_with(Vec::new());
+    app.update(char_key('n'));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn overlay_confirm_remove() {
+    let mut app = in_room(Role::Moderator, 0);
+    select(&mut app, "carol");
+    app.update(char_key('K'));
+    assert!(matches!(app.overlay, Some(Overlay::ConfirmRemove { .. })));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn plain_theme_room_moderator() {
+    let mut app = in_room(Role::Moderator, 0);
+    select(&mut app, "carol");
+    // Debug of the buffer lists the modifiers too: selection, headings and badges
+    // must be told apart by bold and reverse alone.
+    let terminal = draw(&app, &Theme::plain(), 80, 24);
+    insta::assert_snapshot!(format!("{:?}", terminal.backend().buffer()));
+}
+
+/// Every state the tests draw, for the checks that cover them all.
+fn all_states() -> Vec<App> {
+    let mut states = vec![
+        new_app(),
+        hallway_with(Vec::new()),
+        hallway_with(many_rooms()),
+    ];
+    let mut error = new_app();
+    error.update(Msg::Rooms(Err("no route to host".into())));
+    states.push(error);
+    let mut filtering = hallway_with(many_rooms());
+    filtering.update(char_key('/'));
+    filtering.update(char_key('r'));
+    states.push(filtering);
+    let mut joining = new_app();
+    joining.update(Msg::RoomCreated(Ok(ROOM_ID.into())));
+    states.push(joining);
+    for role in [Role::Listener, Role::Speaker, Role::Moderator, Role::Host] {
+        states.push(in_room(role, 0));
+        states.push(in_room(role, 500));
+    }
+    let mut reconnecting = in_room(Role::Speaker, 3);
+    reconnecting.update(Msg::Net(NetEvent::Reconnecting {
+        attempt: 1,
+        reason: "x".repeat(300),
+    }));
+    states.push(reconnecting);
+    for overlay_key in ['?', 'n'] {
+        let mut app = hallway_with(many_rooms());
+        app.update(char_key(overlay_key));
+        states.push(app);
+    }
+    let mut confirm = in_room(Role::Moderator, 0);
+    select(&mut confirm, "carol");
+    confirm.update(char_key('K'));
+    states.push(confirm);
+    states
+}
+
+#[test]
+fn plain_theme_emits_no_colour() {
+    for app in all_states() {
+        let terminal = draw(&app, &Theme::plain(), 80, 24);
+        for cell in terminal.backend().buffer().content() {
+            assert_eq!((cell.fg, cell.bg), (Color::Reset, Color::Reset), "{cell:?}");
+        }
+    }
+}
+
+#[test]
+fn colour_theme_does_colour() {
+    let terminal = draw(&hallway_with(many_rooms()), &Theme::color(), 80, 24);
+    assert!(
+        terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .any(|cell| cell.fg != Color::Reset || cell.bg != Color::Reset)
+    );
+}
+
+#[test]
+fn no_color_env_value_picks_the_theme() {
+    use std::ffi::OsStr;
+    assert_eq!(Theme::for_no_color(None), Theme::color());
+    assert_eq!(Theme::for_no_color(Some(OsStr::new(""))), Theme::color());
+    assert_eq!(Theme::for_no_color(Some(OsStr::new("1"))), Theme::plain());
+}
+
+#[test]
+fn never_panics_at_any_size() {
+    let sizes = [
+        (0, 0),
+        (0, 24),
+        (80, 0),
+        (1, 1),
+        (2, 2),
+        (10, 3),
+        (3, 10),
+        (12, 5),
+        (20, 6),
+        (25, 9),
+        (40, 12),
+        (60, 16),
+        (80, 24),
+        (300, 100),
+    ];
+    for app in all_states() {
+        for (width, height) in sizes {
+            for theme in [Theme::color(), Theme::plain()] {
+                draw(&app, &theme, width, height);
+            }
+        }
+    }
+    // And every size in a small range, for off-by-one edges.
+    for app in all_states() {
+        for width in 0..30 {
+            for height in 0..12 {
+                draw(&app, &Theme::color(), width, height);
+            }
+        }
+    }
+}
+
+#[test]
+fn tiny_terminal_shows_something() {
+    insta::assert_snapshot!(screen(&in_room(Role::Moderator, 0), 10, 3));
+}
