@@ -194,7 +194,9 @@ fn cards(app: &App, rooms: &[&RoomSummary], theme: &Theme, buf: &mut Buffer, are
     let selected = app.selected_room.min(total.saturating_sub(1));
     let first = selected.saturating_sub(shown - 1).min(total - shown);
     for (slot, room) in rooms.iter().enumerate().skip(first).take(shown) {
-        let row = u16::try_from(slot - first).unwrap_or(u16::MAX) * (CARD_ROWS + 1);
+        let row = u16::try_from(slot - first)
+            .unwrap_or(u16::MAX)
+            .saturating_mul(CARD_ROWS + 1);
         card(app, room, slot == selected, theme, buf, area, row);
     }
     if !fits_all {
@@ -207,7 +209,10 @@ fn cards(app: &App, rooms: &[&RoomSummary], theme: &Theme, buf: &mut Buffer, are
             parts.push(format!("↓ {below} more below"));
         }
         let line = format!("  {}", parts.join("   "));
-        let row = u16::try_from(shown).unwrap_or(u16::MAX) * (CARD_ROWS + 1) - 1;
+        let row = u16::try_from(shown)
+            .unwrap_or(u16::MAX)
+            .saturating_mul(CARD_ROWS + 1)
+            .saturating_sub(1);
         put(buf, area, row, Line::styled(line, theme.dim));
     }
 }
@@ -251,7 +256,8 @@ fn card(
     }
     if selected {
         let rows = CARD_ROWS.min(area.height.saturating_sub(row));
-        let rect = Rect::new(area.x, area.y + row, area.width, rows).intersection(buf.area);
+        let rect =
+            Rect::new(area.x, area.y.saturating_add(row), area.width, rows).intersection(buf.area);
         buf.set_style(rect, theme.selected);
     }
 }

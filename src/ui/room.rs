@@ -380,7 +380,8 @@ fn draw_section(
             .saturating_add(u16::try_from(slot).unwrap_or(u16::MAX));
         for (col, &index) in row.iter().enumerate() {
             let Some(p) = listed.get(index) else { continue };
-            let x = area.x + 1 + u16::try_from(col * section.cell_cols).unwrap_or(u16::MAX);
+            let offset = u16::try_from(col * section.cell_cols).unwrap_or(u16::MAX);
+            let x = area.x.saturating_add(1).saturating_add(offset);
             // A column of space between cells.
             let cell_width = u16::try_from(section.cell_cols.saturating_sub(1)).unwrap_or(0);
             let cell = Rect::new(x, y, cell_width, 1).intersection(area);
