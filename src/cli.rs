@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::{self, ClientOptions};
 use crate::config::Config;
+use crate::demo::{self, Demo};
+use crate::headless::{self, PlayTarget};
 use crate::net::{Api, Target};
 use crate::server::{DEFAULT_LISTEN, Server, ServerConfig};
 
@@ -82,6 +84,43 @@ pub enum Command {
     },
     /// List the audio input and output devices.
     Devices,
+    /// Open the live demo: a private server with rooms full of bots, and the client on it.
+    Demo,
+    /// Stream a WAV or Ogg Opus file into a room as a speaker, in real time.
+    Play(PlayArgs),
+    /// Record a room's mix to a WAV or Ogg Opus file (by extension).
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(id = "where", required = true, multiple = false)]
+pub struct PlayArgs {
+    /// The room to speak in (a moderator must invite you unless you run it).
+    #[arg(long, value_name = "ID", group = "where")]
+    pub room: Option<String>,
+    /// Create a room with this title and speak in it as its host; prints its link.
+    #[arg(long, value_name = "TITLE", group = "where")]
+    pub create: Option<String>,
+    /// Start again at the end, until stopped.
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// The file to play (.wav, .ogg, .opus).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The room to record.
+    #[arg(long, value_name = "ID")]
+    pub room: String,
+    /// Stop after this many seconds (default: until the room ends or Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub seconds: Option<f64>,
+    /// Also write one file per speaker into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub tracks: Option<PathBuf>,
+    /// The file to write (.wav, .ogg, .opus).
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +131,9 @@ pub struct ServeArgs {
     /// Most people on a room's stage at once.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=200))]
     pub stage_limit: u16,
+    /// Also host the demo rooms, kept alive by bots.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// Runs the parsed command line; the exit code says whether it worked.
@@ -111,6 +153,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(cli.log_file.as_deref())?;
             serve(args, cli.client.access_code)
         }
+        Some(Command::Play(play_args)) => {
+            init_logging(cli.log_file.as_deref())?;
+            runtime()?.block_on(play(&cli.client, play_args))
+        }
+        Some(Command::Record(record_args)) => {
+            init_logging(cli.log_file.as_deref())?;
+            runtime()?.block_on(record(&cli.client, record_args))
+        }
+        Some(Command::Demo) => {
+            let log_file = match cli.log_file {
+                Some(path) => path,
+                None => default_log_file()?,
+            };
+            init_logging(Some(&log_file))?;
+            runtime()?.block_on(tui(cli.client, true))
+        }
         Some(Command::Devices) => {
             print!("{}", crate::audio::list_devices());
             Ok(())
@@ -126,7 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => default_log_file()?,
             };
             init_logging(Some(&log_file))?;
-            runtime()?.block_on(tui(cli.client))
+            runtime()?.block_on(tui(cli.client, false))
         }
     }
 }
@@ -178,20 +236,31 @@ fn serve(args: ServeArgs, access_code: Option<String>) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     config.limits.room.stage_limit = usize::from(args.stage_limit);
+    let with_demo = args.demo;
     runtime()?.block_on(async move {
         let server = Server::bind(config).await?;
         let addr = server
             .local_addr()
             .context("cannot read the bound address")?;
-        // The one line scripts and tests read to find the port.
-        println!("hallway server listening on http://{addr}");
         let shutdown = server.shutdown_token();
+        // Listen for signals before telling anyone the server is up, so an early Ctrl-C
+        // still shuts down gracefully.
+        let signals = stop_signal();
         tokio::spawn(async move {
-            let signal = stop_signal().await;
+            let signal = signals.await;
             tracing::info!("{signal}: shutting down, telling every client");
             shutdown.cancel();
         });
-        server.run().await?;
+        let running = tokio::spawn(server.run());
+        let demo = if with_demo {
+            Some(start_demo(&format!("http://{addr}")).await?)
+        } else {
+            None
+        };
+        // The one line scripts and tests read to find the port.
+        println!("hallway server listening on http://{addr}");
+        running.await.context("the server task failed")??;
+        drop(demo);
         tracing::info!("server stopped");
         anyhow::Ok(())
     })
@@ -309,11 +378,26 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-async fn tui(args: ClientArgs) -> anyhow::Result<()> {
+/// Starts the demo rooms on the server at `base`.
+async fn start_demo(base: &str) -> anyhow::Result<Demo> {
+    let clips = tokio::task::spawn_blocking(demo::built_in_clips)
+        .await
+        .context("encoding the demo clips failed")??;
+    let url = Target::parse(base)?.server;
+    Ok(Demo::start(url, demo::PLAN, clips).await?)
+}
+
+async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
     let (config_path, config) = load_config(&args)?;
     let name = display_name(&args, &config);
     let mut embedded = None;
-    let target = match configured_target(&args, &config)? {
+    let mut demo = None;
+    let configured = if force_demo {
+        None
+    } else {
+        configured_target(&args, &config)?
+    };
+    let target = match configured {
         Some(target) => target,
         None => {
             // Nothing configured: a private server in this process, on loopback only.
@@ -327,6 +411,8 @@ async fn tui(args: ClientArgs) -> anyhow::Result<()> {
             let shutdown = server.shutdown_token();
             let task = tokio::spawn(server.run());
             embedded = Some((shutdown, task));
+            // Nothing configured means first run: make the rooms alive.
+            demo = Some(start_demo(&format!("http://{addr}")).await?);
             Target::parse(&format!("http://{addr}"))?
         }
     };
@@ -346,6 +432,9 @@ async fn tui(args: ClientArgs) -> anyhow::Result<()> {
     let output: crate::audio::OutputDevice = args.output.parse()?;
     let audio = client::AudioLink::start(&input, &output, !args.no_noise_suppression);
     let result = client::run(api, name, target.room, audio).await;
+    if let Some(demo) = demo {
+        demo.stop().await;
+    }
     if let Some((shutdown, task)) = embedded {
         shutdown.cancel();
         let _ = task.await;
@@ -353,24 +442,87 @@ async fn tui(args: ClientArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Waits for Ctrl-C (SIGINT) or SIGTERM and names the one that came. A signal that cannot be
-/// listened for is waited on forever rather than taken as a request to stop.
-async fn stop_signal() -> &'static str {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
+/// Waits for Ctrl-C (SIGINT) or SIGTERM and names the one that came. The handlers are
+/// installed when this is called, not when the future is first polled, so a signal that
+/// arrives right after start is not lost. A signal that cannot be listened for is waited
+/// on forever rather than taken as a request to stop.
+fn stop_signal() -> impl std::future::Future<Output = &'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(interrupt) => "Ctrl-C",
+            () = wait(terminate) => "SIGTERM",
         }
-    };
-    tokio::select! {
-        () = ctrl_c => "Ctrl-C",
-        () = term => "SIGTERM",
     }
+}
+
+/// Signs in for a headless command: a fresh session each time (never the kept token), so a
+/// player and a recorder started side by side are two people, not one replacing the other.
+async fn headless_api(args: &ClientArgs) -> anyhow::Result<(Api, Target)> {
+    let (_, config) = load_config(args)?;
+    let target = configured_target(args, &config)?
+        .context("no server configured: pass --server URL (or set `server` in the config file)")?;
+    let options = ClientOptions {
+        target: target.clone(),
+        name: display_name(args, &config),
+        access_code: args.access_code.clone().or(config.access_code.clone()),
+        config_path: None,
+    };
+    Ok((client::sign_in(&options).await?, target))
+}
+
+async fn play(args: &ClientArgs, play: PlayArgs) -> anyhow::Result<()> {
+    let (api, target) = headless_api(args).await?;
+    let where_to = match (play.create, play.room.or(target.room)) {
+        (Some(title), _) => PlayTarget::Create(title),
+        (None, Some(room)) => PlayTarget::Room(room),
+        (None, None) => anyhow::bail!("say where to play: --room ID or --create TITLE"),
+    };
+    let stop = stop_signal();
+    tokio::select! {
+        result = headless::play(&api, where_to, &play.file, play.looping) => Ok(result?),
+        signal = stop => {
+            tracing::info!("{signal}: stopping");
+            Ok(())
+        }
+    }
+}
+
+async fn record(args: &ClientArgs, record: RecordArgs) -> anyhow::Result<()> {
+    if record.seconds.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
+        anyhow::bail!("--seconds must be a positive number");
+    }
+    let (api, _) = headless_api(args).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        stop_signal().await;
+        on_signal.cancel();
+    });
+    let recorded = headless::record(
+        &api,
+        &record.room,
+        &record.out,
+        record.tracks.as_deref(),
+        record.seconds,
+        stop,
+    )
+    .await?;
+    eprintln!(
+        "recorded {:.1} s ({} audio frames) to {}",
+        recorded.seconds,
+        recorded.frames_received,
+        record.out.display()
+    );
+    Ok(())
 }

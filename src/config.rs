@@ -90,7 +90,8 @@ impl Config {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(|e| io("protect", e))?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io("protect", e))?;
         }
         std::fs::rename(&tmp, path).map_err(|e| io("write", e))
     }
@@ -110,7 +111,9 @@ mod tests {
             name: Some("ada".into()),
             ..Config::default()
         };
-        config.tokens.insert("http://127.0.0.1:7600/".into(), "abc".into());
+        config
+            .tokens
+            .insert("http://127.0.0.1:7600/".into(), "abc".into());
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -119,7 +122,10 @@ mod tests {
     #[test]
     fn a_missing_file_is_empty_and_a_broken_one_is_an_error() {
         let dir = std::env::temp_dir().join(format!("hallway-config-bad-{}", std::process::id()));
-        assert_eq!(Config::load(&dir.join("none.toml")).unwrap(), Config::default());
+        assert_eq!(
+            Config::load(&dir.join("none.toml")).unwrap(),
+            Config::default()
+        );
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("config.toml");
         std::fs::write(&path, "server = [").unwrap();

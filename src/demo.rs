@@ -13,25 +13,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::clip::{self, Clip};
 use crate::net::live::Backoff;
 use crate::net::{Api, LiveSession, NetError, NetEvent};
-use crate::protocol::{AudioFrame, AudioHeader, ClientCommand, ServerMessage, UserId};
-
-/// One pre-encoded 20 ms frame of a clip.
-#[derive(Debug, Clone)]
-pub struct ClipFrame {
-    pub opus: Vec<u8>,
-    /// -dBov, 0..=127.
-    pub level: u8,
-    pub voice: bool,
-}
-
-/// A speech clip, encoded once and replayed by bots.
-#[derive(Debug, Clone)]
-pub struct Clip {
-    pub name: String,
-    pub frames: Vec<ClipFrame>,
-}
+use crate::protocol::{AudioFrame, ClientCommand, ServerMessage, UserId};
 
 /// A demo room: its title, host, speakers and audience size.
 #[derive(Debug, Clone)]
@@ -64,11 +49,28 @@ pub const PLAN: &[RoomPlan] = &[
     },
 ];
 
+/// The speech clips bots say, built into the binary so the demo works from anywhere.
+/// assets/README.md says how they were made.
+const BUILT_IN_CLIPS: &[(&str, &[u8])] = &[
+    ("alice", include_bytes!("../assets/speech/alice.wav")),
+    ("bob", include_bytes!("../assets/speech/bob.wav")),
+    ("carol", include_bytes!("../assets/speech/carol.wav")),
+    ("dave", include_bytes!("../assets/speech/dave.wav")),
+];
+
+/// Encodes the built-in clips (a few hundred ms of CPU, once at start).
+pub fn built_in_clips() -> Result<Vec<Clip>, crate::audio::AudioError> {
+    BUILT_IN_CLIPS
+        .iter()
+        .map(|(name, bytes)| Clip::from_wav_bytes(name, bytes))
+        .collect()
+}
+
 /// How long a bot host waits before inviting a raised hand.
 pub const INVITE_AFTER: Duration = Duration::from_secs(3);
 /// Quiet between two speakers' turns.
 const TURN_GAP: Duration = Duration::from_millis(700);
-const FRAME: Duration = Duration::from_millis(20);
+use clip::FRAME;
 
 /// Why the demo could not start.
 #[derive(Debug, Error)]
@@ -114,7 +116,8 @@ impl Demo {
             let mut audience = Vec::new();
             for n in 0..room_plan.audience {
                 let mut api = Api::new(base.clone());
-                api.create_session(&audience_name(index * 31 + n), None).await?;
+                api.create_session(&audience_name(index * 31 + n), None)
+                    .await?;
                 audience.push(api);
             }
             let room = BotRoom {
@@ -122,7 +125,12 @@ impl Demo {
                 clips: clips.clone(),
                 first_clip: index,
             };
-            tasks.push(tokio::spawn(room.run(host_api, bots, audience, stop.clone())));
+            tasks.push(tokio::spawn(room.run(
+                host_api,
+                bots,
+                audience,
+                stop.clone(),
+            )));
         }
         Ok(Self { stop, tasks, rooms })
     }
@@ -144,8 +152,8 @@ impl Drop for Demo {
 
 fn audience_name(n: usize) -> String {
     const NAMES: &[&str] = &[
-        "Iris", "Omar", "Chen", "Lea", "Tomas", "Priya", "Kofi", "Ines", "Yuki", "Arlo", "Zara", "Hugo", "Noor",
-        "Emil", "Sofia", "Ravi",
+        "Iris", "Omar", "Chen", "Lea", "Tomas", "Priya", "Kofi", "Ines", "Yuki", "Arlo", "Zara",
+        "Hugo", "Noor", "Emil", "Sofia", "Ravi",
     ];
     format!("{} (bot)", NAMES[n % NAMES.len()])
 }
@@ -156,20 +164,36 @@ struct BotRoom {
     first_clip: usize,
 }
 
-/// A bot speaker's live session and its frame counter.
+/// A bot speaker's live session and its frame clock.
 struct Speaker {
     live: LiveSession,
-    sequence: u32,
+    clock: clip::Sender,
 }
 
 impl BotRoom {
-    async fn run(self, host_api: Api, speaker_apis: Vec<(Api, UserId)>, audience: Vec<Api>, stop: CancellationToken) {
+    async fn run(
+        self,
+        host_api: Api,
+        speaker_apis: Vec<(Api, UserId)>,
+        audience: Vec<Api>,
+        stop: CancellationToken,
+    ) {
         let quiet = || Box::new(|_frame: AudioFrame| {});
         let (host_tx, mut host_rx) = mpsc::channel(256);
-        let host = LiveSession::start(&host_api, &self.room_id, host_tx, quiet(), Backoff::default());
+        let host = LiveSession::start(
+            &host_api,
+            &self.room_id,
+            host_tx,
+            quiet(),
+            Backoff::default(),
+        );
         // The host goes in first, so the room has its host; then each speaker joins and is
         // invited up, exactly as people are.
-        if !wait_for(&mut host_rx, |m| matches!(m, ServerMessage::RoomSnapshot { .. })).await {
+        if !wait_for(&mut host_rx, |m| {
+            matches!(m, ServerMessage::RoomSnapshot { .. })
+        })
+        .await
+        {
             return;
         }
         let bot_ids: Vec<UserId> = speaker_apis.iter().map(|(_, id)| *id).collect();
@@ -181,14 +205,22 @@ impl BotRoom {
                 return;
             }
             host.send(ClientCommand::InviteToSpeak { user_id: *user_id });
-            if !wait_for(&mut rx, |m| matches!(m, ServerMessage::Invited { user_id: u, .. } if u == user_id)).await {
+            if !wait_for(
+                &mut rx,
+                |m| matches!(m, ServerMessage::Invited { user_id: u, .. } if u == user_id),
+            )
+            .await
+            {
                 return;
             }
             live.send(ClientCommand::AcceptInvite);
             live.send(ClientCommand::Unmute);
             // From here on the bot only needs to be on stage: drain its events.
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            speakers.push(Speaker { live, sequence: 0 });
+            speakers.push(Speaker {
+                live,
+                clock: clip::Sender::default(),
+            });
         }
         if speakers.is_empty() {
             host.send(ClientCommand::Unmute);
@@ -197,13 +229,19 @@ impl BotRoom {
         for api in &audience {
             let (tx, mut rx) = mpsc::channel(256);
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
-            listeners.push(LiveSession::start(api, &self.room_id, tx, quiet(), Backoff::default()));
+            listeners.push(LiveSession::start(
+                api,
+                &self.room_id,
+                tx,
+                quiet(),
+                Backoff::default(),
+            ));
         }
 
         let mut turn = Turn::new(self.first_clip);
         let mut pending_invites: HashMap<UserId, Instant> = HashMap::new();
         let mut people_speaking: HashMap<UserId, bool> = HashMap::new();
-        let mut host_sequence = 0u32;
+        let mut host_clock = clip::Sender::default();
         let mut tick = tokio::time::interval(FRAME);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -239,14 +277,8 @@ impl BotRoom {
                     if let Some((voice, clip, frame)) = turn.next_frame(&self.clips, voices, person_talking) {
                         let Some(data) = self.clips.get(clip).and_then(|c| c.frames.get(frame)) else { continue };
                         match speakers.get_mut(voice) {
-                            Some(speaker) => {
-                                send_frame(&speaker.live, speaker.sequence, data);
-                                speaker.sequence = speaker.sequence.wrapping_add(1);
-                            }
-                            None => {
-                                send_frame(&host, host_sequence, data);
-                                host_sequence = host_sequence.wrapping_add(1);
-                            }
+                            Some(speaker) => speaker.clock.send(&speaker.live, data),
+                            None => host_clock.send(&host, data),
                         }
                     }
                 }
@@ -264,7 +296,10 @@ impl BotRoom {
 }
 
 /// Reads events until one matches; false if the session ended or nothing came in 10 s.
-async fn wait_for(rx: &mut mpsc::Receiver<NetEvent>, wanted: impl Fn(&ServerMessage) -> bool) -> bool {
+async fn wait_for(
+    rx: &mut mpsc::Receiver<NetEvent>,
+    wanted: impl Fn(&ServerMessage) -> bool,
+) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -276,19 +311,6 @@ async fn wait_for(rx: &mut mpsc::Receiver<NetEvent>, wanted: impl Fn(&ServerMess
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => return false,
         }
-    }
-}
-
-fn send_frame(live: &LiveSession, sequence: u32, data: &ClipFrame) {
-    let header = AudioHeader {
-        speaker_id: 0,
-        sequence,
-        timestamp_48k: sequence.wrapping_mul(960),
-        level: data.level,
-        voice: data.voice,
-    };
-    if let Ok(frame) = AudioFrame::new(header, &data.opus) {
-        live.send_audio(&frame);
     }
 }
 
@@ -314,7 +336,12 @@ impl Turn {
 
     /// The (voice, clip, frame) to send now, or None during a gap. A new turn does not start
     /// while a person is talking; a turn under way finishes.
-    pub fn next_frame(&mut self, clips: &[Clip], voices: usize, person_talking: bool) -> Option<(usize, usize, usize)> {
+    pub fn next_frame(
+        &mut self,
+        clips: &[Clip],
+        voices: usize,
+        person_talking: bool,
+    ) -> Option<(usize, usize, usize)> {
         if clips.is_empty() {
             return None;
         }
@@ -345,16 +372,14 @@ mod tests {
     use super::*;
 
     fn clip(frames: usize) -> Clip {
+        let frame = clip::ClipFrame {
+            opus: vec![1],
+            level: 20,
+            voice: true,
+        };
         Clip {
             name: "c".into(),
-            frames: vec![
-                ClipFrame {
-                    opus: vec![1],
-                    level: 20,
-                    voice: true
-                };
-                frames
-            ],
+            frames: vec![frame; frames],
         }
     }
 
@@ -367,7 +392,11 @@ mod tests {
             sent.push(turn.next_frame(&clips, 2, false));
         }
         let voices: Vec<usize> = sent.iter().flatten().map(|(v, _, _)| *v).collect();
-        assert_eq!(&voices[..5], &[0, 0, 1, 1, 1], "voice 0 plays clip 0, then voice 1 plays clip 1");
+        assert_eq!(
+            &voices[..5],
+            &[0, 0, 1, 1, 1],
+            "voice 0 plays clip 0, then voice 1 plays clip 1"
+        );
         let gap = sent.iter().skip(2).take_while(|s| s.is_none()).count();
         assert_eq!(gap, 1 + (TURN_GAP.as_millis() / FRAME.as_millis()) as usize);
     }

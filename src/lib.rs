@@ -13,17 +13,21 @@
 //! - [`config`]: the client's config file (server, name, tokens per server).
 //! - [`client`]: the terminal client's shell: sign-in, terminal guard, event loop, effects,
 //!   and its link to the audio engine.
+//! - [`clip`]: audio files encoded once into Opus frames, replayed in real time.
 //! - [`demo`]: demo rooms kept alive by bot hosts, speakers and audiences.
 //! - [`ui`]: the view (ratatui): `ui::render(&App, &Theme, &mut Frame)` draws the model
 //!   and never changes it; `Theme` is colour or plain for `NO_COLOR`.
+//! - [`headless`]: `play` and `record`, for scripts and bots.
 //! - [`cli`]: the command line (`hallway serve`, ...), parsed with clap.
 
 pub mod app;
 pub mod audio;
 pub mod cli;
 pub mod client;
+pub mod clip;
 pub mod config;
 pub mod demo;
+pub mod headless;
 pub mod net;
 pub mod protocol;
 pub mod server;

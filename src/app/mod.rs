@@ -725,6 +725,14 @@ pub fn describe(notice: &Notice) -> String {
             LeaveReason::Left | LeaveReason::Disconnected => format!("{name} left."),
         },
         Notice::Declined { name } => format!("{name} declined to speak."),
+        Notice::Recording {
+            name,
+            recording: true,
+        } => format!("{name} is recording this room."),
+        Notice::Recording {
+            name,
+            recording: false,
+        } => format!("{name} stopped recording."),
     }
 }
 

@@ -23,6 +23,7 @@ pub enum Notice {
     Joined { name: String },
     Left { name: String, reason: LeaveReason },
     Declined { name: String },
+    Recording { name: String, recording: bool },
 }
 
 impl RoomView {
@@ -199,6 +200,15 @@ impl RoomView {
                 self.participant_mut(*user_id)?.speaking = *speaking;
                 None
             }
+            ServerMessage::RecordingChanged { user_id, recording } => {
+                let p = self.participant_mut(*user_id)?;
+                p.recording = *recording;
+                let name = p.name.clone();
+                Some(Notice::Recording {
+                    name,
+                    recording: *recording,
+                })
+            }
             ServerMessage::RoomEnded { .. }
             | ServerMessage::Ok { .. }
             | ServerMessage::Error { .. }
@@ -236,6 +246,7 @@ mod tests {
             hand_raised_at_ms: None,
             invited: false,
             speaking: false,
+            recording: false,
         }
     }
 
@@ -247,6 +258,7 @@ mod tests {
             speakers: Vec::new(),
             listener_count: 0,
             created_at_ms: 0,
+            recording: false,
         };
         let detail = RoomDetail {
             summary,

@@ -78,6 +78,7 @@ fn summary(id: &str, title: &str, speakers: &[&str]) -> RoomSummary {
             .collect(),
         listener_count: 3,
         created_at_ms: 0,
+        recording: false,
     }
 }
 

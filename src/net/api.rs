@@ -7,7 +7,10 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::NetError;
-use crate::protocol::{CreateRoom, CreateSession, ErrorBody, RoomDetail, RoomList, RoomSummary, ServerInfo, Session, User};
+use crate::protocol::{
+    CreateRoom, CreateSession, ErrorBody, RoomDetail, RoomList, RoomSummary, ServerInfo, Session,
+    User,
+};
 
 /// A server's REST API, with the session token once there is one.
 #[derive(Debug, Clone)]
@@ -26,7 +29,11 @@ impl Api {
             .build()
             // Building fails only without a TLS backend, which this build always has.
             .unwrap_or_default();
-        Self { http, base, token: None }
+        Self {
+            http,
+            base,
+            token: None,
+        }
     }
 
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
@@ -52,36 +59,49 @@ impl Api {
     }
 
     /// Signs in as `name`; keeps the token for later calls.
-    pub async fn create_session(&mut self, name: &str, access_code: Option<&str>) -> Result<Session, NetError> {
+    pub async fn create_session(
+        &mut self,
+        name: &str,
+        access_code: Option<&str>,
+    ) -> Result<Session, NetError> {
         let body = CreateSession {
             name: name.to_string(),
             access_code: access_code.map(str::to_string),
         };
-        let session: Session = self.call(self.http.post(self.url("/api/v1/sessions")).json(&body)).await?;
+        let session: Session = self
+            .call(self.http.post(self.url("/api/v1/sessions")).json(&body))
+            .await?;
         self.token = Some(session.token.clone());
         Ok(session)
     }
 
     /// Who the kept token belongs to; `unauthorized` when the server no longer knows it.
     pub async fn whoami(&self) -> Result<User, NetError> {
-        self.call(self.authed(self.http.get(self.url("/api/v1/sessions/me")))).await
+        self.call(self.authed(self.http.get(self.url("/api/v1/sessions/me"))))
+            .await
     }
 
     /// The rooms live now, newest first.
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, NetError> {
-        let list: RoomList = self.call(self.authed(self.http.get(self.url("/api/v1/rooms")))).await?;
+        let list: RoomList = self
+            .call(self.authed(self.http.get(self.url("/api/v1/rooms"))))
+            .await?;
         Ok(list.rooms)
     }
 
     /// Creates a room; the caller becomes its host on joining.
     pub async fn create_room(&self, title: &str) -> Result<RoomDetail, NetError> {
-        let body = CreateRoom { title: title.to_string() };
-        self.call(self.authed(self.http.post(self.url("/api/v1/rooms")).json(&body))).await
+        let body = CreateRoom {
+            title: title.to_string(),
+        };
+        self.call(self.authed(self.http.post(self.url("/api/v1/rooms")).json(&body)))
+            .await
     }
 
     /// One room in full.
     pub async fn room(&self, id: &str) -> Result<RoomDetail, NetError> {
-        self.call(self.authed(self.http.get(self.url(&format!("/api/v1/rooms/{id}"))))).await
+        self.call(self.authed(self.http.get(self.url(&format!("/api/v1/rooms/{id}")))))
+            .await
     }
 
     /// The WebSocket URL of a room's live session.
@@ -101,20 +121,26 @@ impl Api {
     }
 
     async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, NetError> {
-        let response = request.send().await.map_err(|source| NetError::Unreachable {
-            url: self.base.to_string(),
-            source,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| NetError::Unreachable {
+                url: self.base.to_string(),
+                source,
+            })?;
         decode(&self.base, response).await
     }
 }
 
 async fn decode<T: DeserializeOwned>(base: &Url, response: Response) -> Result<T, NetError> {
     let status = response.status().as_u16();
-    let bytes = response.bytes().await.map_err(|source| NetError::Unreachable {
-        url: base.to_string(),
-        source,
-    })?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|source| NetError::Unreachable {
+            url: base.to_string(),
+            source,
+        })?;
     if (200..300).contains(&status) {
         return serde_json::from_slice(&bytes).map_err(|_| NetError::NotHallway {
             url: base.to_string(),

@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::Api;
-use crate::protocol::{AudioFrame, ClientCommand, ClientMessage, ErrorBody, ErrorCode, ServerMessage};
+use crate::protocol::{
+    AudioFrame, ClientCommand, ClientMessage, ErrorBody, ErrorCode, ServerMessage,
+};
 
 /// What the live session tells its owner.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +30,10 @@ pub enum NetEvent {
     /// A round trip measured by ping/pong.
     RoundTrip { rtt_ms: u32 },
     /// The session is over for good (left, removed, room ended, refused); no reconnect.
-    Closed { code: Option<ErrorCode>, message: String },
+    Closed {
+        code: Option<ErrorCode>,
+        message: String,
+    },
 }
 
 /// Counters the UI shows about the connection.
@@ -92,7 +97,13 @@ pub type AudioHandler = Box<dyn FnMut(AudioFrame) + Send + Sync>;
 
 impl LiveSession {
     /// Starts the session for `room` with the API's token. Events go to `events_tx`.
-    pub fn start(api: &Api, room: &str, events_tx: mpsc::Sender<NetEvent>, on_audio: AudioHandler, backoff: Backoff) -> Self {
+    pub fn start(
+        api: &Api,
+        room: &str,
+        events_tx: mpsc::Sender<NetEvent>,
+        on_audio: AudioHandler,
+        backoff: Backoff,
+    ) -> Self {
         let (control_tx, control_rx) = mpsc::channel(CONTROL_OUT_QUEUE);
         let (audio_tx, audio_rx) = mpsc::channel(AUDIO_OUT_QUEUE);
         let stats = Arc::new(LiveStats::default());
@@ -187,15 +198,27 @@ impl Worker {
             };
             let reason = match ended {
                 Ended::Final(code, message) => {
-                    let _ = self.events_tx.send(NetEvent::Closed { code, message }).await;
+                    let _ = self
+                        .events_tx
+                        .send(NetEvent::Closed { code, message })
+                        .await;
                     return;
                 }
                 Ended::Dropped(reason) => reason,
             };
             attempt += 1;
             if self.backoff.max_attempts.is_some_and(|max| attempt > max) {
-                let message = format!("gave up reconnecting after {} attempts: {reason}", attempt - 1);
-                let _ = self.events_tx.send(NetEvent::Closed { code: None, message }).await;
+                let message = format!(
+                    "gave up reconnecting after {} attempts: {reason}",
+                    attempt - 1
+                );
+                let _ = self
+                    .events_tx
+                    .send(NetEvent::Closed {
+                        code: None,
+                        message,
+                    })
+                    .await;
                 return;
             }
             self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -230,9 +253,12 @@ impl Worker {
             .as_str()
             .into_client_request()
             .map_err(|e| Ended::Final(None, format!("bad room address {}: {e}", self.url)))?;
-        let header = format!("Bearer {}", self.token)
-            .parse()
-            .map_err(|_| Ended::Final(None, "the session token is not valid text; sign in again".into()))?;
+        let header = format!("Bearer {}", self.token).parse().map_err(|_| {
+            Ended::Final(
+                None,
+                "the session token is not valid text; sign in again".into(),
+            )
+        })?;
         request.headers_mut().insert("authorization", header);
         match tokio_tungstenite::connect_async(request).await {
             Ok((ws, _)) => Ok(ws),
@@ -329,7 +355,8 @@ impl Worker {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Goodbyes after which reconnecting would not help (or would be unwelcome).
 fn is_final(code: ErrorCode) -> bool {

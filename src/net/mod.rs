@@ -17,10 +17,14 @@ use crate::protocol::ErrorCode;
 #[derive(Debug, Error)]
 pub enum NetError {
     /// The server address is not a URL we can use.
-    #[error("{0:?} is not a server address: use http://HOST:PORT, https://HOST or a room link like http://HOST:PORT/rooms/ID")]
+    #[error(
+        "{0:?} is not a server address: use http://HOST:PORT, https://HOST or a room link like http://HOST:PORT/rooms/ID"
+    )]
     InvalidUrl(String),
     /// Nothing answered at the address.
-    #[error("cannot reach the Hallway server at {url}: is it running? (start one with `hallway serve`)")]
+    #[error(
+        "cannot reach the Hallway server at {url}: is it running? (start one with `hallway serve`)"
+    )]
     Unreachable {
         url: String,
         #[source]
@@ -28,7 +32,11 @@ pub enum NetError {
     },
     /// The server refused the request; its message says what to do.
     #[error("{message} ({code})")]
-    Api { status: u16, code: ErrorCode, message: String },
+    Api {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
     /// Something answered, but not with Hallway's API.
     #[error("the server at {url} answered {status}, which is not Hallway's API: check the address")]
     NotHallway { url: String, status: u16 },

@@ -55,16 +55,31 @@ mod tests {
     #[test]
     fn reads_servers_and_room_links() {
         let t = Target::parse("http://127.0.0.1:7600").unwrap();
-        assert_eq!((t.server.as_str(), t.room), ("http://127.0.0.1:7600/", None));
+        assert_eq!(
+            (t.server.as_str(), t.room),
+            ("http://127.0.0.1:7600/", None)
+        );
         let t = Target::parse("localhost:7600/rooms/abc123").unwrap();
-        assert_eq!((t.server.as_str(), t.room.as_deref()), ("http://localhost:7600/", Some("abc123")));
+        assert_eq!(
+            (t.server.as_str(), t.room.as_deref()),
+            ("http://localhost:7600/", Some("abc123"))
+        );
         let t = Target::parse("https://rooms.example.org/rooms/x/").unwrap();
-        assert_eq!((t.server.as_str(), t.room.as_deref()), ("https://rooms.example.org/", Some("x")));
+        assert_eq!(
+            (t.server.as_str(), t.room.as_deref()),
+            ("https://rooms.example.org/", Some("x"))
+        );
     }
 
     #[test]
     fn refuses_what_is_not_a_server() {
-        for bad in ["", "ftp://host", "http://host/elsewhere", "http://host/rooms/", "http://"] {
+        for bad in [
+            "",
+            "ftp://host",
+            "http://host/elsewhere",
+            "http://host/rooms/",
+            "http://",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

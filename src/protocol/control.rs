@@ -40,6 +40,10 @@ pub enum ClientCommand {
     LeaveStage,
     /// Leave the room.
     Leave,
+    /// Announce that you are recording the room; everyone sees it.
+    StartRecording,
+    /// Announce that you stopped recording.
+    StopRecording,
     /// Round-trip probe, answered by `pong` with the same nonce.
     Ping {
         #[serde(default)]
@@ -69,6 +73,8 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "decline_invite",
     "leave_stage",
     "leave",
+    "start_recording",
+    "stop_recording",
     "ping",
     "invite_to_speak",
     "move_to_audience",
@@ -214,6 +220,11 @@ pub enum ServerMessage {
     },
     InviteDeclined {
         user_id: UserId,
+    },
+    /// Someone started or stopped recording the room.
+    RecordingChanged {
+        user_id: UserId,
+        recording: bool,
     },
     /// A speaker started or stopped talking (from the level in their audio frames).
     Speaking {

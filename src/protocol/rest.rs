@@ -92,6 +92,9 @@ pub struct Participant {
     /// Their audio is above the speaking threshold right now.
     #[serde(default)]
     pub speaking: bool,
+    /// They are recording the room (everyone is told).
+    #[serde(default)]
+    pub recording: bool,
 }
 
 /// A speaker in a room listing.
@@ -118,6 +121,9 @@ pub struct RoomSummary {
     pub listener_count: usize,
     /// Unix ms.
     pub created_at_ms: u64,
+    /// Someone in the room is recording it.
+    #[serde(default)]
+    pub recording: bool,
 }
 
 /// `GET /api/v1/rooms` response.

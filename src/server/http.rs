@@ -37,6 +37,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1", get(server_info))
         .route("/api/v1/sessions", post(create_session))
+        .route("/api/v1/sessions/me", get(whoami))
         .route("/api/v1/rooms", get(list_rooms).post(create_room))
         .route("/api/v1/rooms/{id}", get(get_room))
         .route("/api/v1/rooms/{id}/live", get(live))
@@ -231,6 +232,11 @@ async fn create_session(
     }
     shared.metrics.sessions.inc();
     Ok(Json(Session { token, user }))
+}
+
+/// Who a token belongs to: lets a client check a kept token is still good.
+async fn whoami(Authed(session): Authed) -> Json<User> {
+    Json(session.user.clone())
 }
 
 async fn list_rooms(

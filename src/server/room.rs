@@ -97,6 +97,8 @@ struct Member {
     joined_seq: u64,
     /// Order of becoming moderator, for host hand-over.
     moderator_seq: u64,
+    /// Announced that they record the room.
+    recording: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -228,6 +230,7 @@ impl Room {
             told_audio_refused: false,
             joined_seq: self.seq,
             moderator_seq: self.seq,
+            recording: false,
         };
         self.members.insert(user.id, member);
         out.push(Delivery::To(user.id, self.snapshot(user.id)));
@@ -491,6 +494,18 @@ impl Room {
                 self.set_role(user, Role::Listener, None)
             }
             Leave => self.depart(user, LeaveReason::Left, now_ms),
+            StartRecording | StopRecording => {
+                let recording = matches!(command, StartRecording);
+                let m = self.member_mut(user);
+                if m.recording == recording {
+                    return Ok(Vec::new());
+                }
+                m.recording = recording;
+                vec![Delivery::All(ServerMessage::RecordingChanged {
+                    user_id: user,
+                    recording,
+                })]
+            }
             // Answered by the connection itself; harmless here.
             Ping { .. } => Vec::new(),
             InviteToSpeak { user_id } => {
@@ -625,6 +640,7 @@ impl Room {
                 .collect(),
             listener_count: self.members.len() - stage.len(),
             created_at_ms: self.created_at_ms,
+            recording: self.members.values().any(|m| m.recording),
         }
     }
 
@@ -667,6 +683,7 @@ impl Room {
             hand_raised_at_ms: m.hand.map(|(_, at)| at),
             invited: m.invited,
             speaking: m.speaking_until_ms.is_some(),
+            recording: m.recording,
         })
     }
 
@@ -705,6 +722,7 @@ impl Room {
             told_audio_refused: false,
             joined_seq: u64::MAX,
             moderator_seq: u64::MAX,
+            recording: false,
         })
     }
 
@@ -1278,6 +1296,33 @@ mod tests {
         room.command(ADA, &ClientCommand::AcceptInvite, 3).unwrap();
         room.command(ADA, &ClientCommand::LeaveStage, 4).unwrap();
         assert_eq!(role(&room, ADA), Role::Listener);
+    }
+
+    #[test]
+    fn recording_is_announced_to_everyone_and_shown_in_the_listing() {
+        let mut room = room();
+        let out = room
+            .command(BOB, &ClientCommand::StartRecording, 5)
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Delivery::All(ServerMessage::RecordingChanged {
+                user_id: BOB,
+                recording: true
+            })]
+        );
+        assert!(room.summary().recording && room.participant(BOB).unwrap().recording);
+        assert!(
+            room.command(BOB, &ClientCommand::StartRecording, 6)
+                .unwrap()
+                .is_empty()
+        );
+        room.command(BOB, &ClientCommand::StopRecording, 7).unwrap();
+        assert!(!room.summary().recording);
+        room.command(BOB, &ClientCommand::StartRecording, 8)
+            .unwrap();
+        room.depart(BOB, LeaveReason::Left, 9);
+        assert!(!room.summary().recording, "leaving stops the recording");
     }
 
     #[test]

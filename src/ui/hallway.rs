@@ -232,8 +232,9 @@ fn card(
     } else {
         Span::raw("  ")
     };
+    let rec = if room.recording { "\u{25cf} REC  " } else { "" };
     let age = format!(
-        "{} ",
+        "{rec}{} ",
         text::live_for(app.now_ms.saturating_sub(room.created_at_ms))
     );
     let title_cols = cols.saturating_sub(2 + text::width(&age) + 1);

@@ -172,7 +172,19 @@ fn room_header(
         Ok(target) => Target::room_link(&target.server, &room.id),
         Err(_) => format!("{}/rooms/{}", app.server.trim_end_matches('/'), room.id),
     };
-    let link = format!("link {link} ");
+    // Everyone sees that the room is being recorded, and by whom.
+    let recorders: Vec<&str> = view
+        .detail
+        .participants
+        .iter()
+        .filter(|p| p.recording)
+        .map(|p| p.name.as_str())
+        .collect();
+    let link = if recorders.is_empty() {
+        format!("link {link} ")
+    } else {
+        format!("\u{25cf} REC by {} ", recorders.join(", "))
+    };
     let title = &view.detail.summary.title;
     // The title wins: the link is shown only when the title still gets 20 columns.
     let with_link = cols > text::width(&link) + 1 + text::width(title).min(20);
@@ -186,7 +198,12 @@ fn room_header(
         Span::styled(text::fit(title, title_cols), theme.room_title),
     ];
     let right = if with_link {
-        vec![Span::styled(link, theme.dim)]
+        let style = if recorders.is_empty() {
+            theme.dim
+        } else {
+            theme.warn
+        };
+        vec![Span::styled(link, style)]
     } else {
         Vec::new()
     };

@@ -80,6 +80,7 @@ fn summary(
         speakers: stage,
         listener_count: listeners,
         created_at_ms: NOW - age_min * MINUTE,
+        recording: false,
     }
 }
 
@@ -180,6 +181,7 @@ fn participant(id: UserId, name: &str, role: Role) -> Participant {
         hand_raised_at_ms: None,
         invited: false,
         speaking: false,
+        recording: false,
     }
 }
 
@@ -229,6 +231,7 @@ fn room_detail(my_role: Role, extra_listeners: usize) -> RoomDetail {
             speakers: Vec::new(),
             listener_count: 0,
             created_at_ms: NOW - 12 * MINUTE,
+            recording: false,
         },
         participants,
         hands: Vec::new(),

@@ -1,0 +1,260 @@
+//! Commands for scripts and bots: `hallway play` streams a file into a room as a speaker,
+//! `hallway record` writes a room's mix (and each speaker's track) to files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::audio::{AudioError, OutputDevice, Pacing, Playout, PlayoutConfig, open_output};
+use crate::clip::{self, Clip};
+use crate::net::live::Backoff;
+use crate::net::{Api, LiveSession, NetError, NetEvent, Target};
+use crate::protocol::{ClientCommand, ErrorCode, Role, ServerMessage, UserId};
+
+/// How long `play` waits for a moderator to invite it after raising its hand.
+pub const INVITE_PATIENCE: Duration = Duration::from_secs(60);
+/// A script would rather fail than wait forever on a server that went away.
+const BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(250),
+    max: Duration::from_secs(2),
+    max_attempts: Some(5),
+};
+
+/// Why a headless command failed; each says what to do next.
+#[derive(Debug, Error)]
+pub enum HeadlessError {
+    /// The audio file could not be used.
+    #[error("{0}")]
+    Audio(#[from] AudioError),
+    /// The server refused or could not be reached.
+    #[error("{0}")]
+    Net(#[from] NetError),
+    /// The session ended before the work was done.
+    #[error("{0}")]
+    Ended(String),
+    /// Nobody let us on stage.
+    #[error(
+        "no permission to speak in room {room}: a moderator has to invite you (your hand was up for {waited_s} s)"
+    )]
+    NotInvited { room: String, waited_s: u64 },
+    /// The output file's type is not one we write.
+    #[error("cannot record to {0}: name the file .wav, .ogg or .opus")]
+    BadOutput(PathBuf),
+}
+
+/// Where `play` streams to.
+pub enum PlayTarget {
+    Room(String),
+    Create(String),
+}
+
+/// Joins a room as a speaker and streams `file` in real time; returns at the end of the file
+/// (never, with `looping`, until the room ends or the process is stopped).
+pub async fn play(
+    api: &Api,
+    target: PlayTarget,
+    file: &Path,
+    looping: bool,
+) -> Result<(), HeadlessError> {
+    let path = file.to_path_buf();
+    let clip = tokio::task::spawn_blocking(move || Clip::from_file(&path))
+        .await
+        .map_err(|e| HeadlessError::Ended(format!("encoding failed: {e}")))??;
+    let room = match target {
+        PlayTarget::Room(id) => id,
+        PlayTarget::Create(title) => {
+            let detail = api.create_room(&title).await?;
+            // Scripts read the link from stdout to share it.
+            println!("{}", Target::room_link(api.base(), &detail.summary.id));
+            detail.summary.id
+        }
+    };
+    let (events_tx, mut events) = mpsc::channel(256);
+    let live = LiveSession::start(api, &room, events_tx, Box::new(|_| {}), BACKOFF);
+    let me = joined(&mut events).await?;
+    get_on_stage(&live, &mut events, &room, me).await?;
+    tracing::info!(room = %room, seconds = clip.duration().as_secs_f32(), "playing {}", file.display());
+    let mut clock = clip::Sender::default();
+    let mut tick = tokio::time::interval(clip::FRAME);
+    loop {
+        for frame in &clip.frames {
+            tokio::select! {
+                _ = tick.tick() => clock.send(&live, frame),
+                event = events.recv() => check_still_there(event)?,
+            }
+        }
+        if !looping {
+            break;
+        }
+    }
+    // Let the last frames leave before saying goodbye.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    live.leave().await;
+    Ok(())
+}
+
+/// Waits for the snapshot; returns who we are.
+async fn joined(events: &mut mpsc::Receiver<NetEvent>) -> Result<UserId, HeadlessError> {
+    loop {
+        match events.recv().await {
+            Some(NetEvent::Server(ServerMessage::RoomSnapshot { you, .. })) => return Ok(you),
+            event => check_still_there(event)?,
+        }
+    }
+}
+
+/// Fails when the session has ended; other events pass.
+fn check_still_there(event: Option<NetEvent>) -> Result<(), HeadlessError> {
+    match event {
+        None => Err(HeadlessError::Ended(
+            "the connection to the server ended".into(),
+        )),
+        Some(NetEvent::Closed { code, message }) => Err(HeadlessError::Ended(match code {
+            Some(ErrorCode::RoomNotFound) => {
+                format!("{message} (list live rooms with `hallway rooms`)")
+            }
+            _ => message,
+        })),
+        Some(_) => Ok(()),
+    }
+}
+
+/// On stage and unmuted: at once for the host, else by raising a hand and accepting.
+async fn get_on_stage(
+    live: &LiveSession,
+    events: &mut mpsc::Receiver<NetEvent>,
+    room: &str,
+    me: UserId,
+) -> Result<(), HeadlessError> {
+    let mut on_stage = false;
+    // The snapshot came already; ask the room where we stand by acting and watching.
+    live.send(ClientCommand::RaiseHand);
+    let deadline = tokio::time::Instant::now() + INVITE_PATIENCE;
+    while !on_stage {
+        let event = match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(event) => event,
+            Err(_) => {
+                live.send(ClientCommand::LowerHand { user_id: None });
+                return Err(HeadlessError::NotInvited {
+                    room: room.to_string(),
+                    waited_s: INVITE_PATIENCE.as_secs(),
+                });
+            }
+        };
+        match &event {
+            // Raising a hand on stage is refused: we are a host or moderator already.
+            Some(NetEvent::Server(ServerMessage::Error { code, .. }))
+                if *code == ErrorCode::AlreadyOnStage =>
+            {
+                on_stage = true;
+            }
+            Some(NetEvent::Server(ServerMessage::Invited { user_id, .. })) if *user_id == me => {
+                live.send(ClientCommand::AcceptInvite);
+            }
+            Some(NetEvent::Server(ServerMessage::RoleChanged { user_id, role, .. }))
+                if *user_id == me && role.on_stage() && *role != Role::Listener =>
+            {
+                on_stage = true;
+            }
+            _ => check_still_there(event)?,
+        }
+    }
+    live.send(ClientCommand::Unmute);
+    Ok(())
+}
+
+/// What a recording wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub seconds: f32,
+    pub frames_received: u64,
+}
+
+/// Joins a room as a listener and records its mix to `out` (and one file per speaker into
+/// `tracks`) for `seconds`, or until the room ends or `stop` is cancelled.
+pub async fn record(
+    api: &Api,
+    room: &str,
+    out: &Path,
+    tracks: Option<&Path>,
+    seconds: Option<f64>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<Recorded, HeadlessError> {
+    let extension = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if !matches!(extension.as_str(), "wav" | "ogg" | "opus") {
+        return Err(HeadlessError::BadOutput(out.to_path_buf()));
+    }
+    if let Some(dir) = tracks {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| AudioError::io("creating the tracks directory", e))?;
+    }
+    // The null device paces playout in real time; the recorder writes what it plays.
+    let config = PlayoutConfig {
+        record_mix: Some(out.to_path_buf()),
+        record_speakers: tracks.map(|dir| (dir.to_path_buf(), extension.clone())),
+        ..PlayoutConfig::default()
+    };
+    let playout = Playout::start(open_output(&OutputDevice::Null, Pacing::RealTime)?, config)?;
+    let sender = playout.sender();
+    let on_audio = Box::new(move |frame: crate::protocol::AudioFrame| {
+        let h = frame.header;
+        sender.push_packet(
+            h.speaker_id,
+            h.sequence,
+            h.timestamp_48k,
+            h.level,
+            h.voice,
+            frame.opus().to_vec(),
+        );
+    });
+    let (events_tx, mut events) = mpsc::channel(256);
+    let live = LiveSession::start(api, room, events_tx, on_audio, BACKOFF);
+    let outcome = async {
+        joined(&mut events).await?;
+        // Everyone in the room sees that it is being recorded, and by whom.
+        live.send(ClientCommand::StartRecording);
+        let started = tokio::time::Instant::now();
+        let limit = seconds.map(Duration::from_secs_f64);
+        let sleep = async {
+            match limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                () = stop.cancelled() => break,
+                event = events.recv() => match event {
+                    Some(NetEvent::Server(ServerMessage::RoomEnded { .. })) => break,
+                    Some(NetEvent::Closed { code: Some(ErrorCode::RoomEnded), .. }) => break,
+                    event => check_still_there(event)?,
+                },
+            }
+        }
+        Ok::<_, HeadlessError>(started.elapsed())
+    }
+    .await;
+    let frames_received = live
+        .stats
+        .audio_in
+        .load(std::sync::atomic::Ordering::Relaxed);
+    live.send(ClientCommand::StopRecording);
+    live.leave().await;
+    let finished = tokio::task::spawn_blocking(move || playout.finish())
+        .await
+        .map_err(|e| HeadlessError::Ended(format!("closing the recording failed: {e}")))?;
+    let elapsed = outcome?;
+    finished?;
+    Ok(Recorded {
+        seconds: elapsed.as_secs_f32(),
+        frames_received,
+    })
+}
