@@ -17,11 +17,19 @@ use hallway::audio::{
     SystemClock,
 };
 
+/// A full run; `cargo test --all-targets` runs this file without `--bench`, and then it
+/// is a 2 s smoke run that only checks the pipeline works.
 const SECONDS: u64 = 30;
+const SMOKE_SECONDS: u64 = 2;
 const BURST_EVERY_MS: u64 = 500;
 
 fn main() {
     let ns = std::env::args().any(|a| a == "--ns");
+    let seconds = if std::env::args().any(|a| a == "--bench") {
+        SECONDS
+    } else {
+        SMOKE_SECONDS
+    };
     let (mut cap_tx, cap_rx) = rtrb::RingBuffer::<f32>::new(9600);
     let config = CaptureConfig {
         noise_suppression: ns,
@@ -36,7 +44,7 @@ fn main() {
     // Emulated capture device: 10 ms per callback, on schedule.
     let device = std::thread::spawn(move || {
         let mut k: u64 = 0;
-        while k * 10 < SECONDS * 1000 {
+        while k * 10 < seconds * 1000 {
             let due = start + Duration::from_millis(k * 10);
             if let Some(d) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(d);
@@ -91,7 +99,7 @@ fn main() {
     let mut quiet_run = 0usize;
     let mut arrivals = Vec::new();
     let out_start = Instant::now();
-    while start.elapsed() < Duration::from_secs(SECONDS) + Duration::from_millis(500) {
+    while start.elapsed() < Duration::from_secs(seconds) + Duration::from_millis(500) {
         while let Ok(f) = frames_rx.try_recv() {
             sender.push_packet(1, f.seq, f.timestamp_48k, f.level, f.voice, f.opus);
         }

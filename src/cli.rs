@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -104,6 +105,14 @@ pub struct PlayArgs {
     /// Start again at the end, until stopped.
     #[arg(long = "loop")]
     pub looping: bool,
+    /// With --room: give up unless a moderator invites you within this many seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = headless::INVITE_PATIENCE.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub invite_timeout: u64,
     /// The file to play (.wav, .ogg, .opus).
     pub file: PathBuf,
 }
@@ -490,7 +499,13 @@ async fn play(args: &ClientArgs, play: PlayArgs) -> anyhow::Result<()> {
     };
     let stop = stop_signal();
     tokio::select! {
-        result = headless::play(&api, where_to, &play.file, play.looping) => Ok(result?),
+        result = headless::play(
+            &api,
+            where_to,
+            &play.file,
+            play.looping,
+            Duration::from_secs(play.invite_timeout),
+        ) => Ok(result?),
         signal = stop => {
             tracing::info!("{signal}: stopping");
             Ok(())

@@ -13,7 +13,7 @@ use crate::net::live::Backoff;
 use crate::net::{Api, LiveSession, NetError, NetEvent, Target};
 use crate::protocol::{ClientCommand, ErrorCode, Role, ServerMessage, UserId};
 
-/// How long `play` waits for a moderator to invite it after raising its hand.
+/// How long `play` waits, by default, for a moderator to invite it after raising its hand.
 pub const INVITE_PATIENCE: Duration = Duration::from_secs(60);
 /// A script would rather fail than wait forever on a server that went away.
 const BACKOFF: Backoff = Backoff {
@@ -51,12 +51,14 @@ pub enum PlayTarget {
 }
 
 /// Joins a room as a speaker and streams `file` in real time; returns at the end of the file
-/// (never, with `looping`, until the room ends or the process is stopped).
+/// (never, with `looping`, until the room ends or the process is stopped). Off stage, it
+/// raises a hand and gives up unless invited within `invite_patience`.
 pub async fn play(
     api: &Api,
     target: PlayTarget,
     file: &Path,
     looping: bool,
+    invite_patience: Duration,
 ) -> Result<(), HeadlessError> {
     let path = file.to_path_buf();
     let clip = tokio::task::spawn_blocking(move || Clip::from_file(&path))
@@ -74,7 +76,7 @@ pub async fn play(
     let (events_tx, mut events) = mpsc::channel(256);
     let live = LiveSession::start(api, &room, events_tx, Box::new(|_| {}), BACKOFF);
     let me = joined(&mut events).await?;
-    get_on_stage(&live, &mut events, &room, me).await?;
+    get_on_stage(&live, &mut events, &room, me, invite_patience).await?;
     tracing::info!(room = %room, seconds = clip.duration().as_secs_f32(), "playing {}", file.display());
     let mut clock = clip::Sender::default();
     let mut tick = tokio::time::interval(clip::FRAME);
@@ -127,11 +129,12 @@ async fn get_on_stage(
     events: &mut mpsc::Receiver<NetEvent>,
     room: &str,
     me: UserId,
+    patience: Duration,
 ) -> Result<(), HeadlessError> {
     let mut on_stage = false;
     // The snapshot came already; ask the room where we stand by acting and watching.
     live.send(ClientCommand::RaiseHand);
-    let deadline = tokio::time::Instant::now() + INVITE_PATIENCE;
+    let deadline = tokio::time::Instant::now() + patience;
     while !on_stage {
         let event = match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(event) => event,
@@ -139,7 +142,7 @@ async fn get_on_stage(
                 live.send(ClientCommand::LowerHand { user_id: None });
                 return Err(HeadlessError::NotInvited {
                     room: room.to_string(),
-                    waited_s: INVITE_PATIENCE.as_secs(),
+                    waited_s: patience.as_secs(),
                 });
             }
         };

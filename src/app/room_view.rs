@@ -777,7 +777,6 @@ mod tests {
     /// before the invitee accepts, so every client keeps showing it. Kept as a repro for
     /// the server (`AcceptInvite` in server/room.rs); unignore once that sends an event.
     #[test]
-    #[ignore = "server bug: a refused accept clears `invited` silently"]
     fn a_refused_accept_on_a_full_stage_is_seen_by_everyone() {
         use ClientCommand::*;
         let mut w = World::new(RoomLimits {

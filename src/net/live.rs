@@ -260,7 +260,8 @@ impl Worker {
             )
         })?;
         request.headers_mut().insert("authorization", header);
-        match tokio_tungstenite::connect_async(request).await {
+        // No Nagle delay: audio frames are small and must leave at once.
+        match tokio_tungstenite::connect_async_with_config(request, None, true).await {
             Ok((ws, _)) => Ok(ws),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();

@@ -96,7 +96,7 @@ pub enum ControlDecodeError {
     /// A `type` this protocol version does not define.
     #[error("unknown message type {kind:?}")]
     UnknownType { id: Option<Value>, kind: String },
-    /// A known type with missing, extra or mistyped fields.
+    /// A known type with missing or mistyped fields.
     #[error("bad fields for {kind:?}: {detail}")]
     BadFields {
         id: Option<Value>,
@@ -141,6 +141,17 @@ impl ClientMessage {
         };
         if !CLIENT_COMMAND_TYPES.contains(&kind.as_str()) {
             return Err(ControlDecodeError::UnknownType { id, kind });
+        }
+        // Unknown fields are ignored, but a `user_id` on mute/unmute would silently act on
+        // the sender instead of the person meant: say so.
+        if matches!(kind.as_str(), "mute" | "unmute") && object.contains_key("user_id") {
+            return Err(ControlDecodeError::BadFields {
+                id,
+                detail: format!(
+                    "{kind} acts on yourself and takes no user_id; moderators mute others with mute_speaker, and only a speaker can unmute"
+                ),
+                kind,
+            });
         }
         match serde_json::from_value(Value::Object(object)) {
             Ok(command) => Ok(Self { id, command }),
@@ -358,6 +369,14 @@ mod tests {
             ClientCommand::Mute,
             "unknown fields are ignored"
         );
+    }
+
+    #[test]
+    fn mute_and_unmute_refuse_a_user_id_instead_of_acting_on_the_sender() {
+        let err = ClientMessage::decode(r#"{"type":"unmute","user_id":7}"#).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        assert!(err.to_string().contains("mute_speaker"), "{err}");
+        assert!(ClientMessage::decode(r#"{"type":"mute"}"#).is_ok());
     }
 
     #[test]

@@ -65,6 +65,11 @@ pub enum ErrorCode {
     ServerShutdown,
     /// Something failed inside the server; the request may be retried.
     Internal,
+    /// The endpoint exists but not with this HTTP method.
+    MethodNotAllowed,
+    /// A code from a newer server that this build does not know; read the message.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -80,7 +85,8 @@ impl ErrorCode {
             PayloadTooLarge => 413,
             RateLimited | Abusive | SlowConsumer => 429,
             ServerFull | ServerShutdown => 503,
-            Internal => 500,
+            Internal | Unknown => 500,
+            MethodNotAllowed => 405,
         }
     }
 
@@ -116,6 +122,8 @@ impl ErrorCode {
             Abusive => "abusive",
             ServerShutdown => "server_shutdown",
             Internal => "internal",
+            MethodNotAllowed => "method_not_allowed",
+            Unknown => "unknown",
         }
     }
 }
@@ -142,5 +150,12 @@ mod tests {
             let json = serde_json::to_string(&code).expect("serializes");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn a_code_from_a_newer_server_still_decodes() {
+        let code: ErrorCode = serde_json::from_str("\"quota_exceeded\"").expect("decodes");
+        assert_eq!(code, ErrorCode::Unknown);
+        assert_eq!(ErrorCode::MethodNotAllowed.http_status(), 405);
     }
 }

@@ -16,7 +16,7 @@ pub use error::ErrorCode;
 pub use rest::*;
 
 /// The protocol version this build speaks. Bumped on any incompatible change to the wire;
-/// the server announces it in `GET /api/v1/version` and in the room snapshot.
+/// the server announces it in `GET /api/v1` and in the room snapshot.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// A user's id, unique on one server for the lifetime of the process. Also the speaker id

@@ -202,10 +202,14 @@ impl RoomActor {
             RoomCommand::Join { user, peer, reply } => match self.room.join(&user, unix_ms()) {
                 Ok(out) => {
                     if let Some(old) = self.peers.insert(user.id, peer) {
-                        let _ = old.control_tx.try_send(Outbound::Goodbye(
+                        let goodbye = Outbound::Goodbye(
                             ErrorCode::Replaced,
                             "you joined this room from another connection".into(),
-                        ));
+                        );
+                        // A queue too full for the goodbye is closed without it.
+                        if old.control_tx.try_send(goodbye).is_err() {
+                            old.kick.cancel();
+                        }
                     }
                     let _ = reply.send(Ok(()));
                     self.deliver(out);
@@ -236,10 +240,14 @@ impl RoomActor {
                 }
                 match self.room.command(user, &command, unix_ms()) {
                     Ok(out) => {
-                        self.deliver(out);
-                        if let Some(id) = id {
-                            self.send_to(user, &ServerMessage::Ok { id });
+                        // The answer goes first: some commands (leave, end_room) close the
+                        // sender's connection among their effects.
+                        if let Some(id) = id
+                            && !self.send_to(user, &ServerMessage::Ok { id })
+                        {
+                            self.disconnect_slow(user);
                         }
+                        self.deliver(out);
                         if command == ClientCommand::Leave
                             && let Some(peer) = self.peers.remove(&user)
                         {
@@ -248,7 +256,10 @@ impl RoomActor {
                     }
                     Err(Refusal { code, message }) => {
                         self.shared.metrics.errors.inc();
-                        self.send_to(user, &ServerMessage::error(id, code, message));
+                        // Control is never dropped: a client too far behind for its answer goes.
+                        if !self.send_to(user, &ServerMessage::error(id, code, message)) {
+                            self.disconnect_slow(user);
+                        }
                     }
                 }
             }

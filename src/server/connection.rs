@@ -25,6 +25,8 @@ const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 /// WebSocket close code for a policy violation (abuse, removal).
 const CLOSE_POLICY: u16 = 1008;
+/// How long a closing connection waits for the client's close frame before dropping it.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Messages a writer sends before one flush: batching cuts syscalls under load, and the cap
 /// keeps one flush from delaying the next frame by more than a few ms.
 const WRITE_BATCH: usize = 64;
@@ -80,7 +82,16 @@ where
     }
 
     shared.metrics.connections.inc();
-    let writer = write_loop(sink, control_rx, audio_rx, progress, kick.clone());
+    let closer = kick.clone();
+    let writer = async move {
+        write_loop(sink, control_rx, audio_rx, progress, closer.clone()).await;
+        // The writer has said goodbye (or the socket failed): give the client a moment to
+        // answer the close frame, then stop reading from it either way.
+        tokio::select! {
+            () = tokio::time::sleep(CLOSE_GRACE) => closer.cancel(),
+            () = closer.cancelled() => {}
+        }
+    };
     let reader = read_loop(
         stream,
         &shared,
@@ -160,15 +171,17 @@ async fn read_loop<S>(
                 } else {
                     match ClientMessage::decode(text.as_str()) {
                         Err(e) => reject(e.code(), e.id(), e.to_string()),
+                        // Answered here, not by the room: a round trip measures the network.
                         Ok(ClientMessage {
-                            id,
+                            id: _,
                             command: ClientCommand::Ping { nonce },
                         }) => {
-                            let _ = id;
                             let pong = ServerMessage::Pong { nonce };
-                            control_tx
-                                .try_send(Outbound::Text(Utf8Bytes::from(pong.encode())))
-                                .is_ok()
+                            // A queue too full for a pong is the room actor's to judge
+                            // (slow consumer), not abuse.
+                            let _ =
+                                control_tx.try_send(Outbound::Text(Utf8Bytes::from(pong.encode())));
+                            true
                         }
                         Ok(ClientMessage { id, command }) => room
                             .tx
@@ -203,7 +216,7 @@ async fn read_loop<S>(
                                     ErrorCode::RateLimited,
                                     None,
                                     format!(
-                                        "at most {} audio frames a second (one per 20 ms); extra frames are dropped",
+                                        "at most {} audio frames a second (a speaker sends 50, one per 20 ms); extra frames are dropped",
                                         limits.audio_per_sec
                                     ),
                                 )

@@ -41,6 +41,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/rooms", get(list_rooms).post(create_room))
         .route("/api/v1/rooms/{id}", get(get_room))
         .route("/api/v1/rooms/{id}/live", get(live))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this endpoint does not take that HTTP method; see docs/protocol.md",
+            )
+        })
         .fallback(|| async {
             ApiError::new(
                 ErrorCode::NotFound,

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,9 @@ use tokio_util::task::TaskTracker;
 use crate::protocol::User;
 pub use metrics::Metrics;
 pub use room::RoomLimits;
+
+/// Kernel send buffer per connection: 13 speakers at ~3 KB/s each is ~40 KB/s of audio.
+const SEND_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The default address `hallway serve` listens on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7600";
@@ -62,9 +66,10 @@ pub struct Limits {
     pub audio_per_sec: f64,
     /// Audio frames in a burst, enough for a client catching up after a 1 s network stall.
     pub audio_burst: f64,
-    /// Invalid or refused messages a connection may send per second before it counts as abusive.
+    /// Invalid messages (malformed, unknown, oversize, over a rate limit) a connection may
+    /// send per second before it counts as abusive. Refusals by the room rules are not counted.
     pub strikes_per_sec: f64,
-    /// Invalid or refused messages in a burst before it counts as abusive.
+    /// Invalid messages in a burst before it counts as abusive.
     pub strikes_burst: f64,
     /// Audio frames waiting to be written to one connection. 48 frames is about 1 s of one
     /// speaker or 75 ms of 13 at once: beyond that, a listener hears stale audio anyway, so
@@ -190,8 +195,16 @@ impl Server {
         let shared = self.shared;
         let app = http::router(shared.clone());
         let shutdown = shared.shutdown.clone();
+        // Audio frames are small and late ones are worthless: no Nagle delay, and a kernel
+        // send buffer of about a second of a busy room's audio, so a slow reader shows up
+        // in its own queue (dropped, counted, disconnected) instead of hiding seconds of
+        // stale audio in the kernel.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+            let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
+        });
         axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

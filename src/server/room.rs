@@ -213,7 +213,10 @@ impl Room {
         if role == Role::Host && self.host().is_some() {
             role = Role::Moderator;
         }
-        if role.on_stage() && self.stage_count() >= self.limits.stage_limit {
+        // A returning speaker finds their seat taken when the stage filled meanwhile; a
+        // returning moderator keeps their role over the limit, or the room could be left
+        // with nobody to run it.
+        if role == Role::Speaker && self.stage_count() >= self.limits.stage_limit {
             role = Role::Listener;
         }
         if role.is_moderator() && self.host().is_none() {
@@ -1221,6 +1224,44 @@ mod tests {
             reason: RoomEndReason::NoModerator,
             by: None
         })));
+    }
+
+    #[test]
+    fn a_returning_moderator_keeps_the_role_on_a_full_stage_but_a_speaker_does_not() {
+        let limits = RoomLimits {
+            stage_limit: 2,
+            max_participants: 10,
+        };
+        let mut room = Room::new("r".into(), "t".into(), HOST, 0, limits);
+        for id in [HOST, ADA, BOB, CY] {
+            room.join(&user(id), 1).unwrap();
+        }
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 2)
+            .unwrap();
+        room.depart(ADA, LeaveReason::Disconnected, 3);
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: BOB }, 4)
+            .unwrap();
+        room.command(BOB, &ClientCommand::AcceptInvite, 4).unwrap();
+        room.join(&user(ADA), 5).unwrap();
+        assert_eq!(
+            role(&room, ADA),
+            Role::Moderator,
+            "a returning moderator keeps the role"
+        );
+        room.depart(BOB, LeaveReason::Disconnected, 6);
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: CY }, 7)
+            .unwrap_err();
+        room.command(HOST, &ClientCommand::MoveToAudience { user_id: ADA }, 7)
+            .unwrap();
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: CY }, 7)
+            .unwrap();
+        room.command(CY, &ClientCommand::AcceptInvite, 7).unwrap();
+        room.join(&user(BOB), 8).unwrap();
+        assert_eq!(
+            role(&room, BOB),
+            Role::Listener,
+            "the speaker's seat was taken"
+        );
     }
 
     #[test]
