@@ -101,7 +101,8 @@ impl Demo {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
         let mut rooms = Vec::new();
-        for (index, room_plan) in plan.iter().enumerate() {
+        // Created last to first, so the hallway (newest first) lists them in plan order.
+        for (index, room_plan) in plan.iter().enumerate().rev() {
             let mut host_api = Api::new(base.clone());
             host_api.create_session(room_plan.host, None).await?;
             let detail = host_api.create_room(room_plan.title).await?;
@@ -132,6 +133,7 @@ impl Demo {
                 stop.clone(),
             )));
         }
+        rooms.reverse();
         Ok(Self { stop, tasks, rooms })
     }
 

@@ -9,11 +9,22 @@ use tokio::sync::mpsc;
 
 use crate::app::AudioStatus;
 use crate::audio::{
-    Capture, CaptureConfig, InputDevice, OutputDevice, Pacing, Playout, PlayoutConfig,
-    PlayoutSender, open_input, open_output,
+    AudioError, Capture, CaptureConfig, DeviceError, InputDevice, OutputDevice, Pacing, Playout,
+    PlayoutConfig, PlayoutSender, open_input, open_output,
 };
 use crate::net::live::AudioHandler;
 use crate::protocol::{AudioFrame, AudioHeader};
+
+/// A device problem in few words for the status line; the full text goes to the log.
+fn short_problem(what: &str, error: &AudioError) -> String {
+    match error {
+        AudioError::Device(DeviceError::NoDevice { .. }) => format!("no {what} (no sound card)"),
+        AudioError::Device(DeviceError::NotFound { name, .. }) => {
+            format!("no {what} named {name:?} (see `hallway devices`)")
+        }
+        other => format!("{what}: {other}"),
+    }
+}
 
 /// Where the uplink thread sends captured frames: the current room's session, if any.
 type Uplink = Arc<Mutex<Option<mpsc::Sender<Bytes>>>>;
@@ -75,7 +86,7 @@ impl AudioLink {
             }
             Err(e) => {
                 tracing::warn!("no audio input: {e}");
-                problems.push(format!("microphone: {e}"));
+                problems.push(short_problem("microphone", &e));
                 None
             }
         };
@@ -85,7 +96,7 @@ impl AudioLink {
             Ok(playout) => Some(playout),
             Err(e) => {
                 tracing::warn!("no audio output: {e}");
-                problems.push(format!("speaker: {e}"));
+                problems.push(short_problem("speakers", &e));
                 None
             }
         };
