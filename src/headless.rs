@@ -204,18 +204,7 @@ pub async fn record(
         ..PlayoutConfig::default()
     };
     let playout = Playout::start(open_output(&OutputDevice::Null, Pacing::RealTime)?, config)?;
-    let sender = playout.sender();
-    let on_audio = Box::new(move |frame: crate::protocol::AudioFrame| {
-        let h = frame.header;
-        sender.push_packet(
-            h.speaker_id,
-            h.sequence,
-            h.timestamp_48k,
-            h.level,
-            h.voice,
-            frame.opus().to_vec(),
-        );
-    });
+    let on_audio = crate::client::audio::playout_handler(playout.sender());
     let (events_tx, mut events) = mpsc::channel(256);
     let live = LiveSession::start(api, room, events_tx, on_audio, BACKOFF);
     let outcome = async {

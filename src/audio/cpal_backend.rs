@@ -401,7 +401,7 @@ impl fmt::Display for DeviceList {
                 writeln!(f, "  {d}")?;
             }
         }
-        write!(
+        writeln!(
             f,
             "Other devices: null, tone[:HZ], wav:PATH, ogg:PATH (use cpal:NAME for a device above)"
         )

@@ -15,6 +15,22 @@ use crate::audio::{
 use crate::net::live::AudioHandler;
 use crate::protocol::{AudioFrame, AudioHeader};
 
+/// A live-session audio handler that feeds every received frame to playout. It never
+/// blocks: a full playout queue drops the frame (the jitter buffer conceals it).
+pub fn playout_handler(sender: PlayoutSender) -> AudioHandler {
+    Box::new(move |frame: AudioFrame| {
+        let h = frame.header;
+        sender.push_packet(
+            h.speaker_id,
+            h.sequence,
+            h.timestamp_48k,
+            h.level,
+            h.voice,
+            frame.opus().to_vec(),
+        );
+    })
+}
+
 /// A device problem in few words for the status line; the full text goes to the log.
 fn short_problem(what: &str, error: &AudioError) -> String {
     match error {
@@ -126,20 +142,7 @@ impl AudioLink {
     /// What the live session does with each received frame: hand it to playout.
     pub fn audio_handler(&self) -> AudioHandler {
         match &self.playout {
-            Some(playout) => {
-                let sender: PlayoutSender = playout.sender();
-                Box::new(move |frame: AudioFrame| {
-                    let h = frame.header;
-                    sender.push_packet(
-                        h.speaker_id,
-                        h.sequence,
-                        h.timestamp_48k,
-                        h.level,
-                        h.voice,
-                        frame.opus().to_vec(),
-                    );
-                })
-            }
+            Some(playout) => playout_handler(playout.sender()),
             None => Box::new(|_frame: AudioFrame| {}),
         }
     }
