@@ -388,6 +388,20 @@ impl App {
         if key.kind == KeyEventKind::Release {
             return self.on_release(key);
         }
+        // A held key repeats: fine for moving and typing, wrong for toggles (a held `h`
+        // would raise and lower the hand over and over).
+        let typing = self.filtering || matches!(self.overlay, Some(Overlay::NewRoom { .. }));
+        let moving = matches!(
+            key.code,
+            KeyCode::Up
+                | KeyCode::Down
+                | KeyCode::Tab
+                | KeyCode::BackTab
+                | KeyCode::Char('j' | 'k' | '+' | '-' | '[' | ']')
+        );
+        if key.kind == KeyEventKind::Repeat && !typing && !moving {
+            return Vec::new();
+        }
         if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
             return self.quit();
         }

@@ -1326,3 +1326,28 @@ fn a_fresh_snapshot_after_a_reconnect_closes_a_live_mic() {
     assert_eq!(live.myself().role, Role::Speaker);
     live.assert_in_sync();
 }
+
+#[test]
+fn a_held_toggle_key_acts_once_but_held_arrows_keep_moving() {
+    use crossterm::event::KeyEventState;
+    let repeat = |code| {
+        Msg::Key(KeyEvent {
+            code,
+            modifiers: KeyModifiers::NONE,
+            kind: KeyEventKind::Repeat,
+            state: KeyEventState::NONE,
+        })
+    };
+    let mut app = App::new("http://h", "ada", true);
+    app.update(Msg::Rooms(Ok(vec![
+        summary("r1", "One", &[]),
+        summary("r2", "Two", &[]),
+    ])));
+    app.update(repeat(KeyCode::Down));
+    assert_eq!(app.selected_room, 1, "held arrows move");
+    assert!(
+        app.update(repeat(KeyCode::Char('q'))).is_empty(),
+        "a repeated q is not a second press"
+    );
+    assert!(!app.quit);
+}

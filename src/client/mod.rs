@@ -98,6 +98,15 @@ impl TerminalGuard {
                 PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::REPORT_EVENT_TYPES)
             )
             .is_ok();
+        if enhanced_keys {
+            // ratatui's hook restores the screen on a panic; the key protocol must be popped
+            // too, or the shell is left receiving kitty key codes.
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let _ = crossterm::execute!(std::io::stdout(), PopKeyboardEnhancementFlags);
+                previous(info);
+            }));
+        }
         Ok((Self { enhanced_keys }, terminal))
     }
 }
