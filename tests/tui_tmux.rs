@@ -1,0 +1,593 @@
+//! End-to-end tests of the terminal client: the real binary in a real terminal (a tmux pane
+//! of its own), driven by keys and read back from the screen, against a real server (or the
+//! private one a first run starts). Needs tmux (`.ci/deps` installs it).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{Live, TestServer};
+use hallway::protocol::{Role, RoomList, ServerMessage, UserId};
+use serde_json::json;
+use tempfile::TempDir;
+use tokio::process::Command;
+
+/// How long the screen may take to show what a step expects. Generous: a debug build on a
+/// slow shared 2-core CI machine, sometimes with a server and twenty bots in the same process.
+const SCREEN_PATIENCE: Duration = Duration::from_secs(20);
+/// A first run also encodes the demo clips and seats every bot before the hallway fills.
+const FIRST_RUN_PATIENCE: Duration = Duration::from_secs(40);
+/// Between two looks at the screen or the server.
+const POLL: Duration = Duration::from_millis(100);
+const COLS: u16 = 100;
+const ROWS: u16 = 30;
+/// The pane's session name, on a tmux server that holds nothing else.
+const SESSION: &str = "hallway";
+
+/// Runs the client under `sh`, which reports after it ends whether the terminal modes are
+/// what they were before (raw mode undone) and the exit code, then keeps the pane open so
+/// both can be read. `$0` is the binary, `$@` its arguments.
+const WRAPPER: &str = r#"export TERM=xterm-256color
+before=$(stty -g)
+"$0" "$@"
+code=$?
+if [ "$(stty -g)" = "$before" ]; then echo TTY:restored; else echo TTY:changed; fi
+echo EXITED:$code
+exec sleep 120"#;
+
+/// One `hallway` in a 100x30 tmux pane, on a tmux server of its own: its own socket
+/// directory and name, so tests run in parallel and never touch the user's tmux. The child
+/// gets a clean environment with its own config and state directories and a log file in the
+/// temporary directory. Dropping it kills that tmux server; if the test is failing, it first
+/// prints the screen and the end of the log.
+struct Tui {
+    dir: TempDir,
+    socket: String,
+    log: PathBuf,
+    /// The last capture, for the failure report.
+    last_screen: Mutex<String>,
+}
+
+impl Tui {
+    /// Starts `hallway ARGS` in a new pane; `name` names the test in the tmux socket.
+    async fn start(name: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let log = dir.path().join("hallway.log");
+        let tui = Self {
+            socket: format!("hallway-{name}-{}", std::process::id()),
+            log: log.clone(),
+            last_screen: Mutex::new(String::new()),
+            dir,
+        };
+        let size = (COLS.to_string(), ROWS.to_string());
+        let mut command = vec![
+            "-f",
+            "/dev/null", // no ~/.tmux.conf
+            "new-session",
+            "-d",
+            "-s",
+            SESSION,
+            "-x",
+            &size.0,
+            "-y",
+            &size.1,
+            "sh",
+            "-c",
+            WRAPPER,
+            env!("CARGO_BIN_EXE_hallway"),
+            "--log-file",
+            log.to_str().unwrap(),
+        ];
+        command.extend_from_slice(args);
+        // The tmux server starts here with exactly this environment, and the pane inherits
+        // it: nothing from the user's (HALLWAY_SERVER, a real config, their tmux) leaks in.
+        let out = Command::new("tmux")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", tui.dir.path())
+            .env("TMUX_TMPDIR", tui.dir.path())
+            .env("LANG", "C.UTF-8")
+            .env("XDG_CONFIG_HOME", &config)
+            .env("XDG_STATE_HOME", &state)
+            .env("RUST_BACKTRACE", "1")
+            // Silent devices, so running the tests never opens a developer's microphone
+            // or plays the demo through their speakers; the client is otherwise as shipped.
+            .env("HALLWAY_INPUT", "null")
+            .env("HALLWAY_OUTPUT", "null")
+            .arg("-L")
+            .arg(&tui.socket)
+            .arg("-u")
+            .args(&command)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("cannot run tmux ({e}): install it (.ci/deps does)"));
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tui
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    async fn tmux(&self, args: &[&str]) -> Output {
+        let out = Command::new("tmux")
+            .env("TMUX_TMPDIR", self.dir.path())
+            .env_remove("TMUX")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// What the pane shows now, one line per row, trailing spaces trimmed.
+    async fn screen(&self) -> String {
+        let out = self.tmux(&["capture-pane", "-p", "-t", SESSION]).await;
+        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        *self.last_screen.lock().unwrap() = screen.clone();
+        screen
+    }
+
+    /// Types these characters.
+    async fn type_keys(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", SESSION, "-l", text]).await;
+    }
+
+    /// Presses a named key (`Enter`, `Escape`...).
+    async fn press(&self, key: &str) {
+        self.tmux(&["send-keys", "-t", SESSION, key]).await;
+    }
+
+    /// Polls the screen until `wanted` holds; returns that screen. Panics after `patience`
+    /// with the screen as it was.
+    async fn wait_for_within(
+        &self,
+        what: &str,
+        patience: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + patience;
+        loop {
+            let screen = self.screen().await;
+            if wanted(&screen) {
+                return screen;
+            }
+            // The wrapper's line: the client is gone and will not show anything more.
+            assert!(
+                !screen.contains("EXITED:"),
+                "the client exited while waiting for {what}:\n{screen}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the screen did not show {what} within {patience:?}; it shows:\n{screen}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn wait_for(&self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        self.wait_for_within(what, SCREEN_PATIENCE, wanted).await
+    }
+
+    /// Moves the hallway's selection (`▌` in the margin) to the room titled `title`.
+    async fn select_room(&self, title: &str) {
+        let deadline = Instant::now() + SCREEN_PATIENCE;
+        let mut before = self.screen().await;
+        loop {
+            match selected_room_line(&before) {
+                Some(line) if line.contains(title) => return,
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "could not select {title:?} in the hallway; it shows:\n{before}"
+            );
+            let was = selected_room_line(&before).map(str::to_string);
+            self.type_keys("j").await;
+            // The selection moves on the next frame; wait for it rather than pressing again.
+            before = self
+                .wait_for("the selection move", |s| {
+                    selected_room_line(s).map(str::to_string) != was
+                })
+                .await;
+        }
+    }
+
+    /// Waits for the client to end; returns its exit code after checking the terminal was
+    /// restored: the same tty modes as before and the main screen back (not the alternate
+    /// one the client draws on), with a visible cursor.
+    async fn wait_exit(&self) -> i32 {
+        let screen = self
+            .wait_for("the client's exit", |s| s.contains("EXITED:"))
+            .await;
+        let code = screen
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("EXITED:"))
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no exit code on the screen:\n{screen}"));
+        assert!(
+            screen.contains("TTY:restored"),
+            "the terminal modes were left changed:\n{screen}"
+        );
+        let out = self
+            .tmux(&[
+                "display-message",
+                "-p",
+                "-t",
+                SESSION,
+                "#{alternate_on} #{cursor_flag}",
+            ])
+            .await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "0 1",
+            "after exit: the alternate screen should be off and the cursor shown"
+        );
+        code
+    }
+
+    /// The last lines of the client's log.
+    fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("({e})"));
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        let tmux = || {
+            let mut command = std::process::Command::new("tmux");
+            command
+                .env("TMUX_TMPDIR", self.dir.path())
+                .env_remove("TMUX")
+                .args(["-L", &self.socket]);
+            command
+        };
+        if std::thread::panicking() {
+            let screen = tmux()
+                .args(["capture-pane", "-p", "-t", SESSION])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_else(|| self.last_screen.lock().unwrap().clone());
+            eprintln!(
+                "---- last screen ({COLS}x{ROWS}) ----\n{screen}\n---- end of the client's log ({}) ----\n{}\n----",
+                self.log.display(),
+                self.log_tail(80)
+            );
+        }
+        let _ = tmux().arg("kill-server").output();
+    }
+}
+
+/// The title line of the selected room card in the hallway, if one is selected.
+fn selected_room_line(screen: &str) -> Option<&str> {
+    screen.lines().find(|l| l.starts_with('▌'))
+}
+
+/// Polls `check` until it gives a value; panics after [`SCREEN_PATIENCE`].
+async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + SCREEN_PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// (role, muted) of `user` in the room, per the server; None when not in it.
+async fn role_of(server: &TestServer, room: &str, user: UserId) -> Option<(Role, bool)> {
+    server
+        .room(room)
+        .await
+        .participants
+        .iter()
+        .find(|p| p.id == user)
+        .map(|p| (p.role, p.muted))
+}
+
+/// Issue 4: a listener's whole way through a room — find it in the hallway, go in, raise a
+/// hand, be invited, go on stage, unmute, leave, quit — checked on the screen and, for every
+/// change the server must see, on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_raises_hand_speaks_leaves_and_quits() {
+    let server = TestServer::start();
+    let host_session = server.session("hank").await;
+    let room = server.create_room(&host_session, "Hands up, ada").await;
+    let mut host = Live::join(&server, &room, &host_session).await;
+    // A newer room, listed above ada's (newest first), so joining takes choosing.
+    let other_session = server.session("olga").await;
+    let other = server
+        .create_room(&other_session, "Somewhere else entirely")
+        .await;
+    let _other_host = Live::join(&server, &other, &other_session).await;
+
+    let tui = Tui::start("issue4", &["--server", &server.base, "--name", "ada"]).await;
+    tui.wait_for("both rooms in the hallway", |s| {
+        s.contains("LIVE NOW") && s.contains("Hands up, ada") && s.contains("Somewhere else")
+    })
+    .await;
+    tui.select_room("Hands up, ada").await;
+    tui.press("Enter").await;
+    tui.wait_for("ada in her room", |s| {
+        s.contains("Hands up, ada") && s.contains("ada (you)") && s.contains("h raise hand")
+    })
+    .await;
+    let ada = match host
+        .wait_for(|m| matches!(m, ServerMessage::ParticipantJoined { .. }))
+        .await
+    {
+        ServerMessage::ParticipantJoined { participant } => {
+            assert_eq!(participant.name, "ada", "the client joins as --name");
+            assert_eq!(participant.role, Role::Listener);
+            participant.id
+        }
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        role_of(&server, &other, ada).await,
+        None,
+        "not the other room"
+    );
+
+    tui.type_keys("h").await;
+    let raised = host
+        .wait_for(|m| matches!(m, ServerMessage::HandRaised { .. }))
+        .await;
+    assert!(
+        matches!(raised, ServerMessage::HandRaised { user_id, .. } if user_id == ada),
+        "{raised:?}"
+    );
+    until("the server lists ada's hand", || async {
+        server.room(&room).await.hands.contains(&ada).then_some(())
+    })
+    .await;
+    tui.wait_for("ada's raised hand", |s| {
+        s.contains("✋ ada (you)") && s.contains("hand raised, waiting")
+    })
+    .await;
+
+    host.command(json!({"type": "invite_to_speak", "user_id": ada}))
+        .await;
+    tui.wait_for("the invitation", |s| {
+        s.contains("hank invited you to speak") && s.contains("a accept")
+    })
+    .await;
+
+    tui.type_keys("a").await;
+    until("ada is a muted speaker", || async {
+        (role_of(&server, &room, ada).await == Some((Role::Speaker, true))).then_some(())
+    })
+    .await;
+    tui.wait_for("ada on the stage, muted", |s| {
+        s.contains("speaker  MUTED") && s.contains("m unmute")
+    })
+    .await;
+
+    tui.type_keys("m").await;
+    until("ada is unmuted", || async {
+        (role_of(&server, &room, ada).await == Some((Role::Speaker, false))).then_some(())
+    })
+    .await;
+    tui.wait_for("ada live", |s| s.contains("● LIVE") && s.contains("m mute"))
+        .await;
+
+    tui.type_keys("L").await;
+    tui.wait_for("the hallway again", |s| {
+        s.contains("LIVE NOW") && s.contains("Somewhere else")
+    })
+    .await;
+    until("ada has left the room", || async {
+        role_of(&server, &room, ada).await.is_none().then_some(())
+    })
+    .await;
+
+    tui.type_keys("q").await;
+    assert_eq!(tui.wait_exit().await, 0);
+}
+
+/// A room link goes straight into the room, without the hallway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_link_goes_straight_into_the_room() {
+    let server = TestServer::start();
+    let host_session = server.session("hank").await;
+    let room = server.create_room(&host_session, "Linked room").await;
+    let mut host = Live::join(&server, &room, &host_session).await;
+
+    let link = format!("{}/rooms/{room}", server.base);
+    let tui = Tui::start("link", &["--server", &link, "--name", "bob"]).await;
+    let deadline = Instant::now() + SCREEN_PATIENCE;
+    loop {
+        let screen = tui.screen().await;
+        assert!(
+            !screen.contains("LIVE NOW"),
+            "a room link should skip the hallway:\n{screen}"
+        );
+        if screen.contains("Linked room") && screen.contains("bob (you)") {
+            assert!(screen.contains(&format!("link {link}")), "{screen}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached the room:\n{screen}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let bob = match host
+        .wait_for(|m| matches!(m, ServerMessage::ParticipantJoined { .. }))
+        .await
+    {
+        ServerMessage::ParticipantJoined { participant } => participant,
+        _ => unreachable!(),
+    };
+    assert_eq!((bob.name.as_str(), bob.role), ("bob", Role::Listener));
+
+    tui.type_keys("q").await;
+    assert_eq!(tui.wait_exit().await, 0);
+    // Quitting from a room leaves it before the process ends.
+    let left = host
+        .wait_for(|m| matches!(m, ServerMessage::ParticipantLeft { .. }))
+        .await;
+    assert!(
+        matches!(left, ServerMessage::ParticipantLeft { user_id, .. } if user_id == bob.id),
+        "{left:?}"
+    );
+}
+
+/// Speaking marks on the stage rows of a room screen, in order: `(name, speaking)`.
+fn stage_marks(screen: &str) -> Vec<(String, bool)> {
+    let lines = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("── STAGE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("── AUDIENCE"));
+    let mut marks = Vec::new();
+    for line in lines {
+        for (i, c) in line.char_indices() {
+            if c == '◉' || c == '○' {
+                let name = line[i + c.len_utf8()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                marks.push((name, c == '◉'));
+            }
+        }
+    }
+    marks
+}
+
+/// Hallway cards whose stage line shows at least `stage` people and some listeners.
+fn busy_rooms(screen: &str, stage: usize) -> usize {
+    screen
+        .lines()
+        .filter(|l| l.ends_with("listening"))
+        .filter(|l| l.matches(['◉', '○']).count() >= stage)
+        .filter(|l| {
+            l.split_whitespace()
+                .rev()
+                .nth(1)
+                .and_then(|n| n.replace(',', "").parse::<usize>().ok())
+                .is_some_and(|n| n > 0)
+        })
+        .count()
+}
+
+/// Issue 5: a first run — no config, no server — opens a hallway of live demo rooms; in the
+/// welcome room the bots take turns talking, and the bot host invites a raised hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_shows_live_demo_rooms_and_the_bot_host_invites() {
+    let tui = Tui::start("firstrun", &[]).await;
+    tui.wait_for_within(
+        "at least two live demo rooms with speakers and listeners",
+        FIRST_RUN_PATIENCE,
+        |s| s.contains("LIVE NOW") && busy_rooms(s, 3) >= 2,
+    )
+    .await;
+
+    tui.select_room("Welcome").await;
+    tui.press("Enter").await;
+    tui.wait_for("the welcome room with its bots on stage", |s| {
+        s.contains("Welcome to Hallway") && s.contains("(you)") && stage_marks(s).len() >= 3
+    })
+    .await;
+
+    // The bots take turns: over a few seconds the speaking marks move (◉ from one bot to
+    // the other, or off in the gap between turns), and more than one bot is seen talking.
+    let deadline = Instant::now() + SCREEN_PATIENCE;
+    let mut patterns = BTreeSet::new();
+    let mut talkers = BTreeSet::new();
+    while patterns.len() < 2 || talkers.len() < 2 {
+        let marks = stage_marks(&tui.screen().await);
+        talkers.extend(marks.iter().filter(|(_, on)| *on).map(|(n, _)| n.clone()));
+        patterns.insert(marks);
+        assert!(
+            Instant::now() < deadline,
+            "the speaking marks did not move as the bots took turns; saw {patterns:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    tui.type_keys("h").await;
+    tui.wait_for("the hand up", |s| s.contains("hand raised"))
+        .await;
+    // The bot host invites after 3 s; allow for a slow machine.
+    tui.wait_for("the bot host's invitation", |s| {
+        s.contains("Ada (bot) invited you to speak") && s.contains("a accept")
+    })
+    .await;
+
+    tui.type_keys("q").await;
+    assert_eq!(tui.wait_exit().await, 0);
+    // Tokens for the private server die with it: a first run writes no config.
+    let written: Vec<_> = walk(&tui.config_dir());
+    assert!(written.is_empty(), "a first run wrote {written:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// `serve --demo` hosts the demo rooms on a real server: listed with speakers on stage and
+/// listeners in the seats, and the server still stops cleanly on Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_hosts_rooms_with_speakers_and_listeners() {
+    let mut server = TestServer::start_with(&["--demo"]);
+    let rooms = until("the demo rooms are full", || async {
+        let (status, body) = server.get("/api/v1/rooms", None).await;
+        assert_eq!(status, 200, "{body}");
+        let list: RoomList = serde_json::from_value(body).unwrap();
+        let with_speakers = list
+            .rooms
+            .iter()
+            .filter(|r| r.speakers.len() >= 2 && r.listener_count > 0)
+            .count();
+        let all_listened = list.rooms.iter().all(|r| r.listener_count > 0);
+        (list.rooms.len() >= 3 && with_speakers >= 2 && all_listened).then_some(list.rooms)
+    })
+    .await;
+    assert!(
+        rooms.iter().any(|r| r.title.starts_with("Welcome")),
+        "{rooms:?}"
+    );
+    server.interrupt();
+    assert!(server.wait_exit(Duration::from_secs(20)).success());
+}
