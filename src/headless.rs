@@ -226,6 +226,10 @@ pub async fn record(
                 () = stop.cancelled() => break,
                 event = events.recv() => match event {
                     Some(NetEvent::Server(ServerMessage::RoomEnded { .. })) => break,
+                    // Back after a reconnect: the room forgot the flag with the old connection.
+                    Some(NetEvent::Server(ServerMessage::RoomSnapshot { .. })) => {
+                        live.send(ClientCommand::StartRecording);
+                    }
                     Some(NetEvent::Closed { code: Some(ErrorCode::RoomEnded), .. }) => break,
                     event => check_still_there(event)?,
                 },

@@ -262,7 +262,11 @@ impl App {
                 self.rooms_loaded = true;
                 Vec::new()
             }
-            Msg::RoomCreated(Ok(id)) | Msg::OpenRoom { id } => self.enter_room(id),
+            Msg::RoomCreated(Ok(id)) | Msg::OpenRoom { id } => {
+                // "Creating …" is done; the room screen says the rest.
+                self.notice = None;
+                self.enter_room(id)
+            }
             Msg::RoomCreated(Err(e)) => {
                 self.say(format!("Could not create the room: {e}"));
                 Vec::new()

@@ -124,10 +124,7 @@ impl Api {
         let response = request
             .send()
             .await
-            .map_err(|source| NetError::Unreachable {
-                url: self.base.to_string(),
-                source,
-            })?;
+            .map_err(|e| NetError::unreachable(&self.base, &e))?;
         decode(&self.base, response).await
     }
 }
@@ -137,10 +134,7 @@ async fn decode<T: DeserializeOwned>(base: &Url, response: Response) -> Result<T
     let bytes = response
         .bytes()
         .await
-        .map_err(|source| NetError::Unreachable {
-            url: base.to_string(),
-            source,
-        })?;
+        .map_err(|e| NetError::unreachable(base, &e))?;
     if (200..300).contains(&status) {
         return serde_json::from_slice(&bytes).map_err(|_| NetError::NotHallway {
             url: base.to_string(),

@@ -21,15 +21,11 @@ pub enum NetError {
         "{0:?} is not a server address: use http://HOST:PORT, https://HOST or a room link like http://HOST:PORT/rooms/ID"
     )]
     InvalidUrl(String),
-    /// Nothing answered at the address.
+    /// Nothing answered at the address. `why` is a few plain words, not an OS error code.
     #[error(
-        "cannot reach the Hallway server at {url}: is it running? (start one with `hallway serve`)"
+        "cannot reach the Hallway server at {url} ({why}): is it running? (start one with `hallway serve`)"
     )]
-    Unreachable {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    Unreachable { url: String, why: String },
     /// The server refused the request; its message says what to do.
     #[error("{message} ({code})")]
     Api {
@@ -46,6 +42,28 @@ pub enum NetError {
 }
 
 impl NetError {
+    /// Unreachable, with the cause in words a person can act on.
+    pub fn unreachable(url: &url::Url, error: &reqwest::Error) -> Self {
+        let refused =
+            std::iter::successors(std::error::Error::source(error), |e| e.source()).any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+            });
+        let why = if refused {
+            "nothing is listening there".to_string()
+        } else if error.is_timeout() {
+            "it did not answer in time".to_string()
+        } else if error.is_connect() {
+            "could not connect".to_string()
+        } else {
+            "the connection failed".to_string()
+        };
+        Self::Unreachable {
+            url: url.to_string(),
+            why,
+        }
+    }
+
     /// The server's error code, when the server refused the request.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

@@ -242,12 +242,14 @@ impl RoomActor {
                     Ok(out) => {
                         // The answer goes first: some commands (leave, end_room) close the
                         // sender's connection among their effects.
-                        if let Some(id) = id
-                            && !self.send_to(user, &ServerMessage::Ok { id })
-                        {
+                        let answered =
+                            id.is_none_or(|id| self.send_to(user, &ServerMessage::Ok { id }));
+                        self.deliver(out);
+                        // After the command's own events, so nobody hears of a command by
+                        // someone who has already left.
+                        if !answered {
                             self.disconnect_slow(user);
                         }
-                        self.deliver(out);
                         if command == ClientCommand::Leave
                             && let Some(peer) = self.peers.remove(&user)
                         {
@@ -340,7 +342,8 @@ impl RoomActor {
             tracing::info!(room = %self.room.id(), user, "disconnecting a connection that fell behind");
             let _ = peer.control_tx.try_send(Outbound::Goodbye(
                 ErrorCode::SlowConsumer,
-                "your connection could not keep up with the room's audio; check your network and rejoin".into(),
+                "your connection could not keep up with the room; check your network and rejoin"
+                    .into(),
             ));
             peer.kick.cancel();
             let out = self.room.depart(user, LeaveReason::Disconnected, unix_ms());

@@ -5,7 +5,8 @@
 //! Invariants kept by every method:
 //! - while any moderator is present, exactly one participant is the host;
 //! - listeners are muted, have no invitation while on stage, and only listeners have hands up;
-//! - the stage (host, moderators, speakers) never exceeds `stage_limit`;
+//! - the stage (host, moderators, speakers) grows past `stage_limit` only when a moderator
+//!   returns within the grace period (so a room is never left without one);
 //! - a removed user is never let back in.
 
 use std::collections::{HashMap, HashSet};
