@@ -94,7 +94,10 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "where", required = true, multiple = false)]
+// A group named on the struct with `#[group]` takes in every field, which made FILE,
+// --loop and the rest conflict with --room/--create; built this way it holds only the two
+// fields that name it.
+#[command(group = clap::ArgGroup::new("where").required(true).multiple(false))]
 pub struct PlayArgs {
     /// The room to speak in (a moderator must invite you unless you run it).
     #[arg(long, value_name = "ID", group = "where")]

@@ -26,10 +26,12 @@ const BACKOFF: Backoff = Backoff {
 #[derive(Debug, Error)]
 pub enum HeadlessError {
     /// The audio file could not be used.
-    #[error("{0}")]
+    // Transparent, not "{0}": with "{0}" the inner error is both the message and its
+    // source, and `hallway: {e:#}` printed it twice.
+    #[error(transparent)]
     Audio(#[from] AudioError),
     /// The server refused or could not be reached.
-    #[error("{0}")]
+    #[error(transparent)]
     Net(#[from] NetError),
     /// The session ended before the work was done.
     #[error("{0}")]
@@ -207,8 +209,10 @@ pub async fn record(
     let on_audio = crate::client::audio::playout_handler(playout.sender());
     let (events_tx, mut events) = mpsc::channel(256);
     let live = LiveSession::start(api, room, events_tx, on_audio, BACKOFF);
+    let mut was_in_room = false;
     let outcome = async {
         joined(&mut events).await?;
+        was_in_room = true;
         // Everyone in the room sees that it is being recorded, and by whom.
         live.send(ClientCommand::StartRecording);
         let started = tokio::time::Instant::now();
@@ -247,6 +251,11 @@ pub async fn record(
     let finished = tokio::task::spawn_blocking(move || playout.finish())
         .await
         .map_err(|e| HeadlessError::Ended(format!("closing the recording failed: {e}")))?;
+    if !was_in_room {
+        // Never got in (no such room, refused): leave no empty recording behind for a
+        // script to mistake for one. After joining, whatever was recorded is kept.
+        let _ = std::fs::remove_file(out);
+    }
     let elapsed = outcome?;
     finished?;
     Ok(Recorded {

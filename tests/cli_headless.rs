@@ -1,0 +1,836 @@
+//! The headless commands (`play`, `record`, `rooms`, `devices`) run as real processes against
+//! a real `hallway serve`: what a script sees, exit codes and one-line errors included.
+//!
+//! Every child gets its own config and state directories (a fresh temp dir), so nothing from
+//! the machine's config or kept tokens leaks in, and is killed if the test fails.
+#![allow(clippy::unwrap_used)]
+
+mod audio_support;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Live, TestServer};
+use futures_util::StreamExt;
+use hallway::audio::files::{AudioSource, WavSource, read_all};
+use hallway::protocol::{Role, ServerMessage, UserId};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The most any child may take, startup to exit, for work that should take seconds: generous,
+/// for a slow shared CI machine. Only a hang should ever reach it.
+const DEADLINE: Duration = Duration::from_secs(90);
+/// Samples per second of the engine and of every file here.
+const RATE: usize = 48_000;
+
+/// The tests that stream audio in real time run one at a time: two at once on two shared
+/// cores can starve the jitter buffers and blur the recordings being measured.
+static REAL_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn speech_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/speech")
+        .join(format!("{name}.wav"))
+}
+
+/// A running `hallway` child with its own config and state directories; stdout and stderr go
+/// to files there (a pipe nobody reads could stall it). Killed when dropped.
+struct Hallway {
+    child: Child,
+    dir: TempDir,
+    what: String,
+}
+
+impl Hallway {
+    fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let stdout = std::fs::File::create(dir.path().join("stdout")).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hallway"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            // Only the flags given here: nothing from the environment the tests run in.
+            .env_remove("HALLWAY_SERVER")
+            .env_remove("HALLWAY_NAME")
+            .env_remove("HALLWAY_ACCESS_CODE")
+            .env_remove("HALLWAY_INPUT")
+            .env_remove("HALLWAY_OUTPUT")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("start hallway");
+        Self {
+            child,
+            dir,
+            what: format!("hallway {}", args.join(" ")),
+        }
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap()
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits for the process to exit; panics (with its output) if it outlives [`DEADLINE`].
+    async fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{}` still running after {DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
+                self.what,
+                self.stdout(),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for exit and panics unless it succeeded.
+    async fn succeeds(&mut self) {
+        let status = self.wait().await;
+        assert!(
+            status.success(),
+            "`{}` failed with {status}\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            self.stdout(),
+            self.stderr()
+        );
+        self.assert_no_panic();
+    }
+
+    fn assert_no_panic(&self) {
+        let stderr = self.stderr();
+        assert!(
+            !stderr.contains("panicked"),
+            "`{}` panicked:\n{stderr}",
+            self.what
+        );
+    }
+
+    /// Waits for the first complete stdout line that satisfies `wanted`.
+    async fn stdout_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let out = self.stdout();
+            // Only whole lines: the last one may still be being written.
+            if let Some(line) = out.split_inclusive('\n').find_map(|l| {
+                let line = l.strip_suffix('\n')?;
+                wanted(line).then(|| line.to_string())
+            }) {
+                return line;
+            }
+            let exited = self.exited();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "`{}` printed no such line (exit: {exited:?})\nstdout:\n{out}\nstderr:\n{}",
+                self.what,
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Hallway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `hallway` to the end; returns the finished child (for its output) and its status.
+async fn run(args: &[&str]) -> (Hallway, ExitStatus) {
+    let mut child = Hallway::start(args);
+    let status = child.wait().await;
+    (child, status)
+}
+
+/// Runs `hallway`, expects it to fail with one line on stderr starting `hallway:` and no
+/// panic; returns that line.
+async fn fails(args: &[&str]) -> String {
+    let (child, status) = run(args).await;
+    let stderr = child.stderr();
+    assert!(
+        !status.success(),
+        "`{}` succeeded\nstdout:\n{}\nstderr:\n{stderr}",
+        child.what,
+        child.stdout()
+    );
+    child.assert_no_panic();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("hallway: "),
+        "`{}`: stderr should be one line starting \"hallway: \", got:\n{stderr}",
+        child.what
+    );
+    lines[0].to_string()
+}
+
+/// An address nothing listens on: a port the OS just handed out and took back.
+fn dead_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// Reads any WAV the engine writes, as mono samples at 48 kHz.
+fn read_wav(path: &Path) -> Vec<f32> {
+    let mut source =
+        WavSource::open(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert_eq!(
+        source.format(),
+        hallway::audio::DeviceFormat::ENGINE,
+        "{}",
+        path.display()
+    );
+    read_all(&mut source).unwrap()
+}
+
+/// Samples per envelope block: 5 ms.
+const BLOCK: usize = 240;
+/// Samples per audio frame: the jitter buffer skips and holds whole frames.
+const FRAME: usize = 960;
+/// The recording is matched to the clip in pieces this long: 100 ms.
+const PIECE: usize = 5 * FRAME;
+/// How far, in frames either way, a piece may sit from where the whole clip matched best.
+const DRIFT_FRAMES: isize = 15;
+
+/// Mean absolute value per block: a cheap shape to align by.
+fn envelope(samples: &[f32]) -> Vec<f64> {
+    samples
+        .chunks(BLOCK)
+        .map(|b| b.iter().map(|s| f64::from(s.abs())).sum::<f64>() / b.len() as f64)
+        .collect()
+}
+
+/// Pearson correlation of `a[i]` with `b[i + offset]`, over the overlap.
+fn envelope_match(a: &[f64], b: &[f64], offset: isize) -> f64 {
+    let pairs: Vec<(f64, f64)> = a
+        .iter()
+        .enumerate()
+        .filter_map(|(i, x)| {
+            let j = usize::try_from(i as isize + offset).ok()?;
+            Some((*x, *b.get(j)?))
+        })
+        .collect();
+    let n = pairs.len().max(1) as f64;
+    let (mean_x, mean_y) = pairs
+        .iter()
+        .fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x / n, sy + y / n));
+    let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
+    for (x, y) in &pairs {
+        xy += (x - mean_x) * (y - mean_y);
+        xx += (x - mean_x).powi(2);
+        yy += (y - mean_y).powi(2);
+    }
+    if xx > 0.0 && yy > 0.0 {
+        xy / (xx * yy).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// Of these candidates, the one `score` rates highest, and its score.
+fn best<T: Copy>(
+    candidates: impl Iterator<Item = T>,
+    score: impl Fn(T) -> f64,
+) -> Option<(T, f64)> {
+    candidates
+        .map(|c| (c, score(c)))
+        .reduce(|a, b| if b.1 > a.1 { b } else { a })
+}
+
+/// Normalised correlation of `clip[i]` with `recording[i + offset]` over their overlap.
+fn correlation_at_offset(clip: &[f32], recording: &[f32], offset: isize) -> f64 {
+    match usize::try_from(offset) {
+        Ok(lag) => audio_support::correlation_at(clip, recording, lag),
+        Err(_) => {
+            let skip = offset.unsigned_abs().min(clip.len());
+            audio_support::correlation_at(&clip[skip..], recording, 0)
+        }
+    }
+}
+
+/// Sums for a normalised correlation: Σxy, Σx², Σy².
+fn sums(a: &[f32], b: &[f32]) -> [f64; 3] {
+    a.iter().zip(b).fold([0.0; 3], |[ab, aa, bb], (x, y)| {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        [ab + x * y, aa + x * x, bb + y * y]
+    })
+}
+
+fn normalised([ab, aa, bb]: [f64; 3]) -> f64 {
+    if aa > 0.0 && bb > 0.0 {
+        ab / (aa * bb).sqrt()
+    } else {
+        0.0
+    }
+}
+
+/// How well a recording holds a clip.
+struct Match {
+    /// Normalised correlation of the whole recording with the clip, each 100 ms piece at
+    /// its own offset; recorded sound that matches nothing counts against it.
+    correlation: f64,
+    /// The share of the clip's energy found in the recording, 0..=1.
+    found: f64,
+    /// The offsets (recording minus clip, ms) the pieces with sound were found at, in order,
+    /// repeats left out.
+    offsets_ms: Vec<i64>,
+}
+
+/// Finds `clip` in `recording`.
+///
+/// The delay is unknown (the recorder is a separate process that may join after the clip
+/// started, then network, codec and jitter buffer), so the offset may be negative and is
+/// first searched over the whole recording by envelope, then to the sample. The delay also
+/// moves while the clip plays, by whole frames: the jitter buffer skips and holds frames to
+/// follow the network. So each 100 ms of the recording is matched on its own, at that
+/// offset plus or minus whole frames.
+fn align(clip: &[f32], recording: &[f32]) -> Match {
+    let (a, b) = (envelope(clip), envelope(recording));
+    // Any offset leaving at least a second of overlap.
+    let second = (RATE / BLOCK) as isize;
+    let no_match = Match {
+        correlation: 0.0,
+        found: 0.0,
+        offsets_ms: Vec::new(),
+    };
+    let Some((coarse, _)) = best(
+        -(a.len() as isize) + second..b.len() as isize - second,
+        |offset| envelope_match(&a, &b, offset),
+    ) else {
+        return no_match;
+    };
+    let block = BLOCK as isize;
+    let Some((base, _)) = best((coarse - 2) * block..=(coarse + 2) * block, |offset| {
+        correlation_at_offset(clip, recording, offset)
+    }) else {
+        return no_match;
+    };
+
+    let mut total = [0.0; 3];
+    let mut found = vec![false; clip.len()];
+    let mut offsets_ms: Vec<i64> = Vec::new();
+    for (i, piece) in recording.chunks_exact(PIECE).enumerate() {
+        let at = i * PIECE;
+        let matched = best(
+            (-DRIFT_FRAMES..=DRIFT_FRAMES).filter_map(|k| {
+                let start = usize::try_from(at as isize - base - k * FRAME as isize).ok()?;
+                (start + PIECE <= clip.len()).then_some(start)
+            }),
+            |start| normalised(sums(&clip[start..start + PIECE], piece)),
+        );
+        match matched {
+            Some((start, correlation)) if correlation > 0.0 => {
+                let [ab, aa, bb] = sums(&clip[start..start + PIECE], piece);
+                total = [total[0] + ab, total[1] + aa, total[2] + bb];
+                found[start..start + PIECE].fill(true);
+                let offset_ms = (at as i64 - start as i64) * 1000 / RATE as i64;
+                if bb > 1e-3 && offsets_ms.last() != Some(&offset_ms) {
+                    offsets_ms.push(offset_ms);
+                }
+            }
+            // Sound that is not the clip.
+            _ => total[2] += sums(piece, piece)[2],
+        }
+    }
+    let energy = |found_only: bool| {
+        clip.iter()
+            .zip(&found)
+            .filter(|(_, f)| **f || !found_only)
+            .map(|(x, _)| f64::from(*x).powi(2))
+            .sum::<f64>()
+    };
+    Match {
+        correlation: normalised(total),
+        found: energy(true) / energy(false),
+        offsets_ms,
+    }
+}
+
+/// Checks that `recording` holds `clip`: recognisably, and most of it.
+#[track_caller]
+fn assert_holds(clip: &[f32], recording: &[f32], what: &str) {
+    let found = align(clip, recording);
+    let report = format!(
+        "{what}: correlation {:.3}, {:.0} % of the clip found, at offsets {:?} ms",
+        found.correlation,
+        found.found * 100.0,
+        found.offsets_ms
+    );
+    eprintln!("{report}");
+    assert!(found.correlation >= 0.8, "{report}");
+    // The recorder may join a moment after the player starts; most must still be there.
+    assert!(found.found >= 0.75, "{report}");
+}
+
+/// The next control message within `wait` (skipping audio and speaking indicators), or None.
+async fn next_control(live: &mut Live, wait: Duration) -> Option<ServerMessage> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, live.ws.next())
+            .await
+            .ok()?
+            .expect("connection closed")
+            .expect("websocket error");
+        if let Message::Text(text) = msg {
+            let msg = ServerMessage::decode(&text).unwrap();
+            if !matches!(msg, ServerMessage::Speaking { .. }) {
+                return Some(msg);
+            }
+        }
+    }
+}
+
+/// Waits for a control message that `wanted` picks out, within [`DEADLINE`]; fails at once
+/// if `player` exits first.
+async fn host_sees<T>(
+    host: &mut Live,
+    player: &mut Hallway,
+    what: &str,
+    mut wanted: impl FnMut(&ServerMessage) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = next_control(host, Duration::from_millis(200))
+            .await
+            .as_ref()
+            .and_then(&mut wanted)
+        {
+            return found;
+        }
+        let exited = player.exited();
+        assert!(
+            exited.is_none() && Instant::now() < deadline,
+            "the host never saw {what} (player exit: {exited:?})\nplayer stderr:\n{}",
+            player.stderr()
+        );
+    }
+}
+
+/// Waits for the player's hand to go up; returns its id.
+async fn hand_raised(host: &mut Live, player: &mut Hallway) -> UserId {
+    host_sees(host, player, "a hand go up", |msg| match msg {
+        ServerMessage::HandRaised { user_id, .. } => Some(*user_id),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn played_speech_is_recorded_in_the_mix_and_in_the_speakers_track() {
+    let _one_at_a_time = REAL_TIME.lock().await;
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out.wav");
+    let tracks = work.path().join("tracks");
+    let clip = audio_support::speech_clip("alice");
+    let clip_s = clip.len() as f64 / RATE as f64;
+
+    let alice = speech_path("alice");
+    let mut player = Hallway::start(&[
+        "play",
+        "--server",
+        &server.base,
+        "--name",
+        "alice",
+        "--create",
+        "Read aloud",
+        alice.to_str().unwrap(),
+    ]);
+    let link = player
+        .stdout_line(|l| l.starts_with(&format!("{}/rooms/", server.base)))
+        .await;
+    let room = link.rsplit('/').next().unwrap().to_string();
+
+    // Long enough to hold the whole clip whenever the recorder joins within two seconds.
+    let seconds = format!("{:.1}", clip_s + 2.0);
+    let mut recorder = Hallway::start(&[
+        "record",
+        "--server",
+        &server.base,
+        "--name",
+        "rec",
+        "--room",
+        &room,
+        "--seconds",
+        &seconds,
+        "--tracks",
+        tracks.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+
+    // While it runs, the room says who is recording it.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = server.get(&format!("/api/v1/rooms/{room}"), None).await;
+        let announced = status == 200
+            && body["recording"] == json!(true)
+            && body["participants"].as_array().is_some_and(|people| {
+                people
+                    .iter()
+                    .any(|p| p["name"] == "rec" && p["recording"] == json!(true))
+            });
+        if announced {
+            break;
+        }
+        assert!(
+            recorder.exited().is_none() && Instant::now() < deadline,
+            "the room never showed the recorder recording; last: {status} {body}\nrecorder stderr:\n{}",
+            recorder.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    player.succeeds().await;
+    recorder.succeeds().await;
+    assert!(
+        recorder.stderr().contains("recorded "),
+        "the recorder says what it wrote:\n{}",
+        recorder.stderr()
+    );
+
+    let mix = read_wav(&out);
+    assert_holds(&clip, &mix, "the mix");
+    // The measure tells voices apart: another speaker's clip is not found in this mix.
+    let other = align(&audio_support::speech_clip("bob"), &mix);
+    assert!(
+        other.correlation < 0.5,
+        "bob's clip matched alice's recording: {:.3}",
+        other.correlation
+    );
+    let track_files: Vec<PathBuf> = std::fs::read_dir(&tracks)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(
+        track_files.len(),
+        1,
+        "one speaker, one track: {track_files:?}"
+    );
+    let track = &track_files[0];
+    let name = track.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with("speaker-") && name.ends_with(".wav"),
+        "{name}"
+    );
+    assert_holds(&clip, &read_wav(track), "the speaker's track");
+}
+
+#[tokio::test]
+async fn a_listener_playing_raises_a_hand_and_streams_once_invited() {
+    let _one_at_a_time = REAL_TIME.lock().await;
+    let server = TestServer::start();
+    let (room, mut host, _) = common::room_with(&server, &[]).await;
+    let bob = speech_path("bob");
+    let mut player = Hallway::start(&[
+        "play",
+        "--server",
+        &server.base,
+        "--name",
+        "bob",
+        "--room",
+        &room,
+        bob.to_str().unwrap(),
+    ]);
+
+    let bob_id = hand_raised(&mut host, &mut player).await;
+    host.command(json!({"type": "invite_to_speak", "user_id": bob_id}))
+        .await;
+    let role = host_sees(
+        &mut host,
+        &mut player,
+        "the player go on stage",
+        |msg| match msg {
+            ServerMessage::RoleChanged { user_id, role, .. } if *user_id == bob_id => Some(*role),
+            _ => None,
+        },
+    )
+    .await;
+    assert_eq!(role, Role::Speaker);
+
+    // The host hears the clip until the player is done with it.
+    let deadline = Instant::now() + DEADLINE;
+    let mut frames_from_bob = 0;
+    while player.exited().is_none() {
+        assert!(Instant::now() < deadline, "the player never finished");
+        if let Ok(Some(Ok(Message::Binary(bytes)))) =
+            tokio::time::timeout(Duration::from_millis(100), host.ws.next()).await
+        {
+            let frame = hallway::protocol::AudioFrame::parse(bytes).unwrap();
+            if frame.header.speaker_id == bob_id {
+                frames_from_bob += 1;
+            }
+        }
+    }
+    player.succeeds().await;
+    // About 260 frames of speech; DTX leaves pauses out and a slow machine may drop some.
+    assert!(
+        frames_from_bob > 100,
+        "only {frames_from_bob} audio frames came from the player"
+    );
+}
+
+#[tokio::test]
+async fn a_listener_playing_gives_up_when_nobody_invites_it() {
+    let server = TestServer::start();
+    let (room, mut host, _) = common::room_with(&server, &[]).await;
+    let bob = speech_path("bob");
+    let mut player = Hallway::start(&[
+        "play",
+        "--server",
+        &server.base,
+        "--name",
+        "bob",
+        "--room",
+        &room,
+        "--invite-timeout",
+        "2",
+        bob.to_str().unwrap(),
+    ]);
+    hand_raised(&mut host, &mut player).await;
+    let status = player.wait().await;
+    assert!(!status.success());
+    player.assert_no_panic();
+    let stderr = player.stderr();
+    assert!(
+        stderr.lines().count() == 1
+            && stderr.starts_with(&format!(
+                "hallway: no permission to speak in room {room}: a moderator has to invite you"
+            )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn rooms_lists_live_rooms_as_a_table_and_as_json() {
+    let server = TestServer::start();
+    let host = server.session("host").await;
+    let room = server.create_room(&host, "Morning standup").await;
+    let _host_live = Live::join(&server, &room, &host).await;
+
+    let (table, status) = run(&["rooms", "--server", &server.base, "--name", "lister"]).await;
+    assert!(status.success(), "{}", table.stderr());
+    let stdout = table.stdout();
+    assert!(stdout.lines().next().unwrap().starts_with("ID"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&room) && l.contains("Morning standup") && l.contains("host")),
+        "{stdout}"
+    );
+
+    let (json, status) = run(&[
+        "rooms",
+        "--json",
+        "--server",
+        &server.base,
+        "--name",
+        "lister",
+    ])
+    .await;
+    assert!(status.success(), "{}", json.stderr());
+    let listing: Value = serde_json::from_str(&json.stdout())
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", json.stdout()));
+    let rooms = listing["rooms"].as_array().expect("a rooms array");
+    assert!(
+        rooms
+            .iter()
+            .any(|r| r["id"] == room.as_str() && r["title"] == "Morning standup"),
+        "{listing}"
+    );
+}
+
+#[tokio::test]
+async fn devices_lists_the_audio_host_even_without_a_sound_card() {
+    let (devices, status) = run(&["devices"]).await;
+    assert!(status.success(), "{}", devices.stderr());
+    devices.assert_no_panic();
+    assert!(
+        devices.stdout().starts_with("Audio host: "),
+        "{}",
+        devices.stdout()
+    );
+}
+
+#[tokio::test]
+async fn play_refuses_missing_and_unreadable_files_before_creating_a_room() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let missing = work.path().join("missing.wav");
+    let text = work.path().join("notes.txt");
+    std::fs::write(&text, "not audio at all\n").unwrap();
+    let garbage = work.path().join("garbage.wav");
+    std::fs::write(&garbage, b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunkjunk").unwrap();
+
+    for file in [&missing, &text, &garbage] {
+        let line = fails(&[
+            "play",
+            "--server",
+            &server.base,
+            "--name",
+            "p",
+            "--create",
+            "Never",
+            file.to_str().unwrap(),
+        ])
+        .await;
+        let name = file.to_str().unwrap();
+        assert!(line.contains(name), "names the file: {line}");
+        assert_eq!(line.matches(name).count(), 1, "says it once: {line}");
+    }
+    let (_, listing) = server.get("/api/v1/rooms", None).await;
+    assert_eq!(listing["rooms"], json!([]), "no room was left behind");
+}
+
+#[tokio::test]
+async fn a_room_that_does_not_exist_is_a_clear_error() {
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out.wav");
+    let bob = speech_path("bob");
+    let line = fails(&[
+        "play",
+        "--server",
+        &server.base,
+        "--name",
+        "p",
+        "--room",
+        "nosuchroom",
+        bob.to_str().unwrap(),
+    ])
+    .await;
+    assert!(line.contains("hallway rooms"), "says what to do: {line}");
+    let line = fails(&[
+        "record",
+        "--server",
+        &server.base,
+        "--name",
+        "r",
+        "--room",
+        "nosuchroom",
+        "--seconds",
+        "5",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    assert!(line.contains("hallway rooms"), "says what to do: {line}");
+    assert!(!out.exists(), "no empty recording left behind");
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_a_clear_error() {
+    let server = dead_server();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out.wav");
+    let bob = speech_path("bob");
+    let commands: [&[&str]; 3] = [
+        &["rooms", "--server", &server],
+        &[
+            "play",
+            "--server",
+            &server,
+            "--name",
+            "p",
+            "--create",
+            "T",
+            bob.to_str().unwrap(),
+        ],
+        &[
+            "record",
+            "--server",
+            &server,
+            "--name",
+            "r",
+            "--room",
+            "abc",
+            "--seconds",
+            "5",
+            out.to_str().unwrap(),
+        ],
+    ];
+    for args in commands {
+        let line = fails(args).await;
+        assert!(
+            line.contains("cannot reach the Hallway server") && line.contains(&server),
+            "{line}"
+        );
+        assert_eq!(
+            line.matches("cannot reach").count(),
+            1,
+            "says it once: {line}"
+        );
+    }
+    assert!(!out.exists(), "no recording written");
+}
+
+#[tokio::test]
+async fn record_refuses_bad_arguments() {
+    let server = TestServer::start();
+    let host = server.session("host").await;
+    let room = server.create_room(&host, "Recorded").await;
+    let _host_live = Live::join(&server, &room, &host).await;
+    let work = tempfile::tempdir().unwrap();
+    let mp3 = work.path().join("out.mp3");
+    let wav = work.path().join("out.wav");
+
+    let line = fails(&[
+        "record",
+        "--server",
+        &server.base,
+        "--name",
+        "r",
+        "--room",
+        &room,
+        "--seconds",
+        "5",
+        mp3.to_str().unwrap(),
+    ])
+    .await;
+    assert!(line.contains("out.mp3") && line.contains(".wav"), "{line}");
+    assert!(!mp3.exists(), "nothing written");
+
+    for seconds in ["0", "-1", "NaN", "inf"] {
+        let line = fails(&[
+            "record",
+            "--server",
+            &server.base,
+            "--name",
+            "r",
+            "--room",
+            &room,
+            &format!("--seconds={seconds}"),
+            wav.to_str().unwrap(),
+        ])
+        .await;
+        assert!(line.contains("--seconds"), "{seconds}: {line}");
+    }
+    assert!(!wav.exists(), "nothing written");
+}
+
+#[tokio::test]
+async fn rooms_without_a_server_says_how_to_name_one() {
+    let line = fails(&["rooms"]).await;
+    assert!(line.contains("--server"), "{line}");
+}
