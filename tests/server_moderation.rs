@@ -189,14 +189,16 @@ async fn a_moderator_mutes_a_speaker_and_only_the_speaker_unmutes() {
         }
     ));
 
-    // There is no way to unmute someone else: `unmute` only ever acts on the sender, so a
-    // moderator naming the speaker unmutes herself (the extra field is ignored).
-    ada.command(json!({"type": "unmute", "user_id": cy.me}))
+    // There is no way to unmute someone else: `unmute` naming another user is refused
+    // rather than silently unmuting the moderator herself.
+    let code = ada
+        .refused(json!({"type": "unmute", "user_id": cy.me}))
         .await;
+    assert_eq!(code, "bad_request");
     let detail = server.room(&room).await;
     let find = |id| detail.participants.iter().find(|p| p.id == id).unwrap();
     assert!(find(cy.me).muted, "the speaker stays muted");
-    assert!(!find(ada.me).muted);
+    assert!(find(ada.me).muted, "and so does the moderator");
 
     cy.command(json!({"type": "unmute"})).await;
     let msg = host

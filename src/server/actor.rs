@@ -240,11 +240,23 @@ impl RoomActor {
                 }
                 match self.room.command(user, &command, unix_ms()) {
                     Ok(out) => {
-                        // The answer goes first: some commands (leave, end_room) close the
-                        // sender's connection among their effects.
-                        let answered =
-                            id.is_none_or(|id| self.send_to(user, &ServerMessage::Ok { id }));
+                        // The answer follows the command's events, so a client that sees
+                        // `ok` has seen what its command did; except where the effects close
+                        // the sender's connection (leave, end_room), where it must go first.
+                        let closes_sender =
+                            matches!(command, ClientCommand::Leave | ClientCommand::EndRoom);
+                        let answer = |actor: &mut Self| {
+                            id.clone()
+                                .is_none_or(|id| actor.send_to(user, &ServerMessage::Ok { id }))
+                        };
+                        let mut answered = true;
+                        if closes_sender {
+                            answered = answer(self);
+                        }
                         self.deliver(out);
+                        if !closes_sender {
+                            answered = answer(self);
+                        }
                         // After the command's own events, so nobody hears of a command by
                         // someone who has already left.
                         if !answered {

@@ -28,6 +28,8 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// WebSocket messages above this are a protocol violation and close the connection; smaller
 /// oversize messages get a `payload_too_large` error and the connection stays up.
 const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+/// Bytes a WebSocket read takes at once: the largest control message, a few audio frames.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 type SharedState = State<Arc<Shared>>;
 
@@ -391,6 +393,12 @@ async fn live(
     let tasks = shared.tasks.clone();
     let user = session.user.clone();
     Ok(upgrade
+        // tungstenite zero-fills its whole read buffer before every read attempt, even one
+        // that finds nothing, and the reader is polled each time the writer releases the
+        // shared socket: with the default 128 KiB that was half the server's CPU under
+        // fan-out (see docs/benchmarks.md) and 128 KiB of RSS per connection. Larger
+        // messages still arrive over several reads.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
