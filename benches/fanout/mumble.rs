@@ -120,7 +120,7 @@ impl MumbleServer {
                 "--clear-groups",
             ]);
         }
-        let child = command
+        let mut child = command
             .arg(&bin)
             .arg("-fg")
             .arg("-ini")
@@ -140,6 +140,8 @@ impl MumbleServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("mumble-server did not listen on {addr} within 10 s; see {d}/mumble.log");
     }
 
@@ -224,16 +226,16 @@ pub fn connector() -> TlsConnector {
 type Tls = TlsStream<TcpStream>;
 
 /// Connects, says `Version` (1.3.0, so the server sends the legacy audio format) and
-/// `Authenticate`, and waits for `ServerSync`. Returns the halves and leftover bytes.
+/// `Authenticate`, and waits for `ServerSync`. A busy server may refuse or reset a join.
 pub async fn join(
     connector: &TlsConnector,
     addr: &str,
     name: &str,
-) -> (MumbleReader, WriteHalf<Tls>) {
-    let tcp = TcpStream::connect(addr).await.expect("connect to mumble");
+) -> std::io::Result<(MumbleReader, WriteHalf<Tls>)> {
+    let tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
     let ip = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
-    let mut tls = connector.connect(ip, tcp).await.expect("TLS handshake");
+    let mut tls = connector.connect(ip, tcp).await?;
     let mut out = Vec::new();
     put_message(
         &mut out,
@@ -254,8 +256,8 @@ pub async fn join(
         }
         .encode_to_vec(),
     );
-    tls.write_all(&out).await.expect("send Version");
-    tls.flush().await.expect("flush");
+    tls.write_all(&out).await?;
+    tls.flush().await?;
     let mut buf = BytesMut::with_capacity(8192);
     loop {
         while let Some((kind, len)) = parse_message(&buf) {
@@ -265,7 +267,7 @@ pub async fn join(
                     let _ = ServerSync::decode(payload);
                     buf.advance(6 + len);
                     let (read, write) = tokio::io::split(tls);
-                    return (MumbleReader { read, buf }, write);
+                    return Ok((MumbleReader { read, buf }, write));
                 }
                 MSG_REJECT => panic!(
                     "mumble rejected {name}: {:?}",
@@ -275,8 +277,9 @@ pub async fn join(
             }
         }
         buf.reserve(8192);
-        let n = tls.read_buf(&mut buf).await.expect("read from mumble");
-        assert!(n > 0, "mumble closed the connection of {name}");
+        if tls.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
     }
 }
 
