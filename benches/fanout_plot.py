@@ -33,7 +33,7 @@ def main(source: str, out: str) -> None:
         lat.errorbar(x, p99, yerr=[lo, hi], marker="o", capsize=3, label=server, color=color)
         pct = [100 * float(r["cpu_s"]) / float(r["seconds"]) for r in mine]
         cpu.plot(x, pct, marker="o", label=server, color=color)
-    lat.set(xscale="log", xlabel="listeners (1 speaker)", ylabel="send→receive p99 (ms)",
+    lat.set(xscale="log", yscale="log", xlabel="listeners (1 speaker)", ylabel="send→receive p99 (ms)",
             title="latency on loopback (median of runs; bars: range)")
     cpu.set(xscale="log", xlabel="listeners (1 speaker)", ylabel="server CPU (% of one core)",
             title="server CPU while one speaker talks")
