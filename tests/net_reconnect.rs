@@ -168,3 +168,54 @@ async fn a_room_that_ended_is_not_rejoined_forever() {
         "{closed:?}"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_server_that_forgot_the_session_is_signed_into_again() {
+    let first = TestServer::start();
+    let listen = first.base.trim_start_matches("http://").to_string();
+    let server_url = Target::parse(&first.base).unwrap().server;
+    let mut api = Api::new(server_url.clone());
+    api.create_session("ada", None).await.unwrap();
+    let old_token = api.token().unwrap();
+    let bob_token = Api::new(server_url.clone())
+        .create_session("bob", None)
+        .await
+        .unwrap()
+        .token;
+    drop(first);
+
+    // Same address, new process: every session is gone.
+    let second = TestServer::start_listening(&listen, &[]);
+    let (status, _) = second.get("/api/v1/sessions/me", Some(&old_token)).await;
+    assert_eq!(status, 401, "the new server does not know the old token");
+    let room = api.create_room("after the restart").await.unwrap();
+    let new_token = api.token().unwrap();
+    assert_ne!(new_token, old_token);
+    let (status, me) = second.get("/api/v1/sessions/me", Some(&new_token)).await;
+    assert_eq!((status, me["name"].as_str()), (200, Some("ada")));
+
+    // A live session started with a forgotten token signs in again and joins.
+    let bob = Api::new(server_url)
+        .with_token(bob_token)
+        .with_identity("bob", None);
+    let (events_tx, mut events) = mpsc::channel(64);
+    let _live = LiveSession::start(
+        &bob,
+        &room.summary.id,
+        events_tx,
+        Box::new(|_| {}),
+        Backoff::default(),
+    );
+    let snapshot = next_event(&mut events, |e| {
+        matches!(e, NetEvent::Server(ServerMessage::RoomSnapshot { .. }))
+    })
+    .await;
+    let NetEvent::Server(ServerMessage::RoomSnapshot {
+        you, room: detail, ..
+    }) = snapshot
+    else {
+        unreachable!()
+    };
+    let me = detail.participants.iter().find(|p| p.id == you).unwrap();
+    assert_eq!(me.name, "bob");
+}

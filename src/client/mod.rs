@@ -56,7 +56,10 @@ pub async fn sign_in(options: &ClientOptions) -> anyhow::Result<Api> {
     let api = Api::new(options.target.server.clone());
     api.info().await?;
     if let Some(token) = config.tokens.get(&server_key) {
-        let kept = api.clone().with_token(token.clone());
+        let kept = api
+            .clone()
+            .with_token(token.clone())
+            .with_identity(&options.name, options.access_code.as_deref());
         match kept.whoami().await {
             Ok(user) if user.name == options.name => return Ok(kept),
             Ok(_) => {}

@@ -1,5 +1,6 @@
 //! The REST API as typed calls.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::{RequestBuilder, Response};
@@ -12,12 +13,21 @@ use crate::protocol::{
     User,
 };
 
-/// A server's REST API, with the session token once there is one.
+/// A server's REST API, with the session token once there is one. Clones share the session:
+/// when the server has forgotten it (it restarted), the first call that finds out signs in
+/// again under the same name and every clone uses the new token.
 #[derive(Debug, Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: Url,
+    session: Arc<RwLock<SessionState>>,
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
     token: Option<String>,
+    /// Name and access code to sign in again with; set by `create_session`/`with_identity`.
+    identity: Option<(String, Option<String>)>,
 }
 
 impl Api {
@@ -32,12 +42,23 @@ impl Api {
         Self {
             http,
             base,
-            token: None,
+            session: Arc::default(),
         }
     }
 
-    pub fn with_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+    /// Uses this token, here and in every clone (they share the session).
+    pub fn with_token(self, token: impl Into<String>) -> Self {
+        if let Ok(mut session) = self.session.write() {
+            session.token = Some(token.into());
+        }
+        self
+    }
+
+    /// Who to sign in as again if the server forgets the token.
+    pub fn with_identity(self, name: &str, access_code: Option<&str>) -> Self {
+        if let Ok(mut session) = self.session.write() {
+            session.identity = Some((name.to_string(), access_code.map(str::to_string)));
+        }
         self
     }
 
@@ -45,8 +66,34 @@ impl Api {
         &self.base
     }
 
-    pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+    /// The current session token.
+    pub fn token(&self) -> Option<String> {
+        self.session.read().ok().and_then(|s| s.token.clone())
+    }
+
+    /// Signs in again with the kept identity; false when there is none or it failed.
+    pub async fn renew(&self) -> bool {
+        let identity = self.session.read().ok().and_then(|s| s.identity.clone());
+        let Some((name, access_code)) = identity else {
+            return false;
+        };
+        let body = CreateSession { name, access_code };
+        match self
+            .call::<Session>(self.http.post(self.url("/api/v1/sessions")).json(&body))
+            .await
+        {
+            Ok(session) => {
+                tracing::info!("the server forgot our session; signed in again");
+                if let Ok(mut state) = self.session.write() {
+                    state.token = Some(session.token);
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!("could not sign in again: {e}");
+                false
+            }
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -71,11 +118,15 @@ impl Api {
         let session: Session = self
             .call(self.http.post(self.url("/api/v1/sessions")).json(&body))
             .await?;
-        self.token = Some(session.token.clone());
+        if let Ok(mut state) = self.session.write() {
+            state.token = Some(session.token.clone());
+            state.identity = Some((body.name, body.access_code));
+        }
         Ok(session)
     }
 
-    /// Who the kept token belongs to; `unauthorized` when the server no longer knows it.
+    /// Who the kept token belongs to; `unauthorized` when the server no longer knows it
+    /// (no renewal here: this is how a client checks a kept token).
     pub async fn whoami(&self) -> Result<User, NetError> {
         self.call(self.authed(self.http.get(self.url("/api/v1/sessions/me"))))
             .await
@@ -84,7 +135,7 @@ impl Api {
     /// The rooms live now, newest first.
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, NetError> {
         let list: RoomList = self
-            .call(self.authed(self.http.get(self.url("/api/v1/rooms"))))
+            .call_renewing(|| self.http.get(self.url("/api/v1/rooms")))
             .await?;
         Ok(list.rooms)
     }
@@ -94,13 +145,13 @@ impl Api {
         let body = CreateRoom {
             title: title.to_string(),
         };
-        self.call(self.authed(self.http.post(self.url("/api/v1/rooms")).json(&body)))
+        self.call_renewing(|| self.http.post(self.url("/api/v1/rooms")).json(&body))
             .await
     }
 
     /// One room in full.
     pub async fn room(&self, id: &str) -> Result<RoomDetail, NetError> {
-        self.call(self.authed(self.http.get(self.url(&format!("/api/v1/rooms/{id}")))))
+        self.call_renewing(|| self.http.get(self.url(&format!("/api/v1/rooms/{id}"))))
             .await
     }
 
@@ -114,9 +165,23 @@ impl Api {
     }
 
     fn authed(&self, request: RequestBuilder) -> RequestBuilder {
-        match &self.token {
+        match self.token() {
             Some(token) => request.bearer_auth(token),
             None => request,
+        }
+    }
+
+    /// An authenticated call that signs in again once if the server forgot the token.
+    async fn call_renewing<T: DeserializeOwned>(
+        &self,
+        make: impl Fn() -> RequestBuilder,
+    ) -> Result<T, NetError> {
+        match self.call(self.authed(make())).await {
+            Err(NetError::Api {
+                code: crate::protocol::ErrorCode::Unauthorized,
+                ..
+            }) if self.renew().await => self.call(self.authed(make())).await,
+            other => other,
         }
     }
 

@@ -109,7 +109,7 @@ impl LiveSession {
         let stats = Arc::new(LiveStats::default());
         let worker = Worker {
             url: api.live_url(room),
-            token: api.token().unwrap_or_default().to_string(),
+            api: api.clone(),
             events_tx,
             on_audio,
             control_rx,
@@ -165,7 +165,8 @@ impl Drop for LiveSession {
 
 struct Worker {
     url: String,
-    token: String,
+    /// Shares the session with the rest of the client, so a renewed token is used here too.
+    api: Api,
     events_tx: mpsc::Sender<NetEvent>,
     on_audio: AudioHandler,
     control_rx: mpsc::Receiver<ClientCommand>,
@@ -253,12 +254,14 @@ impl Worker {
             .as_str()
             .into_client_request()
             .map_err(|e| Ended::Final(None, format!("bad room address {}: {e}", self.url)))?;
-        let header = format!("Bearer {}", self.token).parse().map_err(|_| {
-            Ended::Final(
-                None,
-                "the session token is not valid text; sign in again".into(),
-            )
-        })?;
+        let header = format!("Bearer {}", self.api.token().unwrap_or_default())
+            .parse()
+            .map_err(|_| {
+                Ended::Final(
+                    None,
+                    "the session token is not valid text; sign in again".into(),
+                )
+            })?;
         request.headers_mut().insert("authorization", header);
         // No Nagle delay: audio frames are small and must leave at once.
         match tokio_tungstenite::connect_async_with_config(request, None, true).await {
@@ -270,6 +273,14 @@ impl Worker {
                     .as_ref()
                     .and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok());
                 match body {
+                    // The server restarted and forgot us: sign in again and retry at once.
+                    Some(body)
+                        if body.error.code == ErrorCode::Unauthorized && self.api.renew().await =>
+                    {
+                        Err(Ended::Dropped(
+                            "signed in again after the server restarted".into(),
+                        ))
+                    }
                     // A refusal (room gone, banned, bad token) will not change by retrying,
                     // except when the server is busy or restarting.
                     Some(body) if !matches!(status, 429 | 500..) => {

@@ -30,8 +30,13 @@ impl TestServer {
     }
 
     pub fn start_with(args: &[&str]) -> Self {
+        Self::start_listening("127.0.0.1:0", args)
+    }
+
+    /// A server on a given address (to restart one on the port it had).
+    pub fn start_listening(listen: &str, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hallway"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
