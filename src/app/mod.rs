@@ -375,7 +375,7 @@ impl App {
         // The selection stays on its person when the list reorders (a hand goes up, someone
         // joins the stage), so a moderator key pressed next acts on whom the user chose.
         let selected_id = view.listed().get(room.selected).map(|p| p.id);
-        let notice = view.apply(&message);
+        let notice = view.apply(&message).filter(|n| worth_saying(n, view));
         let listed = view.listed();
         room.selected = selected_id
             .and_then(|id| listed.iter().position(|p| p.id == id))
@@ -722,6 +722,23 @@ impl App {
             }
             _ => Vec::new(),
         }
+    }
+}
+
+/// Rooms bigger than this do not announce every arrival and departure: in a big room the
+/// event line would be nothing else.
+pub const QUIET_ROOM_SIZE: usize = 30;
+
+/// Whether a notice is for this person: what happens to them always is; raised hands and
+/// declined invitations are the moderators' business; comings and goings only in small rooms.
+fn worth_saying(notice: &Notice, view: &RoomView) -> bool {
+    let small = view.detail.participants.len() <= QUIET_ROOM_SIZE;
+    let moderator = view.my_role().is_moderator();
+    match notice {
+        Notice::HandRaised { .. } | Notice::Declined { .. } => moderator,
+        Notice::Joined { .. } => small,
+        Notice::Left { reason, .. } => small || *reason == LeaveReason::Removed,
+        _ => true,
     }
 }
 

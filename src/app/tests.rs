@@ -1351,3 +1351,68 @@ fn a_held_toggle_key_acts_once_but_held_arrows_keep_moving() {
     );
     assert!(!app.quit);
 }
+
+#[test]
+fn raised_hands_are_news_for_moderators_only() {
+    let mut listener = Live::with(BOB, true, &[HOST, ADA, BOB, CY]);
+    listener.by(CY, ClientCommand::RaiseHand);
+    assert_eq!(
+        listener.notice(),
+        None,
+        "a listener is not told of others' hands"
+    );
+    assert_eq!(
+        listener.view().detail.hands,
+        vec![CY],
+        "but sees them on screen"
+    );
+    let mut host = Live::with(HOST, true, &[HOST, ADA, BOB, CY]);
+    host.by(CY, ClientCommand::RaiseHand);
+    assert_eq!(host.notice(), Some("Cy raised a hand."));
+}
+
+#[test]
+fn a_big_room_does_not_announce_every_arrival() {
+    let mut live = Live::new(ADA);
+    live.room
+        .join(&user(CY), 20)
+        .map(|out| live.deliver(out))
+        .unwrap();
+    assert_eq!(live.notice(), Some("Cy joined."), "a small room does");
+    for id in 100..(100 + QUIET_ROOM_SIZE as UserId) {
+        let out = live
+            .room
+            .join(
+                &User {
+                    id,
+                    name: format!("guest {id}"),
+                },
+                30,
+            )
+            .unwrap();
+        live.deliver(out);
+    }
+    live.app.notice = None;
+    let out = live
+        .room
+        .join(
+            &User {
+                id: 999,
+                name: "late".into(),
+            },
+            40,
+        )
+        .unwrap();
+    live.deliver(out);
+    assert_eq!(live.notice(), None);
+    let out = live
+        .room
+        .command(HOST, &ClientCommand::Remove { user_id: 999 }, 50)
+        .unwrap();
+    live.deliver(out);
+    assert_eq!(
+        live.notice(),
+        Some("late was removed."),
+        "removals are always said"
+    );
+}
