@@ -129,18 +129,56 @@ fn choose_config(
     Ok(chosen)
 }
 
+/// A device and the stream configuration picked for it.
+struct Chosen {
+    device: cpal::Device,
+    config: cpal::StreamConfig,
+    sf: SampleFormat,
+    format: DeviceFormat,
+    description: String,
+}
+
+/// Finds the device (by name, or the default) and picks its stream configuration: the part
+/// of opening that input and output share.
+fn choose(
+    input: bool,
+    name: Option<&str>,
+    opts: Option<CpalOptions>,
+) -> Result<Chosen, DeviceError> {
+    let opts = opts.unwrap_or_default();
+    let device = find_device(input, name)?;
+    let (config, sf) = choose_config(&device, input, &opts)?;
+    let format = DeviceFormat {
+        sample_rate: config.sample_rate,
+        channels: config.channels,
+    };
+    let description = format!(
+        "{} ({} Hz, {} ch, {sf})",
+        device_name(&device),
+        format.sample_rate,
+        format.channels
+    );
+    Ok(Chosen {
+        device,
+        config,
+        sf,
+        format,
+        description,
+    })
+}
+
 /// Opens a cpal input (by name, or the default) feeding a ring.
 pub fn open_input(
     name: Option<&str>,
     opts: Option<CpalOptions>,
 ) -> Result<CaptureStream, DeviceError> {
-    let opts = opts.unwrap_or_default();
-    let device = find_device(true, name)?;
-    let (config, sf) = choose_config(&device, true, &opts)?;
-    let format = DeviceFormat {
-        sample_rate: config.sample_rate,
-        channels: config.channels,
-    };
+    let Chosen {
+        device,
+        config,
+        sf,
+        format,
+        description,
+    } = choose(true, name, opts)?;
     // Policy when full: the callback drops the newest samples and counts them (it must
     // never wait); 200 ms means the capture worker is badly stuck.
     let (tx, rx) = rtrb::RingBuffer::new(ring_capacity(format));
@@ -159,12 +197,7 @@ pub fn open_input(
         format,
         ring: rx,
         counters,
-        description: format!(
-            "{} ({} Hz, {} ch, {sf})",
-            device_name(&device),
-            format.sample_rate,
-            format.channels
-        ),
+        description,
         keepalive: Keepalive::Cpal(stream),
     })
 }
@@ -210,13 +243,13 @@ pub fn open_output(
     name: Option<&str>,
     opts: Option<CpalOptions>,
 ) -> Result<PlaybackStream, DeviceError> {
-    let opts = opts.unwrap_or_default();
-    let device = find_device(false, name)?;
-    let (config, sf) = choose_config(&device, false, &opts)?;
-    let format = DeviceFormat {
-        sample_rate: config.sample_rate,
-        channels: config.channels,
-    };
+    let Chosen {
+        device,
+        config,
+        sf,
+        format,
+        description,
+    } = choose(false, name, opts)?;
     // Policy when full: the playout worker writes only what fits and keeps the ring at a
     // small target fill, so a full ring only means the device stopped pulling.
     let (tx, rx) = rtrb::RingBuffer::new(ring_capacity(format));
@@ -235,12 +268,7 @@ pub fn open_output(
         format,
         ring: tx,
         counters,
-        description: format!(
-            "{} ({} Hz, {} ch, {sf})",
-            device_name(&device),
-            format.sample_rate,
-            format.channels
-        ),
+        description,
         keepalive: Keepalive::Cpal(stream),
     })
 }
