@@ -542,5 +542,8 @@ async fn record(args: &ClientArgs, record: RecordArgs) -> anyhow::Result<()> {
         recorded.frames_received,
         record.out.display()
     );
+    for track in &recorded.tracks {
+        eprintln!("  track {}", track.display());
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Commands for scripts and bots: `hallway play` streams a file into a room as a speaker,
 //! `hallway record` writes a room's mix (and each speaker's track) to files.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::audio::{AudioError, OutputDevice, Pacing, Playout, PlayoutConfig, ope
 use crate::clip::{self, Clip};
 use crate::net::live::Backoff;
 use crate::net::{Api, LiveSession, NetError, NetEvent, Target};
-use crate::protocol::{ClientCommand, ErrorCode, Role, ServerMessage, UserId};
+use crate::protocol::{ClientCommand, ErrorCode, Role, RoomDetail, ServerMessage, UserId};
 
 /// How long `play` waits, by default, for a moderator to invite it after raising its hand.
 pub const INVITE_PATIENCE: Duration = Duration::from_secs(60);
@@ -77,7 +78,7 @@ pub async fn play(
     };
     let (events_tx, mut events) = mpsc::channel(256);
     let live = LiveSession::start(api, &room, events_tx, Box::new(|_| {}), BACKOFF);
-    let me = joined(&mut events).await?;
+    let (me, _) = joined(&mut events).await?;
     get_on_stage(&live, &mut events, &room, me, invite_patience).await?;
     tracing::info!(room = %room, seconds = clip.duration().as_secs_f32(), "playing {}", file.display());
     let mut clock = clip::Sender::default();
@@ -100,10 +101,14 @@ pub async fn play(
 }
 
 /// Waits for the snapshot; returns who we are.
-async fn joined(events: &mut mpsc::Receiver<NetEvent>) -> Result<UserId, HeadlessError> {
+async fn joined(
+    events: &mut mpsc::Receiver<NetEvent>,
+) -> Result<(UserId, RoomDetail), HeadlessError> {
     loop {
         match events.recv().await {
-            Some(NetEvent::Server(ServerMessage::RoomSnapshot { you, .. })) => return Ok(you),
+            Some(NetEvent::Server(ServerMessage::RoomSnapshot { you, room, .. })) => {
+                return Ok((you, room));
+            }
             event => check_still_there(event)?,
         }
     }
@@ -175,6 +180,8 @@ async fn get_on_stage(
 pub struct Recorded {
     pub seconds: f32,
     pub frames_received: u64,
+    /// One file per speaker, when `--tracks` was given.
+    pub tracks: Vec<PathBuf>,
 }
 
 /// Joins a room as a listener and records its mix to `out` (and one file per speaker into
@@ -210,9 +217,12 @@ pub async fn record(
     let (events_tx, mut events) = mpsc::channel(256);
     let live = LiveSession::start(api, room, events_tx, on_audio, BACKOFF);
     let mut was_in_room = false;
+    // Who is who, to name the per-speaker tracks.
+    let mut names: HashMap<UserId, String> = HashMap::new();
     let outcome = async {
-        joined(&mut events).await?;
+        let (_, detail) = joined(&mut events).await?;
         was_in_room = true;
+        names.extend(detail.participants.into_iter().map(|p| (p.id, p.name)));
         // Everyone in the room sees that it is being recorded, and by whom.
         live.send(ClientCommand::StartRecording);
         let started = tokio::time::Instant::now();
@@ -231,8 +241,12 @@ pub async fn record(
                 event = events.recv() => match event {
                     Some(NetEvent::Server(ServerMessage::RoomEnded { .. })) => break,
                     // Back after a reconnect: the room forgot the flag with the old connection.
-                    Some(NetEvent::Server(ServerMessage::RoomSnapshot { .. })) => {
+                    Some(NetEvent::Server(ServerMessage::RoomSnapshot { room: detail, .. })) => {
+                        names.extend(detail.participants.into_iter().map(|p| (p.id, p.name)));
                         live.send(ClientCommand::StartRecording);
+                    }
+                    Some(NetEvent::Server(ServerMessage::ParticipantJoined { participant })) => {
+                        names.insert(participant.id, participant.name);
                     }
                     Some(NetEvent::Closed { code: Some(ErrorCode::RoomEnded), .. }) => break,
                     event => check_still_there(event)?,
@@ -258,8 +272,52 @@ pub async fn record(
     }
     let elapsed = outcome?;
     finished?;
+    let tracks = match tracks {
+        Some(dir) => name_tracks(dir, &extension, &names),
+        None => Vec::new(),
+    };
     Ok(Recorded {
         seconds: elapsed.as_secs_f32(),
         frames_received,
+        tracks,
     })
+}
+
+/// Renames the playout recorder's `speaker-<id>.<ext>` files to `speaker-<id>-<name>.<ext>`,
+/// so people can tell the tracks apart; returns every track file. A file that cannot be
+/// renamed keeps its id-only name.
+fn name_tracks(dir: &Path, extension: &str, names: &HashMap<UserId, String>) -> Vec<PathBuf> {
+    let mut tracks = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return tracks;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("speaker-"))
+            .and_then(|n| n.strip_suffix(&format!(".{extension}")))
+            .and_then(|n| n.parse::<UserId>().ok())
+        else {
+            continue;
+        };
+        let named = names.get(&id).map(|name| {
+            let slug: String = name
+                .chars()
+                .map(|c| if c.is_alphanumeric() { c } else { '-' })
+                .take(32)
+                .collect();
+            dir.join(format!(
+                "speaker-{id}-{}.{extension}",
+                slug.trim_matches('-')
+            ))
+        });
+        match named {
+            Some(named) if std::fs::rename(&path, &named).is_ok() => tracks.push(named),
+            _ => tracks.push(path),
+        }
+    }
+    tracks.sort();
+    tracks
 }

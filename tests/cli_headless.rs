@@ -532,8 +532,8 @@ async fn played_speech_is_recorded_in_the_mix_and_in_the_speakers_track() {
     let track = &track_files[0];
     let name = track.file_name().unwrap().to_str().unwrap();
     assert!(
-        name.starts_with("speaker-") && name.ends_with(".wav"),
-        "{name}"
+        name.starts_with("speaker-") && name.ends_with("-alice.wav"),
+        "the track is named after its speaker: {name}"
     );
     assert_holds(&clip, &read_wav(track), "the speaker's track");
 }
