@@ -326,6 +326,7 @@ async fn rooms(args: &ClientArgs, json: bool) -> anyhow::Result<()> {
             target: target.clone(),
             name: display_name(args, &config),
             access_code: args.access_code.clone().or(config.access_code.clone()),
+            config: config.clone(),
             config_path,
         };
         api = client::sign_in(&options).await?;
@@ -432,6 +433,7 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
         target: target.clone(),
         name: name.clone(),
         access_code: args.access_code.clone().or(config.access_code.clone()),
+        config: config.clone(),
         // Tokens for a private server die with it: keep none.
         config_path: if embedded.is_some() {
             None
@@ -488,6 +490,8 @@ async fn headless_api(args: &ClientArgs) -> anyhow::Result<(Api, Target)> {
         target: target.clone(),
         name: display_name(args, &config),
         access_code: args.access_code.clone().or(config.access_code.clone()),
+        // No kept token: each headless run is its own session.
+        config: Config::default(),
         config_path: None,
     };
     Ok((client::sign_in(&options).await?, target))

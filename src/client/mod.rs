@@ -42,17 +42,16 @@ pub struct ClientOptions {
     pub target: Target,
     pub name: String,
     pub access_code: Option<String>,
-    /// Where the config (and so the session token) lives; None to keep nothing.
+    /// The config as loaded: a token kept in it for this server is tried first.
+    pub config: Config,
+    /// Where to save a new session token; None to keep nothing.
     pub config_path: Option<std::path::PathBuf>,
 }
 
 /// Signs in to the server, reusing the token kept for it when it is still good.
 pub async fn sign_in(options: &ClientOptions) -> anyhow::Result<Api> {
     let server_key = options.target.server.to_string();
-    let mut config = match &options.config_path {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let mut config = options.config.clone();
     let api = Api::new(options.target.server.clone());
     api.info().await?;
     if let Some(token) = config.tokens.get(&server_key) {
