@@ -540,11 +540,22 @@ async fn record(args: &ClientArgs, record: RecordArgs) -> anyhow::Result<()> {
         stop,
     )
     .await?;
+    let stats = recorded.stats;
+    let lost = match stats.lost {
+        0 => String::new(),
+        n => format!(", {n} lost on the way"),
+    };
     eprintln!(
-        "recorded {:.1} s ({} audio frames) to {}",
+        "recorded {:.1} s to {} ({} audio frames from {} {}{lost})",
         recorded.seconds,
-        recorded.frames_received,
-        record.out.display()
+        record.out.display(),
+        stats.frames,
+        stats.speakers,
+        if stats.speakers == 1 {
+            "speaker"
+        } else {
+            "speakers"
+        },
     );
     for track in &recorded.tracks {
         eprintln!("  track {}", track.display());

@@ -8,11 +8,18 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::audio::{AudioError, OutputDevice, Pacing, Playout, PlayoutConfig, open_output};
+use std::sync::Arc;
+
+use crate::audio::{
+    AudioError, Recorder, RecorderConfig, RecorderStats, RecorderThread, SystemClock,
+};
 use crate::clip::{self, Clip};
+use crate::net::live::AudioHandler;
 use crate::net::live::Backoff;
 use crate::net::{Api, LiveSession, NetError, NetEvent, Target};
-use crate::protocol::{ClientCommand, ErrorCode, Role, RoomDetail, ServerMessage, UserId};
+use crate::protocol::{
+    AudioFrame, ClientCommand, ErrorCode, Role, RoomDetail, ServerMessage, UserId,
+};
 
 /// How long `play` waits, by default, for a moderator to invite it after raising its hand.
 pub const INVITE_PATIENCE: Duration = Duration::from_secs(60);
@@ -83,15 +90,24 @@ pub async fn play(
     tracing::info!(room = %room, seconds = clip.duration().as_secs_f32(), "playing {}", file.display());
     let mut clock = clip::Sender::default();
     let mut tick = tokio::time::interval(clip::FRAME);
+    // One frame per tick, whatever else happens: room events are handled between ticks and
+    // never cost a frame (skipping one would shift everything after it in time).
+    let mut next = 0;
     loop {
-        for frame in &clip.frames {
-            tokio::select! {
-                _ = tick.tick() => clock.send(&live, frame),
-                event = events.recv() => check_still_there(event)?,
+        tokio::select! {
+            _ = tick.tick() => {
+                if next == clip.frames.len() {
+                    if !looping || next == 0 {
+                        break;
+                    }
+                    next = 0;
+                }
+                if let Some(frame) = clip.frames.get(next) {
+                    clock.send(&live, frame);
+                }
+                next += 1;
             }
-        }
-        if !looping {
-            break;
+            event = events.recv() => check_still_there(event)?,
         }
     }
     // Let the last frames leave before saying goodbye.
@@ -178,14 +194,20 @@ async fn get_on_stage(
 /// What a recording wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
-    pub seconds: f32,
-    pub frames_received: u64,
+    /// Length of the files, in seconds.
+    pub seconds: f64,
+    /// Frames heard, people heard, frames lost on the way.
+    pub stats: RecorderStats,
     /// One file per speaker, when `--tracks` was given.
     pub tracks: Vec<PathBuf>,
 }
 
 /// Joins a room as a listener and records its mix to `out` (and one file per speaker into
 /// `tracks`) for `seconds`, or until the room ends or `stop` is cancelled.
+///
+/// Frames are placed by their senders' clocks, not by when they came (see
+/// [`crate::audio::recorder`]), so a slow network or a busy machine costs the recording
+/// nothing.
 pub async fn record(
     api: &Api,
     room: &str,
@@ -206,14 +228,17 @@ pub async fn record(
         std::fs::create_dir_all(dir)
             .map_err(|e| AudioError::io("creating the tracks directory", e))?;
     }
-    // The null device paces playout in real time; the recorder writes what it plays.
-    let config = PlayoutConfig {
-        record_mix: Some(out.to_path_buf()),
-        record_speakers: tracks.map(|dir| (dir.to_path_buf(), extension.clone())),
-        ..PlayoutConfig::default()
-    };
-    let playout = Playout::start(open_output(&OutputDevice::Null, Pacing::RealTime)?, config)?;
-    let on_audio = crate::client::audio::playout_handler(playout.sender());
+    let recorder = Recorder::to_files(
+        RecorderConfig::default(),
+        out,
+        tracks.map(|dir| (dir.to_path_buf(), extension.clone())),
+    )?;
+    let recorder = RecorderThread::start(recorder, Arc::new(SystemClock::new()))?;
+    let sender = recorder.sender();
+    let on_audio: AudioHandler = Box::new(move |frame: AudioFrame| {
+        let h = frame.header;
+        sender.push(h.speaker_id, h.sequence, h.timestamp_48k, frame.opus());
+    });
     let (events_tx, mut events) = mpsc::channel(256);
     let live = LiveSession::start(api, room, events_tx, on_audio, BACKOFF);
     let mut was_in_room = false;
@@ -225,7 +250,6 @@ pub async fn record(
         names.extend(detail.participants.into_iter().map(|p| (p.id, p.name)));
         // Everyone in the room sees that it is being recorded, and by whom.
         live.send(ClientCommand::StartRecording);
-        let started = tokio::time::Instant::now();
         let limit = seconds.map(Duration::from_secs_f64);
         let sleep = async {
             match limit {
@@ -234,10 +258,14 @@ pub async fn record(
             }
         };
         tokio::pin!(sleep);
+        // A recorder that stopped by itself could not write (a full disk): say so now,
+        // not at the end of a long recording.
+        let mut check = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
                 () = &mut sleep => break,
                 () = stop.cancelled() => break,
+                _ = check.tick() => if recorder.has_stopped() { break },
                 event = events.recv() => match event {
                     Some(NetEvent::Server(ServerMessage::RoomEnded { .. })) => break,
                     // Back after a reconnect: the room forgot the flag with the old connection.
@@ -253,16 +281,12 @@ pub async fn record(
                 },
             }
         }
-        Ok::<_, HeadlessError>(started.elapsed())
+        Ok::<_, HeadlessError>(())
     }
     .await;
-    let frames_received = live
-        .stats
-        .audio_in
-        .load(std::sync::atomic::Ordering::Relaxed);
     live.send(ClientCommand::StopRecording);
     live.leave().await;
-    let finished = tokio::task::spawn_blocking(move || playout.finish())
+    let finished = tokio::task::spawn_blocking(move || recorder.finish())
         .await
         .map_err(|e| HeadlessError::Ended(format!("closing the recording failed: {e}")))?;
     if !was_in_room {
@@ -270,20 +294,20 @@ pub async fn record(
         // script to mistake for one. After joining, whatever was recorded is kept.
         let _ = std::fs::remove_file(out);
     }
-    let elapsed = outcome?;
-    finished?;
+    outcome?;
+    let stats = finished?;
     let tracks = match tracks {
         Some(dir) => name_tracks(dir, &extension, &names),
         None => Vec::new(),
     };
     Ok(Recorded {
-        seconds: elapsed.as_secs_f32(),
-        frames_received,
+        seconds: stats.seconds(),
+        stats,
         tracks,
     })
 }
 
-/// Renames the playout recorder's `speaker-<id>.<ext>` files to `speaker-<id>-<name>.<ext>`,
+/// Renames the recorder's `speaker-<id>.<ext>` files to `speaker-<id>-<name>.<ext>`,
 /// so people can tell the tracks apart; returns every track file. A file that cannot be
 /// renamed keeps its id-only name.
 fn name_tracks(dir: &Path, extension: &str, names: &HashMap<UserId, String>) -> Vec<PathBuf> {

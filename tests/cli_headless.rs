@@ -208,12 +208,6 @@ fn read_wav(path: &Path) -> Vec<f32> {
 
 /// Samples per envelope block: 5 ms.
 const BLOCK: usize = 240;
-/// Samples per audio frame: the jitter buffer skips and holds whole frames.
-const FRAME: usize = 960;
-/// The recording is matched to the clip in pieces this long: 100 ms.
-const PIECE: usize = 5 * FRAME;
-/// How far, in frames either way, a piece may sit from where the whole clip matched best.
-const DRIFT_FRAMES: isize = 15;
 
 /// Mean absolute value per block: a cheap shape to align by.
 fn envelope(samples: &[f32]) -> Vec<f64> {
@@ -271,42 +265,24 @@ fn correlation_at_offset(clip: &[f32], recording: &[f32], offset: isize) -> f64 
     }
 }
 
-/// Sums for a normalised correlation: Σxy, Σx², Σy².
-fn sums(a: &[f32], b: &[f32]) -> [f64; 3] {
-    a.iter().zip(b).fold([0.0; 3], |[ab, aa, bb], (x, y)| {
-        let (x, y) = (f64::from(*x), f64::from(*y));
-        [ab + x * y, aa + x * x, bb + y * y]
-    })
-}
-
-fn normalised([ab, aa, bb]: [f64; 3]) -> f64 {
-    if aa > 0.0 && bb > 0.0 {
-        ab / (aa * bb).sqrt()
-    } else {
-        0.0
-    }
-}
-
 /// How well a recording holds a clip.
 struct Match {
-    /// Normalised correlation of the whole recording with the clip, each 100 ms piece at
-    /// its own offset; recorded sound that matches nothing counts against it.
+    /// Normalised correlation of the clip with the recording, over their overlap, at the
+    /// one offset where they match best.
     correlation: f64,
-    /// The share of the clip's energy found in the recording, 0..=1.
+    /// The share of the clip's energy inside the recording, 0..=1.
     found: f64,
-    /// The offsets (recording minus clip, ms) the pieces with sound were found at, in order,
-    /// repeats left out.
-    offsets_ms: Vec<i64>,
+    /// That offset: recording minus clip, in ms.
+    offset_ms: i64,
 }
 
 /// Finds `clip` in `recording`.
 ///
 /// The delay is unknown (the recorder is a separate process that may join after the clip
-/// started, then network, codec and jitter buffer), so the offset may be negative and is
-/// first searched over the whole recording by envelope, then to the sample. The delay also
-/// moves while the clip plays, by whole frames: the jitter buffer skips and holds frames to
-/// follow the network. So each 100 ms of the recording is matched on its own, at that
-/// offset plus or minus whole frames.
+/// started), so the offset may be negative and is first searched over the whole recording
+/// by envelope, then to the sample. There is one offset for the whole clip: the recorder
+/// places every frame by the sender's own clock, so a frame skipped, held or moved on the
+/// way shows as a drop in correlation.
 fn align(clip: &[f32], recording: &[f32]) -> Match {
     let (a, b) = (envelope(clip), envelope(recording));
     // Any offset leaving at least a second of overlap.
@@ -314,7 +290,7 @@ fn align(clip: &[f32], recording: &[f32]) -> Match {
     let no_match = Match {
         correlation: 0.0,
         found: 0.0,
-        offsets_ms: Vec::new(),
+        offset_ms: 0,
     };
     let Some((coarse, _)) = best(
         -(a.len() as isize) + second..b.len() as isize - second,
@@ -323,49 +299,21 @@ fn align(clip: &[f32], recording: &[f32]) -> Match {
         return no_match;
     };
     let block = BLOCK as isize;
-    let Some((base, _)) = best((coarse - 2) * block..=(coarse + 2) * block, |offset| {
+    let Some((base, correlation)) = best((coarse - 2) * block..=(coarse + 2) * block, |offset| {
         correlation_at_offset(clip, recording, offset)
     }) else {
         return no_match;
     };
-
-    let mut total = [0.0; 3];
-    let mut found = vec![false; clip.len()];
-    let mut offsets_ms: Vec<i64> = Vec::new();
-    for (i, piece) in recording.chunks_exact(PIECE).enumerate() {
-        let at = i * PIECE;
-        let matched = best(
-            (-DRIFT_FRAMES..=DRIFT_FRAMES).filter_map(|k| {
-                let start = usize::try_from(at as isize - base - k * FRAME as isize).ok()?;
-                (start + PIECE <= clip.len()).then_some(start)
-            }),
-            |start| normalised(sums(&clip[start..start + PIECE], piece)),
-        );
-        match matched {
-            Some((start, correlation)) if correlation > 0.0 => {
-                let [ab, aa, bb] = sums(&clip[start..start + PIECE], piece);
-                total = [total[0] + ab, total[1] + aa, total[2] + bb];
-                found[start..start + PIECE].fill(true);
-                let offset_ms = (at as i64 - start as i64) * 1000 / RATE as i64;
-                if bb > 1e-3 && offsets_ms.last() != Some(&offset_ms) {
-                    offsets_ms.push(offset_ms);
-                }
-            }
-            // Sound that is not the clip.
-            _ => total[2] += sums(piece, piece)[2],
-        }
-    }
-    let energy = |found_only: bool| {
-        clip.iter()
-            .zip(&found)
-            .filter(|(_, f)| **f || !found_only)
-            .map(|(x, _)| f64::from(*x).powi(2))
-            .sum::<f64>()
-    };
+    // The part of the clip the recording spans.
+    let first = usize::try_from(-base).unwrap_or(0).min(clip.len());
+    let last = usize::try_from(recording.len() as isize - base)
+        .unwrap_or(0)
+        .clamp(first, clip.len());
+    let energy = |part: &[f32]| part.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>();
     Match {
-        correlation: normalised(total),
-        found: energy(true) / energy(false),
-        offsets_ms,
+        correlation,
+        found: energy(&clip[first..last]) / energy(clip).max(f64::MIN_POSITIVE),
+        offset_ms: base as i64 * 1000 / RATE as i64,
     }
 }
 
@@ -374,13 +322,16 @@ fn align(clip: &[f32], recording: &[f32]) -> Match {
 fn assert_holds(clip: &[f32], recording: &[f32], what: &str) {
     let found = align(clip, recording);
     let report = format!(
-        "{what}: correlation {:.3}, {:.0} % of the clip found, at offsets {:?} ms",
+        "{what}: correlation {:.3}, {:.0} % of the clip found, at {} ms",
         found.correlation,
         found.found * 100.0,
-        found.offsets_ms
+        found.offset_ms
     );
     eprintln!("{report}");
-    assert!(found.correlation >= 0.8, "{report}");
+    // Opus at 24 kb/s and a decoder that joins mid-stream keep it under 1; a single frame
+    // skipped or held shifts everything after it and costs far more than the margin
+    // (measured: 0.96 on an idle machine, 0.94 with six busy loops on its two cores).
+    assert!(found.correlation >= 0.88, "{report}");
     // The recorder may join a moment after the player starts; most must still be there.
     assert!(found.found >= 0.75, "{report}");
 }

@@ -32,6 +32,7 @@ pub mod level;
 pub mod mixer;
 pub mod oggopus;
 pub mod playout;
+pub mod recorder;
 pub mod resample;
 
 pub use capture::{
@@ -53,6 +54,9 @@ pub use mixer::Mixer;
 pub use playout::{
     Playout, PlayoutCommand, PlayoutConfig, PlayoutCore, PlayoutSender, PlayoutStats,
     PlayoutWorker, SpeakerStats,
+};
+pub use recorder::{
+    Recorder, RecorderConfig, RecorderSender, RecorderStats, RecorderThread, TrackSinks,
 };
 
 /// The engine's internal sample rate (Opus's native rate).

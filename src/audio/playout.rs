@@ -6,7 +6,6 @@
 //! it on a thread and is the handle the network layer and UI use.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -17,7 +16,6 @@ use crate::audio::clock::{Clock, SystemClock};
 use crate::audio::codec::OpusDecoder;
 use crate::audio::device::{DeviceFormat, PlaybackGuard, PlaybackStream, StreamCounters};
 use crate::audio::error::AudioError;
-use crate::audio::files::{AudioSink, create_sink};
 use crate::audio::jitter::{JitterBuffer, JitterConfig, JitterCounters, JitterOutput};
 use crate::audio::level::{self, SILENCE_DBOV};
 use crate::audio::mixer::Mixer;
@@ -63,10 +61,6 @@ pub struct PlayoutConfig {
     pub device_fill_ms: u32,
     /// How long the worker sleeps between checks.
     pub poll_interval: Duration,
-    /// Record the mix to this file (.wav/.ogg/.opus), 48 kHz mono.
-    pub record_mix: Option<PathBuf>,
-    /// Record each speaker to `speaker-<id>.<ext>` in this directory.
-    pub record_speakers: Option<(PathBuf, String)>,
 }
 
 impl Default for PlayoutConfig {
@@ -76,8 +70,6 @@ impl Default for PlayoutConfig {
             command_queue: 256,
             device_fill_ms: 30,
             poll_interval: Duration::from_millis(4),
-            record_mix: None,
-            record_speakers: None,
         }
     }
 }
@@ -255,13 +247,6 @@ impl PlayoutCore {
         &self.mix
     }
 
-    /// Each speaker's decoded frame from the last tick (before volume), by id.
-    pub fn speaker_frames(&self) -> impl Iterator<Item = (u32, &[f32])> {
-        self.speakers
-            .iter()
-            .map(|(&id, s)| (id, s.frame.as_slice()))
-    }
-
     /// A snapshot for the UI.
     pub fn stats(&self) -> PlayoutStats {
         PlayoutStats {
@@ -286,44 +271,6 @@ impl PlayoutCore {
             master_volume: self.master_volume,
             ..PlayoutStats::default()
         }
-    }
-}
-
-/// Records the mix and, optionally, each speaker.
-struct Recorder {
-    mix: Option<Box<dyn AudioSink>>,
-    speakers_dir: Option<(PathBuf, String)>,
-    speakers: BTreeMap<u32, Box<dyn AudioSink>>,
-}
-
-impl Recorder {
-    fn write(&mut self, core: &PlayoutCore) -> Result<(), AudioError> {
-        if let Some(sink) = self.mix.as_mut() {
-            sink.write(core.mix())?;
-        }
-        if let Some((dir, ext)) = &self.speakers_dir {
-            for (id, frame) in core.speaker_frames() {
-                if let std::collections::btree_map::Entry::Vacant(e) = self.speakers.entry(id) {
-                    let path = dir.join(format!("speaker-{id}.{ext}"));
-                    e.insert(create_sink(&path, DeviceFormat::ENGINE)?);
-                }
-                if let Some(sink) = self.speakers.get_mut(&id) {
-                    sink.write(frame)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), AudioError> {
-        let mut result = Ok(());
-        if let Some(s) = self.mix.as_mut() {
-            result = result.and(s.finish());
-        }
-        for s in self.speakers.values_mut() {
-            result = result.and(s.finish());
-        }
-        result
     }
 }
 
@@ -401,7 +348,6 @@ pub struct PlayoutWorker {
     clock: Arc<dyn Clock>,
     stats: Arc<Mutex<PlayoutStats>>,
     device: Arc<StreamCounters>,
-    recorder: Recorder,
     ring_overruns: u64,
     disconnected: bool,
 }
@@ -418,10 +364,6 @@ impl PlayoutWorker {
         // Bounded: see `PlayoutConfig::command_queue` for the size and the full policy.
         let (tx, rx) = std::sync::mpsc::sync_channel(config.command_queue.max(1));
         let stats = Arc::new(Mutex::new(PlayoutStats::default()));
-        let mix = match &config.record_mix {
-            Some(path) => Some(create_sink(path, DeviceFormat::ENGINE)?),
-            None => None,
-        };
         let fill_target = format.samples_in_ms(config.device_fill_ms).max(1);
         Ok((
             PlayoutWorker {
@@ -434,11 +376,6 @@ impl PlayoutWorker {
                 clock,
                 stats: stats.clone(),
                 device,
-                recorder: Recorder {
-                    mix,
-                    speakers_dir: config.record_speakers.clone(),
-                    speakers: BTreeMap::new(),
-                },
                 ring_overruns: 0,
                 disconnected: false,
             },
@@ -466,7 +403,6 @@ impl PlayoutWorker {
         let capacity = self.ring.buffer().capacity();
         while capacity - self.ring.slots() < self.fill_target {
             self.core.tick(self.clock.now_us());
-            self.recorder.write(&self.core)?;
             self.device_buf.clear();
             self.from_engine
                 .push(self.core.mix(), &mut self.device_buf)?;
@@ -492,11 +428,6 @@ impl PlayoutWorker {
     /// The core, for inspection in tests.
     pub fn core(&self) -> &PlayoutCore {
         &self.core
-    }
-
-    /// Closes recordings (headers, end of stream).
-    pub fn finish(&mut self) -> Result<(), AudioError> {
-        self.recorder.finish()
     }
 }
 
@@ -530,13 +461,10 @@ impl Playout {
         let thread = std::thread::Builder::new()
             .name("hallway-playout".into())
             .spawn(move || -> Result<(), AudioError> {
-                let result = (|| {
-                    while !stop_flag.load(Ordering::Relaxed) && worker.step()? {
-                        std::thread::sleep(poll);
-                    }
-                    Ok(())
-                })();
-                result.and(worker.finish())
+                while !stop_flag.load(Ordering::Relaxed) && worker.step()? {
+                    std::thread::sleep(poll);
+                }
+                Ok(())
             })
             .map_err(|e| AudioError::io("starting the playout thread", e))?;
         Ok(Playout {
@@ -557,7 +485,7 @@ impl Playout {
         self.sender.stats()
     }
 
-    /// Stops the worker, closes recordings and the device, reporting errors.
+    /// Stops the worker and closes the device, reporting errors.
     pub fn finish(mut self) -> Result<(), AudioError> {
         self.shutdown()
     }
