@@ -732,7 +732,7 @@ pub const QUIET_ROOM_SIZE: usize = 30;
 /// Whether a notice is for this person: what happens to them always is; raised hands and
 /// declined invitations are the moderators' business; comings and goings only in small rooms.
 fn worth_saying(notice: &Notice, view: &RoomView) -> bool {
-    let small = view.detail.participants.len() <= QUIET_ROOM_SIZE;
+    let small = view.detail.participants.len() + view.detail.unlisted <= QUIET_ROOM_SIZE;
     let moderator = view.my_role().is_moderator();
     match notice {
         Notice::HandRaised { .. } | Notice::Declined { .. } => moderator,

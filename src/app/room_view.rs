@@ -112,6 +112,25 @@ impl RoomView {
             ServerMessage::ParticipantJoined { participant } => {
                 self.detail.participants.retain(|p| p.id != participant.id);
                 self.detail.participants.push(participant.clone());
+                // Someone newly listed in a big room may have had a hand up for a while:
+                // it takes its place among the hands by when it went up.
+                self.detail.hands.retain(|id| *id != participant.id);
+                if let Some(raised) = participant.hand_raised_at_ms {
+                    let at = self
+                        .detail
+                        .hands
+                        .iter()
+                        .position(|id| {
+                            self.detail
+                                .participants
+                                .iter()
+                                .find(|p| p.id == *id)
+                                .and_then(|p| p.hand_raised_at_ms)
+                                .is_some_and(|other| other > raised)
+                        })
+                        .unwrap_or(self.detail.hands.len());
+                    self.detail.hands.insert(at, participant.id);
+                }
                 (participant.id != me).then(|| Notice::Joined {
                     name: participant.name.clone(),
                 })
@@ -209,6 +228,10 @@ impl RoomView {
                     recording: *recording,
                 })
             }
+            ServerMessage::AudienceChanged { unlisted } => {
+                self.detail.unlisted = *unlisted;
+                None
+            }
             ServerMessage::RoomEnded { .. }
             | ServerMessage::Ok { .. }
             | ServerMessage::Error { .. }
@@ -265,6 +288,7 @@ mod tests {
             participants,
             hands: Vec::new(),
             stage_limit: 20,
+            unlisted: 0,
         };
         RoomView::new(detail, me)
     }
@@ -621,9 +645,15 @@ mod tests {
             }
         }
 
-        fn deliver(&mut self, out: &[Delivery]) {
+        /// Routes as the room actor does: by who sees the whole room now.
+        fn deliver(&mut self, out: &[Delivery], room: &Room) {
             for delivery in out {
                 let everyone: Vec<UserId> = self.views.keys().copied().collect();
+                let partial: Vec<UserId> = everyone
+                    .iter()
+                    .copied()
+                    .filter(|&id| !room.sees_everyone(id))
+                    .collect();
                 match delivery {
                     Delivery::All(message) => {
                         everyone.iter().for_each(|&to| self.receive(to, message))
@@ -636,19 +666,44 @@ mod tests {
                     Delivery::Disconnect(to, ..) => {
                         self.views.remove(to);
                     }
+                    Delivery::Moderators {
+                        and,
+                        except,
+                        message,
+                    } => everyone
+                        .iter()
+                        .filter(|&&to| {
+                            Some(to) != *except && (Some(to) == *and || room.sees_everyone(to))
+                        })
+                        .for_each(|&to| self.receive(to, message)),
+                    Delivery::PartialViews(message) => {
+                        partial.iter().for_each(|&to| self.receive(to, message))
+                    }
+                    Delivery::Audience { unlisted } => {
+                        for &to in &partial {
+                            let unlisted = if room.is_listed(to) {
+                                *unlisted
+                            } else {
+                                unlisted.saturating_sub(1)
+                            };
+                            self.receive(to, &ServerMessage::AudienceChanged { unlisted });
+                        }
+                    }
                 }
             }
         }
 
-        /// Every copy holds what the server holds. Legitimate differences: the order of
-        /// `participants` (the view appends joiners and keeps places on role changes; the
-        /// screen orders with `stage()`/`audience()`), and the `summary`, which is the
-        /// directory's view and is not kept up by events.
+        /// Every copy holds what the server shows its owner (the whole room to the host
+        /// and moderators, the listed part and themselves to others). Legitimate
+        /// differences: the order of `participants` (the view appends joiners and keeps
+        /// places on role changes; the screen orders with `stage()`/`audience()`), the
+        /// `summary`, which is the directory's view and is not kept up by events, and the
+        /// unlisted count while an update to it is due.
         fn assert_in_sync(&self, room: &Room, step: &str) {
-            let detail = room.detail();
-            let mut expected = detail.participants.clone();
-            expected.sort_by_key(|p| p.id);
             for (me, view) in &self.views {
+                let detail = room.view_for(*me);
+                let mut expected = detail.participants.clone();
+                expected.sort_by_key(|p| p.id);
                 let mut seen = view.detail.participants.clone();
                 seen.sort_by_key(|p| p.id);
                 assert_eq!(seen, expected, "participants seen by {me} after {step}");
@@ -665,6 +720,12 @@ mod tests {
                 listed.sort_unstable();
                 let everyone: Vec<UserId> = expected.iter().map(|p| p.id).collect();
                 assert_eq!(listed, everyone, "listed by {me} after {step}");
+                if room.audience_deadline_ms().is_none() {
+                    assert_eq!(
+                        view.detail.unlisted, detail.unlisted,
+                        "unlisted count seen by {me} after {step}"
+                    );
+                }
             }
         }
     }
@@ -686,7 +747,7 @@ mod tests {
         }
 
         fn step(&mut self, out: Vec<Delivery>, what: &str) {
-            self.audience.deliver(&out);
+            self.audience.deliver(&out, &self.room);
             self.audience.assert_in_sync(&self.room, what);
         }
 
@@ -726,8 +787,18 @@ mod tests {
 
     #[test]
     fn replaying_the_servers_events_gives_every_client_the_servers_room() {
+        for listed_audience in [50, 1] {
+            replay_a_whole_room(RoomLimits {
+                listed_audience,
+                ..RoomLimits::default()
+            });
+        }
+    }
+
+    /// A room's life from first join to its end, with every client checked at each step.
+    fn replay_a_whole_room(limits: RoomLimits) {
         use ClientCommand::*;
-        let mut w = World::new(RoomLimits::default());
+        let mut w = World::new(limits);
         for id in [HOST, ADA, BOB, CY] {
             w.join(id);
         }
@@ -782,6 +853,7 @@ mod tests {
         let mut w = World::new(RoomLimits {
             stage_limit: 2,
             max_participants: 10,
+            listed_audience: 50,
         });
         for id in [HOST, ADA, BOB] {
             w.join(id);
@@ -847,8 +919,12 @@ mod tests {
         // The default stage limit is never reached by six people, which keeps clear of the
         // silent `invited` reset above.
         #[test]
-        fn any_sequence_of_room_events_keeps_every_client_in_sync(ops in prop::collection::vec(op(), 1..80)) {
-            let mut w = World::new(RoomLimits::default());
+        fn any_sequence_of_room_events_keeps_every_client_in_sync(
+            ops in prop::collection::vec(op(), 1..80),
+            // Front rows of one or two listeners: most of the audience is unlisted.
+            listed_audience in prop_oneof![Just(1usize), Just(2), Just(50)],
+        ) {
+            let mut w = World::new(RoomLimits { listed_audience, ..RoomLimits::default() });
             w.join(HOST);
             for (n, op) in ops.into_iter().enumerate() {
                 if w.room.is_ended() {

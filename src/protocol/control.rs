@@ -237,6 +237,11 @@ pub enum ServerMessage {
         user_id: UserId,
         recording: bool,
     },
+    /// How many listeners you do not see changed (big rooms list only part of their
+    /// audience to most members; at most one of these a second).
+    AudienceChanged {
+        unlisted: usize,
+    },
     /// A speaker started or stopped talking (from the level in their audio frames).
     Speaking {
         user_id: UserId,

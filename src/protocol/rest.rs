@@ -137,8 +137,14 @@ pub struct RoomList {
 pub struct RoomDetail {
     #[serde(flatten)]
     pub summary: RoomSummary,
-    /// Everyone in the room: stage first, then the audience, each in joining order.
+    /// Everyone in the room: stage first, then the audience, each in joining order. In a
+    /// big room, members other than the host and moderators are sent only part of the
+    /// audience (the stage, the audience's front rows, anyone recording, and themselves);
+    /// `unlisted` counts the rest.
     pub participants: Vec<Participant>,
+    /// Listeners in the room but not in `participants`; 0 when everyone is listed.
+    #[serde(default)]
+    pub unlisted: usize,
     /// Raised hands, oldest first.
     pub hands: Vec<UserId>,
     /// The most people the stage holds.

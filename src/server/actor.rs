@@ -161,6 +161,7 @@ impl RoomActor {
         let at_ms = [
             self.room.moderator_deadline_ms(),
             self.room.speaking_deadline_ms(),
+            self.room.audience_deadline_ms(),
         ]
         .into_iter()
         .flatten()
@@ -367,8 +368,38 @@ impl RoomActor {
         let mut slow = Vec::new();
         for delivery in out {
             match delivery {
-                Delivery::All(msg) => self.broadcast(&msg, None, &mut slow),
-                Delivery::AllExcept(except, msg) => self.broadcast(&msg, Some(except), &mut slow),
+                Delivery::All(msg) => self.broadcast(&msg, &mut slow, |_| true),
+                Delivery::AllExcept(except, msg) => {
+                    self.broadcast(&msg, &mut slow, |id| id != except);
+                }
+                Delivery::Moderators {
+                    and,
+                    except,
+                    message,
+                } => {
+                    let room = &self.room;
+                    self.broadcast(&message, &mut slow, |id| {
+                        Some(id) != except && (Some(id) == and || room.sees_everyone(id))
+                    });
+                }
+                Delivery::PartialViews(msg) => {
+                    let room = &self.room;
+                    self.broadcast(&msg, &mut slow, |id| !room.sees_everyone(id));
+                }
+                Delivery::Audience { unlisted } => {
+                    // Those who are unlisted themselves see themselves: one fewer unseen.
+                    let room = &self.room;
+                    let seen = ServerMessage::AudienceChanged { unlisted };
+                    self.broadcast(&seen, &mut slow, |id| {
+                        !room.sees_everyone(id) && room.is_listed(id)
+                    });
+                    let unseen = ServerMessage::AudienceChanged {
+                        unlisted: unlisted.saturating_sub(1),
+                    };
+                    self.broadcast(&unseen, &mut slow, |id| {
+                        !room.sees_everyone(id) && !room.is_listed(id)
+                    });
+                }
                 Delivery::To(user, msg) => {
                     if !self.send_to(user, &msg) {
                         slow.push(user);
@@ -391,11 +422,12 @@ impl RoomActor {
         }
     }
 
-    fn broadcast(&self, msg: &ServerMessage, except: Option<UserId>, slow: &mut Vec<UserId>) {
+    /// Queues `msg` to every peer `to` picks; those too far behind go on `slow`.
+    fn broadcast(&self, msg: &ServerMessage, slow: &mut Vec<UserId>, to: impl Fn(UserId) -> bool) {
         let text = Utf8Bytes::from(msg.encode());
         let mut sent = 0;
         for (&id, peer) in &self.peers {
-            if Some(id) == except {
+            if !to(id) {
                 continue;
             }
             match peer.control_tx.try_send(Outbound::Text(text.clone())) {

@@ -27,6 +27,9 @@ pub const SPEAKING_LEVEL: u8 = 50;
 /// bridge the gaps between words, short enough that indicators follow turn-taking.
 pub const SPEAKING_HOLD_MS: u64 = 400;
 
+/// The shortest time between two `audience_changed` messages.
+pub const AUDIENCE_EVERY_MS: u64 = 1_000;
+
 /// Limits a room enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct RoomLimits {
@@ -34,6 +37,11 @@ pub struct RoomLimits {
     pub stage_limit: usize,
     /// Everyone in the room.
     pub max_participants: usize,
+    /// Listeners everyone sees: the audience's front rows. Members other than the host and
+    /// moderators are told only of these, the stage, anyone recording and themselves, so
+    /// that a join costs the room O(1) messages, not one to each of thousands, and nobody
+    /// is sent (and keeps buffered) a list of thousands of names.
+    pub listed_audience: usize,
 }
 
 impl Default for RoomLimits {
@@ -41,6 +49,7 @@ impl Default for RoomLimits {
         Self {
             stage_limit: 20,
             max_participants: 5_020,
+            listed_audience: 50,
         }
     }
 }
@@ -56,6 +65,18 @@ pub enum Delivery {
     To(UserId, ServerMessage),
     /// Tell one user why, then close their connection.
     Disconnect(UserId, ErrorCode, String),
+    /// Those who see the whole room (host and moderators), and `and` if given, except
+    /// `except`: news of someone not everyone is told about.
+    Moderators {
+        and: Option<UserId>,
+        except: Option<UserId>,
+        message: ServerMessage,
+    },
+    /// Those who see part of the room (everyone but host and moderators).
+    PartialViews(ServerMessage),
+    /// To each member who sees part of the room: how many listeners they do not see
+    /// (`unlisted`, less one for those who are themselves unlisted).
+    Audience { unlisted: usize },
 }
 
 /// A refused command: the code and a message that says what to do.
@@ -100,6 +121,8 @@ struct Member {
     moderator_seq: u64,
     /// Announced that they record the room.
     recording: bool,
+    /// Everyone is told about them (see [`RoomLimits::listed_audience`]).
+    listed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +144,11 @@ pub struct Room {
     departed: HashMap<UserId, Departed>,
     seq: u64,
     ended: bool,
+    /// Someone became or stopped being unlisted since partial views were last told; when
+    /// they were told, and when to tell them next.
+    audience_changed: bool,
+    audience_told_at_ms: Option<u64>,
+    audience_due_ms: Option<u64>,
 }
 
 impl Room {
@@ -144,6 +172,9 @@ impl Room {
             departed,
             seq: 0,
             ended: false,
+            audience_changed: false,
+            audience_told_at_ms: None,
+            audience_due_ms: None,
         }
     }
 
@@ -223,6 +254,7 @@ impl Room {
         if role.is_moderator() && self.host().is_none() {
             role = Role::Host;
         }
+        let listed = role.on_stage() || self.listed_listeners() < self.limits.listed_audience;
         self.seq += 1;
         let member = Member {
             name: user.name.clone(),
@@ -235,15 +267,24 @@ impl Room {
             joined_seq: self.seq,
             moderator_seq: self.seq,
             recording: false,
+            listed,
         };
         self.members.insert(user.id, member);
+        self.audience_changed |= !listed;
         out.push(Delivery::To(user.id, self.snapshot(user.id)));
         if let Some(participant) = self.participant(user.id) {
-            out.push(Delivery::AllExcept(
-                user.id,
-                ServerMessage::ParticipantJoined { participant },
-            ));
+            let message = ServerMessage::ParticipantJoined { participant };
+            out.push(if listed {
+                Delivery::AllExcept(user.id, message)
+            } else {
+                Delivery::Moderators {
+                    and: None,
+                    except: Some(user.id),
+                    message,
+                }
+            });
         }
+        self.count_audience(now_ms);
         Ok(out)
     }
 
@@ -262,14 +303,27 @@ impl Room {
                 },
             );
         }
-        let mut out = vec![Delivery::All(ServerMessage::ParticipantLeft {
+        self.audience_changed |= !member.listed;
+        let message = ServerMessage::ParticipantLeft {
             user_id: user,
             reason,
-        })];
+        };
+        // The one who leaves hears it too, as they would if everyone knew them.
+        let mut out = vec![if member.listed {
+            Delivery::All(message)
+        } else {
+            Delivery::Moderators {
+                and: Some(user),
+                except: None,
+                message,
+            }
+        }];
         if member.role == Role::Host {
             out.extend(self.hand_over_host());
         }
+        out.extend(self.fill_front_rows());
         out.extend(self.end_if_unmoderated(now_ms));
+        self.count_audience(now_ms);
         out
     }
 
@@ -283,6 +337,23 @@ impl Room {
             .filter(|d| d.role.is_moderator())
             .map(|d| d.left_at_ms + REJOIN_GRACE_MS)
             .max()
+    }
+
+    /// When partial views are next due the unlisted count: the time to call [`Room::tick`].
+    pub fn audience_deadline_ms(&self) -> Option<u64> {
+        self.audience_due_ms
+    }
+
+    /// Whether `user` sees the whole room (host and moderators) rather than part of it.
+    pub fn sees_everyone(&self, user: UserId) -> bool {
+        self.members
+            .get(&user)
+            .is_some_and(|m| m.role.is_moderator())
+    }
+
+    /// Whether everyone is told about `user`.
+    pub fn is_listed(&self, user: UserId) -> bool {
+        self.members.get(&user).is_some_and(|m| m.listed)
     }
 
     /// When the next speaking indicator may turn off: the time to call [`Room::tick`].
@@ -315,6 +386,14 @@ impl Room {
         }
         self.departed
             .retain(|_, d| now_ms.saturating_sub(d.left_at_ms) <= REJOIN_GRACE_MS);
+        if self.audience_due_ms.is_some_and(|due| due <= now_ms) {
+            self.audience_due_ms = None;
+            self.audience_changed = false;
+            self.audience_told_at_ms = Some(now_ms);
+            out.push(Delivery::Audience {
+                unlisted: self.unlisted(),
+            });
+        }
         out.extend(self.end_if_unmoderated(now_ms));
         out
     }
@@ -416,10 +495,13 @@ impl Room {
                 let seq = self.seq;
                 let m = self.member_mut(user);
                 m.hand = Some((seq, now_ms));
-                vec![Delivery::All(ServerMessage::HandRaised {
-                    user_id: user,
-                    raised_at_ms: now_ms,
-                })]
+                vec![self.about(
+                    user,
+                    ServerMessage::HandRaised {
+                        user_id: user,
+                        raised_at_ms: now_ms,
+                    },
+                )]
             }
             LowerHand { user_id } => {
                 let target = user_id.unwrap_or(user);
@@ -436,10 +518,13 @@ impl Room {
                     return Ok(Vec::new());
                 }
                 t.told_audio_refused = false;
-                vec![Delivery::All(ServerMessage::HandLowered {
-                    user_id: target,
-                    by: (target != user).then_some(user),
-                })]
+                vec![self.about(
+                    target,
+                    ServerMessage::HandLowered {
+                        user_id: target,
+                        by: (target != user).then_some(user),
+                    },
+                )]
             }
             Mute | Unmute => {
                 let muted = matches!(command, Mute);
@@ -468,10 +553,13 @@ impl Room {
                 m.invited = false;
                 let mut out = Vec::new();
                 if m.hand.take().is_some() {
-                    out.push(Delivery::All(ServerMessage::HandLowered {
-                        user_id: user,
-                        by: None,
-                    }));
+                    out.push(self.about(
+                        user,
+                        ServerMessage::HandLowered {
+                            user_id: user,
+                            by: None,
+                        },
+                    ));
                 }
                 out.extend(self.set_role(user, Role::Speaker, None));
                 out
@@ -481,9 +569,7 @@ impl Room {
                     return refuse(ErrorCode::NotInvited, "there is no invitation to decline");
                 }
                 self.member_mut(user).invited = false;
-                vec![Delivery::All(ServerMessage::InviteDeclined {
-                    user_id: user,
-                })]
+                vec![self.about(user, ServerMessage::InviteDeclined { user_id: user })]
             }
             LeaveStage => {
                 if !my_role.on_stage() {
@@ -505,10 +591,13 @@ impl Room {
                     return Ok(Vec::new());
                 }
                 m.recording = recording;
-                vec![Delivery::All(ServerMessage::RecordingChanged {
+                // Everyone is told who records the room, so everyone must know them.
+                let mut out = self.list(user);
+                out.push(Delivery::All(ServerMessage::RecordingChanged {
                     user_id: user,
                     recording,
-                })]
+                }));
+                out
             }
             // Answered by the connection itself; harmless here.
             Ping { .. } => Vec::new(),
@@ -534,7 +623,7 @@ impl Room {
                     );
                 }
                 self.member_mut(user_id).invited = true;
-                vec![Delivery::All(ServerMessage::Invited { user_id, by: user })]
+                vec![self.about(user_id, ServerMessage::Invited { user_id, by: user })]
             }
             MoveToAudience { user_id } => {
                 self.require_moderator(my_role, "move people to the audience")?;
@@ -600,10 +689,13 @@ impl Room {
                 let t = self.member_mut(user_id);
                 t.invited = false;
                 if t.hand.take().is_some() {
-                    out.push(Delivery::All(ServerMessage::HandLowered {
+                    out.push(self.about(
                         user_id,
-                        by: Some(user),
-                    }));
+                        ServerMessage::HandLowered {
+                            user_id,
+                            by: Some(user),
+                        },
+                    ));
                 }
                 out.extend(self.set_role(user_id, Role::Moderator, Some(user)));
                 out
@@ -613,6 +705,7 @@ impl Room {
                 self.end(RoomEndReason::EndedByModerator, Some(user))
             }
         };
+        self.count_audience(now_ms);
         Ok(out)
     }
 
@@ -650,11 +743,32 @@ impl Room {
 
     /// The whole room.
     pub fn detail(&self) -> RoomDetail {
+        self.view(|_, _| true)
+    }
+
+    /// The room as `you` see it: all of it for the host and moderators, else the listed
+    /// part and yourself.
+    pub fn view_for(&self, you: UserId) -> RoomDetail {
+        if self.sees_everyone(you) {
+            self.detail()
+        } else {
+            self.view(|id, m| m.listed || id == you)
+        }
+    }
+
+    fn view(&self, shown: impl Fn(UserId, &Member) -> bool) -> RoomDetail {
         let mut ids = self.ordered(|m| m.role.on_stage());
         ids.extend(self.ordered(|m| !m.role.on_stage()));
+        ids.retain(|id| self.members.get(id).is_some_and(|m| shown(*id, m)));
+        let unlisted = self
+            .members
+            .iter()
+            .filter(|(id, m)| !shown(**id, m))
+            .count();
         let mut hands: Vec<(u64, UserId)> = self
             .members
             .iter()
+            .filter(|(id, m)| shown(**id, m))
             .filter_map(|(id, m)| m.hand.map(|(seq, _)| (seq, *id)))
             .collect();
         hands.sort_unstable();
@@ -666,6 +780,7 @@ impl Room {
                 .collect(),
             hands: hands.into_iter().map(|(_, id)| id).collect(),
             stage_limit: self.limits.stage_limit,
+            unlisted,
         }
     }
 
@@ -673,7 +788,7 @@ impl Room {
         ServerMessage::RoomSnapshot {
             protocol_version: crate::protocol::PROTOCOL_VERSION,
             you,
-            room: self.detail(),
+            room: self.view_for(you),
         }
     }
 
@@ -727,6 +842,7 @@ impl Room {
             joined_seq: u64::MAX,
             moderator_seq: u64::MAX,
             recording: false,
+            listed: true,
         })
     }
 
@@ -766,6 +882,16 @@ impl Room {
     }
 
     fn set_role(&mut self, user_id: UserId, role: Role, by: Option<UserId>) -> Vec<Delivery> {
+        // Everyone sees the stage: whoever steps onto it is listed first.
+        let was_front_row = self
+            .members
+            .get(&user_id)
+            .is_some_and(|m| m.listed && m.role == Role::Listener);
+        let mut listing = if role.on_stage() {
+            self.list(user_id)
+        } else {
+            Vec::new()
+        };
         self.seq += 1;
         let seq = self.seq;
         let m = self.member_mut(user_id);
@@ -775,11 +901,12 @@ impl Room {
         if role.is_moderator() && !was.is_moderator() {
             m.moderator_seq = seq;
         }
-        let mut out = vec![Delivery::All(ServerMessage::RoleChanged {
+        listing.push(Delivery::All(ServerMessage::RoleChanged {
             user_id,
             role,
             by,
-        })];
+        }));
+        let mut out = listing;
         // Everyone arrives on the stage muted, and listeners have no microphone.
         if !m.muted && (!role.on_stage() || !was.on_stage()) {
             m.muted = true;
@@ -798,7 +925,85 @@ impl Room {
         if was == Role::Host && role != Role::Host {
             out.extend(self.hand_over_host());
         }
+        // A seat in the front rows freed up.
+        if was_front_row && role.on_stage() {
+            out.extend(self.fill_front_rows());
+        }
+        // Moderators see the whole room, others part of it: a new view, a new snapshot.
+        if was.is_moderator() != role.is_moderator() {
+            out.push(Delivery::To(user_id, self.snapshot(user_id)));
+        }
         out
+    }
+
+    /// Lists `user` for everyone, if they are not yet: those who see part of the room are
+    /// introduced to them (host and moderators know them already).
+    fn list(&mut self, user: UserId) -> Vec<Delivery> {
+        match self.members.get_mut(&user) {
+            Some(m) if !m.listed => m.listed = true,
+            _ => return Vec::new(),
+        }
+        self.audience_changed = true;
+        self.participant(user)
+            .map(|participant| {
+                Delivery::PartialViews(ServerMessage::ParticipantJoined { participant })
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// Lists the longest-waiting unlisted listeners while the front rows have room.
+    fn fill_front_rows(&mut self) -> Vec<Delivery> {
+        let free = self
+            .limits
+            .listed_audience
+            .saturating_sub(self.listed_listeners());
+        if free == 0 {
+            return Vec::new();
+        }
+        let next = self.ordered(|m| !m.listed && m.role == Role::Listener);
+        next.into_iter()
+            .take(free)
+            .flat_map(|id| self.list(id))
+            .collect()
+    }
+
+    /// Listeners in the front rows.
+    fn listed_listeners(&self) -> usize {
+        self.members
+            .values()
+            .filter(|m| m.listed && m.role == Role::Listener)
+            .count()
+    }
+
+    /// Members not everyone is told about.
+    fn unlisted(&self) -> usize {
+        self.members.values().filter(|m| !m.listed).count()
+    }
+
+    /// News about `subject`: to everyone if they are listed, else to those who see the
+    /// whole room and to the subject.
+    fn about(&self, subject: UserId, message: ServerMessage) -> Delivery {
+        if self.members.get(&subject).is_none_or(|m| m.listed) {
+            Delivery::All(message)
+        } else {
+            Delivery::Moderators {
+                and: Some(subject),
+                except: None,
+                message,
+            }
+        }
+    }
+
+    /// Notes a change in the unlisted count: partial views hear of it at most once every
+    /// [`AUDIENCE_EVERY_MS`], from [`Room::tick`].
+    fn count_audience(&mut self, now_ms: u64) {
+        if self.audience_due_ms.is_none() && self.audience_changed {
+            let next = self
+                .audience_told_at_ms
+                .map_or(0, |told| told + AUDIENCE_EVERY_MS);
+            self.audience_due_ms = Some(now_ms.max(next));
+        }
     }
 
     fn set_muted(&mut self, user_id: UserId, muted: bool, by: Option<UserId>) -> Vec<Delivery> {
@@ -1084,6 +1289,7 @@ mod tests {
         let limits = RoomLimits {
             stage_limit: 2,
             max_participants: 4,
+            listed_audience: 50,
         };
         let mut room = Room::new("r".into(), "t".into(), HOST, 0, limits);
         for id in [HOST, ADA, BOB, CY] {
@@ -1232,6 +1438,7 @@ mod tests {
         let limits = RoomLimits {
             stage_limit: 2,
             max_participants: 10,
+            listed_audience: 50,
         };
         let mut room = Room::new("r".into(), "t".into(), HOST, 0, limits);
         for id in [HOST, ADA, BOB, CY] {
@@ -1385,5 +1592,180 @@ mod tests {
             3
         );
         assert!(room.is_ended() && room.is_empty());
+    }
+
+    // ---- Big rooms: front rows ----
+
+    fn listener(id: UserId) -> User {
+        User {
+            id,
+            name: format!("listener {id}"),
+        }
+    }
+
+    /// A room whose front rows hold two listeners, with Ada and Bob in them and 10 and 11
+    /// behind them, unlisted.
+    fn big_room() -> Room {
+        let limits = RoomLimits {
+            listed_audience: 2,
+            ..RoomLimits::default()
+        };
+        let mut room = Room::new("r1".into(), "Rust".into(), HOST, 0, limits);
+        for id in [HOST, ADA, BOB] {
+            room.join(&user(id), 10).unwrap();
+        }
+        for id in [10, 11] {
+            room.join(&listener(id), 20).unwrap();
+        }
+        room
+    }
+
+    fn ids(detail: &RoomDetail) -> Vec<UserId> {
+        detail.participants.iter().map(|p| p.id).collect()
+    }
+
+    #[test]
+    fn past_the_front_rows_a_joiner_is_announced_only_to_moderators() {
+        let mut room = big_room();
+        let out = room.join(&listener(12), 30).unwrap();
+        let Delivery::To(12, ServerMessage::RoomSnapshot { room: seen, .. }) = &out[0] else {
+            panic!("{out:?}");
+        };
+        // The stage, the front rows and themselves; the others counted.
+        assert_eq!(ids(seen), vec![HOST, ADA, BOB, 12]);
+        assert_eq!(seen.unlisted, 2);
+        assert!(matches!(
+            &out[1],
+            Delivery::Moderators { and: None, except: Some(12), message: ServerMessage::ParticipantJoined { participant } } if participant.id == 12
+        ));
+        // The host sees everyone.
+        assert_eq!(room.view_for(HOST).participants.len(), 6);
+        assert_eq!(room.view_for(HOST).unlisted, 0);
+        assert_eq!(room.detail().participants.len(), 6, "REST lists everyone");
+    }
+
+    #[test]
+    fn a_freed_front_row_seat_goes_to_the_longest_waiting_listener() {
+        let mut room = big_room();
+        let out = room.depart(ADA, LeaveReason::Left, 40);
+        assert_eq!(
+            out[0],
+            Delivery::All(ServerMessage::ParticipantLeft {
+                user_id: ADA,
+                reason: LeaveReason::Left
+            })
+        );
+        assert!(matches!(
+            &out[1],
+            Delivery::PartialViews(ServerMessage::ParticipantJoined { participant }) if participant.id == 10
+        ));
+        assert_eq!(out.len(), 2);
+        assert_eq!(ids(&room.view_for(BOB)), vec![HOST, BOB, 10]);
+        // An unlisted listener's departure is the moderators' business (and the leaver's).
+        let out = room.depart(11, LeaveReason::Left, 50);
+        assert!(matches!(
+            &out[0],
+            Delivery::Moderators {
+                and: Some(11),
+                message: ServerMessage::ParticipantLeft { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_unlisted_listener_is_introduced_before_stepping_on_stage_or_recording() {
+        let mut room = big_room();
+        let out = room.command(11, &ClientCommand::RaiseHand, 30).unwrap();
+        assert!(matches!(
+            &out[0],
+            Delivery::Moderators {
+                and: Some(11),
+                message: ServerMessage::HandRaised { .. },
+                ..
+            }
+        ));
+        let out = room
+            .command(HOST, &ClientCommand::InviteToSpeak { user_id: 11 }, 40)
+            .unwrap();
+        assert!(matches!(
+            &out[0],
+            Delivery::Moderators { and: Some(11), .. }
+        ));
+        let out = room.command(11, &ClientCommand::AcceptInvite, 50).unwrap();
+        let introduced = out
+            .iter()
+            .position(|d| matches!(d, Delivery::PartialViews(ServerMessage::ParticipantJoined { participant }) if participant.id == 11))
+            .unwrap();
+        let on_stage = out
+            .iter()
+            .position(|d| {
+                matches!(
+                    d,
+                    Delivery::All(ServerMessage::RoleChanged {
+                        user_id: 11,
+                        role: Role::Speaker,
+                        ..
+                    })
+                )
+            })
+            .unwrap();
+        assert!(introduced < on_stage, "{out:?}");
+        assert!(ids(&room.view_for(ADA)).contains(&11));
+
+        let out = room
+            .command(10, &ClientCommand::StartRecording, 60)
+            .unwrap();
+        assert!(matches!(
+            &out[..],
+            [
+                Delivery::PartialViews(ServerMessage::ParticipantJoined { participant }),
+                Delivery::All(ServerMessage::RecordingChanged { user_id: 10, recording: true }),
+            ] if participant.id == 10
+        ));
+    }
+
+    #[test]
+    fn partial_views_hear_the_unlisted_count_at_most_once_a_second() {
+        let mut room = big_room();
+        assert_eq!(
+            room.audience_deadline_ms(),
+            Some(20),
+            "the first change is told at once"
+        );
+        assert_eq!(room.tick(20), vec![Delivery::Audience { unlisted: 2 }]);
+        assert_eq!(room.audience_deadline_ms(), None, "nothing more to tell");
+        room.join(&listener(12), 300).unwrap();
+        room.join(&listener(13), 400).unwrap();
+        assert_eq!(room.audience_deadline_ms(), Some(20 + AUDIENCE_EVERY_MS));
+        assert_eq!(room.tick(500), Vec::new(), "not yet");
+        assert_eq!(
+            room.tick(20 + AUDIENCE_EVERY_MS),
+            vec![Delivery::Audience { unlisted: 4 }]
+        );
+    }
+
+    #[test]
+    fn becoming_a_moderator_or_ceasing_to_be_one_brings_a_new_snapshot() {
+        let mut room = big_room();
+        let out = room
+            .command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 30)
+            .unwrap();
+        let Some(Delivery::To(ADA, ServerMessage::RoomSnapshot { room: seen, .. })) = out.last()
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!(seen.participants.len(), 5, "a moderator sees everyone");
+        let out = room
+            .command(HOST, &ClientCommand::MoveToAudience { user_id: ADA }, 40)
+            .unwrap();
+        let Some(Delivery::To(ADA, ServerMessage::RoomSnapshot { room: seen, .. })) = out.last()
+        else {
+            panic!("{out:?}");
+        };
+        assert_eq!(
+            seen.unlisted, 1,
+            "back in the audience, Ada sees part of it again"
+        );
     }
 }

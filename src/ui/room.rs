@@ -327,10 +327,18 @@ fn people(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
         format!("STAGE {stage_count}/{}", ctx.view.detail.stage_limit),
         theme.heading,
     )];
+    // A big room lists only its front rows to most members; the count is everyone.
+    let unlisted = ctx.view.detail.unlisted;
     let mut audience_title = vec![Span::styled(
-        format!("AUDIENCE {}", text::thousands(audience.len())),
+        format!("AUDIENCE {}", text::thousands(audience.len() + unlisted)),
         theme.heading,
     )];
+    if unlisted > 0 {
+        audience_title.push(Span::styled(
+            format!(" · front {} shown", text::thousands(audience.len())),
+            theme.dim,
+        ));
+    }
     let hand_count = hand_indices.len();
     if hand_count > 0 {
         let noun = if hand_count == 1 { "hand" } else { "hands" };

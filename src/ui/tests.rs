@@ -236,6 +236,7 @@ fn room_detail(my_role: Role, extra_listeners: usize) -> RoomDetail {
         participants,
         hands: Vec::new(),
         stage_limit: 13,
+        unlisted: 0,
     }
 }
 
@@ -509,6 +510,24 @@ fn room_big_audience() {
     let mut app = in_room(Role::Listener, 320);
     select(&mut app, "listener200");
     insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_big_audience_front_rows() {
+    // 5,000 listening; like most members of a big room, ada is sent only the front rows.
+    let mut app = in_room(Role::Listener, 40);
+    server(
+        &mut app,
+        ServerMessage::AudienceChanged {
+            unlisted: 5_000 - 50,
+        },
+    );
+    let screen = screen(&app, 80, 24);
+    assert!(
+        screen.contains("AUDIENCE 5,000 · front 50 shown"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
 }
 
 #[test]
