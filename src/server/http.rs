@@ -30,6 +30,11 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 /// Bytes a WebSocket read takes at once: the largest control message, a few audio frames.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes a connection's writer gathers before writing them out. tungstenite's write buffer
+/// never shrinks, so this, with the largest message a connection is sent, is what each
+/// connection keeps; with the default, 128 KiB each after a burst. 16 KiB still batches a
+/// hundred audio frames into one write.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 type SharedState = State<Arc<Shared>>;
 
@@ -399,6 +404,7 @@ async fn live(
         // fan-out (see docs/benchmarks.md) and 128 KiB of RSS per connection. Larger
         // messages still arrive over several reads.
         .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
