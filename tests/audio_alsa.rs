@@ -186,12 +186,25 @@ fn child_playback() {
     while stream.ring.slots() < stream.ring.buffer().capacity() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    // Let the device finish its current period before stopping.
-    std::thread::sleep(Duration::from_millis(50));
     assert_eq!(
         stream.ring.slots(),
         stream.ring.buffer().capacity(),
         "device did not consume the ring"
+    );
+    // The callback that emptied the ring handed its last period to ALSA only once it
+    // returned. The count is bumped at the end of a callback, so it may still lag that one:
+    // two more completed callbacks mean the device has taken the last period and asked for
+    // the next.
+    let emptied_at = stream.counters.callbacks.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stream.counters.callbacks.load(Ordering::Relaxed) < emptied_at + 2
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        stream.counters.callbacks.load(Ordering::Relaxed) >= emptied_at + 2,
+        "the device stopped calling back after the ring emptied"
     );
     assert!(
         stream.counters.underruns.load(Ordering::Relaxed) > 0,

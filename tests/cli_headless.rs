@@ -185,12 +185,16 @@ async fn fails(args: &[&str]) -> String {
     lines[0].to_string()
 }
 
-/// An address nothing listens on: a port the OS just handed out and took back.
-fn dead_server() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+/// An address nothing listens on: a port bound but not listening, so connections to it are
+/// refused. Keep the socket while the address is used: it holds the port, so no other test
+/// can take it and start listening there.
+fn dead_server() -> (socket2::Socket, String) {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any_port.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, format!("http://{addr}"))
 }
 
 /// Reads any WAV the engine writes, as mono samples at 48 kHz.
@@ -354,8 +358,8 @@ async fn next_control(live: &mut Live, wait: Duration) -> Option<ServerMessage> 
     }
 }
 
-/// Waits for a control message that `wanted` picks out, within [`DEADLINE`]; fails at once
-/// if `player` exits first.
+/// Waits for a control message that `wanted` picks out, within [`DEADLINE`]; if `player`
+/// exits first, fails as soon as the host has read what was already on its way.
 async fn host_sees<T>(
     host: &mut Live,
     player: &mut Hallway,
@@ -372,6 +376,17 @@ async fn host_sees<T>(
             return found;
         }
         let exited = player.exited();
+        if exited.is_some() {
+            // The player is gone, but what it did may still be queued behind other messages.
+            while let Some(msg) = next_control(host, Duration::from_millis(500)).await {
+                if let Some(found) = wanted(&msg) {
+                    return found;
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
         assert!(
             exited.is_none() && Instant::now() < deadline,
             "the host never saw {what} (player exit: {exited:?})\nplayer stderr:\n{}",
@@ -692,7 +707,7 @@ async fn a_room_that_does_not_exist_is_a_clear_error() {
 
 #[tokio::test]
 async fn a_server_that_is_down_is_a_clear_error() {
-    let server = dead_server();
+    let (_port_held, server) = dead_server();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out.wav");
     let bob = speech_path("bob");

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use hallway::protocol::control::LeaveReason;
 use hallway::protocol::{AudioFrame, ServerMessage};
 use serde_json::json;
+use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 
 /// 20 ms of "speech": a payload of about 1,000 bytes, different for every frame.
@@ -38,6 +39,10 @@ async fn a_stalled_listener_is_dropped_without_delaying_anyone_else() {
     let speaker = tokio::spawn(async move {
         let mut sent_at = Vec::new();
         let mut pace = tokio::time::interval(Duration::from_millis(20));
+        // After a stall (a busy machine), carry on at the real pace rather than send the
+        // missed ticks at once: a burst of them would trip the server's audio rate limit,
+        // which no real speaker does.
+        pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The server gives up on a stuck receiver after 5 s; 15 s means it never did.
         for seq in 0..750u32 {
             tokio::select! {
@@ -98,17 +103,25 @@ async fn a_stalled_listener_is_dropped_without_delaying_anyone_else() {
         "disconnected {:?} after the audio started",
         left_at - started
     );
-    // Every frame reached the healthy listener promptly, all the while: loosely, well under
-    // the one second its own queue holds.
-    let worst = sent_at
+    // Every frame reached the healthy listener promptly, all the while. A healthy listener
+    // held up behind the stalled one would wait until it is dropped (5 s stuck): seconds
+    // for a large share of the frames, and for the worst one. A busy test machine only
+    // delays the odd frame, so the bounds are on the 95th percentile and, loosely, the worst.
+    let mut delays: Vec<Duration> = sent_at
         .iter()
         .zip(&received_at)
         .map(|(sent, got)| got.saturating_duration_since(*sent))
-        .max()
-        .unwrap();
+        .collect();
+    delays.sort();
+    let p95 = delays[(delays.len() * 95).div_ceil(100) - 1];
+    let worst = *delays.last().unwrap();
     assert!(
-        worst < Duration::from_millis(750),
-        "a frame took {worst:?} to arrive"
+        p95 < Duration::from_millis(250),
+        "95% of the frames took up to {p95:?} to arrive (worst {worst:?})"
+    );
+    assert!(
+        worst < Duration::from_millis(2_500),
+        "a frame took {worst:?} to arrive (95th percentile {p95:?})"
     );
 
     assert!(server.metric("hallway_audio_frames_dropped_total").await > 0.0);
@@ -120,7 +133,11 @@ async fn a_stalled_listener_is_dropped_without_delaying_anyone_else() {
     })
     .await;
     assert!(drained.is_ok(), "the stalled socket was closed");
-    assert_eq!(server.metric("hallway_connections").await, 2.0);
+    // The server counts the connection gone only after it has closed the socket.
+    common::eventually("the stalled connection is no longer counted", || async {
+        server.metric("hallway_connections").await == 2.0
+    })
+    .await;
     host.unwrap().ping(1).await;
 }
 
@@ -194,11 +211,18 @@ async fn health_and_metrics_count_what_happened() {
     let mut ada = listeners.remove(0);
     ada.send(json!({"type": "leave"})).await;
     ada.closed().await;
-    assert_eq!(server.metric("hallway_connections").await, 2.0);
+    // The server lowers the gauge just after it closes the socket.
+    common::eventually("ada's connection is no longer counted", || async {
+        server.metric("hallway_connections").await == 2.0
+    })
+    .await;
     host.send(json!({"type": "end_room"})).await;
     host.closed().await;
     listeners[0].closed().await;
-    assert_eq!(server.metric("hallway_connections").await, 0.0);
+    common::eventually("no connection is counted", || async {
+        server.metric("hallway_connections").await == 0.0
+    })
+    .await;
     common::eventually("the room is gone from the metrics", || async {
         server.metric("hallway_rooms").await == 0.0
     })
