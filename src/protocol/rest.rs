@@ -87,14 +87,20 @@ pub struct Participant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hand_raised_at_ms: Option<u64>,
     /// A moderator has invited them to speak and they have not answered yet.
-    #[serde(default)]
+    // The three flags are omitted when false: a big room's snapshot lists dozens of
+    // people, and every connection keeps a buffer the size of the largest message it got.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub invited: bool,
     /// Their audio is above the speaking threshold right now.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub speaking: bool,
     /// They are recording the room (everyone is told).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub recording: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A speaker in a room listing.

@@ -28,13 +28,16 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// WebSocket messages above this are a protocol violation and close the connection; smaller
 /// oversize messages get a `payload_too_large` error and the connection stays up.
 const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
-/// Bytes a WebSocket read takes at once: the largest control message, a few audio frames.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes a WebSocket read takes at once: the largest audio frame (1,291 bytes) and then
+/// some. Larger control messages arrive over several reads. Every connection keeps one,
+/// and tungstenite zero-fills it before each read: small is lighter on both counts.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Bytes a connection's writer gathers before writing them out. tungstenite's write buffer
 /// never shrinks, so this, with the largest message a connection is sent, is what each
-/// connection keeps; with the default, 128 KiB each after a burst. 16 KiB still batches a
-/// hundred audio frames into one write.
-const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+/// connection keeps; with the default, 128 KiB each after a burst (measured with 13
+/// speakers and 5,000 listeners: 129 MiB of RSS at 16 KiB, 114 MiB at 8 KiB). 4 KiB still
+/// batches dozens of audio frames into one write.
+const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
 type SharedState = State<Arc<Shared>>;
 
