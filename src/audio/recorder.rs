@@ -105,13 +105,18 @@ pub type TrackSinks = Box<dyn FnMut(u32) -> Result<Box<dyn AudioSink>, AudioErro
 
 /// The recorder's pure core: frames in, with their arrival time; files out.
 pub struct Recorder {
+    out: Outputs,
+    speakers: BTreeMap<u32, Line>,
+    /// The latest time seen, in samples.
+    now: i64,
+}
+
+/// Where written frames go, how, and what is counted: what every speaker's line shares.
+struct Outputs {
     config: RecorderConfig,
     mix: Mix,
     tracks: Option<TrackSinks>,
-    speakers: BTreeMap<u32, Line>,
     stats: RecorderStats,
-    /// The latest time seen, in samples.
-    now: i64,
 }
 
 impl Recorder {
@@ -122,11 +127,13 @@ impl Recorder {
         tracks: Option<TrackSinks>,
     ) -> Self {
         Recorder {
-            config,
-            mix: Mix::new(mix),
-            tracks,
+            out: Outputs {
+                config,
+                mix: Mix::new(mix),
+                tracks,
+                stats: RecorderStats::default(),
+            },
             speakers: BTreeMap::new(),
-            stats: RecorderStats::default(),
             now: 0,
         }
     }
@@ -163,7 +170,7 @@ impl Recorder {
         self.now = self.now.max(arrival);
         if let std::collections::btree_map::Entry::Vacant(entry) = self.speakers.entry(speaker_id) {
             entry.insert(Line::new(sequence, timestamp_48k)?);
-            self.stats.speakers += 1;
+            self.out.stats.speakers += 1;
         }
         let Some(line) = self.speakers.get_mut(&speaker_id) else {
             return Ok(());
@@ -174,20 +181,17 @@ impl Recorder {
         let restarted = (seq - highest).abs() > RESTART_FRAMES;
         if restarted {
             // The sender starts over: finish its old stream where it is, then begin anew.
-            let mut ctx = Ctx::new(
-                &self.config,
-                &mut self.mix,
-                &mut self.tracks,
-                &mut self.stats,
-                self.now,
-                true,
-            );
+            let mut ctx = Ctx {
+                out: &mut self.out,
+                now: self.now,
+                force: true,
+            };
             line.commit(speaker_id, &mut ctx)?;
             line.restart(sequence, timestamp_48k)?;
             return self.push(arrival_us, speaker_id, sequence, timestamp_48k, opus);
         }
         if line.next_seq.is_some_and(|next| seq < next) || line.pending.contains_key(&seq) {
-            self.stats.late += 1;
+            self.out.stats.late += 1;
             return Ok(());
         }
         line.offsets.see(arrival, arrival - ts);
@@ -204,29 +208,26 @@ impl Recorder {
 
     /// Notes frames the caller had to drop before they reached the recorder.
     pub fn note_dropped(&mut self, frames: u64) {
-        self.stats.dropped += frames;
+        self.out.stats.dropped += frames;
     }
 
     /// Writes out what is settled by `now_us`: frames whose wait is over, and the mix up to
     /// the point no frame still waiting could reach.
     pub fn advance(&mut self, now_us: u64) -> Result<(), AudioError> {
         self.now = self.now.max(us_to_samples(now_us));
-        let mut ctx = Ctx::new(
-            &self.config,
-            &mut self.mix,
-            &mut self.tracks,
-            &mut self.stats,
-            self.now,
-            false,
-        );
+        let mut ctx = Ctx {
+            out: &mut self.out,
+            now: self.now,
+            force: false,
+        };
         for (id, line) in &mut self.speakers {
             line.commit(*id, &mut ctx)?;
         }
         // A frame committed now arrived at most `reorder` ago, and its place is before its
         // arrival by however late it was; the mix is settled a second before that.
-        let settled = self.now - ms_to_samples(self.config.reorder_ms) - MIX_SETTLE;
+        let settled = self.now - ms_to_samples(self.out.config.reorder_ms) - MIX_SETTLE;
         if settled > 0 {
-            self.mix.flush(settled.unsigned_abs())?;
+            self.out.mix.flush(settled.unsigned_abs())?;
         }
         Ok(())
     }
@@ -235,14 +236,11 @@ impl Recorder {
     /// of `now_us` and the last sound) and closes them.
     pub fn finish(mut self, now_us: u64) -> Result<RecorderStats, AudioError> {
         self.now = self.now.max(us_to_samples(now_us));
-        let mut ctx = Ctx::new(
-            &self.config,
-            &mut self.mix,
-            &mut self.tracks,
-            &mut self.stats,
-            self.now,
-            true,
-        );
+        let mut ctx = Ctx {
+            out: &mut self.out,
+            now: self.now,
+            force: true,
+        };
         let mut result = Ok(());
         for (id, line) in &mut self.speakers {
             result = result.and(line.commit(*id, &mut ctx));
@@ -251,57 +249,34 @@ impl Recorder {
             .speakers
             .values()
             .map(|line| line.written)
-            .chain([self.now.unsigned_abs(), self.mix.end()])
+            .chain([self.now.unsigned_abs(), self.out.mix.end()])
             .max()
             .unwrap_or(0)
             .next_multiple_of(FRAME_SAMPLES as u64);
-        result = result.and(self.mix.flush(end));
-        result = result.and(self.mix.sink.finish());
+        result = result.and(self.out.mix.flush(end));
+        result = result.and(self.out.mix.sink.finish());
         for line in self.speakers.values_mut() {
             if let Some(sink) = line.sink.as_mut() {
                 result = result.and(write_silence(sink.as_mut(), end - line.written.min(end)));
                 result = result.and(sink.finish());
             }
         }
-        self.stats.samples = end;
-        result.map(|()| self.stats)
+        self.out.stats.samples = end;
+        result.map(|()| self.out.stats)
     }
 
     /// Counts so far.
     pub fn stats(&self) -> RecorderStats {
-        self.stats
+        self.out.stats
     }
 }
 
-/// What committing a frame touches besides its own speaker's line.
+/// What committing frames needs besides the speaker's own line.
 struct Ctx<'a> {
-    config: &'a RecorderConfig,
-    mix: &'a mut Mix,
-    tracks: &'a mut Option<TrackSinks>,
-    stats: &'a mut RecorderStats,
+    out: &'a mut Outputs,
     now: i64,
-    /// Commit everything, waiting for nothing (the end of the recording).
+    /// Commit everything, waiting for nothing (a restart, the end of the recording).
     force: bool,
-}
-
-impl<'a> Ctx<'a> {
-    fn new(
-        config: &'a RecorderConfig,
-        mix: &'a mut Mix,
-        tracks: &'a mut Option<TrackSinks>,
-        stats: &'a mut RecorderStats,
-        now: i64,
-        force: bool,
-    ) -> Self {
-        Ctx {
-            config,
-            mix,
-            tracks,
-            stats,
-            now,
-            force,
-        }
-    }
 }
 
 /// A frame waiting for its turn.
@@ -422,7 +397,7 @@ impl Line {
 
     /// Writes every frame whose turn has come.
     fn commit(&mut self, id: u32, ctx: &mut Ctx<'_>) -> Result<(), AudioError> {
-        let reorder = ms_to_samples(ctx.config.reorder_ms);
+        let reorder = ms_to_samples(ctx.out.config.reorder_ms);
         while let Some((&seq, head)) = self.pending.first_key_value() {
             let waited_out =
                 ctx.force || ctx.now - head.arrival >= reorder || self.pending.len() > MAX_PENDING;
@@ -438,7 +413,7 @@ impl Line {
             };
             if let Some(next) = self.next_seq {
                 let missing = seq - next;
-                ctx.stats.lost += missing.unsigned_abs();
+                ctx.out.stats.lost += missing.unsigned_abs();
                 for _ in 0..missing.min(MAX_CONCEAL) {
                     let at = self.written;
                     self.decoder.conceal(&mut self.frame)?;
@@ -448,7 +423,7 @@ impl Line {
             let at = self.position_of(&frame, ctx);
             self.decoder.decode(&frame.opus, &mut self.frame)?;
             self.place(id, at, ctx)?;
-            ctx.stats.frames += 1;
+            ctx.out.stats.frames += 1;
             self.next_seq = Some(seq + 1);
             self.last_ts = frame.ts;
         }
@@ -469,10 +444,10 @@ impl Line {
             // A pause, and the clocks are further apart than jitter explains.
             Some(offset)
                 if frame.ts - self.last_ts > FRAME
-                    && (best - offset).abs() > ms_to_samples(ctx.config.drift_tolerance_ms) =>
+                    && (best - offset).abs() > ms_to_samples(ctx.out.config.drift_tolerance_ms) =>
             {
                 let allowed = (frame.ts - self.anchored_ts).max(0)
-                    * i64::from(ctx.config.max_drift_ppm)
+                    * i64::from(ctx.out.config.max_drift_ppm)
                     / 1_000_000;
                 self.anchored_ts = frame.ts;
                 offset + (best - offset).clamp(-allowed, allowed)
@@ -483,7 +458,7 @@ impl Line {
         if frame.ts + offset > frame.arrival + MAX_AHEAD {
             offset = frame.arrival - frame.ts;
         }
-        let floor = i64::try_from(self.written.max(ctx.mix.flushed)).unwrap_or(i64::MAX);
+        let floor = i64::try_from(self.written.max(ctx.out.mix.flushed)).unwrap_or(i64::MAX);
         if frame.ts + offset < floor {
             offset = floor - frame.ts;
         }
@@ -493,7 +468,7 @@ impl Line {
 
     /// Writes the decoded frame at `at` into the track (silence before it) and the mix.
     fn place(&mut self, id: u32, at: u64, ctx: &mut Ctx<'_>) -> Result<(), AudioError> {
-        if let Some(tracks) = ctx.tracks.as_mut() {
+        if let Some(tracks) = ctx.out.tracks.as_mut() {
             if self.sink.is_none() {
                 self.sink = Some(tracks(id)?);
             }
@@ -502,7 +477,7 @@ impl Line {
                 sink.write(&self.frame)?;
             }
         }
-        ctx.mix.add(at, &self.frame);
+        ctx.out.mix.add(at, &self.frame);
         self.written = at + FRAME_SAMPLES as u64;
         Ok(())
     }
