@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Live, TestServer, assert_api_error, connect_refusal, room_with};
+use common::{Live, TestServer, assert_api_error, connect_from, connect_refusal, room_with};
 use hallway::protocol::control::LeaveReason;
 use hallway::protocol::{ErrorCode, Role, ServerMessage, UserId};
 use serde_json::{Value, json};
@@ -258,6 +258,44 @@ async fn a_removed_participant_is_told_disconnected_and_cannot_rejoin() {
     assert_api_error(&refusal, 403, "banned");
     bob.ping(1).await;
     assert_eq!(server.room(&room).await.participants.len(), 2);
+}
+
+/// Sessions are anonymous: a removed person could sign in again under a new name. The
+/// address they were removed from stays out too, but never the moderator's own.
+#[tokio::test]
+async fn a_removed_participant_cannot_come_back_under_a_new_session_from_the_same_address() {
+    use std::net::Ipv4Addr;
+    let (troll_addr, other_addr) = (Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3));
+    let server = TestServer::start();
+    // The host on 127.0.0.1; the troll from elsewhere.
+    let (room, mut host, _) = room_with(&server, &[]).await;
+    let troll = server.session("troll").await;
+    let mut troll_live = Live::join_from(&server, &room, &troll, troll_addr).await;
+    host.command(json!({"type": "remove", "user_id": troll_live.me}))
+        .await;
+    assert_eq!(troll_live.closed().await.as_deref(), Some("removed"));
+
+    let again = server.session("not a troll").await;
+    let refusal = connect_from(&server, &room, &again.token, troll_addr)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_api_error(&refusal, 403, "banned");
+    // Other rooms are not this room's business.
+    let elsewhere = server.create_room(&again, "somewhere else").await;
+    Live::join_from(&server, &elsewhere, &again, troll_addr).await;
+    // Someone else, and someone at the host's own address, still get in.
+    let other = server.session("other").await;
+    Live::join_from(&server, &room, &other, other_addr).await;
+    let neighbour = server.session("neighbour").await;
+    Live::join(&server, &room, &neighbour).await;
+
+    // Removing someone who shares the moderator's address bans only their id.
+    let mut neighbour_live = Live::join(&server, &room, &server.session("housemate").await).await;
+    host.command(json!({"type": "remove", "user_id": neighbour_live.me}))
+        .await;
+    assert_eq!(neighbour_live.closed().await.as_deref(), Some("removed"));
+    Live::join(&server, &room, &server.session("another housemate").await).await;
 }
 
 #[tokio::test]

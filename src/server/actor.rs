@@ -1,7 +1,8 @@
 //! One task per room: it owns the pure [`Room`] core, the room's peers and their queues, and
 //! does the audio fan-out. Everything that changes a room arrives as a [`RoomCommand`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub enum RoomCommand {
     /// Can this user join? Asked before the WebSocket upgrade so refusals get an HTTP status.
     Admit {
         user: UserId,
+        /// Where the connection comes from.
+        addr: IpAddr,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// A connection joins; the reply says whether it was let in.
@@ -74,6 +77,8 @@ pub struct Progress {
 /// The room's end of one connection.
 pub struct Peer {
     pub connection: u64,
+    /// Where the connection comes from.
+    pub addr: IpAddr,
     pub control_tx: mpsc::Sender<Outbound>,
     pub audio_tx: mpsc::Sender<Bytes>,
     pub progress: Arc<Progress>,
@@ -103,6 +108,7 @@ pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
         room,
         peers: HashMap::new(),
         summary_tx,
+        banned_addrs: HashSet::new(),
     };
     shared.tasks.spawn(actor.run(rx));
     RoomHandle { tx, summary }
@@ -122,6 +128,9 @@ struct RoomActor {
     room: Room,
     peers: HashMap<UserId, Peer>,
     summary_tx: watch::Sender<RoomSummary>,
+    /// Addresses of removed people: sessions are anonymous, so without this a removed
+    /// person could sign in again under a new id and walk back in.
+    banned_addrs: HashSet<IpAddr>,
 }
 
 impl RoomActor {
@@ -200,13 +209,16 @@ impl RoomActor {
     /// forwarded without news).
     fn handle(&mut self, command: RoomCommand) -> bool {
         match command {
-            RoomCommand::Admit { user, reply } => {
-                let _ = reply.send(self.room.admission(user));
+            RoomCommand::Admit { user, addr, reply } => {
+                let _ = reply.send(self.admission(user, addr));
             }
             RoomCommand::Describe { reply } => {
                 let _ = reply.send(self.room.detail());
             }
-            RoomCommand::Join { user, peer, reply } => match self.room.join(&user, unix_ms()) {
+            RoomCommand::Join { user, peer, reply } => match self
+                .admission(user.id, peer.addr)
+                .and_then(|()| self.room.join(&user, unix_ms()))
+            {
                 Ok(out) => {
                     if let Some(old) = self.peers.insert(user.id, peer) {
                         let goodbye = Outbound::Goodbye(
@@ -247,6 +259,10 @@ impl RoomActor {
                 }
                 match self.room.command(user, &command, unix_ms()) {
                     Ok(out) => {
+                        // Before the removal's own deliveries close the connection.
+                        if let ClientCommand::Remove { user_id } = command {
+                            self.ban_address(user_id, user);
+                        }
                         // The answer follows the command's events, so a client that sees
                         // `ok` has seen what its command did; except where the effects close
                         // the sender's connection (leave, end_room), where it must go first.
@@ -293,6 +309,32 @@ impl RoomActor {
             }
         }
         true
+    }
+
+    /// The room's admission rules, and no one from a banned address who is not already in.
+    fn admission(&self, user: UserId, addr: IpAddr) -> Result<(), Refusal> {
+        self.room.admission(user)?;
+        if self.banned_addrs.contains(&addr) && !self.room.contains(user) {
+            return Err(Refusal {
+                code: ErrorCode::Banned,
+                message: "a moderator removed you from this room; you cannot rejoin it".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bans the address `removed` is connected from, unless `by` (the moderator) shares it:
+    /// then it is one household, one office or a proxy in front of the server, and the ban
+    /// would keep out the moderator's own people (or everyone). The user id is banned
+    /// regardless, by the room.
+    fn ban_address(&mut self, removed: UserId, by: UserId) {
+        let addr = |id| self.peers.get(&id).map(|p| p.addr);
+        if let Some(target) = addr(removed)
+            && addr(by) != Some(target)
+        {
+            tracing::info!(room = %self.room.id(), user = removed, %target, "banning the address of a removed participant");
+            self.banned_addrs.insert(target);
+        }
     }
 
     fn is_current(&self, user: UserId, connection: u64) -> bool {

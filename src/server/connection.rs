@@ -31,9 +31,14 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// keeps one flush from delaying the next frame by more than a few ms.
 const WRITE_BATCH: usize = 64;
 
-/// Runs a connection until either side closes it.
-pub async fn serve<S>(socket: S, shared: Arc<Shared>, user: User, room: RoomHandle)
-where
+/// Runs a connection from `addr` until either side closes it.
+pub async fn serve<S>(
+    socket: S,
+    shared: Arc<Shared>,
+    user: User,
+    room: RoomHandle,
+    addr: std::net::IpAddr,
+) where
     S: Stream<Item = Result<Message, WsError>>
         + Sink<Message, Error = WsError>
         + Send
@@ -51,6 +56,7 @@ where
     let kick = CancellationToken::new();
     let peer = Peer {
         connection,
+        addr,
         control_tx: control_tx.clone(),
         audio_tx,
         progress: progress.clone(),

@@ -392,6 +392,7 @@ async fn live(
         .tx
         .send(RoomCommand::Admit {
             user: session.user.id,
+            addr: peer.ip(),
             reply,
         })
         .await
@@ -411,7 +412,7 @@ async fn live(
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
-            tasks.track_future(connection::serve(socket, shared, user, handle))
+            tasks.track_future(connection::serve(socket, shared, user, handle, peer.ip()))
         }))
 }
 

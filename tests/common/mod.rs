@@ -257,6 +257,36 @@ pub async fn connect_raw(
     }
 }
 
+/// Opens the WebSocket from a given loopback address; an HTTP refusal comes back as its
+/// status and JSON body.
+pub async fn connect_from(
+    server: &TestServer,
+    room: &str,
+    token: &str,
+    from: std::net::Ipv4Addr,
+) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, (u16, Value)> {
+    let addr: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut request = server.ws_url(room).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
 /// Tries to open the WebSocket and expects an HTTP refusal: returns its status and JSON body.
 pub async fn connect_refusal(server: &TestServer, room: &str, token: Option<&str>) -> (u16, Value) {
     let mut request = server.ws_url(room).into_client_request().unwrap();
@@ -314,6 +344,24 @@ impl Live {
         let ws = connect_raw(server, room, Some(&session.token))
             .await
             .unwrap();
+        Self::joined(ws, session).await
+    }
+
+    /// Joins from another loopback address (127.0.0.2, ...), as if from another machine.
+    pub async fn join_from(
+        server: &TestServer,
+        room: &str,
+        session: &Session,
+        from: std::net::Ipv4Addr,
+    ) -> Self {
+        let ws = connect_from(server, room, &session.token, from)
+            .await
+            .unwrap_or_else(|refusal| panic!("refused: {refusal:?}"));
+        Self::joined(ws, session).await
+    }
+
+    /// Reads the snapshot on a freshly opened connection.
+    async fn joined(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, session: &Session) -> Self {
         let mut live = Self {
             ws,
             me: session.user.id,
