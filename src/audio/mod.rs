@@ -10,6 +10,9 @@
 //!     jitter buffer per speaker → Opus decode/PLC → mix + limiter → resample ─rtrb─▶ device output
 //! ```
 //!
+//! `hallway record` takes another path: received frames go to the [`recorder`], which
+//! places them by their senders' clocks rather than by when they came.
+//!
 //! Inside the engine audio is 48 kHz mono `f32` in 20 ms frames ([`FRAME_SAMPLES`]).
 //! The rings between a device and a worker carry interleaved `f32` at the device's own
 //! format ([`DeviceFormat`]); the workers convert.
