@@ -3,12 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::mpsc;
-
-use std::sync::Arc;
 
 use crate::audio::{
     AudioError, Recorder, RecorderConfig, RecorderStats, RecorderThread, SystemClock,
