@@ -271,9 +271,24 @@ async fn a_removed_participant_cannot_come_back_under_a_new_session_from_the_sam
     let (room, mut host, _) = room_with(&server, &[]).await;
     let troll = server.session("troll").await;
     let mut troll_live = Live::join_from(&server, &room, &troll, troll_addr).await;
+    // Someone else in the room from the same address, who did nothing wrong.
+    let sibling = server.session("sibling").await;
+    let sibling_live = Live::join_from(&server, &room, &sibling, troll_addr).await;
     host.command(json!({"type": "remove", "user_id": troll_live.me}))
         .await;
     assert_eq!(troll_live.closed().await.as_deref(), Some("removed"));
+    // Their connection drops; they come back, from the banned address, and get in.
+    drop(sibling_live);
+    common::eventually("the sibling's connection is gone", || async {
+        server
+            .room(&room)
+            .await
+            .participants
+            .iter()
+            .all(|p| p.id != sibling.user.id)
+    })
+    .await;
+    Live::join_from(&server, &room, &sibling, troll_addr).await;
 
     let again = server.session("not a troll").await;
     let refusal = connect_from(&server, &room, &again.token, troll_addr)

@@ -178,7 +178,13 @@ impl Recorder {
         let highest = line.seq.last;
         let seq = line.seq.unwrap(sequence);
         let ts = line.ts.unwrap(timestamp_48k);
-        let restarted = (seq - highest).abs() > RESTART_FRAMES;
+        // Far off; or for a place written longer ago than any frame is waited for: not a
+        // straggler but a sender counting from scratch (a restarted client keeps its user
+        // id, and counts from 0 again).
+        let wait = ms_to_samples(self.out.config.reorder_ms);
+        let restarted = (seq - highest).abs() > RESTART_FRAMES
+            || (line.next_seq.is_some_and(|next| seq < next - 1)
+                && arrival - line.last_arrival > wait);
         if restarted {
             // The sender starts over: finish its old stream where it is, then begin anew.
             let mut ctx = Ctx {
@@ -351,12 +357,16 @@ struct Line {
     ts: Unwrap,
     /// The sequence number after the last one written; None before the first.
     next_seq: Option<i64>,
-    /// Timestamp of the last frame written.
+    /// Timestamp of the last frame written, and when it came.
     last_ts: i64,
+    last_arrival: i64,
     /// `position = timestamp + offset`; None before the first frame is written.
     offset: Option<i64>,
     /// The timestamp at which the offset was last set.
     anchored_ts: i64,
+    /// How far the offset was pushed later than the clocks say, to keep from writing over
+    /// what was written (a long stall): given back at the next pause.
+    pushed: i64,
     offsets: OffsetWindow,
     frame: Vec<f32>,
 }
@@ -372,8 +382,10 @@ impl Line {
             ts: Unwrap::new(timestamp),
             next_seq: None,
             last_ts: 0,
+            last_arrival: 0,
             offset: None,
             anchored_ts: 0,
+            pushed: 0,
             offsets: OffsetWindow {
                 bucket_start: 0,
                 current: None,
@@ -390,6 +402,7 @@ impl Line {
         self.ts = Unwrap::new(timestamp);
         self.next_seq = None;
         self.offset = None;
+        self.pushed = 0;
         self.offsets.current = None;
         self.offsets.previous = None;
         Ok(())
@@ -411,21 +424,28 @@ impl Line {
             let Some(frame) = self.pending.remove(&seq) else {
                 break;
             };
-            if let Some(next) = self.next_seq {
-                let missing = seq - next;
-                ctx.out.stats.lost += missing.unsigned_abs();
-                for _ in 0..missing.min(MAX_CONCEAL) {
-                    let at = self.written;
+            let missing = self.next_seq.map_or(0, |next| seq - next);
+            ctx.out.stats.lost += missing.unsigned_abs();
+            let at = self.position_of(&frame, missing, ctx);
+            // What never came is concealed just before this frame, where it belonged (not
+            // after the last frame written, which may be a pause earlier), and never over
+            // what is written.
+            let concealed = missing.min(MAX_CONCEAL).unsigned_abs();
+            for k in (1..=concealed).rev() {
+                let Some(slot) = at.checked_sub(k * FRAME_SAMPLES as u64) else {
+                    continue;
+                };
+                if slot >= self.written.max(ctx.out.mix.flushed) {
                     self.decoder.conceal(&mut self.frame)?;
-                    self.place(id, at, ctx)?;
+                    self.place(id, slot, ctx)?;
                 }
             }
-            let at = self.position_of(&frame, ctx);
             self.decoder.decode(&frame.opus, &mut self.frame)?;
             self.place(id, at, ctx)?;
             ctx.out.stats.frames += 1;
             self.next_seq = Some(seq + 1);
             self.last_ts = frame.ts;
+            self.last_arrival = frame.arrival;
         }
         Ok(())
     }
@@ -434,23 +454,31 @@ impl Line {
     /// fast as clocks drift, so pauses keep their length (a late start is corrected a
     /// millisecond a second, not all at once); it jumps only when it must, never to write
     /// over what is written.
-    fn position_of(&mut self, frame: &Pending, ctx: &Ctx<'_>) -> u64 {
+    ///
+    /// `missing` frames were lost just before this one: their time is not a pause.
+    fn position_of(&mut self, frame: &Pending, missing: i64, ctx: &Ctx<'_>) -> u64 {
         let best = self.offsets.best().unwrap_or(frame.arrival - frame.ts);
+        let paused = frame.ts - self.last_ts > (missing + 1) * FRAME;
         let mut offset = match self.offset {
             None => {
                 self.anchored_ts = frame.ts;
                 best
             }
             // A pause, and the clocks are further apart than jitter explains.
+            // What a stall pushed later is given back at the first pause, at once.
             Some(offset)
-                if frame.ts - self.last_ts > FRAME
+                if paused
                     && (best - offset).abs() > ms_to_samples(ctx.out.config.drift_tolerance_ms) =>
             {
-                let allowed = (frame.ts - self.anchored_ts).max(0)
+                let drift = (frame.ts - self.anchored_ts).max(0)
                     * i64::from(ctx.out.config.max_drift_ppm)
                     / 1_000_000;
                 self.anchored_ts = frame.ts;
-                offset + (best - offset).clamp(-allowed, allowed)
+                let moved = (best - offset).clamp(-(drift + self.pushed), drift);
+                if moved < 0 {
+                    self.pushed = (self.pushed + moved).max(0);
+                }
+                offset + moved
             }
             Some(offset) => offset,
         };
@@ -460,6 +488,7 @@ impl Line {
         }
         let floor = i64::try_from(self.written.max(ctx.out.mix.flushed)).unwrap_or(i64::MAX);
         if frame.ts + offset < floor {
+            self.pushed += floor - (frame.ts + offset);
             offset = floor - frame.ts;
         }
         self.offset = Some(offset);
@@ -967,9 +996,11 @@ mod tests {
                 .push(at, 1, k as u32, (k * F) as u32, &packets[k])
                 .unwrap();
         }
-        rig.recorder.advance(us(2_000.0)).unwrap();
+        // Its place was written, but it comes within the wait of the frames around it: a
+        // straggler, left out. (Much later it would be a sender starting over.)
+        rig.recorder.advance(us(600.0)).unwrap();
         rig.recorder
-            .push(us(2_000.0), 1, 3, (3 * F) as u32, &packets[3])
+            .push(us(600.0), 1, 3, (3 * F) as u32, &packets[3])
             .unwrap();
         rig.recorder
             .push(us(2_001.0), 1, 10, (10 * F) as u32, &packets[0])
@@ -1038,6 +1069,90 @@ mod tests {
             );
             from = end;
         }
+    }
+
+    #[test]
+    fn a_client_restarted_under_the_same_id_counts_from_zero_and_is_still_recorded() {
+        let packets = packets(40, 440.0);
+        let mut rig = Rig::new();
+        for (k, p) in packets.iter().enumerate() {
+            // Frames 0..30, then the client restarts 2 s later and counts from 0 again.
+            let (seq, slot) = if k < 30 { (k, k) } else { (k - 30, k + 70) };
+            let at = us(20.0 * slot as f64);
+            rig.recorder.advance(at).unwrap();
+            rig.recorder
+                .push(at, 6, seq as u32, (seq * F) as u32, p)
+                .unwrap();
+        }
+        let stats = rig.recorder.finish(us(4_000.0)).unwrap();
+        assert_eq!((stats.frames, stats.late), (40, 0));
+        let track = track(&rig.tracks, 6);
+        let second = placed_at(&track[30 * F..], &packets[30..]) + 30 * F;
+        assert_eq!(second, 100 * F, "the new stream starts when it came");
+    }
+
+    #[test]
+    fn a_long_stall_is_given_back_at_the_next_pause() {
+        // Frames 10..20 are held up 3 s (longer than the mix waits), then a pause, then
+        // speech on time again.
+        let packets = packets(30, 440.0);
+        let mut rig = Rig::new();
+        let mut arrivals: Vec<(u64, usize, usize)> = (0..30)
+            .map(|k| {
+                let slot = if k < 20 { k } else { k + 200 };
+                let late = if (10..20).contains(&k) { 3_000.0 } else { 0.0 };
+                (us(20.0 * slot as f64 + late), k, slot)
+            })
+            .collect();
+        arrivals.sort();
+        for (at, k, slot) in arrivals {
+            rig.recorder.advance(at).unwrap();
+            rig.recorder
+                .push(at, 8, k as u32, (slot * F) as u32, &packets[k])
+                .unwrap();
+        }
+        let stats = rig.recorder.finish(us(8_000.0)).unwrap();
+        assert_eq!(stats.frames, 30);
+        let track = track(&rig.tracks, 8);
+        // After the pause, speech is back where its clock says (within the 10 ms the
+        // offset may wander), not 3 s late.
+        let from = 200 * F;
+        let resumed = first_sound(&track[from..]) + from;
+        let want = 220 * F;
+        assert!(
+            resumed.abs_diff(want) <= 10 * 48,
+            "resumed at {resumed}, want {want}"
+        );
+    }
+
+    #[test]
+    fn a_frame_lost_after_a_pause_is_concealed_where_it_belonged() {
+        let packets = packets(20, 440.0);
+        let mut rig = Rig::new();
+        for k in 0..20usize {
+            // A second of silence after frame 9; frame 10, the first after it, is lost.
+            let slot = if k < 10 { k } else { k + 50 };
+            let at = us(20.0 * slot as f64);
+            rig.recorder.advance(at).unwrap();
+            if k != 10 {
+                rig.recorder
+                    .push(at, 4, k as u32, (slot * F) as u32, &packets[k])
+                    .unwrap();
+            }
+        }
+        let stats = rig.recorder.finish(us(3_000.0)).unwrap();
+        assert_eq!((stats.frames, stats.lost), (19, 1));
+        let track = track(&rig.tracks, 4);
+        let start = placed_at(&track, &packets[..10]);
+        // The pause stays silent: nothing was invented right after the first spurt...
+        let pause = &track[start + 10 * F..start + 60 * F];
+        assert!(pause.iter().all(|s| *s == 0.0), "the pause stays silent");
+        // ...and the lost frame's slot, just before frame 11, is filled.
+        let slot = &track[start + 60 * F..start + 61 * F];
+        assert!(
+            slot.iter().any(|s| s.abs() > 0.0),
+            "concealed in its own slot"
+        );
     }
 
     #[test]

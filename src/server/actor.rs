@@ -109,9 +109,24 @@ pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
         peers: HashMap::new(),
         summary_tx,
         banned_addrs: HashSet::new(),
+        spared: HashSet::new(),
     };
     shared.tasks.spawn(actor.run(rx));
     RoomHandle { tx, summary }
+}
+
+/// What an address ban covers: the address itself for IPv4 (and IPv4-mapped IPv6), the
+/// /64 network for IPv6, since one IPv6 host usually holds a whole /64 and rotates through
+/// it.
+fn ban_key(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        v4 => v4,
+    }
 }
 
 /// Milliseconds on the server's monotonic clock, for the stuck-receiver check.
@@ -128,9 +143,12 @@ struct RoomActor {
     room: Room,
     peers: HashMap<UserId, Peer>,
     summary_tx: watch::Sender<RoomSummary>,
-    /// Addresses of removed people: sessions are anonymous, so without this a removed
-    /// person could sign in again under a new id and walk back in.
+    /// Addresses of removed people (see [`ban_key`]): sessions are anonymous, so without
+    /// this a removed person could sign in again under a new id and walk back in.
     banned_addrs: HashSet<IpAddr>,
+    /// Others who were in the room from a banned address when it was banned: they may
+    /// come back after a dropped connection.
+    spared: HashSet<UserId>,
 }
 
 impl RoomActor {
@@ -314,7 +332,10 @@ impl RoomActor {
     /// The room's admission rules, and no one from a banned address who is not already in.
     fn admission(&self, user: UserId, addr: IpAddr) -> Result<(), Refusal> {
         self.room.admission(user)?;
-        if self.banned_addrs.contains(&addr) && !self.room.contains(user) {
+        if self.banned_addrs.contains(&ban_key(addr))
+            && !self.room.contains(user)
+            && !self.spared.contains(&user)
+        {
             return Err(Refusal {
                 code: ErrorCode::Banned,
                 message: "a moderator removed you from this room; you cannot rejoin it".into(),
@@ -328,12 +349,19 @@ impl RoomActor {
     /// would keep out the moderator's own people (or everyone). The user id is banned
     /// regardless, by the room.
     fn ban_address(&mut self, removed: UserId, by: UserId) {
-        let addr = |id| self.peers.get(&id).map(|p| p.addr);
-        if let Some(target) = addr(removed)
-            && addr(by) != Some(target)
+        let key = |id| self.peers.get(&id).map(|p| ban_key(p.addr));
+        if let Some(target) = key(removed)
+            && key(by) != Some(target)
         {
             tracing::info!(room = %self.room.id(), user = removed, %target, "banning the address of a removed participant");
             self.banned_addrs.insert(target);
+            let spared: Vec<UserId> = self
+                .peers
+                .iter()
+                .filter(|(id, p)| **id != removed && ban_key(p.addr) == target)
+                .map(|(id, _)| *id)
+                .collect();
+            self.spared.extend(spared);
         }
     }
 
@@ -507,5 +535,29 @@ impl RoomActor {
             Err(mpsc::error::TrySendError::Full(_)) => false,
             Err(mpsc::error::TrySendError::Closed(_)) => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_ban_covers_an_ipv6_hosts_64_and_reads_mapped_ipv4_as_ipv4() {
+        let v6 = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(
+            v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd").map(ban_key),
+            v6("2001:db8:1:2::")
+        );
+        assert_eq!(
+            v6("2001:db8:1:2::1").map(ban_key),
+            v6("2001:db8:1:2:ffff::").map(ban_key)
+        );
+        assert_ne!(
+            v6("2001:db8:1:2::1").map(ban_key),
+            v6("2001:db8:1:3::1").map(ban_key)
+        );
+        assert_eq!(v6("::ffff:192.0.2.7").map(ban_key), v6("192.0.2.7"));
+        assert_eq!(v6("192.0.2.7").map(ban_key), v6("192.0.2.7"));
     }
 }
