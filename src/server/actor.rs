@@ -4,16 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
-use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::outgoing::{CLOSE_NORMAL, Kind, Outgoing, Refused, Wire, goodbye};
 use super::room::{AudioVerdict, Delivery, Refusal, Room};
 use super::{Shared, unix_ms};
 use crate::protocol::control::{LeaveReason, RoomEndReason};
@@ -56,34 +54,34 @@ pub enum RoomCommand {
     Describe { reply: oneshot::Sender<RoomDetail> },
 }
 
-/// What the writer of a connection sends.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A control message, serialized once and shared by every receiver.
-    Text(Utf8Bytes),
-    /// Send a `goodbye` with this reason, then close.
-    Goodbye(ErrorCode, String),
-    /// Close normally (the user left).
-    Close,
-}
-
-/// Progress a connection's writer reports, read by the actor to spot stuck receivers.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Milliseconds since the server's epoch when the audio queue was last seen empty.
-    pub drained_at_ms: AtomicU64,
-}
-
 /// The room's end of one connection.
 pub struct Peer {
     pub connection: u64,
     /// Where the connection comes from.
     pub addr: IpAddr,
-    pub control_tx: mpsc::Sender<Outbound>,
-    pub audio_tx: mpsc::Sender<Bytes>,
-    pub progress: Arc<Progress>,
+    /// What the connection sends; the actor writes to its socket directly.
+    pub out: Arc<Outgoing>,
     /// Cancelled to close the connection at once (it is stuck or gone).
     pub kick: CancellationToken,
+}
+
+impl Peer {
+    /// Says goodbye with this reason and closes; false if the connection was closing
+    /// already.
+    fn say_goodbye(&self, code: ErrorCode, message: String) -> bool {
+        self.out.close_with(goodbye(code, message))
+    }
+}
+
+impl Drop for Peer {
+    /// A connection the room lets go of without a word (the room ended, or its actor
+    /// stopped) is told the room has ended, and closes.
+    fn drop(&mut self) {
+        self.say_goodbye(
+            ErrorCode::RoomEnded,
+            "this room has ended; pick another from the room list".into(),
+        );
+    }
 }
 
 /// How the rest of the server reaches a room.
@@ -219,7 +217,8 @@ impl RoomActor {
         }
         self.shared.metrics.rooms.dec();
         tracing::info!(room = %id, title = %self.room.title(), "room ended");
-        // Dropping the peers closes their queues; writers finish what is queued, then close.
+        // Dropping the peers says goodbye to any still here; their tasks finish writing,
+        // then close.
         self.peers.clear();
     }
 
@@ -239,19 +238,18 @@ impl RoomActor {
             {
                 Ok(out) => {
                     if let Some(old) = self.peers.insert(user.id, peer) {
-                        let goodbye = Outbound::Goodbye(
+                        old.say_goodbye(
                             ErrorCode::Replaced,
                             "you joined this room from another connection".into(),
                         );
-                        // A queue too full for the goodbye is closed without it.
-                        if old.control_tx.try_send(goodbye).is_err() {
-                            old.kick.cancel();
-                        }
                     }
                     let _ = reply.send(Ok(()));
                     self.deliver(out);
                 }
                 Err(refusal) => {
+                    // The connection says goodbye with the refusal; the peer's own (on drop)
+                    // must not come first.
+                    peer.say_goodbye(refusal.code, refusal.message.clone());
                     let _ = reply.send(Err(refusal));
                 }
             },
@@ -306,7 +304,8 @@ impl RoomActor {
                         if command == ClientCommand::Leave
                             && let Some(peer) = self.peers.remove(&user)
                         {
-                            let _ = peer.control_tx.try_send(Outbound::Close);
+                            peer.out
+                                .close_with([Wire::close(CLOSE_NORMAL, "left the room")]);
                         }
                     }
                     Err(Refusal { code, message }) => {
@@ -393,25 +392,24 @@ impl RoomActor {
             }
             AudioVerdict::Forward(events) => {
                 metrics.audio_frames_in.inc();
-                let bytes = frame.stamped(speaker).bytes().clone();
+                // Framed once; each delivery is one write of the same bytes.
+                let wire = Wire::binary(frame.stamped(speaker).bytes().clone());
                 let (mut sent, mut dropped) = (0u64, 0u64);
-                let now = monotonic_ms();
                 let stuck_ms = self.shared.config.limits.stuck_after.as_millis() as u64;
                 let mut stuck = Vec::new();
                 for (&id, peer) in &self.peers {
                     if id == speaker {
                         continue;
                     }
-                    match peer.audio_tx.try_send(bytes.clone()) {
+                    match peer.out.send(&wire, Kind::Audio) {
                         Ok(()) => sent += 1,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
+                        Err(Refused::Full { backed_up_since_ms }) => {
                             dropped += 1;
-                            let drained = peer.progress.drained_at_ms.load(Ordering::Relaxed);
-                            if now.saturating_sub(drained) > stuck_ms {
+                            if monotonic_ms().saturating_sub(backed_up_since_ms) > stuck_ms {
                                 stuck.push(id);
                             }
                         }
-                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                        Err(Refused::Closed) => {}
                     }
                 }
                 metrics.audio_frames_out.inc_by(sent);
@@ -432,11 +430,11 @@ impl RoomActor {
         if let Some(peer) = self.peers.remove(&user) {
             self.shared.metrics.slow_disconnects.inc();
             tracing::info!(room = %self.room.id(), user, "disconnecting a connection that fell behind");
-            let _ = peer.control_tx.try_send(Outbound::Goodbye(
+            peer.say_goodbye(
                 ErrorCode::SlowConsumer,
                 "your connection could not keep up with the room; check your network and rejoin"
                     .into(),
-            ));
+            );
             peer.kick.cancel();
             let out = self.room.depart(user, LeaveReason::Disconnected, unix_ms());
             self.deliver(out);
@@ -485,13 +483,8 @@ impl RoomActor {
                     }
                 }
                 Delivery::Disconnect(user, code, message) => {
-                    if let Some(peer) = self.peers.remove(&user)
-                        && peer
-                            .control_tx
-                            .try_send(Outbound::Goodbye(code, message))
-                            .is_err()
-                    {
-                        peer.kick.cancel();
+                    if let Some(peer) = self.peers.remove(&user) {
+                        peer.say_goodbye(code, message);
                     }
                 }
             }
@@ -503,17 +496,17 @@ impl RoomActor {
 
     /// Queues `msg` to every peer `to` picks; those too far behind go on `slow`.
     fn broadcast(&self, msg: &ServerMessage, slow: &mut Vec<UserId>, to: impl Fn(UserId) -> bool) {
-        let text = Utf8Bytes::from(msg.encode());
+        let wire = Wire::text(msg.encode());
         let mut sent = 0;
         for (&id, peer) in &self.peers {
             if !to(id) {
                 continue;
             }
-            match peer.control_tx.try_send(Outbound::Text(text.clone())) {
+            match peer.out.send(&wire, Kind::Control) {
                 Ok(()) => sent += 1,
                 // Control is never dropped: a receiver this far behind is disconnected.
-                Err(mpsc::error::TrySendError::Full(_)) => slow.push(id),
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(Refused::Full { .. }) => slow.push(id),
+                Err(Refused::Closed) => {}
             }
         }
         self.shared.metrics.control_messages_out.inc_by(sent);
@@ -524,16 +517,13 @@ impl RoomActor {
         let Some(peer) = self.peers.get(&user) else {
             return true;
         };
-        match peer
-            .control_tx
-            .try_send(Outbound::Text(Utf8Bytes::from(msg.encode())))
-        {
+        match peer.out.send(&Wire::text(msg.encode()), Kind::Control) {
             Ok(()) => {
                 self.shared.metrics.control_messages_out.inc();
                 true
             }
-            Err(mpsc::error::TrySendError::Full(_)) => false,
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(Refused::Full { .. }) => false,
+            Err(Refused::Closed) => true,
         }
     }
 }

@@ -1,68 +1,83 @@
-//! One WebSocket connection in a room: a reader that checks, limits and forwards what the
-//! client sends, and a writer that drains the connection's two bounded queues to the socket.
+//! One WebSocket connection in a room. Its task reads, checks, limits and forwards what the
+//! client sends; what the server sends goes through the connection's [`Outgoing`], written
+//! straight to the socket by the room actor, and the task writes only what the socket could
+//! not take at once.
 //!
-//! Generic over the socket's `Stream`/`Sink`, so a channel can stand in for it in tests.
+//! tungstenite reads and parses the client's frames (and answers pings); the server's own
+//! frames bypass it, framed once per message for every receiver.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use axum::Error as WsError;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
-use bytes::Bytes;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::actor::{Outbound, Peer, Progress, RoomCommand, RoomHandle, monotonic_ms};
+use super::actor::{Peer, RoomCommand, RoomHandle};
+use super::outgoing::{CLOSE_NORMAL, Kind, Outgoing, Wire, goodbye};
 use super::rate::TokenBucket;
 use crate::protocol::audio::MAX_FRAME_LEN;
 use crate::protocol::{AudioFrame, ClientCommand, ClientMessage, ErrorCode, ServerMessage, User};
 
-/// WebSocket close code for a normal close (RFC 6455, 7.4.1).
-const CLOSE_NORMAL: u16 = 1000;
-/// WebSocket close code for "going away" (server shutdown).
-const CLOSE_GOING_AWAY: u16 = 1001;
-/// WebSocket close code for a policy violation (abuse, removal).
-const CLOSE_POLICY: u16 = 1008;
 /// How long a closing connection waits for the client's close frame before dropping it.
-const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-/// Messages a writer sends before one flush: batching cuts syscalls under load, and the cap
-/// keeps one flush from delaying the next frame by more than a few ms.
-const WRITE_BATCH: usize = 64;
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a connection the client closed may take to send its last frames.
+const LAST_WORDS: Duration = Duration::from_millis(200);
+/// WebSocket messages above this are a protocol violation and close the connection; smaller
+/// oversize messages get a `payload_too_large` error and the connection stays up.
+const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+/// Bytes a WebSocket read takes at once: the largest audio frame (1,291 bytes) and then
+/// some. Larger control messages arrive over several reads. Every connection keeps one,
+/// and tungstenite zero-fills it before each read: small is lighter on both counts (with
+/// the default 128 KiB that was half the server's CPU under fan-out; docs/benchmarks.md).
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 
-/// Runs a connection from `addr` until either side closes it.
+/// Runs a connection from `addr` over `io` (an upgraded HTTP connection) until either side
+/// closes it.
 pub async fn serve<S>(
-    socket: S,
+    io: S,
     shared: Arc<Shared>,
     user: User,
     room: RoomHandle,
     addr: std::net::IpAddr,
 ) where
-    S: Stream<Item = Result<Message, WsError>>
-        + Sink<Message, Error = WsError>
-        + Send
-        + Unpin
-        + 'static,
+    S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let limits = &shared.config.limits;
     let connection = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-    let (control_tx, control_rx) = mpsc::channel(limits.control_queue);
-    let (audio_tx, audio_rx) = mpsc::channel(limits.audio_queue_frames);
-    let progress = Arc::new(Progress::default());
-    progress
-        .drained_at_ms
-        .store(monotonic_ms(), Ordering::Relaxed);
+    let (read, write) = tokio::io::split(io);
+    let out = Arc::new(Outgoing::new(
+        write,
+        limits.audio_queue_frames,
+        limits.control_queue,
+    ));
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // tungstenite writes only pongs and close answers, into `out`, which takes them whole.
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_WS_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_WS_MESSAGE_BYTES));
+    let socket = Socket {
+        read,
+        out: out.clone(),
+    };
+    let mut ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
     let kick = CancellationToken::new();
     let peer = Peer {
         connection,
         addr,
-        control_tx: control_tx.clone(),
-        audio_tx,
-        progress: progress.clone(),
+        out: out.clone(),
         kick: kick.clone(),
     };
-    let (mut sink, stream) = socket.split();
 
     let (reply_tx, reply_rx) = oneshot::channel();
     let joined = room
@@ -83,303 +98,285 @@ pub async fn serve<S>(
         )),
     };
     if let Some((code, message)) = refusal {
-        let _ = say_goodbye(&mut sink, code, message).await;
+        // The room may have said goodbye already (it drops a peer it never took with one).
+        out.close_with(goodbye(code, message));
+        let _ =
+            tokio::time::timeout(LAST_WORDS, std::future::poll_fn(|cx| out.poll_drive(cx))).await;
         return;
     }
 
     shared.metrics.connections.inc();
-    let closer = kick.clone();
-    let writer = async move {
-        write_loop(sink, control_rx, audio_rx, progress, closer.clone()).await;
-        // The writer has said goodbye (or the socket failed): give the client a moment to
-        // answer the close frame, then stop reading from it either way.
-        tokio::select! {
-            () = tokio::time::sleep(CLOSE_GRACE) => closer.cancel(),
-            () = closer.cancelled() => {}
+    let mut reader = Reader::new(&shared, &user, connection, &room, &out);
+    // Set once the server has queued its last words (a goodbye, a close frame): the client
+    // then has a moment to read them and answer the close, and is not listened to.
+    let mut closing_since: Option<Instant> = None;
+    let mut flushed = false;
+    let mut client_closed = false;
+    loop {
+        if closing_since.is_none() && out.is_closing() {
+            closing_since = Some(Instant::now());
         }
-    };
-    let reader = read_loop(
-        stream,
-        &shared,
-        &user,
-        connection,
-        &room,
-        &control_tx,
-        kick.clone(),
-    );
-    tokio::join!(writer, async {
-        reader.await;
-        // The client went away (or was kicked): the room forgets this connection.
-        let _ = room
-            .tx
-            .send(RoomCommand::Gone {
-                user: user.id,
-                connection,
-            })
-            .await;
-        kick.cancel();
-    });
+        let grace = async {
+            match closing_since {
+                Some(at) => tokio::time::sleep_until(at + CLOSE_GRACE).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = kick.cancelled() => break,
+            () = grace => break,
+            written = std::future::poll_fn(|cx| out.poll_drive(cx)), if !flushed => {
+                match written {
+                    Ok(()) => flushed = true,
+                    // The socket failed: nobody is listening any more.
+                    Err(_) => break,
+                }
+            }
+            message = ws.next() => match reader.handle(message, closing_since.is_some()).await {
+                Flow::Continue => {}
+                Flow::ClientClosed => {
+                    client_closed = true;
+                    break;
+                }
+                Flow::Abusive => {
+                    if !room.tx.is_closed() {
+                        out.close_with(goodbye(
+                            ErrorCode::Abusive,
+                            "too many invalid or excessive messages; fix the client and reconnect"
+                                .into(),
+                        ));
+                    }
+                    reader.leave().await;
+                }
+            },
+        }
+    }
+    // The client went away (or was kicked, or was told to go): the room forgets it.
+    reader.leave().await;
+    if client_closed && !kick.is_cancelled() {
+        // Answer the client's close (it waits for one), after whatever was still queued.
+        out.close_with([Wire::close(CLOSE_NORMAL, "")]);
+        let _ =
+            tokio::time::timeout(LAST_WORDS, std::future::poll_fn(|cx| out.poll_drive(cx))).await;
+    }
     shared.metrics.connections.dec();
 }
 
-async fn read_loop<S>(
-    mut stream: S,
-    shared: &Shared,
-    user: &User,
+/// What the connection does after a message from the client.
+enum Flow {
+    Continue,
+    /// The client closed the connection (or it failed).
+    ClientClosed,
+    /// Too many invalid or excessive messages: say goodbye and close.
+    Abusive,
+}
+
+/// The reading side of a connection: limits, checks, and what goes to the room.
+struct Reader<'a> {
+    shared: &'a Shared,
+    user: &'a User,
     connection: u64,
-    room: &RoomHandle,
-    control_tx: &mpsc::Sender<Outbound>,
-    kick: CancellationToken,
-) where
-    S: Stream<Item = Result<Message, WsError>> + Unpin,
-{
-    let limits = &shared.config.limits;
-    let metrics = &shared.metrics;
-    let mut control_bucket = TokenBucket::new(limits.control_per_sec, limits.control_burst);
-    let mut audio_bucket = TokenBucket::new(limits.audio_per_sec, limits.audio_burst);
-    let mut strikes = TokenBucket::new(limits.strikes_per_sec, limits.strikes_burst);
-    let mut told_audio_rate = false;
-    // Tells the client what was wrong; false when the connection should be closed as abusive.
-    let mut reject = |code: ErrorCode, id: Option<serde_json::Value>, message: String| -> bool {
-        metrics.errors.inc();
+    room: &'a RoomHandle,
+    out: &'a Outgoing,
+    control_bucket: TokenBucket,
+    audio_bucket: TokenBucket,
+    strikes: TokenBucket,
+    told_audio_rate: bool,
+    /// False once the room has been told this connection is gone.
+    in_room: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn new(
+        shared: &'a Shared,
+        user: &'a User,
+        connection: u64,
+        room: &'a RoomHandle,
+        out: &'a Outgoing,
+    ) -> Self {
+        let limits = &shared.config.limits;
+        Self {
+            shared,
+            user,
+            connection,
+            room,
+            out,
+            control_bucket: TokenBucket::new(limits.control_per_sec, limits.control_burst),
+            audio_bucket: TokenBucket::new(limits.audio_per_sec, limits.audio_burst),
+            strikes: TokenBucket::new(limits.strikes_per_sec, limits.strikes_burst),
+            told_audio_rate: false,
+            in_room: true,
+        }
+    }
+
+    /// Tells the room this connection is gone (once).
+    async fn leave(&mut self) {
+        if std::mem::take(&mut self.in_room) {
+            let _ = self
+                .room
+                .tx
+                .send(RoomCommand::Gone {
+                    user: self.user.id,
+                    connection: self.connection,
+                })
+                .await;
+        }
+    }
+
+    /// Tells the client what was wrong; Abusive when it has been told too often.
+    fn reject(&mut self, code: ErrorCode, id: Option<serde_json::Value>, message: String) -> Flow {
+        self.shared.metrics.errors.inc();
         let msg = ServerMessage::error(id, code, message);
-        let _ = control_tx.try_send(Outbound::Text(Utf8Bytes::from(msg.encode())));
-        strikes.try_take()
-    };
-    loop {
-        let message = tokio::select! {
-            () = kick.cancelled() => return,
-            message = stream.next() => message,
+        // A queue too full for an error is the room actor's to judge (slow consumer).
+        let _ = self.out.send(&Wire::text(msg.encode()), Kind::Control);
+        if self.strikes.try_take() {
+            Flow::Continue
+        } else {
+            Flow::Abusive
+        }
+    }
+
+    async fn handle(&mut self, message: Option<Result<Message, WsError>>, closing: bool) -> Flow {
+        let limits = &self.shared.config.limits;
+        let message = match message {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Flow::ClientClosed,
+            // Once the server has said goodbye, only the client's close matters.
+            Some(Ok(_)) if closing || !self.in_room => return Flow::Continue,
+            Some(Ok(message)) => message,
         };
-        let keep_going = match message {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => true,
-            Some(Ok(Message::Text(text))) => {
-                metrics.control_messages_in.inc();
+        match message {
+            Message::Text(text) => {
+                self.shared.metrics.control_messages_in.inc();
                 if text.len() > limits.max_control_bytes {
-                    reject(
+                    return self.reject(
                         ErrorCode::PayloadTooLarge,
                         None,
                         format!(
                             "control messages are at most {} bytes",
                             limits.max_control_bytes
                         ),
-                    )
-                } else if !control_bucket.try_take() {
-                    reject(
+                    );
+                }
+                if !self.control_bucket.try_take() {
+                    return self.reject(
                         ErrorCode::RateLimited,
                         None,
                         format!(
                             "at most {} control messages a second; slow down",
                             limits.control_per_sec
                         ),
-                    )
-                } else {
-                    match ClientMessage::decode(text.as_str()) {
-                        Err(e) => reject(e.code(), e.id(), e.to_string()),
-                        // Answered here, not by the room: a round trip measures the network.
-                        Ok(ClientMessage {
-                            id: _,
-                            command: ClientCommand::Ping { nonce },
-                        }) => {
-                            let pong = ServerMessage::Pong { nonce };
-                            // A queue too full for a pong is the room actor's to judge
-                            // (slow consumer), not abuse.
-                            let _ =
-                                control_tx.try_send(Outbound::Text(Utf8Bytes::from(pong.encode())));
-                            true
-                        }
-                        Ok(ClientMessage { id, command }) => room
+                    );
+                }
+                match ClientMessage::decode(text.as_str()) {
+                    Err(e) => self.reject(e.code(), e.id(), e.to_string()),
+                    // Answered here, not by the room: a round trip measures the network.
+                    Ok(ClientMessage {
+                        id: _,
+                        command: ClientCommand::Ping { nonce },
+                    }) => {
+                        let pong = ServerMessage::Pong { nonce };
+                        let _ = self.out.send(&Wire::text(pong.encode()), Kind::Control);
+                        Flow::Continue
+                    }
+                    Ok(ClientMessage { id, command }) => {
+                        let sent = self
+                            .room
                             .tx
                             .send(RoomCommand::Control {
-                                user: user.id,
-                                connection,
+                                user: self.user.id,
+                                connection: self.connection,
                                 id,
                                 command,
                             })
-                            .await
-                            .is_ok(),
+                            .await;
+                        if sent.is_ok() {
+                            Flow::Continue
+                        } else {
+                            Flow::ClientClosed
+                        }
                     }
                 }
             }
-            Some(Ok(Message::Binary(bytes))) => {
+            Message::Binary(bytes) => {
                 if bytes.len() > MAX_FRAME_LEN {
-                    reject(
+                    return self.reject(
                         ErrorCode::PayloadTooLarge,
                         None,
                         format!("audio frames are at most {MAX_FRAME_LEN} bytes"),
-                    )
-                } else {
-                    match AudioFrame::parse(bytes) {
-                        Err(e) => reject(ErrorCode::BadFrame, None, e.to_string()),
-                        Ok(_) if !audio_bucket.try_take() => {
-                            metrics.audio_frames_dropped.inc();
-                            if told_audio_rate {
-                                true
-                            } else {
-                                told_audio_rate = true;
-                                reject(
-                                    ErrorCode::RateLimited,
-                                    None,
-                                    format!(
-                                        "at most {} audio frames a second (a speaker sends 50, one per 20 ms); extra frames are dropped",
-                                        limits.audio_per_sec
-                                    ),
-                                )
-                            }
-                        }
-                        Ok(frame) => {
-                            // Audio never waits for a busy room: a late frame is worth less than none.
-                            match room.tx.try_send(RoomCommand::Audio {
-                                user: user.id,
-                                connection,
-                                frame,
-                            }) {
-                                Ok(()) => true,
-                                Err(mpsc::error::TrySendError::Full(_)) => {
-                                    metrics.audio_frames_dropped.inc();
-                                    true
-                                }
-                                Err(mpsc::error::TrySendError::Closed(_)) => false,
-                            }
-                        }
+                    );
+                }
+                let frame = match AudioFrame::parse(bytes) {
+                    Ok(frame) => frame,
+                    Err(e) => return self.reject(ErrorCode::BadFrame, None, e.to_string()),
+                };
+                if !self.audio_bucket.try_take() {
+                    self.shared.metrics.audio_frames_dropped.inc();
+                    if std::mem::replace(&mut self.told_audio_rate, true) {
+                        return Flow::Continue;
                     }
+                    return self.reject(
+                        ErrorCode::RateLimited,
+                        None,
+                        format!(
+                            "at most {} audio frames a second (a speaker sends 50, one per 20 ms); extra frames are dropped",
+                            limits.audio_per_sec
+                        ),
+                    );
                 }
-            }
-        };
-        if !keep_going {
-            if !room.tx.is_closed() {
-                let _ = control_tx.try_send(Outbound::Goodbye(
-                    ErrorCode::Abusive,
-                    "too many invalid or excessive messages; fix the client and reconnect".into(),
-                ));
-            }
-            return;
-        }
-    }
-}
-
-async fn write_loop<S>(
-    mut sink: S,
-    mut control_rx: mpsc::Receiver<Outbound>,
-    mut audio_rx: mpsc::Receiver<Bytes>,
-    progress: Arc<Progress>,
-    kick: CancellationToken,
-) where
-    S: Sink<Message, Error = WsError> + Unpin,
-{
-    let mut audio_open = true;
-    loop {
-        let first = tokio::select! {
-            biased;
-            () = kick.cancelled() => {
-                // Best effort: the goodbye may already be queued, and the socket may be stuck.
-                // It may sit behind other messages (the errors an abusive peer earned before
-                // it, events for a slow one); those no longer matter, the reason does.
-                while let Ok(outbound) = control_rx.try_recv() {
-                    if let Outbound::Goodbye(code, message) = outbound {
-                        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), say_goodbye(&mut sink, code, message)).await;
-                        break;
+                // Audio never waits for a busy room: a late frame is worth less than none.
+                match self.room.tx.try_send(RoomCommand::Audio {
+                    user: self.user.id,
+                    connection: self.connection,
+                    frame,
+                }) {
+                    Ok(()) => Flow::Continue,
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                        self.shared.metrics.audio_frames_dropped.inc();
+                        Flow::Continue
                     }
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Flow::ClientClosed,
                 }
-                return;
             }
-            outbound = control_rx.recv() => match outbound {
-                Some(outbound) => Some(outbound),
-                None => return,
-            },
-            frame = audio_rx.recv(), if audio_open => match frame {
-                Some(frame) => { sink_feed(&mut sink, Message::Binary(frame), &kick).await; None }
-                None => { audio_open = false; None }
-            },
-        };
-        if let Some(outbound) = first
-            && !write_outbound(&mut sink, outbound, &kick).await
-        {
-            return;
-        }
-        // Write what else is ready, then flush once.
-        for _ in 0..WRITE_BATCH {
-            if let Ok(outbound) = control_rx.try_recv() {
-                if !write_outbound(&mut sink, outbound, &kick).await {
-                    return;
-                }
-            } else if let Ok(frame) = audio_rx.try_recv() {
-                if !sink_feed(&mut sink, Message::Binary(frame), &kick).await {
-                    return;
-                }
-            } else {
-                break;
+            // Pings are answered by tungstenite; pongs and raw frames need nothing.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {
+                Flow::Continue
             }
         }
-        let flushed = tokio::select! {
-            () = kick.cancelled() => false,
-            result = sink.flush() => result.is_ok(),
-        };
-        if !flushed {
-            return;
-        }
-        if audio_rx.is_empty() {
-            progress
-                .drained_at_ms
-                .store(monotonic_ms(), Ordering::Relaxed);
-        }
     }
 }
 
-/// Writes one queued message; false when the connection is to close.
-async fn write_outbound<S>(sink: &mut S, outbound: Outbound, kick: &CancellationToken) -> bool
-where
-    S: Sink<Message, Error = WsError> + Unpin,
-{
-    match outbound {
-        Outbound::Text(text) => sink_feed(sink, Message::Text(text), kick).await,
-        Outbound::Goodbye(code, message) => {
-            let _ = say_goodbye(sink, code, message).await;
-            false
-        }
-        Outbound::Close => {
-            let _ = sink
-                .send(Message::Close(Some(CloseFrame {
-                    code: CLOSE_NORMAL,
-                    reason: Utf8Bytes::from_static("left the room"),
-                })))
-                .await;
-            false
-        }
+/// What tungstenite reads from and writes to: the socket's read half, and the connection's
+/// [`Outgoing`] for its own few frames (pongs, its answer to a close).
+struct Socket<S> {
+    read: ReadHalf<S>,
+    out: Arc<Outgoing>,
+}
+
+impl<S: AsyncRead + AsyncWrite> AsyncRead for Socket<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
     }
 }
 
-async fn sink_feed<S>(sink: &mut S, message: Message, kick: &CancellationToken) -> bool
-where
-    S: Sink<Message, Error = WsError> + Unpin,
-{
-    tokio::select! {
-        () = kick.cancelled() => false,
-        result = sink.feed(message) => result.is_ok(),
+impl<S> AsyncWrite for Socket<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(self.out.write_raw(buf))
     }
-}
 
-/// Sends a `goodbye` message and a close frame carrying the same reason.
-async fn say_goodbye<S>(sink: &mut S, code: ErrorCode, message: String) -> Result<(), WsError>
-where
-    S: Sink<Message, Error = WsError> + Unpin,
-{
-    let close_code = match code {
-        ErrorCode::ServerShutdown => CLOSE_GOING_AWAY,
-        ErrorCode::RoomEnded => CLOSE_NORMAL,
-        _ => CLOSE_POLICY,
-    };
-    let text = ServerMessage::Goodbye {
-        code,
-        message: message.clone(),
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
-    .encode();
-    sink.feed(Message::Text(Utf8Bytes::from(text))).await?;
-    // A close reason is at most 123 bytes; the code is the short, stable part.
-    sink.send(Message::Close(Some(CloseFrame {
-        code: close_code,
-        reason: Utf8Bytes::from(code.as_str()),
-    })))
-    .await
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }

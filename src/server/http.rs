@@ -4,11 +4,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,19 +23,6 @@ use crate::protocol::{
 
 /// Request bodies are small JSON objects; anything larger is refused with 413.
 const MAX_BODY_BYTES: usize = 16 * 1024;
-/// WebSocket messages above this are a protocol violation and close the connection; smaller
-/// oversize messages get a `payload_too_large` error and the connection stays up.
-const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
-/// Bytes a WebSocket read takes at once: the largest audio frame (1,291 bytes) and then
-/// some. Larger control messages arrive over several reads. Every connection keeps one,
-/// and tungstenite zero-fills it before each read: small is lighter on both counts.
-const READ_BUFFER_BYTES: usize = 2 * 1024;
-/// Bytes a connection's writer gathers before writing them out. tungstenite's write buffer
-/// never shrinks, so this, with the largest message a connection is sent, is what each
-/// connection keeps; with the default, 128 KiB each after a burst (measured with 13
-/// speakers and 5,000 listeners: 129 MiB of RSS at 16 KiB, 114 MiB at 8 KiB). 4 KiB still
-/// batches dozens of audio frames into one write.
-const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
 type SharedState = State<Arc<Shared>>;
 
@@ -366,19 +351,10 @@ async fn live(
     State(shared): SharedState,
     Authed(session): Authed,
     Path(id): Path<String>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<Upgrade, ApiError>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
 ) -> Result<Response, ApiError> {
-    // axum's own rejection is plain text; every REST error has the JSON error shape.
-    let upgrade = upgrade.map_err(|rejection| {
-        ApiError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "this endpoint takes a WebSocket upgrade ({})",
-                rejection.body_text()
-            ),
-        )
-    })?;
+    let upgrade = upgrade?;
     if shared.shutdown.is_cancelled() {
         return Err(ApiError::new(
             ErrorCode::ServerShutdown,
@@ -399,21 +375,78 @@ async fn live(
         .map_err(|_| gone())?;
     answer.await.map_err(|_| gone())??;
     tracing::debug!(room = %id, user = session.user.id, %peer, "joining");
-    let tasks = shared.tasks.clone();
     let user = session.user.clone();
-    Ok(upgrade
-        // tungstenite zero-fills its whole read buffer before every read attempt, even one
-        // that finds nothing, and the reader is polled each time the writer releases the
-        // shared socket: with the default 128 KiB that was half the server's CPU under
-        // fan-out (see docs/benchmarks.md) and 128 KiB of RSS per connection. Larger
-        // messages still arrive over several reads.
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_message_size(MAX_WS_MESSAGE_BYTES)
-        .max_frame_size(MAX_WS_MESSAGE_BYTES)
-        .on_upgrade(move |socket| {
-            tasks.track_future(connection::serve(socket, shared, user, handle, peer.ip()))
-        }))
+    let Upgrade { on_upgrade, accept } = upgrade;
+    shared.tasks.clone().spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                connection::serve(io, shared, user, handle, peer.ip()).await;
+            }
+            Err(e) => tracing::debug!(%peer, "WebSocket upgrade failed: {e}"),
+        }
+    });
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    Ok(response)
+}
+
+/// A WebSocket upgrade request (RFC 6455, 4.2.1), taken apart. The server runs the
+/// connection on the upgraded socket itself (see `connection`), so it answers the
+/// handshake itself too.
+pub struct Upgrade {
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    accept: HeaderValue,
+}
+
+impl<S: Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let refuse = |what: &str| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("this endpoint takes a WebSocket upgrade ({what})"),
+            )
+        };
+        let headers = &parts.headers;
+        if !header_has_token(headers, header::CONNECTION, "upgrade") {
+            return Err(refuse("`Connection: upgrade` is missing"));
+        }
+        if !header_has_token(headers, header::UPGRADE, "websocket") {
+            return Err(refuse("`Upgrade: websocket` is missing"));
+        }
+        if headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_none_or(|v| v.as_bytes() != b"13")
+        {
+            return Err(refuse("`Sec-WebSocket-Version: 13` is missing"));
+        }
+        let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+            return Err(refuse("`Sec-WebSocket-Key` is missing"));
+        };
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let accept = HeaderValue::from_str(&accept).map_err(|_| internal())?;
+        let on_upgrade = parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .ok_or_else(|| refuse("this connection cannot be upgraded; use HTTP/1.1"))?;
+        Ok(Self { on_upgrade, accept })
+    }
+}
+
+/// Whether a comma-separated header (`Connection`, `Upgrade`) lists `token`, in any case.
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// A bearer token: 256 random bits, hex.

@@ -1,7 +1,7 @@
 //! The room server: REST and WebSocket over axum, one actor per room, bounded per-peer queues.
 //!
 //! ```text
-//! connection task (reader) ──RoomCommand──▶ room actor (pure Room core) ──Outbound/Bytes──▶ connection task (writer)
+//! connection task (reader) ──RoomCommand──▶ room actor (pure Room core) ──framed bytes──▶ socket (writes it; the connection task writes what had to wait)
 //! ```
 //! The room actor's command channel is the seam where a cluster backbone could carry rooms
 //! across servers later: nothing else touches room state.
@@ -10,6 +10,7 @@ mod actor;
 mod connection;
 mod http;
 pub mod metrics;
+mod outgoing;
 mod rate;
 pub mod room;
 
