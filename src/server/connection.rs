@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::actor::{Peer, RoomCommand, RoomHandle};
-use super::outgoing::{CLOSE_NORMAL, Kind, Outgoing, Wire, goodbye};
+use super::outgoing::{CLOSE_NORMAL, Drive, Kind, Outgoing, Wire, goodbye};
 use super::rate::TokenBucket;
 use crate::protocol::audio::MAX_FRAME_LEN;
 use crate::protocol::{AudioFrame, ClientCommand, ClientMessage, ErrorCode, ServerMessage, User};
@@ -100,43 +100,42 @@ pub async fn serve<S>(
     if let Some((code, message)) = refusal {
         // The room may have said goodbye already (it drops a peer it never took with one).
         out.close_with(goodbye(code, message));
-        let _ =
-            tokio::time::timeout(LAST_WORDS, std::future::poll_fn(|cx| out.poll_drive(cx))).await;
+        let _ = tokio::time::timeout(LAST_WORDS, out.finish()).await;
         return;
     }
 
     shared.metrics.connections.inc();
     let mut reader = Reader::new(&shared, &user, connection, &room, &out);
-    // Set once the server has queued its last words (a goodbye, a close frame): the client
-    // then has a moment to read them and answer the close, and is not listened to.
-    let mut closing_since: Option<Instant> = None;
+    // Once the server has queued its last words (a goodbye, a close frame), the client has
+    // a moment to read them and answer the close, and is not listened to meanwhile.
+    let grace = tokio::time::sleep(CLOSE_GRACE);
+    tokio::pin!(grace);
+    let mut closing = false;
     let mut flushed = false;
-    let mut client_closed = false;
+    let mut ending = Ending::ClientGone;
     loop {
-        if closing_since.is_none() && out.is_closing() {
-            closing_since = Some(Instant::now());
-        }
-        let grace = async {
-            match closing_since {
-                Some(at) => tokio::time::sleep_until(at + CLOSE_GRACE).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             biased;
-            () = kick.cancelled() => break,
-            () = grace => break,
-            written = std::future::poll_fn(|cx| out.poll_drive(cx)), if !flushed => {
-                match written {
-                    Ok(()) => flushed = true,
-                    // The socket failed: nobody is listening any more.
-                    Err(_) => break,
-                }
+            () = kick.cancelled() => {
+                ending = Ending::Kicked;
+                break;
             }
-            message = ws.next() => match reader.handle(message, closing_since.is_some()).await {
+            () = &mut grace, if closing => break,
+            drive = std::future::poll_fn(|cx| out.poll_drive(cx)), if !flushed => match drive {
+                Ok(Drive::Closing) => {
+                    closing = true;
+                    grace.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                }
+                Ok(Drive::Flushed) => flushed = true,
+                // The socket failed: nobody is listening any more.
+                Err(_) => break,
+            },
+            message = ws.next() => match reader.handle(message, closing).await {
                 Flow::Continue => {}
-                Flow::ClientClosed => {
-                    client_closed = true;
+                Flow::Closed(code) => {
+                    if let Some(code) = code {
+                        ending = Ending::ClientClosed(code);
+                    }
                     break;
                 }
                 Flow::Abusive => {
@@ -152,22 +151,41 @@ pub async fn serve<S>(
             },
         }
     }
-    // The client went away (or was kicked, or was told to go): the room forgets it.
+    match ending {
+        // Answer the client's close (it waits for one) after whatever was still queued,
+        // before the room hears it left (its goodbye would then say the room ended).
+        Ending::ClientClosed(code) => {
+            out.close_with([Wire::close(code, "")]);
+        }
+        Ending::Kicked | Ending::ClientGone => {}
+    }
+    // The room forgets this connection.
     reader.leave().await;
-    if client_closed && !kick.is_cancelled() {
-        // Answer the client's close (it waits for one), after whatever was still queued.
-        out.close_with([Wire::close(CLOSE_NORMAL, "")]);
-        let _ =
-            tokio::time::timeout(LAST_WORDS, std::future::poll_fn(|cx| out.poll_drive(cx))).await;
+    if out.is_closing() {
+        // Last words still queued: the answer to the client's close, or a kicked
+        // connection's goodbye (a slow consumer's, with everything before it dropped).
+        let _ = tokio::time::timeout(LAST_WORDS, out.finish()).await;
     }
     shared.metrics.connections.dec();
+}
+
+/// How a connection's loop ended.
+enum Ending {
+    /// The socket failed, the client broke the protocol, the room went away, or the
+    /// client did not answer the server's close in time.
+    ClientGone,
+    /// The client closed the connection with this code.
+    ClientClosed(u16),
+    /// The room closed it at once (it fell behind, or it was replaced).
+    Kicked,
 }
 
 /// What the connection does after a message from the client.
 enum Flow {
     Continue,
-    /// The client closed the connection (or it failed).
-    ClientClosed,
+    /// The connection is over: the client closed it with this code (1000 when it gave
+    /// none), or with none to answer (the socket failed, the room is gone).
+    Closed(Option<u16>),
     /// Too many invalid or excessive messages: say goodbye and close.
     Abusive,
 }
@@ -240,7 +258,11 @@ impl<'a> Reader<'a> {
     async fn handle(&mut self, message: Option<Result<Message, WsError>>, closing: bool) -> Flow {
         let limits = &self.shared.config.limits;
         let message = match message {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Flow::ClientClosed,
+            Some(Ok(Message::Close(frame))) => {
+                return Flow::Closed(Some(frame.map_or(CLOSE_NORMAL, |f| f.code.into())));
+            }
+            // A broken socket or a protocol violation: nothing to answer.
+            None | Some(Err(_)) => return Flow::Closed(None),
             // Once the server has said goodbye, only the client's close matters.
             Some(Ok(_)) if closing || !self.in_room => return Flow::Continue,
             Some(Ok(message)) => message,
@@ -293,7 +315,7 @@ impl<'a> Reader<'a> {
                         if sent.is_ok() {
                             Flow::Continue
                         } else {
-                            Flow::ClientClosed
+                            Flow::Closed(None)
                         }
                     }
                 }
@@ -335,7 +357,7 @@ impl<'a> Reader<'a> {
                         self.shared.metrics.audio_frames_dropped.inc();
                         Flow::Continue
                     }
-                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Flow::ClientClosed,
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Flow::Closed(None),
                 }
             }
             // Pings are answered by tungstenite; pongs and raw frames need nothing.

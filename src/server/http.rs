@@ -413,6 +413,9 @@ impl<S: Sync> FromRequestParts<S> for Upgrade {
                 format!("this endpoint takes a WebSocket upgrade ({what})"),
             )
         };
+        if parts.method != axum::http::Method::GET {
+            return Err(refuse("use GET"));
+        }
         let headers = &parts.headers;
         if !header_has_token(headers, header::CONNECTION, "upgrade") {
             return Err(refuse("`Connection: upgrade` is missing"));

@@ -1,11 +1,12 @@
 //! What a connection sends: WebSocket frames, framed once per message and shared by every
-//! receiver, written to the socket by whoever sends them (usually the room actor, during
-//! fan-out), and queued only while the socket's kernel buffer is full.
+//! receiver, written to the socket by whoever sends them (usually the room actor, at the
+//! end of each batch of commands it handles), and left queued only while the socket's
+//! kernel buffer is full.
 //!
-//! A delivery is then one `write` on the socket: no channel, no task wake-up, no copy.
-//! (Waking one writer task per listener cost as much as the write itself: see
-//! docs/benchmarks.md.) The connection's own task drives the queue when the socket was
-//! full, and is woken only then.
+//! A delivery is then at most one `write` on the socket, and under load one write carries
+//! several frames: no channel, no task wake-up, no copy. (Waking one writer task per
+//! listener cost as much as the write itself: see docs/benchmarks.md.) The connection's own
+//! task writes the queue when the socket was full, and is woken only then.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -92,6 +93,15 @@ pub enum Kind {
     Control,
 }
 
+/// What the connection's task learns from [`Outgoing::poll_drive`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drive {
+    /// The connection's last frames are queued: time its close from now.
+    Closing,
+    /// Everything is written, the close frame included.
+    Flushed,
+}
+
 /// Why a frame was not taken.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -122,7 +132,11 @@ struct State {
     control: usize,
     /// Set once a close frame is queued: nothing is taken after it.
     closing: bool,
-    /// When the queue last went from empty to backed up.
+    /// Whether the connection's task has been told of `closing`.
+    closing_told: bool,
+    /// Set while the socket is full: the connection's task writes the queue then.
+    backed_up: bool,
+    /// When the socket last filled up.
     backed_up_since_ms: u64,
     /// The connection's task, woken when the queue needs it.
     task: Option<Waker>,
@@ -143,6 +157,8 @@ impl Outgoing {
                 audio: 0,
                 control: 0,
                 closing: false,
+                closing_told: false,
+                backed_up: false,
                 backed_up_since_ms: 0,
                 task: None,
             }),
@@ -160,6 +176,33 @@ impl Outgoing {
     /// Sends `wire` now if the socket takes it, or queues it behind what is waiting.
     pub fn send(&self, wire: &Wire, kind: Kind) -> Result<(), Refused> {
         let mut state = self.lock();
+        self.admit(&state, kind)?;
+        state.push(wire.clone(), kind);
+        state.write_now();
+        Ok(())
+    }
+
+    /// Queues `wire` without writing it yet, so that one write can carry several frames.
+    /// True when the caller must [`flush`](Self::flush) (the queue was idle); otherwise a
+    /// flush is already owed, or the connection's task writes when the socket has room.
+    pub fn queue(&self, wire: &Wire, kind: Kind) -> Result<bool, Refused> {
+        let mut state = self.lock();
+        self.admit(&state, kind)?;
+        let idle = state.queue.is_empty() && !state.backed_up;
+        state.push(wire.clone(), kind);
+        Ok(idle)
+    }
+
+    /// Writes what [`queue`](Self::queue) left, unless the socket is full (then the
+    /// connection's task does, when it has room).
+    pub fn flush(&self) {
+        let mut state = self.lock();
+        if !state.backed_up {
+            state.write_now();
+        }
+    }
+
+    fn admit(&self, state: &State, kind: Kind) -> Result<(), Refused> {
         if state.closing || state.socket.is_none() {
             return Err(Refused::Closed);
         }
@@ -172,21 +215,40 @@ impl Outgoing {
                 backed_up_since_ms: state.backed_up_since_ms,
             });
         }
-        state.push(wire.clone(), kind);
         Ok(())
     }
 
-    /// Queues the frames that end the connection (a goodbye, a close frame); nothing is
-    /// sent after them. Limits do not apply. False if the connection was already closing.
+    /// Queues the frames that end the connection (a goodbye, a close frame) and writes
+    /// what it can; nothing is sent after them. Limits do not apply. False if the
+    /// connection was already closing.
     pub fn close_with(&self, wires: impl IntoIterator<Item = Wire>) -> bool {
+        self.close(wires, false)
+    }
+
+    /// Like [`close_with`](Self::close_with), for a connection too far behind for what is
+    /// queued to matter: that is dropped (all but a frame already partly written), so the
+    /// goodbye can go at once.
+    pub fn abandon_with(&self, wires: impl IntoIterator<Item = Wire>) -> bool {
+        self.close(wires, true)
+    }
+
+    fn close(&self, wires: impl IntoIterator<Item = Wire>, abandon: bool) -> bool {
         let mut state = self.lock();
         if state.closing || state.socket.is_none() {
             return false;
+        }
+        if abandon {
+            let keep = usize::from(state.written > 0);
+            state.queue.truncate(keep);
+            let kept = state.queue.front().map(|(_, kind)| *kind);
+            state.audio = usize::from(kept == Some(Kind::Audio));
+            state.control = usize::from(kept == Some(Kind::Control));
         }
         for wire in wires {
             state.push(wire, Kind::Control);
         }
         state.closing = true;
+        state.write_now();
         // The task times the close from now.
         if let Some(task) = &state.task {
             task.wake_by_ref();
@@ -214,14 +276,15 @@ impl Outgoing {
                 ));
             }
             state.push(Wire(Bytes::copy_from_slice(bytes)), Kind::Control);
+            state.write_now();
         }
         Ok(bytes.len())
     }
 
-    /// Writes what is queued, for the connection's task. Ready(Ok) once the connection is
-    /// closing and everything is written (the close frame included); Ready(Err) if the
-    /// socket failed; otherwise Pending, and the task is woken when there is work.
-    pub fn poll_drive(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Writes what is queued, for the connection's task. Ready when the connection starts
+    /// closing and again once everything is written ([`Drive`]); Ready(Err) if the socket
+    /// failed; otherwise Pending, and the task is woken when there is work.
+    pub fn poll_drive(&self, cx: &mut Context<'_>) -> Poll<io::Result<Drive>> {
         let mut state = self.lock();
         if state.task.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
             state.task = Some(cx.waker().clone());
@@ -229,11 +292,22 @@ impl Outgoing {
         if state.socket.is_none() {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        match state.pump(cx) {
-            Poll::Ready(Ok(())) if state.closing => Poll::Ready(Ok(())),
-            Poll::Ready(Ok(())) => Poll::Pending,
-            other => other,
+        let written = state.pump(cx);
+        if state.closing && !state.closing_told {
+            state.closing_told = true;
+            return Poll::Ready(Ok(Drive::Closing));
         }
+        match written {
+            Poll::Ready(Ok(())) if state.closing => Poll::Ready(Ok(Drive::Flushed)),
+            Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Writes the last frames, for a connection that is closing: done when they are
+    /// written or the socket fails.
+    pub async fn finish(&self) {
+        while let Ok(Drive::Closing) = std::future::poll_fn(|cx| self.poll_drive(cx)).await {}
     }
 
     /// Frames waiting for the socket.
@@ -245,35 +319,36 @@ impl Outgoing {
 
 impl State {
     fn push(&mut self, wire: Wire, kind: Kind) {
-        let was_empty = self.queue.is_empty();
         self.queue.push_back((wire, kind));
         match kind {
             Kind::Audio => self.audio += 1,
             Kind::Control => self.control += 1,
         }
-        if was_empty {
-            // Write now, on the sender's time. If the socket is full, whoever polls next
-            // must be the connection's task (the no-op waker here registers nothing useful).
-            // Unconstrained: tokio's budget would otherwise refuse all but the first 128
-            // writes of a fan-out, as if each socket were full.
-            let written = {
-                let pump = std::future::poll_fn(|cx| self.pump(cx));
-                std::pin::pin!(tokio::task::unconstrained(pump))
-                    .poll(&mut Context::from_waker(Waker::noop()))
-            };
-            match written {
-                Poll::Ready(_) => {}
-                Poll::Pending => {
-                    self.backed_up_since_ms = monotonic_ms();
-                    if let Some(task) = &self.task {
-                        task.wake_by_ref();
-                    }
-                }
-            }
+    }
+
+    /// Writes the queue on the caller's time. If the socket is full, whoever polls next
+    /// must be the connection's task (the no-op waker here registers nothing useful), so
+    /// it is woken.
+    fn write_now(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        // Unconstrained: tokio's budget would otherwise refuse all but the first 128
+        // writes of a fan-out, as if each socket were full.
+        let written = {
+            let pump = std::future::poll_fn(|cx| self.pump(cx));
+            std::pin::pin!(tokio::task::unconstrained(pump))
+                .poll(&mut Context::from_waker(Waker::noop()))
+        };
+        if (written.is_pending() || self.socket.is_none())
+            && let Some(task) = &self.task
+        {
+            task.wake_by_ref();
         }
     }
 
-    /// Writes queued frames until the queue is empty or the socket is full.
+    /// Writes queued frames until the queue is empty or the socket is full (then it is
+    /// backed up until the queue empties).
     fn pump(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.queue.is_empty() {
             let Some(socket) = self.socket.as_mut() else {
@@ -294,7 +369,13 @@ impl State {
                 socket.as_mut().poll_write_vectored(cx, &slices[..n])
             };
             match result {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if !self.backed_up {
+                        self.backed_up = true;
+                        self.backed_up_since_ms = monotonic_ms();
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                     // The peer is gone: nothing queued can be delivered.
                     self.socket = None;
@@ -323,6 +404,7 @@ impl State {
                 }
             }
         }
+        self.backed_up = false;
         Poll::Ready(Ok(()))
     }
 }
@@ -338,7 +420,11 @@ mod tests {
 
     /// Drives `out` until it has closed, on the test's own task.
     async fn drive(out: &Outgoing) -> io::Result<()> {
-        std::future::poll_fn(|cx| out.poll_drive(cx)).await
+        loop {
+            if std::future::poll_fn(|cx| out.poll_drive(cx)).await? == Drive::Flushed {
+                return Ok(());
+            }
+        }
     }
 
     #[tokio::test]
@@ -398,6 +484,64 @@ mod tests {
             out.send(&audio, Kind::Audio).expect("the socket has room");
             assert_eq!(out.queued(), 0);
         }
+    }
+
+    #[tokio::test]
+    async fn queued_frames_wait_for_a_flush_and_then_go_out_in_order() {
+        let (server, mut client) = tokio::io::duplex(4096);
+        let out = Outgoing::new(server, 10, 10);
+        let one = Wire::binary(vec![1u8; 10]);
+        let two = Wire::binary(vec![2u8; 10]);
+        assert_eq!(out.queue(&one, Kind::Audio), Ok(true));
+        // Already owed a flush: the caller need not remember it twice.
+        assert_eq!(out.queue(&two, Kind::Audio), Ok(false));
+        assert_eq!(out.queued(), 2);
+        out.flush();
+        assert_eq!(out.queued(), 0);
+        let mut got = vec![0u8; 24];
+        client
+            .read_exact(&mut got)
+            .await
+            .expect("both frames were written");
+        assert_eq!(&got[..12], one.as_bytes());
+        assert_eq!(&got[12..], two.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumers_goodbye_skips_the_stale_queue_but_finishes_a_partly_written_frame() {
+        let (server, client) = tokio::io::duplex(50);
+        let out = Outgoing::new(server, 100, 100);
+        for i in 0..20u8 {
+            out.send(&Wire::binary(vec![i; 30]), Kind::Audio)
+                .expect("below the limit");
+        }
+        // 50 bytes went out: one whole frame (32 bytes) and part of the second.
+        assert_eq!(out.queued(), 19);
+        assert!(out.abandon_with(goodbye(
+            ErrorCode::SlowConsumer,
+            "your connection could not keep up".into()
+        )));
+        assert_eq!(out.queued(), 3);
+        let reader = tokio::spawn(async move {
+            let mut ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+            let mut got = Vec::new();
+            while let Some(Ok(message)) = ws.next().await {
+                got.push(message);
+            }
+            got
+        });
+        assert_eq!(
+            std::future::poll_fn(|cx| out.poll_drive(cx)).await.ok(),
+            Some(Drive::Closing)
+        );
+        drive(&out).await.expect("the socket stays up");
+        drop(out);
+        let got = reader.await.expect("the reader task finishes");
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], Message::Binary(vec![0u8; 30].into()));
+        assert_eq!(got[1], Message::Binary(vec![1u8; 30].into()));
+        assert!(matches!(&got[2], Message::Text(t) if t.contains("slow_consumer")));
+        assert!(matches!(&got[3], Message::Close(Some(f)) if u16::from(f.code) == CLOSE_POLICY));
     }
 
     #[tokio::test]
