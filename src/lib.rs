@@ -4,7 +4,8 @@
 //! - [`protocol`]: the wire shared by client and server: REST bodies, control messages,
 //!   binary audio frames and error codes. Pure types and codecs, no I/O.
 //! - [`server`]: the room server (axum): REST, WebSocket, one actor per room around the
-//!   pure room rules in `server::room`, bounded per-connection queues, metrics.
+//!   pure room rules in `server::room`, direct writes with bounded per-connection queues
+//!   (`server::outgoing`), metrics.
 //! - [`audio`]: the audio engine: devices (cpal, files, tone, null), real-time rings,
 //!   capture and playout workers, Opus, jitter buffers, mixing. No tokio, no UI.
 //! - [`net`]: the client side of the wire: REST calls, the live room session with

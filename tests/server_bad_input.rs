@@ -509,3 +509,26 @@ async fn an_invite_only_server_needs_the_access_code() {
     let open = TestServer::start();
     assert_eq!(open.get("/api/v1", None).await.1["invite_only"], false);
 }
+
+#[tokio::test]
+async fn a_message_over_64_kib_drops_the_connection_without_a_goodbye() {
+    let server = TestServer::start();
+    let (_room, mut host, mut others) = room_with(&server, &["ada"]).await;
+    let mut ada = others.remove(0);
+    let ada_id = ada.me;
+    ada.ws
+        .send(Message::Text("x".repeat(70 * 1024).into()))
+        .await
+        .unwrap();
+    // A protocol error: no goodbye (the room must not say it ended), the socket just closes.
+    assert_eq!(ada.closed().await, None);
+    match host
+        .wait_for(|m| matches!(m, ServerMessage::ParticipantLeft { .. }))
+        .await
+    {
+        ServerMessage::ParticipantLeft { user_id, reason } => {
+            assert_eq!((user_id, reason), (ada_id, LeaveReason::Disconnected));
+        }
+        other => panic!("expected participant_left, got {other:?}"),
+    }
+}

@@ -139,14 +139,16 @@ pub async fn serve<S>(
                     break;
                 }
                 Flow::Abusive => {
+                    // Closed at once: what was queued ahead of the goodbye no longer
+                    // matters, and the client's close is not waited for.
                     if !room.tx.is_closed() {
-                        out.close_with(goodbye(
+                        out.abandon_with(goodbye(
                             ErrorCode::Abusive,
                             "too many invalid or excessive messages; fix the client and reconnect"
                                 .into(),
                         ));
                     }
-                    reader.leave().await;
+                    break;
                 }
             },
         }
@@ -157,13 +159,18 @@ pub async fn serve<S>(
         Ending::ClientClosed(code) => {
             out.close_with([Wire::close(code, "")]);
         }
-        Ending::Kicked | Ending::ClientGone => {}
+        // Nothing more is said: the socket is broken, or the client broke the protocol
+        // (the room must not say goodbye when it lets go of the connection).
+        Ending::ClientGone => {
+            out.abandon_with([]);
+        }
+        Ending::Kicked => {}
     }
     // The room forgets this connection.
     reader.leave().await;
     if out.is_closing() {
-        // Last words still queued: the answer to the client's close, or a kicked
-        // connection's goodbye (a slow consumer's, with everything before it dropped).
+        // Last words still queued: the answer to the client's close, or the goodbye of a
+        // connection closed at once (slow or abusive: everything before it was dropped).
         let _ = tokio::time::timeout(LAST_WORDS, out.finish()).await;
     }
     shared.metrics.connections.dec();
@@ -176,7 +183,7 @@ enum Ending {
     ClientGone,
     /// The client closed the connection with this code.
     ClientClosed(u16),
-    /// The room closed it at once (it fell behind, or it was replaced).
+    /// The room closed it at once (it fell behind).
     Kicked,
 }
 

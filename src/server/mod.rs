@@ -79,7 +79,8 @@ pub struct Limits {
     /// Control messages waiting to be written to one connection. Control is never dropped; a
     /// client this far behind (a join storm is about 1,000 events) is disconnected instead.
     pub control_queue: usize,
-    /// A connection whose audio queue has not emptied for this long is disconnected.
+    /// A connection whose outbound queue has not emptied for this long is disconnected when
+    /// its audio limit is reached.
     pub stuck_after: Duration,
     /// Rooms one user may create per minute.
     pub rooms_per_minute: f64,

@@ -176,7 +176,7 @@ impl Outgoing {
     /// Sends `wire` now if the socket takes it, or queues it behind what is waiting.
     pub fn send(&self, wire: &Wire, kind: Kind) -> Result<(), Refused> {
         let mut state = self.lock();
-        self.admit(&state, kind)?;
+        self.admit(&mut state, kind)?;
         state.push(wire.clone(), kind);
         state.write_now();
         Ok(())
@@ -187,7 +187,7 @@ impl Outgoing {
     /// flush is already owed, or the connection's task writes when the socket has room.
     pub fn queue(&self, wire: &Wire, kind: Kind) -> Result<bool, Refused> {
         let mut state = self.lock();
-        self.admit(&state, kind)?;
+        self.admit(&mut state, kind)?;
         let idle = state.queue.is_empty() && !state.backed_up;
         state.push(wire.clone(), kind);
         Ok(idle)
@@ -202,15 +202,22 @@ impl Outgoing {
         }
     }
 
-    fn admit(&self, state: &State, kind: Kind) -> Result<(), Refused> {
+    /// Whether the queue takes one more frame of this kind. A queue at its limit that
+    /// only waits for a flush (a batch longer than the limit) is written first: the
+    /// limits are for sockets that are full.
+    fn admit(&self, state: &mut State, kind: Kind) -> Result<(), Refused> {
+        let at_limit = |state: &State| match kind {
+            Kind::Audio => state.audio >= self.audio_limit,
+            Kind::Control => state.control >= self.control_limit,
+        };
+        if !state.closing && !state.backed_up && at_limit(state) {
+            state.write_now();
+        }
         if state.closing || state.socket.is_none() {
             return Err(Refused::Closed);
         }
-        let (count, limit) = match kind {
-            Kind::Audio => (state.audio, self.audio_limit),
-            Kind::Control => (state.control, self.control_limit),
-        };
-        if count >= limit {
+        if at_limit(state) {
+            // Only a full socket leaves frames queued after a write: this is backed up.
             return Err(Refused::Full {
                 backed_up_since_ms: state.backed_up_since_ms,
             });
@@ -505,6 +512,18 @@ mod tests {
             .expect("both frames were written");
         assert_eq!(&got[..12], one.as_bytes());
         assert_eq!(&got[12..], two.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_batch_longer_than_the_limit_is_written_not_refused_when_the_socket_has_room() {
+        let (server, _client) = tokio::io::duplex(1 << 20);
+        let out = Outgoing::new(server, 3, 3);
+        let audio = Wire::binary(vec![0u8; 100]);
+        for _ in 0..10 {
+            out.queue(&audio, Kind::Audio).expect("the socket has room");
+        }
+        out.flush();
+        assert_eq!(out.queued(), 0);
     }
 
     #[tokio::test]
