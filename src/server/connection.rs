@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -171,7 +171,17 @@ pub async fn serve<S>(
     if out.is_closing() {
         // Last words still queued: the answer to the client's close, or the goodbye of a
         // connection closed at once (slow or abusive: everything before it was dropped).
-        let _ = tokio::time::timeout(LAST_WORDS, out.finish()).await;
+        let _ = tokio::time::timeout(LAST_WORDS, async {
+            out.finish().await;
+            // A lingering close: a FIN after the last words, then whatever the client still
+            // sends is read and dropped until it closes too. Closing a socket with unread
+            // data makes the kernel send a reset, and a reset makes the client's kernel
+            // throw away the last words before the client reads them.
+            let _ = std::future::poll_fn(|cx| out.poll_shutdown(cx)).await;
+            let mut scratch = [0u8; 2048];
+            while let Ok(1..) = ws.get_mut().read(&mut scratch).await {}
+        })
+        .await;
     }
     shared.metrics.connections.dec();
 }
@@ -309,17 +319,19 @@ impl<'a> Reader<'a> {
                         Flow::Continue
                     }
                     Ok(ClientMessage { id, command }) => {
-                        let sent = self
-                            .room
-                            .tx
-                            .send(RoomCommand::Control {
-                                user: self.user.id,
-                                connection: self.connection,
-                                id,
-                                command,
-                            })
-                            .await;
-                        if sent.is_ok() {
+                        let send = self.room.tx.send(RoomCommand::Control {
+                            user: self.user.id,
+                            connection: self.connection,
+                            id,
+                            command,
+                        });
+                        // A busy room makes this connection wait; what is queued to it
+                        // still goes out meanwhile, or it would age towards `slow_consumer`.
+                        let sent = tokio::select! {
+                            sent = send => sent.is_ok(),
+                            Err(_) = std::future::poll_fn(|cx| self.out.poll_write(cx)) => false,
+                        };
+                        if sent {
                             Flow::Continue
                         } else {
                             Flow::Closed(None)

@@ -293,9 +293,7 @@ impl Outgoing {
     /// failed; otherwise Pending, and the task is woken when there is work.
     pub fn poll_drive(&self, cx: &mut Context<'_>) -> Poll<io::Result<Drive>> {
         let mut state = self.lock();
-        if state.task.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
-            state.task = Some(cx.waker().clone());
-        }
+        state.register(cx);
         if state.socket.is_none() {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
@@ -308,6 +306,25 @@ impl Outgoing {
             Poll::Ready(Ok(())) if state.closing => Poll::Ready(Ok(Drive::Flushed)),
             Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Writes what is queued, for the connection's task while it waits for something else:
+    /// Ready only if the socket failed.
+    pub fn poll_write(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = self.lock();
+        state.register(cx);
+        match state.pump(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Shuts the socket's sending side (a FIN after what was written).
+    pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.lock().socket.as_mut() {
+            Some(socket) => socket.as_mut().poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
         }
     }
 
@@ -325,6 +342,13 @@ impl Outgoing {
 }
 
 impl State {
+    /// Remembers the connection's task, to be woken when the queue needs it.
+    fn register(&mut self, cx: &Context<'_>) {
+        if self.task.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+            self.task = Some(cx.waker().clone());
+        }
+    }
+
     fn push(&mut self, wire: Wire, kind: Kind) {
         self.queue.push_back((wire, kind));
         match kind {
