@@ -100,7 +100,7 @@ pub async fn serve<S>(
     if let Some((code, message)) = refusal {
         // The room may have said goodbye already (it drops a peer it never took with one).
         out.close_with(goodbye(code, message));
-        let _ = tokio::time::timeout(LAST_WORDS, out.finish()).await;
+        linger(&out, &mut ws).await;
         return;
     }
 
@@ -168,22 +168,24 @@ pub async fn serve<S>(
     }
     // The room forgets this connection.
     reader.leave().await;
-    if out.is_closing() {
-        // Last words still queued: the answer to the client's close, or the goodbye of a
-        // connection closed at once (slow or abusive: everything before it was dropped).
-        let _ = tokio::time::timeout(LAST_WORDS, async {
-            out.finish().await;
-            // A lingering close: a FIN after the last words, then whatever the client still
-            // sends is read and dropped until it closes too. Closing a socket with unread
-            // data makes the kernel send a reset, and a reset makes the client's kernel
-            // throw away the last words before the client reads them.
-            let _ = std::future::poll_fn(|cx| out.poll_shutdown(cx)).await;
-            let mut scratch = [0u8; 2048];
-            while let Ok(1..) = ws.get_mut().read(&mut scratch).await {}
-        })
-        .await;
-    }
+    // What may still be queued: the answer to the client's close, or the goodbye of a
+    // connection closed at once (slow or abusive: everything before it was dropped).
+    linger(&out, &mut ws).await;
     shared.metrics.connections.dec();
+}
+
+/// Ends a connection that is closing, within [`LAST_WORDS`]: writes what is still queued,
+/// then a FIN, then reads and drops whatever the client still sends until it closes too.
+/// Closing a socket with unread data makes the kernel send a reset, and a reset makes the
+/// client's kernel throw away the last words before the client reads them.
+async fn linger<S: AsyncRead + AsyncWrite>(out: &Outgoing, ws: &mut WebSocketStream<Socket<S>>) {
+    let _ = tokio::time::timeout(LAST_WORDS, async {
+        out.finish().await;
+        let _ = std::future::poll_fn(|cx| out.poll_shutdown(cx)).await;
+        let mut scratch = [0u8; 2048];
+        while let Ok(1..) = ws.get_mut().read(&mut scratch).await {}
+    })
+    .await;
 }
 
 /// How a connection's loop ended.

@@ -263,12 +263,6 @@ impl Outgoing {
         true
     }
 
-    /// True once the connection's last frames are queued (or its socket failed).
-    pub fn is_closing(&self) -> bool {
-        let state = self.lock();
-        state.closing || state.socket.is_none()
-    }
-
     /// Bytes from the WebSocket library itself (pongs, its answer to a close): queued as
     /// control; dropped unsent once the connection is closing.
     pub fn write_raw(&self, bytes: &[u8]) -> io::Result<usize> {
@@ -314,6 +308,9 @@ impl Outgoing {
     pub fn poll_write(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.lock();
         state.register(cx);
+        if state.socket.is_none() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         match state.pump(cx) {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
