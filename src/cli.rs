@@ -13,7 +13,8 @@ use crate::config::Config;
 use crate::demo::{self, Demo};
 use crate::headless::{self, PlayTarget};
 use crate::net::{Api, Target};
-use crate::server::{DEFAULT_LISTEN, Server, ServerConfig};
+use crate::protocol::text::terminal_safe;
+use crate::server::{DEFAULT_LISTEN, Server, ServerConfig, TlsFiles, TrustedProxies};
 
 /// Live audio rooms in the terminal.
 ///
@@ -71,6 +72,10 @@ pub struct ClientArgs {
     /// Config file (default: $XDG_CONFIG_HOME/hallway/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Also trust this PEM CA certificate for https:// and wss:// servers (a private CA or a
+    /// self-signed server); repeatable. The system's certificate store is always trusted.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +151,105 @@ pub struct ServeArgs {
     /// Also host the demo rooms, kept alive by bots.
     #[arg(long)]
     pub demo: bool,
+    /// Serve https:// and wss:// with this PEM certificate chain (with --tls-key; both are
+    /// read again on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A reverse proxy (an address or a CIDR such as 10.0.0.0/8) whose X-Forwarded-For or
+    /// Forwarded header names the client. Repeat for several. Without it those headers are
+    /// ignored and the client is the socket's peer.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
+    /// Serve /metrics on this address (e.g. 127.0.0.1:9600) instead of the public one.
+    /// Without it, an invite-only server does not serve /metrics at all.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Per-address limits and timeouts; each defaults to a value no household or office behind
+/// one address meets in normal use (README, "Deploying").
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Open connections one address may hold [default: 512].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_address: Option<u32>,
+    /// Sessions one address may create per minute, sustained [default: 60, burst 200].
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub sessions_per_minute: Option<f64>,
+    /// Room joins one address may make per second, sustained [default: 20, burst 200].
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub joins_per_second: Option<f64>,
+    /// Rooms one address may create per hour, sustained [default: 30, burst 10].
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub rooms_per_hour: Option<f64>,
+    /// Seconds a request (or WebSocket message, or TLS handshake) may take from its first
+    /// byte to its last [default: 10].
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub request_timeout: Option<Duration>,
+    /// Seconds an HTTP connection may sit idle between requests [default: 60].
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub idle_timeout: Option<Duration>,
+    /// Seconds of silence after which a WebSocket is pinged; it is closed if nothing comes
+    /// back within as long again [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub ping_after: Option<Duration>,
+}
+
+impl LimitArgs {
+    fn apply(&self, limits: &mut crate::server::Limits) {
+        let a = &mut limits.address;
+        if let Some(n) = self.max_connections_per_address {
+            a.connections = n as usize;
+        }
+        if let Some(n) = self.sessions_per_minute {
+            a.sessions_per_minute = n;
+            a.sessions_burst = a.sessions_burst.min(n.max(1.0) * 4.0);
+        }
+        if let Some(n) = self.joins_per_second {
+            a.joins_per_second = n;
+            a.joins_burst = a.joins_burst.min(n.max(1.0) * 10.0);
+        }
+        if let Some(n) = self.rooms_per_hour {
+            a.rooms_per_hour = n;
+            a.rooms_burst = a.rooms_burst.min(n.max(1.0));
+        }
+        let t = &mut limits.timeouts;
+        if let Some(d) = self.request_timeout {
+            t.request = d;
+        }
+        if let Some(d) = self.idle_timeout {
+            t.idle = d;
+        }
+        if let Some(d) = self.ping_after {
+            t.ping_after = d;
+            t.pong = d;
+        }
+    }
+}
+
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or a CIDR such as 10.0.0.0/8"))
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    positive(text).and_then(|s| {
+        Duration::try_from_secs_f64(s).map_err(|_| format!("{text:?} seconds is too long"))
+    })
 }
 
 /// Runs the parsed command line; the exit code says whether it worked.
@@ -153,13 +257,15 @@ pub fn main(cli: Cli) -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hallway: {e:#}");
+            // Error chains can carry a server's words: shown escaped, never interpreted.
+            eprintln!("hallway: {}", terminal_safe(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    crate::net::tls::trust(&cli.client.ca)?;
     match cli.command {
         Some(Command::Serve(args)) => {
             init_logging(cli.log_file.as_deref())?;
@@ -245,15 +351,32 @@ fn serve(args: ServeArgs, access_code: Option<String>) -> anyhow::Result<()> {
     let mut config = ServerConfig {
         listen: args.listen,
         access_code: access_code.filter(|c| !c.is_empty()),
+        trusted_proxies: TrustedProxies::new(args.trusted_proxy.clone()),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
+        metrics_listen: args.metrics_listen,
         ..ServerConfig::default()
     };
     config.limits.room.stage_limit = usize::from(args.stage_limit);
+    args.limits.apply(&mut config.limits);
     let with_demo = args.demo;
     runtime()?.block_on(async move {
         let server = Server::bind(config).await?;
         let addr = server
             .local_addr()
             .context("cannot read the bound address")?;
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        if let Some(tls) = server.tls_reloader() {
+            tokio::spawn(reload_on_sighup(tls));
+        }
+        if let Some(metrics) = server.metrics_addr() {
+            tracing::info!("metrics on http://{metrics}/metrics");
+        }
         let shutdown = server.shutdown_token();
         // Listen for signals before telling anyone the server is up, so an early Ctrl-C
         // still shuts down gracefully.
@@ -265,12 +388,12 @@ fn serve(args: ServeArgs, access_code: Option<String>) -> anyhow::Result<()> {
         });
         let running = tokio::spawn(server.run());
         let demo = if with_demo {
-            Some(start_demo(&format!("http://{addr}")).await?)
+            Some(start_demo(&format!("{scheme}://{addr}")).await?)
         } else {
             None
         };
         // The one line scripts and tests read to find the port.
-        println!("hallway server listening on http://{addr}");
+        println!("hallway server listening on {scheme}://{addr}");
         running.await.context("the server task failed")??;
         drop(demo);
         tracing::info!("server stopped");
@@ -353,21 +476,23 @@ pub fn rooms_table(rooms: &[crate::protocol::RoomSummary], target: &Target) -> S
         "ID", "TITLE", "HOST", "LISTENERS", "ON STAGE"
     );
     for room in rooms {
+        // Every field comes from the server, which may be hostile: escaped before printing.
         let host = room.host.as_ref().map_or("-", |h| h.name.as_str());
         let stage: Vec<String> = room
             .speakers
             .iter()
             .map(|s| {
+                let name = terminal_safe(&s.name);
                 if s.speaking {
-                    format!("{}*", s.name)
+                    format!("{name}*")
                 } else {
-                    s.name.clone()
+                    name.into_owned()
                 }
             })
             .collect();
         out.push_str(&format!(
             "{:<10} {:<32} {:<16} {:>9}  {}\n",
-            room.id,
+            terminal_safe(&room.id),
             truncate(&room.title, 32),
             truncate(host, 16),
             room.listener_count,
@@ -382,6 +507,7 @@ pub fn rooms_table(rooms: &[crate::protocol::RoomSummary], target: &Target) -> S
 }
 
 fn truncate(text: &str, max: usize) -> String {
+    let text = terminal_safe(text);
     if text.chars().count() <= max {
         text.to_string()
     } else {
@@ -460,6 +586,20 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
 /// installed when this is called, not when the future is first polled, so a signal that
 /// arrives right after start is not lost. A signal that cannot be listened for is waited
 /// on forever rather than taken as a request to stop.
+/// Reads the TLS certificate and key again on every SIGHUP.
+async fn reload_on_sighup(tls: std::sync::Arc<crate::server::tls::Tls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+            Err(e) => tracing::warn!("SIGHUP: {e}; still using the previous certificate"),
+        }
+    }
+}
+
 fn stop_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let interrupt = signal(SignalKind::interrupt()).ok();

@@ -84,15 +84,22 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        // Write a sibling and rename, so a crash never leaves half a file.
+        // Write a sibling and rename, so a crash never leaves half a file. The sibling is
+        // created 0600: written first and protected after, the tokens would be readable by
+        // anyone for a moment. A stale sibling from a crash is replaced, not trusted.
         let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).map_err(|e| io("write", e))?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| io("protect", e))?;
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
         }
+        let mut file = options.open(&tmp).map_err(|e| io("create", e))?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| io("write", e))?;
+        file.sync_all().map_err(|e| io("write", e))?;
+        drop(file);
         std::fs::rename(&tmp, path).map_err(|e| io("write", e))
     }
 }
@@ -114,6 +121,16 @@ mod tests {
         config
             .tokens
             .insert("http://127.0.0.1:7600/".into(), "abc".into());
+        config.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), config);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the token file is the owner's alone");
+        }
+        // A stale sibling left by a crash (or planted, readable by all) is replaced.
+        std::fs::write(path.with_extension("toml.tmp"), "junk").unwrap();
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -32,10 +32,14 @@ struct SessionState {
 
 impl Api {
     pub fn new(base: Url) -> Self {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
-            .user_agent(concat!("hallway/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("hallway/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = super::tls::client_config() {
+            builder = builder.tls_backend_preconfigured(rustls::ClientConfig::clone(&tls));
+        }
+        let http = builder
             .build()
             // Building fails only without a TLS backend, which this build always has.
             .unwrap_or_default();

@@ -264,7 +264,8 @@ impl Worker {
             })?;
         request.headers_mut().insert("authorization", header);
         // No Nagle delay: audio frames are small and must leave at once.
-        match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+        let tls = super::tls::client_config().map(tokio_tungstenite::Connector::Rustls);
+        match tokio_tungstenite::connect_async_tls_with_config(request, None, true, tls).await {
             Ok((ws, _)) => Ok(ws),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod live;
 pub mod target;
+pub mod tls;
 
 pub use api::Api;
 pub use live::{LiveSession, NetEvent};

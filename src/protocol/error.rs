@@ -17,10 +17,14 @@ pub enum ErrorCode {
     UnknownType,
     /// A binary frame that is not a valid audio frame.
     BadFrame,
-    /// A display name that is empty, too long or has control characters.
+    /// A display name that is blank, too long, has control, invisible or direction-changing
+    /// characters, or a word the client draws beside names (`you`, `host`, `muted`, ...).
     InvalidName,
-    /// A room title that is empty, too long or has control characters.
+    /// A room title that is blank, too long, or has control, invisible or
+    /// direction-changing characters.
     InvalidTitle,
+    /// Someone in the room already has a name that looks the same (`Ada` and Cyrillic `Аda`).
+    NameLookalike,
     /// No `Authorization: Bearer` token, or one this server did not issue.
     Unauthorized,
     /// The server is invite-only and the access code is missing or wrong.
@@ -81,7 +85,7 @@ impl ErrorCode {
             Unauthorized => 401,
             BadAccessCode | Forbidden | Banned | NotAllowedToSpeak | Removed => 403,
             RoomNotFound | UserNotFound | NotFound | RoomEnded => 404,
-            StageFull | AlreadyOnStage | NotOnStage | NotInvited | Replaced => 409,
+            StageFull | AlreadyOnStage | NotOnStage | NotInvited | Replaced | NameLookalike => 409,
             PayloadTooLarge => 413,
             RateLimited | Abusive | SlowConsumer => 429,
             ServerFull | ServerShutdown => 503,
@@ -100,6 +104,7 @@ impl ErrorCode {
             BadFrame => "bad_frame",
             InvalidName => "invalid_name",
             InvalidTitle => "invalid_title",
+            NameLookalike => "name_lookalike",
             Unauthorized => "unauthorized",
             BadAccessCode => "bad_access_code",
             Forbidden => "forbidden",

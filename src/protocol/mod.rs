@@ -3,12 +3,14 @@
 //! Control messages are JSON objects with a `type` field ([`control`]); audio travels in
 //! binary WebSocket frames with a fixed 16-byte header and one opaque Opus packet
 //! ([`audio`]); the REST API's bodies are in [`rest`]; every rejection carries an
-//! [`ErrorCode`]. docs/protocol.md describes the same wire for people writing other clients.
+//! [`ErrorCode`]; what text from a peer may be, and how it is shown, is in [`text`].
+//! docs/protocol.md describes the same wire for people writing other clients.
 
 pub mod audio;
 pub mod control;
 pub mod error;
 pub mod rest;
+pub mod text;
 
 pub use audio::{AudioFrame, AudioFrameError, AudioHeader};
 pub use control::{ClientCommand, ClientMessage, ControlDecodeError, ServerMessage};

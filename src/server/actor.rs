@@ -11,9 +11,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::addr::AddrKey;
 use super::outgoing::{CLOSE_NORMAL, Kind, Outgoing, Refused, Wire, goodbye};
 use super::room::{AudioVerdict, Delivery, Refusal, Room};
-use super::{Shared, unix_ms};
+use super::{Shared, monotonic_ms, unix_ms};
 use crate::protocol::control::{LeaveReason, RoomEndReason};
 use crate::protocol::{
     AudioFrame, ClientCommand, ErrorCode, RoomDetail, RoomSummary, ServerMessage, User, UserId,
@@ -24,7 +25,7 @@ use crate::protocol::{
 pub enum RoomCommand {
     /// Can this user join? Asked before the WebSocket upgrade so refusals get an HTTP status.
     Admit {
-        user: UserId,
+        user: User,
         /// Where the connection comes from.
         addr: IpAddr,
         reply: oneshot::Sender<Result<(), Refusal>>,
@@ -114,37 +115,14 @@ pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
     RoomHandle { tx, summary }
 }
 
-/// What an address ban covers: the address itself for IPv4 (and IPv4-mapped IPv6), the
-/// /64 network for IPv6, since one IPv6 host usually holds a whole /64 and rotates through
-/// it.
-fn ban_key(addr: IpAddr) -> IpAddr {
-    match addr.to_canonical() {
-        IpAddr::V6(v6) => {
-            let mut segments = v6.segments();
-            segments[4..].fill(0);
-            IpAddr::V6(segments.into())
-        }
-        v4 => v4,
-    }
-}
-
-/// Milliseconds on the server's monotonic clock, for the stuck-receiver check.
-pub fn monotonic_ms() -> u64 {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
-}
-
 struct RoomActor {
     shared: Arc<Shared>,
     room: Room,
     peers: HashMap<UserId, Peer>,
     summary_tx: watch::Sender<RoomSummary>,
-    /// Addresses of removed people (see [`ban_key`]): sessions are anonymous, so without
+    /// Addresses of removed people (see [`AddrKey`]): sessions are anonymous, so without
     /// this a removed person could sign in again under a new id and walk back in.
-    banned_addrs: HashSet<IpAddr>,
+    banned_addrs: HashSet<AddrKey>,
     /// Others who were in the room from a banned address when it was banned: they may
     /// come back after a dropped connection.
     spared: HashSet<UserId>,
@@ -271,13 +249,13 @@ impl RoomActor {
     fn handle(&mut self, command: RoomCommand) -> bool {
         match command {
             RoomCommand::Admit { user, addr, reply } => {
-                let _ = reply.send(self.admission(user, addr));
+                let _ = reply.send(self.admission(&user, addr));
             }
             RoomCommand::Describe { reply } => {
                 let _ = reply.send(self.room.detail());
             }
             RoomCommand::Join { user, peer, reply } => match self
-                .admission(user.id, peer.addr)
+                .admission(&user, peer.addr)
                 .and_then(|()| self.room.join(&user, unix_ms()))
             {
                 Ok(out) => {
@@ -373,11 +351,11 @@ impl RoomActor {
     }
 
     /// The room's admission rules, and no one from a banned address who is not already in.
-    fn admission(&self, user: UserId, addr: IpAddr) -> Result<(), Refusal> {
+    fn admission(&self, user: &User, addr: IpAddr) -> Result<(), Refusal> {
         self.room.admission(user)?;
-        if self.banned_addrs.contains(&ban_key(addr))
-            && !self.room.contains(user)
-            && !self.spared.contains(&user)
+        if self.banned_addrs.contains(&AddrKey::of(addr))
+            && !self.room.contains(user.id)
+            && !self.spared.contains(&user.id)
         {
             return Err(Refusal {
                 code: ErrorCode::Banned,
@@ -392,7 +370,7 @@ impl RoomActor {
     /// would keep out the moderator's own people (or everyone). The user id is banned
     /// regardless, by the room.
     fn ban_address(&mut self, removed: UserId, by: UserId) {
-        let key = |id| self.peers.get(&id).map(|p| ban_key(p.addr));
+        let key = |id| self.peers.get(&id).map(|p| AddrKey::of(p.addr));
         if let Some(target) = key(removed)
             && key(by) != Some(target)
         {
@@ -401,7 +379,7 @@ impl RoomActor {
             let spared: Vec<UserId> = self
                 .peers
                 .iter()
-                .filter(|(id, p)| **id != removed && ban_key(p.addr) == target)
+                .filter(|(id, p)| **id != removed && AddrKey::of(p.addr) == target)
                 .map(|(id, _)| *id)
                 .collect();
             self.spared.extend(spared);
@@ -577,29 +555,5 @@ impl RoomActor {
             Err(Refused::Full { .. }) => false,
             Err(Refused::Closed) => true,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_address_ban_covers_an_ipv6_hosts_64_and_reads_mapped_ipv4_as_ipv4() {
-        let v6 = |s: &str| s.parse::<IpAddr>().ok();
-        assert_eq!(
-            v6("2001:db8:1:2:aaaa:bbbb:cccc:dddd").map(ban_key),
-            v6("2001:db8:1:2::")
-        );
-        assert_eq!(
-            v6("2001:db8:1:2::1").map(ban_key),
-            v6("2001:db8:1:2:ffff::").map(ban_key)
-        );
-        assert_ne!(
-            v6("2001:db8:1:2::1").map(ban_key),
-            v6("2001:db8:1:3::1").map(ban_key)
-        );
-        assert_eq!(v6("::ffff:192.0.2.7").map(ban_key), v6("192.0.2.7"));
-        assert_eq!(v6("192.0.2.7").map(ban_key), v6("192.0.2.7"));
     }
 }

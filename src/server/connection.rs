@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::actor::{Peer, RoomCommand, RoomHandle};
+use super::listener::ConnGuard;
 use super::outgoing::{CLOSE_NORMAL, Drive, Kind, Outgoing, Wire, goodbye};
 use super::rate::TokenBucket;
 use crate::protocol::audio::MAX_FRAME_LEN;
@@ -42,13 +43,15 @@ const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// Runs a connection from `addr` over `io` (an upgraded HTTP connection) until either side
-/// closes it.
+/// closes it. `guard` holds the connection's place among all connections; the sweep pings
+/// it when quiet and closes it (through the same token as the room's kick) when it stalls.
 pub async fn serve<S>(
     io: S,
     shared: Arc<Shared>,
     user: User,
     room: RoomHandle,
     addr: std::net::IpAddr,
+    guard: Arc<ConnGuard>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -71,7 +74,8 @@ pub async fn serve<S>(
         out: out.clone(),
     };
     let mut ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
-    let kick = CancellationToken::new();
+    guard.conn.upgraded(&out);
+    let kick: CancellationToken = guard.conn.close.clone();
     let peer = Peer {
         connection,
         addr,
@@ -130,7 +134,11 @@ pub async fn serve<S>(
                 // The socket failed: nobody is listening any more.
                 Err(_) => break,
             },
-            message = ws.next() => match reader.handle(message, closing).await {
+            message = ws.next() => {
+                if let Some(Ok(_)) = &message {
+                    guard.conn.finished_one();
+                }
+                match reader.handle(message, closing).await {
                 Flow::Continue => {}
                 Flow::Closed(code) => {
                     if let Some(code) = code {
@@ -150,7 +158,7 @@ pub async fn serve<S>(
                     }
                     break;
                 }
-            },
+            }},
         }
     }
     match ending {

@@ -1,6 +1,8 @@
-//! The REST API and the WebSocket upgrade: routes, authentication, validation and errors.
+//! The REST API and the WebSocket upgrade: routes, authentication, validation and errors;
+//! and serving one accepted connection (TLS, HTTP/1.1, the upgrade) with its deadlines.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::JsonRejection;
@@ -10,12 +12,19 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tower::ServiceExt;
 
 use super::actor::{self, RoomCommand, RoomHandle};
+use super::addr::AddrKey;
+use super::budget::Spend;
+use super::listener::{ConnGuard, Tracked};
 use super::rate::TokenBucket;
 use super::room::{Refusal, Room};
-use super::{SessionEntry, Shared, connection, next_user_id, unix_ms};
+use super::{SessionEntry, Shared, connection, monotonic_ms, next_user_id, unix_ms};
+use crate::protocol::text::{self, TextKind};
 use crate::protocol::{
     CreateRoom, CreateSession, ErrorBody, ErrorCode, ErrorDetail, PROTOCOL_VERSION, RoomDetail,
     RoomList, ServerInfo, Session, User,
@@ -26,10 +35,29 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 
 type SharedState = State<Arc<Shared>>;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics))
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// The API, and `/metrics` unless it has its own address or the server is invite-only
+    /// (its counters are nobody else's business there).
+    Public,
+    /// `--metrics-listen`: `/metrics` and `/healthz` only.
+    Metrics,
+}
+
+pub fn router(shared: Arc<Shared>, surface: Surface) -> Router {
+    let healthz = get(|| async { "ok\n" });
+    if surface == Surface::Metrics {
+        return Router::new()
+            .route("/healthz", healthz)
+            .route("/metrics", get(metrics))
+            .with_state(shared);
+    }
+    let mut router = Router::new().route("/healthz", healthz);
+    if shared.config.metrics_listen.is_none() && shared.config.access_code.is_none() {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .route("/api/v1", get(server_info))
         .route("/api/v1/sessions", post(create_session))
         .route("/api/v1/sessions/me", get(whoami))
@@ -50,6 +78,111 @@ pub fn router(shared: Arc<Shared>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
+}
+
+/// Serves one accepted connection: the TLS handshake (if any), then HTTP/1.1 requests
+/// until the client, a deadline or shutdown ends it; a WebSocket upgrade carries on in
+/// its own task (see `live`), holding the connection's place.
+pub async fn serve_connection(
+    shared: Arc<Shared>,
+    router: Router,
+    tcp: TcpStream,
+    guard: Arc<ConnGuard>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let conn = guard.conn.clone();
+    let tracked = Tracked::new(tcp, conn.clone());
+    match tls {
+        None => serve_http(shared, router, tracked, guard).await,
+        Some(acceptor) => {
+            // The handshake is held to the request deadline by the sweep, like a request.
+            let handshake = tokio::select! {
+                () = conn.close.cancelled() => return,
+                handshake = acceptor.accept(tracked) => handshake,
+            };
+            match handshake {
+                Ok(stream) => serve_http(shared, router, stream, guard).await,
+                Err(e) => tracing::debug!(peer = %conn.peer, "TLS handshake failed: {e}"),
+            }
+        }
+    }
+}
+
+async fn serve_http<S>(shared: Arc<Shared>, router: Router, io: S, guard: Arc<ConnGuard>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = guard.conn.clone();
+    let service = {
+        let shared = shared.clone();
+        let guard = guard.clone();
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let addr = shared
+                .config
+                .trusted_proxies
+                .client_addr(guard.conn.peer, request.headers());
+            request.extensions_mut().insert(Client {
+                addr,
+                guard: guard.clone(),
+            });
+            let router = router.clone();
+            let guard = guard.clone();
+            async move {
+                let response = router.oneshot(request.map(axum::body::Body::new)).await;
+                // The request was read whole and answered: the deadline is off until the
+                // next one begins.
+                guard.conn.finished_one();
+                response
+            }
+        })
+    };
+    let timeouts = shared.config.limits.timeouts;
+    let http = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.request)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(http);
+    tokio::select! {
+        result = http.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(peer = %conn.peer, "HTTP connection ended: {e}");
+            }
+        }
+        () = conn.close.cancelled() => {}
+        () = shared.shutdown.cancelled() => {
+            http.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), http).await;
+        }
+    }
+}
+
+/// Who sent a request: the client's address (see [`super::addr`]) and the connection's
+/// place among all connections.
+#[derive(Clone)]
+pub struct Client {
+    pub addr: IpAddr,
+    pub guard: Arc<ConnGuard>,
+}
+
+impl Client {
+    fn key(&self) -> AddrKey {
+        AddrKey::of(self.addr)
+    }
+}
+
+impl<S: Sync> FromRequestParts<S> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // Every request comes through `serve_http`, which sets it.
+        parts
+            .extensions
+            .get::<Client>()
+            .cloned()
+            .ok_or_else(internal)
+    }
 }
 
 /// An error response: `{"error": {"code", "message"}}` with the code's HTTP status.
@@ -112,19 +245,32 @@ impl FromRequestParts<Arc<Shared>> for Authed {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        let Some(token) = header.and_then(bearer_token) else {
             return Err(unauthorized(
                 "send `Authorization: Bearer TOKEN`; get a token from POST /api/v1/sessions",
             ));
         };
         let sessions = shared.sessions.read().map_err(|_| internal())?;
-        match sessions.get(token.trim()) {
-            Some(entry) => Ok(Self(entry.clone())),
+        match sessions.get(token) {
+            Some(entry) => {
+                entry.last_used_ms.store(monotonic_ms(), Ordering::Relaxed);
+                Ok(Self(entry.clone()))
+            }
             None => Err(unauthorized(
                 "unknown token (the server may have restarted); create a new session",
             )),
         }
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header; the scheme is case-insensitive
+/// (RFC 9110, 11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// A bearer token where one is optional.
@@ -174,65 +320,100 @@ async fn server_info(State(shared): SharedState) -> Json<ServerInfo> {
     })
 }
 
-/// Trims and checks a name or title: 1 to `max` characters, no control characters.
-fn clean_text(text: &str, max: usize, code: ErrorCode, what: &str) -> Result<String, ApiError> {
-    let text = text.trim();
-    let chars = text.chars().count();
-    if chars == 0 || chars > max || text.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            code,
-            format!("a {what} is 1 to {max} characters, without control characters"),
-        ));
-    }
-    Ok(text.to_string())
+/// A name or title as the server keeps it (see [`crate::protocol::text::clean_name`]).
+fn clean_text(text: &str, max: usize, what: TextKind) -> Result<String, ApiError> {
+    text::clean_name(text, max, what).map_err(|e| {
+        let code = match what {
+            TextKind::DisplayName => ErrorCode::InvalidName,
+            TextKind::RoomTitle => ErrorCode::InvalidTitle,
+        };
+        ApiError::new(code, e.to_string())
+    })
 }
 
 async fn create_session(
     State(shared): SharedState,
+    client: Client,
     body: Result<Json<CreateSession>, JsonRejection>,
 ) -> Result<Json<Session>, ApiError> {
     let Json(request) = body?;
     let limits = &shared.config.limits;
-    if let Some(code) = &shared.config.access_code
-        && request.access_code.as_deref() != Some(code.as_str())
-    {
+    if !shared.budgets.try_spend(client.key(), Spend::Session) {
         return Err(ApiError::new(
-            ErrorCode::BadAccessCode,
-            "this server is invite-only: ask its host for the access code",
+            ErrorCode::RateLimited,
+            format!(
+                "too many new sessions from your address (at most {} a minute); wait a minute, or reuse the token you have",
+                limits.address.sessions_per_minute
+            ),
         ));
     }
-    let name = clean_text(
-        &request.name,
-        limits.max_name_chars,
-        ErrorCode::InvalidName,
-        "name",
-    )?;
+    if let Some(code) = &shared.config.access_code {
+        check_access_code(&shared, &client, code, request.access_code.as_deref())?;
+    }
+    let name = clean_text(&request.name, limits.max_name_chars, TextKind::DisplayName)?;
     let token = new_token();
     let user = User {
         id: next_user_id(&shared),
         name,
     };
-    {
-        let mut sessions = shared.sessions.write().map_err(|_| internal())?;
-        if sessions.len() >= limits.max_sessions {
-            return Err(ApiError::new(
-                ErrorCode::ServerFull,
-                "this server has too many sessions; try again later",
-            ));
-        }
-        sessions.insert(
-            token.clone(),
-            Arc::new(SessionEntry {
-                user: user.clone(),
-                room_bucket: Mutex::new(TokenBucket::new(
-                    limits.rooms_per_minute / 60.0,
-                    limits.rooms_per_minute,
-                )),
-            }),
-        );
+    let entry = Arc::new(SessionEntry {
+        user: user.clone(),
+        room_bucket: Mutex::new(TokenBucket::new(
+            limits.rooms_per_minute / 60.0,
+            limits.rooms_per_minute,
+        )),
+        last_used_ms: monotonic_ms().into(),
+        live: 0.into(),
+    });
+    let inserted = shared.sessions.write().map_err(|_| internal())?.insert(
+        token.clone(),
+        entry,
+        limits.max_sessions,
+    );
+    if !inserted {
+        return Err(ApiError::new(
+            ErrorCode::ServerFull,
+            "this server has too many people in rooms; try again later",
+        ));
     }
     shared.metrics.sessions.inc();
     Ok(Json(Session { token, user }))
+}
+
+/// Compares an access code in constant time, after the address's back-off allows a try;
+/// counts and logs the failures (the first of a burst at once, the rest when it ends).
+fn check_access_code(
+    shared: &Shared,
+    client: &Client,
+    code: &str,
+    given: Option<&str>,
+) -> Result<(), ApiError> {
+    use subtle::ConstantTimeEq;
+    let key = client.key();
+    if let Err(locked) = shared.budgets.code_allowed(key) {
+        shared.metrics.access_code_failures.inc();
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many wrong access codes from your address; try again in {} s",
+                locked.retry_after.as_secs().max(1)
+            ),
+        ));
+    }
+    // `ct_eq` on slices of different lengths returns at once: the length of the code is
+    // not a secret worth a hash, its bytes are.
+    let right = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(code.as_bytes())));
+    if shared.budgets.code_attempt(key, right) {
+        tracing::warn!(addr = %key, "wrong access code (more from this address are counted, and logged when they stop)");
+    }
+    if right {
+        return Ok(());
+    }
+    shared.metrics.access_code_failures.inc();
+    Err(ApiError::new(
+        ErrorCode::BadAccessCode,
+        "this server is invite-only: ask its host for the access code",
+    ))
 }
 
 /// Who a token belongs to: lets a client check a kept token is still good.
@@ -267,17 +448,13 @@ async fn list_rooms(
 
 async fn create_room(
     State(shared): SharedState,
+    client: Client,
     Authed(session): Authed,
     body: Result<Json<CreateRoom>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RoomDetail>), ApiError> {
     let Json(request) = body?;
     let limits = &shared.config.limits;
-    let title = clean_text(
-        &request.title,
-        limits.max_title_chars,
-        ErrorCode::InvalidTitle,
-        "room title",
-    )?;
+    let title = clean_text(&request.title, limits.max_title_chars, TextKind::RoomTitle)?;
     let allowed = session
         .room_bucket
         .lock()
@@ -289,6 +466,15 @@ async fn create_room(
             format!(
                 "at most {} new rooms a minute; wait a little",
                 limits.rooms_per_minute
+            ),
+        ));
+    }
+    if !shared.budgets.try_spend(client.key(), Spend::Room) {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many new rooms from your address (at most {} an hour); wait, or join a live one",
+                limits.address.rooms_per_hour
             ),
         ));
     }
@@ -352,7 +538,7 @@ async fn live(
     Authed(session): Authed,
     Path(id): Path<String>,
     upgrade: Result<Upgrade, ApiError>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    client: Client,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade?;
     if shared.shutdown.is_cancelled() {
@@ -361,14 +547,24 @@ async fn live(
             "the server is shutting down",
         ));
     }
+    if !shared.budgets.try_spend(client.key(), Spend::Join) {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many joins from your address (at most {} a second); wait a moment",
+                shared.config.limits.address.joins_per_second
+            ),
+        ));
+    }
+    let peer = client.addr;
     let handle = room_handle(&shared, &id)?;
     let (reply, answer) = oneshot::channel();
     let gone = || ApiError::new(ErrorCode::RoomNotFound, format!("room {id:?} has ended"));
     handle
         .tx
         .send(RoomCommand::Admit {
-            user: session.user.id,
-            addr: peer.ip(),
+            user: session.user.clone(),
+            addr: peer,
             reply,
         })
         .await
@@ -380,8 +576,13 @@ async fn live(
     shared.tasks.clone().spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = hyper_util::rt::TokioIo::new(upgraded);
-                connection::serve(io, shared, user, handle, peer.ip()).await;
+                let io = TokioIo::new(upgraded);
+                session.live.fetch_add(1, Ordering::Relaxed);
+                connection::serve(io, shared, user, handle, peer, client.guard).await;
+                session.live.fetch_sub(1, Ordering::Relaxed);
+                session
+                    .last_used_ms
+                    .store(monotonic_ms(), Ordering::Relaxed);
             }
             Err(e) => tracing::debug!(%peer, "WebSocket upgrade failed: {e}"),
         }

@@ -29,6 +29,10 @@ pub struct Metrics {
     pub errors: Counter,
     /// Connections closed because they could not keep up.
     pub slow_disconnects: Counter,
+    /// Wrong access codes, and attempts refused while an address was locked out.
+    pub access_code_failures: Counter,
+    /// TCP connections closed at accept: their address held its limit, or the server was full.
+    pub connections_refused: Counter,
 }
 
 impl Metrics {
@@ -44,6 +48,8 @@ impl Metrics {
         let control_messages_out = Counter::default();
         let errors = Counter::default();
         let slow_disconnects = Counter::default();
+        let access_code_failures = Counter::default();
+        let connections_refused = Counter::default();
         registry.register("rooms", "Live rooms", rooms.clone());
         registry.register(
             "connections",
@@ -86,6 +92,16 @@ impl Metrics {
             "Connections closed because they could not keep up",
             slow_disconnects.clone(),
         );
+        registry.register(
+            "access_code_failures",
+            "Wrong access codes, and attempts refused during a lock-out",
+            access_code_failures.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "TCP connections closed at accept (per-address limit, or server full)",
+            connections_refused.clone(),
+        );
         Self {
             registry: std::sync::Arc::new(registry),
             rooms,
@@ -98,6 +114,8 @@ impl Metrics {
             control_messages_out,
             errors,
             slow_disconnects,
+            access_code_failures,
+            connections_refused,
         }
     }
 

@@ -7,12 +7,16 @@
 //! across servers later: nothing else touches room state.
 
 mod actor;
+pub mod addr;
+pub mod budget;
 mod connection;
 mod http;
+pub mod listener;
 pub mod metrics;
 mod outgoing;
 mod rate;
 pub mod room;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,15 +24,18 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::protocol::User;
+pub use addr::TrustedProxies;
+pub use budget::AddressLimits;
+pub use listener::Timeouts;
 pub use metrics::Metrics;
 pub use room::RoomLimits;
+pub use tls::TlsFiles;
 
 /// Kernel send buffer per connection: 13 speakers at ~3 KB/s each is ~40 KB/s of audio.
 const SEND_BUFFER_BYTES: usize = 64 * 1024;
@@ -43,6 +50,13 @@ pub struct ServerConfig {
     /// When set, `POST /api/v1/sessions` needs this code and listing rooms needs a token.
     pub access_code: Option<String>,
     pub limits: Limits,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: TrustedProxies,
+    /// Serve `https://` and `wss://` with this certificate (reloaded on SIGHUP).
+    pub tls: Option<TlsFiles>,
+    /// Serve `/metrics` on this address instead of the public one. Without it, `/metrics`
+    /// is on the public port unless the server is invite-only.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Limits that keep one client from hurting the others. Each is answered with its error code.
@@ -84,6 +98,12 @@ pub struct Limits {
     pub stuck_after: Duration,
     /// Rooms one user may create per minute.
     pub rooms_per_minute: f64,
+    /// What one address may do.
+    pub address: AddressLimits,
+    /// How long a peer may stall.
+    pub timeouts: Timeouts,
+    /// A session not used for this long (and not in a room) is forgotten.
+    pub session_idle: Duration,
 }
 
 impl Default for Limits {
@@ -105,6 +125,9 @@ impl Default for Limits {
             control_queue: 2_048,
             stuck_after: Duration::from_secs(5),
             rooms_per_minute: 6.0,
+            address: AddressLimits::default(),
+            timeouts: Timeouts::default(),
+            session_idle: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -115,6 +138,9 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7600)),
             access_code: None,
             limits: Limits::default(),
+            trusted_proxies: TrustedProxies::default(),
+            tls: None,
+            metrics_listen: None,
         }
     }
 }
@@ -132,58 +158,161 @@ pub enum ServerError {
     /// The accept loop failed.
     #[error("server I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A signed-in user and their per-user limits.
 pub(crate) struct SessionEntry {
     pub user: User,
     pub room_bucket: Mutex<rate::TokenBucket>,
+    /// When the token was last presented, on [`monotonic_ms`]'s clock.
+    pub last_used_ms: AtomicU64,
+    /// Live WebSocket connections: a session in a room is never forgotten.
+    pub live: AtomicU32,
+}
+
+impl SessionEntry {
+    fn idle_since_ms(&self) -> Option<u64> {
+        (self.live.load(Ordering::Relaxed) == 0).then(|| self.last_used_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Every session, by token. At the global cap the session unused for longest (and not in
+/// a room) gives way; with per-address rate limits in front, one address cannot push out
+/// more than its own budget.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    by_token: HashMap<String, Arc<SessionEntry>>,
+}
+
+impl Sessions {
+    pub fn get(&self, token: &str) -> Option<&Arc<SessionEntry>> {
+        self.by_token.get(token)
+    }
+
+    /// Adds a session; when `max` are held, forgets the idlest first. False when every
+    /// session is in a room.
+    pub fn insert(&mut self, token: String, entry: Arc<SessionEntry>, max: usize) -> bool {
+        if self.by_token.len() >= max {
+            let idlest = self
+                .by_token
+                .iter()
+                .filter_map(|(token, e)| Some((e.idle_since_ms()?, token)))
+                .min()
+                .map(|(_, token)| token.clone());
+            match idlest {
+                Some(token) => {
+                    self.by_token.remove(&token);
+                }
+                None => return false,
+            }
+        }
+        self.by_token.insert(token, entry);
+        true
+    }
+
+    /// Forgets sessions unused for `idle` and not in a room; returns how many.
+    pub fn expire(&mut self, idle: Duration, now_ms: u64) -> usize {
+        let before = self.by_token.len();
+        let idle_ms = idle.as_millis() as u64;
+        self.by_token.retain(|_, e| {
+            e.idle_since_ms()
+                .is_none_or(|since| now_ms.saturating_sub(since) <= idle_ms)
+        });
+        before - self.by_token.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_token.len()
+    }
 }
 
 /// What every handler and actor shares.
 pub(crate) struct Shared {
     pub config: ServerConfig,
     pub metrics: Metrics,
-    pub sessions: RwLock<HashMap<String, Arc<SessionEntry>>>,
+    pub sessions: RwLock<Sessions>,
     pub rooms: RwLock<HashMap<String, actor::RoomHandle>>,
     pub next_user: AtomicU32,
     pub next_connection: AtomicU64,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    pub conns: Arc<listener::Conns>,
+    pub budgets: budget::Budgets,
 }
 
 /// A bound, not yet running server.
 pub struct Server {
     shared: Arc<Shared>,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    tls: Option<Arc<tls::Tls>>,
 }
 
 impl Server {
-    /// Binds the listen address (port 0 picks a free port).
+    /// Binds the listen address (port 0 picks a free port), loads the TLS certificate and
+    /// raises the open-file limit.
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
-        let listener =
-            TcpListener::bind(config.listen)
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
                 .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        let listener = bind(config.listen).await?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(tls::Tls::load(files.clone())?)),
+            None => None,
+        };
+        let fd_limit = listener::raise_fd_limit();
+        let max_connections = listener::max_connections(fd_limit);
+        tracing::debug!(fd_limit, max_connections, "open-file limit");
         let shared = Arc::new(Shared {
+            conns: listener::Conns::new(max_connections, config.limits.address.connections),
+            budgets: budget::Budgets::new(config.limits.address.clone()),
             config,
             metrics: Metrics::new(),
-            sessions: RwLock::new(HashMap::new()),
+            sessions: RwLock::new(Sessions::default()),
             rooms: RwLock::new(HashMap::new()),
             next_user: AtomicU32::new(1),
             next_connection: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        Ok(Self { shared, listener })
+        Ok(Self {
+            shared,
+            listener,
+            metrics_listener,
+            tls,
+        })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address `/metrics` is served on, when it has its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reloads the TLS certificate and key from their files (the server keeps the old ones
+    /// if the new ones do not load). Call on SIGHUP.
+    pub fn tls_reloader(&self) -> Option<Arc<tls::Tls>> {
+        self.tls.clone()
     }
 
     /// Cancel this token to shut the server down gracefully.
@@ -195,22 +324,27 @@ impl Server {
     /// disconnected and waits (up to 5 s) for their connections to close.
     pub async fn run(self) -> Result<(), ServerError> {
         let shared = self.shared;
-        let app = http::router(shared.clone());
+        let public = http::router(shared.clone(), http::Surface::Public);
         let shutdown = shared.shutdown.clone();
-        // Audio frames are small and late ones are worthless: no Nagle delay, and a kernel
-        // send buffer of about a second of a busy room's audio, so a slow reader shows up
-        // in its own queue (dropped, counted, disconnected) instead of hiding seconds of
-        // stale audio in the kernel.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-            let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+        let timeouts = shared.config.limits.timeouts;
+        shared
+            .tasks
+            .spawn(shared.conns.clone().run_sweeps(timeouts, shutdown.clone()));
+        shared.tasks.spawn(housekeeping(shared.clone()));
+        if let Some(metrics_listener) = self.metrics_listener {
+            let router = http::router(shared.clone(), http::Surface::Metrics);
+            let shutdown = shutdown.clone();
+            let app = router.into_make_service();
+            shared.tasks.spawn(async move {
+                let served = axum::serve(metrics_listener, app)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!("the metrics listener failed: {e}");
+                }
+            });
+        }
+        accept_loop(&shared, &self.listener, &public, self.tls.as_deref()).await;
         shared.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), shared.tasks.wait())
             .await
@@ -222,12 +356,115 @@ impl Server {
     }
 }
 
+/// Accepts connections until shutdown. Never spins: out of descriptors, it makes room by
+/// closing the oldest connection not in a room and waits a moment before the next accept.
+async fn accept_loop(
+    shared: &Arc<Shared>,
+    listener: &TcpListener,
+    router: &axum::Router,
+    tls: Option<&tls::Tls>,
+) {
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                let pressure = listener::out_of_descriptors(&e);
+                if pressure {
+                    shared.conns.evict_one();
+                }
+                if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        "accept failed: {e}{}",
+                        if pressure {
+                            "; closing idle connections (raise `ulimit -n` for more)"
+                        } else {
+                            ""
+                        }
+                    );
+                    last_warning = Some(tokio::time::Instant::now());
+                }
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+                continue;
+            }
+        };
+        let exempt = shared.config.trusted_proxies.contains(peer.ip());
+        let guard = match shared.conns.admit(peer.ip(), exempt) {
+            Ok(guard) => guard,
+            Err(refused) => {
+                shared.metrics.connections_refused.inc();
+                tracing::debug!(%peer, ?refused, "connection refused");
+                // Dropped unanswered: a reply would cost what the limit is there to save.
+                drop(tcp);
+                continue;
+            }
+        };
+        prepare(&tcp);
+        let acceptor = tls.map(tls::Tls::acceptor);
+        shared.tasks.spawn(http::serve_connection(
+            shared.clone(),
+            router.clone(),
+            tcp,
+            Arc::new(guard),
+            acceptor,
+        ));
+    }
+}
+
+/// Audio frames are small and late ones are worthless: no Nagle delay, and a kernel send
+/// buffer of about a second of a busy room's audio, so a slow reader shows up in its own
+/// queue (dropped, counted, disconnected) instead of hiding seconds of stale audio in the
+/// kernel.
+fn prepare(tcp: &TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let _ = socket2::SockRef::from(tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
+}
+
+/// Once a minute: forgets idle sessions and addresses, and logs the access-code bursts that
+/// ended.
+async fn housekeeping(shared: Arc<Shared>) {
+    const EVERY: Duration = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            () = tokio::time::sleep(EVERY) => {}
+        }
+        let limits = &shared.config.limits;
+        if let Ok(mut sessions) = shared.sessions.write() {
+            let expired = sessions.expire(limits.session_idle, monotonic_ms());
+            if expired > 0 {
+                tracing::info!(expired, left = sessions.len(), "forgot idle sessions");
+            }
+        }
+        let idle = Duration::from_secs(3600).max(limits.address.code_lockout);
+        for burst in shared.budgets.sweep(idle, EVERY) {
+            tracing::warn!(addr = %burst.addr, attempts = burst.attempts, "wrong access codes: the burst ended");
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Milliseconds on the server's monotonic clock: deadlines, idle times, stuck receivers.
+pub fn monotonic_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 pub(crate) fn next_user_id(shared: &Shared) -> u32 {

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use super::actor::monotonic_ms;
+use super::monotonic_ms;
 use crate::protocol::{ErrorCode, ServerMessage};
 
 /// WebSocket close code for a normal close (RFC 6455, 7.4.1).
@@ -46,6 +46,11 @@ impl Wire {
     /// A text message (a control message).
     pub fn text(text: String) -> Self {
         Self::frame(Frame::message(text, OpCode::Data(Data::Text), true))
+    }
+
+    /// A ping (the sweep's check that a quiet peer is still there).
+    pub fn ping() -> Self {
+        Self::frame(Frame::ping(Vec::new()))
     }
 
     /// A close frame. `reason` is cut to the 123 bytes a close frame can carry.

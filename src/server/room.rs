@@ -7,11 +7,14 @@
 //! - listeners are muted, have no invitation while on stage, and only listeners have hands up;
 //! - the stage (host, moderators, speakers) grows past `stage_limit` only when a moderator
 //!   returns within the grace period (so a room is never left without one);
-//! - a removed user is never let back in.
+//! - a removed user is never let back in;
+//! - no two members' names look alike: `names` maps each member's confusable skeleton
+//!   (`protocol::text::skeleton`) to them, so `Ada` cannot join beside Cyrillic `Аda`.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::protocol::control::{LeaveReason, RoomEndReason};
+use crate::protocol::text::skeleton;
 use crate::protocol::{
     ClientCommand, ErrorCode, Participant, Role, RoomDetail, RoomSummary, ServerMessage,
     StageMember, User, UserId,
@@ -139,6 +142,8 @@ pub struct Room {
     created_at_ms: u64,
     limits: RoomLimits,
     members: HashMap<UserId, Member>,
+    /// Each member's name skeleton, to refuse look-alikes.
+    names: HashMap<String, UserId>,
     banned: HashSet<UserId>,
     /// Roles of people whose connection dropped, for a rejoin within [`REJOIN_GRACE_MS`].
     departed: HashMap<UserId, Departed>,
@@ -168,6 +173,7 @@ impl Room {
             created_at_ms: now_ms,
             limits,
             members: HashMap::new(),
+            names: HashMap::new(),
             banned: HashSet::new(),
             departed,
             seq: 0,
@@ -203,7 +209,21 @@ impl Room {
     }
 
     /// Whether `user` may try to join (checked before a WebSocket upgrade, and again on join).
-    pub fn admission(&self, user: UserId) -> Result<(), Refusal> {
+    pub fn admission(&self, user: &User) -> Result<(), Refusal> {
+        self.admission_of(user.id)?;
+        match self.names.get(&skeleton(&user.name)) {
+            Some(other) if *other != user.id => refuse(
+                ErrorCode::NameLookalike,
+                format!(
+                    "someone in this room has a name that looks like {:?}; sign in with another name to join",
+                    user.name
+                ),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    fn admission_of(&self, user: UserId) -> Result<(), Refusal> {
         if self.ended {
             return refuse(
                 ErrorCode::RoomNotFound,
@@ -231,7 +251,7 @@ impl Room {
     /// `user` joins (or rejoins). The joiner gets a snapshot; everyone else a `participant_joined`.
     /// A user already present (a second connection) just gets a fresh snapshot.
     pub fn join(&mut self, user: &User, now_ms: u64) -> Result<Vec<Delivery>, Refusal> {
-        self.admission(user.id)?;
+        self.admission(user)?;
         if self.members.contains_key(&user.id) {
             return Ok(vec![Delivery::To(user.id, self.snapshot(user.id))]);
         }
@@ -270,6 +290,7 @@ impl Room {
             listed,
         };
         self.members.insert(user.id, member);
+        self.names.insert(skeleton(&user.name), user.id);
         self.audience_changed |= !listed;
         out.push(Delivery::To(user.id, self.snapshot(user.id)));
         if let Some(participant) = self.participant(user.id) {
@@ -294,6 +315,7 @@ impl Room {
         let Some(member) = self.members.remove(&user) else {
             return Vec::new();
         };
+        self.names.remove(&skeleton(&member.name));
         if reason == LeaveReason::Disconnected && member.role != Role::Listener {
             self.departed.insert(
                 user,

@@ -10,6 +10,7 @@ use ratatui::widgets::Widget;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::Theme;
+use crate::protocol::text::terminal_safe;
 
 /// Columns a string takes on the terminal.
 pub fn width(text: &str) -> usize {
@@ -21,28 +22,20 @@ pub fn spans_width(spans: &[Span<'_>]) -> usize {
     spans.iter().map(|s| s.content.width()).sum()
 }
 
-/// `text` cut to at most `max` columns, ending in "…" when cut. Control characters
-/// (a name can hold anything) become spaces so they cannot move the cursor.
+/// `text` cut to at most `max` columns, ending in "…" when cut. Anything a peer could use
+/// to move the cursor, rewrite the screen or reorder text (controls, escapes, bidi and
+/// invisible characters) is shown escaped first ([`terminal_safe`]): a name can hold anything.
 pub fn fit(text: &str, max: usize) -> String {
-    let clean = |c: char| if c.is_control() { ' ' } else { c };
-    if text.width() <= max && !text.chars().any(char::is_control) {
-        return text.to_string();
-    }
-    if text
-        .chars()
-        .map(clean)
-        .map(|c| c.width().unwrap_or(0))
-        .sum::<usize>()
-        <= max
-    {
-        return text.chars().map(clean).collect();
+    let text = terminal_safe(text);
+    if text.width() <= max {
+        return text.into_owned();
     }
     if max == 0 {
         return String::new();
     }
     let mut out = String::new();
     let mut used = 0;
-    for c in text.chars().map(clean) {
+    for c in text.chars() {
         let w = c.width().unwrap_or(0);
         if used + w > max - 1 {
             break;
@@ -57,8 +50,9 @@ pub fn fit(text: &str, max: usize) -> String {
 /// The end of `text` in at most `max` columns, starting with "…" when cut: for input
 /// fields, where the end (and the cursor after it) must stay in view.
 pub fn fit_tail(text: &str, max: usize) -> String {
+    let text = terminal_safe(text);
     if text.width() <= max {
-        return fit(text, max);
+        return text.into_owned();
     }
     if max == 0 {
         return String::new();
@@ -66,7 +60,6 @@ pub fn fit_tail(text: &str, max: usize) -> String {
     let mut tail: Vec<char> = Vec::new();
     let mut used = 0;
     for c in text.chars().rev() {
-        let c = if c.is_control() { ' ' } else { c };
         let w = c.width().unwrap_or(0);
         if used + w > max - 1 {
             break;
@@ -203,9 +196,16 @@ pub fn rule<'a>(title: Vec<Span<'a>>, cols: usize, style: Style) -> Line<'a> {
 }
 
 /// Draws `line` on row `row` of `area`, clipped to it; rows outside `area` are skipped.
-pub fn put(buf: &mut Buffer, area: Rect, row: u16, line: Line<'_>) {
+pub fn put(buf: &mut Buffer, area: Rect, row: u16, mut line: Line<'_>) {
     if row >= area.height {
         return;
+    }
+    // Whatever a span holds (a name, a title, a server's message), nothing reaches the
+    // terminal that could move the cursor or reorder the text.
+    for span in &mut line.spans {
+        if let std::borrow::Cow::Owned(safe) = terminal_safe(&span.content) {
+            span.content = safe.into();
+        }
     }
     let rect = Rect::new(area.x, area.y.saturating_add(row), area.width, 1).intersection(buf.area);
     if rect.is_empty() {
@@ -224,7 +224,9 @@ mod tests {
         assert_eq!(fit("ada lovelace", 5), "ada …");
         assert_eq!(fit("ada", 0), "");
         assert_eq!(fit("日本語のタイトル", 7), "日本語…");
-        assert_eq!(fit("a\nb", 5), "a b");
+        assert_eq!(fit("a\nb", 5), "a\\nb");
+        assert_eq!(fit("\u{202e}evil", 20), "\\u{202e}evil");
+        assert_eq!(fit("\u{1b}[2J", 20), "\\u{1b}[2J");
         assert_eq!(width(&pad("ab", 4)), 4);
         assert_eq!(fit_tail("hello world", 6), "…world");
         assert_eq!(fit_tail("hi", 6), "hi");
