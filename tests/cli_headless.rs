@@ -592,7 +592,7 @@ async fn a_listener_playing_gives_up_when_nobody_invites_it() {
 #[tokio::test]
 async fn rooms_lists_live_rooms_as_a_table_and_as_json() {
     let server = TestServer::start();
-    let host = server.session("host").await;
+    let host = server.session("Hera").await;
     let room = server.create_room(&host, "Morning standup").await;
     let _host_live = Live::join(&server, &room, &host).await;
 
@@ -603,7 +603,7 @@ async fn rooms_lists_live_rooms_as_a_table_and_as_json() {
     assert!(
         stdout
             .lines()
-            .any(|l| l.starts_with(&room) && l.contains("Morning standup") && l.contains("host")),
+            .any(|l| l.starts_with(&room) && l.contains("Morning standup") && l.contains("Hera")),
         "{stdout}"
     );
 
@@ -754,7 +754,7 @@ async fn a_server_that_is_down_is_a_clear_error() {
 #[tokio::test]
 async fn record_refuses_bad_arguments() {
     let server = TestServer::start();
-    let host = server.session("host").await;
+    let host = server.session("Hera").await;
     let room = server.create_room(&host, "Recorded").await;
     let _host_live = Live::join(&server, &room, &host).await;
     let work = tempfile::tempdir().unwrap();

@@ -69,7 +69,7 @@ async fn next_event(
 #[tokio::test]
 async fn a_dropped_connection_rejoins_the_room_and_audio_resumes() {
     let server = TestServer::start();
-    let host_session = server.session("host").await;
+    let host_session = server.session("Hera").await;
     let room = server.create_room(&host_session, "reconnect").await;
     let mut host = Live::join(&server, &room, &host_session).await;
     host.command(json!({"type": "unmute"})).await;
@@ -150,7 +150,7 @@ async fn a_dropped_connection_rejoins_the_room_and_audio_resumes() {
 #[tokio::test]
 async fn a_room_that_ended_is_not_rejoined_forever() {
     let server = TestServer::start();
-    let host_session = server.session("host").await;
+    let host_session = server.session("Hera").await;
     let room = server.create_room(&host_session, "short").await;
     let mut host = Live::join(&server, &room, &host_session).await;
     let mut api = Api::new(Target::parse(&server.base).unwrap().server);

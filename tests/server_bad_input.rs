@@ -301,7 +301,7 @@ async fn a_sustained_garbage_flood_is_disconnected_as_abusive_and_nobody_else_no
 #[tokio::test]
 async fn rest_errors_have_the_right_status_code_and_shape() {
     let server = TestServer::start();
-    let host = server.session("host").await;
+    let host = server.session("Hera").await;
     let room = server.create_room(&host, "errors").await;
     let title = json!({"title": "t"});
 

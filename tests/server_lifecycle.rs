@@ -111,7 +111,7 @@ async fn a_moderator_ends_the_room_for_everyone() {
 #[tokio::test]
 async fn a_dropped_host_keeps_the_room_alive_and_gets_the_role_back() {
     let server = TestServer::start();
-    let host_session = server.session("host").await;
+    let host_session = server.session("Hera").await;
     let room = server.create_room(&host_session, "grace").await;
     let host = Live::join(&server, &room, &host_session).await;
     let ada_session = server.session("ada").await;

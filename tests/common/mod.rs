@@ -35,9 +35,21 @@ impl TestServer {
 
     /// A server on a given address (to restart one on the port it had).
     pub fn start_listening(listen: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hallway"))
-            .args(["serve", "--listen", listen])
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hallway"));
+        command.args(["serve", "--listen", listen]).args(args);
+        Self::start_command(command)
+    }
+
+    /// A server started by a shell `script`, in which `$0` is the `hallway` binary (to set
+    /// limits with `ulimit` first).
+    pub fn start_in_shell(script: &str) -> Self {
+        let mut command = Command::new("sh");
+        command.args(["-c", script, env!("CARGO_BIN_EXE_hallway")]);
+        Self::start_command(command)
+    }
+
+    fn start_command(mut command: Command) -> Self {
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -50,7 +62,7 @@ impl TestServer {
             .trim()
             .rsplit(' ')
             .next()
-            .filter(|url| url.starts_with("http://"))
+            .filter(|url| url.starts_with("http://") || url.starts_with("https://"))
             .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
             .to_string();
         Self {
@@ -545,7 +557,7 @@ fn empty_detail() -> RoomDetail {
 
 /// A room with a host and `n` listeners, all connected.
 pub async fn room_with(server: &TestServer, listeners: &[&str]) -> (String, Live, Vec<Live>) {
-    let host_session = server.session("host").await;
+    let host_session = server.session("Hera").await;
     let room = server.create_room(&host_session, "test room").await;
     let host = Live::join(server, &room, &host_session).await;
     let mut others = Vec::new();

@@ -1,0 +1,577 @@
+//! Attacks from one address against a real `hallway serve` process, each bounded in time,
+//! while a well-behaved person on another address signs in, joins a room and hears a
+//! speaker: they must be served during and after every attack, their audio in order.
+//! docs/security.md lists the attacks and what each meets.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::{Live, PATIENCE, TestServer, connect_from};
+use hallway::protocol::Session;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const WITNESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const SPEAKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
+fn addr_of(server: &TestServer) -> SocketAddr {
+    server.base.trim_start_matches("http://").parse().unwrap()
+}
+
+/// A REST client whose connections come from `from`.
+fn http_from(from: Ipv4Addr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(from))
+        .timeout(PATIENCE)
+        .build()
+        .unwrap()
+}
+
+async fn tcp_from(server: &TestServer, from: Ipv4Addr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    socket.connect(addr_of(server)).await
+}
+
+async fn post(
+    http: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = http.post(server.url(path)).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The well-behaved people: a speaker on 127.0.0.3 hosting a room, and a listener on
+/// 127.0.0.2 hearing them.
+struct Witness {
+    http: reqwest::Client,
+    room: String,
+    speaker: Live,
+    listener: Live,
+    next_sequence: u32,
+    signed_in: usize,
+}
+
+impl Witness {
+    async fn start(server: &TestServer, access_code: Option<&str>) -> Self {
+        let speaker_http = http_from(SPEAKER);
+        let host = sign_in(&speaker_http, server, "Speaker", access_code).await;
+        let (status, detail) = post(
+            &speaker_http,
+            server,
+            "/api/v1/rooms",
+            Some(&host.token),
+            json!({"title": "the well-behaved room"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{detail}");
+        let room = detail["id"].as_str().unwrap().to_string();
+        let mut speaker = Live::join_from(server, &room, &host, SPEAKER).await;
+        speaker.command(json!({"type": "unmute"})).await;
+        let http = http_from(WITNESS);
+        let me = sign_in(&http, server, "Witness", access_code).await;
+        let listener = Live::join_from(server, &room, &me, WITNESS).await;
+        Self {
+            http,
+            room,
+            speaker,
+            listener,
+            next_sequence: 1,
+            signed_in: 1,
+        }
+    }
+
+    /// The speaker says a few frames; the listener hears all of them, in order.
+    async fn hears_the_speaker(&mut self) {
+        let first = self.next_sequence;
+        for sequence in first..first + 5 {
+            self.speaker.send_audio(sequence, &[0xF8, 0xFF, 0xFE]).await;
+        }
+        self.next_sequence += 5;
+        for want in first..first + 5 {
+            let frame = self.listener.next_audio().await;
+            assert_eq!(
+                frame.header.sequence, want,
+                "audio arrives whole and in order"
+            );
+        }
+    }
+
+    /// A new person on the witness's address signs in and joins the room.
+    async fn newcomer_gets_in(&mut self, server: &TestServer, access_code: Option<&str>) {
+        self.signed_in += 1;
+        let name = format!("Newcomer {}", self.signed_in);
+        let session = sign_in(&self.http, server, &name, access_code).await;
+        let live = Live::join_from(server, &self.room, &session, WITNESS).await;
+        drop(live);
+    }
+
+    async fn is_served(&mut self, server: &TestServer, access_code: Option<&str>) {
+        self.hears_the_speaker().await;
+        self.newcomer_gets_in(server, access_code).await;
+        self.hears_the_speaker().await;
+    }
+}
+
+async fn sign_in(
+    http: &reqwest::Client,
+    server: &TestServer,
+    name: &str,
+    access_code: Option<&str>,
+) -> Session {
+    let mut body = json!({ "name": name });
+    if let Some(code) = access_code {
+        body["access_code"] = json!(code);
+    }
+    let (status, body) = post(http, server, "/api/v1/sessions", None, body).await;
+    assert_eq!(status, 200, "signing in from a quiet address: {body}");
+    serde_json::from_value(body).unwrap()
+}
+
+/// Writes `requests` (`n` of them, back to back) on one connection and returns the status
+/// of every response that comes back before the server closes it (or [`PATIENCE`] passes).
+async fn pipelined(server: &TestServer, from: Ipv4Addr, requests: &[u8], n: usize) -> Vec<u16> {
+    let Ok(mut tcp) = tcp_from(server, from).await else {
+        return Vec::new();
+    };
+    let (mut read, mut write) = tcp.split();
+    let writing = async {
+        let _ = write.write_all(requests).await;
+    };
+    let mut text = Vec::new();
+    let reading = tokio::time::timeout(PATIENCE, async {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(1..) = read.read(&mut buf).await.map(|got| {
+            text.extend_from_slice(&buf[..got]);
+            got
+        }) {
+            if statuses(&text).len() >= n {
+                break;
+            }
+        }
+    });
+    let _ = tokio::join!(writing, reading);
+    statuses(&text)
+}
+
+fn statuses(responses: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(responses);
+    text.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, m)| text.get(i + m.len()..i + m.len() + 3)?.parse().ok())
+        .collect()
+}
+
+/// A loopback address with a port that was free a moment ago.
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn session_request(name: &str, code: Option<&str>) -> Vec<u8> {
+    let body = match code {
+        Some(code) => json!({"name": name, "access_code": code}),
+        None => json!({"name": name}),
+    }
+    .to_string();
+    format!(
+        "POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_session_flood_from_one_address_leaves_others_signing_in() {
+    let server = TestServer::start();
+    let mut witness = Witness::start(&server, None).await;
+    let requests = session_request("flood", None).repeat(500);
+    let flood = async {
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.extend(pipelined(&server, ATTACKER, &requests, 500).await);
+        }
+        statuses
+    };
+    let (statuses, ()) = tokio::join!(flood, witness.is_served(&server, None));
+    let granted = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        granted <= 250,
+        "one address got {granted} sessions in seconds"
+    );
+    assert!(
+        limited > 1_000,
+        "the flood was refused: {limited} of {}",
+        statuses.len()
+    );
+    witness.is_served(&server, None).await;
+}
+
+#[tokio::test]
+async fn room_spam_from_one_address_is_held_to_its_budget() {
+    let server = TestServer::start();
+    let mut witness = Witness::start(&server, None).await;
+    let http = http_from(ATTACKER);
+    let mut created = 0;
+    let mut limited = 0;
+    for i in 0..20 {
+        let spammer = sign_in(&http, &server, &format!("spam{i}"), None).await;
+        for j in 0..3 {
+            let (status, _) = post(
+                &http,
+                &server,
+                "/api/v1/rooms",
+                Some(&spammer.token),
+                json!({"title": format!("spam {i}.{j}")}),
+            )
+            .await;
+            match status {
+                201 => created += 1,
+                429 => limited += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    assert!(created <= 12, "{created} rooms from one address at once");
+    assert!(limited >= 48);
+    witness.is_served(&server, None).await;
+    // The witness's address still has its own budget.
+    let me = sign_in(&witness.http, &server, "Room maker", None).await;
+    let (status, body) = post(
+        &witness.http,
+        &server,
+        "/api/v1/rooms",
+        Some(&me.token),
+        json!({"title": "a real room"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Reads until the server closes the connection; returns how long that took.
+async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| start.elapsed())
+}
+
+#[tokio::test]
+async fn slow_and_silent_connections_are_closed_within_the_request_timeout() {
+    let server = TestServer::start_with(&["--request-timeout", "2", "--idle-timeout", "3"]);
+    let mut witness = Witness::start(&server, None).await;
+    let mut slow = Vec::new();
+    for i in 0..200 {
+        let mut tcp = tcp_from(&server, ATTACKER).await.unwrap();
+        if i % 2 == 0 {
+            tcp.write_all(b"POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Le")
+                .await
+                .unwrap();
+        }
+        slow.push(tcp);
+    }
+    // One more that answers the headers but trickles its body, a byte at a time.
+    let mut trickle = tcp_from(&server, ATTACKER).await.unwrap();
+    trickle
+        .write_all(b"POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let trickling = async {
+        let start = Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            if trickle.write_all(b" ").await.is_err() {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_millis(300), trickle.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(_)) => {} // a 408 or the like; the close follows
+                Err(_) => {}
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(8),
+                "a trickled body held on"
+            );
+        }
+        start.elapsed()
+    };
+    let (trickled_for, ()) = tokio::join!(trickling, witness.is_served(&server, None));
+    assert!(trickled_for < Duration::from_secs(8));
+    for tcp in &mut slow {
+        let took = closed_within(tcp, Duration::from_secs(8)).await;
+        assert!(took.is_some(), "a slow connection is still open after 8 s");
+    }
+    // An idle keep-alive connection (a request answered, then nothing) goes too.
+    let mut idle = tcp_from(&server, ATTACKER).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(8))
+            .await
+            .is_some()
+    );
+    witness.is_served(&server, None).await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection_under_a_small_fd_limit() {
+    // The server runs under `ulimit -n 1024`; the attacker holds more idle connections
+    // than that from two addresses. The test process needs the descriptors too.
+    let _ = rlimit::increase_nofile_limit(8192);
+    let server = TestServer::start_in_shell(
+        "ulimit -n 1024 && exec \"$0\" serve --listen 127.0.0.1:0 --max-connections-per-address 600 --request-timeout 30",
+    );
+    let mut witness = Witness::start(&server, None).await;
+    let mut held = Vec::new();
+    for from in [ATTACKER, Ipv4Addr::new(127, 0, 0, 4)] {
+        for _ in 0..600 {
+            if let Ok(tcp) = tcp_from(&server, from).await {
+                held.push(tcp);
+            }
+        }
+    }
+    assert!(
+        held.len() >= 1_100,
+        "the attacker opened {} connections",
+        held.len()
+    );
+    // /healthz from another address is answered, and the witness is served.
+    let healthz = http_from(Ipv4Addr::new(127, 0, 0, 5))
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 200);
+    witness.is_served(&server, None).await;
+    // The server never held more than its descriptors allow: the rest were closed.
+    let mut open = 0;
+    for tcp in &mut held {
+        if closed_within(tcp, Duration::from_millis(1)).await.is_none() {
+            open += 1;
+        }
+    }
+    assert!(
+        open < 1_024,
+        "{open} idle connections still open under a 1,024 fd limit"
+    );
+}
+
+#[tokio::test]
+async fn websockets_that_never_finish_a_message_are_closed() {
+    let server = TestServer::start_with(&["--request-timeout", "2"]);
+    let mut witness = Witness::start(&server, None).await;
+    let http = http_from(ATTACKER);
+    let host = sign_in(&http, &server, "Staller", None).await;
+    let (_, detail) = post(
+        &http,
+        &server,
+        "/api/v1/rooms",
+        Some(&host.token),
+        json!({"title": "stalls"}),
+    )
+    .await;
+    let room = detail["id"].as_str().unwrap().to_string();
+    let mut stalled = Vec::new();
+    for i in 0..50 {
+        let session = sign_in(&http, &server, &format!("stall{i}"), None).await;
+        let mut ws = connect_from(&server, &room, &session.token, ATTACKER)
+            .await
+            .unwrap();
+        // The first 60 KB fragment of a text message that never ends: a frame header for
+        // 60,000 bytes, then only part of them.
+        let mut frame = vec![0x01, 0xFE, 0xEA, 0x60, 0, 0, 0, 0];
+        frame.extend(std::iter::repeat_n(b' ', 30_000));
+        let tcp = match ws.get_mut() {
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
+            _ => unreachable!(),
+        };
+        tcp.write_all(&frame).await.unwrap();
+        stalled.push(ws);
+    }
+    let start = Instant::now();
+    witness.is_served(&server, None).await;
+    for ws in &mut stalled {
+        let tcp = match ws.get_mut() {
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
+            _ => unreachable!(),
+        };
+        assert!(
+            closed_within(tcp, Duration::from_secs(8)).await.is_some(),
+            "a stalled WebSocket was still open {:?} later",
+            start.elapsed()
+        );
+    }
+    witness.is_served(&server, None).await;
+}
+
+#[tokio::test]
+async fn access_code_guesses_back_off_are_counted_and_the_right_code_still_works() {
+    let metrics_addr = free_port();
+    let server = TestServer::start_with(&[
+        "--access-code",
+        "open sesame",
+        "--metrics-listen",
+        &metrics_addr.to_string(),
+    ]);
+    let mut witness = Witness::start(&server, Some("open sesame")).await;
+    // 150 guesses: within the address's session budget, so each one meets the code check.
+    let guesses: Vec<Vec<u8>> = (0..150)
+        .map(|i| session_request("guesser", Some(&format!("guess {i}"))))
+        .collect();
+    let statuses = pipelined(&server, ATTACKER, &guesses.concat(), 150).await;
+    assert_eq!(statuses.len(), 150);
+    let wrong = statuses.iter().filter(|s| **s == 403).count();
+    let locked = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        wrong <= 6,
+        "{wrong} guesses were compared; the back-off allows a handful"
+    );
+    assert_eq!(wrong + locked, 150, "{statuses:?}");
+    // Even the right code waits out the lock-out on the guessing address...
+    let (status, body) = post(
+        &http_from(ATTACKER),
+        &server,
+        "/api/v1/sessions",
+        None,
+        json!({"name": "guesser", "access_code": "open sesame"}),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    // ...while the witness's address is not held back at all.
+    witness.is_served(&server, Some("open sesame")).await;
+    // On an invite-only server /metrics is not public; it is on the metrics address.
+    let (status, _) = server.get("/metrics", None).await;
+    assert_eq!(status, 404);
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hallway_access_code_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failures >= 151.0, "{failures}");
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
+    let server =
+        TestServer::start_with(&["--trusted-proxy", "127.0.0.9", "--sessions-per-minute", "1"]);
+    // --sessions-per-minute 1 makes the burst 4: five sign-ins from one client address.
+    let via = |proxy: Ipv4Addr, client: &'static str| {
+        let http = http_from(proxy);
+        let server = &server;
+        async move {
+            let mut statuses = Vec::new();
+            for i in 0..5 {
+                let response = http
+                    .post(server.url("/api/v1/sessions"))
+                    .header("x-forwarded-for", format!("6.6.6.6, {client}"))
+                    .json(&json!({"name": format!("user{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(response.status().as_u16());
+            }
+            statuses
+        }
+    };
+    // Through the trusted proxy, each forwarded client has its own budget (and the forged
+    // leftmost entry is ignored).
+    assert_eq!(
+        via(Ipv4Addr::new(127, 0, 0, 9), "198.51.100.1").await,
+        [200, 200, 200, 200, 429]
+    );
+    assert_eq!(
+        via(Ipv4Addr::new(127, 0, 0, 9), "198.51.100.2").await,
+        [200, 200, 200, 200, 429]
+    );
+    // From anyone else the header is ignored: a forged address buys no fresh budget.
+    assert_eq!(
+        via(ATTACKER, "198.51.100.3").await,
+        [200, 200, 200, 200, 429]
+    );
+    assert_eq!(via(ATTACKER, "198.51.100.4").await, [429; 5]);
+}
+
+#[tokio::test]
+async fn hostile_names_are_refused_with_a_clear_error() {
+    let server = TestServer::start();
+    for (name, why) in [
+        ("\u{202e}evil", "U+202E"),
+        ("a\u{200b}b", "U+200B"),
+        ("\u{3164}", "blank"),
+        ("Victim (you)", "you"),
+        ("x host muted", "host"),
+        ("\u{1b}]0;pwned\u{7}", "U+001B"),
+    ] {
+        let (status, body) = server
+            .post_json("/api/v1/sessions", None, json!({ "name": name }))
+            .await;
+        assert_eq!(status, 400, "{name:?} was accepted: {body}");
+        assert_eq!(body["error"]["code"], "invalid_name");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{name:?}: {message}");
+    }
+    let (status, body) = server
+        .post_json("/api/v1/sessions", None, json!({ "name": "Cafe\u{301}" }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["user"]["name"], "Caf\u{e9}", "names are kept in NFC");
+
+    // A look-alike of someone in the room cannot join it.
+    let ada = server.session("Ada").await;
+    let room = server.create_room(&ada, "look-alikes").await;
+    let _ada_live = Live::join(&server, &room, &ada).await;
+    let fake = server.session("\u{410}da").await; // Cyrillic А
+    let (status, body) = common::connect_refusal(&server, &room, Some(&fake.token)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "name_lookalike");
+    let other = server.session("Adam").await;
+    let _adam = Live::join(&server, &room, &other).await;
+}
+
+#[tokio::test]
+async fn the_authorization_scheme_is_case_insensitive() {
+    let server = TestServer::start();
+    let me = server.session("Case").await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let response = server
+            .http
+            .get(server.url("/api/v1/sessions/me"))
+            .header("authorization", format!("{scheme} {}", me.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+}
