@@ -39,10 +39,12 @@ impl Api {
         if let Some(tls) = super::tls::client_config() {
             builder = builder.tls_backend_preconfigured(rustls::ClientConfig::clone(&tls));
         }
-        let http = builder
-            .build()
-            // Building fails only without a TLS backend, which this build always has.
-            .unwrap_or_default();
+        let http = builder.build().unwrap_or_else(|e| {
+            // Only a TLS set-up reqwest does not take can fail here: say so, and go on with
+            // the system's trust alone.
+            tracing::warn!("cannot use the TLS settings ({e}); trusting the system store only");
+            reqwest::Client::default()
+        });
         Self {
             http,
             base,

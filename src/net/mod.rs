@@ -40,11 +40,39 @@ pub enum NetError {
     /// The live connection failed.
     #[error("live connection failed: {0}")]
     WebSocket(String),
+    /// The server's TLS certificate is not one this client trusts.
+    #[error(
+        "the server at {url} has a TLS certificate this computer does not trust ({why}): if it uses a private CA, pass --ca CA.pem"
+    )]
+    UntrustedCertificate { url: String, why: String },
 }
 
 impl NetError {
     /// Unreachable, with the cause in words a person can act on.
     pub fn unreachable(url: &url::Url, error: &reqwest::Error) -> Self {
+        let certificate = std::iter::successors(std::error::Error::source(error), |e| e.source())
+            .find_map(|e| {
+                // tokio-rustls wraps rustls's error in an io::Error, whose `source` skips it.
+                let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+                    e.downcast_ref::<std::io::Error>()?
+                        .get_ref()?
+                        .downcast_ref::<rustls::Error>()
+                });
+                match tls {
+                    Some(rustls::Error::InvalidCertificate(why)) => Some(format!("{why:?}")),
+                    // Some layers keep only the words: rustls's own for this error.
+                    _ => e
+                        .to_string()
+                        .split_once("invalid peer certificate: ")
+                        .map(|(_, why)| why.to_string()),
+                }
+            });
+        if let Some(why) = certificate {
+            return Self::UntrustedCertificate {
+                url: url.to_string(),
+                why,
+            };
+        }
         let refused =
             std::iter::successors(std::error::Error::source(error), |e| e.source()).any(|e| {
                 e.downcast_ref::<std::io::Error>()

@@ -16,6 +16,7 @@ use super::outgoing::{CLOSE_NORMAL, Kind, Outgoing, Refused, Wire, goodbye};
 use super::room::{AudioVerdict, Delivery, Refusal, Room};
 use super::{Shared, monotonic_ms, unix_ms};
 use crate::protocol::control::{LeaveReason, RoomEndReason};
+use crate::protocol::text::terminal_safe;
 use crate::protocol::{
     AudioFrame, ClientCommand, ErrorCode, RoomDetail, RoomSummary, ServerMessage, User, UserId,
 };
@@ -238,7 +239,7 @@ impl RoomActor {
             rooms.remove(&id);
         }
         self.shared.metrics.rooms.dec();
-        tracing::info!(room = %id, title = %self.room.title(), "room ended");
+        tracing::info!(room = %id, title = %terminal_safe(self.room.title()), "room ended");
         // Dropping the peers says goodbye to any still here; their tasks finish writing,
         // then close.
         self.peers.clear();

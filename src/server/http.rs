@@ -498,7 +498,14 @@ async fn create_room(
         detail
     };
     shared.metrics.rooms.inc();
-    tracing::info!(room = %detail.summary.id, title = %detail.summary.title, host = %session.user.name, "room created");
+    // Names and titles are clean already (`clean_text`); escaped anyway, as every log line
+    // with a peer's words is, so a rule changed later cannot open the log to injection.
+    tracing::info!(
+        room = %detail.summary.id,
+        title = %text::terminal_safe(&detail.summary.title),
+        host = %text::terminal_safe(&session.user.name),
+        "room created"
+    );
     Ok((StatusCode::CREATED, Json(detail)))
 }
 
