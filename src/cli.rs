@@ -148,8 +148,9 @@ pub struct ServeArgs {
     /// Most people on a room's stage at once.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=200))]
     pub stage_limit: u16,
-    /// Also host the demo rooms, kept alive by bots.
-    #[arg(long)]
+    /// Also host the demo rooms, kept alive by bots (not with --tls-cert: the bots connect
+    /// to the listen address, which a certificate does not name).
+    #[arg(long, conflicts_with = "tls_cert")]
     pub demo: bool,
     /// Serve https:// and wss:// with this PEM certificate chain (with --tls-key; both are
     /// read again on SIGHUP).
@@ -196,7 +197,7 @@ pub struct LimitArgs {
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub idle_timeout: Option<Duration>,
     /// Seconds of silence after which a WebSocket is pinged; it is closed if nothing comes
-    /// back within as long again [default: 30].
+    /// back within as long again [default: 30, and 20 to answer].
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub ping_after: Option<Duration>,
 }

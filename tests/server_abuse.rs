@@ -575,3 +575,83 @@ async fn the_authorization_scheme_is_case_insensitive() {
         assert_eq!(response.status(), 200, "{scheme}");
     }
 }
+
+/// Opens a room's WebSocket through a proxy at `proxy` that forwards `client` as the
+/// client's address; returns the refusal's status and error code if it is refused.
+async fn join_via_proxy(
+    server: &TestServer,
+    room: &str,
+    token: &str,
+    proxy: Ipv4Addr,
+    client: &str,
+) -> Result<Live, (u16, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let tcp = tcp_from(server, proxy).await.unwrap();
+    let mut request = server.ws_url(room).into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    headers.insert("x-forwarded-for", client.parse().unwrap());
+    match tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+        .await
+    {
+        Ok((ws, _)) => Ok(Live::joined(ws, &token_owner(server, token).await).await),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body: Value = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            Err((
+                response.status().as_u16(),
+                body["error"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ))
+        }
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
+async fn token_owner(server: &TestServer, token: &str) -> Session {
+    let (status, user) = server.get("/api/v1/sessions/me", Some(token)).await;
+    assert_eq!(status, 200);
+    Session {
+        token: token.to_string(),
+        user: serde_json::from_value(user).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_removed_troll_behind_a_trusted_proxy_cannot_walk_back_in() {
+    const PROXY: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 9);
+    let server = TestServer::start_with(&["--trusted-proxy", "127.0.0.9"]);
+    let mut witness = Witness::start(&server, None).await;
+    let troll = server.session("Troll").await;
+    let mut troll_live =
+        join_via_proxy(&server, &witness.room, &troll.token, PROXY, "198.51.100.66")
+            .await
+            .unwrap();
+    witness
+        .speaker
+        .command(json!({"type": "remove", "user_id": troll_live.me}))
+        .await;
+    assert_eq!(troll_live.closed().await.as_deref(), Some("removed"));
+    // A fresh session, through the same proxy, from the same client address: banned.
+    let again = server.session("Not a troll").await;
+    let refused =
+        join_via_proxy(&server, &witness.room, &again.token, PROXY, "198.51.100.66").await;
+    assert_eq!(refused.err(), Some((403, "banned".to_string())));
+    // Everyone else behind the proxy is someone else, and gets in.
+    let neighbour = server.session("Neighbour").await;
+    join_via_proxy(
+        &server,
+        &witness.room,
+        &neighbour.token,
+        PROXY,
+        "198.51.100.77",
+    )
+    .await
+    .unwrap();
+    witness.is_served(&server, None).await;
+}

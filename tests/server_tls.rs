@@ -98,7 +98,10 @@ async fn the_client_speaks_https_and_wss_with_a_private_ca_and_a_reload_takes_a_
     let stderr = text(&refused.stderr);
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("hallway: "), "{stderr}");
-    assert!(last.contains("does not trust") && last.contains("--ca"), "{stderr}");
+    assert!(
+        last.contains("does not trust") && last.contains("--ca"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // With it: REST over https...

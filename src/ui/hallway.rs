@@ -123,7 +123,10 @@ fn room_list(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect) {
     if let (Some(error), true) = (&app.rooms_error, app.rooms.is_empty()) {
         return message(
             vec![
-                Line::styled(format!("Could not load the rooms: {error}"), theme.error),
+                Line::styled(
+                    text::terminal_safe(&format!("Could not load the rooms: {error}")).into_owned(),
+                    theme.error,
+                ),
                 Line::raw(""),
                 Line::from(vec![
                     Span::raw("Press "),

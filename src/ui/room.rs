@@ -40,7 +40,11 @@ fn joining(app: &App, room: &RoomScreen, theme: &Theme, buf: &mut Buffer, area: 
     let h = area.height;
     let status = match &room.connection {
         Connection::Reconnecting { attempt, reason } => Line::styled(
-            format!("Reconnecting to {}… (attempt {attempt}: {reason})", room.id),
+            text::terminal_safe(&format!(
+                "Reconnecting to {}… (attempt {attempt}: {reason})",
+                room.id
+            ))
+            .into_owned(),
             theme.warn,
         ),
         Connection::Connecting | Connection::Live { .. } => {

@@ -10,7 +10,7 @@ use ratatui::widgets::Widget;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::Theme;
-use crate::protocol::text::terminal_safe;
+pub use crate::protocol::text::terminal_safe;
 
 /// Columns a string takes on the terminal.
 pub fn width(text: &str) -> usize {

@@ -373,7 +373,7 @@ impl Live {
     }
 
     /// Reads the snapshot on a freshly opened connection.
-    async fn joined(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, session: &Session) -> Self {
+    pub async fn joined(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, session: &Session) -> Self {
         let mut live = Self {
             ws,
             me: session.user.id,
