@@ -154,10 +154,8 @@ async fn pipelined(server: &TestServer, from: Ipv4Addr, requests: &[u8], n: usiz
     let mut text = Vec::new();
     let reading = tokio::time::timeout(PATIENCE, async {
         let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(1..) = read.read(&mut buf).await.map(|got| {
+        while let Ok(got @ 1..) = read.read(&mut buf).await {
             text.extend_from_slice(&buf[..got]);
-            got
-        }) {
             if statuses(&text).len() >= n {
                 break;
             }
