@@ -653,3 +653,77 @@ async fn a_removed_troll_behind_a_trusted_proxy_cannot_walk_back_in() {
     .unwrap();
     witness.is_served(&server, None).await;
 }
+
+#[tokio::test]
+async fn a_recording_toggle_flood_reaches_listeners_once_a_second_and_ends_as_abuse() {
+    use hallway::protocol::ServerMessage;
+    let server = TestServer::start();
+    let mut witness = Witness::start(&server, None).await;
+    let http = http_from(ATTACKER);
+    let mut togglers = Vec::new();
+    for i in 0..20 {
+        let session = sign_in(&http, &server, &format!("toggler{i}"), None).await;
+        togglers.push(Live::join_from(&server, &witness.room, &session, ATTACKER).await);
+    }
+    // Each toggles recording 19 times a second for 3 seconds, all at once.
+    let flood = futures_util::future::join_all(togglers.iter_mut().map(|t| async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1_000 / 19));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for i in 0..57 {
+            tick.tick().await;
+            let kind = if i % 2 == 0 {
+                "start_recording"
+            } else {
+                "stop_recording"
+            };
+            let sent = tokio::time::timeout(
+                PATIENCE,
+                futures_util::SinkExt::send(
+                    &mut t.ws,
+                    tokio_tungstenite::tungstenite::Message::Text(
+                        json!({ "type": kind }).to_string().into(),
+                    ),
+                ),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                break;
+            }
+        }
+    }));
+    // Meanwhile the plain listener counts what reaches them, until the flood is over and a
+    // second has passed.
+    let counting = async {
+        let mut changes = 0;
+        let until = Instant::now() + Duration::from_secs(5);
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(
+            until.into(),
+            futures_util::StreamExt::next(&mut witness.listener.ws),
+        )
+        .await
+        {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message
+                && let Ok(ServerMessage::RecordingChanged { .. }) = ServerMessage::decode(&text)
+            {
+                changes += 1;
+            }
+        }
+        changes
+    };
+    let ((), changes) = tokio::join!(
+        async {
+            flood.await;
+        },
+        counting
+    );
+    // Uncoalesced, that was 20 × 57 = 1,140 messages; coalesced, at most one a second each
+    // (and the flooders are cut off as abusive within a few seconds).
+    assert!(
+        changes <= 20 * 5,
+        "{changes} recording changes reached a listener in 5 s"
+    );
+    for toggler in &mut togglers {
+        assert_eq!(toggler.closed().await.as_deref(), Some("abusive"));
+    }
+    witness.is_served(&server, None).await;
+}

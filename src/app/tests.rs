@@ -183,9 +183,22 @@ impl Live {
 
     /// Someone does something in the room.
     fn by(&mut self, who: UserId, command: ClientCommand) -> Vec<Effect> {
-        self.now_ms += 10;
+        self.advance_for(&command);
         let out = self.room.command(who, &command, self.now_ms).unwrap();
         self.deliver(out)
+    }
+
+    /// Time passes before a command: 10 ms, or for a toggle (hand, recording) the room's
+    /// shortest time between visible toggles, so these tests see each one at once (the
+    /// room's own tests cover the coalescing).
+    fn advance_for(&mut self, command: &ClientCommand) {
+        use ClientCommand::*;
+        self.now_ms += match command {
+            RaiseHand | LowerHand { .. } | StartRecording | StopRecording => {
+                crate::server::room::TOGGLE_EVERY_MS
+            }
+            _ => 10,
+        };
     }
 
     /// Runs the commands the model asked to send; refusals come back as `error`s.
@@ -195,7 +208,7 @@ impl Live {
             let Effect::Send(command) = effect else {
                 continue;
             };
-            self.now_ms += 10;
+            self.advance_for(&command);
             match self.room.command(self.me, &command, self.now_ms) {
                 Ok(out) => answers.extend(self.deliver(out)),
                 Err(refusal) => answers.extend(self.app.update(server(ServerMessage::error(

@@ -214,6 +214,7 @@ impl RoomActor {
             self.room.moderator_deadline_ms(),
             self.room.speaking_deadline_ms(),
             self.room.audience_deadline_ms(),
+            self.room.toggle_deadline_ms(),
         ]
         .into_iter()
         .flatten()

@@ -227,6 +227,9 @@ struct Reader<'a> {
     control_bucket: TokenBucket,
     audio_bucket: TokenBucket,
     strikes: TokenBucket,
+    /// A member's own hand and recording toggles: the room shows one change a second
+    /// anyway; faster toggling is a flood and earns strikes.
+    toggle_bucket: TokenBucket,
     told_audio_rate: bool,
     /// False once the room has been told this connection is gone.
     in_room: bool,
@@ -250,6 +253,7 @@ impl<'a> Reader<'a> {
             control_bucket: TokenBucket::new(limits.control_per_sec, limits.control_burst),
             audio_bucket: TokenBucket::new(limits.audio_per_sec, limits.audio_burst),
             strikes: TokenBucket::new(limits.strikes_per_sec, limits.strikes_burst),
+            toggle_bucket: TokenBucket::new(limits.toggles_per_sec, limits.toggles_burst),
             told_audio_rate: false,
             in_room: true,
         }
@@ -328,6 +332,18 @@ impl<'a> Reader<'a> {
                         let _ = self.out.send(&Wire::text(pong.encode()), Kind::Control);
                         Flow::Continue
                     }
+                    Ok(ClientMessage { id, command })
+                        if is_toggle(&command) && !self.toggle_bucket.try_take() =>
+                    {
+                        self.reject(
+                            ErrorCode::RateLimited,
+                            id,
+                            format!(
+                                "at most {} hand or recording changes a second; slow down",
+                                limits.toggles_per_sec
+                            ),
+                        )
+                    }
                     Ok(ClientMessage { id, command }) => {
                         let send = self.room.tx.send(RoomCommand::Control {
                             user: self.user.id,
@@ -395,6 +411,19 @@ impl<'a> Reader<'a> {
             }
         }
     }
+}
+
+/// A command that toggles the sender's own state (see [`Limits::toggles_per_sec`]).
+///
+/// [`Limits::toggles_per_sec`]: super::Limits::toggles_per_sec
+fn is_toggle(command: &ClientCommand) -> bool {
+    matches!(
+        command,
+        ClientCommand::RaiseHand
+            | ClientCommand::LowerHand { user_id: None }
+            | ClientCommand::StartRecording
+            | ClientCommand::StopRecording
+    )
 }
 
 /// What tungstenite reads from and writes to: the socket's read half, and the connection's

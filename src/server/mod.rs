@@ -98,6 +98,11 @@ pub struct Limits {
     pub stuck_after: Duration,
     /// Rooms one user may create per minute.
     pub rooms_per_minute: f64,
+    /// Hand and recording toggles per second per connection, sustained; the room shows at
+    /// most one change a second per member, so more is a flood (refused, and strikes).
+    pub toggles_per_sec: f64,
+    /// Toggles in a burst (a few quick corrections are fine).
+    pub toggles_burst: f64,
     /// What one address may do.
     pub address: AddressLimits,
     /// How long a peer may stall.
@@ -125,6 +130,8 @@ impl Default for Limits {
             control_queue: 2_048,
             stuck_after: Duration::from_secs(5),
             rooms_per_minute: 6.0,
+            toggles_per_sec: 2.0,
+            toggles_burst: 10.0,
             address: AddressLimits::default(),
             timeouts: Timeouts::default(),
             session_idle: Duration::from_secs(24 * 3600),

@@ -8,6 +8,9 @@
 //! - the stage (host, moderators, speakers) grows past `stage_limit` only when a moderator
 //!   returns within the grace period (so a room is never left without one);
 //! - a removed user is never let back in;
+//! - a member's own toggles (hand, recording) change what others see at most once every
+//!   [`TOGGLE_EVERY_MS`]: faster ones wait and only the net change is announced, so a
+//!   toggling flood costs the audience one message a second per member, however fast it is;
 //! - no two members' names look alike: `names` maps each member's confusable skeleton
 //!   (`protocol::text::skeleton`) to them, so `Ada` cannot join beside Cyrillic `Аda`.
 
@@ -32,6 +35,9 @@ pub const SPEAKING_HOLD_MS: u64 = 400;
 
 /// The shortest time between two `audience_changed` messages.
 pub const AUDIENCE_EVERY_MS: u64 = 1_000;
+/// The shortest time between two visible changes a member makes to their own hand or
+/// recording state.
+pub const TOGGLE_EVERY_MS: u64 = 1_000;
 
 /// Limits a room enforces.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +132,40 @@ struct Member {
     recording: bool,
     /// Everyone is told about them (see [`RoomLimits::listed_audience`]).
     listed: bool,
+    /// When they last changed their own hand or recording state visibly.
+    toggled_at_ms: Option<u64>,
+    /// Their own toggles waiting for [`TOGGLE_EVERY_MS`] to pass: the latest wanted state.
+    pending: Pending,
+}
+
+/// The states a member toggles for themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Toggle {
+    Hand,
+    Recording,
+}
+
+impl Toggle {
+    /// The toggle `command` from `user` is, and the state it wants; None for anything else
+    /// (a moderator lowering someone else's hand acts at once).
+    fn of(user: UserId, command: &ClientCommand) -> Option<(Self, bool)> {
+        match *command {
+            ClientCommand::RaiseHand => Some((Self::Hand, true)),
+            ClientCommand::LowerHand { user_id } if user_id.is_none_or(|u| u == user) => {
+                Some((Self::Hand, false))
+            }
+            ClientCommand::StartRecording => Some((Self::Recording, true)),
+            ClientCommand::StopRecording => Some((Self::Recording, false)),
+            _ => None,
+        }
+    }
+}
+
+/// A member's own toggles not yet applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Pending {
+    hand: Option<bool>,
+    recording: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +184,8 @@ pub struct Room {
     members: HashMap<UserId, Member>,
     /// Each member's name skeleton, to refuse look-alikes.
     names: HashMap<String, UserId>,
+    /// When members' waiting toggles are due, earliest first.
+    toggles_due: std::collections::BTreeSet<(u64, UserId)>,
     banned: HashSet<UserId>,
     /// Roles of people whose connection dropped, for a rejoin within [`REJOIN_GRACE_MS`].
     departed: HashMap<UserId, Departed>,
@@ -174,6 +216,7 @@ impl Room {
             limits,
             members: HashMap::new(),
             names: HashMap::new(),
+            toggles_due: std::collections::BTreeSet::new(),
             banned: HashSet::new(),
             departed,
             seq: 0,
@@ -288,6 +331,8 @@ impl Room {
             moderator_seq: self.seq,
             recording: false,
             listed,
+            toggled_at_ms: None,
+            pending: Pending::default(),
         };
         self.members.insert(user.id, member);
         self.names.insert(skeleton(&user.name), user.id);
@@ -361,6 +406,11 @@ impl Room {
             .max()
     }
 
+    /// When a member's waiting toggles are due: the time to call [`Room::tick`].
+    pub fn toggle_deadline_ms(&self) -> Option<u64> {
+        self.toggles_due.first().map(|(due, _)| *due)
+    }
+
     /// When partial views are next due the unlisted count: the time to call [`Room::tick`].
     pub fn audience_deadline_ms(&self) -> Option<u64> {
         self.audience_due_ms
@@ -405,6 +455,13 @@ impl Room {
                 user_id,
                 speaking: false,
             }));
+        }
+        while let Some(&(due, user)) = self.toggles_due.first() {
+            if due > now_ms {
+                break;
+            }
+            self.toggles_due.remove(&(due, user));
+            out.extend(self.apply_pending(user, now_ms));
         }
         self.departed
             .retain(|_, d| now_ms.saturating_sub(d.left_at_ms) <= REJOIN_GRACE_MS);
@@ -489,6 +546,91 @@ impl Room {
 
     /// A control command from `user`. Ok holds the events to deliver.
     pub fn command(
+        &mut self,
+        user: UserId,
+        command: &ClientCommand,
+        now_ms: u64,
+    ) -> Result<Vec<Delivery>, Refusal> {
+        let Some(me) = self.members.get(&user) else {
+            return refuse(
+                ErrorCode::UserNotFound,
+                "you are not in this room; join it first",
+            );
+        };
+        if let Some((kind, want)) = Toggle::of(user, command) {
+            if kind == Toggle::Hand && want && me.role.on_stage() {
+                return refuse(
+                    ErrorCode::AlreadyOnStage,
+                    "you are on the stage already; just unmute to talk",
+                );
+            }
+            if let Some(at) = me.toggled_at_ms
+                && now_ms < at + TOGGLE_EVERY_MS
+            {
+                // Too soon after their last visible change: remember the wish, apply the
+                // net result when the time comes (`tick`).
+                let due = at + TOGGLE_EVERY_MS;
+                let m = self.member_mut(user);
+                match kind {
+                    Toggle::Hand => m.pending.hand = Some(want),
+                    Toggle::Recording => m.pending.recording = Some(want),
+                }
+                self.toggles_due.insert((due, user));
+                return Ok(Vec::new());
+            }
+            let out = self.apply_command(user, command, now_ms)?;
+            let m = self.member_mut(user);
+            match kind {
+                Toggle::Hand => m.pending.hand = None,
+                Toggle::Recording => m.pending.recording = None,
+            }
+            if !out.is_empty() {
+                m.toggled_at_ms = Some(now_ms);
+            }
+            return Ok(out);
+        }
+        self.apply_command(user, command, now_ms)
+    }
+
+    /// Applies a member's waiting toggles (those still wanted and still possible).
+    fn apply_pending(&mut self, user: UserId, now_ms: u64) -> Vec<Delivery> {
+        let Some(m) = self.members.get_mut(&user) else {
+            return Vec::new();
+        };
+        let pending = std::mem::take(&mut m.pending);
+        let mut out = Vec::new();
+        if let Some(raise) = pending.hand {
+            let command = if raise {
+                ClientCommand::RaiseHand
+            } else {
+                ClientCommand::LowerHand { user_id: None }
+            };
+            // Refused (they went on stage meanwhile): the wish no longer applies.
+            out.extend(
+                self.apply_command(user, &command, now_ms)
+                    .unwrap_or_default(),
+            );
+        }
+        if let Some(record) = pending.recording {
+            let command = if record {
+                ClientCommand::StartRecording
+            } else {
+                ClientCommand::StopRecording
+            };
+            out.extend(
+                self.apply_command(user, &command, now_ms)
+                    .unwrap_or_default(),
+            );
+        }
+        if !out.is_empty()
+            && let Some(m) = self.members.get_mut(&user)
+        {
+            m.toggled_at_ms = Some(now_ms);
+        }
+        out
+    }
+
+    fn apply_command(
         &mut self,
         user: UserId,
         command: &ClientCommand,
@@ -865,6 +1007,8 @@ impl Room {
             moderator_seq: u64::MAX,
             recording: false,
             listed: true,
+            toggled_at_ms: None,
+            pending: Pending::default(),
         })
     }
 
@@ -1207,15 +1351,20 @@ mod tests {
         room.command(CY, &ClientCommand::RaiseHand, 100).unwrap();
         room.command(ADA, &ClientCommand::RaiseHand, 90).unwrap();
         assert_eq!(room.detail().hands, vec![BOB, CY, ADA]);
-        room.command(CY, &ClientCommand::LowerHand { user_id: None }, 120)
+        room.command(CY, &ClientCommand::LowerHand { user_id: None }, 1_120)
             .unwrap();
         assert_eq!(room.detail().hands, vec![BOB, ADA]);
         assert_eq!(
-            code(room.command(ADA, &ClientCommand::LowerHand { user_id: Some(BOB) }, 130)),
+            code(room.command(ADA, &ClientCommand::LowerHand { user_id: Some(BOB) }, 1_130)),
             ErrorCode::Forbidden
         );
-        room.command(HOST, &ClientCommand::LowerHand { user_id: Some(BOB) }, 130)
-            .unwrap();
+        // A moderator's act on someone else is never held back.
+        room.command(
+            HOST,
+            &ClientCommand::LowerHand { user_id: Some(BOB) },
+            1_130,
+        )
+        .unwrap();
         assert_eq!(room.detail().hands, vec![ADA]);
     }
 
@@ -1588,12 +1737,114 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        room.command(BOB, &ClientCommand::StopRecording, 7).unwrap();
-        assert!(!room.summary().recording);
-        room.command(BOB, &ClientCommand::StartRecording, 8)
+        room.command(BOB, &ClientCommand::StopRecording, 1_005)
             .unwrap();
-        room.depart(BOB, LeaveReason::Left, 9);
+        assert!(!room.summary().recording);
+        room.command(BOB, &ClientCommand::StartRecording, 2_005)
+            .unwrap();
+        room.depart(BOB, LeaveReason::Left, 2_006);
         assert!(!room.summary().recording, "leaving stops the recording");
+    }
+
+    /// Every visible change about `who`'s hand or recording in `out`.
+    fn toggles_of(out: &[Delivery], who: UserId) -> Vec<String> {
+        out.iter()
+            .filter_map(|d| match d {
+                Delivery::All(m) | Delivery::Moderators { message: m, .. } => Some(m),
+                _ => None,
+            })
+            .filter_map(|m| match m {
+                ServerMessage::RecordingChanged { user_id, recording } if *user_id == who => {
+                    Some(format!("recording {recording}"))
+                }
+                ServerMessage::HandRaised { user_id, .. } if *user_id == who => {
+                    Some("hand up".into())
+                }
+                ServerMessage::HandLowered { user_id, .. } if *user_id == who => {
+                    Some("hand down".into())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_toggling_flood_reaches_the_room_once_a_second_with_the_net_change() {
+        let mut room = room();
+        let mut seen = Vec::new();
+        // Recording toggled 19 times a second for 3 seconds, ending on "recording".
+        let mut now = 1_000;
+        for i in 0..57 {
+            let command = if i % 2 == 0 {
+                ClientCommand::StartRecording
+            } else {
+                ClientCommand::StopRecording
+            };
+            seen.extend(toggles_of(&room.command(BOB, &command, now).unwrap(), BOB));
+            while room.toggle_deadline_ms().is_some_and(|due| due <= now) {
+                seen.extend(toggles_of(&room.tick(now), BOB));
+            }
+            now += 1_000 / 19;
+        }
+        seen.extend(toggles_of(&room.tick(now + 1_000), BOB));
+        assert!(
+            seen.len() <= 4,
+            "{} visible changes in 3 s: {seen:?}",
+            seen.len()
+        );
+        assert_eq!(seen.first().map(String::as_str), Some("recording true"));
+        assert!(
+            room.participant(BOB).unwrap().recording,
+            "the last wish wins"
+        );
+        assert_eq!(room.toggle_deadline_ms(), None);
+    }
+
+    #[test]
+    fn a_hand_raised_and_lowered_at_once_shows_nothing_more_and_the_last_wish_wins() {
+        let mut room = room();
+        assert_eq!(
+            toggles_of(
+                &room.command(ADA, &ClientCommand::RaiseHand, 100).unwrap(),
+                ADA
+            ),
+            ["hand up"]
+        );
+        // Down and up again within the second: nothing to tell, now or later.
+        let lower = ClientCommand::LowerHand { user_id: None };
+        assert!(room.command(ADA, &lower, 200).unwrap().is_empty());
+        assert!(
+            room.command(ADA, &ClientCommand::RaiseHand, 300)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(room.toggle_deadline_ms(), Some(1_100));
+        assert!(toggles_of(&room.tick(1_100), ADA).is_empty());
+        assert_eq!(room.detail().hands, vec![ADA]);
+        // Down within the second: told when the second is up.
+        assert_eq!(
+            toggles_of(&room.command(ADA, &lower, 1_500).unwrap(), ADA),
+            ["hand down"]
+        );
+        assert!(
+            room.command(ADA, &ClientCommand::RaiseHand, 1_600)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(room.detail().hands, Vec::<UserId>::new(), "not yet");
+        assert_eq!(toggles_of(&room.tick(2_500), ADA), ["hand up"]);
+        assert_eq!(room.detail().hands, vec![ADA]);
+        // A wish that no longer applies is dropped: invited and on stage meanwhile.
+        assert!(room.command(ADA, &lower, 2_600).unwrap().is_empty());
+        room.command(HOST, &ClientCommand::InviteToSpeak { user_id: ADA }, 2_700)
+            .unwrap();
+        room.command(ADA, &ClientCommand::AcceptInvite, 2_800)
+            .unwrap();
+        assert!(toggles_of(&room.tick(3_500), ADA).is_empty());
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::RaiseHand, 3_600)),
+            ErrorCode::AlreadyOnStage
+        );
     }
 
     #[test]
