@@ -180,13 +180,16 @@ pub struct LimitArgs {
     /// Open connections one address may hold [default: 512].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_address: Option<u32>,
-    /// Sessions one address may create per minute, sustained [default: 60, burst 200].
+    /// Sessions one address may create per minute, sustained [default: 60, burst 200; the
+    /// burst scales with the rate].
     #[arg(long, value_name = "N", value_parser = positive)]
     pub sessions_per_minute: Option<f64>,
-    /// Room joins one address may make per second, sustained [default: 20, burst 200].
+    /// Room joins one address may make per second, sustained [default: 20, burst 200; the
+    /// burst scales with the rate].
     #[arg(long, value_name = "N", value_parser = positive)]
     pub joins_per_second: Option<f64>,
-    /// Rooms one address may create per hour, sustained [default: 30, burst 10].
+    /// Rooms one address may create per hour, sustained [default: 30, burst 10; the burst
+    /// scales with the rate].
     #[arg(long, value_name = "N", value_parser = positive)]
     pub rooms_per_hour: Option<f64>,
     /// Seconds a request (or WebSocket message, or TLS handshake) may take from its first
@@ -208,17 +211,20 @@ impl LimitArgs {
         if let Some(n) = self.max_connections_per_address {
             a.connections = n as usize;
         }
+        // A burst scales with its rate: ten times the rate, ten times the burst.
+        let scaled =
+            |burst: f64, default_rate: f64, rate: f64| (burst * rate / default_rate).max(1.0);
         if let Some(n) = self.sessions_per_minute {
+            a.sessions_burst = scaled(a.sessions_burst, a.sessions_per_minute, n);
             a.sessions_per_minute = n;
-            a.sessions_burst = a.sessions_burst.min(n.max(1.0) * 4.0);
         }
         if let Some(n) = self.joins_per_second {
+            a.joins_burst = scaled(a.joins_burst, a.joins_per_second, n);
             a.joins_per_second = n;
-            a.joins_burst = a.joins_burst.min(n.max(1.0) * 10.0);
         }
         if let Some(n) = self.rooms_per_hour {
+            a.rooms_burst = scaled(a.rooms_burst, a.rooms_per_hour, n);
             a.rooms_per_hour = n;
-            a.rooms_burst = a.rooms_burst.min(n.max(1.0));
         }
         let t = &mut limits.timeouts;
         if let Some(d) = self.request_timeout {

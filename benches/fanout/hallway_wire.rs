@@ -26,6 +26,14 @@ pub struct HallwayServer {
     http: reqwest::Client,
 }
 
+/// Whether `bin serve` takes the per-address limit flags (builds from before them do not).
+fn supports_limit_flags(bin: &str) -> bool {
+    Command::new(bin)
+        .args(["serve", "--help"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--ping-after"))
+}
+
 impl HallwayServer {
     /// Starts the server on 127.0.0.1:0, on `cpu` when given, and reads its address.
     pub fn start(cpu: Option<usize>) -> Self {
@@ -39,8 +47,28 @@ impl HallwayServer {
             }
             None => Command::new(&bin),
         };
+        // The generator opens every connection from 127.0.0.1: lift the per-address limits,
+        // which are for strangers on the internet, not for a load generator in the lab
+        // (benches/signin.rs measures what they cost). The generator's listeners never send
+        // and do not answer pings; Hallway's own client pings every 2 s, so the server never
+        // pings it: keep the server from pinging (then closing) silent listeners on long
+        // set-ups. Builds from before these flags (HALLWAY_BIN, for comparisons) get none.
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        if supports_limit_flags(&bin) {
+            command.args([
+                "--max-connections-per-address",
+                "1000000",
+                "--sessions-per-minute",
+                "100000000",
+                "--joins-per-second",
+                "100000000",
+                "--rooms-per-hour",
+                "100000000",
+                "--ping-after",
+                "3600",
+            ]);
+        }
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
