@@ -19,7 +19,9 @@
 //!
 //! The pure cores ([`JitterBuffer`], [`Mixer`], [`level`], [`CaptureProcessor`],
 //! [`PlayoutCore`]) take values and return values and are tested with a fake clock; the
-//! workers are thin loops around them.
+//! workers are thin loops around them. [`stretch`] (pitch-preserving time stretching, for
+//! playout that catches up after a stall by playing faster) is such a core too; the playout
+//! does not use it yet (issue #11).
 
 pub mod capture;
 pub mod clock;
@@ -37,6 +39,7 @@ pub mod oggopus;
 pub mod playout;
 pub mod recorder;
 pub mod resample;
+pub mod stretch;
 
 pub use capture::{
     Capture, CaptureConfig, CaptureFrame, CaptureProcessor, CaptureStats, CaptureWorker,
