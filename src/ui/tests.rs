@@ -702,3 +702,47 @@ fn never_panics_at_any_size() {
 fn tiny_terminal_shows_something() {
     insta::assert_snapshot!(screen(&in_room(Role::Moderator, 0), 10, 3));
 }
+
+/// What a hostile server might put in a name, a title or an error: a window-title change,
+/// a clipboard write, a screen clear, a right-to-left override and a C1 CSI.
+const HOSTILE: &str = "\u{1b}]0;owned\u{7}\u{1b}]52;c;aGk=\u{7}\u{1b}[2J\u{202e}x\u{9b}31m";
+
+fn assert_drawn_safely(screen: &str) {
+    for bad in ['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}'] {
+        assert!(
+            !screen.contains(bad),
+            "U+{:04X} was drawn:\n{screen}",
+            u32::from(bad)
+        );
+    }
+}
+
+#[test]
+fn a_hostile_servers_names_titles_and_errors_are_drawn_escaped() {
+    let hostile = summary(
+        "r1",
+        &format!("Title {HOSTILE}"),
+        3,
+        vec![member(10, &format!("Host {HOSTILE}"), Role::Host, true)],
+        4,
+    );
+    let hallway = screen(&hallway_with(vec![hostile]), 120, 24);
+    assert_drawn_safely(&hallway);
+    assert!(
+        hallway.contains("\\u{1b}"),
+        "the escape is shown:\n{hallway}"
+    );
+
+    let mut failed = new_app();
+    failed.update(Msg::Rooms(Err(format!("refused: {HOSTILE}"))));
+    assert_drawn_safely(&screen(&failed, 120, 24));
+
+    let mut room = in_room(Role::Listener, 0);
+    server(
+        &mut room,
+        ServerMessage::ParticipantJoined {
+            participant: participant(40, &format!("Eve {HOSTILE}"), Role::Listener),
+        },
+    );
+    assert_drawn_safely(&screen(&room, 120, 30));
+}
