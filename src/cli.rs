@@ -578,7 +578,7 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
     let input: crate::audio::InputDevice = args.input.parse()?;
     let output: crate::audio::OutputDevice = args.output.parse()?;
     let audio = client::AudioLink::start(&input, &output, !args.no_noise_suppression);
-    let result = client::run(api, name, target.room, audio).await;
+    let result = client::run(api, name, target.room, audio, config.latency).await;
     if let Some(demo) = demo {
         demo.stop().await;
     }

@@ -19,9 +19,30 @@ pub struct Config {
     /// Access code for invite-only servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_code: Option<String>,
+    /// What playout favours: `auto` (low delay on stage, smoothness in the audience),
+    /// `low` or `smooth`.
+    #[serde(default, skip_serializing_if = "is_auto")]
+    pub latency: Latency,
     /// Session tokens by server URL.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tokens: BTreeMap<String, String>,
+}
+
+/// The `latency` setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Latency {
+    /// Low delay on stage, where people converse; smoothness in the audience.
+    #[default]
+    Auto,
+    /// Always low delay (a rare stall is heard as a short gap).
+    Low,
+    /// Always smooth (up to 600 ms of delay on bad networks).
+    Smooth,
+}
+
+fn is_auto(latency: &Latency) -> bool {
+    *latency == Latency::Auto
 }
 
 /// Why the config file could not be used.
@@ -133,6 +154,21 @@ mod tests {
         std::fs::write(path.with_extension("toml.tmp"), "junk").unwrap();
         config.save(&path).unwrap();
         assert_eq!(Config::load(&path).unwrap(), config);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn latency_is_auto_unless_set_and_a_wrong_value_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("hallway-latency-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, "name = \"ada\"\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().latency, Latency::Auto);
+        std::fs::write(&path, "latency = \"smooth\"\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().latency, Latency::Smooth);
+        std::fs::write(&path, "latency = \"fast\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("latency") || err.contains("fast"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

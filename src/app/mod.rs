@@ -12,6 +12,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 pub use room_view::{Notice, RoomView};
 
+use crate::audio::LatencyProfile;
+use crate::config::Latency;
 use crate::net::NetEvent;
 use crate::protocol::control::{LeaveReason, RoomEndReason};
 use crate::protocol::{ClientCommand, ErrorCode, Role, RoomSummary, ServerMessage, UserId};
@@ -51,6 +53,8 @@ pub enum Effect {
     LeaveRoom,
     /// Open or close the microphone: it sends only while on stage and unmuted.
     SetMicLive(bool),
+    /// Playout favours low delay (on stage) or smoothness (in the audience).
+    SetLatency(LatencyProfile),
     SetOutputVolume(f32),
     SetSpeakerVolume {
         user_id: UserId,
@@ -144,12 +148,52 @@ pub struct App {
     /// The event line: latest notice and when it was shown.
     pub notice: Option<(String, u64)>,
     pub audio: AudioStatus,
+    pub audio_quality: AudioQuality,
     /// Output volume, 0.0..=2.0.
     pub output_volume: f32,
     /// The terminal reports key releases, so space can be held to talk.
     pub key_release: bool,
+    /// The `latency` setting: what playout favours.
+    pub latency: Latency,
     pub now_ms: u64,
     pub quit: bool,
+}
+
+/// How playout sounds lately, in one word for the status bar: from the rate of concealed
+/// frames and device underruns, smoothed over about 5 s.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AudioQuality {
+    /// Losses (concealed frames + underruns) per second, smoothed.
+    pub losses_per_s: f32,
+    last_total: u64,
+    last_ms: Option<u64>,
+}
+
+impl AudioQuality {
+    /// Takes the counters since joining, at `now_ms`.
+    pub fn observe(&mut self, total_losses: u64, now_ms: u64) {
+        if let Some(last_ms) = self.last_ms
+            && now_ms > last_ms
+        {
+            let dt_s = (now_ms - last_ms) as f32 / 1000.0;
+            // Counters restart when a room is left and another joined.
+            let lost = total_losses.saturating_sub(self.last_total) as f32;
+            let weight = (dt_s / 5.0).min(1.0);
+            self.losses_per_s += (lost / dt_s - self.losses_per_s) * weight;
+        }
+        self.last_total = total_losses;
+        self.last_ms = Some(now_ms);
+    }
+
+    /// "good" (no more than a lost frame every 10 s), "fair" (up to 2 a second: short gaps
+    /// now and then), "poor".
+    pub fn word(&self) -> &'static str {
+        match self.losses_per_s {
+            r if r <= 0.1 => "good",
+            r if r <= 2.0 => "fair",
+            _ => "poor",
+        }
+    }
 }
 
 /// Notices fade after this long.
@@ -172,8 +216,10 @@ impl App {
             overlay: None,
             notice: None,
             audio: AudioStatus::default(),
+            audio_quality: AudioQuality::default(),
             output_volume: 1.0,
             key_release,
+            latency: Latency::Auto,
             now_ms: 0,
             quit: false,
         }
@@ -233,6 +279,23 @@ impl App {
         self.notice = Some((text.into(), self.now_ms));
     }
 
+    /// What playout should favour now: by the `latency` setting, and with `auto` by where
+    /// I am (the stage converses, the audience listens). None outside a room.
+    fn latency_profile(&self) -> Option<LatencyProfile> {
+        let on_stage = self
+            .room()?
+            .view
+            .as_ref()?
+            .myself()
+            .is_some_and(|p| p.role.on_stage());
+        Some(match self.latency {
+            Latency::Auto if on_stage => LatencyProfile::Low,
+            Latency::Auto => LatencyProfile::Smooth,
+            Latency::Low => LatencyProfile::Low,
+            Latency::Smooth => LatencyProfile::Smooth,
+        })
+    }
+
     fn mic_live(&self) -> bool {
         self.room()
             .and_then(|r| r.view.as_ref())
@@ -242,6 +305,7 @@ impl App {
     /// The one place state changes.
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         let mic_before = self.mic_live();
+        let latency_before = self.latency_profile();
         let mut effects = match msg {
             Msg::Key(key) => self.on_key(key),
             Msg::Tick { now_ms } => {
@@ -273,6 +337,8 @@ impl App {
             }
             Msg::Net(event) => self.on_net(event),
             Msg::Audio(status) => {
+                self.audio_quality
+                    .observe(status.concealed + status.underruns, self.now_ms);
                 self.audio = status;
                 Vec::new()
             }
@@ -280,6 +346,12 @@ impl App {
         let mic_after = self.mic_live();
         if mic_after != mic_before {
             effects.push(Effect::SetMicLive(mic_after));
+        }
+        let latency_after = self.latency_profile();
+        if let Some(profile) = latency_after
+            && latency_after != latency_before
+        {
+            effects.push(Effect::SetLatency(profile));
         }
         effects
     }

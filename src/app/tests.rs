@@ -6,6 +6,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::*;
+use crate::audio::LatencyProfile;
 use crate::protocol::{Participant, StageMember, User};
 use crate::server::room::{AudioVerdict, Delivery, Room, RoomLimits};
 
@@ -141,7 +142,12 @@ impl Live {
         };
         // A second join of someone present is answered with a fresh snapshot for them.
         let out = live.room.join(&user(me), 1).unwrap();
-        assert!(live.deliver(out).is_empty());
+        // In the room: playout is told what to favour, and nothing else happens.
+        let effects = live.deliver(out);
+        assert!(
+            matches!(effects.as_slice(), [Effect::SetLatency(_)]),
+            "{effects:?}"
+        );
         live
     }
 
@@ -753,9 +759,10 @@ fn accepting_an_invitation_puts_me_on_stage_muted_until_i_unmute() {
     );
     let accept = live.press(ch('a'));
     assert_eq!(accept, send(ClientCommand::AcceptInvite));
-    assert!(
-        live.serve(accept).is_empty(),
-        "on stage but muted: the mic stays closed"
+    assert_eq!(
+        live.serve(accept),
+        vec![Effect::SetLatency(LatencyProfile::Low)],
+        "on stage but muted: the mic stays closed; playout turns to low delay"
     );
     assert_eq!(live.myself().role, Role::Speaker);
     assert!(live.myself().muted);
@@ -1224,7 +1231,14 @@ fn being_moved_to_the_audience_while_live_closes_the_mic() {
     live.speak(ADA);
     assert!(live.myself().speaking);
     let effects = live.by(HOST, ClientCommand::MoveToAudience { user_id: ADA });
-    assert_eq!(effects, vec![Effect::SetMicLive(false)], "exactly once");
+    assert_eq!(
+        effects,
+        vec![
+            Effect::SetMicLive(false),
+            Effect::SetLatency(LatencyProfile::Smooth)
+        ],
+        "exactly once"
+    );
     assert_eq!(live.notice(), Some("Host moved you to the audience."));
     assert!(!live.myself().speaking);
     live.assert_in_sync();
@@ -1238,7 +1252,13 @@ fn being_moved_to_the_audience_while_holding_space_keeps_the_news_on_screen() {
     let talk = live.press(ch(' '));
     assert_eq!(live.serve(talk), vec![Effect::SetMicLive(true)]);
     let moved = live.by(HOST, ClientCommand::MoveToAudience { user_id: ADA });
-    assert_eq!(moved, vec![Effect::SetMicLive(false)]);
+    assert_eq!(
+        moved,
+        vec![
+            Effect::SetMicLive(false),
+            Effect::SetLatency(LatencyProfile::Smooth)
+        ]
+    );
     // Releasing space must not send a mute the server would refuse with an error that
     // replaces "moved you to the audience" on the event line.
     assert!(live.press(release(KeyCode::Char(' '))).is_empty());
@@ -1428,4 +1448,54 @@ fn a_big_room_does_not_announce_every_arrival() {
         Some("late was removed."),
         "removals are always said"
     );
+}
+
+#[test]
+fn the_audio_quality_word_follows_recent_losses_and_recovers() {
+    let mut q = crate::app::AudioQuality::default();
+    let mut now = 0;
+    let mut total = 0;
+    for _ in 0..50 {
+        now += 100;
+        q.observe(total, now);
+    }
+    assert_eq!(q.word(), "good");
+    // A stall: 25 frames concealed within a second.
+    for _ in 0..10 {
+        now += 100;
+        total += 3;
+        q.observe(total, now);
+    }
+    assert_eq!(q.word(), "poor", "{q:?}");
+    // Calm again: within half a minute it is good again.
+    for _ in 0..300 {
+        now += 100;
+        q.observe(total, now);
+    }
+    assert_eq!(q.word(), "good", "{q:?}");
+    // Leaving and joining again restarts the counters: no false alarm.
+    q.observe(0, now + 100);
+    assert_eq!(q.word(), "good");
+}
+
+#[test]
+fn playout_favours_smoothness_in_the_audience_and_low_delay_on_stage() {
+    let mut live = Live::with(ADA, true, &[HOST, ADA]);
+    let latency = |effects: &[Effect]| {
+        effects.iter().find_map(|e| match e {
+            Effect::SetLatency(p) => Some(*p),
+            _ => None,
+        })
+    };
+    // Joined as a listener (`Live::with` delivers the snapshot): smooth.
+    assert_eq!(live.app.latency, crate::config::Latency::Auto);
+    let raise = live.press(ch('h'));
+    live.serve(raise);
+    let invited = live.by(HOST, ClientCommand::InviteToSpeak { user_id: ADA });
+    assert_eq!(latency(&invited), None, "an invitation changes nothing yet");
+    let accept = live.press(ch('a'));
+    let effects = live.serve(accept);
+    assert_eq!(latency(&effects), Some(LatencyProfile::Low), "{effects:?}");
+    let back = live.by(HOST, ClientCommand::MoveToAudience { user_id: ADA });
+    assert_eq!(latency(&back), Some(LatencyProfile::Smooth), "{back:?}");
 }

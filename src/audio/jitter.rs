@@ -10,6 +10,15 @@
 //! to `min_delay_ms..=max_delay_ms`: it starts small, grows when stalls show up in the
 //! window and shrinks back once they have left it (calm).
 //!
+//! **Stalls are remembered.** On TCP a lost packet holds everything behind it for a
+//! retransmission timeout, and a bad link does that again and again. The window forgets a
+//! stall within seconds, so the next one would be a hole again. With `stall_memory_ms` set
+//! (the audience's profile, [`LatencyProfile::Smooth`]), the largest jitter seen keeps the
+//! target at least that high until no stall has come for that long: after the first stall,
+//! the next ones of the same size play whole, at the cost of latency the audience does not
+//! notice. The stage ([`LatencyProfile::Low`]) forgets at once and keeps its lower cap: a
+//! conversation needs quick turns more than it needs every stall covered.
+//!
 //! Packet `ts` is due at `ts + base transit + target`. Playout walks the sender's timeline
 //! one frame per tick; when the walk drifts from the due position by more than a frame it
 //! skips a frame (too much latency) or holds one (too little), preferring quiet frames.
@@ -43,11 +52,33 @@ pub struct JitterConfig {
     /// Packets held at most; when full the oldest is dropped and counted (1 s is already
     /// far more latency than anyone wants in a conversation).
     pub capacity_packets: usize,
+    /// How long the largest stall seen keeps the target up (0: only while it is in the
+    /// window). See "Stalls are remembered" above.
+    pub stall_memory_ms: u32,
 }
 
 impl Default for JitterConfig {
     fn default() -> Self {
-        JitterConfig {
+        LatencyProfile::Low.jitter_config()
+    }
+}
+
+/// What playout favours: low delay for people on the stage, who converse, or smoothness
+/// for the audience, who only listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LatencyProfile {
+    /// Quick turns: the target follows the last 3 s and stays under 300 ms; a rare stall
+    /// is concealed.
+    #[default]
+    Low,
+    /// No holes: the target covers every stall of the last minute, up to 600 ms.
+    Smooth,
+}
+
+impl LatencyProfile {
+    /// The jitter buffer tuning of this profile.
+    pub fn jitter_config(self) -> JitterConfig {
+        let low = JitterConfig {
             min_delay_ms: 10,
             max_delay_ms: 300,
             margin_ms: 5,
@@ -55,6 +86,19 @@ impl Default for JitterConfig {
             quantile: 0.95,
             max_conceal_frames: 5,
             capacity_packets: 50,
+            stall_memory_ms: 0,
+        };
+        match self {
+            Self::Low => low,
+            Self::Smooth => JitterConfig {
+                max_delay_ms: 600,
+                // A little more than the largest stall: its packets then arrive in time.
+                margin_ms: 20,
+                // 600 ms of target plus the burst that follows a stall.
+                capacity_packets: 100,
+                stall_memory_ms: 60_000,
+                ..low
+            },
         }
     }
 }
@@ -136,6 +180,10 @@ pub struct JitterBuffer {
     missing_run: u32,
     /// Delay of the last packet played, relative to the fastest recent packet (µs).
     delay_us: i64,
+    /// The largest jitter of the stalls remembered (µs), and when the last one was seen
+    /// (arrival µs).
+    stall_us: i64,
+    stall_seen_us: i64,
     counters: JitterCounters,
 }
 
@@ -173,8 +221,20 @@ impl JitterBuffer {
             last_level: 127,
             missing_run: 0,
             delay_us: 0,
+            stall_us: 0,
+            stall_seen_us: 0,
             counters: JitterCounters::default(),
         }
+    }
+
+    /// Changes the tuning on the fly (the listener stepped on stage, or off it). The target
+    /// moves at once; playout follows it a frame at a time, shedding latency on quiet frames.
+    pub fn set_config(&mut self, config: JitterConfig) {
+        self.config = config;
+        if self.config.stall_memory_ms == 0 {
+            self.stall_us = 0;
+        }
+        self.update_target(self.stall_seen_us);
     }
 
     /// Forgets the stream (keeps counters): the next packet starts a new timeline.
@@ -225,7 +285,7 @@ impl JitterBuffer {
         let transit = arrival_us - samples_to_us(ext);
         self.last_ext_ts = Some(self.last_ext_ts.map_or(ext, |l| l.max(ext)));
         self.counters.received += 1;
-        self.observe_transit(transit);
+        self.observe_transit(transit, arrival_us);
 
         if let State::Playing { next } = self.state
             && ext < next
@@ -252,7 +312,7 @@ impl JitterBuffer {
         }
     }
 
-    fn observe_transit(&mut self, transit_us: i64) {
+    fn observe_transit(&mut self, transit_us: i64, arrival_us: i64) {
         let window = self.config.window_packets.max(1);
         if self.transits_us.len() == window {
             self.transits_us.pop_front();
@@ -263,12 +323,42 @@ impl JitterBuffer {
         self.scratch
             .extend(self.transits_us.iter().map(|t| t - self.base_transit_us));
         self.scratch.sort_unstable();
-        let q = f64::from(self.config.quantile.clamp(0.0, 1.0));
-        let idx = ((q * self.scratch.len() as f64).ceil() as usize)
-            .saturating_sub(1)
-            .min(self.scratch.len() - 1);
-        let jitter = self.scratch[idx];
-        let target = jitter + i64::from(self.config.margin_ms) * 1000;
+        self.update_target(arrival_us);
+    }
+
+    /// The target from the window's quantile and the stall remembered, at `now_us`.
+    fn update_target(&mut self, now_us: i64) {
+        let margin = i64::from(self.config.margin_ms) * 1000;
+        let window = match self.scratch.len() {
+            0 => 0,
+            n => {
+                let q = f64::from(self.config.quantile.clamp(0.0, 1.0));
+                let idx = ((q * n as f64).ceil() as usize)
+                    .saturating_sub(1)
+                    .min(n - 1);
+                self.scratch[idx]
+            }
+        };
+        let memory_us = i64::from(self.config.stall_memory_ms) * 1000;
+        if memory_us > 0 {
+            // The newest packet's jitter, if it is a stall (more than the window's quantile
+            // says to expect), is remembered; a memory no stall has refreshed for
+            // `stall_memory_ms` is forgotten.
+            let newest = self
+                .transits_us
+                .back()
+                .map_or(0, |t| t - self.base_transit_us);
+            if now_us - self.stall_seen_us > memory_us {
+                self.stall_us = 0;
+            }
+            // Any stall keeps the memory fresh: while stalls keep coming, the target covers
+            // the largest of them.
+            if newest > window + margin {
+                self.stall_us = self.stall_us.max(newest);
+                self.stall_seen_us = now_us;
+            }
+        }
+        let target = window.max(self.stall_us) + margin;
         self.target_delay_us = target.clamp(
             i64::from(self.config.min_delay_ms) * 1000,
             i64::from(self.config.max_delay_ms.max(self.config.min_delay_ms)) * 1000,
@@ -473,6 +563,12 @@ mod tests {
     }
 
     impl Sim {
+        fn with(config: JitterConfig, frames: u32, arrival: impl Fn(u32) -> Option<u64>) -> Self {
+            let mut sim = Self::new(frames, 0, arrival);
+            sim.jb = JitterBuffer::new(config);
+            sim
+        }
+
         fn new(frames: u32, ts_base: u32, arrival: impl Fn(u32) -> Option<u64>) -> Self {
             let mut pending = Vec::new();
             let mut seq = 7u32;
@@ -612,6 +708,142 @@ mod tests {
         let skipped: Vec<u32> = (115..500).filter(|k| !after.contains(k)).collect();
         assert!(skipped.len() <= 6, "{skipped:?}");
         assert!(skipped.iter().all(|k| k % 10 == 9), "{skipped:?}");
+    }
+
+    /// Frame k is sent at k × 20 ms and arrives 30 ms later, except that a TCP stall of
+    /// `stall_ms` every `every_ms` (from `first_ms`) holds everything sent during it until
+    /// it ends.
+    fn stalls(first_ms: u64, every_ms: u64, stall_ms: u64) -> impl Fn(u32) -> Option<u64> {
+        move |k| {
+            let sent = u64::from(k) * 20;
+            let into = sent.checked_sub(first_ms).map(|t| t % every_ms);
+            Some(match into {
+                Some(t) if t < stall_ms => sent - t + stall_ms + 30,
+                _ => sent + 30,
+            })
+        }
+    }
+
+    /// Frames of voice that were never played, in `from..to`.
+    fn lost_between(sim: &Sim, from: u32, to: u32) -> Vec<u32> {
+        let played = sim.played_frames();
+        (from..to).filter(|k| !played.contains(k)).collect()
+    }
+
+    #[test]
+    fn the_audience_remembers_a_stall_and_plays_the_next_ones_whole() {
+        // A 400 ms stall every 10 s for a minute.
+        let frames = 3_000;
+        let mut sim = Sim::with(
+            LatencyProfile::Smooth.jitter_config(),
+            frames,
+            stalls(5_000, 10_000, 400),
+        );
+        sim.run_until(61_000);
+        // The first stall costs a hole (concealment, then a wait): nothing warned of it.
+        let holes = |from_ms: u64, to_ms: u64| {
+            sim.outputs
+                .iter()
+                .filter(|(t, o)| {
+                    (from_ms * MS..to_ms * MS).contains(t)
+                        && *o != JitterOutput::Silence
+                        && !matches!(o, JitterOutput::Packet { .. })
+                })
+                .count()
+        };
+        assert!(holes(5_000, 6_000) > 0, "the first stall went unnoticed");
+        // Every later one plays whole: the target now covers 400 ms.
+        for stall in 1..5u64 {
+            let at = 5_000 + stall * 10_000;
+            assert_eq!(holes(at, at + 2_000), 0, "stall at {at} ms left a hole");
+        }
+        let lost = lost_between(&sim, 300, frames - 10);
+        assert!(lost.is_empty(), "lost after the first stall: {lost:?}");
+        let max_target = sim.delays.iter().map(|d| d.2).fold(0.0, f32::max);
+        assert!((400.0..=600.0).contains(&max_target), "{max_target}");
+        let played = sim.played_frames();
+        assert!(played.windows(2).all(|w| w[0] < w[1]), "in order");
+    }
+
+    #[test]
+    fn the_stage_forgets_stalls_and_keeps_its_delay_low() {
+        let frames = 3_000;
+        let mut sim = Sim::with(
+            LatencyProfile::Low.jitter_config(),
+            frames,
+            stalls(5_000, 10_000, 400),
+        );
+        sim.run_until(61_000);
+        // Each stall is a hole for the stage...
+        for stall in 0..5u32 {
+            let first = 250 + stall * 500;
+            assert!(
+                !lost_between(&sim, first, first + 40).is_empty(),
+                "stall {stall} played whole"
+            );
+        }
+        // ...but between stalls the delay is back near the minimum.
+        let calm: Vec<f32> = sim
+            .delays
+            .iter()
+            .filter(|d| (d.0 / MS) % 10_000 > 9_000)
+            .map(|d| d.1)
+            .collect();
+        assert!(
+            !calm.is_empty() && calm.iter().all(|d| *d < 60.0),
+            "{calm:?}"
+        );
+    }
+
+    #[test]
+    fn a_remembered_stall_is_forgotten_after_a_calm_minute() {
+        // One 300 ms stall at 5 s, then a calm 70 s.
+        let frames = 4_000;
+        let mut sim = Sim::with(LatencyProfile::Smooth.jitter_config(), frames, |k| {
+            stalls(5_000, 1_000_000, 300)(k)
+        });
+        sim.run_until(80_000);
+        let target_at = |ms: u64| {
+            sim.delays
+                .iter()
+                .filter(|d| d.0 / MS >= ms)
+                .map(|d| d.2)
+                .next()
+                .unwrap()
+        };
+        assert!(
+            target_at(30_000) >= 300.0,
+            "remembered: {}",
+            target_at(30_000)
+        );
+        assert!(target_at(70_000) < 50.0, "forgotten: {}", target_at(70_000));
+    }
+
+    #[test]
+    fn stepping_on_stage_brings_the_delay_down_without_a_gap() {
+        let frames = 2_000;
+        let mut sim = Sim::with(
+            LatencyProfile::Smooth.jitter_config(),
+            frames,
+            stalls(2_000, 1_000_000, 400),
+        );
+        sim.run_until(10_000);
+        assert!(sim.jb.delay_ms() > 300.0, "{}", sim.jb.delay_ms());
+        sim.jb.set_config(LatencyProfile::Low.jitter_config());
+        sim.run_until(30_000);
+        assert!(sim.jb.delay_ms() < 60.0, "{}", sim.jb.delay_ms());
+        // Latency was shed on quiet frames only (pauses between words), never speech.
+        let skipped = lost_between(&sim, 600, 1_400);
+        assert!(skipped.iter().all(|k| k % 10 == 9), "{skipped:?}");
+        assert_eq!(sim.jb.counters().concealed, sim_concealed_before(&sim));
+    }
+
+    /// Concealment can only have happened during the one stall (before 3 s).
+    fn sim_concealed_before(sim: &Sim) -> u64 {
+        sim.outputs
+            .iter()
+            .filter(|(t, o)| *t < 3_000 * MS && *o == JitterOutput::Conceal)
+            .count() as u64
     }
 
     #[test]

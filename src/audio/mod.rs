@@ -55,7 +55,7 @@ pub use device::{
 pub use error::{AudioError, DeviceError};
 pub use files::{AudioSink, AudioSource, create_sink, open_source};
 pub use frame::EncodedFrame;
-pub use jitter::{JitterBuffer, JitterConfig, JitterOutput};
+pub use jitter::{JitterBuffer, JitterConfig, JitterOutput, LatencyProfile};
 pub use mixer::Mixer;
 pub use playout::{
     Playout, PlayoutCommand, PlayoutConfig, PlayoutCore, PlayoutSender, PlayoutStats,

@@ -16,7 +16,9 @@ use crate::audio::clock::{Clock, SystemClock};
 use crate::audio::codec::OpusDecoder;
 use crate::audio::device::{DeviceFormat, PlaybackGuard, PlaybackStream, StreamCounters};
 use crate::audio::error::AudioError;
-use crate::audio::jitter::{JitterBuffer, JitterConfig, JitterCounters, JitterOutput};
+use crate::audio::jitter::{
+    JitterBuffer, JitterConfig, JitterCounters, JitterOutput, LatencyProfile,
+};
 use crate::audio::level::{self, SILENCE_DBOV};
 use crate::audio::mixer::Mixer;
 use crate::audio::resample::FromEngine;
@@ -46,6 +48,8 @@ pub enum PlayoutCommand {
     SetSpeakerVolume(u32, f32),
     /// Volume of everything.
     SetMasterVolume(f32),
+    /// Favour low delay (on stage) or smoothness (in the audience).
+    SetLatency(LatencyProfile),
 }
 
 /// How playout behaves.
@@ -207,6 +211,12 @@ impl PlayoutCore {
                     1.0
                 };
             }
+            PlayoutCommand::SetLatency(profile) => {
+                self.jitter_config = profile.jitter_config();
+                for speaker in self.speakers.values_mut() {
+                    speaker.jitter.set_config(self.jitter_config);
+                }
+            }
         }
         Ok(())
     }
@@ -327,6 +337,11 @@ impl PlayoutSender {
     /// Volume of everything (0..4).
     pub fn set_master_volume(&self, volume: f32) {
         let _ = self.tx.send(PlayoutCommand::SetMasterVolume(volume));
+    }
+
+    /// Low delay (on stage) or smoothness (in the audience), for every speaker.
+    pub fn set_latency(&self, profile: LatencyProfile) {
+        let _ = self.tx.send(PlayoutCommand::SetLatency(profile));
     }
 
     /// The latest snapshot (updated every tick).

@@ -166,6 +166,13 @@ impl AudioLink {
         }
     }
 
+    /// Low delay (on stage) or smoothness (in the audience).
+    pub fn set_latency(&self, profile: crate::audio::LatencyProfile) {
+        if let Some(playout) = &self.playout {
+            playout.sender().set_latency(profile);
+        }
+    }
+
     /// A speaker left: free their jitter buffer and decoder.
     pub fn speaker_left(&self, speaker_id: u32) {
         if let Some(playout) = &self.playout {

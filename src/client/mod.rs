@@ -128,6 +128,7 @@ pub async fn run(
     my_name: String,
     room: Option<String>,
     audio: AudioLink,
+    latency: crate::config::Latency,
 ) -> anyhow::Result<()> {
     let (guard, mut terminal) = TerminalGuard::enter()?;
     let theme = Theme::from_env();
@@ -136,6 +137,7 @@ pub async fn run(
         my_name,
         guard.enhanced_keys,
     );
+    app.latency = latency;
     let mut shell = Shell::new(api, audio);
     let mut meters = tokio::time::interval(METERS);
     meters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -275,6 +277,7 @@ impl Shell {
             }
             Effect::LeaveRoom => self.leave().await,
             Effect::SetMicLive(live) => self.audio.set_mic_live(live),
+            Effect::SetLatency(profile) => self.audio.set_latency(profile),
             Effect::SetOutputVolume(volume) => self.audio.set_output_volume(volume),
             Effect::SetSpeakerVolume { user_id, volume } => {
                 self.audio.set_speaker_volume(user_id, volume)

@@ -651,12 +651,14 @@ fn connection_line(app: &App, room: &RoomScreen, theme: &Theme, buf: &mut Buffer
         Some(_) => None,
         None => {
             let a = &app.audio;
+            let quality = app.audio_quality.word();
             let long = format!(
-                "buffer {}ms  concealed {}  underruns {}",
+                "delay {}ms {quality}  concealed {}  underruns {}",
                 a.jitter_ms, a.concealed, a.underruns
             );
-            let short = format!("buffer {}ms", a.jitter_ms);
-            [long, short]
+            let short = format!("delay {}ms {quality}", a.jitter_ms);
+            let shortest = format!("{}ms {quality}", a.jitter_ms);
+            [long, short, shortest]
                 .into_iter()
                 .find(|t| text::width(t) <= room_left)
                 .map(|t| Span::styled(t, theme.dim))
