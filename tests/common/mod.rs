@@ -2,6 +2,8 @@
 //! WebSocket clients speaking the real wire.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod relay;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
