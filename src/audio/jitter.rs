@@ -25,6 +25,14 @@
 //! A stall therefore costs concealment while it lasts; packets that arrive after their slot
 //! has been played are dropped as late, so a stall never leaves lasting latency behind.
 //!
+//! **With a stretcher** (`stretch`, as the playout runs it) the buffer leaves catching up to
+//! its caller: [`JitterBuffer::lateness_samples`] says how far behind the walk is, and the
+//! playout plays faster (pitch kept) until it is back, instead of skipping frames. Only far
+//! behind (10 frames) is a quiet frame thrown away. After a stall, the backlog that arrives
+//! at once is played rather than dropped as late, up to `max_delay_ms` of it: a stall
+//! costs a moment of concealment and a couple of seconds of slightly faster speech, not
+//! words.
+//!
 //! Sequence numbers tell silence from loss: a missing slot followed by the next sequence
 //! number is a DTX gap (play silence); a jump in sequence numbers is loss (conceal).
 
@@ -55,11 +63,20 @@ pub struct JitterConfig {
     /// How long the largest stall seen keeps the target up (0: only while it is in the
     /// window). See "Stalls are remembered" above.
     pub stall_memory_ms: u32,
+    /// The caller catches up by playing faster (the playout's stretcher, see
+    /// [`JitterBuffer::lateness_samples`]): the buffer then skips only quiet frames, and
+    /// only when far behind. Without it the buffer sheds latency itself, a quiet frame at
+    /// a time.
+    pub stretch: bool,
 }
 
 impl Default for JitterConfig {
+    /// The stage's tuning, shedding latency by itself (a buffer used without a stretcher).
     fn default() -> Self {
-        LatencyProfile::Low.jitter_config()
+        JitterConfig {
+            stretch: false,
+            ..LatencyProfile::Low.jitter_config()
+        }
     }
 }
 
@@ -87,6 +104,7 @@ impl LatencyProfile {
             max_conceal_frames: 5,
             capacity_packets: 50,
             stall_memory_ms: 0,
+            stretch: true,
         };
         match self {
             Self::Low => low,
@@ -186,6 +204,9 @@ pub struct JitterBuffer {
     stall_seen_us: i64,
     counters: JitterCounters,
 }
+
+/// With a stretcher, a quiet frame is skipped only this many frames behind the target.
+const FAR_BEHIND_FRAMES: i64 = 10;
 
 /// Sender timestamps are extended to i64 starting here, so wrapping never goes negative.
 const EXT_ORIGIN: i64 = 1 << 40;
@@ -395,9 +416,16 @@ impl JitterBuffer {
         let mut next = match self.state {
             State::Playing { next } => next,
             State::Idle => {
-                // Slots whose time has passed are not worth playing late: drop them.
+                // Slots whose time has passed are not worth playing late: drop them. With a
+                // stretcher, a stall's backlog up to `max_delay_ms` late is played (faster)
+                // instead: speech is not thrown away for being late.
+                let keep_from = if self.config.stretch {
+                    due - us_to_samples(i64::from(self.config.max_delay_ms) * 1000)
+                } else {
+                    due
+                };
                 while let Some((&ext, _)) = self.packets.first_key_value() {
-                    if ext + FRAME <= due {
+                    if ext + FRAME <= keep_from {
                         self.packets.pop_first();
                         self.counters.late += 1;
                     } else {
@@ -406,6 +434,7 @@ impl JitterBuffer {
                 }
                 match self.packets.first_key_value() {
                     Some((&first, _)) if first <= due => {
+                        // Anchored on the oldest slot still worth playing.
                         self.missing_run = 0;
                         first
                     }
@@ -415,7 +444,14 @@ impl JitterBuffer {
         };
 
         let lateness = due - next;
-        if lateness >= FRAME * 3 / 2 && (lateness >= 3 * FRAME || self.is_quiet(next)) {
+        // With a stretcher the caller catches up by playing faster; only far behind is a
+        // quiet frame (a pause, DTX) thrown away.
+        let skip = if self.config.stretch {
+            lateness >= FAR_BEHIND_FRAMES * FRAME && self.is_quiet(next)
+        } else {
+            lateness >= FRAME * 3 / 2 && (lateness >= 3 * FRAME || self.is_quiet(next))
+        };
+        if skip {
             // Too much delay: skip one slot.
             if self.packets.remove(&next).is_some() {
                 self.counters.skipped += 1;
@@ -501,6 +537,26 @@ impl JitterBuffer {
         }
     }
 
+    /// How far behind its due position the next slot is at `now_us`, in 48 kHz samples
+    /// (positive: more delay than the target, play faster); None between talk spurts.
+    pub fn lateness_samples(&self, now_us: u64) -> Option<i64> {
+        let now_us = i64::try_from(now_us).unwrap_or(i64::MAX / 2);
+        match self.state {
+            State::Playing { next } if !self.transits_us.is_empty() => {
+                Some(self.due_ext(now_us) - next)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the next slot's packet is here (so reading ahead costs no concealment).
+    pub fn next_is_ready(&self) -> bool {
+        match self.state {
+            State::Playing { next } => self.packets.contains_key(&next),
+            State::Idle => false,
+        }
+    }
+
     /// The delay the buffer aims for right now.
     pub fn target_delay_ms(&self) -> f32 {
         self.target_delay_us as f32 / 1000.0
@@ -563,9 +619,13 @@ mod tests {
     }
 
     impl Sim {
+        /// A buffer with `config`, used alone (no stretcher: it sheds latency itself).
         fn with(config: JitterConfig, frames: u32, arrival: impl Fn(u32) -> Option<u64>) -> Self {
             let mut sim = Self::new(frames, 0, arrival);
-            sim.jb = JitterBuffer::new(config);
+            sim.jb = JitterBuffer::new(JitterConfig {
+                stretch: false,
+                ..config
+            });
             sim
         }
 
@@ -829,7 +889,10 @@ mod tests {
         );
         sim.run_until(10_000);
         assert!(sim.jb.delay_ms() > 300.0, "{}", sim.jb.delay_ms());
-        sim.jb.set_config(LatencyProfile::Low.jitter_config());
+        sim.jb.set_config(JitterConfig {
+            stretch: false,
+            ..LatencyProfile::Low.jitter_config()
+        });
         sim.run_until(30_000);
         assert!(sim.jb.delay_ms() < 60.0, "{}", sim.jb.delay_ms());
         // Latency was shed on quiet frames only (pauses between words), never speech.

@@ -7,7 +7,7 @@
 //! device input (cpal callback | file/tone pump) ─rtrb─▶ capture worker
 //!     resample → denoise → level → Opus ─▶ EncodedFrame channel ─▶ net layer
 //! net layer ─▶ PlayoutCommand channel ─▶ playout worker
-//!     jitter buffer per speaker → Opus decode/PLC → mix + limiter → resample ─rtrb─▶ device output
+//!     jitter buffer per speaker → Opus decode/PLC → stretch → mix + limiter → resample ─rtrb─▶ device output
 //! ```
 //!
 //! `hallway record` takes another path: received frames go to the [`recorder`], which
@@ -19,9 +19,9 @@
 //!
 //! The pure cores ([`JitterBuffer`], [`Mixer`], [`level`], [`CaptureProcessor`],
 //! [`PlayoutCore`]) take values and return values and are tested with a fake clock; the
-//! workers are thin loops around them. [`stretch`] (pitch-preserving time stretching, for
-//! playout that catches up after a stall by playing faster) is such a core too; the playout
-//! does not use it yet (issue #11).
+//! workers are thin loops around them. [`stretch`] (pitch-preserving time stretching) is
+//! such a core too: the playout plays each speaker through one, 25 % faster while it is
+//! behind its target after a stall, and exactly as decoded otherwise.
 
 pub mod capture;
 pub mod clock;
