@@ -727,3 +727,73 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod drift_tests {
+    use super::*;
+    use crate::audio::codec::{OpusEncoder, OpusEncoderConfig};
+
+    /// A speaker whose clock runs `ppm` fast (negative: slow) against ours talks for
+    /// `minutes`, in 10 s spurts with 2 s pauses (DTX); returns the core at the end and
+    /// the largest delay seen in the last minute.
+    fn long_room(ppm: f64, minutes: u64) -> (PlayoutCore, f32) {
+        let mut encoder = OpusEncoder::new(OpusEncoderConfig::default()).unwrap();
+        let tone: Vec<f32> = (0..FRAME_SAMPLES)
+            .map(|i| 0.2 * (std::f32::consts::TAU * 200.0 * i as f32 / 48_000.0).sin())
+            .collect();
+        let packet = encoder.encode_vec(&tone).unwrap();
+        let mut core = PlayoutCore::new(LatencyProfile::Smooth.jitter_config());
+        let frames = minutes * 60 * 50;
+        let mut seq = 0u32;
+        let mut worst_last_minute = 0.0f32;
+        let mut now_us = 7_000u64;
+        let mut k = 0u64;
+        while k < frames {
+            // Frame k leaves the sender at k × 20 ms of *its* clock: on ours, scaled by the
+            // drift; it arrives 30 ms later.
+            let sent_us = (k as f64 * 20_000.0 / (1.0 + ppm * 1e-6)) as u64;
+            let arrival = sent_us + 30_000;
+            while arrival > now_us {
+                core.tick(now_us);
+                if now_us > (minutes - 1) * 60_000_000 {
+                    worst_last_minute =
+                        worst_last_minute.max(core.stats().speakers[0].jitter_delay_ms);
+                }
+                now_us += 20_000;
+            }
+            // 10 s of talk, then 2 s of DTX silence (nothing sent, timestamps run on).
+            if k % 600 < 500 {
+                let command = PlayoutCommand::Packet {
+                    speaker_id: 1,
+                    seq,
+                    timestamp_48k: (k * FRAME_SAMPLES as u64) as u32,
+                    level: 20,
+                    voice: true,
+                    opus: packet.clone(),
+                };
+                core.handle(command, arrival).unwrap();
+                seq = seq.wrapping_add(1);
+            }
+            k += 1;
+        }
+        (core, worst_last_minute)
+    }
+
+    #[test]
+    fn an_hour_of_clock_drift_either_way_neither_grows_the_delay_nor_loses_speech() {
+        for ppm in [300.0, -300.0] {
+            // 300 ppm over an hour is 1.08 s of drift: far beyond any buffer.
+            let (core, worst) = long_room(ppm, 60);
+            let c = core.stats().speakers[0].counters;
+            assert!(
+                worst < 120.0,
+                "{ppm} ppm: {worst} ms of delay after an hour"
+            );
+            // Nothing thrown away for lateness; the slow clock's extra time is absorbed
+            // in the pauses (held frames of silence), the fast one's by playing faster.
+            assert_eq!(c.late, 0, "{ppm} ppm: {c:?}");
+            assert!(c.played >= 149_000, "{ppm} ppm: {c:?}");
+        }
+    }
+}
