@@ -63,6 +63,9 @@ pub struct JitterConfig {
     /// How long the largest stall seen keeps the target up (0: only while it is in the
     /// window). See "Stalls are remembered" above.
     pub stall_memory_ms: u32,
+    /// Only stalls that come again within this long are remembered (0: every stall). A
+    /// stall now and then is better concealed than covered with delay all the time.
+    pub stall_recur_ms: u32,
     /// The caller catches up by playing faster (the playout's stretcher, see
     /// [`JitterBuffer::lateness_samples`]): the buffer then skips only quiet frames, and
     /// only when far behind. Without it the buffer sheds latency itself, a quiet frame at
@@ -103,7 +106,10 @@ impl LatencyProfile {
             quantile: 0.95,
             max_conceal_frames: 5,
             capacity_packets: 50,
-            stall_memory_ms: 0,
+            // Stalls that recur every few seconds (a lossy mobile link) are covered, up to
+            // the cap; a rare one is a short gap.
+            stall_memory_ms: 10_000,
+            stall_recur_ms: 5_000,
             stretch: true,
         };
         match self {
@@ -115,6 +121,7 @@ impl LatencyProfile {
                 // 600 ms of target plus the burst that follows a stall.
                 capacity_packets: 100,
                 stall_memory_ms: 60_000,
+                stall_recur_ms: 0,
                 ..low
             },
         }
@@ -202,6 +209,11 @@ pub struct JitterBuffer {
     /// (arrival µs).
     stall_us: i64,
     stall_seen_us: i64,
+    /// The newest packet was part of a stall; when the last stall began; whether this one
+    /// is remembered (it recurred soon enough, see `stall_recur_ms`).
+    in_stall: bool,
+    stall_began_us: Option<i64>,
+    stall_counts: bool,
     counters: JitterCounters,
 }
 
@@ -244,6 +256,9 @@ impl JitterBuffer {
             delay_us: 0,
             stall_us: 0,
             stall_seen_us: 0,
+            in_stall: false,
+            stall_began_us: None,
+            stall_counts: false,
             counters: JitterCounters::default(),
         }
     }
@@ -252,9 +267,10 @@ impl JitterBuffer {
     /// moves at once; playout follows it a frame at a time, shedding latency on quiet frames.
     pub fn set_config(&mut self, config: JitterConfig) {
         self.config = config;
-        if self.config.stall_memory_ms == 0 {
-            self.stall_us = 0;
-        }
+        // The new policy decides afresh which stalls to cover.
+        self.stall_us = 0;
+        self.stall_counts = false;
+        self.in_stall = false;
         self.update_target(self.stall_seen_us);
     }
 
@@ -372,9 +388,19 @@ impl JitterBuffer {
             if now_us - self.stall_seen_us > memory_us {
                 self.stall_us = 0;
             }
-            // Any stall keeps the memory fresh: while stalls keep coming, the target covers
-            // the largest of them.
-            if newest > window + margin {
+            // Any stall that counts keeps the memory fresh: while stalls keep coming, the
+            // target covers the largest of them.
+            let is_stall = newest > window + margin;
+            if is_stall && !self.in_stall {
+                let recur_us = i64::from(self.config.stall_recur_ms) * 1000;
+                self.stall_counts = recur_us == 0
+                    || self
+                        .stall_began_us
+                        .is_some_and(|began| now_us - began <= recur_us);
+                self.stall_began_us = Some(now_us);
+            }
+            self.in_stall = is_stall;
+            if is_stall && self.stall_counts {
                 self.stall_us = self.stall_us.max(newest);
                 self.stall_seen_us = now_us;
             }
@@ -616,6 +642,10 @@ mod tests {
         pending: Vec<(u64, u32, u32, bool, u32)>,
         outputs: Vec<(u64, JitterOutput)>,
         delays: Vec<(u64, f32, f32)>,
+        /// The next tick's time and the next packet to deliver: `run_until` goes on from
+        /// where the last call stopped.
+        t_us: u64,
+        next_packet: usize,
     }
 
     impl Sim {
@@ -650,12 +680,14 @@ mod tests {
                 pending,
                 outputs: Vec::new(),
                 delays: Vec::new(),
+                t_us: 7 * MS,
+                next_packet: 0,
             }
         }
 
         fn run_until(&mut self, end_ms: u64) {
-            let mut t = 7 * MS;
-            let mut i = 0;
+            let mut t = self.t_us;
+            let mut i = self.next_packet;
             while t <= end_ms * MS {
                 while i < self.pending.len() && self.pending[i].0 <= t {
                     let (at, seq, ts, voice, k) = self.pending[i];
@@ -673,6 +705,8 @@ mod tests {
                 self.outputs.push((t, out));
                 t += 20 * MS;
             }
+            self.t_us = t;
+            self.next_packet = i;
         }
 
         fn played_frames(&self) -> Vec<u32> {
@@ -853,6 +887,23 @@ mod tests {
             !calm.is_empty() && calm.iter().all(|d| *d < 60.0),
             "{calm:?}"
         );
+    }
+
+    #[test]
+    fn the_stage_covers_stalls_that_keep_coming_but_not_a_rare_one() {
+        // A 200 ms hold every 2 s (a lossy mobile link), from 5 s on.
+        let frames = 1_500;
+        let mut sim = Sim::with(
+            LatencyProfile::Low.jitter_config(),
+            frames,
+            stalls(5_000, 2_000, 200),
+        );
+        sim.run_until(31_000);
+        // The first two are holes; from the third on, they recur and are covered.
+        let lost = lost_between(&sim, 450, frames - 10);
+        assert!(lost.is_empty(), "lost once stalls recurred: {lost:?}");
+        let max_target = sim.delays.iter().map(|d| d.2).fold(0.0, f32::max);
+        assert!((200.0..=300.0).contains(&max_target), "{max_target}");
     }
 
     #[test]

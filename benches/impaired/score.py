@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Scores what a listener heard against the looped source: PESQ (wide band) per 4 s window,
+the share of speech frames lost, and how much the delay moved.
+
+usage: score.py SOURCE.wav HEARD.wav
+
+Each 4 s window of what was heard is aligned on its own (the playout's delay moves: it
+stretches after stalls), by cross-correlation against the source looped, then scored.
+"""
+import sys
+
+import numpy as np
+from pesq import pesq
+from scipy.io import wavfile
+from scipy.signal import correlate, resample_poly
+
+RATE = 16_000
+WINDOW_S = 4
+FRAME = RATE // 50  # 20 ms
+
+
+def load(path):
+    rate, data = wavfile.read(path)
+    if data.ndim > 1:
+        data = data[:, 0]
+    if data.dtype.kind == "i":
+        data = data.astype(np.float64) / np.iinfo(data.dtype).max
+    else:
+        data = data.astype(np.float64)
+    return resample_poly(data, RATE, rate) if rate != RATE else data
+
+
+def db(x):
+    return 10 * np.log10(np.mean(x * x) + 1e-12)
+
+
+def main():
+    source, heard = load(sys.argv[1]), load(sys.argv[2])
+    # Skip the join: from the first sound on.
+    loud = np.flatnonzero(np.abs(heard) > 0.01)
+    if len(loud) == 0:
+        print("no sound heard")
+        return 1
+    heard = heard[loud[0]:]
+    looped = np.tile(source, int(np.ceil(len(heard) / len(source))) + 2)
+    window = WINDOW_S * RATE
+    scores, lags, lost, speech = [], [], 0, 0
+    for start in range(0, len(heard) - window + 1, window):
+        part = heard[start:start + window]
+        if db(part) < -45:
+            continue
+        corr = correlate(looped[: start + window + 2 * len(source)], part, mode="valid", method="fft")
+        lag = int(np.argmax(corr))
+        ref = looped[lag:lag + window]
+        lags.append((lag - start) / RATE * 1000)
+        try:
+            scores.append(pesq(RATE, ref, part, "wb"))
+        except Exception as e:  # a window PESQ cannot align (all silence)
+            print(f"window at {start / RATE:.0f} s: {e}", file=sys.stderr)
+        for f in range(0, window - FRAME + 1, FRAME):
+            r, h = db(ref[f:f + FRAME]), db(part[f:f + FRAME])
+            if r > -35:
+                speech += 1
+                if h < r - 20:
+                    lost += 1
+    if not scores:
+        print("nothing scored")
+        return 1
+    # The delay's swing: how far apart the windows' alignments are, modulo the loop (the
+    # first window's alignment is the reference).
+    loop_ms = len(source) / RATE * 1000
+    lags = np.array(lags)
+    lags = (lags - lags[0] + loop_ms / 2) % loop_ms - loop_ms / 2
+    swing = float(np.ptp(lags)) if len(lags) > 1 else 0.0
+    print(
+        f"PESQ-WB median {np.median(scores):.2f} worst {min(scores):.2f} | "
+        f"speech frames lost {100 * lost / max(speech, 1):.2f} % ({lost}/{speech}) | "
+        f"delay swing {swing:.0f} ms | windows {len(scores)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
