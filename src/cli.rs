@@ -192,6 +192,13 @@ pub struct LimitArgs {
     /// scales with the rate].
     #[arg(long, value_name = "N", value_parser = positive)]
     pub rooms_per_hour: Option<f64>,
+    /// Wrong access codes one address may try before each further try waits, doubling
+    /// [default: 5].
+    #[arg(long, value_name = "N")]
+    pub access_code_free_tries: Option<u32>,
+    /// The longest an address waits after wrong access codes, in seconds [default: 900].
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub access_code_lockout: Option<Duration>,
     /// Seconds a request (or WebSocket message, or TLS handshake) may take from its first
     /// byte to its last [default: 10].
     #[arg(long, value_name = "SECS", value_parser = seconds)]
@@ -225,6 +232,12 @@ impl LimitArgs {
         if let Some(n) = self.rooms_per_hour {
             a.rooms_burst = scaled(a.rooms_burst, a.rooms_per_hour, n);
             a.rooms_per_hour = n;
+        }
+        if let Some(n) = self.access_code_free_tries {
+            a.free_code_failures = n;
+        }
+        if let Some(d) = self.access_code_lockout {
+            a.code_lockout = d;
         }
         let t = &mut limits.timeouts;
         if let Some(d) = self.request_timeout {
