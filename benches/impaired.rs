@@ -14,8 +14,9 @@
 //! audience with `latency = "smooth"`. Under `cargo test --all-targets` it runs one short
 //! clean pass that checks sound came out (no PESQ).
 
+#![allow(clippy::unwrap_used)]
+
 #[path = "../tests/common/relay.rs"]
-#[allow(dead_code, clippy::unwrap_used)]
 mod relay;
 
 use std::io::{BufRead, BufReader};

@@ -4,7 +4,7 @@
 //! a chunk is held for a retransmission timeout, and everything behind it waits too (that is
 //! what a lost packet does to a TCP stream); and every so often the whole path stalls.
 //! What the client sends goes through untouched. Seeded, so a run can be repeated.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
