@@ -18,6 +18,8 @@
 
 #[path = "../tests/common/relay.rs"]
 mod relay;
+#[path = "support/server.rs"]
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -85,28 +87,6 @@ impl Drop for Proc {
 
 fn hallway() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hallway"))
-}
-
-/// Starts `hallway serve`; returns it and its address.
-fn serve() -> (Proc, String) {
-    let mut child = hallway()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start hallway serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|u| u.strip_prefix("http://"))
-        .expect("listening line")
-        .to_string();
-    (Proc(child), addr)
 }
 
 /// The four speech clips, one after another: the source the speaker loops.
@@ -219,7 +199,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let clip = source(dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (_server, server_addr) = serve();
+    let server = support::Server::start(&[]);
+    let server_addr = server.addr.clone();
     let (_speaker, room) = speaker(&server_addr, &clip, dir.path());
     let wanted_roles: Option<Vec<String>> =
         value("--roles").map(|p| p.split(',').map(str::to_string).collect());

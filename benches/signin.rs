@@ -8,67 +8,16 @@
 //! ```
 //! Under `cargo test --all-targets` it runs once, small, as a smoke test.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/server.rs"]
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use support::Server;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hallway"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start hallway serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("first line");
-        let addr = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .and_then(|u| u.strip_prefix("http://"))
-            .expect("listening line")
-            .to_string();
-        Self { child, addr }
-    }
-
-    /// utime + stime of the server process, in seconds.
-    fn cpu_s(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // Fields after the command name: utime is the 12th, stime the 13th (0-based 11, 12).
-        (ticks(11) + ticks(12)) / 100.0
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `n` sign-ins at once from `from`, each on its own connection; returns how many got a
 /// session and the wall time for all of them.

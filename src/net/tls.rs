@@ -8,7 +8,6 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::ClientConfig;
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use rustls_platform_verifier::Verifier;
 use thiserror::Error;
 
@@ -64,16 +63,8 @@ fn build(ca_files: &[PathBuf]) -> Result<Arc<ClientConfig>, TlsSetupError> {
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let error = |detail: String| TlsSetupError::CaFile {
+    crate::server::tls::read_pem_certs(path).map_err(|detail| TlsSetupError::CaFile {
         path: path.to_path_buf(),
         detail,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| error(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| error(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(error("no certificate in it".into()));
-    }
-    Ok(certs)
+    })
 }

@@ -85,19 +85,23 @@ fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
     Ok(config)
 }
 
-/// Every certificate in a PEM file (the client's `--ca` reads its files the same way).
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let error = |detail: String| TlsError::File {
+/// Every certificate in a PEM file, or what is wrong with it (the client's `--ca` files are
+/// read with this too).
+pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate in it".into());
+    }
+    Ok(certs)
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    read_pem_certs(path).map_err(|detail| TlsError::File {
         what: "cert",
         path: path.to_path_buf(),
         detail,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| error(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| error(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(error("no certificate in it".into()));
-    }
-    Ok(certs)
+    })
 }
