@@ -72,8 +72,8 @@ pub struct ClientArgs {
     /// Config file (default: $XDG_CONFIG_HOME/hallway/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Also trust this PEM CA certificate for https:// and wss:// servers (a private CA or a
-    /// self-signed server); repeatable. The system's certificate store is always trusted.
+    /// Also trust this PEM CA certificate for https:// and wss:// servers (a private CA);
+    /// repeatable. The system's certificate store is always trusted.
     #[arg(long, global = true, value_name = "FILE")]
     pub ca: Vec<PathBuf>,
 }
