@@ -23,6 +23,9 @@ const SECONDS: u64 = 30;
 const SMOKE_SECONDS: u64 = 2;
 const BURST_EVERY_MS: u64 = 500;
 
+/// How often the bench's loop looks at its emulated devices.
+const DEVICE_LOOK: Duration = Duration::from_millis(4);
+
 fn main() {
     let ns = std::env::args().any(|a| a == "--ns");
     let seconds = if std::env::args().any(|a| a == "--bench") {
@@ -124,7 +127,9 @@ fn main() {
         chunk.commit(consume);
         consumed_total += consume as u64;
         scanned = avail - consume;
-        std::thread::sleep(pconfig.poll_interval);
+        // The emulated device needs looking at every few ms (its 10 ms periods); the
+        // playout worker itself would sleep until the next frame is needed.
+        std::thread::sleep(DEVICE_LOOK);
     }
     drop(frames_rx);
     device.join().unwrap();

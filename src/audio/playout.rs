@@ -64,7 +64,8 @@ pub struct PlayoutConfig {
     pub command_queue: usize,
     /// Audio kept queued for the device, ms. The worker tops the ring up to this.
     pub device_fill_ms: u32,
-    /// How long the worker sleeps between checks.
+    /// The longest the worker sleeps; it wakes sooner when the device needs the next frame
+    /// ([`PlayoutWorker::idle_for`]), so this bounds only how soon a stop is noticed.
     pub poll_interval: Duration,
 }
 
@@ -74,7 +75,7 @@ impl Default for PlayoutConfig {
             jitter: LatencyProfile::Low.jitter_config(),
             command_queue: 256,
             device_fill_ms: 30,
-            poll_interval: Duration::from_millis(4),
+            poll_interval: Duration::from_millis(20),
         }
     }
 }
@@ -354,7 +355,10 @@ impl PlayoutCore {
 /// Cheap to clone: what the network thread and the UI hold to talk to playout.
 #[derive(Clone)]
 pub struct PlayoutSender {
-    tx: SyncSender<PlayoutCommand>,
+    /// Commands with the time they were sent: a packet's arrival is when the network
+    /// handed it over, not when the worker next woke (it sleeps up to a frame).
+    tx: SyncSender<(PlayoutCommand, u64)>,
+    clock: Arc<dyn Clock>,
     dropped: Arc<AtomicU64>,
     stats: Arc<Mutex<PlayoutStats>>,
 }
@@ -379,7 +383,7 @@ impl PlayoutSender {
             voice,
             opus,
         };
-        match self.tx.try_send(cmd) {
+        match self.tx.try_send((cmd, self.clock.now_us())) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -389,26 +393,29 @@ impl PlayoutSender {
         }
     }
 
+    /// A control command: waits for room in the queue (they are few).
+    fn send(&self, command: PlayoutCommand) {
+        let _ = self.tx.send((command, self.clock.now_us()));
+    }
+
     /// The speaker left: forget them.
     pub fn speaker_left(&self, speaker_id: u32) {
-        let _ = self.tx.send(PlayoutCommand::SpeakerLeft(speaker_id));
+        self.send(PlayoutCommand::SpeakerLeft(speaker_id));
     }
 
     /// Local volume for one speaker (0..4, 1 = as sent).
     pub fn set_speaker_volume(&self, speaker_id: u32, volume: f32) {
-        let _ = self
-            .tx
-            .send(PlayoutCommand::SetSpeakerVolume(speaker_id, volume));
+        self.send(PlayoutCommand::SetSpeakerVolume(speaker_id, volume));
     }
 
     /// Volume of everything (0..4).
     pub fn set_master_volume(&self, volume: f32) {
-        let _ = self.tx.send(PlayoutCommand::SetMasterVolume(volume));
+        self.send(PlayoutCommand::SetMasterVolume(volume));
     }
 
     /// Low delay (on stage) or smoothness (in the audience), for every speaker.
     pub fn set_latency(&self, profile: LatencyProfile) {
-        let _ = self.tx.send(PlayoutCommand::SetLatency(profile));
+        self.send(PlayoutCommand::SetLatency(profile));
     }
 
     /// The latest snapshot (updated every tick).
@@ -422,11 +429,13 @@ impl PlayoutSender {
 /// The playout worker's state: [`PlayoutWorker::step`] runs one iteration.
 pub struct PlayoutWorker {
     core: PlayoutCore,
-    commands: Receiver<PlayoutCommand>,
+    commands: Receiver<(PlayoutCommand, u64)>,
     ring: rtrb::Producer<f32>,
     from_engine: FromEngine,
     device_buf: Vec<f32>,
     fill_target: usize,
+    /// `fill_target` in ms.
+    fill_ms: u32,
     clock: Arc<dyn Clock>,
     stats: Arc<Mutex<PlayoutStats>>,
     device: Arc<StreamCounters>,
@@ -455,7 +464,8 @@ impl PlayoutWorker {
                 from_engine: FromEngine::new(format)?,
                 device_buf: Vec::with_capacity(format.samples_in_ms(40) + 64),
                 fill_target,
-                clock,
+                fill_ms: config.device_fill_ms,
+                clock: clock.clone(),
                 stats: stats.clone(),
                 device,
                 ring_overruns: 0,
@@ -463,6 +473,7 @@ impl PlayoutWorker {
             },
             PlayoutSender {
                 tx,
+                clock,
                 dropped: Arc::new(AtomicU64::new(0)),
                 stats,
             },
@@ -474,7 +485,7 @@ impl PlayoutWorker {
     pub fn step(&mut self) -> Result<bool, AudioError> {
         loop {
             match self.commands.try_recv() {
-                Ok(cmd) => self.core.handle(cmd, self.clock.now_us())?,
+                Ok((cmd, sent_us)) => self.core.handle(cmd, sent_us)?,
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     self.disconnected = true;
@@ -505,6 +516,19 @@ impl PlayoutWorker {
             *s = snapshot;
         }
         Ok(!self.disconnected)
+    }
+
+    /// How long the worker can sleep: until the device will have played the ring down to
+    /// its fill target (when the next frame is needed), plus 5 ms, at most a frame. The
+    /// target is a cushion (30 ms by default), not a deadline: waking a little after the
+    /// ring dips under it still leaves the device 25 ms, and spares a wake-up per device
+    /// period. One wake-up per 20 ms frame instead of a poll every few ms.
+    pub fn idle_for(&self) -> Duration {
+        let filled = self.ring.buffer().capacity() - self.ring.slots();
+        let spare = filled.saturating_sub(self.fill_target);
+        let per_ms = self.fill_target as f64 / f64::from(self.fill_ms.max(1));
+        let ms = spare as f64 / per_ms.max(1.0) + 5.0;
+        Duration::from_secs_f64(ms / 1000.0).min(Duration::from_millis(20))
     }
 
     /// The core, for inspection in tests.
@@ -544,7 +568,9 @@ impl Playout {
             .name("hallway-playout".into())
             .spawn(move || -> Result<(), AudioError> {
                 while !stop_flag.load(Ordering::Relaxed) && worker.step()? {
-                    std::thread::sleep(poll);
+                    // Wake when the device needs the next frame; `poll_interval` is the
+                    // longest the worker may sleep regardless (how soon a stop is seen).
+                    std::thread::sleep(worker.idle_for().min(poll));
                 }
                 Ok(())
             })
