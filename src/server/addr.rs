@@ -49,10 +49,6 @@ impl TrustedProxies {
         Self(nets)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn contains(&self, addr: IpAddr) -> bool {
         let addr = addr.to_canonical();
         self.0.iter().any(|net| net.contains(&addr))

@@ -114,10 +114,6 @@ impl Budgets {
         }
     }
 
-    pub fn limits(&self) -> &AddressLimits {
-        &self.limits
-    }
-
     fn with<T>(&self, addr: AddrKey, now: Instant, f: impl FnOnce(&mut AddrState) -> T) -> T {
         let mut map = match self.by_addr.lock() {
             Ok(map) => map,

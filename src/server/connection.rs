@@ -26,6 +26,7 @@ use super::actor::{Peer, RoomCommand, RoomHandle};
 use super::listener::ConnGuard;
 use super::outgoing::{CLOSE_NORMAL, Drive, Kind, Outgoing, Wire, goodbye};
 use super::rate::TokenBucket;
+use super::room::is_own_toggle;
 use crate::protocol::audio::MAX_FRAME_LEN;
 use crate::protocol::{AudioFrame, ClientCommand, ClientMessage, ErrorCode, ServerMessage, User};
 
@@ -333,7 +334,8 @@ impl<'a> Reader<'a> {
                         Flow::Continue
                     }
                     Ok(ClientMessage { id, command })
-                        if is_toggle(&command) && !self.toggle_bucket.try_take() =>
+                        if is_own_toggle(self.user.id, &command)
+                            && !self.toggle_bucket.try_take() =>
                     {
                         self.reject(
                             ErrorCode::RateLimited,
@@ -411,19 +413,6 @@ impl<'a> Reader<'a> {
             }
         }
     }
-}
-
-/// A command that toggles the sender's own state (see [`Limits::toggles_per_sec`]).
-///
-/// [`Limits::toggles_per_sec`]: super::Limits::toggles_per_sec
-fn is_toggle(command: &ClientCommand) -> bool {
-    matches!(
-        command,
-        ClientCommand::RaiseHand
-            | ClientCommand::LowerHand { user_id: None }
-            | ClientCommand::StartRecording
-            | ClientCommand::StopRecording
-    )
 }
 
 /// What tungstenite reads from and writes to: the socket's read half, and the connection's

@@ -289,14 +289,13 @@ impl Conns {
         }
     }
 
-    /// Applies the timeouts to every connection once; returns how many it closed.
-    pub fn sweep(&self, timeouts: &Timeouts) -> usize {
+    /// Applies the timeouts to every connection once.
+    pub fn sweep(&self, timeouts: &Timeouts) {
         let conns: Vec<Arc<Conn>> = match self.table.lock() {
             Ok(t) => t.by_id.values().cloned().collect(),
-            Err(_) => return 0,
+            Err(_) => return,
         };
         let now = monotonic_ms();
-        let mut closed = 0;
         for conn in conns {
             match verdict(conn.state(), now, timeouts) {
                 Verdict::Keep => {}
@@ -310,12 +309,10 @@ impl Conns {
                     if !conn.close.is_cancelled() {
                         tracing::debug!(peer = %conn.peer, "closing a connection: {why}");
                         conn.close.cancel();
-                        closed += 1;
                     }
                 }
             }
         }
-        closed
     }
 
     /// Sweeps every `timeouts.sweep_every()` while there are connections, until `stop`.

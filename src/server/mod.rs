@@ -316,8 +316,8 @@ impl Server {
         self.tls.is_some()
     }
 
-    /// Reloads the TLS certificate and key from their files (the server keeps the old ones
-    /// if the new ones do not load). Call on SIGHUP.
+    /// The server's TLS settings, for reloading the certificate and key on SIGHUP
+    /// ([`tls::Tls::reload`]); None without TLS.
     pub fn tls_reloader(&self) -> Option<Arc<tls::Tls>> {
         self.tls.clone()
     }

@@ -161,6 +161,12 @@ impl Toggle {
     }
 }
 
+/// Whether `command` from `user` toggles their own hand or recording: what the room shows
+/// at most once a second, and what a connection may send only a few times a second.
+pub fn is_own_toggle(user: UserId, command: &ClientCommand) -> bool {
+    Toggle::of(user, command).is_some()
+}
+
 /// A member's own toggles not yet applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Pending {
