@@ -25,10 +25,18 @@
 //! A stall therefore costs concealment while it lasts; packets that arrive after their slot
 //! has been played are dropped as late, so a stall never leaves lasting latency behind.
 //!
+//! **The first stall.** Nothing warns of a path's first stall, and on TCP the first lost
+//! segment holds the stream for a retransmission timeout, at least 200 ms on Linux. The
+//! audience does not converse, so it starts out as if it had seen one such stall
+//! (`initial_stall_ms`, [`TCP_RTO_MIN_MS`]): the first loss plays whole too. Like any
+//! remembered stall, the assumption is forgotten after `stall_memory_ms` without a stall,
+//! and the target comes down on a path that proved clean.
+//!
 //! **With a stretcher** (`stretch`, as the playout runs it) the buffer leaves catching up to
 //! its caller: [`JitterBuffer::lateness_samples`] says how far behind the walk is, and the
-//! playout plays faster (pitch kept) until it is back, instead of skipping frames. Only far
-//! behind (10 frames) is a quiet frame thrown away. After a stall, the backlog that arrives
+//! playout plays faster (pitch kept) until it is back, instead of skipping frames, or
+//! slower when the target has risen, instead of inserting gaps. Only far behind (or
+//! ahead: 10 frames) is a quiet frame thrown away (or a pause lengthened). After a stall, the backlog that arrives
 //! at once is played rather than dropped as late, up to `max_delay_ms` of it: a stall
 //! costs a moment of concealment and a couple of seconds of slightly faster speech, not
 //! words.
@@ -66,6 +74,9 @@ pub struct JitterConfig {
     /// Only stalls that come again within this long are remembered (0: every stall). A
     /// stall now and then is better concealed than covered with delay all the time.
     pub stall_recur_ms: u32,
+    /// A stall assumed before any is seen, remembered like one (0: none). See "The first
+    /// stall" above.
+    pub initial_stall_ms: u32,
     /// The caller catches up by playing faster (the playout's stretcher, see
     /// [`JitterBuffer::lateness_samples`]): the buffer then skips only quiet frames, and
     /// only when far behind. Without it the buffer sheds latency itself, a quiet frame at
@@ -83,6 +94,10 @@ impl Default for JitterConfig {
     }
 }
 
+/// Linux's smallest TCP retransmission timeout (`TCP_RTO_MIN`): the least a lost segment
+/// holds a TCP stream when no duplicate acknowledgements come to speed its resend up.
+pub const TCP_RTO_MIN_MS: u32 = 200;
+
 /// What playout favours: low delay for people on the stage, who converse, or smoothness
 /// for the audience, who only listen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,7 +106,8 @@ pub enum LatencyProfile {
     /// is concealed.
     #[default]
     Low,
-    /// No holes: the target covers every stall of the last minute, up to 600 ms.
+    /// No holes: the target covers every stall of the last minute, up to 600 ms, and
+    /// starts out covering one retransmission timeout.
     Smooth,
 }
 
@@ -110,6 +126,7 @@ impl LatencyProfile {
             // the cap; a rare one is a short gap.
             stall_memory_ms: 10_000,
             stall_recur_ms: 5_000,
+            initial_stall_ms: 0,
             stretch: true,
         };
         match self {
@@ -122,6 +139,7 @@ impl LatencyProfile {
                 capacity_packets: 100,
                 stall_memory_ms: 60_000,
                 stall_recur_ms: 0,
+                initial_stall_ms: TCP_RTO_MIN_MS,
                 ..low
             },
         }
@@ -214,10 +232,13 @@ pub struct JitterBuffer {
     in_stall: bool,
     stall_began_us: Option<i64>,
     stall_counts: bool,
+    /// When the newest packet arrived (µs); None before the first.
+    last_arrival_us: Option<i64>,
     counters: JitterCounters,
 }
 
-/// With a stretcher, a quiet frame is skipped only this many frames behind the target.
+/// With a stretcher, a quiet frame is skipped (or held) only this many frames behind (or
+/// ahead of) the target.
 const FAR_BEHIND_FRAMES: i64 = 10;
 
 /// Sender timestamps are extended to i64 starting here, so wrapping never goes negative.
@@ -259,6 +280,7 @@ impl JitterBuffer {
             in_stall: false,
             stall_began_us: None,
             stall_counts: false,
+            last_arrival_us: None,
             counters: JitterCounters::default(),
         }
     }
@@ -271,7 +293,21 @@ impl JitterBuffer {
         self.stall_us = 0;
         self.stall_counts = false;
         self.in_stall = false;
-        self.update_target(self.stall_seen_us);
+        if let Some(now_us) = self.last_arrival_us {
+            self.assume_stall(now_us);
+            self.update_target(now_us);
+        }
+    }
+
+    /// Remembers the stall this profile assumes before it has seen one (see "The first
+    /// stall" above).
+    fn assume_stall(&mut self, now_us: i64) {
+        if self.config.initial_stall_ms > 0 {
+            self.stall_us = self
+                .stall_us
+                .max(i64::from(self.config.initial_stall_ms) * 1000);
+            self.stall_seen_us = now_us;
+        }
     }
 
     /// Forgets the stream (keeps counters): the next packet starts a new timeline.
@@ -350,6 +386,10 @@ impl JitterBuffer {
     }
 
     fn observe_transit(&mut self, transit_us: i64, arrival_us: i64) {
+        if self.last_arrival_us.is_none() {
+            self.assume_stall(arrival_us);
+        }
+        self.last_arrival_us = Some(arrival_us);
         let window = self.config.window_packets.max(1);
         if self.transits_us.len() == window {
             self.transits_us.pop_front();
@@ -483,7 +523,13 @@ impl JitterBuffer {
                 self.counters.skipped += 1;
             }
             next += FRAME;
-        } else if lateness < -FRAME / 2 && (lateness < -2 * FRAME || self.is_quiet(next)) {
+        } else if if self.config.stretch {
+            // The caller plays slower to build delay up; only far ahead is a pause made
+            // longer.
+            lateness <= -FAR_BEHIND_FRAMES * FRAME && self.is_quiet(next)
+        } else {
+            lateness < -FRAME / 2 && (lateness < -2 * FRAME || self.is_quiet(next))
+        } {
             // Too little delay: hold one slot.
             self.counters.held += 1;
             self.state = State::Playing { next };
@@ -857,6 +903,23 @@ mod tests {
         assert!((400.0..=600.0).contains(&max_target), "{max_target}");
         let played = sim.played_frames();
         assert!(played.windows(2).all(|w| w[0] < w[1]), "in order");
+    }
+
+    #[test]
+    fn the_audience_plays_a_first_retransmission_timeout_whole_and_the_stage_does_not() {
+        // One hold of a retransmission timeout, 3 s in: the path's first.
+        let frames = 500;
+        let lost = |profile: LatencyProfile| {
+            let mut sim = Sim::with(
+                profile.jitter_config(),
+                frames,
+                stalls(3_000, 1_000_000, TCP_RTO_MIN_MS.into()),
+            );
+            sim.run_until(11_000);
+            lost_between(&sim, 0, frames - 10)
+        };
+        assert_eq!(lost(LatencyProfile::Smooth), Vec::<u32>::new());
+        assert!(!lost(LatencyProfile::Low).is_empty(), "the stage covered it");
     }
 
     #[test]

@@ -130,8 +130,8 @@ struct Speaker {
     /// Plays the decoded frames at the catch-up rate when behind (exactly as they are
     /// otherwise); what it holds is part of the delay.
     stretcher: Stretcher,
-    /// Catching up (see [`CATCH_UP_RATE`]); hysteresis between the two thresholds.
-    catching_up: bool,
+    /// Playing faster, slower or as is; hysteresis between the thresholds.
+    pace: Pace,
     volume: f32,
     /// The last decoded frame (the stretcher's input).
     decoded: Vec<f32>,
@@ -147,10 +147,42 @@ struct Speaker {
 pub const CATCH_UP_RATE: f32 = 1.25;
 /// Rate in quiet or unvoiced frames while catching up (changes nobody hears).
 pub const CATCH_UP_RATE_QUIET: f32 = 1.35;
-/// Start catching up this far behind the target (samples): 1.5 frames.
+/// How fast playout plays to build delay up when its target rises (the listener moved to
+/// the audience, or the network got worse): 20 % slower with pitch kept, a stretch nobody
+/// minds, raises the delay by 200 ms in a second, with no gap.
+pub const SLOW_DOWN_RATE: f32 = 0.8;
+/// Start catching up (slowing down) this far behind (ahead of) the target, in samples:
+/// 1.5 frames. Between packets the walk sits 0..1 frame behind, so this is never reached
+/// by the tick's own phase.
 const CATCH_UP_FROM: i64 = 1_440;
 /// Stop once back within this (samples): half a frame.
 const CATCH_UP_UNTIL: i64 = 480;
+
+/// How fast a speaker's audio is played against real time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    Steady,
+    /// Behind the target: [`CATCH_UP_RATE`].
+    CatchingUp,
+    /// Ahead of the target: [`SLOW_DOWN_RATE`].
+    SlowingDown,
+}
+
+impl Pace {
+    /// The pace for being `behind` the target (samples; negative: ahead), from `self`.
+    fn next(self, behind: Option<i64>) -> Pace {
+        let Some(b) = behind else {
+            return Pace::Steady;
+        };
+        match self {
+            Pace::CatchingUp if b > CATCH_UP_UNTIL => Pace::CatchingUp,
+            Pace::SlowingDown if b < -CATCH_UP_UNTIL => Pace::SlowingDown,
+            _ if b >= CATCH_UP_FROM => Pace::CatchingUp,
+            _ if b <= -CATCH_UP_FROM => Pace::SlowingDown,
+            _ => Pace::Steady,
+        }
+    }
+}
 /// Input the stretcher wants ahead of what it plays when stretching: a frame at the
 /// catch-up rate plus a splice's search and overlap.
 const STRETCH_LOOKAHEAD: usize = 2_200;
@@ -164,17 +196,14 @@ impl Speaker {
             .jitter
             .lateness_samples(now_us)
             .map(|l| l + self.stretcher.buffered() as i64);
-        self.catching_up = match behind {
-            Some(b) if self.catching_up => b > CATCH_UP_UNTIL,
-            Some(b) => b >= CATCH_UP_FROM,
-            None => false,
-        };
+        self.pace = self.pace.next(behind);
+        let catching_up = self.pace == Pace::CatchingUp;
         let mut speaking = false;
         let mut fed = 0;
         // One frame of input at least; when catching up, as much lookahead as is already
         // here (reading ahead must never cost a concealment).
         while self.stretcher.buffered() < FRAME_SAMPLES
-            || (self.catching_up
+            || (catching_up
                 && self.stretcher.buffered() < STRETCH_LOOKAHEAD
                 && self.jitter.next_is_ready())
         {
@@ -197,12 +226,11 @@ impl Speaker {
                 break;
             }
         }
-        let rate = if !self.catching_up {
-            1.0
-        } else if stretchable(&self.decoded) {
-            CATCH_UP_RATE_QUIET
-        } else {
-            CATCH_UP_RATE
+        let rate = match self.pace {
+            Pace::Steady => 1.0,
+            Pace::SlowingDown => SLOW_DOWN_RATE,
+            Pace::CatchingUp if stretchable(&self.decoded) => CATCH_UP_RATE_QUIET,
+            Pace::CatchingUp => CATCH_UP_RATE,
         };
         let got = self.stretcher.pull(&mut self.frame, rate);
         self.frame[got..].fill(0.0);
@@ -261,7 +289,7 @@ impl PlayoutCore {
                         jitter: JitterBuffer::new(self.jitter_config),
                         decoder: OpusDecoder::new()?,
                         stretcher: Stretcher::new(),
-                        catching_up: false,
+                        pace: Pace::Steady,
                         volume: self.volumes.get(&speaker_id).copied().unwrap_or(1.0),
                         decoded: vec![0.0; FRAME_SAMPLES],
                         frame: vec![0.0; FRAME_SAMPLES],
@@ -634,9 +662,10 @@ mod tests {
             .map(|k| {
                 let frame: Vec<f32> = (0..FRAME_SAMPLES)
                     .map(|i| {
-                        let t = (k * FRAME_SAMPLES + i) as f32 / 48_000.0;
-                        let f = 220.0 + 20.0 * (t * 3.0).sin();
-                        0.25 * (std::f32::consts::TAU * f * t).sin()
+                        // 220 Hz ± 20 Hz at 3 rad/s: the phase is the frequency's integral.
+                        let t = (k * FRAME_SAMPLES + i) as f64 / 48_000.0;
+                        let phase = 220.0 * t - 20.0 / 3.0 * (t * 3.0).cos();
+                        0.25 * (std::f64::consts::TAU * phase).sin() as f32
                     })
                     .collect();
                 encoder.encode_vec(&frame).unwrap()
@@ -751,6 +780,67 @@ mod tests {
             "sound until {} ms",
             last_sound * 20
         );
+    }
+
+    #[test]
+    fn moving_between_stage_and_audience_moves_the_delay_by_stretching_without_a_gap() {
+        let sent = packets(500);
+        let mut core = PlayoutCore::new(LatencyProfile::Low.jitter_config());
+        let mut out = Vec::new();
+        let mut delays = Vec::new();
+        let mut before_the_end = None;
+        let mut now = 7 * MS;
+        let mut next = 0;
+        while now <= 10_500 * MS {
+            // To the audience at 2 s, back on stage at 6 s.
+            if now / MS / 20 == 100 {
+                core.handle(PlayoutCommand::SetLatency(LatencyProfile::Smooth), now)
+                    .unwrap();
+            }
+            if now / MS / 20 == 300 {
+                core.handle(PlayoutCommand::SetLatency(LatencyProfile::Low), now)
+                    .unwrap();
+            }
+            // Steady arrivals, 30 ms after sending.
+            while next < sent.len() && (next as u64 * 20 + 30) * MS <= now {
+                let command = PlayoutCommand::Packet {
+                    speaker_id: 1,
+                    seq: next as u32,
+                    timestamp_48k: (next * FRAME_SAMPLES) as u32,
+                    level: 20,
+                    voice: true,
+                    opus: sent[next].clone(),
+                };
+                core.handle(command, (next as u64 * 20 + 30) * MS).unwrap();
+                next += 1;
+            }
+            out.push(core.tick(now).to_vec());
+            delays.push(core.stats().speakers.first().map_or(0.0, |s| s.jitter_delay_ms));
+            if now / MS / 20 == 450 {
+                before_the_end = Some(counters(&core));
+            }
+            now += 20 * MS;
+        }
+        let delay_at = |ms: usize| delays[ms / 20];
+        assert!(delay_at(1_900) < 60.0, "stage: {}", delay_at(1_900));
+        // In the audience the delay covers a retransmission timeout within 2 s...
+        assert!(delay_at(4_500) >= 200.0, "audience: {}", delay_at(4_500));
+        // ...and back on stage it comes down again within 2 s.
+        assert!(delay_at(8_500) < 60.0, "stage again: {}", delay_at(8_500));
+        // Every frame played, stretched: none skipped, held or dropped, and nothing
+        // concealed before the stream's end (its last frames say voice, so the end is).
+        let c = counters(&core);
+        assert_eq!(c.played, 500, "{c:?}");
+        assert_eq!((c.skipped, c.held, c.late), (0, 0, 0), "{c:?}");
+        let c = before_the_end.unwrap();
+        assert_eq!(c.concealed, 0, "{c:?}");
+        // And no gap: from the first sound to the last, every frame has sound in it.
+        let first = out.iter().position(|f| f.iter().any(|s| s.abs() > 0.01)).unwrap();
+        let last = out.iter().rposition(|f| f.iter().any(|s| s.abs() > 0.01)).unwrap();
+        for (k, frame) in out.iter().enumerate().take(last).skip(first) {
+            let peak = frame.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+            assert!(peak > 0.1, "frame {k} ({} ms) is a gap: peak {peak}", k * 20);
+        }
     }
 }
 
