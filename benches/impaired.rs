@@ -105,9 +105,23 @@ fn source(dir: &Path) -> PathBuf {
     out
 }
 
+/// The `unix_us` of the last log line in `log` that contains `what`.
+fn logged_unix_us(log: &Path, what: &str) -> Option<u128> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|l| l.contains(what))?;
+    let at = line.find("unix_us=")? + "unix_us=".len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Starts `hallway play --create --loop`: returns it and the room id.
 fn speaker(server: &str, clip: &Path, dir: &Path) -> (Proc, String) {
     let mut child = hallway()
+        .arg("--log-file")
+        .arg(dir.join("speaker.log"))
         .args([
             "play",
             "--server",
@@ -156,10 +170,11 @@ fn listen(link: &str, latency: &str, seconds: u64, out: &Path, dir: &Path) {
             .expect("tmux (installed by .ci/deps)")
     };
     let command = format!(
-        "XDG_CONFIG_HOME={} XDG_STATE_HOME={} HALLWAY_INPUT=null {} --server {link} --name Listener --output {}",
+        "XDG_CONFIG_HOME={} XDG_STATE_HOME={} HALLWAY_INPUT=null {} --log-file {} --server {link} --name Listener --output {}",
         dir.join("listener-config").display(),
         dir.join("listener-state").display(),
         env!("CARGO_BIN_EXE_hallway"),
+        out.with_extension("log").display(),
         out.display()
     );
     assert!(
@@ -180,6 +195,25 @@ fn listen(link: &str, latency: &str, seconds: u64, out: &Path, dir: &Path) {
     tmux(&["send-keys", "q"]);
     std::thread::sleep(Duration::from_secs(2));
     tmux(&["kill-server"]);
+}
+
+/// Where the sender's timestamp 0 and the listener's first output sample sit on the
+/// wall clock, for score.py's mouth-to-ear (none if either line is missing).
+fn mouth_to_ear_args(dir: &Path, out: &Path) -> Vec<String> {
+    let sent = logged_unix_us(&dir.join("speaker.log"), "timestamp 0 sent");
+    let heard = logged_unix_us(&out.with_extension("log"), "output started");
+    match (sent, heard) {
+        (Some(sent), Some(heard)) => vec![
+            "--sent-at-us".into(),
+            sent.to_string(),
+            "--heard-at-us".into(),
+            heard.to_string(),
+        ],
+        _ => {
+            eprintln!("no clock lines in the logs: mouth-to-ear not measured");
+            Vec::new()
+        }
+    }
 }
 
 fn main() {
@@ -252,6 +286,7 @@ fn main() {
                 ))
                 .arg(&clip)
                 .arg(&out)
+                .args(mouth_to_ear_args(dir.path(), &out))
                 .output()
                 .expect("python3 with pesq, scipy and numpy (pip install pesq scipy numpy)");
             let report = String::from_utf8_lossy(&scored.stdout);

@@ -95,6 +95,12 @@ pub async fn play(
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                if next == 0 && clock.timestamp_48k == 0 {
+                    // Where the sender's clock sits on the wall clock: with the listener's
+                    // `output started` line, benches measure mouth-to-ear
+                    // (benches/impaired.rs).
+                    tracing::info!(unix_us = unix_us(), "timestamp 0 sent");
+                }
                 if next == clip.frames.len() {
                     if !looping || next == 0 {
                         break;
@@ -113,6 +119,13 @@ pub async fn play(
     tokio::time::sleep(Duration::from_millis(200)).await;
     live.leave().await;
     Ok(())
+}
+
+/// Microseconds since the Unix epoch, for log lines other processes line up with.
+fn unix_us() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
 }
 
 /// Waits for the snapshot; returns who we are.

@@ -2,10 +2,14 @@
 """Scores what a listener heard against the looped source: PESQ (wide band) per 4 s window,
 the share of speech frames lost, and how much the delay moved.
 
-usage: score.py SOURCE.wav HEARD.wav
+usage: score.py SOURCE.wav HEARD.wav [--sent-at-us T --heard-at-us T]
 
 Each 4 s window of what was heard is aligned on its own (the playout's delay moves: it
 stretches after stalls), by cross-correlation against the source looped, then scored.
+
+Mouth-to-ear, with the two wall-clock times (from the sender's `timestamp 0 sent` and the
+listener's `output started` log lines): every 1 s of what was heard is aligned the same
+way, and its delay is when it left the playback ring minus when the sender sent it.
 """
 import sys
 
@@ -34,14 +38,45 @@ def db(x):
     return 10 * np.log10(np.mean(x * x) + 1e-12)
 
 
+def flag(name):
+    if name in sys.argv:
+        return int(sys.argv[sys.argv.index(name) + 1])
+    return None
+
+
+def mouth_to_ear(source, heard, offset, sent_at_us, heard_at_us):
+    """Delays (ms) of each 1 s of `heard` (which starts `offset` samples into the output)."""
+    chunk = RATE
+    loop = len(source)
+    looped = np.tile(source, int(np.ceil(len(heard) / loop)) + 3)
+    delays = []
+    for start in range(0, len(heard) - chunk + 1, chunk):
+        part = heard[start:start + chunk]
+        if db(part) < -40:
+            continue
+        corr = correlate(looped[: start + chunk + 2 * loop], part, mode="valid", method="fft")
+        # Keep only clear matches: speech aligns with a sharp peak.
+        lag = int(np.argmax(corr))
+        if corr[lag] < 0.5 * np.sqrt(np.sum(part * part) * np.sum(looped[lag:lag + chunk] ** 2)):
+            continue
+        left_ring_us = heard_at_us + (offset + start) / RATE * 1e6
+        # The source position is known modulo the loop: the delay is in [0, loop).
+        sent_us = sent_at_us + lag / RATE * 1e6
+        delay_ms = ((left_ring_us - sent_us) / 1000) % (loop / RATE * 1000)
+        delays.append(delay_ms)
+    return np.array(delays)
+
+
 def main():
     source, heard = load(sys.argv[1]), load(sys.argv[2])
+    sent_at_us, heard_at_us = flag("--sent-at-us"), flag("--heard-at-us")
     # Skip the join: from the first sound on.
     loud = np.flatnonzero(np.abs(heard) > 0.01)
     if len(loud) == 0:
         print("no sound heard")
         return 1
-    heard = heard[loud[0]:]
+    offset = int(loud[0])
+    heard = heard[offset:]
     looped = np.tile(source, int(np.ceil(len(heard) / len(source))) + 2)
     window = WINDOW_S * RATE
     scores, lags, lost, speech = [], [], 0, 0
@@ -72,10 +107,16 @@ def main():
     lags = np.array(lags)
     lags = (lags - lags[0] + loop_ms / 2) % loop_ms - loop_ms / 2
     swing = float(np.ptp(lags)) if len(lags) > 1 else 0.0
+    m2e = ""
+    if sent_at_us is not None and heard_at_us is not None:
+        d = mouth_to_ear(source, heard, offset, sent_at_us, heard_at_us)
+        if len(d):
+            m2e = (f" | mouth-to-ear mean {np.mean(d):.0f} p95 {np.percentile(d, 95):.0f} "
+                   f"max {np.max(d):.0f} ms ({len(d)} s)")
     print(
         f"PESQ-WB median {np.median(scores):.2f} worst {min(scores):.2f} | "
         f"speech frames lost {100 * lost / max(speech, 1):.2f} % ({lost}/{speech}) | "
-        f"delay swing {swing:.0f} ms | windows {len(scores)}"
+        f"delay swing {swing:.0f} ms | windows {len(scores)}{m2e}"
     )
     return 0
 

@@ -478,11 +478,20 @@ pub fn pump_sink(
     let stop = Arc::new(AtomicBool::new(false));
     let (c, s) = (counters.clone(), stop.clone());
     let step = format.samples_in_ms(10).max(usize::from(format.channels));
+    let label = description.clone();
     let thread = std::thread::Builder::new()
         .name("hallway-output-pump".into())
         .spawn(move || -> Result<(), AudioError> {
             let mut buf = vec![0.0f32; step];
             let start = Instant::now();
+            if pacing == Pacing::RealTime {
+                // Sample n leaves the ring at start + n / rate: with the sender's
+                // `timestamp 0 sent` line, benches measure mouth-to-ear.
+                let unix_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros());
+                tracing::info!(unix_us, "output started: {label}");
+            }
             let mut steps: u32 = 0;
             let result = loop {
                 let stopping = s.load(Ordering::SeqCst);
