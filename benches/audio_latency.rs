@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hallway::audio::device::StreamCounters;
 use hallway::audio::{
     CaptureConfig, CaptureWorker, DeviceFormat, PlayoutConfig, PlayoutWorker, StepOutcome,
-    SystemClock,
+    SystemClock, channel_sink,
 };
 
 /// A full run; `cargo test --all-targets` runs this file without `--bench`, and then it
@@ -38,9 +38,12 @@ fn main() {
         noise_suppression: ns,
         ..CaptureConfig::default()
     };
-    let poll = config.poll_interval;
-    let (mut capture, frames_rx) =
-        CaptureWorker::new(cap_rx, DeviceFormat::ENGINE, &config).unwrap();
+    // The emulated device below does not wake the worker as a real one does (`Wake`):
+    // polling every 2 ms stands in for that wake-up, at most 2 ms late.
+    let poll = Duration::from_millis(2);
+    let (frame_sink, frames_rx) = channel_sink(25);
+    let mut capture =
+        CaptureWorker::new(cap_rx, DeviceFormat::ENGINE, &config, frame_sink).unwrap();
     let (onset_tx, onset_rx) = mpsc::channel::<Instant>();
     let start = Instant::now();
 
@@ -104,7 +107,7 @@ fn main() {
     let out_start = Instant::now();
     while start.elapsed() < Duration::from_secs(seconds) + Duration::from_millis(500) {
         while let Ok(f) = frames_rx.try_recv() {
-            sender.push_packet(1, f.seq, f.timestamp_48k, f.level, f.voice, f.opus);
+            sender.push(f.stamped(1));
         }
         playout.step().unwrap();
         let now = Instant::now();

@@ -148,10 +148,10 @@ fn load_packets() -> Vec<Packet> {
     let packets: Vec<Packet> = clip
         .frames
         .into_iter()
-        .filter(|f| !f.opus.is_empty())
+        .flatten()
         .map(|f| Packet {
-            opus: f.opus,
-            level: f.level,
+            opus: f.opus().to_vec(),
+            level: f.header.level,
         })
         .collect();
     assert!(!packets.is_empty(), "the clip has no sound");

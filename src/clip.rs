@@ -10,21 +10,13 @@ use crate::audio::{AudioError, CaptureConfig, CaptureProcessor};
 use crate::net::LiveSession;
 use crate::protocol::{AudioFrame, AudioHeader};
 
-/// One 20 ms slot of a clip.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClipFrame {
-    /// One Opus packet; empty in silence (DTX), when nothing is sent for the slot.
-    pub opus: Vec<u8>,
-    /// -dBov, 0..=127.
-    pub level: u8,
-    pub voice: bool,
-}
-
 /// A whole file as 20 ms frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clip {
     pub name: String,
-    pub frames: Vec<ClipFrame>,
+    /// One slot per 20 ms: a frame as the capture side made it (sequence and clock are
+    /// restamped at each send), or None in silence (DTX), when nothing is sent.
+    pub frames: Vec<Option<AudioFrame>>,
 }
 
 /// One 20 ms frame.
@@ -85,18 +77,7 @@ impl Clip {
         processor.push(samples)?;
         let mut frames = Vec::new();
         while let Some(frame) = processor.next_frame(false)? {
-            frames.push(match frame.encoded {
-                Some(encoded) => ClipFrame {
-                    opus: encoded.opus,
-                    level: encoded.level,
-                    voice: encoded.voice,
-                },
-                None => ClipFrame {
-                    opus: Vec::new(),
-                    level: crate::protocol::audio::LEVEL_SILENCE,
-                    voice: false,
-                },
-            });
+            frames.push(frame.encoded);
         }
         Ok(Self { name, frames })
     }
@@ -116,25 +97,26 @@ pub struct Sender {
 
 impl Sender {
     /// Sends one slot of a clip (nothing in silence) and advances the clock.
-    pub fn send(&mut self, live: &LiveSession, frame: &ClipFrame) {
+    pub fn send(&mut self, live: &LiveSession, slot: Option<&AudioFrame>) {
+        if let Some(frame) = self.stamp(slot) {
+            live.send_audio(&frame);
+        }
+    }
+
+    /// The slot as this sender sends it next (None in silence); advances the clock.
+    pub fn stamp(&mut self, slot: Option<&AudioFrame>) -> Option<AudioFrame> {
         let timestamp_48k = self.timestamp_48k;
         self.timestamp_48k = self
             .timestamp_48k
             .wrapping_add(crate::audio::FRAME_SAMPLES as u32);
-        if frame.opus.is_empty() {
-            return;
-        }
-        let header = AudioHeader {
+        let frame = slot?.with_header(AudioHeader {
             speaker_id: 0,
             sequence: self.sequence,
             timestamp_48k,
-            level: frame.level,
-            voice: frame.voice,
-        };
-        if let Ok(frame) = AudioFrame::new(header, &frame.opus) {
-            live.send_audio(&frame);
-            self.sequence = self.sequence.wrapping_add(1);
-        }
+            ..slot?.header
+        });
+        self.sequence = self.sequence.wrapping_add(1);
+        Some(frame)
     }
 }
 
@@ -154,14 +136,15 @@ mod tests {
         let voiced = clip
             .frames
             .iter()
-            .filter(|f| f.voice && !f.opus.is_empty())
+            .flatten()
+            .filter(|f| f.header.voice)
             .count();
         assert!(
             voiced > clip.frames.len() / 3,
             "speech should be mostly voiced: {voiced}/{}",
             clip.frames.len()
         );
-        assert!(clip.frames.iter().all(|f| f.opus.len() <= 1275));
+        assert!(clip.frames.iter().flatten().all(|f| f.opus().len() <= 1275));
     }
 
     #[test]

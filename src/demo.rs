@@ -279,8 +279,8 @@ impl BotRoom {
                     if let Some((voice, clip, frame)) = turn.next_frame(&self.clips, voices, person_talking) {
                         let Some(data) = self.clips.get(clip).and_then(|c| c.frames.get(frame)) else { continue };
                         match speakers.get_mut(voice) {
-                            Some(speaker) => speaker.clock.send(&speaker.live, data),
-                            None => host_clock.send(&host, data),
+                            Some(speaker) => speaker.clock.send(&speaker.live, data.as_ref()),
+                            None => host_clock.send(&host, data.as_ref()),
                         }
                     }
                 }
@@ -374,11 +374,14 @@ mod tests {
     use super::*;
 
     fn clip(frames: usize) -> Clip {
-        let frame = clip::ClipFrame {
-            opus: vec![1],
+        let header = crate::protocol::AudioHeader {
+            speaker_id: 0,
+            sequence: 0,
+            timestamp_48k: 0,
             level: 20,
             voice: true,
         };
+        let frame = Some(AudioFrame::new(header, &[1]).expect("a one-byte frame is valid"));
         Clip {
             name: "c".into(),
             frames: vec![frame; frames],

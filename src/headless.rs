@@ -107,8 +107,8 @@ pub async fn play(
                     }
                     next = 0;
                 }
-                if let Some(frame) = clip.frames.get(next) {
-                    clock.send(&live, frame);
+                if let Some(slot) = clip.frames.get(next) {
+                    clock.send(&live, slot.as_ref());
                 }
                 next += 1;
             }
@@ -248,8 +248,7 @@ pub async fn record(
     let recorder = RecorderThread::start(recorder, Arc::new(SystemClock::new()))?;
     let sender = recorder.sender();
     let on_audio: AudioHandler = Box::new(move |frame: AudioFrame| {
-        let h = frame.header;
-        sender.push(h.speaker_id, h.sequence, h.timestamp_48k, frame.opus());
+        sender.push(frame);
     });
     let (events_tx, mut events) = mpsc::channel(256);
     let live = LiveSession::start(api, room, events_tx, on_audio, BACKOFF);

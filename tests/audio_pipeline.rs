@@ -12,7 +12,7 @@ use hallway::audio::device::StreamCounters;
 use hallway::audio::files::{AudioSink, WavSink, WavSource, read_all};
 use hallway::audio::{
     CaptureConfig, CaptureWorker, DeviceFormat, FRAME_SAMPLES, ManualClock, PlayoutConfig,
-    PlayoutWorker,
+    PlayoutWorker, channel_sink,
 };
 
 struct Run {
@@ -29,8 +29,9 @@ fn run_pipeline(input: &[f32], noise_suppression: bool, muted_from: Option<usize
         noise_suppression,
         ..CaptureConfig::default()
     };
-    let (mut capture, frames_rx) =
-        CaptureWorker::new(cap_rx, DeviceFormat::ENGINE, &config).unwrap();
+    let (frame_sink, frames_rx) = channel_sink(25);
+    let mut capture =
+        CaptureWorker::new(cap_rx, DeviceFormat::ENGINE, &config, frame_sink).unwrap();
     let muted = capture.muted();
 
     let clock = ManualClock::new();
@@ -61,7 +62,7 @@ fn run_pipeline(input: &[f32], noise_suppression: bool, muted_from: Option<usize
         capture.step().unwrap();
         // ...the "network" delivers frames at once...
         while let Ok(f) = frames_rx.try_recv() {
-            assert!(sender.push_packet(42, f.seq, f.timestamp_48k, f.level, f.voice, f.opus));
+            assert!(sender.push(f.stamped(42)));
         }
         // ...the playout worker tops up the device ring, and the "device" plays 20 ms.
         playout.step().unwrap();

@@ -45,9 +45,12 @@ def flag(name):
 
 
 def mouth_to_ear(source, heard, offset, sent_at_us, heard_at_us):
-    """Delays (ms) of each 1 s of `heard` (which starts `offset` samples into the output)."""
+    """Delays (ms) of each 1 s of `heard` (which starts `offset` samples into the output):
+    when its first sample left the playback ring, minus when the sender sent the frame
+    that carries it."""
     chunk = RATE
     loop = len(source)
+    loop_ms = loop / RATE * 1000
     looped = np.tile(source, int(np.ceil(len(heard) / loop)) + 3)
     delays = []
     for start in range(0, len(heard) - chunk + 1, chunk):
@@ -59,16 +62,19 @@ def mouth_to_ear(source, heard, offset, sent_at_us, heard_at_us):
         lag = int(np.argmax(corr))
         if corr[lag] < 0.5 * np.sqrt(np.sum(part * part) * np.sum(looped[lag:lag + chunk] ** 2)):
             continue
-        left_ring_us = heard_at_us + (offset + start) / RATE * 1e6
-        # The source position is known modulo the loop: the delay is in [0, loop).
-        sent_us = sent_at_us + lag / RATE * 1e6
-        delay_ms = ((left_ring_us - sent_us) / 1000) % (loop / RATE * 1000)
-        delays.append(delay_ms)
+        left_ring_ms = (heard_at_us + (offset + start) / RATE * 1e6) / 1000
+        # Sample `lag` of the loop goes out in frame lag // FRAME; which pass of the loop
+        # it was is known from the delay being in [0, loop).
+        sent_ms = sent_at_us / 1000 + (lag % loop) // FRAME * 20
+        delays.append((left_ring_ms - sent_ms) % loop_ms)
     return np.array(delays)
 
 
 def main():
     source, heard = load(sys.argv[1]), load(sys.argv[2])
+    # `hallway play` sends whole 20 ms frames: each pass of its loop is the source cut to
+    # whole frames.
+    source = source[: len(source) // FRAME * FRAME]
     sent_at_us, heard_at_us = flag("--sent-at-us"), flag("--heard-at-us")
     # Skip the join: from the first sound on.
     loud = np.flatnonzero(np.abs(heard) > 0.01)

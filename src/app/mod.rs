@@ -51,7 +51,10 @@ pub enum Effect {
     Send(ClientCommand),
     /// Leave the room (the shell closes the live session and stops audio).
     LeaveRoom,
-    /// Open or close the microphone: it sends only while on stage and unmuted.
+    /// Run the microphone device (on stage) or close it (in the audience, or in no room):
+    /// a listener's microphone is never open.
+    SetMicOpen(bool),
+    /// Send from the microphone or not: it sends only while on stage and unmuted.
     SetMicLive(bool),
     /// Playout favours low delay (on stage) or smoothness (in the audience).
     SetLatency(LatencyProfile),
@@ -296,6 +299,13 @@ impl App {
         })
     }
 
+    fn on_stage(&self) -> bool {
+        self.room()
+            .and_then(|r| r.view.as_ref())
+            .and_then(RoomView::myself)
+            .is_some_and(|p| p.role.on_stage())
+    }
+
     fn mic_live(&self) -> bool {
         self.room()
             .and_then(|r| r.view.as_ref())
@@ -304,6 +314,7 @@ impl App {
 
     /// The one place state changes.
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        let stage_before = self.on_stage();
         let mic_before = self.mic_live();
         let latency_before = self.latency_profile();
         let mut effects = match msg {
@@ -343,9 +354,16 @@ impl App {
                 Vec::new()
             }
         };
+        let stage_after = self.on_stage();
+        if stage_after && !stage_before {
+            effects.push(Effect::SetMicOpen(true));
+        }
         let mic_after = self.mic_live();
         if mic_after != mic_before {
             effects.push(Effect::SetMicLive(mic_after));
+        }
+        if !stage_after && stage_before {
+            effects.push(Effect::SetMicOpen(false));
         }
         let latency_after = self.latency_profile();
         if let Some(profile) = latency_after

@@ -142,10 +142,16 @@ impl Live {
         };
         // A second join of someone present is answered with a fresh snapshot for them.
         let out = live.room.join(&user(me), 1).unwrap();
-        // In the room: playout is told what to favour, and nothing else happens.
+        // In the room: playout is told what to favour and, on stage, the microphone opens
+        // (it sends nothing until unmuted); nothing else happens.
         let effects = live.deliver(out);
+        let on_stage = live.myself().role.on_stage();
         assert!(
-            matches!(effects.as_slice(), [Effect::SetLatency(_)]),
+            match effects.as_slice() {
+                [Effect::SetMicOpen(true), Effect::SetLatency(_)] => on_stage,
+                [Effect::SetLatency(_)] => !on_stage,
+                _ => false,
+            },
             "{effects:?}"
         );
         live
@@ -761,8 +767,12 @@ fn accepting_an_invitation_puts_me_on_stage_muted_until_i_unmute() {
     assert_eq!(accept, send(ClientCommand::AcceptInvite));
     assert_eq!(
         live.serve(accept),
-        vec![Effect::SetLatency(LatencyProfile::Low)],
-        "on stage but muted: the mic stays closed; playout turns to low delay"
+        vec![
+            Effect::SetMicOpen(true),
+            Effect::SetLatency(LatencyProfile::Low)
+        ],
+        "on stage but muted: the microphone opens for its meter but sends nothing; \
+         playout turns to low delay"
     );
     assert_eq!(live.myself().role, Role::Speaker);
     assert!(live.myself().muted);
@@ -946,7 +956,8 @@ fn l_leaves_for_the_hallway_and_closes_a_live_mic() {
         vec![
             Effect::LeaveRoom,
             Effect::RefreshRooms,
-            Effect::SetMicLive(false)
+            Effect::SetMicLive(false),
+            Effect::SetMicOpen(false)
         ]
     );
 }
@@ -1109,7 +1120,8 @@ fn the_room_ending_sends_everyone_home_with_the_reason() {
             vec![
                 Effect::LeaveRoom,
                 Effect::RefreshRooms,
-                Effect::SetMicLive(false)
+                Effect::SetMicLive(false),
+                Effect::SetMicOpen(false)
             ]
         );
         assert_eq!(
@@ -1235,6 +1247,7 @@ fn being_moved_to_the_audience_while_live_closes_the_mic() {
         effects,
         vec![
             Effect::SetMicLive(false),
+            Effect::SetMicOpen(false),
             Effect::SetLatency(LatencyProfile::Smooth)
         ],
         "exactly once"
@@ -1256,6 +1269,7 @@ fn being_moved_to_the_audience_while_holding_space_keeps_the_news_on_screen() {
         moved,
         vec![
             Effect::SetMicLive(false),
+            Effect::SetMicOpen(false),
             Effect::SetLatency(LatencyProfile::Smooth)
         ]
     );

@@ -1,13 +1,16 @@
 //! The capture side: device ring → 48 kHz mono → noise suppression → level → Opus →
-//! [`EncodedFrame`]s for the network.
+//! [`AudioFrame`]s handed to a [`FrameSink`] (the network, in the client).
 //!
 //! [`CaptureProcessor`] is the pure core (samples in, frames out); [`CaptureWorker`] is one
 //! step of the worker loop over a device ring, usable with a stepped clock in tests;
-//! [`Capture`] runs the worker on a thread and is the handle the client keeps.
+//! [`Capture`] runs the worker on a thread and is the handle the client keeps. The thread
+//! sleeps until the device has written a frame's worth (the device end wakes it, see
+//! [`Wake`](crate::audio::device::Wake)), and while the microphone is closed it sleeps
+//! outright.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,10 +18,10 @@ use crate::audio::codec::{OpusEncoder, OpusEncoderConfig};
 use crate::audio::denoise::Denoiser;
 use crate::audio::device::{CaptureGuard, CaptureStream, DeviceFormat, StreamCounters};
 use crate::audio::error::AudioError;
-use crate::audio::frame::EncodedFrame;
 use crate::audio::level::{self, VoiceDetector};
 use crate::audio::resample::ToEngine;
 use crate::audio::{FRAME_SAMPLES, MAX_OPUS_PACKET};
+use crate::protocol::{AudioFrame, AudioHeader};
 
 /// How capture behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,13 +30,11 @@ pub struct CaptureConfig {
     pub noise_suppression: bool,
     /// Encoder settings (VOIP, 24 kb/s VBR, DTX on, FEC off by default).
     pub encoder: OpusEncoderConfig,
-    /// Frames queued for the network at most: 25 = 500 ms. When full, new frames are
-    /// dropped and counted: audio that late is useless in a conversation.
-    pub frame_queue: usize,
     /// First timestamp on the 48 kHz clock (any value; it wraps).
     pub first_timestamp: u32,
-    /// How long the worker sleeps when its ring is empty.
-    pub poll_interval: Duration,
+    /// The longest the worker sleeps: it is woken when a frame's worth has arrived, so
+    /// this bounds only how soon a device that stopped without a word is noticed.
+    pub max_sleep: Duration,
 }
 
 impl Default for CaptureConfig {
@@ -41,9 +42,8 @@ impl Default for CaptureConfig {
         CaptureConfig {
             noise_suppression: true,
             encoder: OpusEncoderConfig::default(),
-            frame_queue: 25,
             first_timestamp: 0,
-            poll_interval: Duration::from_millis(4),
+            max_sleep: Duration::from_millis(500),
         }
     }
 }
@@ -60,12 +60,15 @@ pub struct CaptureStats {
     pub frames_sent: AtomicU64,
     /// Frames not sent because the encoder said silence (DTX).
     pub frames_dtx: AtomicU64,
-    /// Frames dropped because the network queue was full.
+    /// Frames the sink could not take (the network is behind, or there was no room to
+    /// send to).
     pub frames_dropped: AtomicU64,
     /// Encode time of the last frame, µs (noise suppression included).
     pub encode_us_last: AtomicU64,
     /// Worst encode time seen, µs.
     pub encode_us_max: AtomicU64,
+    /// Times the worker thread woke up (about one per frame while open, none closed).
+    pub wakeups: AtomicU64,
 }
 
 impl CaptureStats {
@@ -90,8 +93,9 @@ pub struct CaptureFrame {
     pub level_dbov: f32,
     /// Voice detected.
     pub voice: bool,
-    /// The frame to send: `None` when muted or in DTX silence.
-    pub encoded: Option<EncodedFrame>,
+    /// The frame to send (speaker 0: the server stamps who): `None` when muted or in DTX
+    /// silence.
+    pub encoded: Option<AudioFrame>,
     /// Time spent denoising and encoding.
     pub process_time: Duration,
 }
@@ -163,13 +167,15 @@ impl CaptureProcessor {
             if n <= 2 {
                 None // DTX: nothing worth sending
             } else {
-                let frame = EncodedFrame {
-                    seq: self.seq,
+                let header = AudioHeader {
+                    speaker_id: 0,
+                    sequence: self.seq,
                     timestamp_48k,
                     level: level::dbov_to_level(level_dbov),
                     voice,
-                    opus: self.packet[..n].to_vec(),
                 };
+                let frame = AudioFrame::new(header, &self.packet[..n])
+                    .map_err(|e| AudioError::Format(format!("encoded frame: {e}")))?;
                 self.seq = self.seq.wrapping_add(1);
                 Some(frame)
             }
@@ -183,14 +189,46 @@ impl CaptureProcessor {
     }
 }
 
+/// What became of a frame handed to a [`FrameSink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// On its way.
+    Sent,
+    /// Not taken: the network is behind, or there is no room to send to. Counted in
+    /// [`CaptureStats::frames_dropped`]; late speech is useless in a conversation.
+    Dropped,
+    /// Nobody will take frames any more: the worker stops.
+    Closed,
+}
+
+/// Where the capture worker hands each frame. Called on the worker's thread, never in a
+/// device callback; it must not block.
+pub type FrameSink = Box<dyn FnMut(AudioFrame) -> Handoff + Send>;
+
+/// A sink into a bounded channel of `capacity` frames, for tests, benches and tools that
+/// read frames themselves. Full: the frame is dropped (and counted by the worker); the
+/// receiver dropped: the worker stops.
+pub fn channel_sink(capacity: usize) -> (FrameSink, Receiver<AudioFrame>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+    let sink: FrameSink = Box::new(move |frame| match tx.try_send(frame) {
+        Ok(()) => Handoff::Sent,
+        Err(TrySendError::Full(_)) => Handoff::Dropped,
+        Err(TrySendError::Disconnected(_)) => Handoff::Closed,
+    });
+    (sink, rx)
+}
+
 /// The capture worker's state: one [`CaptureWorker::step`] drains the device ring.
 pub struct CaptureWorker {
     ring: rtrb::Consumer<f32>,
+    format: DeviceFormat,
     processor: CaptureProcessor,
-    frames_tx: SyncSender<EncodedFrame>,
+    sink: FrameSink,
     muted: Arc<AtomicBool>,
     stats: Arc<CaptureStats>,
     scratch: Vec<f32>,
+    /// Samples read from the ring since the start.
+    read_samples: u64,
 }
 
 /// What a step found.
@@ -200,32 +238,29 @@ pub enum StepOutcome {
     Worked,
     /// Nothing was waiting.
     Idle,
-    /// The frame receiver is gone: stop.
+    /// The sink is closed: stop.
     Disconnected,
 }
 
 impl CaptureWorker {
-    /// Builds a worker over a device ring. Returns it with the frame receiver, the mute
-    /// flag and the stats it updates.
+    /// Builds a worker over a device ring that hands its frames to `sink`.
     pub fn new(
         ring: rtrb::Consumer<f32>,
         format: DeviceFormat,
         config: &CaptureConfig,
-    ) -> Result<(Self, Receiver<EncodedFrame>), AudioError> {
-        // Bounded: see `CaptureConfig::frame_queue` for the size and the full policy.
-        let (frames_tx, frames_rx) = std::sync::mpsc::sync_channel(config.frame_queue.max(1));
+        sink: FrameSink,
+    ) -> Result<Self, AudioError> {
         let scratch = Vec::with_capacity(ring.buffer().capacity());
-        Ok((
-            CaptureWorker {
-                ring,
-                processor: CaptureProcessor::new(format, config)?,
-                frames_tx,
-                muted: Arc::new(AtomicBool::new(false)),
-                stats: Arc::new(CaptureStats::default()),
-                scratch,
-            },
-            frames_rx,
-        ))
+        Ok(CaptureWorker {
+            ring,
+            format,
+            processor: CaptureProcessor::new(format, config)?,
+            sink,
+            muted: Arc::new(AtomicBool::new(false)),
+            stats: Arc::new(CaptureStats::default()),
+            scratch,
+            read_samples: 0,
+        })
     }
 
     /// The mute flag (shared).
@@ -248,7 +283,31 @@ impl CaptureWorker {
         self.ring.is_abandoned()
     }
 
-    /// Drains the ring, processes every complete frame and queues what is to be sent.
+    /// Samples read from the ring so far.
+    pub fn read_samples(&self) -> u64 {
+        self.read_samples
+    }
+
+    /// Device samples (interleaved) still to come before the next frame is complete, at
+    /// least a millisecond's worth: what the worker sleeps for.
+    pub fn samples_until_frame(&self) -> u64 {
+        let short_48k = FRAME_SAMPLES.saturating_sub(self.processor.pcm_48k.len()) as u64;
+        let rate = u64::from(self.format.sample_rate.max(1));
+        let frames = (short_48k * rate).div_ceil(u64::from(crate::audio::SAMPLE_RATE));
+        let device = frames * u64::from(self.format.channels.max(1));
+        device.max(self.format.samples_in_ms(1) as u64)
+    }
+
+    /// Throws away what the ring holds (stale audio from before the microphone opened).
+    pub fn discard(&mut self) {
+        let n = self.ring.slots();
+        if let Ok(chunk) = self.ring.read_chunk(n) {
+            chunk.commit_all();
+        }
+        self.read_samples += n as u64;
+    }
+
+    /// Drains the ring, processes every complete frame and hands it to the sink.
     pub fn step(&mut self) -> Result<StepOutcome, AudioError> {
         let n = self.ring.slots();
         if n == 0 {
@@ -261,6 +320,7 @@ impl CaptureWorker {
             self.scratch.extend_from_slice(b);
             chunk.commit_all();
         }
+        self.read_samples += n as u64;
         self.processor.push(&self.scratch)?;
         let muted = self.muted.load(Ordering::Relaxed);
         while let Some(frame) = self.processor.next_frame(muted)? {
@@ -279,14 +339,14 @@ impl CaptureWorker {
                     s.frames_dtx.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {}
-                Some(encoded) => match self.frames_tx.try_send(encoded) {
-                    Ok(()) => {
+                Some(encoded) => match (self.sink)(encoded) {
+                    Handoff::Sent => {
                         s.frames_sent.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(TrySendError::Full(_)) => {
+                    Handoff::Dropped => {
                         s.frames_dropped.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(TrySendError::Disconnected(_)) => return Ok(StepOutcome::Disconnected),
+                    Handoff::Closed => return Ok(StepOutcome::Disconnected),
                 },
             }
         }
@@ -297,6 +357,7 @@ impl CaptureWorker {
 /// A running capture: device + worker thread. Drop to stop both.
 pub struct Capture {
     muted: Arc<AtomicBool>,
+    open: Arc<AtomicBool>,
     stats: Arc<CaptureStats>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), AudioError>>>,
@@ -304,51 +365,90 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts capturing from `stream`. Frames arrive on the returned receiver; the worker
-    /// stops when the receiver is dropped, when this handle is dropped, or when a file
-    /// input ends.
+    /// Starts capturing from `stream`, open, handing frames to `sink`. The worker stops
+    /// when the sink is closed, when this handle is dropped, or when a file input ends.
     pub fn start(
         stream: CaptureStream,
         config: CaptureConfig,
-    ) -> Result<(Capture, Receiver<EncodedFrame>), AudioError> {
+        sink: FrameSink,
+    ) -> Result<Capture, AudioError> {
         let format = stream.format;
         let (ring, guard) = stream.into_parts();
-        let (mut worker, frames_rx) = CaptureWorker::new(ring, format, &config)?;
+        let mut worker = CaptureWorker::new(ring, format, &config, sink)?;
         let muted = worker.muted();
         let stats = worker.stats();
         let stop = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(AtomicBool::new(true));
         let device: Arc<StreamCounters> = guard.counters.clone();
-        let stop_flag = stop.clone();
-        let poll = config.poll_interval;
+        let (stop_flag, open_flag) = (stop.clone(), open.clone());
+        let max_sleep = config.max_sleep;
         let thread = std::thread::Builder::new()
             .name("hallway-capture".into())
             .spawn(move || -> Result<(), AudioError> {
-                while !stop_flag.load(Ordering::Relaxed) {
-                    match worker.step()? {
-                        StepOutcome::Worked => {}
-                        StepOutcome::Disconnected => return Ok(()),
-                        StepOutcome::Idle => {
-                            let ended = device.finished.load(Ordering::SeqCst);
-                            if (ended || worker.input_closed()) && worker.ring.is_empty() {
-                                return Ok(());
-                            }
-                            std::thread::sleep(poll);
-                        }
+                let mut was_open = true;
+                while !stop_flag.load(Ordering::SeqCst) {
+                    worker.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+                    let is_open = open_flag.load(Ordering::SeqCst);
+                    if !is_open {
+                        // Closed: sleep until reopened or stopped.
+                        was_open = false;
+                        std::thread::park_timeout(max_sleep);
+                        continue;
                     }
+                    if !was_open {
+                        // What the ring holds was recorded before the microphone opened.
+                        worker.discard();
+                        was_open = true;
+                    }
+                    if worker.step()? == StepOutcome::Disconnected {
+                        return Ok(());
+                    }
+                    let ended = device.finished.load(Ordering::SeqCst);
+                    if (ended || worker.input_closed()) && worker.ring.is_empty() {
+                        return Ok(());
+                    }
+                    let written = || device.samples.load(Ordering::Relaxed);
+                    let until = worker.read_samples() + worker.samples_until_frame();
+                    device.wake.wait_until(until, written, max_sleep);
                 }
                 Ok(())
             })
             .map_err(|e| AudioError::io("starting the capture thread", e))?;
-        Ok((
-            Capture {
-                muted,
-                stats,
-                stop,
-                thread: Some(thread),
-                guard: Some(guard),
-            },
-            frames_rx,
-        ))
+        Ok(Capture {
+            muted,
+            open,
+            stats,
+            stop,
+            thread: Some(thread),
+            guard: Some(guard),
+        })
+    }
+
+    /// Opens or closes the microphone: closed, the device is paused (where it can be),
+    /// nothing is captured or measured, and the worker sleeps. The client keeps it closed
+    /// while its user is in the audience.
+    pub fn set_open(&self, open: bool) {
+        if self.open.swap(open, Ordering::SeqCst) == open {
+            return;
+        }
+        if let Some(guard) = &self.guard {
+            guard.set_open(open);
+            // The worker may be asleep waiting for samples that will not come (closed) or
+            // for the reopening.
+            guard.counters.wake.wake();
+        }
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+        if !open {
+            self.stats
+                .level_centi_dbov
+                .store(-12_700, Ordering::Relaxed);
+            self.stats.voice.store(false, Ordering::Relaxed);
+            self.stats
+                .talking_while_muted
+                .store(false, Ordering::Relaxed);
+        }
     }
 
     /// Mutes or unmutes: muted sends nothing but keeps measuring the level.
@@ -389,8 +489,99 @@ impl Capture {
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
         let _ = self.join();
         self.guard.take();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::audio::device::{InputDevice, Pacing, open_input};
+
+    fn tone_capture() -> (Capture, Receiver<AudioFrame>) {
+        let device = InputDevice::Tone {
+            freq_hz: 440.0,
+            amplitude: 0.3,
+        };
+        let stream = open_input(&device, Pacing::RealTime).unwrap();
+        let (sink, frames) = channel_sink(500);
+        let config = CaptureConfig {
+            noise_suppression: false,
+            ..CaptureConfig::default()
+        };
+        (Capture::start(stream, config, sink).unwrap(), frames)
+    }
+
+    /// Waits for `n` frames (at most 5 s): the test does not depend on the machine's speed.
+    fn take(frames: &Receiver<AudioFrame>, n: usize) -> Vec<AudioFrame> {
+        (0..n)
+            .map_while(|_| frames.recv_timeout(Duration::from_secs(5)).ok())
+            .collect()
+    }
+
+    #[test]
+    fn the_worker_wakes_once_a_frame_when_the_device_says_so_not_by_polling() {
+        let (capture, frames) = tone_capture();
+        let got = take(&frames, 50);
+        assert_eq!(got.len(), 50);
+        // One packet per 20 ms, in order, from the sender's clock.
+        for (k, f) in got.iter().enumerate() {
+            assert_eq!(f.header.sequence, k as u32);
+            assert_eq!(f.header.timestamp_48k, (k * FRAME_SAMPLES) as u32);
+            assert!(f.header.voice || k < 5, "frame {k} of a loud tone");
+        }
+        let stats = capture.stats();
+        let frames_done = stats.frames.load(Ordering::Relaxed);
+        let wakeups = stats.wakeups.load(Ordering::Relaxed);
+        // Polling every 4 ms would have woken 5 times a frame.
+        assert!(
+            wakeups <= frames_done * 2 + 5,
+            "{wakeups} wake-ups for {frames_done} frames"
+        );
+        assert_eq!(stats.frames_dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_closed_microphone_captures_nothing_and_its_worker_sleeps() {
+        let (capture, frames) = tone_capture();
+        assert_eq!(take(&frames, 5).len(), 5);
+        capture.set_open(false);
+        // Whatever was in flight when it closed.
+        while frames.recv_timeout(Duration::from_millis(200)).is_ok() {}
+        let stats = capture.stats();
+        let (measured, woke) = (
+            stats.frames.load(Ordering::Relaxed),
+            stats.wakeups.load(Ordering::Relaxed),
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            frames.try_recv().is_err(),
+            "a closed microphone sent a frame"
+        );
+        assert_eq!(
+            stats.frames.load(Ordering::Relaxed),
+            measured,
+            "it measured"
+        );
+        assert!(
+            stats.wakeups.load(Ordering::Relaxed) <= woke + 1,
+            "it polled"
+        );
+        assert_eq!(stats.level_dbov(), -127.0, "the meter shows a closed mic");
+        // Reopened, it captures again, carrying on its own sequence.
+        capture.set_open(true);
+        let again = take(&frames, 5);
+        assert_eq!(again.len(), 5);
+        assert!(
+            again
+                .windows(2)
+                .all(|w| w[1].header.sequence == w[0].header.sequence + 1)
+        );
     }
 }

@@ -217,7 +217,8 @@ where
         .build_input_stream::<T, _, _>(
             *config,
             move |data: &[T], _| {
-                // Real-time: ring and atomics only.
+                // Real-time: ring and atomics only (and, once a frame, the worker's
+                // unpark: see `Wake`).
                 let room = tx.slots().min(data.len());
                 if let Ok(chunk) = tx.write_chunk_uninit(room) {
                     chunk.fill_from_iter(data[..room].iter().map(|s| s.to_sample::<f32>()));
@@ -228,7 +229,9 @@ where
                         .fetch_add((data.len() - room) as u64, Ordering::Relaxed);
                 }
                 counters.callbacks.fetch_add(1, Ordering::Relaxed);
-                counters.samples.fetch_add(room as u64, Ordering::Relaxed);
+                let written =
+                    counters.samples.fetch_add(room as u64, Ordering::Relaxed) + room as u64;
+                counters.wake.written(written);
             },
             move |_err| {
                 err_counters.errors.fetch_add(1, Ordering::Relaxed);

@@ -10,9 +10,9 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::audio::SAMPLE_RATE;
@@ -180,11 +180,70 @@ impl FromStr for OutputDevice {
 /// How a file, tone or null device is clocked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pacing {
-    /// Like a sound card: 10 ms of audio every 10 ms.
+    /// Like a sound card: one 20 ms period of audio every 20 ms.
     RealTime,
     /// As fast as the ring allows (tests, offline conversion). Nothing is dropped: the pump
     /// waits for space instead.
     AsFastAsPossible,
+}
+
+/// How a device end wakes the worker that reads its ring, so the worker sleeps until
+/// there is a frame to process instead of polling. The worker says how many samples in
+/// total it waits for ([`Wake::wait_until`]); the device end, after each write, wakes it
+/// once that many have been written ([`Wake::written`]). That is an atomic load per
+/// callback and, once per wait, a compare-exchange and an unpark (one futex wake, which
+/// never blocks or allocates): fit for a real-time callback.
+#[derive(Debug)]
+pub struct Wake {
+    /// The worker thread (the first to wait).
+    worker: OnceLock<Thread>,
+    /// Total samples written at which to wake the worker; `u64::MAX` while none waits.
+    at_samples: AtomicU64,
+}
+
+impl Default for Wake {
+    fn default() -> Self {
+        Wake {
+            worker: OnceLock::new(),
+            at_samples: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Wake {
+    /// The device end has written `total` samples since it started.
+    pub fn written(&self, total: u64) {
+        let at = self.at_samples.load(Ordering::Acquire);
+        if total >= at
+            && self
+                .at_samples
+                .compare_exchange(at, u64::MAX, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            && let Some(worker) = self.worker.get()
+        {
+            worker.unpark();
+        }
+    }
+
+    /// Sleeps until `total` samples have been written (`written_now` reads the count),
+    /// [`Wake::wake`] is called, or `timeout` passes. Always called from the same thread.
+    pub fn wait_until(&self, total: u64, written_now: impl Fn() -> u64, timeout: Duration) {
+        self.worker.get_or_init(std::thread::current);
+        self.at_samples.store(total, Ordering::Release);
+        // Written meanwhile: the device end may have missed the new target. (If it did
+        // not, its unpark only makes the next park return at once.)
+        if written_now() < total {
+            std::thread::park_timeout(timeout);
+        }
+        self.at_samples.store(u64::MAX, Ordering::Release);
+    }
+
+    /// Wakes the worker now (a stop, or the device reopened).
+    pub fn wake(&self) {
+        if let Some(worker) = self.worker.get() {
+            worker.unpark();
+        }
+    }
 }
 
 /// Counters a device end updates from its callback or pump (atomics only).
@@ -202,11 +261,15 @@ pub struct StreamCounters {
     pub errors: AtomicU64,
     /// A file source reached its end (nothing more will come).
     pub finished: AtomicBool,
+    /// Wakes the capture worker when a frame's worth has been written.
+    pub wake: Wake,
+    /// A paused input pump reads nothing and sleeps (see [`CaptureGuard::set_open`]).
+    pub paused: AtomicBool,
 }
 
 /// Keeps a device end alive; dropping it stops the device.
 pub(crate) enum Keepalive {
-    Cpal(#[allow(dead_code)] cpal::Stream),
+    Cpal(cpal::Stream),
     Pump {
         stop: Arc<AtomicBool>,
         thread: Option<JoinHandle<Result<(), AudioError>>>,
@@ -220,6 +283,10 @@ impl Keepalive {
             Keepalive::Cpal(_) => Ok(()),
             Keepalive::Pump { stop, thread } => {
                 stop.store(true, Ordering::SeqCst);
+                if let Some(thread) = thread {
+                    // A paused pump sleeps until woken.
+                    thread.thread().unpark();
+                }
                 match thread.take().map(JoinHandle::join) {
                     Some(Ok(result)) => result,
                     Some(Err(_)) => Err(AudioError::Format("device pump thread panicked".into())),
@@ -264,7 +331,7 @@ impl CaptureStream {
         (
             self.ring,
             CaptureGuard {
-                _keepalive: self.keepalive,
+                keepalive: self.keepalive,
                 counters: self.counters,
             },
         )
@@ -273,9 +340,35 @@ impl CaptureStream {
 
 /// Keeps an input device running; drop to stop it.
 pub struct CaptureGuard {
-    _keepalive: Keepalive,
+    keepalive: Keepalive,
     /// The device end's counters.
     pub counters: Arc<StreamCounters>,
+}
+
+impl CaptureGuard {
+    /// Opens (runs) or closes (pauses) the device: a listener's microphone stays closed,
+    /// so nothing records them and no thread wakes for it. A sound card that cannot pause
+    /// keeps running (its samples are thrown away by the worker).
+    pub fn set_open(&self, open: bool) {
+        self.counters.paused.store(!open, Ordering::SeqCst);
+        match &self.keepalive {
+            Keepalive::Cpal(stream) => {
+                use cpal::traits::StreamTrait;
+                let result = if open { stream.play() } else { stream.pause() };
+                if let Err(e) = result {
+                    tracing::warn!(
+                        "cannot {} the microphone: {e}",
+                        if open { "resume" } else { "pause" }
+                    );
+                }
+            }
+            Keepalive::Pump { thread, .. } => {
+                if let Some(thread) = thread {
+                    thread.thread().unpark();
+                }
+            }
+        }
+    }
 }
 
 /// A running output device: write interleaved samples at `format` into `ring`.
@@ -378,6 +471,10 @@ pub fn open_output(device: &OutputDevice, pacing: Pacing) -> Result<PlaybackStre
     }
 }
 
+/// A pump's period: like a sound card that moves 20 ms a period (ALSA and PulseAudio run
+/// 5–25 ms). One frame a period wakes the workers once per frame, not twice.
+const PUMP_PERIOD_MS: u32 = 20;
+
 /// Runs `source` into a ring from a thread that acts as the device.
 pub fn pump_source(
     mut source: Box<dyn AudioSource>,
@@ -391,14 +488,24 @@ pub fn pump_source(
     let counters = Arc::new(StreamCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (c, s) = (counters.clone(), stop.clone());
-    let step = format.samples_in_ms(10).max(usize::from(format.channels));
+    let step = format
+        .samples_in_ms(PUMP_PERIOD_MS)
+        .max(usize::from(format.channels));
     let thread = std::thread::Builder::new()
         .name("hallway-input-pump".into())
         .spawn(move || -> Result<(), AudioError> {
             let mut buf = vec![0.0f32; step];
-            let start = Instant::now();
+            let mut start = Instant::now();
             let mut steps: u32 = 0;
             while !s.load(Ordering::Relaxed) {
+                if c.paused.load(Ordering::SeqCst) {
+                    // Closed: read nothing until reopened (or stopped), then keep time
+                    // from there rather than catch up.
+                    std::thread::park_timeout(Duration::from_secs(1));
+                    start = Instant::now();
+                    steps = 0;
+                    continue;
+                }
                 let n = source.read(&mut buf)?;
                 if n == 0 {
                     c.finished.store(true, Ordering::SeqCst);
@@ -429,10 +536,11 @@ pub fn pump_source(
                     }
                 }
                 c.callbacks.fetch_add(1, Ordering::Relaxed);
-                c.samples.fetch_add(n as u64, Ordering::Relaxed);
+                let written = c.samples.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                c.wake.written(written);
                 steps += 1;
                 if pacing == Pacing::RealTime {
-                    let due = start + Duration::from_millis(10) * steps;
+                    let due = start + Duration::from_millis(PUMP_PERIOD_MS.into()) * steps;
                     let now = Instant::now();
                     if due > now {
                         std::thread::sleep(due - now);
@@ -477,7 +585,9 @@ pub fn pump_sink(
     let counters = Arc::new(StreamCounters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (c, s) = (counters.clone(), stop.clone());
-    let step = format.samples_in_ms(10).max(usize::from(format.channels));
+    let step = format
+        .samples_in_ms(PUMP_PERIOD_MS)
+        .max(usize::from(format.channels));
     let label = description.clone();
     let thread = std::thread::Builder::new()
         .name("hallway-output-pump".into())
@@ -525,7 +635,7 @@ pub fn pump_sink(
                 match pacing {
                     Pacing::RealTime => {
                         steps += 1;
-                        let due = start + Duration::from_millis(10) * steps;
+                        let due = start + Duration::from_millis(PUMP_PERIOD_MS.into()) * steps;
                         let now = Instant::now();
                         if due > now {
                             std::thread::sleep(due - now);

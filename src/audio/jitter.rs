@@ -47,6 +47,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::audio::FRAME_SAMPLES;
+use crate::protocol::AudioFrame;
 
 const FRAME: i64 = FRAME_SAMPLES as i64;
 
@@ -149,15 +150,8 @@ impl LatencyProfile {
 /// What to play for this speaker in this tick.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JitterOutput {
-    /// Decode this Opus packet.
-    Packet {
-        /// The packet.
-        opus: Vec<u8>,
-        /// Its level byte (RFC 6464).
-        level: u8,
-        /// Its voice flag.
-        voice: bool,
-    },
+    /// Decode this frame's Opus packet.
+    Packet(AudioFrame),
     /// Run packet-loss concealment (a gap inside speech).
     Conceal,
     /// Play nothing from this speaker.
@@ -188,14 +182,6 @@ pub struct JitterCounters {
     pub duplicate: u64,
 }
 
-#[derive(Debug, Clone)]
-struct Buffered {
-    seq: u32,
-    level: u8,
-    voice: bool,
-    opus: Vec<u8>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Waiting for a talk spurt's first packet to become due.
@@ -208,7 +194,7 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct JitterBuffer {
     config: JitterConfig,
-    packets: BTreeMap<i64, Buffered>,
+    packets: BTreeMap<i64, AudioFrame>,
     /// Transit times (µs) of recent packets, oldest first.
     transits_us: VecDeque<i64>,
     /// Scratch space for the quantile, kept to avoid reallocating per packet.
@@ -333,16 +319,9 @@ impl JitterBuffer {
         }
     }
 
-    /// Accepts one packet that arrived at `arrival_us` (on the same clock as `tick`).
-    pub fn push(
-        &mut self,
-        seq: u32,
-        timestamp_48k: u32,
-        level: u8,
-        voice: bool,
-        opus: Vec<u8>,
-        arrival_us: u64,
-    ) {
+    /// Accepts one frame that arrived at `arrival_us` (on the same clock as `tick`).
+    pub fn push(&mut self, frame: AudioFrame, arrival_us: u64) {
+        let timestamp_48k = frame.header.timestamp_48k;
         let arrival_us = i64::try_from(arrival_us).unwrap_or(i64::MAX / 2);
         let mut ext = self.extend(timestamp_48k);
         let transit = arrival_us - samples_to_us(ext);
@@ -370,15 +349,7 @@ impl JitterBuffer {
             self.counters.duplicate += 1;
             return;
         }
-        self.packets.insert(
-            ext,
-            Buffered {
-                seq,
-                level: level.min(127),
-                voice,
-                opus,
-            },
-        );
+        self.packets.insert(ext, frame);
         while self.packets.len() > self.config.capacity_packets.max(1) {
             self.packets.pop_first();
             self.counters.overflow += 1;
@@ -460,7 +431,7 @@ impl JitterBuffer {
     fn is_quiet(&self, ext: i64) -> bool {
         self.packets
             .get(&ext)
-            .is_none_or(|p| !p.voice || p.level >= 50)
+            .is_none_or(|p| !p.header.voice || p.header.level >= 50)
     }
 
     fn gap_output(&mut self) -> JitterOutput {
@@ -549,23 +520,20 @@ impl JitterBuffer {
         if let Some(p) = self.packets.remove(&next) {
             self.state = State::Playing { next: next + FRAME };
             self.delay_us = now_us - self.base_transit_us - samples_to_us(next);
+            let h = p.header;
             if let Some(last) = self.last_played_seq {
-                let gap = p.seq.wrapping_sub(last).wrapping_sub(1);
+                let gap = h.sequence.wrapping_sub(last).wrapping_sub(1);
                 // A huge "gap" is a reordered or restarted sequence, not loss.
                 if gap < 1 << 16 {
                     self.counters.seq_gaps += u64::from(gap);
                 }
             }
-            self.last_played_seq = Some(p.seq);
-            self.last_voice = p.voice;
-            self.last_level = p.level;
+            self.last_played_seq = Some(h.sequence);
+            self.last_voice = h.voice;
+            self.last_level = h.level;
             self.missing_run = 0;
             self.counters.played += 1;
-            return JitterOutput::Packet {
-                opus: p.opus,
-                level: p.level,
-                voice: p.voice,
-            };
+            return JitterOutput::Packet(p);
         }
 
         // The slot is empty.
@@ -580,7 +548,10 @@ impl JitterBuffer {
         }
         self.missing_run += 1;
         self.last_level = 127;
-        let following = self.packets.first_key_value().map(|(_, p)| p.seq);
+        let following = self
+            .packets
+            .first_key_value()
+            .map(|(_, p)| p.header.sequence);
         let expected_seq = self.last_played_seq.map(|s| s.wrapping_add(1));
         match following {
             Some(seq) if Some(seq) == expected_seq => {
@@ -676,8 +647,21 @@ impl Default for JitterBuffer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::protocol::AudioHeader;
 
     const MS: u64 = 1000;
+
+    /// A frame from speaker 1.
+    fn frame(sequence: u32, timestamp_48k: u32, level: u8, voice: bool, opus: &[u8]) -> AudioFrame {
+        let header = AudioHeader {
+            speaker_id: 1,
+            sequence,
+            timestamp_48k,
+            level,
+            voice,
+        };
+        AudioFrame::new(header, opus).unwrap()
+    }
 
     /// Simulates one sender and one receiver with a fake clock.
     /// `net_delay_ms(k)` gives the arrival time of frame k (sent at k*20 ms), or None if the
@@ -740,11 +724,11 @@ mod tests {
                     // Speech has short pauses between words: every 10th frame is quiet.
                     let level = if k % 10 == 9 { 60 } else { 10 };
                     self.jb
-                        .push(seq, ts, level, voice, k.to_le_bytes().to_vec(), at);
+                        .push(frame(seq, ts, level, voice, &k.to_le_bytes()), at);
                     i += 1;
                 }
                 let out = self.jb.tick(t);
-                if matches!(out, JitterOutput::Packet { .. }) {
+                if matches!(out, JitterOutput::Packet(_)) {
                     self.delays
                         .push((t, self.jb.delay_ms(), self.jb.target_delay_ms()));
                 }
@@ -759,8 +743,8 @@ mod tests {
             self.outputs
                 .iter()
                 .filter_map(|(_, o)| match o {
-                    JitterOutput::Packet { opus, .. } => {
-                        Some(u32::from_le_bytes(opus[..4].try_into().unwrap()))
+                    JitterOutput::Packet(f) => {
+                        Some(u32::from_le_bytes(f.opus()[..4].try_into().unwrap()))
                     }
                     _ => None,
                 })
@@ -887,7 +871,7 @@ mod tests {
                 .filter(|(t, o)| {
                     (from_ms * MS..to_ms * MS).contains(t)
                         && *o != JitterOutput::Silence
-                        && !matches!(o, JitterOutput::Packet { .. })
+                        && !matches!(o, JitterOutput::Packet(_))
                 })
                 .count()
         };
@@ -919,7 +903,10 @@ mod tests {
             lost_between(&sim, 0, frames - 10)
         };
         assert_eq!(lost(LatencyProfile::Smooth), Vec::<u32>::new());
-        assert!(!lost(LatencyProfile::Low).is_empty(), "the stage covered it");
+        assert!(
+            !lost(LatencyProfile::Low).is_empty(),
+            "the stage covered it"
+        );
     }
 
     #[test]
@@ -1071,16 +1058,19 @@ mod tests {
         let mut jb = JitterBuffer::default();
         let mut t = 0u64;
         for k in 0..50u32 {
-            jb.push(k, 5_000_000 + k * 960, 10, true, vec![1], t * MS + 30 * MS);
+            jb.push(
+                frame(k, 5_000_000 + k * 960, 10, true, &[1]),
+                t * MS + 30 * MS,
+            );
             let _ = jb.tick(t * MS + 7 * MS);
             t += 20;
         }
         // Returns with a fresh sequence and timestamp base (e.g. reconnected).
         let mut played_new = 0;
         for k in 0..50u32 {
-            jb.push(k, 42 + k * 960, 10, true, vec![2], t * MS + 30 * MS);
-            if let JitterOutput::Packet { opus, .. } = jb.tick(t * MS + 7 * MS)
-                && opus == vec![2]
+            jb.push(frame(k, 42 + k * 960, 10, true, &[2]), t * MS + 30 * MS);
+            if let JitterOutput::Packet(f) = jb.tick(t * MS + 7 * MS)
+                && f.opus() == [2]
             {
                 played_new += 1;
             }
@@ -1093,7 +1083,7 @@ mod tests {
     fn overflow_drops_oldest_and_counts() {
         let mut jb = JitterBuffer::default();
         for k in 0..80u32 {
-            jb.push(k, k * 960, 10, true, vec![0], 0);
+            jb.push(frame(k, k * 960, 10, true, &[0]), 0);
         }
         assert_eq!(jb.buffered_packets(), 50);
         assert_eq!(jb.counters().overflow, 30);
@@ -1108,9 +1098,9 @@ mod tests {
         ) {
             let mut jb = JitterBuffer::default();
             let mut now = 0u64;
-            for (seq, frame, do_tick, dt_ms) in events {
+            for (seq, slot, do_tick, dt_ms) in events {
                 now += dt_ms * MS;
-                jb.push(seq, frame * 960, 3, true, frame.to_le_bytes().to_vec(), now);
+                jb.push(frame(seq, slot * 960, 3, true, &slot.to_le_bytes()), now);
                 if do_tick {
                     let _ = jb.tick(now);
                 }

@@ -4,14 +4,19 @@
 //! # Shape
 //!
 //! ```text
-//! device input (cpal callback | file/tone pump) ─rtrb─▶ capture worker
-//!     resample → denoise → level → Opus ─▶ EncodedFrame channel ─▶ net layer
-//! net layer ─▶ PlayoutCommand channel ─▶ playout worker
+//! device input (cpal callback | file/tone pump) ─rtrb─▶ capture worker (woken per frame)
+//!     resample → denoise → level → Opus ─▶ AudioFrame ─▶ FrameSink (the live session)
+//! net layer ─▶ AudioFrame in a PlayoutCommand channel ─▶ playout worker
 //!     jitter buffer per speaker → Opus decode/PLC → stretch → mix + limiter → resample ─rtrb─▶ device output
 //! ```
 //!
 //! `hallway record` takes another path: received frames go to the [`recorder`], which
 //! places them by their senders' clocks rather than by when they came.
+//!
+//! A frame has one shape from microphone to speaker: [`AudioFrame`](crate::protocol::AudioFrame),
+//! the wire's own type (speaker, sequence, timestamp, level, voice flag and the Opus
+//! bytes, in one shared buffer). Capture builds it, the socket sends its bytes, the server
+//! restamps the speaker, and the jitter buffer and recorder keep it until it is decoded.
 //!
 //! Inside the engine audio is 48 kHz mono `f32` in 20 ms frames ([`FRAME_SAMPLES`]).
 //! The rings between a device and a worker carry interleaved `f32` at the device's own
@@ -31,7 +36,6 @@ pub mod denoise;
 pub mod device;
 pub mod error;
 pub mod files;
-pub mod frame;
 pub mod jitter;
 pub mod level;
 pub mod mixer;
@@ -42,8 +46,8 @@ pub mod resample;
 pub mod stretch;
 
 pub use capture::{
-    Capture, CaptureConfig, CaptureFrame, CaptureProcessor, CaptureStats, CaptureWorker,
-    StepOutcome,
+    Capture, CaptureConfig, CaptureFrame, CaptureProcessor, CaptureStats, CaptureWorker, FrameSink,
+    Handoff, StepOutcome, channel_sink,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{OpusDecoder, OpusEncoder, OpusEncoderConfig};
@@ -54,7 +58,6 @@ pub use device::{
 };
 pub use error::{AudioError, DeviceError};
 pub use files::{AudioSink, AudioSource, create_sink, open_source};
-pub use frame::EncodedFrame;
 pub use jitter::{JitterBuffer, JitterConfig, JitterOutput, LatencyProfile};
 pub use mixer::Mixer;
 pub use playout::{

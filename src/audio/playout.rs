@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::audio::FRAME_SAMPLES;
 use crate::audio::clock::{Clock, SystemClock};
 use crate::audio::codec::OpusDecoder;
 use crate::audio::device::{DeviceFormat, PlaybackGuard, PlaybackStream, StreamCounters};
@@ -23,26 +24,13 @@ use crate::audio::level::{self, SILENCE_DBOV};
 use crate::audio::mixer::Mixer;
 use crate::audio::resample::FromEngine;
 use crate::audio::stretch::{Stretcher, stretchable};
-use crate::audio::{FRAME_SAMPLES, MAX_OPUS_PACKET};
+use crate::protocol::AudioFrame;
 
 /// Messages the playout worker receives (from the network thread and the UI).
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlayoutCommand {
-    /// One received audio frame.
-    Packet {
-        /// Who spoke (stamped by the server).
-        speaker_id: u32,
-        /// Sender's sequence number.
-        seq: u32,
-        /// Sender's 48 kHz timestamp.
-        timestamp_48k: u32,
-        /// RFC 6464 level byte.
-        level: u8,
-        /// Sender's voice flag.
-        voice: bool,
-        /// The Opus packet.
-        opus: Vec<u8>,
-    },
+    /// One received audio frame (its speaker stamped by the server).
+    Packet(AudioFrame),
     /// The speaker left the stage or the room: drop its state.
     SpeakerLeft(u32),
     /// Per-speaker volume (1.0 = unchanged, 0 = muted locally).
@@ -209,7 +197,7 @@ impl Speaker {
         {
             let out = self.jitter.tick(now_us);
             let result = match &out {
-                JitterOutput::Packet { opus, .. } => self.decoder.decode(opus, &mut self.decoded),
+                JitterOutput::Packet(frame) => self.decoder.decode(frame.opus(), &mut self.decoded),
                 JitterOutput::Conceal => self.decoder.conceal(&mut self.decoded),
                 JitterOutput::Silence => {
                     self.decoded.fill(0.0);
@@ -219,7 +207,7 @@ impl Speaker {
             if result.is_err() {
                 self.decoded.fill(0.0);
             }
-            speaking |= matches!(out, JitterOutput::Packet { voice: true, .. });
+            speaking |= matches!(&out, JitterOutput::Packet(f) if f.header.voice);
             self.stretcher.push(&self.decoded);
             fed += 1;
             if fed >= 3 {
@@ -272,17 +260,8 @@ impl PlayoutCore {
     /// Applies one command received at `now_us`.
     pub fn handle(&mut self, command: PlayoutCommand, now_us: u64) -> Result<(), AudioError> {
         match command {
-            PlayoutCommand::Packet {
-                speaker_id,
-                seq,
-                timestamp_48k,
-                level,
-                voice,
-                opus,
-            } => {
-                if opus.is_empty() || opus.len() > MAX_OPUS_PACKET {
-                    return Ok(()); // not a packet we could ever decode
-                }
+            PlayoutCommand::Packet(frame) => {
+                let speaker_id = frame.header.speaker_id;
                 let speaker = match self.speakers.entry(speaker_id) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::btree_map::Entry::Vacant(e) => e.insert(Speaker {
@@ -297,9 +276,7 @@ impl PlayoutCore {
                         speaking: false,
                     }),
                 };
-                speaker
-                    .jitter
-                    .push(seq, timestamp_48k, level, voice, opus, now_us);
+                speaker.jitter.push(frame, now_us);
             }
             PlayoutCommand::SpeakerLeft(id) => {
                 self.speakers.remove(&id);
@@ -394,24 +371,11 @@ pub struct PlayoutSender {
 impl PlayoutSender {
     /// Hands over one received frame; never blocks (dropped and counted when full).
     /// Returns false once playout has stopped.
-    pub fn push_packet(
-        &self,
-        speaker_id: u32,
-        seq: u32,
-        timestamp_48k: u32,
-        level: u8,
-        voice: bool,
-        opus: Vec<u8>,
-    ) -> bool {
-        let cmd = PlayoutCommand::Packet {
-            speaker_id,
-            seq,
-            timestamp_48k,
-            level,
-            voice,
-            opus,
-        };
-        match self.tx.try_send((cmd, self.clock.now_us())) {
+    pub fn push(&self, frame: AudioFrame) -> bool {
+        match self
+            .tx
+            .try_send((PlayoutCommand::Packet(frame), self.clock.now_us()))
+        {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -655,6 +619,18 @@ mod tests {
 
     const MS: u64 = 1000;
 
+    /// Speaker 1's `k`th frame, loud and voiced.
+    pub(super) fn frame(k: usize, opus: &[u8]) -> AudioFrame {
+        let header = crate::protocol::AudioHeader {
+            speaker_id: 1,
+            sequence: k as u32,
+            timestamp_48k: (k * FRAME_SAMPLES) as u32,
+            level: 20,
+            voice: true,
+        };
+        AudioFrame::new(header, opus).unwrap()
+    }
+
     /// `n` frames of a steady 220 Hz tone with a slow vibrato, as Opus packets.
     fn packets(n: usize) -> Vec<Vec<u8>> {
         let mut encoder = OpusEncoder::new(OpusEncoderConfig::default()).unwrap();
@@ -690,14 +666,7 @@ mod tests {
         while now <= until_ms * MS {
             while next < order.len() && arrival_ms(order[next]) * MS <= now {
                 let k = order[next];
-                let command = PlayoutCommand::Packet {
-                    speaker_id: 1,
-                    seq: k as u32,
-                    timestamp_48k: (k * FRAME_SAMPLES) as u32,
-                    level: 20,
-                    voice: true,
-                    opus: packets[k].clone(),
-                };
+                let command = PlayoutCommand::Packet(frame(k, &packets[k]));
                 core.handle(command, arrival_ms(k) * MS).unwrap();
                 next += 1;
             }
@@ -803,19 +772,17 @@ mod tests {
             }
             // Steady arrivals, 30 ms after sending.
             while next < sent.len() && (next as u64 * 20 + 30) * MS <= now {
-                let command = PlayoutCommand::Packet {
-                    speaker_id: 1,
-                    seq: next as u32,
-                    timestamp_48k: (next * FRAME_SAMPLES) as u32,
-                    level: 20,
-                    voice: true,
-                    opus: sent[next].clone(),
-                };
+                let command = PlayoutCommand::Packet(frame(next, &sent[next]));
                 core.handle(command, (next as u64 * 20 + 30) * MS).unwrap();
                 next += 1;
             }
             out.push(core.tick(now).to_vec());
-            delays.push(core.stats().speakers.first().map_or(0.0, |s| s.jitter_delay_ms));
+            delays.push(
+                core.stats()
+                    .speakers
+                    .first()
+                    .map_or(0.0, |s| s.jitter_delay_ms),
+            );
             if now / MS / 20 == 450 {
                 before_the_end = Some(counters(&core));
             }
@@ -835,11 +802,21 @@ mod tests {
         let c = before_the_end.unwrap();
         assert_eq!(c.concealed, 0, "{c:?}");
         // And no gap: from the first sound to the last, every frame has sound in it.
-        let first = out.iter().position(|f| f.iter().any(|s| s.abs() > 0.01)).unwrap();
-        let last = out.iter().rposition(|f| f.iter().any(|s| s.abs() > 0.01)).unwrap();
+        let first = out
+            .iter()
+            .position(|f| f.iter().any(|s| s.abs() > 0.01))
+            .unwrap();
+        let last = out
+            .iter()
+            .rposition(|f| f.iter().any(|s| s.abs() > 0.01))
+            .unwrap();
         for (k, frame) in out.iter().enumerate().take(last).skip(first) {
             let peak = frame.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-            assert!(peak > 0.1, "frame {k} ({} ms) is a gap: peak {peak}", k * 20);
+            assert!(
+                peak > 0.1,
+                "frame {k} ({} ms) is a gap: peak {peak}",
+                k * 20
+            );
         }
     }
 }
@@ -880,14 +857,14 @@ mod drift_tests {
             }
             // 10 s of talk, then 2 s of DTX silence (nothing sent, timestamps run on).
             if k % 600 < 500 {
-                let command = PlayoutCommand::Packet {
+                let header = crate::protocol::AudioHeader {
                     speaker_id: 1,
-                    seq,
+                    sequence: seq,
                     timestamp_48k: (k * FRAME_SAMPLES as u64) as u32,
                     level: 20,
                     voice: true,
-                    opus: packet.clone(),
                 };
+                let command = PlayoutCommand::Packet(AudioFrame::new(header, &packet).unwrap());
                 core.handle(command, arrival).unwrap();
                 seq = seq.wrapping_add(1);
             }

@@ -33,6 +33,7 @@ use crate::audio::error::AudioError;
 use crate::audio::files::{AudioSink, create_sink};
 use crate::audio::mixer::Mixer;
 use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
+use crate::protocol::AudioFrame;
 
 /// One frame in samples, as a timeline distance.
 const FRAME: i64 = FRAME_SAMPLES as i64;
@@ -592,13 +593,10 @@ fn ms_to_samples(ms: u32) -> i64 {
     i64::from(ms) * i64::from(SAMPLE_RATE) / 1000
 }
 
-/// A frame on its way to the recorder thread.
+/// A frame on its way to the recorder thread, with when it came.
 struct Arrived {
     at_us: u64,
-    speaker_id: u32,
-    sequence: u32,
-    timestamp_48k: u32,
-    opus: Vec<u8>,
+    frame: AudioFrame,
 }
 
 enum ToRecorder {
@@ -622,13 +620,10 @@ pub struct RecorderSender {
 impl RecorderSender {
     /// Hands over a received frame, stamped with its arrival time; never blocks. Returns
     /// false once the recorder has stopped.
-    pub fn push(&self, speaker_id: u32, sequence: u32, timestamp_48k: u32, opus: &[u8]) -> bool {
+    pub fn push(&self, frame: AudioFrame) -> bool {
         let frame = Arrived {
             at_us: self.clock.now_us(),
-            speaker_id,
-            sequence,
-            timestamp_48k,
-            opus: opus.to_vec(),
+            frame,
         };
         match self.tx.try_send(ToRecorder::Frame(frame)) {
             Ok(()) => true,
@@ -699,7 +694,14 @@ fn run(
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(ToRecorder::Frame(f)) => {
-                recorder.push(f.at_us, f.speaker_id, f.sequence, f.timestamp_48k, &f.opus)?;
+                let h = f.frame.header;
+                recorder.push(
+                    f.at_us,
+                    h.speaker_id,
+                    h.sequence,
+                    h.timestamp_48k,
+                    f.frame.opus(),
+                )?;
             }
             Ok(ToRecorder::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
@@ -1196,14 +1198,28 @@ mod tests {
         let packets = packets(10, 440.0);
         for (k, p) in packets.iter().enumerate() {
             clock.advance_ms(20);
-            assert!(sender.push(4, k as u32, (k * F) as u32, p));
+            assert!(sender.push(speaker_4(k as u32, (k * F) as u32, p)));
         }
         clock.advance_ms(1_000);
         let stats = thread.finish().unwrap();
         assert_eq!((stats.frames, stats.speakers), (10, 1));
         assert!(mix.finished());
         assert_eq!(mix.samples().len() as u64, stats.samples);
-        assert!(!sender.push(4, 10, 10 * F as u32, &packets[0]), "stopped");
+        assert!(
+            !sender.push(speaker_4(10, 10 * F as u32, &packets[0])),
+            "stopped"
+        );
+    }
+
+    fn speaker_4(sequence: u32, timestamp_48k: u32, opus: &[u8]) -> AudioFrame {
+        let header = crate::protocol::AudioHeader {
+            speaker_id: 4,
+            sequence,
+            timestamp_48k,
+            level: 20,
+            voice: true,
+        };
+        AudioFrame::new(header, opus).unwrap()
     }
 
     proptest! {

@@ -9,25 +9,34 @@ use tokio::sync::mpsc;
 
 use crate::app::AudioStatus;
 use crate::audio::{
-    AudioError, Capture, CaptureConfig, DeviceError, InputDevice, OutputDevice, Pacing, Playout,
-    PlayoutConfig, PlayoutSender, open_input, open_output,
+    AudioError, Capture, CaptureConfig, DeviceError, FrameSink, Handoff, InputDevice, OutputDevice,
+    Pacing, Playout, PlayoutConfig, PlayoutSender, open_input, open_output,
 };
 use crate::net::live::AudioHandler;
-use crate::protocol::{AudioFrame, AudioHeader};
+use crate::protocol::AudioFrame;
 
 /// A live-session audio handler that feeds every received frame to playout. It never
 /// blocks: a full playout queue drops the frame (the jitter buffer conceals it).
 pub fn playout_handler(sender: PlayoutSender) -> AudioHandler {
     Box::new(move |frame: AudioFrame| {
-        let h = frame.header;
-        sender.push_packet(
-            h.speaker_id,
-            h.sequence,
-            h.timestamp_48k,
-            h.level,
-            h.voice,
-            frame.opus().to_vec(),
-        );
+        sender.push(frame);
+    })
+}
+
+/// Where captured frames go: the current room's live session, if any. The capture worker
+/// hands each frame over on its own thread; a full socket queue or no room to send to
+/// drops the frame, and the worker counts it (late speech is useless).
+fn uplink_sink(uplink: Uplink) -> FrameSink {
+    Box::new(move |frame: AudioFrame| {
+        let Ok(slot) = uplink.lock() else {
+            return Handoff::Dropped;
+        };
+        match slot.as_ref().map(|tx| tx.try_send(frame.bytes().clone())) {
+            Some(Ok(())) => Handoff::Sent,
+            // Full: the socket is behind. Closed: the session ended; the next room's
+            // attach replaces it.
+            Some(Err(_)) | None => Handoff::Dropped,
+        }
     })
 }
 
@@ -42,7 +51,7 @@ fn short_problem(what: &str, error: &AudioError) -> String {
     }
 }
 
-/// Where the uplink thread sends captured frames: the current room's session, if any.
+/// Where captured frames go: the current room's session, if any.
 type Uplink = Arc<Mutex<Option<mpsc::Sender<Bytes>>>>;
 
 /// Capture and playout for the client, each present only if its device opened.
@@ -64,41 +73,13 @@ impl AudioLink {
                 noise_suppression,
                 ..CaptureConfig::default()
             };
-            Capture::start(stream, config)
+            Capture::start(stream, config, uplink_sink(uplink.clone()))
         }) {
-            Ok((capture, frames_rx)) => {
+            Ok(capture) => {
                 capture.set_muted(true);
-                let uplink = uplink.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("hallway-uplink".into())
-                    // Ends when the capture worker stops and drops its sender.
-                    .spawn(move || {
-                        while let Ok(frame) = frames_rx.recv() {
-                            let header = AudioHeader {
-                                speaker_id: 0,
-                                sequence: frame.seq,
-                                timestamp_48k: frame.timestamp_48k,
-                                level: frame.level,
-                                voice: frame.voice,
-                            };
-                            let Ok(frame) = AudioFrame::new(header, &frame.opus) else {
-                                continue;
-                            };
-                            if let Ok(slot) = uplink.lock()
-                                && let Some(tx) = slot.as_ref()
-                            {
-                                // Full means the socket is behind: drop, late speech is useless.
-                                let _ = tx.try_send(frame.bytes().clone());
-                            }
-                        }
-                    });
-                match spawned {
-                    Ok(_) => Some(capture),
-                    Err(e) => {
-                        problems.push(format!("microphone: cannot start a thread: {e}"));
-                        None
-                    }
-                }
+                // Not on stage yet: the microphone stays closed until the app opens it.
+                capture.set_open(false);
+                Some(capture)
             }
             Err(e) => {
                 tracing::warn!("no audio input: {e}");
@@ -137,6 +118,15 @@ impl AudioLink {
             *slot = None;
         }
         self.set_mic_live(false);
+        self.set_mic_open(false);
+    }
+
+    /// Runs the microphone device (on stage, muted or not: the level meter and "talking
+    /// while muted" need it) or closes it (in the audience: nothing records a listener).
+    pub fn set_mic_open(&self, open: bool) {
+        if let Some(capture) = &self.capture {
+            capture.set_open(open);
+        }
     }
 
     /// What the live session does with each received frame: hand it to playout.
@@ -204,5 +194,39 @@ impl AudioLink {
             }
         }
         status
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::protocol::AudioHeader;
+
+    fn frame(sequence: u32) -> AudioFrame {
+        let header = AudioHeader {
+            speaker_id: 0,
+            sequence,
+            timestamp_48k: sequence * 960,
+            level: 20,
+            voice: true,
+        };
+        AudioFrame::new(header, &[1, 2, 3]).unwrap()
+    }
+
+    #[test]
+    fn captured_frames_go_to_the_room_attached_and_are_dropped_without_one() {
+        let uplink: Uplink = Arc::new(Mutex::new(None));
+        let mut sink = uplink_sink(uplink.clone());
+        assert_eq!(sink(frame(0)), Handoff::Dropped, "no room to send to");
+        let (tx, mut rx) = mpsc::channel(1);
+        *uplink.lock().unwrap() = Some(tx);
+        assert_eq!(sink(frame(1)), Handoff::Sent);
+        // The socket is behind: the queue is full, the frame is dropped (and counted).
+        assert_eq!(sink(frame(2)), Handoff::Dropped);
+        assert_eq!(rx.try_recv().unwrap(), frame(1).bytes().clone());
+        // The session ended: dropped, never a stop (the next room attaches anew).
+        drop(rx);
+        assert_eq!(sink(frame(3)), Handoff::Dropped);
     }
 }

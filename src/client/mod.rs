@@ -276,6 +276,7 @@ impl Shell {
                 }
             }
             Effect::LeaveRoom => self.leave().await,
+            Effect::SetMicOpen(open) => self.audio.set_mic_open(open),
             Effect::SetMicLive(live) => self.audio.set_mic_live(live),
             Effect::SetLatency(profile) => self.audio.set_latency(profile),
             Effect::SetOutputVolume(volume) => self.audio.set_output_volume(volume),

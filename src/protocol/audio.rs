@@ -127,11 +127,20 @@ impl AudioFrame {
     /// The same frame with `speaker_id` stamped into its header: one copy of the frame,
     /// made once per received frame and then shared by every receiver.
     pub fn stamped(&self, speaker_id: UserId) -> Self {
-        let mut buf = BytesMut::with_capacity(self.bytes.len());
-        let header = AudioHeader {
+        self.with_header(AudioHeader {
             speaker_id,
             ..self.header
+        })
+    }
+
+    /// The same Opus packet under another header (one copy): a clip replayed with the
+    /// sender's current sequence number and clock. The level is clamped to 0..=127.
+    pub fn with_header(&self, header: AudioHeader) -> Self {
+        let header = AudioHeader {
+            level: header.level.min(LEVEL_SILENCE),
+            ..header
         };
+        let mut buf = BytesMut::with_capacity(self.bytes.len());
         put_header(&mut buf, &header);
         buf.put_slice(self.opus());
         Self {
