@@ -322,7 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => default_log_file()?,
             };
             init_logging(Some(&log_file))?;
-            runtime()?.block_on(tui(cli.client, false))
+            client_runtime()?.block_on(tui(cli.client, false))
         }
     }
 }
@@ -358,6 +358,17 @@ fn default_log_file() -> anyhow::Result<PathBuf> {
         .context("cannot find a home directory for the log file: pass --log-file")?;
     let dir = dirs.state_dir().unwrap_or_else(|| dirs.cache_dir());
     Ok(dir.join("hallway.log"))
+}
+
+/// The terminal client's runtime: one thread for the screen and the network. One room's
+/// traffic is a few hundred small messages a second and a frame is drawn in well under a
+/// millisecond; more threads would only add wake-ups (work and timers handed between
+/// threads), not speed. Audio has threads of its own.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

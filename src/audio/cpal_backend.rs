@@ -290,7 +290,8 @@ where
         .build_output_stream::<T, _, _>(
             *config,
             move |data: &mut [T], _| {
-                // Real-time: ring and atomics only; silence on underrun.
+                // Real-time: ring and atomics only (and, once a frame, the playout
+                // worker's unpark: see `Wake`); silence on underrun.
                 let have = rx.slots().min(data.len());
                 if let Ok(chunk) = rx.read_chunk(have) {
                     let (a, b) = chunk.as_slices();
@@ -306,7 +307,9 @@ where
                     counters.underruns.fetch_add(1, Ordering::Relaxed);
                 }
                 counters.callbacks.fetch_add(1, Ordering::Relaxed);
-                counters.samples.fetch_add(have as u64, Ordering::Relaxed);
+                let played =
+                    counters.samples.fetch_add(have as u64, Ordering::Relaxed) + have as u64;
+                counters.wake.written(played);
             },
             move |_err| {
                 err_counters.errors.fetch_add(1, Ordering::Relaxed);

@@ -187,10 +187,11 @@ pub enum Pacing {
     AsFastAsPossible,
 }
 
-/// How a device end wakes the worker that reads its ring, so the worker sleeps until
-/// there is a frame to process instead of polling. The worker says how many samples in
-/// total it waits for ([`Wake::wait_until`]); the device end, after each write, wakes it
-/// once that many have been written ([`Wake::written`]). That is an atomic load per
+/// How a device end wakes the worker on the other side of its ring, so the worker sleeps
+/// until there is a frame to process (capture) or room for one (playback) instead of
+/// polling. The worker says how many samples in total it waits for the device to move
+/// ([`Wake::wait_until`]); the device end, after each period, wakes it once that many have
+/// been moved ([`Wake::written`]). That is an atomic load per
 /// callback and, once per wait, a compare-exchange and an unpark (one futex wake, which
 /// never blocks or allocates): fit for a real-time callback.
 #[derive(Debug)]
@@ -211,7 +212,7 @@ impl Default for Wake {
 }
 
 impl Wake {
-    /// The device end has written `total` samples since it started.
+    /// The device end has moved (written, or played) `total` samples since it started.
     pub fn written(&self, total: u64) {
         let at = self.at_samples.load(Ordering::Acquire);
         if total >= at
@@ -225,7 +226,7 @@ impl Wake {
         }
     }
 
-    /// Sleeps until `total` samples have been written (`written_now` reads the count),
+    /// Sleeps until `total` samples have been moved (`written_now` reads the count),
     /// [`Wake::wake`] is called, or `timeout` passes. Always called from the same thread.
     pub fn wait_until(&self, total: u64, written_now: impl Fn() -> u64, timeout: Duration) {
         self.worker.get_or_init(std::thread::current);
@@ -261,7 +262,7 @@ pub struct StreamCounters {
     pub errors: AtomicU64,
     /// A file source reached its end (nothing more will come).
     pub finished: AtomicBool,
-    /// Wakes the capture worker when a frame's worth has been written.
+    /// Wakes the worker when a frame's worth has been captured, or played.
     pub wake: Wake,
     /// A paused input pump reads nothing and sleeps (see [`CaptureGuard::set_open`]).
     pub paused: AtomicBool,
@@ -628,7 +629,8 @@ pub fn pump_sink(
                     break Err(e);
                 }
                 c.callbacks.fetch_add(1, Ordering::Relaxed);
-                c.samples.fetch_add(n as u64, Ordering::Relaxed);
+                let moved = c.samples.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                c.wake.written(moved);
                 if stopping && rx.is_empty() {
                     break Ok(());
                 }

@@ -52,8 +52,9 @@ pub struct PlayoutConfig {
     pub command_queue: usize,
     /// Audio kept queued for the device, ms. The worker tops the ring up to this.
     pub device_fill_ms: u32,
-    /// The longest the worker sleeps; it wakes sooner when the device needs the next frame
-    /// ([`PlayoutWorker::idle_for`]), so this bounds only how soon a stop is noticed.
+    /// The longest the worker sleeps. The device wakes it when it needs the next frame
+    /// ([`PlayoutWorker::wait`]) and a stop wakes it too, so this only bounds how long a
+    /// device that stopped playing without a word leaves it asleep.
     pub poll_interval: Duration,
 }
 
@@ -63,7 +64,7 @@ impl Default for PlayoutConfig {
             jitter: LatencyProfile::Low.jitter_config(),
             command_queue: 256,
             device_fill_ms: 30,
-            poll_interval: Duration::from_millis(20),
+            poll_interval: Duration::from_millis(250),
         }
     }
 }
@@ -230,6 +231,8 @@ impl Speaker {
 /// The pure playout core.
 pub struct PlayoutCore {
     speakers: BTreeMap<u32, Speaker>,
+    /// See [`LatencyProfile::frames_per_wake`].
+    frames_per_wake: usize,
     /// Volumes set before (or between) a speaker's packets survive its arrival.
     volumes: BTreeMap<u32, f32>,
     jitter_config: JitterConfig,
@@ -246,6 +249,7 @@ impl PlayoutCore {
     pub fn new(jitter_config: JitterConfig) -> Self {
         PlayoutCore {
             speakers: BTreeMap::new(),
+            frames_per_wake: 1,
             volumes: BTreeMap::new(),
             jitter_config,
             mixer: Mixer::new(),
@@ -300,6 +304,7 @@ impl PlayoutCore {
                 };
             }
             PlayoutCommand::SetLatency(profile) => {
+                self.frames_per_wake = profile.frames_per_wake();
                 self.jitter_config = profile.jitter_config();
                 for speaker in self.speakers.values_mut() {
                     speaker.jitter.set_config(self.jitter_config);
@@ -426,8 +431,8 @@ pub struct PlayoutWorker {
     from_engine: FromEngine,
     device_buf: Vec<f32>,
     fill_target: usize,
-    /// `fill_target` in ms.
-    fill_ms: u32,
+    /// One 20 ms frame in device samples (interleaved).
+    frame_device_samples: usize,
     clock: Arc<dyn Clock>,
     stats: Arc<Mutex<PlayoutStats>>,
     device: Arc<StreamCounters>,
@@ -456,7 +461,7 @@ impl PlayoutWorker {
                 from_engine: FromEngine::new(format)?,
                 device_buf: Vec::with_capacity(format.samples_in_ms(40) + 64),
                 fill_target,
-                fill_ms: config.device_fill_ms,
+                frame_device_samples: format.samples_in_ms(crate::audio::FRAME_MS),
                 clock: clock.clone(),
                 stats: stats.clone(),
                 device,
@@ -486,7 +491,10 @@ impl PlayoutWorker {
             }
         }
         let capacity = self.ring.buffer().capacity();
-        while capacity - self.ring.slots() < self.fill_target {
+        // Woken at the fill target; topped up to it plus any extra frames this profile
+        // hands over per wake-up.
+        let extra = (self.core.frames_per_wake.max(1) - 1) * self.frame_device_samples;
+        while capacity - self.ring.slots() < self.fill_target + extra {
             self.core.tick(self.clock.now_us());
             self.device_buf.clear();
             self.from_engine
@@ -510,17 +518,17 @@ impl PlayoutWorker {
         Ok(!self.disconnected)
     }
 
-    /// How long the worker can sleep: until the device will have played the ring down to
-    /// its fill target (when the next frame is needed), plus 5 ms, at most a frame. The
-    /// target is a cushion (30 ms by default), not a deadline: waking a little after the
-    /// ring dips under it still leaves the device 25 ms, and spares a wake-up per device
-    /// period. One wake-up per 20 ms frame instead of a poll every few ms.
-    pub fn idle_for(&self) -> Duration {
+    /// Sleeps until the device has played the ring below its fill target (the next
+    /// frame is needed: the device end wakes the worker, see
+    /// [`Wake`](crate::audio::device::Wake)), or `timeout` passes. One wake-up per frame,
+    /// not a poll every few milliseconds. A packet arriving does not wake the worker: it
+    /// is stamped when handed over, and played when its slot comes.
+    pub fn wait(&self, timeout: Duration) {
         let filled = self.ring.buffer().capacity() - self.ring.slots();
-        let spare = filled.saturating_sub(self.fill_target);
-        let per_ms = self.fill_target as f64 / f64::from(self.fill_ms.max(1));
-        let ms = spare as f64 / per_ms.max(1.0) + 5.0;
-        Duration::from_secs_f64(ms / 1000.0).min(Duration::from_millis(20))
+        let played = || self.device.samples.load(Ordering::Relaxed);
+        // Once the ring is below the target: at least one more sample played.
+        let until = played() + filled.saturating_sub(self.fill_target) as u64 + 1;
+        self.device.wake.wait_until(until, played, timeout);
     }
 
     /// The core, for inspection in tests.
@@ -560,9 +568,9 @@ impl Playout {
             .name("hallway-playout".into())
             .spawn(move || -> Result<(), AudioError> {
                 while !stop_flag.load(Ordering::Relaxed) && worker.step()? {
-                    // Wake when the device needs the next frame; `poll_interval` is the
-                    // longest the worker may sleep regardless (how soon a stop is seen).
-                    std::thread::sleep(worker.idle_for().min(poll));
+                    // Woken when the device needs the next frame; `poll_interval` is the
+                    // longest the worker sleeps regardless (how soon a stop is seen).
+                    worker.wait(poll);
                 }
                 Ok(())
             })
@@ -592,6 +600,9 @@ impl Playout {
 
     fn shutdown(&mut self) -> Result<(), AudioError> {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
         let worker = match self.thread.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(AudioError::Format("playout thread panicked".into())),

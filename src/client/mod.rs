@@ -142,8 +142,6 @@ pub async fn run(
     let mut meters = tokio::time::interval(METERS);
     meters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut keys = EventStream::new();
-    let mut frame = tokio::time::interval(FRAME);
-    frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut refresh = tokio::time::interval(ROOMS_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -180,13 +178,14 @@ pub async fn run(
             _ = refresh.tick() => if app.room().is_none() {
                 shell.run(Effect::RefreshRooms).await;
             },
-            _ = frame.tick() => {
-                if dirty || last_draw.elapsed() >= Duration::from_secs(1) {
-                    app.update(Msg::Tick { now_ms: unix_ms() });
-                    terminal.draw(|f| ui::render(&app, &theme, f)).context("cannot draw the screen")?;
-                    last_draw = tokio::time::Instant::now();
-                    dirty = false;
-                }
+            // A change is drawn at most FRAME after the last draw; nothing changed, nothing
+            // is drawn, and no timer wakes the screen (the meters' tick, 10 a second,
+            // marks it changed while in a room; the clock on screen shows minutes).
+            _ = tokio::time::sleep_until(last_draw + FRAME), if dirty => {
+                app.update(Msg::Tick { now_ms: unix_ms() });
+                terminal.draw(|f| ui::render(&app, &theme, f)).context("cannot draw the screen")?;
+                last_draw = tokio::time::Instant::now();
+                dirty = false;
             }
         }
     }
