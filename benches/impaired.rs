@@ -197,6 +197,32 @@ fn listen(link: &str, latency: &str, seconds: u64, out: &Path, dir: &Path) {
     tmux(&["kill-server"]);
 }
 
+/// The listener's own account of its playout (its `playout summary` log line at exit):
+/// frames concealed, late, skipped, and played faster or slower.
+fn playout_summary(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let Some(line) = text.lines().rev().find(|l| l.contains("playout summary")) else {
+        return "no playout summary".into();
+    };
+    let field = |name: &str| {
+        let key = format!(" {name}=");
+        line.find(&key)
+            .map(|at| &line[at + key.len()..])
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or("?")
+            .to_string()
+    };
+    format!(
+        "played {} concealed {} late {} skipped {} faster {} slower {}",
+        field("played"),
+        field("concealed"),
+        field("late"),
+        field("skipped"),
+        field("faster"),
+        field("slower")
+    )
+}
+
 /// Where the sender's timestamp 0 and the listener's first output sample sit on the
 /// wall clock, for score.py's mouth-to-ear (none if either line is missing).
 fn mouth_to_ear_args(dir: &Path, out: &Path) -> Vec<String> {
@@ -293,7 +319,13 @@ fn main() {
             if !scored.status.success() {
                 eprintln!("{}", String::from_utf8_lossy(&scored.stderr));
             }
-            println!("{:<10} {:<9} {}", profile.name, role, report.trim());
+            println!(
+                "{:<10} {:<9} {} | frames {}",
+                profile.name,
+                role,
+                report.trim(),
+                playout_summary(&out.with_extension("log"))
+            );
         }
     }
 }

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use crate::audio::codec::{OpusEncoder, OpusEncoderConfig};
 use crate::audio::denoise::Denoiser;
-use crate::audio::device::{CaptureGuard, CaptureStream, DeviceFormat, StreamCounters};
 use crate::audio::error::AudioError;
 use crate::audio::level::{self, VoiceDetector};
 use crate::audio::resample::ToEngine;
+use crate::audio::stream::{CaptureGuard, CaptureStream, DeviceFormat, StreamCounters};
 use crate::audio::{FRAME_SAMPLES, MAX_OPUS_PACKET};
 use crate::protocol::{AudioFrame, AudioHeader};
 

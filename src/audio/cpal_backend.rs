@@ -11,10 +11,10 @@ use std::sync::atomic::Ordering;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
 
-use crate::audio::device::{
+use crate::audio::error::DeviceError;
+use crate::audio::stream::{
     CaptureStream, DeviceFormat, Keepalive, PlaybackStream, StreamCounters, ring_capacity,
 };
-use crate::audio::error::DeviceError;
 
 /// What to ask a cpal device for. `None` fields take the device's default.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -6,10 +6,10 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
-use crate::audio::device::DeviceFormat;
 use crate::audio::error::AudioError;
 use crate::audio::mixer::f32_to_i16;
 use crate::audio::oggopus::{OggOpusSink, OggOpusSource};
+use crate::audio::stream::DeviceFormat;
 
 /// Something audio can be read from, at its own format.
 pub trait AudioSource: Send {

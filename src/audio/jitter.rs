@@ -113,15 +113,6 @@ pub enum LatencyProfile {
 }
 
 impl LatencyProfile {
-    /// Frames the playout hands the device per wake-up. The audience, who do not
-    /// converse, take 20 ms more delay (on top of a 220 ms target) for half the wake-ups.
-    pub fn frames_per_wake(self) -> usize {
-        match self {
-            Self::Low => 1,
-            Self::Smooth => 2,
-        }
-    }
-
     /// The jitter buffer tuning of this profile.
     pub fn jitter_config(self) -> JitterConfig {
         let low = JitterConfig {

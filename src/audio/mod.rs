@@ -18,6 +18,13 @@
 //! bytes, in one shared buffer). Capture builds it, the socket sends its bytes, the server
 //! restamps the speaker, and the jitter buffer and recorder keep it until it is decoded.
 //!
+//! Every device end (a cpal callback, or a pump thread standing in for a device) and the
+//! worker across its ring share a [`stream`]: the format, counters, and the
+//! [`Wake`](stream::Wake) by which the device wakes the worker once per frame. Workers
+//! sleep otherwise: capture until a frame's worth has been recorded (and outright while
+//! the microphone is closed, in the audience), playout until the device needs the next
+//! frame.
+//!
 //! Inside the engine audio is 48 kHz mono `f32` in 20 ms frames ([`FRAME_SAMPLES`]).
 //! The rings between a device and a worker carry interleaved `f32` at the device's own
 //! format ([`DeviceFormat`]); the workers convert.
@@ -43,6 +50,7 @@ pub mod oggopus;
 pub mod playout;
 pub mod recorder;
 pub mod resample;
+pub mod stream;
 pub mod stretch;
 
 pub use capture::{

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use ogg::{PacketReader, PacketWriteEndInfo, PacketWriter};
 
 use crate::audio::codec::{OpusEncoder, OpusEncoderConfig};
-use crate::audio::device::DeviceFormat;
 use crate::audio::error::AudioError;
 use crate::audio::files::{AudioSink, AudioSource};
 use crate::audio::resample::ToEngine;
+use crate::audio::stream::DeviceFormat;
 use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Serial number of the single logical stream we write.

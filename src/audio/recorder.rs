@@ -28,10 +28,10 @@ use std::time::Duration;
 
 use crate::audio::clock::Clock;
 use crate::audio::codec::OpusDecoder;
-use crate::audio::device::DeviceFormat;
 use crate::audio::error::AudioError;
 use crate::audio::files::{AudioSink, create_sink};
 use crate::audio::mixer::Mixer;
+use crate::audio::stream::DeviceFormat;
 use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
 use crate::protocol::AudioFrame;
 

@@ -9,8 +9,8 @@ use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Async, FixedAsync, Resampler, SincInterpolationParameters, WindowFunction};
 
 use crate::audio::SAMPLE_RATE;
-use crate::audio::device::DeviceFormat;
 use crate::audio::error::AudioError;
+use crate::audio::stream::DeviceFormat;
 
 /// Sinc length 64: under a millisecond of delay, and plenty for speech (the anti-alias
 /// band edge still sits above 20 kHz at 44.1 kHz).

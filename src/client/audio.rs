@@ -2,6 +2,7 @@
 //! live session, received frames go to playout, and the engine's numbers come back for the
 //! screen. With no sound card this still works: it says why there is no sound and carries on.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -167,6 +168,37 @@ impl AudioLink {
     pub fn speaker_left(&self, speaker_id: u32) {
         if let Some(playout) = &self.playout {
             playout.sender().speaker_left(speaker_id);
+        }
+    }
+
+    /// Writes what the audio engine did to the log (at exit): per speaker, frames played,
+    /// concealed, late, skipped and stretched; frames the microphone sent and dropped.
+    pub fn log_summary(&self) {
+        if let Some(capture) = &self.capture {
+            let s = capture.stats();
+            tracing::info!(
+                sent = s.frames_sent.load(Ordering::Relaxed),
+                dropped = s.frames_dropped.load(Ordering::Relaxed),
+                silent = s.frames_dtx.load(Ordering::Relaxed),
+                "microphone summary"
+            );
+        }
+        if let Some(playout) = &self.playout {
+            let stats = playout.stats();
+            for s in &stats.speakers {
+                let c = s.counters;
+                tracing::info!(
+                    speaker = s.speaker_id,
+                    played = c.played,
+                    concealed = c.concealed,
+                    late = c.late,
+                    skipped = c.skipped,
+                    faster = s.frames_faster,
+                    slower = s.frames_slower,
+                    delay_ms = s.jitter_delay_ms.round(),
+                    "playout summary"
+                );
+            }
         }
     }
 

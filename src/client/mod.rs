@@ -296,6 +296,7 @@ impl Shell {
 
     /// Leaves and waits (briefly) so the room hears it before the process ends.
     async fn shutdown(&mut self) {
+        self.audio.log_summary();
         self.audio.detach();
         if let Some(live) = self.live.take() {
             live.leave().await;
