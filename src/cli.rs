@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::client::{self, ClientOptions};
 use crate::config::Config;
@@ -96,6 +96,13 @@ pub enum Command {
     Play(PlayArgs),
     /// Record a room's mix to a WAV or Ogg Opus file (by extension).
     Record(RecordArgs),
+    /// Print shell completions (for example: hallway completions bash > ~/.local/share/bash-completion/completions/hallway).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (for example: hallway man > ~/.local/share/man/man1/hallway.1).
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -305,12 +312,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => default_log_file()?,
             };
             init_logging(Some(&log_file))?;
+            let _stderr = quiet_stderr(&log_file);
             runtime()?.block_on(tui(cli.client, true))
         }
         Some(Command::Devices) => {
             print!("{}", crate::audio::list_devices());
             Ok(())
         }
+        Some(Command::Completions { shell }) => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "hallway", &mut std::io::stdout());
+            Ok(())
+        }
+        Some(Command::Man) => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .context("cannot write the manual page"),
         Some(Command::Rooms { json }) => {
             init_logging(cli.log_file.as_deref())?;
             runtime()?.block_on(rooms(&cli.client, json))
@@ -322,7 +338,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => default_log_file()?,
             };
             init_logging(Some(&log_file))?;
+            let _stderr = quiet_stderr(&log_file);
             client_runtime()?.block_on(tui(cli.client, false))
+        }
+    }
+}
+
+/// While the terminal client runs, what C libraries print (alsa-lib, on a machine without a
+/// sound card) goes to the log, not over the screen; see `client::stderr`.
+fn quiet_stderr(log_file: &Path) -> Option<crate::client::stderr::StderrToLog> {
+    match crate::client::stderr::to_log(log_file) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            tracing::warn!("standard error stays on the terminal: {e}");
+            None
         }
     }
 }

@@ -641,6 +641,28 @@ async fn devices_lists_the_audio_host_even_without_a_sound_card() {
 }
 
 #[tokio::test]
+async fn completions_and_the_manual_page_name_every_command() {
+    let (bash, status) = run(&["completions", "bash"]).await;
+    assert!(status.success(), "{}", bash.stderr());
+    let (man, status) = run(&["man"]).await;
+    assert!(status.success(), "{}", man.stderr());
+    assert!(
+        man.stdout().starts_with(".ie"),
+        "roff: {}",
+        &man.stdout()[..40]
+    );
+    for command in ["serve", "rooms", "devices", "demo", "play", "record"] {
+        assert!(
+            bash.stdout().contains(command),
+            "bash completion lacks {command}"
+        );
+        assert!(man.stdout().contains(command), "the manual lacks {command}");
+    }
+    let (_, status) = run(&["completions", "tcsh"]).await;
+    assert!(!status.success(), "an unknown shell is refused");
+}
+
+#[tokio::test]
 async fn play_refuses_missing_and_unreadable_files_before_creating_a_room() {
     let server = TestServer::start();
     let work = tempfile::tempdir().unwrap();

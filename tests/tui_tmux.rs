@@ -56,6 +56,11 @@ struct Tui {
 impl Tui {
     /// Starts `hallway ARGS` in a new pane; `name` names the test in the tmux socket.
     async fn start(name: &str, args: &[&str]) -> Self {
+        Self::start_with(name, args, true).await
+    }
+
+    /// As `start`; with `silent_devices` false the client opens the default sound devices.
+    async fn start_with(name: &str, args: &[&str], silent_devices: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config");
         let state = dir.path().join("state");
@@ -90,19 +95,22 @@ impl Tui {
         command.extend_from_slice(args);
         // The tmux server starts here with exactly this environment, and the pane inherits
         // it: nothing from the user's (HALLWAY_SERVER, a real config, their tmux) leaks in.
-        let out = Command::new("tmux")
-            .env_clear()
+        let mut tmux = Command::new("tmux");
+        tmux.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", tui.dir.path())
             .env("TMUX_TMPDIR", tui.dir.path())
             .env("LANG", "C.UTF-8")
             .env("XDG_CONFIG_HOME", &config)
             .env("XDG_STATE_HOME", &state)
-            .env("RUST_BACKTRACE", "1")
+            .env("RUST_BACKTRACE", "1");
+        if silent_devices {
             // Silent devices, so running the tests never opens a developer's microphone
             // or plays the demo through their speakers; the client is otherwise as shipped.
-            .env("HALLWAY_INPUT", "null")
-            .env("HALLWAY_OUTPUT", "null")
+            tmux.env("HALLWAY_INPUT", "null")
+                .env("HALLWAY_OUTPUT", "null");
+        }
+        let out = tmux
             .arg("-L")
             .arg(&tui.socket)
             .arg("-u")
@@ -474,6 +482,47 @@ async fn room_link_goes_straight_into_the_room() {
     assert!(
         matches!(left, ServerMessage::ParticipantLeft { user_id, .. } if user_id == bob.id),
         "{left:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_sound_card_the_screen_shows_the_client_not_alsa() {
+    let no_cards = std::fs::read_to_string("/proc/asound/cards")
+        .map_or(true, |cards| cards.contains("no soundcards"));
+    if !no_cards {
+        eprintln!("skipped: this machine has a sound card, and tests do not open it");
+        return;
+    }
+    let server = TestServer::start();
+    let tui = Tui::start_with(
+        "nocard",
+        &["--server", &server.base, "--name", "nora"],
+        false,
+    )
+    .await;
+    let screen = tui
+        .wait_for("the hallway, saying there is no sound card", |s| {
+            s.contains("LIVE NOW") || s.contains("no rooms")
+        })
+        .await;
+    assert!(
+        !screen.contains("ALSA"),
+        "alsa-lib printed over the screen:\n{screen}"
+    );
+    tui.type_keys("q").await;
+    assert_eq!(tui.wait_exit().await, 0);
+    // Nor before the client drew or after it quit: the terminal it returns to is clean
+    // (without the redirect, some 16 "ALSA lib ..." lines stand above the exit code).
+    let after = tui.screen().await;
+    assert!(
+        !after.contains("ALSA"),
+        "alsa-lib printed to the terminal:\n{after}"
+    );
+    // What alsa-lib had to say went to the log instead.
+    let log = std::fs::read_to_string(&tui.log).unwrap_or_default();
+    assert!(
+        log.contains("ALSA lib"),
+        "alsa-lib said nothing here: {log}"
     );
 }
 

@@ -2,6 +2,7 @@
 //! Pure: `App::update(msg)` returns effects for the shell to run; nothing here does I/O.
 //! The view (`ui`) reads an `&App` and never changes it.
 
+pub mod keymap;
 pub mod room_view;
 #[cfg(test)]
 mod tests;
@@ -12,6 +13,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 pub use room_view::{Notice, RoomView};
 
+use crate::app::keymap::Action;
 use crate::audio::LatencyProfile;
 use crate::config::Latency;
 use crate::net::NetEvent;
@@ -150,6 +152,8 @@ pub struct App {
     pub overlay: Option<Overlay>,
     /// The event line: latest notice and when it was shown.
     pub notice: Option<(String, u64)>,
+    /// The notice tells me to unmute: it goes as soon as I am live.
+    notice_until_live: bool,
     pub audio: AudioStatus,
     pub audio_quality: AudioQuality,
     /// Output volume, 0.0..=2.0.
@@ -218,6 +222,7 @@ impl App {
             selected_room: 0,
             overlay: None,
             notice: None,
+            notice_until_live: false,
             audio: AudioStatus::default(),
             audio_quality: AudioQuality::default(),
             output_volume: 1.0,
@@ -280,6 +285,13 @@ impl App {
 
     fn say(&mut self, text: impl Into<String>) {
         self.notice = Some((text.into(), self.now_ms));
+        self.notice_until_live = false;
+    }
+
+    /// A notice that says to unmute: gone once the microphone is live.
+    fn say_until_live(&mut self, text: impl Into<String>) {
+        self.say(text);
+        self.notice_until_live = true;
     }
 
     /// What playout should favour now: by the `latency` setting, and with `auto` by where
@@ -360,6 +372,10 @@ impl App {
         }
         let mic_after = self.mic_live();
         if mic_after != mic_before {
+            if mic_after && self.notice_until_live {
+                // "press m to unmute" is done with once I am live.
+                self.notice = None;
+            }
             effects.push(Effect::SetMicLive(mic_after));
         }
         if !stage_after && stage_before {
@@ -473,7 +489,11 @@ impl App {
             .min(listed.len().saturating_sub(1));
         if let Some(notice) = notice {
             let text = describe(&notice);
-            self.say(text);
+            if matches!(notice, Notice::YouSpeak | Notice::MutedYou { .. }) {
+                self.say_until_live(text);
+            } else {
+                self.say(text);
+            }
         }
         Vec::new()
     }
@@ -591,47 +611,66 @@ impl App {
 
     fn on_hallway_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let count = self.visible_rooms().len();
-        match key.code {
-            KeyCode::Char('q') => self.quit(),
-            KeyCode::Char('?') => {
+        if key.code == KeyCode::Esc && !self.filter.is_empty() {
+            // Esc clears a filter left in place (the help says so on `/`).
+            self.filter.clear();
+            return Vec::new();
+        }
+        let Some(action) = keymap::in_hallway(key.code) else {
+            return Vec::new();
+        };
+        match action {
+            Action::Quit => self.quit(),
+            Action::Help => {
                 self.overlay = Some(Overlay::Help);
                 Vec::new()
             }
-            KeyCode::Char('/') => {
+            Action::Filter => {
                 self.filtering = true;
                 Vec::new()
             }
-            KeyCode::Esc if !self.filter.is_empty() => {
-                self.filter.clear();
-                Vec::new()
-            }
-            KeyCode::Char('n') => {
+            Action::NewRoom => {
                 self.overlay = Some(Overlay::NewRoom {
                     title: String::new(),
                 });
                 Vec::new()
             }
-            KeyCode::Char('r') => vec![Effect::RefreshRooms],
-            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+            Action::Refresh => vec![Effect::RefreshRooms],
+            Action::Down => {
                 if count > 0 {
                     self.selected_room = (self.selected_room + 1) % count;
                 }
                 Vec::new()
             }
-            KeyCode::Up | KeyCode::Char('k') | KeyCode::BackTab => {
+            Action::Up => {
                 if count > 0 {
                     self.selected_room = (self.selected_room + count - 1) % count;
                 }
                 Vec::new()
             }
-            KeyCode::Enter => match self.visible_rooms().get(self.selected_room) {
+            Action::Join => match self.visible_rooms().get(self.selected_room) {
                 Some(room) => {
                     let id = room.id.clone();
                     self.enter_room(id)
                 }
                 None => Vec::new(),
             },
-            _ => Vec::new(),
+            // A room's keys are not in the hallway's table.
+            Action::Hand
+            | Action::Accept
+            | Action::Decline
+            | Action::TheirVolumeDown
+            | Action::TheirVolumeUp
+            | Action::VolumeDown
+            | Action::VolumeUp
+            | Action::Leave
+            | Action::Mute
+            | Action::Talk
+            | Action::Invite
+            | Action::ToAudience
+            | Action::MuteSpeaker
+            | Action::Remove
+            | Action::MakeModerator => Vec::new(),
         }
     }
 
@@ -641,13 +680,18 @@ impl App {
         let Some(room) = self.room_mut() else {
             return Vec::new();
         };
+        let action = keymap::in_room(key.code);
         let Some(view) = room.view.as_ref() else {
-            // Still joining: only leaving and quitting work.
-            return match key.code {
-                KeyCode::Char('q') => self.quit(),
-                KeyCode::Char('L') | KeyCode::Esc => self.back_to_hallway(),
+            // Still joining: only leaving (Esc too, to back out) and quitting work.
+            return match action {
+                Some(Action::Quit) => self.quit(),
+                Some(Action::Leave) => self.back_to_hallway(),
+                _ if key.code == KeyCode::Esc => self.back_to_hallway(),
                 _ => Vec::new(),
             };
+        };
+        let Some(action) = action else {
+            return Vec::new();
         };
         let listed = view.listed();
         let count = listed.len();
@@ -662,26 +706,26 @@ impl App {
         let invited = me.as_ref().is_some_and(|p| p.invited);
         let moderator = my_role.is_moderator();
         let send = |command| vec![Effect::Send(command)];
-        match key.code {
-            KeyCode::Char('q') => self.quit(),
-            KeyCode::Char('?') => {
+        match action {
+            Action::Quit => self.quit(),
+            Action::Help => {
                 self.overlay = Some(Overlay::Help);
                 Vec::new()
             }
-            KeyCode::Char('L') => self.back_to_hallway(),
-            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+            Action::Leave => self.back_to_hallway(),
+            Action::Down => {
                 if count > 0 {
                     room.selected = (room.selected + 1) % count;
                 }
                 Vec::new()
             }
-            KeyCode::Up | KeyCode::Char('k') | KeyCode::BackTab => {
+            Action::Up => {
                 if count > 0 {
                     room.selected = (room.selected + count - 1) % count;
                 }
                 Vec::new()
             }
-            KeyCode::Char('m') => {
+            Action::Mute => {
                 if on_stage {
                     send(if muted {
                         ClientCommand::Unmute
@@ -689,17 +733,19 @@ impl App {
                         ClientCommand::Mute
                     })
                 } else {
-                    self.say(
-                        "You are in the audience: press h to raise your hand and ask to speak.",
-                    );
+                    self.say(format!(
+                        "You are in the audience: press {} to raise your hand and ask to speak.",
+                        keymap::key_label(Action::Hand)
+                    ));
                     Vec::new()
                 }
             }
-            KeyCode::Char(' ') => {
+            Action::Talk => {
                 if !on_stage {
-                    self.say(
-                        "You are in the audience: press h to raise your hand and ask to speak.",
-                    );
+                    self.say(format!(
+                        "You are in the audience: press {} to raise your hand and ask to speak.",
+                        keymap::key_label(Action::Hand)
+                    ));
                     return Vec::new();
                 }
                 if key_release {
@@ -718,9 +764,12 @@ impl App {
                     })
                 }
             }
-            KeyCode::Char('h') => {
+            Action::Hand => {
                 if on_stage {
-                    self.say("You are on the stage already: press m to unmute and talk.");
+                    self.say_until_live(format!(
+                        "You are on the stage already: press {} to unmute and talk.",
+                        keymap::key_label(Action::Mute)
+                    ));
                     Vec::new()
                 } else if hand_up {
                     send(ClientCommand::LowerHand { user_id: None })
@@ -729,27 +778,31 @@ impl App {
                     send(ClientCommand::RaiseHand)
                 }
             }
-            KeyCode::Char('a') if invited => send(ClientCommand::AcceptInvite),
-            KeyCode::Char('d') if invited => send(ClientCommand::DeclineInvite),
-            KeyCode::Char('a') | KeyCode::Char('d') => {
+            Action::Accept if invited => send(ClientCommand::AcceptInvite),
+            Action::Decline if invited => send(ClientCommand::DeclineInvite),
+            Action::Accept | Action::Decline => {
                 self.say("There is no invitation to answer.");
                 Vec::new()
             }
-            KeyCode::Char('+') | KeyCode::Char('=') => {
+            Action::VolumeUp => {
                 self.output_volume = (output_volume + 0.1).min(2.0);
                 self.say(format!("Volume {:.0}%", self.output_volume * 100.0));
                 vec![Effect::SetOutputVolume(self.output_volume)]
             }
-            KeyCode::Char('-') => {
+            Action::VolumeDown => {
                 self.output_volume = (output_volume - 0.1).max(0.0);
                 self.say(format!("Volume {:.0}%", self.output_volume * 100.0));
                 vec![Effect::SetOutputVolume(self.output_volume)]
             }
-            KeyCode::Char(c @ ('[' | ']')) => {
+            Action::TheirVolumeDown | Action::TheirVolumeUp => {
                 let Some((user_id, name, _)) = selected else {
                     return Vec::new();
                 };
-                let step = if c == ']' { 0.1 } else { -0.1 };
+                let step = if action == Action::TheirVolumeUp {
+                    0.1
+                } else {
+                    -0.1
+                };
                 let volume = room.volumes.get(&user_id).copied().unwrap_or(1.0);
                 let volume = ((volume + step) * 10.0).round() / 10.0;
                 let volume = volume.clamp(0.0, 2.0);
@@ -757,7 +810,11 @@ impl App {
                 self.say(format!("{name}: volume {:.0}%", volume * 100.0));
                 vec![Effect::SetSpeakerVolume { user_id, volume }]
             }
-            KeyCode::Char(c @ ('i' | 'x' | 'M' | 'K' | 'o')) => {
+            Action::Invite
+            | Action::ToAudience
+            | Action::MuteSpeaker
+            | Action::Remove
+            | Action::MakeModerator => {
                 if !moderator {
                     self.say("Only moderators can do that.");
                     return Vec::new();
@@ -765,29 +822,35 @@ impl App {
                 let Some((user_id, name, role)) = selected else {
                     return Vec::new();
                 };
-                match c {
-                    'i' if role.on_stage() => {
+                match action {
+                    Action::Invite if role.on_stage() => {
                         self.say(format!("{name} is on the stage already."));
                         Vec::new()
                     }
-                    'i' => {
+                    Action::Invite => {
                         self.say(format!("Invited {name} to speak."));
                         send(ClientCommand::InviteToSpeak { user_id })
                     }
-                    'x' => send(ClientCommand::MoveToAudience { user_id }),
-                    'M' => send(ClientCommand::MuteSpeaker { user_id }),
-                    'o' => send(ClientCommand::MakeModerator { user_id }),
-                    _ => {
+                    Action::ToAudience => send(ClientCommand::MoveToAudience { user_id }),
+                    Action::MuteSpeaker => send(ClientCommand::MuteSpeaker { user_id }),
+                    Action::MakeModerator => send(ClientCommand::MakeModerator { user_id }),
+                    Action::Remove => {
                         if Some(user_id) == me.as_ref().map(|p| p.id) {
-                            self.say("To go, leave the room with L.");
+                            self.say(format!(
+                                "To go, leave the room with {}.",
+                                keymap::key_label(Action::Leave)
+                            ));
                             return Vec::new();
                         }
                         self.overlay = Some(Overlay::ConfirmRemove { user_id, name });
                         Vec::new()
                     }
+                    // Only the five moderator actions reach this arm.
+                    _ => Vec::new(),
                 }
             }
-            _ => Vec::new(),
+            // The hallway's keys are not in a room's table.
+            Action::Join | Action::Filter | Action::NewRoom | Action::Refresh => Vec::new(),
         }
     }
 
@@ -836,11 +899,22 @@ fn worth_saying(notice: &Notice, view: &RoomView) -> bool {
 pub fn describe(notice: &Notice) -> String {
     match notice {
         Notice::InvitedYou { by } => {
-            format!("{by} invited you to speak \u{2014} [a]ccept [d]ecline")
+            format!(
+                "{by} invited you to speak \u{2014} [{}]ccept [{}]ecline",
+                keymap::key_label(Action::Accept),
+                keymap::key_label(Action::Decline)
+            )
         }
-        Notice::YouSpeak => "You are on the stage, muted: press m (or hold space) to talk.".into(),
+        Notice::YouSpeak => format!(
+            "You are on the stage, muted: press {} (or hold {}) to talk.",
+            keymap::key_label(Action::Mute),
+            keymap::key_label(Action::Talk)
+        ),
         Notice::MovedYouToAudience { by } => format!("{by} moved you to the audience."),
-        Notice::MutedYou { by } => format!("{by} muted you; press m to unmute when you are ready."),
+        Notice::MutedYou { by } => format!(
+            "{by} muted you; press {} to unmute when you are ready.",
+            keymap::key_label(Action::Mute)
+        ),
         Notice::MadeYouModerator { by } => format!("{by} made you a moderator."),
         Notice::YouAreHost => "You are now the host.".into(),
         Notice::HandRaised { name } => format!("{name} raised a hand."),

@@ -782,7 +782,23 @@ fn accepting_an_invitation_puts_me_on_stage_muted_until_i_unmute() {
     );
     let unmute = live.press(ch('m'));
     assert_eq!(live.serve(unmute), vec![Effect::SetMicLive(true)]);
+    // Live now: the hint to unmute is done with, not left on the event line for 8 s.
+    assert_eq!(live.notice(), None);
     live.assert_in_sync();
+}
+
+#[test]
+fn a_notice_that_is_not_about_unmuting_stays_when_the_mic_goes_live() {
+    let mut live = Live::ada_live();
+    let mute = live.press(ch('m'));
+    live.serve(mute);
+    let out = live.room.join(&user(CY), 50).unwrap();
+    live.deliver(out);
+    let shown = live.notice().map(str::to_string);
+    assert_eq!(shown.as_deref(), Some("Cy joined."));
+    let unmute = live.press(ch('m'));
+    live.serve(unmute);
+    assert_eq!(live.notice().map(str::to_string), shown);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! model's effects (REST calls, the live session, audio). All decisions live in `app`.
 
 pub mod audio;
+pub mod stderr;
 
 use std::io::Stdout;
 use std::time::Duration;

@@ -11,6 +11,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use super::Theme;
 use super::text::{self, put};
 use crate::app::App;
+use crate::app::keymap::{self, Action};
 use crate::protocol::{Role, RoomSummary};
 
 /// Rows per room card, not counting the blank row between cards.
@@ -44,17 +45,20 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         put(buf, area, h - footer_rows - 1, line);
     }
     if footer_rows > 0 {
-        let hints: &[(&str, &str)] = if app.filtering {
-            &[("type", "to filter"), ("Enter", "done"), ("Esc", "clear")]
-        } else {
-            &[
-                ("/", "filter"),
-                ("n", "new room"),
-                ("Enter", "join"),
-                ("r", "refresh"),
-                ("q", "quit"),
-            ]
-        };
+        // Typing a filter is text, not the keymap's actions.
+        let typing = [("type", "to filter"), ("Enter", "done"), ("Esc", "clear")];
+        let actions: Vec<(String, &str)> = [
+            (Action::Filter, "filter"),
+            (Action::NewRoom, "new room"),
+            (Action::Join, "join"),
+            (Action::Refresh, "refresh"),
+            (Action::Quit, "quit"),
+        ]
+        .into_iter()
+        .map(|(action, what)| (keymap::key_label(action), what))
+        .collect();
+        let keyed: Vec<(&str, &str)> = actions.iter().map(|(k, w)| (k.as_str(), *w)).collect();
+        let hints: &[(&str, &str)] = if app.filtering { &typing } else { &keyed };
         let line = text::hint_line(theme, vec![Span::raw(" ")], hints, usize::from(area.width));
         put(buf, area, h - 1, line);
     }

@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 use super::Theme;
 use super::text::{self, put};
 use crate::app::Overlay;
+use crate::app::keymap::{Group, HALLWAY, MODERATORS, ROOM, STAGE};
 
 /// Longest title the model accepts (it stops taking characters there).
 const TITLE_MAX_CHARS: usize = 100;
@@ -55,58 +56,14 @@ fn modal(
     }
 }
 
-type Group = (&'static str, &'static [(&'static str, &'static str)]);
-
-const HALLWAY: Group = (
-    "In the hallway",
-    &[
-        ("↑↓ j k", "choose a room"),
-        ("Enter", "join it"),
-        ("/", "filter (Esc clears)"),
-        ("n", "start a new room"),
-        ("r", "refresh the list"),
-        ("?", "this help"),
-        ("q", "quit (also Ctrl-C)"),
-    ],
-);
-
-const ROOM: Group = (
-    "In a room",
-    &[
-        ("↑↓ j k", "choose a person"),
-        ("h", "raise or lower your hand"),
-        ("a / d", "accept / decline an invite"),
-        ("[ / ]", "their volume down / up"),
-        ("- / +", "your volume down / up"),
-        ("L", "leave the room"),
-        ("q", "quit"),
-    ],
-);
-
-const STAGE: Group = (
-    "On the stage",
-    &[("m", "mute or unmute"), ("space", "hold to talk")],
-);
-
-const MODERATORS: Group = (
-    "Moderators, on the chosen person",
-    &[
-        ("i", "invite to speak"),
-        ("x", "move to the audience"),
-        ("M", "mute a speaker"),
-        ("K", "remove from the room"),
-        ("o", "make a moderator"),
-    ],
-);
-
+/// A help group from the keymap: its heading, then one line per entry.
 fn group_lines(group: &Group, theme: &Theme, cols: usize) -> Vec<Line<'static>> {
     const KEY_COLS: usize = 8;
-    let (heading, bindings) = group;
-    let mut lines = vec![Line::styled(text::fit(heading, cols), theme.heading)];
-    for (key, what) in bindings.iter() {
+    let mut lines = vec![Line::styled(text::fit(group.heading, cols), theme.heading)];
+    for entry in group.entries {
         lines.push(Line::from(vec![
-            Span::styled(text::pad(key, KEY_COLS), theme.key),
-            Span::raw(text::fit(what, cols.saturating_sub(KEY_COLS))),
+            Span::styled(text::pad(entry.label, KEY_COLS), theme.key),
+            Span::raw(text::fit(entry.help, cols.saturating_sub(KEY_COLS))),
         ]));
     }
     lines

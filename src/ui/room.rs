@@ -13,6 +13,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use super::Theme;
 use super::text::{self, put};
+use crate::app::keymap::{self, Action};
 use crate::app::{App, Connection, RoomScreen, RoomView};
 use crate::net::Target;
 use crate::protocol::{Participant, Role};
@@ -73,7 +74,12 @@ fn joining(app: &App, room: &RoomScreen, theme: &Theme, buf: &mut Buffer, area: 
         notice(app, theme, buf, area, h - footer_rows - 1);
     }
     if footer_rows > 0 {
-        let hints = [("L", "leave"), ("?", "help"), ("q", "quit")];
+        let keys = [
+            (keymap::key_label(Action::Leave), "leave"),
+            (keymap::key_label(Action::Help), "help"),
+            (keymap::key_label(Action::Quit), "quit"),
+        ];
+        let hints: Vec<(&str, &str)> = keys.iter().map(|(k, w)| (k.as_str(), *w)).collect();
         let line = text::hint_line(theme, vec![Span::raw(" ")], &hints, usize::from(area.width));
         put(buf, area, h - 1, line);
     }
@@ -586,7 +592,10 @@ fn you_line(
         if app.talking_while_muted() {
             left.push(Span::raw("  "));
             left.push(Span::styled(
-                "you are talking while muted — press m",
+                format!(
+                    "you are talking while muted — press {}",
+                    keymap::key_label(Action::Mute)
+                ),
                 theme.warn,
             ));
         }
@@ -690,32 +699,40 @@ fn key_line(app: &App, me: Option<&Participant>, theme: &Theme, buf: &mut Buffer
         return;
     }
     let role = me.map_or(Role::Listener, |p| p.role);
-    let mut hints: Vec<(&str, &str)> = Vec::new();
+    let mut hints: Vec<(String, &str)> = Vec::new();
+    let mut hint = |action: Action, what| hints.push((keymap::key_label(action), what));
     if role.on_stage() {
         let muted = me.is_none_or(|p| p.muted);
-        hints.push(("m", if muted { "unmute" } else { "mute" }));
-        hints.push((
-            "space",
+        hint(Action::Mute, if muted { "unmute" } else { "mute" });
+        hint(
+            Action::Talk,
             if app.key_release {
                 "hold to talk"
             } else {
                 "talk"
             },
-        ));
+        );
     } else {
         if me.is_some_and(|p| p.invited) {
-            hints.push(("a", "accept"));
-            hints.push(("d", "decline"));
+            hint(Action::Accept, "accept");
+            hint(Action::Decline, "decline");
         }
         let hand_up = me.is_some_and(|p| p.hand_raised_at_ms.is_some());
-        hints.push(("h", if hand_up { "lower hand" } else { "raise hand" }));
+        hint(
+            Action::Hand,
+            if hand_up { "lower hand" } else { "raise hand" },
+        );
     }
-    hints.extend([
-        ("L", "leave"),
-        ("?", "help"),
-        ("q", "quit"),
-        ("[ ]", "volume"),
-    ]);
+    hint(Action::Leave, "leave");
+    hint(Action::Help, "help");
+    hint(Action::Quit, "quit");
+    let volume = format!(
+        "{} {}",
+        keymap::key_label(Action::TheirVolumeDown),
+        keymap::key_label(Action::TheirVolumeUp)
+    );
+    hints.push((volume, "volume"));
+    let hints: Vec<(&str, &str)> = hints.iter().map(|(k, w)| (k.as_str(), *w)).collect();
     let line = text::hint_line(theme, vec![Span::raw(" ")], &hints, usize::from(area.width));
     put(buf, area, 0, line);
 }
@@ -736,24 +753,25 @@ fn moderation_line(
         return;
     };
     let mut spans = vec![Span::raw(" ")];
-    let mut hints: Vec<(&str, &str)> = Vec::new();
+    let mut hints: Vec<(String, &str)> = Vec::new();
+    let mut hint = |action: Action, what| hints.push((keymap::key_label(action), what));
     if target.id == view.me {
         spans.push(Span::styled("moderate: select someone with ↑↓", theme.dim));
     } else {
         match target.role {
             Role::Listener if target.invited => {}
-            Role::Listener => hints.push(("i", "invite to speak")),
-            Role::Speaker | Role::Moderator => hints.push(("x", "to audience")),
+            Role::Listener => hint(Action::Invite, "invite to speak"),
+            Role::Speaker | Role::Moderator => hint(Action::ToAudience, "to audience"),
             Role::Host => {}
         }
         if target.role.on_stage() && !target.muted {
-            hints.push(("M", "mute"));
+            hint(Action::MuteSpeaker, "mute");
         }
         if target.role != Role::Host {
-            hints.push(("K", "remove"));
+            hint(Action::Remove, "remove");
         }
         if !target.role.is_moderator() {
-            hints.push(("o", "make mod"));
+            hint(Action::MakeModerator, "make mod");
         }
         let name = text::fit(&target.name, 16);
         spans.push(Span::styled(format!("{name} ▸ "), theme.badge));
@@ -761,6 +779,7 @@ fn moderation_line(
             spans.push(Span::styled("invited  ", theme.hand));
         }
     }
+    let hints: Vec<(&str, &str)> = hints.iter().map(|(k, w)| (k.as_str(), *w)).collect();
     let line = text::hint_line(theme, spans, &hints, usize::from(area.width));
     put(buf, area, 0, line);
 }
