@@ -213,6 +213,55 @@ pub const MODERATORS: Group = Group {
 /// The groups that apply in a room.
 pub const IN_A_ROOM: [&Group; 3] = [&ROOM, &STAGE, &MODERATORS];
 
+/// How the help box sits on a `cols`×`rows` screen: shared by the view, which draws it,
+/// and the model, which scrolls it, so the two agree on how far it can scroll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelpLayout {
+    /// Two columns side by side (a wide screen), or one.
+    pub two_columns: bool,
+    /// The box's size, before it is shrunk to fit the screen.
+    pub width: u16,
+    pub height: u16,
+    /// Rows of bindings shown at once.
+    pub visible: u16,
+    /// Rows of bindings in all (the taller column).
+    pub total: u16,
+}
+
+impl HelpLayout {
+    pub fn new(cols: u16, rows: u16) -> Self {
+        let two_columns = cols >= 72;
+        let (width, height) = if two_columns { (78, 21) } else { (44, 32) };
+        // Borders, then the footer line and the blank above it.
+        let visible = height.min(rows).saturating_sub(4);
+        let rows_of = |g: &Group| g.entries.len() + 1;
+        let total = if two_columns {
+            let left = rows_of(&HALLWAY) + 1 + rows_of(&ROOM);
+            // A blank and "Esc closes a box" under the moderators.
+            let right = rows_of(&STAGE) + 1 + rows_of(&MODERATORS) + 2;
+            left.max(right)
+        } else {
+            [&HALLWAY, &ROOM, &STAGE, &MODERATORS]
+                .into_iter()
+                .map(rows_of)
+                .sum::<usize>()
+                + 3
+        };
+        HelpLayout {
+            two_columns,
+            width,
+            height,
+            visible,
+            total: u16::try_from(total).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// How far down the help can scroll (0: it all fits).
+    pub fn max_scroll(&self) -> u16 {
+        self.total.saturating_sub(self.visible)
+    }
+}
+
 fn find(groups: &[&Group], code: KeyCode) -> Option<Action> {
     groups
         .iter()

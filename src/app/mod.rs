@@ -37,6 +37,8 @@ pub enum Msg {
     Net(NetEvent),
     /// Audio meters and counters, a few times a second.
     Audio(AudioStatus),
+    /// The terminal's size, at the start and when it changes.
+    Resize { cols: u16, rows: u16 },
 }
 
 /// Work the shell does for the model.
@@ -121,16 +123,12 @@ pub enum Connection {
 /// A modal in front of the screen.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
-    Help,
+    /// Every binding; `scroll` rows down where the screen is too small for all of them.
+    Help { scroll: u16 },
     /// Typing a new room's title.
-    NewRoom {
-        title: String,
-    },
+    NewRoom { title: String },
     /// Confirming a removal.
-    ConfirmRemove {
-        user_id: UserId,
-        name: String,
-    },
+    ConfirmRemove { user_id: UserId, name: String },
 }
 
 /// The whole client state.
@@ -158,6 +156,8 @@ pub struct App {
     pub audio_quality: AudioQuality,
     /// Output volume, 0.0..=2.0.
     pub output_volume: f32,
+    /// The terminal's size (columns, rows), for what the model lays out (the help's scroll).
+    pub screen_size: (u16, u16),
     /// The terminal reports key releases, so space can be held to talk.
     pub key_release: bool,
     /// The `latency` setting: what playout favours.
@@ -226,6 +226,7 @@ impl App {
             audio: AudioStatus::default(),
             audio_quality: AudioQuality::default(),
             output_volume: 1.0,
+            screen_size: (80, 24),
             key_release,
             latency: Latency::Auto,
             now_ms: 0,
@@ -359,6 +360,16 @@ impl App {
                 Vec::new()
             }
             Msg::Net(event) => self.on_net(event),
+            Msg::Resize { cols, rows } => {
+                self.screen_size = (cols, rows);
+                if let Some(Overlay::Help { scroll }) = self.overlay {
+                    let max = keymap::HelpLayout::new(cols, rows).max_scroll();
+                    self.overlay = Some(Overlay::Help {
+                        scroll: scroll.min(max),
+                    });
+                }
+                Vec::new()
+            }
             Msg::Audio(status) => {
                 self.audio_quality
                     .observe(status.concealed + status.underruns, self.now_ms);
@@ -543,8 +554,23 @@ impl App {
 
     fn on_overlay_key(&mut self, overlay: Overlay, key: KeyEvent) -> Vec<Effect> {
         match overlay {
-            Overlay::Help => {
-                self.overlay = None;
+            Overlay::Help { scroll } => {
+                // Where it all fits, any key closes the help; where it does not, the
+                // arrows, j/k and the page keys scroll it and any other key closes it.
+                let layout = keymap::HelpLayout::new(self.screen_size.0, self.screen_size.1);
+                let max = layout.max_scroll();
+                let page = layout.visible.max(1);
+                let scrolled = match key.code {
+                    _ if max == 0 => None,
+                    KeyCode::Down | KeyCode::Char('j') => Some(scroll.saturating_add(1)),
+                    KeyCode::Up | KeyCode::Char('k') => Some(scroll.saturating_sub(1)),
+                    KeyCode::PageDown | KeyCode::Char(' ') => Some(scroll.saturating_add(page)),
+                    KeyCode::PageUp => Some(scroll.saturating_sub(page)),
+                    KeyCode::Home => Some(0),
+                    KeyCode::End => Some(max),
+                    _ => None,
+                };
+                self.overlay = scrolled.map(|s| Overlay::Help { scroll: s.min(max) });
                 Vec::new()
             }
             Overlay::NewRoom { mut title } => match key.code {
@@ -622,7 +648,7 @@ impl App {
         match action {
             Action::Quit => self.quit(),
             Action::Help => {
-                self.overlay = Some(Overlay::Help);
+                self.overlay = Some(Overlay::Help { scroll: 0 });
                 Vec::new()
             }
             Action::Filter => {
@@ -709,7 +735,7 @@ impl App {
         match action {
             Action::Quit => self.quit(),
             Action::Help => {
-                self.overlay = Some(Overlay::Help);
+                self.overlay = Some(Overlay::Help { scroll: 0 });
                 Vec::new()
             }
             Action::Leave => self.back_to_hallway(),

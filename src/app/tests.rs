@@ -461,7 +461,7 @@ fn ctrl_c_quits_from_anywhere() {
 fn help_opens_with_question_mark_and_any_key_closes_it() {
     let mut app = hallway();
     assert!(app.update(ch('?')).is_empty());
-    assert_eq!(app.overlay, Some(Overlay::Help));
+    assert_eq!(app.overlay, Some(Overlay::Help { scroll: 0 }));
     assert!(
         app.update(ch('q')).is_empty(),
         "q closes help, it does not quit"
@@ -473,6 +473,47 @@ fn help_opens_with_question_mark_and_any_key_closes_it() {
         "Enter closes help, it does not join"
     );
     assert_eq!((app.overlay.clone(), app.room().is_none()), (None, true));
+    // It all fits at 80x24: `j` closes it like any key.
+    app.update(ch('?'));
+    app.update(ch('j'));
+    assert_eq!(app.overlay, None);
+}
+
+#[test]
+fn the_help_scrolls_where_the_screen_is_too_small_and_other_keys_close_it() {
+    let mut app = hallway();
+    app.update(Msg::Resize { cols: 50, rows: 20 });
+    let max = crate::app::keymap::HelpLayout::new(50, 20).max_scroll();
+    assert!(max > 0, "one column of 16 rows cannot show every binding");
+    app.update(ch('?'));
+    app.update(ch('j'));
+    assert_eq!(app.overlay, Some(Overlay::Help { scroll: 1 }));
+    app.update(key(KeyCode::End));
+    assert_eq!(app.overlay, Some(Overlay::Help { scroll: max }));
+    app.update(ch('j'));
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::Help { scroll: max }),
+        "stops at the end"
+    );
+    app.update(key(KeyCode::PageUp));
+    app.update(key(KeyCode::PageUp));
+    app.update(ch('k'));
+    assert_eq!(
+        app.overlay,
+        Some(Overlay::Help { scroll: 0 }),
+        "stops at the top"
+    );
+    // Growing the screen takes back scrolling that is no longer needed.
+    app.update(key(KeyCode::End));
+    app.update(Msg::Resize { cols: 50, rows: 40 });
+    assert_eq!(app.overlay, Some(Overlay::Help { scroll: 0 }));
+    app.update(Msg::Resize { cols: 50, rows: 20 });
+    assert!(
+        app.update(ch('q')).is_empty(),
+        "q closes help, it does not quit"
+    );
+    assert_eq!((app.overlay.clone(), app.quit), (None, false));
 }
 
 #[test]
@@ -953,7 +994,7 @@ fn j_k_arrows_and_tab_walk_the_room_list_and_wrap() {
 fn help_in_a_room_closes_on_any_key_without_acting() {
     let mut live = Live::new(HOST);
     live.press(ch('?'));
-    assert_eq!(live.app.overlay, Some(Overlay::Help));
+    assert_eq!(live.app.overlay, Some(Overlay::Help { scroll: 0 }));
     assert!(live.press(ch('m')).is_empty(), "the key only closes help");
     assert_eq!(live.app.overlay, None);
 }

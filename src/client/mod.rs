@@ -147,6 +147,12 @@ pub async fn run(
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     let mut pending = vec![Msg::Tick { now_ms: unix_ms() }];
+    if let Ok(size) = terminal.size() {
+        pending.push(Msg::Resize {
+            cols: size.width,
+            rows: size.height,
+        });
+    }
     if let Some(id) = room {
         pending.push(Msg::OpenRoom { id });
     }
@@ -169,7 +175,7 @@ pub async fn run(
         tokio::select! {
             event = keys.next() => match event {
                 Some(Ok(Event::Key(key))) => pending.push(Msg::Key(key)),
-                Some(Ok(Event::Resize(..))) => dirty = true,
+                Some(Ok(Event::Resize(cols, rows))) => pending.push(Msg::Resize { cols, rows }),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e).context("cannot read the terminal"),
                 None => break,

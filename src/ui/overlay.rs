@@ -10,14 +10,14 @@ use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 use super::Theme;
 use super::text::{self, put};
 use crate::app::Overlay;
-use crate::app::keymap::{Group, HALLWAY, MODERATORS, ROOM, STAGE};
+use crate::app::keymap::{Group, HALLWAY, HelpLayout, MODERATORS, ROOM, STAGE};
 
 /// Longest title the model accepts (it stops taking characters there).
 const TITLE_MAX_CHARS: usize = 100;
 
 pub fn render(overlay: &Overlay, theme: &Theme, frame: &mut Frame, area: Rect) {
     match overlay {
-        Overlay::Help => help(theme, frame, area),
+        Overlay::Help { scroll } => help(*scroll, theme, frame, area),
         Overlay::NewRoom { title } => new_room(title, theme, frame, area),
         Overlay::ConfirmRemove { name, .. } => confirm_remove(name, theme, frame, area),
     }
@@ -69,11 +69,20 @@ fn group_lines(group: &Group, theme: &Theme, cols: usize) -> Vec<Line<'static>> 
     lines
 }
 
-/// Every binding, grouped; two columns when there is room.
-fn help(theme: &Theme, frame: &mut Frame, area: Rect) {
-    let two_columns = area.width >= 72;
-    let (width, height) = if two_columns { (78, 21) } else { (44, 32) };
-    let inner = modal(frame, area, width, height, "Help", theme.border);
+/// Every binding, grouped; two columns when there is room; scrolled `scroll` rows down
+/// where the screen is too small for all of it.
+fn help(scroll: u16, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let layout = HelpLayout::new(area.width, area.height);
+    let two_columns = layout.two_columns;
+    let scroll = scroll.min(layout.max_scroll());
+    let inner = modal(
+        frame,
+        area,
+        layout.width,
+        layout.height,
+        "Help",
+        theme.border,
+    );
     if inner.is_empty() {
         return;
     }
@@ -103,8 +112,12 @@ fn help(theme: &Theme, frame: &mut Frame, area: Rect) {
         right.extend(group_lines(&MODERATORS, theme, cols));
         right.push(Line::raw(""));
         right.push(Line::styled("Esc closes a box; Ctrl-C quits.", theme.dim));
-        Paragraph::new(left).render(left_area, buf);
-        Paragraph::new(right).render(right_area, buf);
+        Paragraph::new(left)
+            .scroll((scroll, 0))
+            .render(left_area, buf);
+        Paragraph::new(right)
+            .scroll((scroll, 0))
+            .render(right_area, buf);
     } else {
         let cols = usize::from(content.width);
         let mut lines = Vec::new();
@@ -114,17 +127,22 @@ fn help(theme: &Theme, frame: &mut Frame, area: Rect) {
             }
             lines.extend(group_lines(group, theme, cols));
         }
-        Paragraph::new(lines).render(content, buf);
+        Paragraph::new(lines)
+            .scroll((scroll, 0))
+            .render(content, buf);
     }
+    let footer = if layout.max_scroll() == 0 {
+        "any key closes this help".to_string()
+    } else {
+        let shown_to = (scroll + layout.visible).min(layout.total);
+        format!("↑↓ scroll {shown_to}/{} · other keys close", layout.total)
+    };
     if inner.height >= 2 {
         put(
             buf,
             inner,
             inner.height - 1,
-            Line::styled(
-                text::fit("any key closes this help", usize::from(inner.width)),
-                theme.dim,
-            ),
+            Line::styled(text::fit(&footer, usize::from(inner.width)), theme.dim),
         );
     }
 }

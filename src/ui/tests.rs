@@ -541,8 +541,17 @@ fn room_narrow() {
 fn overlay_help() {
     let mut app = hallway_with(many_rooms());
     app.update(char_key('?'));
-    assert_eq!(app.overlay, Some(Overlay::Help));
+    assert_eq!(app.overlay, Some(Overlay::Help { scroll: 0 }));
     insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn overlay_help_scrolled_on_a_small_screen() {
+    let mut app = in_room(Role::Speaker, 0);
+    app.update(Msg::Resize { cols: 50, rows: 20 });
+    app.update(char_key('?'));
+    app.update(key(KeyCode::End));
+    insta::assert_snapshot!(screen(&app, 50, 20));
 }
 
 #[test]
