@@ -140,6 +140,18 @@ impl CaptureProcessor {
             + self.encoder.lookahead()
     }
 
+    /// The microphone was closed for `closed`: what it held is stale, and the clock moves
+    /// on by that much (whole frames), as it does through silence, so a receiver sees a
+    /// pause rather than speech continuing where it stopped.
+    pub fn skip(&mut self, closed: Duration) {
+        self.pcm_48k.clear();
+        let frames = closed.as_micros() * u128::from(crate::audio::SAMPLE_RATE)
+            / 1_000_000
+            / FRAME_SAMPLES as u128;
+        let samples = (frames as u64).wrapping_mul(FRAME_SAMPLES as u64) as u32;
+        self.timestamp_48k = self.timestamp_48k.wrapping_add(samples);
+    }
+
     /// Adds interleaved device samples.
     pub fn push(&mut self, device_samples: &[f32]) -> Result<(), AudioError> {
         self.to_engine.push(device_samples, &mut self.pcm_48k)
@@ -298,7 +310,14 @@ impl CaptureWorker {
         device.max(self.format.samples_in_ms(1) as u64)
     }
 
-    /// Throws away what the ring holds (stale audio from before the microphone opened).
+    /// The microphone reopens after `closed`: throws away what the ring holds (recorded
+    /// before it opened) and moves the clock on (see [`CaptureProcessor::skip`]).
+    pub fn reopen(&mut self, closed: Duration) {
+        self.discard();
+        self.processor.skip(closed);
+    }
+
+    /// Throws away what the ring holds.
     pub fn discard(&mut self) {
         let n = self.ring.slots();
         if let Ok(chunk) = self.ring.read_chunk(n) {
@@ -385,20 +404,19 @@ impl Capture {
         let thread = std::thread::Builder::new()
             .name("hallway-capture".into())
             .spawn(move || -> Result<(), AudioError> {
-                let mut was_open = true;
+                // Since when the microphone has been closed (None: open).
+                let mut closed_since: Option<Instant> = None;
                 while !stop_flag.load(Ordering::SeqCst) {
                     worker.stats.wakeups.fetch_add(1, Ordering::Relaxed);
                     let is_open = open_flag.load(Ordering::SeqCst);
                     if !is_open {
                         // Closed: sleep until reopened or stopped.
-                        was_open = false;
+                        closed_since.get_or_insert_with(Instant::now);
                         std::thread::park_timeout(max_sleep);
                         continue;
                     }
-                    if !was_open {
-                        // What the ring holds was recorded before the microphone opened.
-                        worker.discard();
-                        was_open = true;
+                    if let Some(since) = closed_since.take() {
+                        worker.reopen(since.elapsed());
                     }
                     if worker.step()? == StepOutcome::Disconnected {
                         return Ok(());
@@ -550,10 +568,14 @@ mod tests {
     #[test]
     fn a_closed_microphone_captures_nothing_and_its_worker_sleeps() {
         let (capture, frames) = tone_capture();
-        assert_eq!(take(&frames, 5).len(), 5);
+        let before = take(&frames, 5);
+        assert_eq!(before.len(), 5);
         capture.set_open(false);
         // Whatever was in flight when it closed.
-        while frames.recv_timeout(Duration::from_millis(200)).is_ok() {}
+        let mut last = before[4].header;
+        while let Ok(f) = frames.recv_timeout(Duration::from_millis(200)) {
+            last = f.header;
+        }
         let stats = capture.stats();
         let (measured, woke) = (
             stats.frames.load(Ordering::Relaxed),
@@ -574,7 +596,8 @@ mod tests {
             "it polled"
         );
         assert_eq!(stats.level_dbov(), -127.0, "the meter shows a closed mic");
-        // Reopened, it captures again, carrying on its own sequence.
+        // Reopened, it captures again, carrying on its own sequence; its clock moved on by
+        // the half second it was closed, so a recorder sees a pause, not speech run on.
         capture.set_open(true);
         let again = take(&frames, 5);
         assert_eq!(again.len(), 5);
@@ -583,5 +606,11 @@ mod tests {
                 .windows(2)
                 .all(|w| w[1].header.sequence == w[0].header.sequence + 1)
         );
+        assert_eq!(again[0].header.sequence, last.sequence + 1);
+        let gap = again[0]
+            .header
+            .timestamp_48k
+            .wrapping_sub(last.timestamp_48k);
+        assert!(gap >= 300 * 48, "the clock moved only {gap} samples");
     }
 }

@@ -194,6 +194,15 @@ pub fn open_output(device: &OutputDevice, pacing: Pacing) -> Result<PlaybackStre
     }
 }
 
+/// Wakes the worker across the ring when dropped: the pump thread has ended.
+struct WakeOnExit(Arc<StreamCounters>);
+
+impl Drop for WakeOnExit {
+    fn drop(&mut self) {
+        self.0.wake.wake();
+    }
+}
+
 /// A pump's period: like a sound card that moves 20 ms a period (ALSA and PulseAudio run
 /// 5–25 ms). One frame a period wakes the workers once per frame, not twice.
 const PUMP_PERIOD_MS: u32 = 20;
@@ -217,6 +226,9 @@ pub fn pump_source(
     let thread = std::thread::Builder::new()
         .name("hallway-input-pump".into())
         .spawn(move || -> Result<(), AudioError> {
+            // However the pump ends (end of file, an error, a stop), the worker hears of it
+            // now rather than at its next timeout.
+            let _wake_on_exit = WakeOnExit(c.clone());
             let mut buf = vec![0.0f32; step];
             let mut start = Instant::now();
             let mut steps: u32 = 0;
@@ -235,10 +247,13 @@ pub fn pump_source(
                     return Ok(());
                 }
                 let mut chunk = &buf[..n];
+                // What reached the ring: the worker counts what it reads against this.
+                let mut into_ring = 0u64;
                 while !chunk.is_empty() {
                     let room = tx.slots().min(chunk.len());
                     if let Ok(w) = tx.write_chunk_uninit(room) {
                         w.fill_from_iter(chunk[..room].iter().copied());
+                        into_ring += room as u64;
                     }
                     chunk = &chunk[room..];
                     if chunk.is_empty() {
@@ -259,7 +274,7 @@ pub fn pump_source(
                     }
                 }
                 c.callbacks.fetch_add(1, Ordering::Relaxed);
-                let written = c.samples.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                let written = c.samples.fetch_add(into_ring, Ordering::Relaxed) + into_ring;
                 c.wake.written(written);
                 steps += 1;
                 if pacing == Pacing::RealTime {

@@ -273,13 +273,16 @@ impl JitterBuffer {
 
     /// Changes the tuning on the fly (the listener stepped on stage, or off it). The target
     /// moves at once; playout follows it a frame at a time, shedding latency on quiet frames.
-    pub fn set_config(&mut self, config: JitterConfig) {
+    pub fn set_config(&mut self, config: JitterConfig, now_us: u64) {
         self.config = config;
         // The new policy decides afresh which stalls to cover.
         self.stall_us = 0;
         self.stall_counts = false;
         self.in_stall = false;
-        if let Some(now_us) = self.last_arrival_us {
+        if self.last_arrival_us.is_some() {
+            // Now, not at the last packet: a speaker silent for a minute must not find
+            // the assumed stall already forgotten when they speak again.
+            let now_us = i64::try_from(now_us).unwrap_or(i64::MAX / 2);
             self.assume_stall(now_us);
             self.update_target(now_us);
         }
@@ -981,6 +984,41 @@ mod tests {
     }
 
     #[test]
+    fn moving_to_the_audience_while_a_speaker_is_silent_covers_their_next_stall() {
+        // The speaker talks for 3 s, is silent for 70 s, then talks again; a hold of a
+        // retransmission timeout comes 2 s after they start again. The listener moved to
+        // the audience at 40 s, in the silence.
+        let frames = 4_000;
+        let mut sim = Sim::with(LatencyProfile::Low.jitter_config(), frames, |k| {
+            let sent = u64::from(k) * 20;
+            if (3_000..73_000).contains(&sent) {
+                return None;
+            }
+            Some(if (75_000..75_200).contains(&sent) {
+                75_230
+            } else {
+                sent + 30
+            })
+        });
+        sim.run_until(40_000);
+        sim.jb.set_config(
+            JitterConfig {
+                stretch: false,
+                ..LatencyProfile::Smooth.jitter_config()
+            },
+            40_000 * MS,
+        );
+        sim.run_until(79_000);
+        let concealed = sim
+            .outputs
+            .iter()
+            .filter(|(t, o)| *t > 73_000 * MS && *o == JitterOutput::Conceal)
+            .count();
+        assert_eq!(concealed, 0, "the hold after the silence was a hole");
+        assert!(lost_between(&sim, 3_650, 3_900).is_empty());
+    }
+
+    #[test]
     fn stepping_on_stage_brings_the_delay_down_without_a_gap() {
         let frames = 2_000;
         let mut sim = Sim::with(
@@ -990,10 +1028,13 @@ mod tests {
         );
         sim.run_until(10_000);
         assert!(sim.jb.delay_ms() > 300.0, "{}", sim.jb.delay_ms());
-        sim.jb.set_config(JitterConfig {
-            stretch: false,
-            ..LatencyProfile::Low.jitter_config()
-        });
+        sim.jb.set_config(
+            JitterConfig {
+                stretch: false,
+                ..LatencyProfile::Low.jitter_config()
+            },
+            10_000 * MS,
+        );
         sim.run_until(30_000);
         assert!(sim.jb.delay_ms() < 60.0, "{}", sim.jb.delay_ms());
         // Latency was shed on quiet frames only (pauses between words), never speech.

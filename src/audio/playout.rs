@@ -316,7 +316,7 @@ impl PlayoutCore {
             PlayoutCommand::SetLatency(profile) => {
                 self.jitter_config = profile.jitter_config();
                 for speaker in self.speakers.values_mut() {
-                    speaker.jitter.set_config(self.jitter_config);
+                    speaker.jitter.set_config(self.jitter_config, now_us);
                 }
             }
         }
@@ -382,6 +382,8 @@ pub struct PlayoutSender {
     clock: Arc<dyn Clock>,
     dropped: Arc<AtomicU64>,
     stats: Arc<Mutex<PlayoutStats>>,
+    /// The device's counters: their wake-up rouses a sleeping worker.
+    device: Arc<StreamCounters>,
 }
 
 impl PlayoutSender {
@@ -401,9 +403,14 @@ impl PlayoutSender {
         }
     }
 
-    /// A control command: waits for room in the queue (they are few).
+    /// A control command: waits for room in the queue (they are few). A full queue means
+    /// the worker is asleep behind a stalled device: it is woken to drain it first.
     fn send(&self, command: PlayoutCommand) {
-        let _ = self.tx.send((command, self.clock.now_us()));
+        let item = (command, self.clock.now_us());
+        if let Err(TrySendError::Full(item)) = self.tx.try_send(item) {
+            self.device.wake.wake();
+            let _ = self.tx.send(item);
+        }
     }
 
     /// The speaker left: forget them.
@@ -462,6 +469,7 @@ impl PlayoutWorker {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.command_queue.max(1));
         let stats = Arc::new(Mutex::new(PlayoutStats::default()));
         let fill_target = format.samples_in_ms(config.device_fill_ms).max(1);
+        let device_for_sender = device.clone();
         Ok((
             PlayoutWorker {
                 core: PlayoutCore::new(config.jitter),
@@ -481,6 +489,7 @@ impl PlayoutWorker {
                 clock,
                 dropped: Arc::new(AtomicU64::new(0)),
                 stats,
+                device: device_for_sender,
             },
         ))
     }
@@ -532,10 +541,13 @@ impl PlayoutWorker {
     /// not a poll every few milliseconds. A packet arriving does not wake the worker: it
     /// is stamped when handed over, and played when its slot comes.
     pub fn wait(&self, timeout: Duration) {
-        let filled = self.ring.buffer().capacity() - self.ring.slots();
         let played = || self.device.samples.load(Ordering::Relaxed);
+        // The count before the fill: a period played in between then makes the wake
+        // early (harmless), never a period late.
+        let played_now = played();
+        let filled = self.ring.buffer().capacity() - self.ring.slots();
         // Once the ring is below the target: at least one more sample played.
-        let until = played() + filled.saturating_sub(self.fill_target) as u64 + 1;
+        let until = played_now + filled.saturating_sub(self.fill_target) as u64 + 1;
         self.device.wake.wait_until(until, played, timeout);
     }
 

@@ -4,7 +4,7 @@
 //! pumps in [`device`](crate::audio::device)) and workers import this; nothing here
 //! imports a backend, so the two never import each other.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
@@ -78,6 +78,10 @@ impl Default for Wake {
 impl Wake {
     /// The device end has moved (written, or played) `total` samples since it started.
     pub fn written(&self, total: u64) {
+        // The count was just added to; this fence pairs with the one in `wait_until`:
+        // either the worker sees the new count and does not sleep, or this sees its
+        // target and wakes it (a store then a load on each side needs SeqCst fences).
+        fence(Ordering::SeqCst);
         let at = self.at_samples.load(Ordering::Acquire);
         if total >= at
             && self
@@ -91,10 +95,12 @@ impl Wake {
     }
 
     /// Sleeps until `total` samples have been moved (`written_now` reads the count),
-    /// [`Wake::wake`] is called, or `timeout` passes. Always called from the same thread.
+    /// [`Wake::wake`] is called, or `timeout` passes. Always called from the same thread:
+    /// the first thread to wait is the one woken from then on.
     pub fn wait_until(&self, total: u64, written_now: impl Fn() -> u64, timeout: Duration) {
         self.worker.get_or_init(std::thread::current);
         self.at_samples.store(total, Ordering::Release);
+        fence(Ordering::SeqCst);
         // Written meanwhile: the device end may have missed the new target. (If it did
         // not, its unpark only makes the next park return at once.)
         if written_now() < total {

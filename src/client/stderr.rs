@@ -2,8 +2,8 @@
 //! client runs, the process's standard error (fd 2) goes to the log file. alsa-lib writes
 //! some 20 lines there on a machine without a sound card, before the first frame is drawn
 //! and whenever a device is probed; Rust's own logs already go to the file through
-//! `tracing`. Standard error comes back when the guard drops, and before a panic's message
-//! is printed, so errors still reach the person at the terminal.
+//! `tracing`. Standard error comes back when the guard drops, and before the message of a
+//! panic on the main thread is printed, so errors still reach the person at the terminal.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::OwnedFd;
@@ -24,7 +24,12 @@ pub fn to_log(log: &Path) -> std::io::Result<StderrToLog> {
     let for_panics = saved.clone();
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore(&for_panics);
+        // A panic on the main thread ends the client: the person must see it. Elsewhere
+        // (a task the runtime catches, an audio thread) the screen goes on, and the
+        // message belongs in the log with the rest.
+        if std::thread::current().name() == Some("main") {
+            restore(&for_panics);
+        }
         previous(info);
     }));
     Ok(StderrToLog { saved })
