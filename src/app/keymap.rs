@@ -59,20 +59,23 @@ const fn c(ch: char) -> KeyCode {
     KeyCode::Char(ch)
 }
 
+/// Moving the selection, in the hallway and in a room alike.
+const MOVE_KEYS: &[(KeyCode, Action)] = &[
+    (KeyCode::Down, Action::Down),
+    (c('j'), Action::Down),
+    (KeyCode::Tab, Action::Down),
+    (KeyCode::Up, Action::Up),
+    (c('k'), Action::Up),
+    (KeyCode::BackTab, Action::Up),
+];
+
 pub const HALLWAY: Group = Group {
     heading: "In the hallway",
     entries: &[
         Entry {
             label: "↑↓ j k",
             help: "choose a room",
-            keys: &[
-                (KeyCode::Down, Action::Down),
-                (c('j'), Action::Down),
-                (KeyCode::Tab, Action::Down),
-                (KeyCode::Up, Action::Up),
-                (c('k'), Action::Up),
-                (KeyCode::BackTab, Action::Up),
-            ],
+            keys: MOVE_KEYS,
         },
         Entry {
             label: "Enter",
@@ -113,14 +116,7 @@ pub const ROOM: Group = Group {
         Entry {
             label: "↑↓ j k",
             help: "choose a person",
-            keys: &[
-                (KeyCode::Down, Action::Down),
-                (c('j'), Action::Down),
-                (KeyCode::Tab, Action::Down),
-                (KeyCode::Up, Action::Up),
-                (c('k'), Action::Up),
-                (KeyCode::BackTab, Action::Up),
-            ],
+            keys: MOVE_KEYS,
         },
         Entry {
             label: "h",
