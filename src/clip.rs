@@ -104,7 +104,7 @@ impl Sender {
     }
 
     /// The slot as this sender sends it next (None in silence); advances the clock.
-    pub fn stamp(&mut self, slot: Option<&AudioFrame>) -> Option<AudioFrame> {
+    fn stamp(&mut self, slot: Option<&AudioFrame>) -> Option<AudioFrame> {
         let timestamp_48k = self.timestamp_48k;
         self.timestamp_48k = self
             .timestamp_48k

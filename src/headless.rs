@@ -99,7 +99,7 @@ pub async fn play(
                     // Where the sender's clock sits on the wall clock: with the listener's
                     // `output started` line, benches measure mouth-to-ear
                     // (benches/impaired.rs).
-                    tracing::info!(unix_us = unix_us(), "timestamp 0 sent");
+                    tracing::info!(unix_us = crate::audio::clock::unix_us(), "timestamp 0 sent");
                 }
                 if next == clip.frames.len() {
                     if !looping || next == 0 {
@@ -119,13 +119,6 @@ pub async fn play(
     tokio::time::sleep(Duration::from_millis(200)).await;
     live.leave().await;
     Ok(())
-}
-
-/// Microseconds since the Unix epoch, for log lines other processes line up with.
-fn unix_us() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros())
 }
 
 /// Waits for the snapshot; returns who we are.

@@ -318,7 +318,7 @@ impl CaptureWorker {
     }
 
     /// Throws away what the ring holds.
-    pub fn discard(&mut self) {
+    fn discard(&mut self) {
         let n = self.ring.slots();
         if let Ok(chunk) = self.ring.read_chunk(n) {
             chunk.commit_all();

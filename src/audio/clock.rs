@@ -5,6 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// A monotonic clock in microseconds since some fixed start.
+/// Microseconds since the Unix epoch: for log lines that other processes line up with
+/// (the wall clock; the engine's own timing uses [`Clock`]).
+pub fn unix_us() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
 pub trait Clock: Send + Sync {
     /// Microseconds since this clock's start; never goes backwards.
     fn now_us(&self) -> u64;

@@ -335,9 +335,7 @@ pub fn pump_sink(
             if pacing == Pacing::RealTime {
                 // Sample n leaves the ring at start + n / rate: with the sender's
                 // `timestamp 0 sent` line, benches measure mouth-to-ear.
-                let unix_us = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros());
+                let unix_us = crate::audio::clock::unix_us();
                 tracing::info!(unix_us, "output started: {label}");
             }
             let mut steps: u32 = 0;

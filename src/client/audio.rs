@@ -113,13 +113,13 @@ impl AudioLink {
         }
     }
 
-    /// Stops sending captured audio (left the room) and closes the microphone.
+    /// Stops sending captured audio (left the room) and mutes it; the app model closes the
+    /// device itself (`Effect::SetMicOpen`).
     pub fn detach(&self) {
         if let Ok(mut slot) = self.uplink.lock() {
             *slot = None;
         }
         self.set_mic_live(false);
-        self.set_mic_open(false);
     }
 
     /// Runs the microphone device (on stage, muted or not: the level meter and "talking

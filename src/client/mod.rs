@@ -313,8 +313,5 @@ impl Shell {
 
 /// Milliseconds since the Unix epoch.
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    u64::try_from(crate::audio::clock::unix_us() / 1000).unwrap_or(u64::MAX)
 }
