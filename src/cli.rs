@@ -39,15 +39,19 @@ pub struct ClientArgs {
     /// Server URL, or a room link (URL/rooms/ID) to go straight into that room.
     #[arg(long, global = true, env = "HALLWAY_SERVER", value_name = "URL")]
     pub server: Option<String>,
-    /// Your display name.
+    /// Your display name, for a new account.
     #[arg(long, global = true, env = "HALLWAY_NAME")]
     pub name: Option<String>,
+    /// Your handle, for a new account (default: made from the display name).
+    #[arg(long, global = true, env = "HALLWAY_HANDLE")]
+    pub handle: Option<String>,
+    /// This device's key file (default: device.key in the config directory; made on first
+    /// use). Another file is another identity, e.g. for a bot.
+    #[arg(long, global = true, env = "HALLWAY_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
     /// Go straight into this room, skipping the hallway.
     #[arg(long, value_name = "ID")]
     pub room: Option<String>,
-    /// Access code for an invite-only server; with `serve`, makes the server invite-only.
-    #[arg(long, global = true, env = "HALLWAY_ACCESS_CODE", value_name = "CODE")]
-    pub access_code: Option<String>,
     /// Microphone: default, cpal:NAME (see `hallway devices`), tone[:HZ], a .wav/.ogg file, or null.
     #[arg(
         long,
@@ -96,6 +100,39 @@ pub enum Command {
     Play(PlayArgs),
     /// Record a room's mix to a WAV or Ogg Opus file (by extension).
     Record(RecordArgs),
+    /// Your account on the server: handle, devices, invitations left (or a subcommand).
+    Account(AccountArgs),
+    /// Print a single-use invitation link to the server (expires in 7 days).
+    Invite {
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show someone's profile card.
+    Profile {
+        /// Their handle, e.g. @ada.
+        handle: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow someone: rooms with them on stage are listed first.
+    Follow { handle: String },
+    /// Stop following someone.
+    Unfollow { handle: String },
+    /// Block someone: you no longer hear them, and they cannot join rooms you run.
+    Block { handle: String },
+    /// Unblock someone.
+    Unblock { handle: String },
+    /// Report someone to the server's admins.
+    Report {
+        handle: String,
+        /// What happened (at most 500 characters).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Server administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Print shell completions (for example: hallway completions bash > ~/.local/share/bash-completion/completions/hallway).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -130,6 +167,66 @@ pub struct PlayArgs {
     pub invite_timeout: u64,
     /// The file to play (.wav, .ogg, .opus).
     pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    #[command(subcommand)]
+    pub command: Option<AccountCommand>,
+    /// JSON for scripts instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account for this device (with --handle, and an invitation on an
+    /// invite-only server).
+    Create {
+        /// ASCII letters, digits and _, 3 to 20 characters.
+        #[arg(long = "handle", value_name = "HANDLE")]
+        new_handle: String,
+        /// An invitation code or link.
+        #[arg(long, value_name = "CODE")]
+        invite: Option<String>,
+    },
+    /// Without CODE: print a one-time code that adds another device to your account. With
+    /// CODE (run on the new device): add this device.
+    Link { code: Option<String> },
+    /// Sign a device out of your account for good (its id from `hallway account`).
+    Revoke { device: i64 },
+    /// Change your display name or bio.
+    Edit {
+        #[arg(long = "display-name", value_name = "NAME")]
+        display_name: Option<String>,
+        #[arg(long)]
+        bio: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Reports, newest first.
+    Reports {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend an account: its connections close and its devices cannot sign in.
+    Suspend {
+        handle: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a suspension.
+    Unsuspend { handle: String },
+    /// Copy the server's database (SQLite's online backup; safe while the server runs).
+    Backup {
+        /// Where to write the copy.
+        out: PathBuf,
+        /// The server's database (default: as `hallway serve`).
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +268,20 @@ pub struct ServeArgs {
     /// ignored and the client is the socket's peer.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     pub trusted_proxy: Vec<ipnet::IpNet>,
+    /// Only people with an invitation may create accounts. At first start (and each start
+    /// until it is used) the server prints a one-time owner code that makes an admin.
+    #[arg(long)]
+    pub invite_only: bool,
+    /// Invitations each new member may send (admins: unlimited).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub invitations: u32,
+    /// The database file for accounts (default: $XDG_DATA_HOME/hallway/server.db).
+    #[arg(long, value_name = "FILE", env = "HALLWAY_DATA")]
+    pub data: Option<PathBuf>,
+    /// The URL people reach this server at, for invitation links (default: from each
+    /// request's Host header).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
     /// Serve /metrics on this address (e.g. 127.0.0.1:9600) instead of the public one.
     /// Without it, an invite-only server does not serve /metrics at all.
     #[arg(long, value_name = "ADDR")]
@@ -199,13 +310,13 @@ pub struct LimitArgs {
     /// scales with the rate].
     #[arg(long, value_name = "N", value_parser = positive)]
     pub rooms_per_hour: Option<f64>,
-    /// Wrong access codes one address may try before each further try waits, doubling
-    /// [default: 5].
+    /// Wrong invitation or link codes one address may try before each further try waits,
+    /// doubling [default: 5].
     #[arg(long, value_name = "N")]
-    pub access_code_free_tries: Option<u32>,
-    /// The longest an address waits after wrong access codes, in seconds [default: 900].
+    pub code_free_tries: Option<u32>,
+    /// The longest an address waits after wrong codes, in seconds [default: 900].
     #[arg(long, value_name = "SECS", value_parser = seconds)]
-    pub access_code_lockout: Option<Duration>,
+    pub code_lockout: Option<Duration>,
     /// Seconds a request (or WebSocket message, or TLS handshake) may take from its first
     /// byte to its last [default: 10].
     #[arg(long, value_name = "SECS", value_parser = seconds)]
@@ -240,10 +351,10 @@ impl LimitArgs {
             a.rooms_burst = scaled(a.rooms_burst, a.rooms_per_hour, n);
             a.rooms_per_hour = n;
         }
-        if let Some(n) = self.access_code_free_tries {
+        if let Some(n) = self.code_free_tries {
             a.free_code_failures = n;
         }
-        if let Some(d) = self.access_code_lockout {
+        if let Some(d) = self.code_lockout {
             a.code_lockout = d;
         }
         let t = &mut limits.timeouts;
@@ -296,7 +407,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Serve(args)) => {
             init_logging(cli.log_file.as_deref())?;
-            serve(args, cli.client.access_code)
+            serve(args)
         }
         Some(Command::Play(play_args)) => {
             init_logging(cli.log_file.as_deref())?;
@@ -330,6 +441,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Rooms { json }) => {
             init_logging(cli.log_file.as_deref())?;
             runtime()?.block_on(rooms(&cli.client, json))
+        }
+        Some(Command::Admin(AdminCommand::Backup { out, data })) => backup(data, &out),
+        Some(command @ (Command::Account(_)
+        | Command::Invite { .. }
+        | Command::Profile { .. }
+        | Command::Follow { .. }
+        | Command::Unfollow { .. }
+        | Command::Block { .. }
+        | Command::Unblock { .. }
+        | Command::Report { .. }
+        | Command::Admin(_))) => {
+            init_logging(cli.log_file.as_deref())?;
+            runtime()?.block_on(crate::account_cli::run(&cli.client, command))
         }
         None => {
             // The terminal client draws on the screen: logs must go to a file.
@@ -407,10 +531,36 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn serve(args: ServeArgs, access_code: Option<String>) -> anyhow::Result<()> {
+/// `hallway admin backup`: a consistent copy of the database, while the server may run.
+fn backup(data: Option<PathBuf>, out: &Path) -> anyhow::Result<()> {
+    let data = match data {
+        Some(path) => path,
+        None => match crate::server::DataLocation::default_file() {
+            crate::server::DataLocation::File(path) => path,
+            crate::server::DataLocation::Memory => anyhow::bail!("pass --data FILE"),
+        },
+    };
+    if !data.exists() {
+        anyhow::bail!("no database at {}; pass the server's --data FILE", data.display());
+    }
+    if out.exists() {
+        anyhow::bail!("{} exists; pick a new file for the backup", out.display());
+    }
+    crate::server::store::sqlite::backup_file(&data, out)?;
+    println!("backed up {} to {}", data.display(), out.display());
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig {
         listen: args.listen,
-        access_code: access_code.filter(|c| !c.is_empty()),
+        invite_only: args.invite_only,
+        invitation_quota: args.invitations,
+        data: match &args.data {
+            Some(path) => crate::server::DataLocation::File(path.clone()),
+            None => crate::server::DataLocation::default_file(),
+        },
+        public_url: args.public_url.clone(),
         trusted_proxies: TrustedProxies::new(args.trusted_proxy.clone()),
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -446,6 +596,7 @@ fn serve(args: ServeArgs, access_code: Option<String>) -> anyhow::Result<()> {
             tracing::info!("{signal}: shutting down, telling every client");
             shutdown.cancel();
         });
+        let owner_code = server.owner_code().map(str::to_string);
         let running = tokio::spawn(server.run());
         let demo = if with_demo {
             Some(start_demo(&format!("{scheme}://{addr}")).await?)
@@ -454,6 +605,15 @@ fn serve(args: ServeArgs, access_code: Option<String>) -> anyhow::Result<()> {
         };
         // The one line scripts and tests read to find the port.
         println!("hallway server listening on {scheme}://{addr}");
+        if let Some(code) = owner_code {
+            let base = args
+                .public_url
+                .as_deref()
+                .map_or_else(|| format!("{scheme}://{addr}"), |u| u.trim_end_matches('/').to_string());
+            println!(
+                "owner invitation (works once; its account is the server's admin): hallway --server {base}/invite/{code}"
+            );
+        }
         running.await.context("the server task failed")??;
         drop(demo);
         tracing::info!("server stopped");
@@ -498,22 +658,59 @@ fn display_name(args: &ClientArgs, config: &Config) -> String {
         .unwrap_or_else(|| "guest".to_string())
 }
 
+/// This device's key: `--key FILE`, or `device.key` in the config directory (made on
+/// first use).
+pub fn device_key(args: &ClientArgs) -> anyhow::Result<std::sync::Arc<crate::identity::DeviceKey>> {
+    use crate::identity::DeviceKey;
+    let key = match &args.key {
+        Some(path) => DeviceKey::load_or_create_file(path)?,
+        None => {
+            let dir = Config::default_path()?
+                .parent()
+                .map(Path::to_path_buf)
+                .context("cannot find the config directory: pass --key FILE")?;
+            DeviceKey::load_or_create(&dir)?
+        }
+    };
+    Ok(std::sync::Arc::new(key))
+}
+
+/// How to sign in to `target` as this device.
+pub fn client_options(
+    args: &ClientArgs,
+    config: &Config,
+    target: Target,
+    config_path: Option<PathBuf>,
+    enroll: bool,
+) -> anyhow::Result<ClientOptions> {
+    Ok(ClientOptions {
+        target,
+        name: display_name(args, config),
+        key: device_key(args)?,
+        handle: args.handle.clone(),
+        enroll,
+        config: config.clone(),
+        config_path,
+    })
+}
+
 async fn rooms(args: &ClientArgs, json: bool) -> anyhow::Result<()> {
     let (config_path, config) = load_config(args)?;
     let target = configured_target(args, &config)?
         .context("no server configured: pass --server URL (or set `server` in the config file)")?;
-    let mut api = Api::new(target.server.clone());
-    let info = api.info().await?;
-    if info.invite_only {
-        let options = ClientOptions {
-            target: target.clone(),
-            name: display_name(args, &config),
-            access_code: args.access_code.clone().or(config.access_code.clone()),
-            config: config.clone(),
-            config_path,
-        };
-        api = client::sign_in(&options).await?;
-    }
+    let options = client_options(args, &config, target.clone(), config_path, false)?;
+    // Signed in, the list puts rooms with people you follow first; a device without an
+    // account here lists them as anyone may (unless the server is invite-only).
+    let api = match client::sign_in(&options).await {
+        Ok(api) => api,
+        Err(e) => {
+            let api = Api::new(target.server.clone());
+            if api.info().await?.invite_only {
+                return Err(e);
+            }
+            api
+        }
+    };
     let rooms = api.rooms().await?;
     if json {
         println!(
@@ -615,18 +812,15 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
             Target::parse(&format!("http://{addr}"))?
         }
     };
-    let options = ClientOptions {
-        target: target.clone(),
-        name: name.clone(),
-        access_code: args.access_code.clone().or(config.access_code.clone()),
-        config: config.clone(),
-        // Tokens for a private server die with it: keep none.
-        config_path: if embedded.is_some() {
-            None
-        } else {
-            config_path
-        },
+    // Tokens for a private server die with it: keep none.
+    let config_path = if embedded.is_some() {
+        None
+    } else {
+        config_path
     };
+    // The terminal client makes an account when the device has none: on an open server
+    // (and the embedded one) at once, on an invite-only one with the invitation link.
+    let options = client_options(&args, &config, target.clone(), config_path, true)?;
     let api = client::sign_in(&options).await?;
     let input: crate::audio::InputDevice = args.input.parse()?;
     let output: crate::audio::OutputDevice = args.output.parse()?;
@@ -680,20 +874,14 @@ fn stop_signal() -> impl std::future::Future<Output = &'static str> {
     }
 }
 
-/// Signs in for a headless command: a fresh session each time (never the kept token), so a
-/// player and a recorder started side by side are two people, not one replacing the other.
-async fn headless_api(args: &ClientArgs) -> anyhow::Result<(Api, Target)> {
+/// Signs in for a headless command as this device (`--key FILE` for another identity, so
+/// a player and a recorder on one machine can be two people), making an account when the
+/// device has none. It keeps no token: signing in with the key is one request more.
+pub(crate) async fn headless_api(args: &ClientArgs) -> anyhow::Result<(Api, Target)> {
     let (_, config) = load_config(args)?;
     let target = configured_target(args, &config)?
         .context("no server configured: pass --server URL (or set `server` in the config file)")?;
-    let options = ClientOptions {
-        target: target.clone(),
-        name: display_name(args, &config),
-        access_code: args.access_code.clone().or(config.access_code.clone()),
-        // No kept token: each headless run is its own session.
-        config: Config::default(),
-        config_path: None,
-    };
+    let options = client_options(args, &config, target.clone(), None, true)?;
     Ok((client::sign_in(&options).await?, target))
 }
 

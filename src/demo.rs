@@ -15,8 +15,10 @@ use url::Url;
 
 use crate::clip::{self, Clip};
 use crate::net::live::Backoff;
-use crate::net::{Api, LiveSession, NetError, NetEvent};
-use crate::protocol::{AudioFrame, ClientCommand, ServerMessage, UserId};
+use crate::identity::DeviceKey;
+use crate::net::{Api, Credentials, Enroll, LiveSession, NetError, NetEvent};
+use crate::protocol::handle::Handle;
+use crate::protocol::{AudioFrame, ClientCommand, ServerMessage, Session, UpdateProfile, UserId};
 
 /// A demo room: its title, host, speakers and audience size.
 #[derive(Debug, Clone)]
@@ -103,22 +105,28 @@ impl Demo {
         let mut rooms = Vec::new();
         // Created last to first, so the hallway (newest first) lists them in plan order.
         for (index, room_plan) in plan.iter().enumerate().rev() {
-            let mut host_api = Api::new(base.clone());
-            host_api.create_session(room_plan.host, None).await?;
+            let (host_api, host) = bot_account(&base, room_plan.host).await?;
+            host_api
+                .update_me(&UpdateProfile {
+                    name: None,
+                    bio: Some(format!("Hosts \"{}\" in the Hallway demo.", room_plan.title)),
+                })
+                .await?;
             let detail = host_api.create_room(room_plan.title).await?;
             let room_id = detail.summary.id.clone();
             rooms.push(room_id.clone());
             let mut bots = Vec::new();
             for name in room_plan.speakers {
-                let mut api = Api::new(base.clone());
-                let session = api.create_session(name, None).await?;
+                let (api, session) = bot_account(&base, name).await?;
+                // The speakers follow their host: the demo's profiles have followers.
+                if let Ok(handle) = Handle::parse(&host.user.handle) {
+                    api.set_follow(&handle, true).await?;
+                }
                 bots.push((api, session.user.id));
             }
             let mut audience = Vec::new();
             for n in 0..room_plan.audience {
-                let mut api = Api::new(base.clone());
-                api.create_session(&audience_name(index * 31 + n), None)
-                    .await?;
+                let (api, _) = bot_account(&base, &audience_name(index * 31 + n)).await?;
                 audience.push(api);
             }
             let room = BotRoom {
@@ -150,6 +158,21 @@ impl Drop for Demo {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// A demo bot's account: a key of its own, made for this run, and a handle from its name.
+async fn bot_account(base: &Url, name: &str) -> Result<(Api, Session), DemoError> {
+    let api = Api::new(base.clone()).with_credentials(Credentials {
+        key: Arc::new(DeviceKey::generate()),
+        enroll: Some(Enroll {
+            handle: None,
+            name: name.to_string(),
+            invitation: None,
+            label: "demo bot".into(),
+        }),
+    });
+    let session = api.sign_in().await?;
+    Ok((api, session))
 }
 
 fn audience_name(n: usize) -> String {

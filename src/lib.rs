@@ -21,6 +21,7 @@
 //! - [`headless`]: `play` and `record`, for scripts and bots.
 //! - [`cli`]: the command line (`hallway serve`, ...), parsed with clap.
 
+pub mod account_cli;
 pub mod app;
 pub mod audio;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod clip;
 pub mod config;
 pub mod demo;
 pub mod headless;
+pub mod identity;
 pub mod net;
 pub mod protocol;
 pub mod server;

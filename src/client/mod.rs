@@ -21,7 +21,7 @@ use crate::app::{App, Effect, Msg};
 use crate::config::Config;
 use crate::net::NetEvent;
 use crate::net::live::Backoff;
-use crate::net::{Api, LiveSession, NetError, Target};
+use crate::net::{Api, Credentials, Enroll, LiveSession, NetError, Target};
 use crate::protocol::ErrorCode;
 use crate::protocol::{Role, ServerMessage};
 use crate::ui::{self, Theme};
@@ -41,28 +41,62 @@ const MSG_QUEUE: usize = 1_024;
 /// What the client was asked to do.
 pub struct ClientOptions {
     pub target: Target,
+    /// The display name for a new account.
     pub name: String,
-    pub access_code: Option<String>,
+    /// This device's key.
+    pub key: std::sync::Arc<crate::identity::DeviceKey>,
+    /// The handle for a new account; made from the name when absent.
+    pub handle: Option<String>,
+    /// Create an account if the device has none on the server (with the invitation from
+    /// the target link, if any).
+    pub enroll: bool,
     /// The config as loaded: a token kept in it for this server is tried first.
     pub config: Config,
     /// Where to save a new session token; None to keep nothing.
     pub config_path: Option<std::path::PathBuf>,
 }
 
-/// Signs in to the server, reusing the token kept for it when it is still good.
+/// What this machine is called in an account's device list.
+pub fn device_label() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_str()
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("device")
+        .chars()
+        .take(40)
+        .collect()
+}
+
+/// Signs in to the server with the device key, reusing the token kept for it when it is
+/// still good; creates an account when the device has none there and `enroll` says so.
 pub async fn sign_in(options: &ClientOptions) -> anyhow::Result<Api> {
     let server_key = options.target.server.to_string();
     let mut config = options.config.clone();
-    let api = Api::new(options.target.server.clone());
-    api.info().await?;
+    let credentials = Credentials {
+        key: options.key.clone(),
+        enroll: options.enroll.then(|| Enroll {
+            handle: options.handle.clone(),
+            name: options.name.clone(),
+            invitation: options.target.invitation.clone(),
+            label: device_label(),
+        }),
+    };
+    let api = Api::new(options.target.server.clone()).with_credentials(credentials);
+    let info = api.info().await?;
+    if info.protocol_version != crate::protocol::PROTOCOL_VERSION {
+        anyhow::bail!(
+            "{} speaks Hallway protocol version {}, this client {}; upgrade the older one",
+            options.target.server,
+            info.protocol_version,
+            crate::protocol::PROTOCOL_VERSION
+        );
+    }
     if let Some(token) = config.tokens.get(&server_key) {
-        let kept = api
-            .clone()
-            .with_token(token.clone())
-            .with_identity(&options.name, options.access_code.as_deref());
-        match kept.whoami().await {
-            Ok(user) if user.name == options.name => return Ok(kept),
-            Ok(_) => {}
+        let kept = api.clone().with_token(token.clone());
+        match kept.me_once().await {
+            Ok(_) => return Ok(kept),
             Err(NetError::Api {
                 code: ErrorCode::Unauthorized,
                 ..
@@ -70,11 +104,16 @@ pub async fn sign_in(options: &ClientOptions) -> anyhow::Result<Api> {
             Err(e) => return Err(e.into()),
         }
     }
-    let mut api = api;
-    let session = api
-        .create_session(&options.name, options.access_code.as_deref())
-        .await
-        .context("cannot sign in")?;
+    let session = api.sign_in().await.map_err(|e| match e {
+        NetError::Api {
+            code: ErrorCode::UnknownDevice,
+            ..
+        } => anyhow::anyhow!(
+            "this device has no account on {}: create one with `hallway account create --handle NAME` (or open an invitation link), or link it from another device with `hallway account link`",
+            options.target.server
+        ),
+        e => anyhow::Error::new(e).context("cannot sign in"),
+    })?;
     if let Some(path) = &options.config_path {
         config.tokens.insert(server_key, session.token);
         if let Err(e) = config.save(path) {

@@ -8,14 +8,17 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::NetError;
+use crate::identity::{self, DeviceKey};
+use crate::protocol::handle::{Handle, handle_from_name};
 use crate::protocol::{
-    CreateRoom, CreateSession, ErrorBody, RoomDetail, RoomList, RoomSummary, ServerInfo, Session,
-    User,
+    Challenge, CreateAccount, CreateRoom, DeviceKeys, ErrorBody, ErrorCode, Invitation,
+    LinkCode, LinkDevice, Me, Profile, Reason, ReportList, RoomDetail, RoomList, RoomSummary,
+    ServerInfo, Session, SignIn, Signed, UpdateProfile,
 };
 
 /// A server's REST API, with the session token once there is one. Clones share the session:
-/// when the server has forgotten it (it restarted), the first call that finds out signs in
-/// again under the same name and every clone uses the new token.
+/// when the token is refused (expired, or the device was signed out), the first call that
+/// finds out signs in again with the device key and every clone uses the new token.
 #[derive(Debug, Clone)]
 pub struct Api {
     http: reqwest::Client,
@@ -26,9 +29,30 @@ pub struct Api {
 #[derive(Debug, Default)]
 struct SessionState {
     token: Option<String>,
-    /// Name and access code to sign in again with; set by `create_session`/`with_identity`.
-    identity: Option<(String, Option<String>)>,
+    credentials: Option<Credentials>,
 }
+
+/// Who this client is to a server: its device key, and how to make an account when the
+/// device has none there yet.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub key: Arc<DeviceKey>,
+    pub enroll: Option<Enroll>,
+}
+
+/// An account to create when the device has none on the server.
+#[derive(Debug, Clone, Default)]
+pub struct Enroll {
+    /// The handle to ask for; `None` makes one from `name` (with digits added if taken).
+    pub handle: Option<String>,
+    pub name: String,
+    pub invitation: Option<String>,
+    /// What the device is called in the account's device list.
+    pub label: String,
+}
+
+/// Handles tried when one is made from a name and the first is taken.
+const HANDLE_TRIES: usize = 5;
 
 impl Api {
     pub fn new(base: Url) -> Self {
@@ -60,12 +84,167 @@ impl Api {
         self
     }
 
-    /// Who to sign in as again if the server forgets the token.
-    pub fn with_identity(self, name: &str, access_code: Option<&str>) -> Self {
+    /// The device key to sign in with (and the account to make if it has none here).
+    pub fn with_credentials(self, credentials: Credentials) -> Self {
         if let Ok(mut session) = self.session.write() {
-            session.identity = Some((name.to_string(), access_code.map(str::to_string)));
+            session.credentials = Some(credentials);
         }
         self
+    }
+
+    fn credentials(&self) -> Option<Credentials> {
+        self.session.read().ok().and_then(|s| s.credentials.clone())
+    }
+
+    fn keep(&self, session: &Session) {
+        if let Ok(mut state) = self.session.write() {
+            state.token = Some(session.token.clone());
+        }
+    }
+
+    /// What the device signs for this server: `Host` as this client sends it.
+    fn origin(&self) -> String {
+        identity::origin_of(&self.base).unwrap_or_default()
+    }
+
+    async fn challenge(&self, key: &DeviceKey) -> Result<Signed, NetError> {
+        let challenge: Challenge = self
+            .call(self.http.post(self.url("/api/v2/challenges")))
+            .await?;
+        let signature = key.sign_in(&self.origin(), challenge.nonce.as_bytes());
+        Ok(Signed {
+            nonce: challenge.nonce,
+            signature: identity::b64(&signature),
+        })
+    }
+
+    fn device_keys(key: &DeviceKey, label: &str) -> DeviceKeys {
+        let public = key.public();
+        DeviceKeys {
+            sign_key: identity::b64(&public.sign),
+            agree_key: identity::b64(&public.agree),
+            label: label.to_string(),
+        }
+    }
+
+    /// Signs in with the device key; when the device has no account here and the
+    /// credentials say how, creates one. Keeps the token.
+    pub async fn sign_in(&self) -> Result<Session, NetError> {
+        let credentials = self.credentials().ok_or_else(|| NetError::Api {
+            status: 401,
+            code: ErrorCode::Unauthorized,
+            message: "no device key to sign in with".into(),
+        })?;
+        let signed = self.challenge(&credentials.key).await?;
+        let body = SignIn {
+            sign_key: identity::b64(&credentials.key.public().sign),
+            signed,
+        };
+        match self
+            .call::<Session>(self.http.post(self.url("/api/v2/sessions")).json(&body))
+            .await
+        {
+            Ok(session) => {
+                self.keep(&session);
+                Ok(session)
+            }
+            Err(NetError::Api {
+                code: ErrorCode::UnknownDevice,
+                ..
+            }) if credentials.enroll.is_some() => {
+                let enroll = credentials.enroll.unwrap_or_default();
+                self.enroll(&credentials.key, &enroll).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates an account for the device, making a handle from the name when none is
+    /// given (and trying a few with digits added when it is taken).
+    async fn enroll(&self, key: &DeviceKey, enroll: &Enroll) -> Result<Session, NetError> {
+        let mut tries: Vec<String> = match &enroll.handle {
+            Some(handle) => vec![handle.clone()],
+            None => (0..HANDLE_TRIES)
+                .map(|n| {
+                    let suffix = match n {
+                        0 => String::new(),
+                        n => (rand::random::<u32>() % 10u32.pow(n as u32 + 1)).to_string(),
+                    };
+                    handle_from_name(&enroll.name, &suffix).as_str().to_string()
+                })
+                .collect(),
+        };
+        tries.dedup();
+        let mut last = None;
+        for handle in tries {
+            match self
+                .create_account(key, &handle, Some(&enroll.name), enroll.invitation.as_deref(), &enroll.label)
+                .await
+            {
+                Err(NetError::Api {
+                    code: ErrorCode::HandleTaken,
+                    status,
+                    message,
+                }) if enroll.handle.is_none() => {
+                    last = Some(NetError::Api {
+                        code: ErrorCode::HandleTaken,
+                        status,
+                        message,
+                    });
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(NetError::Api {
+            status: 409,
+            code: ErrorCode::HandleTaken,
+            message: "every handle tried is taken; pick one with `hallway account create --handle`".into(),
+        }))
+    }
+
+    /// Creates an account for this device; keeps the token.
+    pub async fn create_account(
+        &self,
+        key: &DeviceKey,
+        handle: &str,
+        name: Option<&str>,
+        invitation: Option<&str>,
+        label: &str,
+    ) -> Result<Session, NetError> {
+        let signed = self.challenge(key).await?;
+        let body = CreateAccount {
+            handle: handle.to_string(),
+            name: name.map(str::to_string),
+            device: Self::device_keys(key, label),
+            invitation: invitation.map(str::to_string),
+            signed,
+        };
+        let session: Session = self
+            .call(self.http.post(self.url("/api/v2/accounts")).json(&body))
+            .await?;
+        self.keep(&session);
+        Ok(session)
+    }
+
+    /// Adds this device to the account a link code (from `link_code` on another device)
+    /// was made for; keeps the token.
+    pub async fn link_device(
+        &self,
+        key: &DeviceKey,
+        code: &str,
+        label: &str,
+    ) -> Result<Session, NetError> {
+        let signed = self.challenge(key).await?;
+        let body = LinkDevice {
+            code: code.to_string(),
+            device: Self::device_keys(key, label),
+            signed,
+        };
+        let session: Session = self
+            .call(self.http.post(self.url("/api/v2/devices")).json(&body))
+            .await?;
+        self.keep(&session);
+        Ok(session)
     }
 
     pub fn base(&self) -> &Url {
@@ -77,22 +256,11 @@ impl Api {
         self.session.read().ok().and_then(|s| s.token.clone())
     }
 
-    /// Signs in again with the kept identity; false when there is none or it failed.
+    /// Signs in again with the device key; false when there is none or it failed.
     pub async fn renew(&self) -> bool {
-        let identity = self.session.read().ok().and_then(|s| s.identity.clone());
-        let Some((name, access_code)) = identity else {
-            return false;
-        };
-        let body = CreateSession { name, access_code };
-        match self
-            .call::<Session>(self.http.post(self.url("/api/v1/sessions")).json(&body))
-            .await
-        {
-            Ok(session) => {
-                tracing::info!("the server forgot our session; signed in again");
-                if let Ok(mut state) = self.session.write() {
-                    state.token = Some(session.token);
-                }
+        match self.sign_in().await {
+            Ok(_) => {
+                tracing::info!("the token was refused; signed in again with the device key");
                 true
             }
             Err(e) => {
@@ -108,40 +276,118 @@ impl Api {
 
     /// What the server is (also a reachability check).
     pub async fn info(&self) -> Result<ServerInfo, NetError> {
-        self.call(self.http.get(self.url("/api/v1"))).await
+        self.call(self.http.get(self.url("/api/v2"))).await
     }
 
-    /// Signs in as `name`; keeps the token for later calls.
-    pub async fn create_session(
-        &mut self,
-        name: &str,
-        access_code: Option<&str>,
-    ) -> Result<Session, NetError> {
-        let body = CreateSession {
-            name: name.to_string(),
-            access_code: access_code.map(str::to_string),
-        };
-        let session: Session = self
-            .call(self.http.post(self.url("/api/v1/sessions")).json(&body))
-            .await?;
-        if let Ok(mut state) = self.session.write() {
-            state.token = Some(session.token.clone());
-            state.identity = Some((body.name, body.access_code));
-        }
-        Ok(session)
-    }
-
-    /// Who the kept token belongs to; `unauthorized` when the server no longer knows it
-    /// (no renewal here: this is how a client checks a kept token).
-    pub async fn whoami(&self) -> Result<User, NetError> {
-        self.call(self.authed(self.http.get(self.url("/api/v1/sessions/me"))))
+    /// Your account; `unauthorized` when the server no longer takes the kept token (no
+    /// renewal here: this is how a client checks a kept token).
+    pub async fn me_once(&self) -> Result<Me, NetError> {
+        self.call(self.authed(self.http.get(self.url("/api/v2/me"))))
             .await
     }
 
-    /// The rooms live now, newest first.
+    /// Your account: handle, devices, invitations left, who you follow and block.
+    pub async fn me(&self) -> Result<Me, NetError> {
+        self.call_renewing(|| self.http.get(self.url("/api/v2/me")))
+            .await
+    }
+
+    /// Changes your display name or bio.
+    pub async fn update_me(&self, change: &UpdateProfile) -> Result<Me, NetError> {
+        self.call_renewing(|| self.http.patch(self.url("/api/v2/me")).json(change))
+            .await
+    }
+
+    /// A single-use invitation link.
+    pub async fn invite(&self) -> Result<Invitation, NetError> {
+        self.call_renewing(|| self.http.post(self.url("/api/v2/invitations")))
+            .await
+    }
+
+    /// A one-time code that adds another device to your account.
+    pub async fn link_code(&self) -> Result<LinkCode, NetError> {
+        self.call_renewing(|| self.http.post(self.url("/api/v2/devices/link-codes")))
+            .await
+    }
+
+    /// Signs a device out of your account for good.
+    pub async fn revoke_device(&self, id: i64) -> Result<(), NetError> {
+        self.call_empty(|| self.http.delete(self.url(&format!("/api/v2/devices/{id}"))))
+            .await
+    }
+
+    /// Someone's profile card.
+    pub async fn profile(&self, handle: &Handle) -> Result<Profile, NetError> {
+        self.call_renewing(|| self.http.get(self.user_url(handle, "")))
+            .await
+    }
+
+    fn user_url(&self, handle: &Handle, rest: &str) -> String {
+        self.url(&format!("/api/v2/users/{}{rest}", handle.as_str()))
+    }
+
+    /// Follows (`on`) or unfollows someone.
+    pub async fn set_follow(&self, handle: &Handle, on: bool) -> Result<(), NetError> {
+        let url = self.user_url(handle, "/follow");
+        self.call_empty(|| {
+            if on {
+                self.http.put(&url)
+            } else {
+                self.http.delete(&url)
+            }
+        })
+        .await
+    }
+
+    /// Blocks (`on`) or unblocks someone.
+    pub async fn set_block(&self, handle: &Handle, on: bool) -> Result<(), NetError> {
+        let url = self.user_url(handle, "/block");
+        self.call_empty(|| {
+            if on {
+                self.http.put(&url)
+            } else {
+                self.http.delete(&url)
+            }
+        })
+        .await
+    }
+
+    /// Reports someone to the server's admins.
+    pub async fn report(&self, handle: &Handle, reason: &str) -> Result<(), NetError> {
+        let body = Reason {
+            reason: reason.to_string(),
+        };
+        let url = self.user_url(handle, "/reports");
+        self.call_empty(|| self.http.post(&url).json(&body)).await
+    }
+
+    /// Reports, newest first (admins).
+    pub async fn reports(&self) -> Result<ReportList, NetError> {
+        self.call_renewing(|| self.http.get(self.url("/api/v2/admin/reports")))
+            .await
+    }
+
+    /// Suspends an account (`Some(reason)`) or lifts its suspension (admins).
+    pub async fn suspend(&self, handle: &Handle, reason: Option<&str>) -> Result<(), NetError> {
+        let url = self.url(&format!(
+            "/api/v2/admin/users/{}/suspension",
+            handle.as_str()
+        ));
+        match reason {
+            Some(reason) => {
+                let body = Reason {
+                    reason: reason.to_string(),
+                };
+                self.call_empty(|| self.http.put(&url).json(&body)).await
+            }
+            None => self.call_empty(|| self.http.delete(&url)).await,
+        }
+    }
+
+    /// The rooms live now: with people you follow on the stage first, then newest first.
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, NetError> {
         let list: RoomList = self
-            .call_renewing(|| self.http.get(self.url("/api/v1/rooms")))
+            .call_renewing(|| self.http.get(self.url("/api/v2/rooms")))
             .await?;
         Ok(list.rooms)
     }
@@ -151,19 +397,19 @@ impl Api {
         let body = CreateRoom {
             title: title.to_string(),
         };
-        self.call_renewing(|| self.http.post(self.url("/api/v1/rooms")).json(&body))
+        self.call_renewing(|| self.http.post(self.url("/api/v2/rooms")).json(&body))
             .await
     }
 
     /// One room in full.
     pub async fn room(&self, id: &str) -> Result<RoomDetail, NetError> {
-        self.call_renewing(|| self.http.get(self.url(&format!("/api/v1/rooms/{id}"))))
+        self.call_renewing(|| self.http.get(self.url(&format!("/api/v2/rooms/{id}"))))
             .await
     }
 
     /// The WebSocket URL of a room's live session.
     pub fn live_url(&self, room: &str) -> String {
-        let http = self.url(&format!("/api/v1/rooms/{room}/live"));
+        let http = self.url(&format!("/api/v2/rooms/{room}/live"));
         match http.strip_prefix("https://") {
             Some(rest) => format!("wss://{rest}"),
             None => format!("ws://{}", http.trim_start_matches("http://")),
@@ -184,9 +430,34 @@ impl Api {
     ) -> Result<T, NetError> {
         match self.call(self.authed(make())).await {
             Err(NetError::Api {
-                code: crate::protocol::ErrorCode::Unauthorized,
+                code: ErrorCode::Unauthorized,
                 ..
             }) if self.renew().await => self.call(self.authed(make())).await,
+            other => other,
+        }
+    }
+
+    /// Like `call_renewing`, for answers without a body (204).
+    async fn call_empty(&self, make: impl Fn() -> RequestBuilder) -> Result<(), NetError> {
+        let send = || async {
+            let response = self
+                .authed(make())
+                .send()
+                .await
+                .map_err(|e| NetError::unreachable(&self.base, &e))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                decode::<serde_json::Value>(&self.base, response)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match send().await {
+            Err(NetError::Api {
+                code: ErrorCode::Unauthorized,
+                ..
+            }) if self.renew().await => send().await,
             other => other,
         }
     }

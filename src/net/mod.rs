@@ -6,7 +6,7 @@ pub mod live;
 pub mod target;
 pub mod tls;
 
-pub use api::Api;
+pub use api::{Api, Credentials, Enroll};
 pub use live::{LiveSession, NetEvent};
 pub use target::Target;
 

@@ -1,19 +1,21 @@
-//! Where to connect: a server URL, or a room link (`URL/rooms/ID`) naming a room on it.
+//! Where to connect: a server URL, a room link (`URL/rooms/ID`) naming a room on it, or an
+//! invitation link (`URL/invite/CODE`) that makes an account there.
 
 use url::Url;
 
 use super::NetError;
 
-/// A server's base URL and, from a room link, a room id.
+/// A server's base URL and, from a room link, a room id; from an invitation link, the code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub server: Url,
     pub room: Option<String>,
+    pub invitation: Option<String>,
 }
 
 impl Target {
-    /// Parses `http://host:port`, `https://host/`, `host:port` (http assumed) or a room link
-    /// `http://host:port/rooms/ID`.
+    /// Parses `http://host:port`, `https://host/`, `host:port` (http assumed), a room link
+    /// `http://host:port/rooms/ID` or an invitation link `http://host:port/invite/CODE`.
     pub fn parse(text: &str) -> Result<Self, NetError> {
         let trimmed = text.trim();
         let with_scheme = if trimmed.contains("://") {
@@ -30,15 +32,22 @@ impl Target {
             .path_segments()
             .map(|s| s.filter(|s| !s.is_empty()).map(str::to_string).collect())
             .unwrap_or_default();
-        let room = match segments.as_slice() {
-            [] => None,
-            [rooms, id] if rooms == "rooms" && !id.is_empty() => Some(id.clone()),
+        let (room, invitation) = match segments.as_slice() {
+            [] => (None, None),
+            [rooms, id] if rooms == "rooms" && !id.is_empty() => (Some(id.clone()), None),
+            [invite, code] if invite == "invite" && !code.is_empty() => {
+                (None, Some(code.clone()))
+            }
             _ => return Err(invalid()),
         };
         url.set_path("/");
         url.set_query(None);
         url.set_fragment(None);
-        Ok(Self { server: url, room })
+        Ok(Self {
+            server: url,
+            room,
+            invitation,
+        })
     }
 
     /// The link people can share to a room on a server.
@@ -64,6 +73,11 @@ mod tests {
             (t.server.as_str(), t.room.as_deref()),
             ("http://localhost:7600/", Some("abc123"))
         );
+        let t = Target::parse("http://h:7600/invite/AbC-_9").unwrap();
+        assert_eq!(
+            (t.server.as_str(), t.room, t.invitation.as_deref()),
+            ("http://h:7600/", None, Some("AbC-_9"))
+        );
         let t = Target::parse("https://rooms.example.org/rooms/x/").unwrap();
         assert_eq!(
             (t.server.as_str(), t.room.as_deref()),
@@ -78,6 +92,7 @@ mod tests {
             "ftp://host",
             "http://host/elsewhere",
             "http://host/rooms/",
+            "http://host/invite/",
             "http://",
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");

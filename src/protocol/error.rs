@@ -27,7 +27,8 @@ pub enum ErrorCode {
     NameLookalike,
     /// No `Authorization: Bearer` token, or one this server did not issue.
     Unauthorized,
-    /// The server is invite-only and the access code is missing or wrong.
+    /// Version 1 only (shared access codes were replaced by invitations); kept so the
+    /// name never means anything else.
     BadAccessCode,
     /// The action needs a role the caller does not have (e.g. moderator).
     Forbidden,
@@ -71,6 +72,38 @@ pub enum ErrorCode {
     Internal,
     /// The endpoint exists but not with this HTTP method.
     MethodNotAllowed,
+    /// The client speaks an older protocol (version 1); it must be upgraded.
+    UpgradeRequired,
+    /// A handle that is not 3 to 20 ASCII letters, digits or `_`.
+    InvalidHandle,
+    /// The handle is taken, or looks like one that is (`ada`, `ADA`, `ada` with a zero).
+    HandleTaken,
+    /// This device's key already belongs to an account: sign in instead.
+    DeviceTaken,
+    /// The server is invite-only and no invitation was given.
+    InvitationRequired,
+    /// No such invitation or link code.
+    InvitationUnknown,
+    /// The invitation or link code was already used.
+    InvitationUsed,
+    /// The invitation or link code expired.
+    InvitationExpired,
+    /// The account has no invitations left to send.
+    NoInvitationsLeft,
+    /// The sign-in challenge is unknown, used or expired: ask for a new one.
+    ChallengeExpired,
+    /// The signature over the challenge is not this device's.
+    BadSignature,
+    /// This device has no account here (or was revoked): create an account or link it.
+    UnknownDevice,
+    /// The account is suspended by an admin.
+    Suspended,
+    /// No account with that handle.
+    UnknownHandle,
+    /// An action aimed at yourself (following, blocking or reporting yourself).
+    Yourself,
+    /// The room's host or a moderator blocks you.
+    Blocked,
     /// A code from a newer server that this build does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -81,11 +114,16 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            BadRequest | MalformedJson | UnknownType | BadFrame | InvalidName | InvalidTitle => 400,
-            Unauthorized => 401,
-            BadAccessCode | Forbidden | Banned | NotAllowedToSpeak | Removed => 403,
-            RoomNotFound | UserNotFound | NotFound | RoomEnded => 404,
-            StageFull | AlreadyOnStage | NotOnStage | NotInvited | Replaced | NameLookalike => 409,
+            BadRequest | MalformedJson | UnknownType | BadFrame | InvalidName | InvalidTitle
+            | InvalidHandle | Yourself => 400,
+            Unauthorized | ChallengeExpired | BadSignature | UnknownDevice => 401,
+            BadAccessCode | Forbidden | Banned | NotAllowedToSpeak | Removed
+            | InvitationRequired | InvitationUnknown | NoInvitationsLeft | Suspended | Blocked => 403,
+            RoomNotFound | UserNotFound | NotFound | RoomEnded | UnknownHandle => 404,
+            StageFull | AlreadyOnStage | NotOnStage | NotInvited | Replaced | NameLookalike
+            | HandleTaken | DeviceTaken => 409,
+            InvitationUsed | InvitationExpired => 410,
+            UpgradeRequired => 426,
             PayloadTooLarge => 413,
             RateLimited | Abusive | SlowConsumer => 429,
             ServerFull | ServerShutdown => 503,
@@ -128,6 +166,22 @@ impl ErrorCode {
             ServerShutdown => "server_shutdown",
             Internal => "internal",
             MethodNotAllowed => "method_not_allowed",
+            UpgradeRequired => "upgrade_required",
+            InvalidHandle => "invalid_handle",
+            HandleTaken => "handle_taken",
+            DeviceTaken => "device_taken",
+            InvitationRequired => "invitation_required",
+            InvitationUnknown => "invitation_unknown",
+            InvitationUsed => "invitation_used",
+            InvitationExpired => "invitation_expired",
+            NoInvitationsLeft => "no_invitations_left",
+            ChallengeExpired => "challenge_expired",
+            BadSignature => "bad_signature",
+            UnknownDevice => "unknown_device",
+            Suspended => "suspended",
+            UnknownHandle => "unknown_handle",
+            Yourself => "yourself",
+            Blocked => "blocked",
             Unknown => "unknown",
         }
     }
@@ -151,6 +205,10 @@ mod tests {
             ErrorCode::NotAllowedToSpeak,
             ErrorCode::ServerShutdown,
             ErrorCode::SlowConsumer,
+            ErrorCode::UpgradeRequired,
+            ErrorCode::InvitationExpired,
+            ErrorCode::NoInvitationsLeft,
+            ErrorCode::Blocked,
         ] {
             let json = serde_json::to_string(&code).expect("serializes");
             assert_eq!(json, format!("\"{}\"", code.as_str()));

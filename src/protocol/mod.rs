@@ -9,6 +9,7 @@
 pub mod audio;
 pub mod control;
 pub mod error;
+pub mod handle;
 pub mod rest;
 pub mod text;
 
@@ -18,9 +19,10 @@ pub use error::ErrorCode;
 pub use rest::*;
 
 /// The protocol version this build speaks. Bumped on any incompatible change to the wire;
-/// the server announces it in `GET /api/v1` and in the room snapshot.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// the server announces it in `GET /api/v2` and in the room snapshot. Version 1 (guest
+/// sessions under `/api/v1/`) is answered with `upgrade_required`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// A user's id, unique on one server for the lifetime of the process. Also the speaker id
-/// stamped into audio frames.
+/// An account's id, unique on one server for good. Also the speaker id stamped into audio
+/// frames.
 pub type UserId = u32;

@@ -1,10 +1,13 @@
-//! Bodies of the REST API under `/api/v1/`, and the room views shared with the WebSocket.
+//! Bodies of the REST API under `/api/v2/`, and the room views shared with the WebSocket.
+//!
+//! Keys, nonces, signatures and secret codes travel as base64url without padding
+//! ([`crate::identity::b64`]); times are Unix milliseconds.
 
 use serde::{Deserialize, Serialize};
 
 use super::{ErrorCode, UserId};
 
-/// `GET /api/v1`: what this server is and speaks.
+/// `GET /api/v2`: what this server is and speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerInfo {
     /// Always `"hallway"`.
@@ -13,25 +16,77 @@ pub struct ServerInfo {
     pub version: String,
     /// The wire protocol version, [`super::PROTOCOL_VERSION`].
     pub protocol_version: u32,
-    /// True when `POST /api/v1/sessions` needs an access code.
+    /// True when creating an account needs an invitation.
     pub invite_only: bool,
 }
 
-/// `POST /api/v1/sessions` request.
+/// `POST /api/v2/challenges` response: a nonce to sign, once, within `expires_in_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreateSession {
-    /// The display name, 1 to 32 characters.
-    pub name: String,
-    /// Needed when the server is invite-only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_code: Option<String>,
+pub struct Challenge {
+    pub nonce: String,
+    pub expires_in_ms: u64,
 }
 
-/// `POST /api/v1/sessions` response.
+/// A device's public keys, as its owner registers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceKeys {
+    /// Ed25519 public key: signs sign-in challenges.
+    pub sign_key: String,
+    /// X25519 public key: receives room keys in end-to-end encrypted rooms.
+    pub agree_key: String,
+    /// What the owner calls the device (e.g. its host name), at most 40 characters.
+    #[serde(default)]
+    pub label: String,
+}
+
+/// A challenge answered: the nonce from `POST /api/v2/challenges` and the device's
+/// signature over `"hallway-signin-v2\n" ‖ HOST ‖ "\n" ‖ nonce`, where `HOST` is the
+/// request's `Host` header ([`crate::identity::signin_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    pub nonce: String,
+    pub signature: String,
+}
+
+/// `POST /api/v2/accounts` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateAccount {
+    /// `ada` or `@ada`: ASCII letters, digits and `_`, 3 to 20 characters.
+    pub handle: String,
+    /// The display name; the handle when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub device: DeviceKeys,
+    /// An invitation code; required by an invite-only server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation: Option<String>,
+    #[serde(flatten)]
+    pub signed: Signed,
+}
+
+/// `POST /api/v2/sessions` request: sign in with a device already on an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignIn {
+    pub sign_key: String,
+    #[serde(flatten)]
+    pub signed: Signed,
+}
+
+/// `POST /api/v2/devices` request: add this device to an account with a link code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkDevice {
+    pub code: String,
+    pub device: DeviceKeys,
+    #[serde(flatten)]
+    pub signed: Signed,
+}
+
+/// The answer to creating an account, signing in or linking a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// Bearer token for every later request.
     pub token: String,
+    pub expires_at_ms: u64,
     pub user: User,
 }
 
@@ -39,10 +94,116 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
+    /// Unique on the server, without `@`.
+    pub handle: String,
     pub name: String,
 }
 
-/// `POST /api/v1/rooms` request.
+/// One of an account's devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub id: i64,
+    pub label: String,
+    pub sign_key: String,
+    pub agree_key: String,
+    /// A short form of the signing key to compare aloud.
+    pub fingerprint: String,
+    pub created_at_ms: u64,
+    pub last_seen_ms: u64,
+    /// The device this request came from.
+    #[serde(default)]
+    pub current: bool,
+}
+
+/// `GET /api/v2/me`: your account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub user: User,
+    pub bio: String,
+    pub admin: bool,
+    /// `None` when unlimited.
+    pub invitations_left: Option<u32>,
+    pub devices: Vec<DeviceInfo>,
+    /// Everyone you follow.
+    pub following: Vec<UserId>,
+    /// Everyone you block: the client hides their audio, hands and chat.
+    pub blocking: Vec<UserId>,
+}
+
+/// `PATCH /api/v2/me` request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// At most 160 characters, one paragraph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bio: Option<String>,
+}
+
+/// `GET /api/v2/users/{handle}`: someone's profile as you see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub user: User,
+    pub bio: String,
+    pub joined_at_ms: u64,
+    /// The handle of who invited them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited_by: Option<String>,
+    pub followers: u64,
+    pub following: u64,
+    /// You follow them.
+    pub followed: bool,
+    /// You block them.
+    pub blocked: bool,
+    /// Their devices' fingerprints.
+    pub fingerprints: Vec<String>,
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// `POST /api/v2/invitations` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub code: String,
+    /// `SERVER/invite/CODE`: what a newcomer passes to `hallway --server`.
+    pub url: String,
+    pub expires_at_ms: u64,
+    /// `None` when unlimited.
+    pub invitations_left: Option<u32>,
+}
+
+/// `POST /api/v2/devices/link-codes` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkCode {
+    pub code: String,
+    pub expires_at_ms: u64,
+}
+
+/// `POST /api/v2/users/{handle}/reports` and `POST /api/v2/admin/users/{handle}/suspension`
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// 1 to 500 characters.
+    pub reason: String,
+}
+
+/// One report, as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportInfo {
+    pub id: i64,
+    pub reporter: String,
+    pub reported: String,
+    pub reason: String,
+    pub created_at_ms: u64,
+}
+
+/// `GET /api/v2/admin/reports` response, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportList {
+    pub reports: Vec<ReportInfo>,
+}
+
+/// `POST /api/v2/rooms` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateRoom {
     /// The room's title, 1 to 100 characters.
@@ -79,6 +240,7 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Participant {
     pub id: UserId,
+    pub handle: String,
     pub name: String,
     pub role: Role,
     /// Meaningful on the stage; listeners are always muted.
@@ -107,13 +269,14 @@ fn is_false(b: &bool) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageMember {
     pub id: UserId,
+    pub handle: String,
     pub name: String,
     pub role: Role,
     pub muted: bool,
     pub speaking: bool,
 }
 
-/// A live room as the directory lists it (`GET /api/v1/rooms`).
+/// A live room as the directory lists it (`GET /api/v2/rooms`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSummary {
     /// Short random id, also used in room links.
@@ -130,15 +293,19 @@ pub struct RoomSummary {
     /// Someone in the room is recording it.
     #[serde(default)]
     pub recording: bool,
+    /// Someone the viewer follows is on the stage (in `GET /api/v2/rooms` with a token).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub followed: bool,
 }
 
-/// `GET /api/v1/rooms` response.
+/// `GET /api/v2/rooms` response: with a token, rooms with people you follow on the stage
+/// first; newest first within each part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomList {
     pub rooms: Vec<RoomSummary>,
 }
 
-/// A room in full (`GET /api/v1/rooms/{id}` and the WebSocket snapshot).
+/// A room in full (`GET /api/v2/rooms/{id}` and the WebSocket snapshot).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomDetail {
     #[serde(flatten)]

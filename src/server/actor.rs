@@ -52,8 +52,15 @@ pub enum RoomCommand {
         connection: u64,
         frame: AudioFrame,
     },
-    /// The whole room, for `GET /api/v1/rooms/{id}`.
+    /// The whole room, for `GET /api/v2/rooms/{id}`.
     Describe { reply: oneshot::Sender<RoomDetail> },
+    /// The server puts someone out of the room for good (a moderator blocked them, an admin
+    /// suspended them); nothing happens if they are not in it.
+    Expel {
+        user: UserId,
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// The room's end of one connection.
@@ -255,6 +262,14 @@ impl RoomActor {
             }
             RoomCommand::Describe { reply } => {
                 let _ = reply.send(self.room.detail());
+            }
+            RoomCommand::Expel {
+                user,
+                code,
+                message,
+            } => {
+                let out = self.room.expel(user, code, message, unix_ms());
+                self.deliver(out);
             }
             RoomCommand::Join { user, peer, reply } => match self
                 .admission(&user, peer.addr)

@@ -1,16 +1,17 @@
 //! The REST API and the WebSocket upgrade: routes, authentication, validation and errors;
 //! and serving one accepted connection (TLS, HTTP/1.1, the upgrade) with its deadlines.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -21,13 +22,12 @@ use super::actor::{self, RoomCommand, RoomHandle};
 use super::addr::AddrKey;
 use super::budget::Spend;
 use super::listener::{ConnGuard, Tracked};
-use super::rate::TokenBucket;
 use super::room::{Refusal, Room};
-use super::{SessionEntry, Shared, connection, monotonic_ms, next_user_id, unix_ms};
+use super::{SessionEntry, Shared, accounts, connection, monotonic_ms, unix_ms};
 use crate::protocol::text::{self, TextKind};
 use crate::protocol::{
-    CreateRoom, CreateSession, ErrorBody, ErrorCode, ErrorDetail, PROTOCOL_VERSION, RoomDetail,
-    RoomList, ServerInfo, Session, User,
+    CreateRoom, ErrorBody, ErrorCode, ErrorDetail, PROTOCOL_VERSION, RoomDetail, RoomList,
+    RoomSummary, ServerInfo, UserId,
 };
 
 /// Request bodies are small JSON objects; anything larger is refused with 413.
@@ -54,16 +54,17 @@ pub fn router(shared: Arc<Shared>, surface: Surface) -> Router {
             .with_state(shared);
     }
     let mut router = Router::new().route("/healthz", healthz);
-    if shared.config.metrics_listen.is_none() && shared.config.access_code.is_none() {
+    if shared.config.metrics_listen.is_none() && !shared.config.invite_only {
         router = router.route("/metrics", get(metrics));
     }
     router
-        .route("/api/v1", get(server_info))
-        .route("/api/v1/sessions", post(create_session))
-        .route("/api/v1/sessions/me", get(whoami))
-        .route("/api/v1/rooms", get(list_rooms).post(create_room))
-        .route("/api/v1/rooms/{id}", get(get_room))
-        .route("/api/v1/rooms/{id}/live", get(live))
+        .route("/api/v1", any(upgrade_required))
+        .route("/api/v1/{*rest}", any(upgrade_required))
+        .route("/api/v2", get(server_info))
+        .route("/api/v2/rooms", get(list_rooms).post(create_room))
+        .route("/api/v2/rooms/{id}", get(get_room))
+        .route("/api/v2/rooms/{id}/live", get(live))
+        .merge(accounts::routes())
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,
@@ -167,7 +168,7 @@ pub struct Client {
 }
 
 impl Client {
-    fn key(&self) -> AddrKey {
+    pub(crate) fn key(&self) -> AddrKey {
         AddrKey::of(self.addr)
     }
 }
@@ -193,7 +194,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -235,7 +236,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The signed-in user of a request (`Authorization: Bearer TOKEN`).
-pub struct Authed(Arc<SessionEntry>);
+pub struct Authed(pub Arc<SessionEntry>);
 
 impl FromRequestParts<Arc<Shared>> for Authed {
     type Rejection = ApiError;
@@ -247,18 +248,22 @@ impl FromRequestParts<Arc<Shared>> for Authed {
             .and_then(|v| v.to_str().ok());
         let Some(token) = header.and_then(bearer_token) else {
             return Err(unauthorized(
-                "send `Authorization: Bearer TOKEN`; get a token from POST /api/v1/sessions",
+                "send `Authorization: Bearer TOKEN`; sign in with POST /api/v2/sessions",
             ));
         };
-        let sessions = shared.sessions.read().map_err(|_| internal())?;
-        match sessions.get(token) {
-            Some(entry) => {
+        let hash = crate::identity::sha256(token.as_bytes());
+        let cached = shared
+            .sessions
+            .read()
+            .map_err(|_| internal())?
+            .get(&hash)
+            .cloned();
+        match cached {
+            Some(entry) if entry.expires_ms > unix_ms() => {
                 entry.last_used_ms.store(monotonic_ms(), Ordering::Relaxed);
-                Ok(Self(entry.clone()))
+                Ok(Self(entry))
             }
-            None => Err(unauthorized(
-                "unknown token (the server may have restarted); create a new session",
-            )),
+            _ => accounts::session_from_store(shared, token).await.map(Self),
         }
     }
 }
@@ -293,11 +298,11 @@ impl FromRequestParts<Arc<Shared>> for MaybeAuthed {
     }
 }
 
-fn unauthorized(message: &str) -> ApiError {
+pub(crate) fn unauthorized(message: &str) -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, message)
 }
 
-fn internal() -> ApiError {
+pub(crate) fn internal() -> ApiError {
     ApiError::new(ErrorCode::Internal, "internal error; try again")
 }
 
@@ -316,12 +321,22 @@ async fn server_info(State(shared): SharedState) -> Json<ServerInfo> {
         server: "hallway".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         protocol_version: PROTOCOL_VERSION,
-        invite_only: shared.config.access_code.is_some(),
+        invite_only: shared.config.invite_only,
     })
 }
 
+/// Every version-1 path: guest sessions are gone, and the client must be upgraded.
+async fn upgrade_required() -> ApiError {
+    ApiError::new(
+        ErrorCode::UpgradeRequired,
+        format!(
+            "this server speaks Hallway protocol version {PROTOCOL_VERSION} (accounts on device keys); please upgrade your client"
+        ),
+    )
+}
+
 /// A name or title as the server keeps it (see [`crate::protocol::text::clean_name`]).
-fn clean_text(text: &str, max: usize, what: TextKind) -> Result<String, ApiError> {
+pub(crate) fn clean_text(text: &str, max: usize, what: TextKind) -> Result<String, ApiError> {
     text::clean_name(text, max, what).map_err(|e| {
         let code = match what {
             TextKind::DisplayName => ErrorCode::InvalidName,
@@ -331,105 +346,27 @@ fn clean_text(text: &str, max: usize, what: TextKind) -> Result<String, ApiError
     })
 }
 
-async fn create_session(
-    State(shared): SharedState,
-    client: Client,
-    body: Result<Json<CreateSession>, JsonRejection>,
-) -> Result<Json<Session>, ApiError> {
-    let Json(request) = body?;
-    let limits = &shared.config.limits;
-    if !shared.budgets.try_spend(client.key(), Spend::Session) {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "too many new sessions from your address (at most {} a minute); wait a minute, or reuse the token you have",
-                limits.address.sessions_per_minute
-            ),
-        ));
-    }
-    if let Some(code) = &shared.config.access_code {
-        check_access_code(&shared, &client, code, request.access_code.as_deref())?;
-    }
-    let name = clean_text(&request.name, limits.max_name_chars, TextKind::DisplayName)?;
-    let token = new_token();
-    let user = User {
-        id: next_user_id(&shared),
-        name,
-    };
-    let entry = Arc::new(SessionEntry {
-        user: user.clone(),
-        room_bucket: Mutex::new(TokenBucket::new(
-            limits.rooms_per_minute / 60.0,
-            limits.rooms_per_minute,
-        )),
-        last_used_ms: monotonic_ms().into(),
-        live: 0.into(),
-    });
-    let inserted = shared.sessions.write().map_err(|_| internal())?.insert(
-        token.clone(),
-        entry,
-        limits.max_sessions,
-    );
-    if !inserted {
-        return Err(ApiError::new(
-            ErrorCode::ServerFull,
-            "this server has too many people in rooms; try again later",
-        ));
-    }
-    shared.metrics.sessions.inc();
-    Ok(Json(Session { token, user }))
-}
-
-/// Compares an access code in constant time, after the address's back-off allows a try;
-/// counts and logs the failures (the first of a burst at once, the rest when it ends).
-fn check_access_code(
-    shared: &Shared,
-    client: &Client,
-    code: &str,
-    given: Option<&str>,
-) -> Result<(), ApiError> {
-    use subtle::ConstantTimeEq;
-    let key = client.key();
-    if let Err(locked) = shared.budgets.code_allowed(key) {
-        shared.metrics.access_code_failures.inc();
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "too many wrong access codes from your address; try again in {} s",
-                locked.retry_after.as_secs().max(1)
-            ),
-        ));
-    }
-    // `ct_eq` on slices of different lengths returns at once: the length of the code is
-    // not a secret worth a hash, its bytes are.
-    let right = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(code.as_bytes())));
-    if shared.budgets.code_attempt(key, right) {
-        tracing::warn!(addr = %key, "wrong access code (more from this address are counted, and logged when they stop)");
-    }
-    if right {
-        return Ok(());
-    }
-    shared.metrics.access_code_failures.inc();
-    Err(ApiError::new(
-        ErrorCode::BadAccessCode,
-        "this server is invite-only: ask its host for the access code",
-    ))
-}
-
-/// Who a token belongs to: lets a client check a kept token is still good.
-async fn whoami(Authed(session): Authed) -> Json<User> {
-    Json(session.user.clone())
-}
-
 async fn list_rooms(
     State(shared): SharedState,
     auth: MaybeAuthed,
 ) -> Result<Json<RoomList>, ApiError> {
-    if shared.config.access_code.is_some() && auth.0.is_none() {
+    if shared.config.invite_only && auth.0.is_none() {
         return Err(unauthorized(
-            "this server is invite-only: create a session with its access code first",
+            "this server is invite-only: sign in first (an invitation makes an account)",
         ));
     }
+    let following: HashSet<UserId> = match &auth.0 {
+        Some(Authed(session)) => {
+            let id = session.user.id;
+            shared
+                .store
+                .call(move |s| s.following(id))
+                .await?
+                .into_iter()
+                .collect()
+        }
+        None => HashSet::new(),
+    };
     let mut rooms: Vec<_> = {
         let rooms = shared.rooms.read().map_err(|_| internal())?;
         rooms
@@ -437,13 +374,22 @@ async fn list_rooms(
             .map(|handle| handle.summary.borrow().clone())
             .collect()
     };
-    // Newest first, as a hallway lists what just went live at the top.
+    order_rooms(&mut rooms, &following);
+    Ok(Json(RoomList { rooms }))
+}
+
+/// Rooms with someone `following` lists on the stage first (marked `followed`), then the
+/// rest; newest first within each, as a hallway lists what just went live at the top.
+pub fn order_rooms(rooms: &mut [RoomSummary], following: &HashSet<UserId>) {
+    for room in rooms.iter_mut() {
+        room.followed = room.speakers.iter().any(|s| following.contains(&s.id));
+    }
     rooms.sort_by(|a, b| {
-        b.created_at_ms
-            .cmp(&a.created_at_ms)
+        b.followed
+            .cmp(&a.followed)
+            .then_with(|| b.created_at_ms.cmp(&a.created_at_ms))
             .then_with(|| a.id.cmp(&b.id))
     });
-    Ok(Json(RoomList { rooms }))
 }
 
 async fn create_room(
@@ -524,9 +470,9 @@ async fn get_room(
     auth: MaybeAuthed,
     Path(id): Path<String>,
 ) -> Result<Json<RoomDetail>, ApiError> {
-    if shared.config.access_code.is_some() && auth.0.is_none() {
+    if shared.config.invite_only && auth.0.is_none() {
         return Err(unauthorized(
-            "this server is invite-only: create a session with its access code first",
+            "this server is invite-only: sign in first (an invitation makes an account)",
         ));
     }
     let handle = room_handle(&shared, &id)?;
@@ -565,6 +511,28 @@ async fn live(
     }
     let peer = client.addr;
     let handle = room_handle(&shared, &id)?;
+    // A person blocked by the room's host or a moderator stays out.
+    let moderators: Vec<UserId> = handle
+        .summary
+        .borrow()
+        .speakers
+        .iter()
+        .filter(|s| s.role.is_moderator() && s.id != session.user.id)
+        .map(|s| s.id)
+        .collect();
+    if !moderators.is_empty() {
+        let me = session.user.id;
+        let blockers = shared
+            .store
+            .call(move |s| s.blocked_by(me, &moderators))
+            .await?;
+        if !blockers.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::Blocked,
+                "the host or a moderator of this room blocks you; pick another room",
+            ));
+        }
+    }
     let (reply, answer) = oneshot::channel();
     let gone = || ApiError::new(ErrorCode::RoomNotFound, format!("room {id:?} has ended"));
     handle
@@ -658,12 +626,6 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// A bearer token: 256 random bits, hex.
-fn new_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A short room id for links: 8 characters from an alphabet without look-alikes (about 40 bits).

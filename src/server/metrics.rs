@@ -13,8 +13,10 @@ pub struct Metrics {
     pub rooms: Gauge,
     /// Open WebSocket connections.
     pub connections: Gauge,
-    /// Sessions issued.
+    /// Sessions issued (sign-ins).
     pub sessions: Counter,
+    /// Accounts created.
+    pub accounts: Counter,
     /// Audio frames received from speakers and accepted.
     pub audio_frames_in: Counter,
     /// Audio frames queued to receivers.
@@ -29,7 +31,8 @@ pub struct Metrics {
     pub errors: Counter,
     /// Connections closed because they could not keep up.
     pub slow_disconnects: Counter,
-    /// Wrong access codes, and attempts refused while an address was locked out.
+    /// Wrong invitation and link codes, bad sign-in signatures, and attempts refused while an
+    /// address was locked out.
     pub access_code_failures: Counter,
     /// TCP connections closed at accept: their address held its limit, or the server was full.
     pub connections_refused: Counter,
@@ -41,6 +44,7 @@ impl Metrics {
         let rooms = Gauge::default();
         let connections = Gauge::default();
         let sessions = Counter::default();
+        let accounts = Counter::default();
         let audio_frames_in = Counter::default();
         let audio_frames_out = Counter::default();
         let audio_frames_dropped = Counter::default();
@@ -56,7 +60,8 @@ impl Metrics {
             "Open WebSocket connections",
             connections.clone(),
         );
-        registry.register("sessions", "Sessions issued", sessions.clone());
+        registry.register("sessions", "Sessions issued (sign-ins)", sessions.clone());
+        registry.register("accounts", "Accounts created", accounts.clone());
         registry.register(
             "audio_frames_in",
             "Audio frames accepted from speakers",
@@ -94,7 +99,7 @@ impl Metrics {
         );
         registry.register(
             "access_code_failures",
-            "Wrong access codes, and attempts refused during a lock-out",
+            "Wrong invitation or link codes, bad sign-in signatures, and attempts refused during a lock-out",
             access_code_failures.clone(),
         );
         registry.register(
@@ -107,6 +112,7 @@ impl Metrics {
             rooms,
             connections,
             sessions,
+            accounts,
             audio_frames_in,
             audio_frames_out,
             audio_frames_dropped,

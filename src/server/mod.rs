@@ -6,6 +6,7 @@
 //! The room actor's command channel is the seam where a cluster backbone could carry rooms
 //! across servers later: nothing else touches room state.
 
+mod accounts;
 mod actor;
 pub mod addr;
 pub mod budget;
@@ -16,6 +17,7 @@ pub mod metrics;
 mod outgoing;
 mod rate;
 pub mod room;
+pub mod store;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::protocol::User;
+use store::{AccountId, DeviceId, SecretHash, Store};
 pub use addr::TrustedProxies;
 pub use budget::AddressLimits;
 pub use listener::Timeouts;
@@ -47,8 +50,16 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7600";
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// When set, `POST /api/v1/sessions` needs this code and listing rooms needs a token.
-    pub access_code: Option<String>,
+    /// Creating an account needs an invitation, and everything but the invitation page
+    /// needs a token.
+    pub invite_only: bool,
+    /// Invitations each new member may send (admins are unlimited).
+    pub invitation_quota: u32,
+    /// Where accounts are kept.
+    pub data: DataLocation,
+    /// The address people reach the server at (for invitation links), when it is not what
+    /// their requests' `Host` header says (behind a proxy that rewrites it).
+    pub public_url: Option<String>,
     pub limits: Limits,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
     pub trusted_proxies: TrustedProxies,
@@ -59,6 +70,25 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// Where the server keeps accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataLocation {
+    /// A SQLite file, created if missing.
+    File(std::path::PathBuf),
+    /// Memory only, gone with the process (the embedded demo server).
+    Memory,
+}
+
+impl DataLocation {
+    /// `$XDG_DATA_HOME/hallway/server.db`, or `./hallway-server.db` without a home.
+    pub fn default_file() -> Self {
+        let path = directories::ProjectDirs::from("", "", "hallway")
+            .map(|dirs| dirs.data_dir().join("server.db"))
+            .unwrap_or_else(|| "hallway-server.db".into());
+        Self::File(path)
+    }
+}
+
 /// Limits that keep one client from hurting the others. Each is answered with its error code.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -67,7 +97,7 @@ pub struct Limits {
     pub max_name_chars: usize,
     /// Room titles, in characters.
     pub max_title_chars: usize,
-    /// Sessions the server keeps (each is a small entry until restart).
+    /// Signed-in sessions the server keeps in memory (more are looked up in the store).
     pub max_sessions: usize,
     /// Live rooms on the server.
     pub max_rooms: usize,
@@ -107,7 +137,7 @@ pub struct Limits {
     pub address: AddressLimits,
     /// How long a peer may stall.
     pub timeouts: Timeouts,
-    /// A session not used for this long (and not in a room) is forgotten.
+    /// A session not used for this long (and not in a room) leaves the memory cache.
     pub session_idle: Duration,
 }
 
@@ -143,7 +173,10 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7600)),
-            access_code: None,
+            invite_only: false,
+            invitation_quota: 3,
+            data: DataLocation::Memory,
+            public_url: None,
             limits: Limits::default(),
             trusted_proxies: TrustedProxies::default(),
             tls: None,
@@ -168,12 +201,23 @@ pub enum ServerError {
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The database could not be opened; it was left as it was.
+    #[error(transparent)]
+    Data(#[from] store::sqlite::OpenError),
+    /// The store could not start or answer.
+    #[error("the account store failed: {0}")]
+    Store(#[from] store::StoreError),
 }
 
-/// A signed-in user and their per-user limits.
+/// A signed-in device of an account, and the account's per-session limits.
 pub(crate) struct SessionEntry {
     pub user: User,
+    pub device: DeviceId,
+    pub admin: bool,
+    /// When the token stops being good (Unix ms).
+    pub expires_ms: u64,
     pub room_bucket: Mutex<rate::TokenBucket>,
+    pub report_bucket: Mutex<rate::TokenBucket>,
     /// When the token was last presented, on [`monotonic_ms`]'s clock.
     pub last_used_ms: AtomicU64,
     /// Live WebSocket connections: a session in a room is never forgotten.
@@ -181,27 +225,40 @@ pub(crate) struct SessionEntry {
 }
 
 impl SessionEntry {
+    /// Spends one report: 5 in a burst, then one every two minutes.
+    pub fn take_report(&self) -> bool {
+        self.report_bucket
+            .lock()
+            .map(|mut b| b.try_take())
+            .unwrap_or(false)
+    }
+
     fn idle_since_ms(&self) -> Option<u64> {
         (self.live.load(Ordering::Relaxed) == 0).then(|| self.last_used_ms.load(Ordering::Relaxed))
     }
 }
 
-/// Every session, by token. At the global cap the session unused for longest (and not in
+/// The signed-in sessions in memory, by the token's hash: a cache of the store. At the global cap the session unused for longest (and not in
 /// a room) gives way; with per-address rate limits in front, one address cannot push out
 /// more than its own budget.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    by_token: HashMap<String, Arc<SessionEntry>>,
+    by_token: HashMap<SecretHash, Arc<SessionEntry>>,
 }
 
 impl Sessions {
-    pub fn get(&self, token: &str) -> Option<&Arc<SessionEntry>> {
+    pub fn get(&self, token: &SecretHash) -> Option<&Arc<SessionEntry>> {
         self.by_token.get(token)
+    }
+
+    /// Forgets every session `which` picks (a revoked device, a suspended account).
+    pub fn forget(&mut self, which: impl Fn(&SessionEntry) -> bool) {
+        self.by_token.retain(|_, e| !which(e));
     }
 
     /// Adds a session; when `max` are held, forgets the idlest first. False when every
     /// session is in a room.
-    pub fn insert(&mut self, token: String, entry: Arc<SessionEntry>, max: usize) -> bool {
+    pub fn insert(&mut self, token: SecretHash, entry: Arc<SessionEntry>, max: usize) -> bool {
         if self.by_token.len() >= max {
             let idlest = self
                 .by_token
@@ -241,8 +298,9 @@ pub(crate) struct Shared {
     pub config: ServerConfig,
     pub metrics: Metrics,
     pub sessions: RwLock<Sessions>,
+    pub store: Store,
+    pub challenges: Mutex<accounts::Challenges>,
     pub rooms: RwLock<HashMap<String, actor::RoomHandle>>,
-    pub next_user: AtomicU32,
     pub next_connection: AtomicU64,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
@@ -256,12 +314,29 @@ pub struct Server {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     tls: Option<Arc<tls::Tls>>,
+    owner_code: Option<String>,
 }
 
 impl Server {
     /// Binds the listen address (port 0 picks a free port), loads the TLS certificate and
     /// raises the open-file limit.
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+        // The database first: a server that cannot keep accounts does not start, and
+        // does not take the port either.
+        let backend = match &config.data {
+            DataLocation::File(path) => store::sqlite::SqliteBackend::open(path)?,
+            DataLocation::Memory => store::sqlite::SqliteBackend::in_memory()?,
+        };
+        let store = Store::spawn(Box::new(backend))?;
+        let owner_code = if config.invite_only && !store.call(|s| s.has_admin()).await? {
+            let code = crate::identity::random_code(16);
+            let hash = crate::identity::sha256(code.as_bytes());
+            let now = unix_ms();
+            store.call(move |s| s.set_owner_code(&hash, now)).await?;
+            Some(code)
+        } else {
+            None
+        };
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -285,8 +360,9 @@ impl Server {
             config,
             metrics: Metrics::new(),
             sessions: RwLock::new(Sessions::default()),
+            store,
+            challenges: Mutex::new(accounts::Challenges::default()),
             rooms: RwLock::new(HashMap::new()),
-            next_user: AtomicU32::new(1),
             next_connection: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -296,6 +372,7 @@ impl Server {
             listener,
             metrics_listener,
             tls,
+            owner_code,
         })
     }
 
@@ -309,6 +386,13 @@ impl Server {
         self.metrics_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
+    }
+
+    /// On an invite-only server without an admin yet: the one-time code that makes its user
+    /// the owner (an admin). Each start without an admin makes a new one and retires the
+    /// last.
+    pub fn owner_code(&self) -> Option<&str> {
+        self.owner_code.as_deref()
     }
 
     /// Whether the server speaks TLS.
@@ -474,6 +558,76 @@ pub fn monotonic_ms() -> u64 {
         .as_millis() as u64
 }
 
-pub(crate) fn next_user_id(shared: &Shared) -> u32 {
-    shared.next_user.fetch_add(1, Ordering::Relaxed)
+impl Shared {
+    /// Keeps a signed-in session in memory.
+    pub(crate) fn cache_session(
+        &self,
+        token: SecretHash,
+        account: &store::Account,
+        device: DeviceId,
+        expires_ms: u64,
+    ) -> Result<Arc<SessionEntry>, http::ApiError> {
+        let limits = &self.config.limits;
+        let entry = Arc::new(SessionEntry {
+            user: User {
+                id: account.id,
+                handle: account.handle.clone(),
+                name: account.name.clone(),
+            },
+            device,
+            admin: account.admin,
+            expires_ms,
+            room_bucket: Mutex::new(rate::TokenBucket::new(
+                limits.rooms_per_minute / 60.0,
+                limits.rooms_per_minute,
+            )),
+            report_bucket: Mutex::new(rate::TokenBucket::new(1.0 / 120.0, 5.0)),
+            last_used_ms: monotonic_ms().into(),
+            live: 0.into(),
+        });
+        let inserted = self
+            .sessions
+            .write()
+            .map_err(|_| http::internal())?
+            .insert(token, entry.clone(), limits.max_sessions);
+        if !inserted {
+            return Err(http::ApiError::new(
+                crate::protocol::ErrorCode::ServerFull,
+                "this server has too many people in rooms; try again later",
+            ));
+        }
+        self.metrics.sessions.inc();
+        Ok(entry)
+    }
+
+    /// Forgets cached sessions (the store has already forgotten their tokens).
+    pub(crate) fn forget_sessions(&self, which: impl Fn(&SessionEntry) -> bool) {
+        if let Ok(mut sessions) = self.sessions.write() {
+            sessions.forget(which);
+        }
+    }
+
+    /// A changed display name reaches the cached sessions (rooms keep the name they
+    /// joined with until the person rejoins).
+    pub(crate) fn update_cached_user(&self, user: &User) {
+        let id: AccountId = user.id;
+        if let Ok(mut sessions) = self.sessions.write() {
+            // Entries are shared with live connections; a new entry per token carries
+            // the new name for the next request.
+            sessions.forget(|e| e.user.id == id);
+        }
+    }
+
+    /// The server's base URL as people reach it: `--public-url`, else from the request.
+    pub(crate) fn public_base(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(url) = &self.config.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let scheme = if self.config.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}")
+    }
 }

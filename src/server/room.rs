@@ -114,6 +114,7 @@ pub enum AudioVerdict {
 
 #[derive(Debug, Clone)]
 struct Member {
+    handle: String,
     name: String,
     role: Role,
     muted: bool,
@@ -326,6 +327,7 @@ impl Room {
         let listed = role.on_stage() || self.listed_listeners() < self.limits.listed_audience;
         self.seq += 1;
         let member = Member {
+            handle: user.handle.clone(),
             name: user.name.clone(),
             role,
             muted: true,
@@ -362,6 +364,24 @@ impl Room {
 
     /// `user` is gone: they left, their connection dropped, or they were removed.
     /// Hands the host role over and ends the room when that is what the rules say.
+    /// The server puts `user` out for good (blocked by a moderator, suspended): banned, told
+    /// why, and gone as if removed. Nothing but the ban when they are not here.
+    pub fn expel(
+        &mut self,
+        user: UserId,
+        code: ErrorCode,
+        message: String,
+        now_ms: u64,
+    ) -> Vec<Delivery> {
+        self.banned.insert(user);
+        if !self.members.contains_key(&user) {
+            return Vec::new();
+        }
+        let mut out = vec![Delivery::Disconnect(user, code, message)];
+        out.extend(self.depart(user, LeaveReason::Removed, now_ms));
+        out
+    }
+
     pub fn depart(&mut self, user: UserId, reason: LeaveReason, now_ms: u64) -> Vec<Delivery> {
         let Some(member) = self.members.remove(&user) else {
             return Vec::new();
@@ -885,6 +905,7 @@ impl Room {
         let host = self.host().and_then(|id| {
             self.members.get(&id).map(|m| User {
                 id,
+                handle: m.handle.clone(),
                 name: m.name.clone(),
             })
         });
@@ -892,12 +913,14 @@ impl Room {
             id: self.id.clone(),
             title: self.title.clone(),
             host,
+            followed: false,
             speakers: stage
                 .iter()
                 .filter_map(|&id| {
                     let m = self.members.get(&id)?;
                     Some(StageMember {
                         id,
+                        handle: m.handle.clone(),
                         name: m.name.clone(),
                         role: m.role,
                         muted: m.muted,
@@ -966,6 +989,7 @@ impl Room {
         let m = self.members.get(&id)?;
         Some(Participant {
             id,
+            handle: m.handle.clone(),
             name: m.name.clone(),
             role: m.role,
             muted: m.muted,
@@ -1002,6 +1026,7 @@ impl Room {
         // Callers look the member up first; a missing one is a bug in this file, and a
         // placeholder keeps the server up instead of panicking.
         self.members.entry(id).or_insert_with(|| Member {
+            handle: String::new(),
             name: String::new(),
             role: Role::Listener,
             muted: true,
@@ -1244,7 +1269,11 @@ mod tests {
 
     fn user(id: UserId) -> User {
         let name = ["", "host", "ada", "bob", "cy", "dee", "eve"][id as usize].to_string();
-        User { id, name }
+        User {
+            id,
+            handle: name.clone(),
+            name,
+        }
     }
 
     /// A room with the host and Ada and Bob in the audience.

@@ -1,0 +1,957 @@
+//! The embedded store: one SQLite file (the bundled SQLite, so every machine runs the same
+//! version).
+//!
+//! - **Durability.** WAL with `synchronous = NORMAL`: a commit is in the write-ahead log
+//!   before the call returns, so killing the process (even `kill -9`) loses nothing
+//!   committed; a power cut may lose the last commits since a checkpoint, never corrupt.
+//! - **Opening touches nothing it cannot read.** An existing file is checked (`quick_check`)
+//!   and its schema version compared before anything is written: a corrupt, foreign,
+//!   read-only or newer file is refused with a message, unchanged.
+//! - **Versioned schema.** [`MIGRATIONS`] in order; `user_version` says which have run.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite_migration::{M, Migrations, SchemaVersion};
+
+use super::{
+    Account, AccountId, Backend, Device, DeviceId, NewAccount, NewDevice, Profile, Report,
+    SecretHash, StoreError,
+};
+
+/// The schema, one step per release that changed it. Never edit a step that shipped: add one.
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    "CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        handle TEXT NOT NULL,
+        handle_key TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        bio TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL,
+        invited_by INTEGER REFERENCES accounts(id),
+        admin INTEGER NOT NULL DEFAULT 0,
+        invitations_left INTEGER,
+        suspended TEXT,
+        suspended_ms INTEGER
+    );
+    CREATE TABLE devices (
+        id INTEGER PRIMARY KEY,
+        account INTEGER NOT NULL REFERENCES accounts(id),
+        sign_key BLOB NOT NULL UNIQUE,
+        agree_key BLOB NOT NULL,
+        label TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL
+    );
+    CREATE INDEX devices_by_account ON devices(account);
+    CREATE TABLE tokens (
+        hash BLOB PRIMARY KEY,
+        device INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        expires_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX tokens_by_device ON tokens(device);
+    CREATE TABLE invitations (
+        hash BLOB PRIMARY KEY,
+        inviter INTEGER REFERENCES accounts(id),
+        makes_admin INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER,
+        used_by INTEGER REFERENCES accounts(id),
+        used_ms INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE link_codes (
+        hash BLOB PRIMARY KEY,
+        account INTEGER NOT NULL REFERENCES accounts(id),
+        expires_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE follows (
+        follower INTEGER NOT NULL REFERENCES accounts(id),
+        followee INTEGER NOT NULL REFERENCES accounts(id),
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (follower, followee)
+    ) WITHOUT ROWID;
+    CREATE INDEX follows_by_followee ON follows(followee, follower);
+    CREATE TABLE blocks (
+        blocker INTEGER NOT NULL REFERENCES accounts(id),
+        blocked INTEGER NOT NULL REFERENCES accounts(id),
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (blocker, blocked)
+    ) WITHOUT ROWID;
+    CREATE INDEX blocks_by_blocked ON blocks(blocked, blocker);
+    CREATE TABLE reports (
+        id INTEGER PRIMARY KEY,
+        reporter INTEGER NOT NULL REFERENCES accounts(id),
+        reported INTEGER NOT NULL REFERENCES accounts(id),
+        reason TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );",
+)];
+
+/// Why the database could not be opened. The file is left as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the database {path}: {reason}; check the path and its permissions, or pass --data FILE")]
+    Open { path: PathBuf, reason: String },
+    #[error("the database {path} is read-only; make it writable by this user (or pass --data FILE)")]
+    ReadOnly { path: PathBuf },
+    #[error("the database {path} is damaged or not a Hallway database ({reason}); restore a backup (`hallway admin backup` makes them) or move it away to start empty")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("the database {path} was written by a newer Hallway; run that version, or restore a backup")]
+    TooNew { path: PathBuf },
+}
+
+/// A SQLite connection with the schema in place.
+pub struct SqliteBackend {
+    conn: Connection,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if missing) the database file; see the module doc for what is checked.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let open_err = |e: rusqlite::Error| OpenError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let corrupt = |e: rusqlite::Error| OpenError::Corrupt {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| OpenError::Open {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(open_err)?
+        {
+            return Err(OpenError::ReadOnly {
+                path: path.to_owned(),
+            });
+        }
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(corrupt)?;
+        if check != "ok" {
+            return Err(OpenError::Corrupt {
+                path: path.to_owned(),
+                reason: check,
+            });
+        }
+        let migrations = Migrations::from_slice(MIGRATIONS);
+        if let SchemaVersion::Outside(_) = migrations.current_version(&conn).map_err(|e| {
+            OpenError::Corrupt {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }
+        })? {
+            return Err(OpenError::TooNew {
+                path: path.to_owned(),
+            });
+        }
+        // A file with tables but no version of ours is someone else's database.
+        let foreign: bool = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version) = 0
+                    AND EXISTS (SELECT 1 FROM sqlite_schema)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(corrupt)?;
+        if foreign {
+            return Err(OpenError::Corrupt {
+                path: path.to_owned(),
+                reason: "it has tables, but no Hallway schema version".into(),
+            });
+        }
+        Self::prepare(conn).map_err(|e| OpenError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A database that lives only as long as the process (the embedded demo server).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::prepare(Connection::open_in_memory()?)
+            .map_err(|e| StoreError::Database(e.to_string()))
+    }
+
+    fn prepare(mut conn: Connection) -> Result<Self, Box<dyn std::error::Error>> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        Ok(Self { conn })
+    }
+}
+
+/// Copies the database at `from` to a new file `to` with SQLite's online backup: a
+/// consistent snapshot even while a server writes to it (WAL lets a reader run beside it).
+pub fn backup_file(from: &Path, to: &Path) -> Result<(), OpenError> {
+    let failed = |e: rusqlite::Error| OpenError::Open {
+        path: from.to_owned(),
+        reason: e.to_string(),
+    };
+    let source = Connection::open_with_flags(
+        from,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed)?;
+    let version: i64 = source
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| OpenError::Corrupt {
+            path: from.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if version == 0 {
+        return Err(OpenError::Corrupt {
+            path: from.to_owned(),
+            reason: "it has no Hallway schema".into(),
+        });
+    }
+    let mut target = Connection::open(to).map_err(|e| OpenError::Open {
+        path: to.to_owned(),
+        reason: e.to_string(),
+    })?;
+    rusqlite::backup::Backup::new(&source, &mut target)
+        .and_then(|b| b.run_to_completion(256, std::time::Duration::from_millis(5), None))
+        .map_err(failed)
+}
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.handle, a.name, a.bio, a.created_ms,
+    (SELECT i.handle FROM accounts i WHERE i.id = a.invited_by),
+    a.admin, a.invitations_left, a.suspended";
+
+fn account_row(r: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: r.get(0)?,
+        handle: r.get(1)?,
+        name: r.get(2)?,
+        bio: r.get(3)?,
+        created_ms: r.get::<_, i64>(4)? as u64,
+        invited_by: r.get(5)?,
+        admin: r.get(6)?,
+        invitations_left: r.get(7)?,
+        suspended: r.get(8)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str =
+    "d.id, d.account, d.sign_key, d.agree_key, d.label, d.created_ms, d.last_seen_ms";
+
+fn device_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Device> {
+    Ok(Device {
+        id: r.get(at)?,
+        account: r.get(at + 1)?,
+        sign_key: r.get(at + 2)?,
+        agree_key: r.get(at + 3)?,
+        label: r.get(at + 4)?,
+        created_ms: r.get::<_, i64>(at + 5)? as u64,
+        last_seen_ms: r.get::<_, i64>(at + 6)? as u64,
+    })
+}
+
+fn ms(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+fn account_by_id(conn: &Connection, id: AccountId) -> Result<Account, StoreError> {
+    conn.query_row(
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = ?1"),
+        [id],
+        account_row,
+    )
+    .optional()?
+    .ok_or(StoreError::NoSuchAccount)
+}
+
+fn device_by_id(conn: &Connection, id: DeviceId) -> Result<Device, StoreError> {
+    conn.query_row(
+        &format!("SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.id = ?1"),
+        [id],
+        |r| device_row(r, 0),
+    )
+    .optional()?
+    .ok_or(StoreError::NoSuchDevice)
+}
+
+fn insert_device(
+    conn: &Connection,
+    account: AccountId,
+    device: &NewDevice,
+    now_ms: u64,
+) -> Result<Device, StoreError> {
+    let taken: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM devices WHERE sign_key = ?1)",
+        [&device.sign_key[..]],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Err(StoreError::DeviceTaken);
+    }
+    conn.execute(
+        "INSERT INTO devices (account, sign_key, agree_key, label, created_ms, last_seen_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![
+            account,
+            &device.sign_key[..],
+            &device.agree_key[..],
+            device.label,
+            ms(now_ms)
+        ],
+    )?;
+    device_by_id(conn, conn.last_insert_rowid())
+}
+
+impl Backend for SqliteBackend {
+    fn create_account(&mut self, new: &NewAccount) -> Result<(Account, Device), StoreError> {
+        let tx = self.conn.transaction()?;
+        if let Some(existing) = tx
+            .query_row(
+                "SELECT handle FROM accounts WHERE handle_key = ?1",
+                [&new.handle_key],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+        {
+            return Err(StoreError::HandleTaken { existing });
+        }
+        // (inviter, makes_admin)
+        let mut invited: Option<(Option<AccountId>, bool)> = None;
+        match &new.invitation {
+            Some(hash) => {
+                let row = tx
+                    .query_row(
+                        "SELECT inviter, makes_admin, expires_ms, used_by FROM invitations
+                         WHERE hash = ?1",
+                        [&hash[..]],
+                        |r| {
+                            Ok((
+                                r.get::<_, Option<AccountId>>(0)?,
+                                r.get::<_, bool>(1)?,
+                                r.get::<_, Option<i64>>(2)?,
+                                r.get::<_, Option<AccountId>>(3)?,
+                            ))
+                        },
+                    )
+                    .optional()?;
+                let Some((inviter, admin, expires, used_by)) = row else {
+                    return Err(StoreError::InvitationUnknown);
+                };
+                if used_by.is_some() {
+                    return Err(StoreError::InvitationUsed);
+                }
+                if expires.is_some_and(|e| e <= ms(new.now_ms)) {
+                    return Err(StoreError::InvitationExpired);
+                }
+                invited = Some((inviter, admin));
+            }
+            None if new.invite_only => return Err(StoreError::InvitationRequired),
+            None => {}
+        }
+        let admin = invited.is_some_and(|(_, admin)| admin);
+        let quota = (!admin).then_some(new.invitation_quota);
+        tx.execute(
+            "INSERT INTO accounts (handle, handle_key, name, created_ms, invited_by, admin,
+                 invitations_left)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                new.handle,
+                new.handle_key,
+                new.name,
+                ms(new.now_ms),
+                invited.and_then(|(inviter, _)| inviter),
+                admin,
+                quota
+            ],
+        )?;
+        let id = AccountId::try_from(tx.last_insert_rowid())
+            .map_err(|_| StoreError::Database("account ids are exhausted".into()))?;
+        if let Some(hash) = &new.invitation {
+            tx.execute(
+                "UPDATE invitations SET used_by = ?1, used_ms = ?2 WHERE hash = ?3",
+                params![id, ms(new.now_ms), &hash[..]],
+            )?;
+        }
+        let device = insert_device(&tx, id, &new.device, new.now_ms)?;
+        let account = account_by_id(&tx, id)?;
+        tx.commit()?;
+        Ok((account, device))
+    }
+
+    fn device_by_key(&mut self, sign_key: &[u8; 32]) -> Result<(Account, Device), StoreError> {
+        let device = self
+            .conn
+            .query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.sign_key = ?1"),
+                [&sign_key[..]],
+                |r| device_row(r, 0),
+            )
+            .optional()?
+            .ok_or(StoreError::NoSuchDevice)?;
+        let account = account_by_id(&self.conn, device.account)?;
+        Ok((account, device))
+    }
+
+    fn add_token(
+        &mut self,
+        hash: &SecretHash,
+        device: DeviceId,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM tokens WHERE device = ?1 AND expires_ms <= ?2",
+            params![device, ms(now_ms)],
+        )?;
+        tx.execute(
+            "INSERT INTO tokens (hash, device, expires_ms) VALUES (?1, ?2, ?3)",
+            params![&hash[..], device, ms(expires_ms)],
+        )?;
+        tx.execute(
+            "UPDATE devices SET last_seen_ms = ?1 WHERE id = ?2",
+            params![ms(now_ms), device],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn token(
+        &mut self,
+        hash: &SecretHash,
+        now_ms: u64,
+    ) -> Result<Option<(Account, Device, u64)>, StoreError> {
+        let found = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT t.expires_ms, {DEVICE_COLUMNS} FROM tokens t
+                     JOIN devices d ON d.id = t.device
+                     WHERE t.hash = ?1 AND t.expires_ms > ?2"
+                ),
+                params![&hash[..], ms(now_ms)],
+                |r| Ok((r.get::<_, i64>(0)? as u64, device_row(r, 1)?)),
+            )
+            .optional()?;
+        let Some((expires_ms, device)) = found else {
+            return Ok(None);
+        };
+        let account = account_by_id(&self.conn, device.account)?;
+        Ok(Some((account, device, expires_ms)))
+    }
+
+    fn account(&mut self, id: AccountId) -> Result<Account, StoreError> {
+        account_by_id(&self.conn, id)
+    }
+
+    fn account_by_handle(&mut self, handle_key: &str) -> Result<Account, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.handle_key = ?1"),
+                [handle_key],
+                account_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NoSuchAccount)
+    }
+
+    fn create_invitation(
+        &mut self,
+        inviter: AccountId,
+        hash: &SecretHash,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<Option<u32>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let account = account_by_id(&tx, inviter)?;
+        if let Some(reason) = account.suspended {
+            return Err(StoreError::Suspended(reason));
+        }
+        let left = match account.invitations_left {
+            None => None,
+            Some(0) => return Err(StoreError::NoInvitationsLeft),
+            Some(n) => Some(n - 1),
+        };
+        tx.execute(
+            "UPDATE accounts SET invitations_left = ?1 WHERE id = ?2",
+            params![left, inviter],
+        )?;
+        tx.execute(
+            "INSERT INTO invitations (hash, inviter, created_ms, expires_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![&hash[..], inviter, ms(now_ms), ms(expires_ms)],
+        )?;
+        tx.commit()?;
+        Ok(left)
+    }
+
+    fn has_admin(&mut self) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE admin)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn set_owner_code(&mut self, hash: &SecretHash, now_ms: u64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM invitations WHERE makes_admin AND used_by IS NULL",
+            [],
+        )?;
+        tx.execute(
+            "INSERT INTO invitations (hash, inviter, makes_admin, created_ms)
+             VALUES (?1, NULL, 1, ?2)",
+            params![&hash[..], ms(now_ms)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn create_link_code(
+        &mut self,
+        account: AccountId,
+        hash: &SecretHash,
+        expires_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO link_codes (hash, account, expires_ms) VALUES (?1, ?2, ?3)",
+            params![&hash[..], account, ms(expires_ms)],
+        )?;
+        Ok(())
+    }
+
+    fn link_device(
+        &mut self,
+        hash: &SecretHash,
+        device: &NewDevice,
+        now_ms: u64,
+    ) -> Result<(Account, Device), StoreError> {
+        let tx = self.conn.transaction()?;
+        let row = tx
+            .query_row(
+                "SELECT account, expires_ms FROM link_codes WHERE hash = ?1",
+                [&hash[..]],
+                |r| Ok((r.get::<_, AccountId>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()?;
+        let Some((account, expires)) = row else {
+            return Err(StoreError::InvitationUnknown);
+        };
+        if expires <= ms(now_ms) {
+            return Err(StoreError::InvitationExpired);
+        }
+        tx.execute("DELETE FROM link_codes WHERE hash = ?1", [&hash[..]])?;
+        let owner = account_by_id(&tx, account)?;
+        if let Some(reason) = owner.suspended {
+            return Err(StoreError::Suspended(reason));
+        }
+        let device = insert_device(&tx, account, device, now_ms)?;
+        tx.commit()?;
+        Ok((owner, device))
+    }
+
+    fn devices(&mut self, account: AccountId) -> Result<Vec<Device>, StoreError> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.account = ?1 ORDER BY d.id"
+        ))?;
+        let devices = statement
+            .query_map([account], |r| device_row(r, 0))?
+            .collect::<Result<_, _>>()?;
+        Ok(devices)
+    }
+
+    fn revoke_device(&mut self, account: AccountId, device: DeviceId) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM tokens WHERE device = ?1", [device])?;
+        let removed = tx.execute(
+            "DELETE FROM devices WHERE id = ?1 AND account = ?2",
+            params![device, account],
+        )?;
+        if removed == 0 {
+            return Err(StoreError::NoSuchDevice);
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn set_profile(&mut self, account: AccountId, name: &str, bio: &str) -> Result<(), StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE accounts SET name = ?1, bio = ?2 WHERE id = ?3",
+            params![name, bio, account],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchAccount);
+        }
+        Ok(())
+    }
+
+    fn profile(&mut self, viewer: AccountId, handle_key: &str) -> Result<Profile, StoreError> {
+        let account = self.account_by_handle(handle_key)?;
+        let (followers, following, followed, blocked) = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM follows WHERE followee = ?1),
+                    (SELECT count(*) FROM follows WHERE follower = ?1),
+                    EXISTS (SELECT 1 FROM follows WHERE follower = ?2 AND followee = ?1),
+                    EXISTS (SELECT 1 FROM blocks WHERE blocker = ?2 AND blocked = ?1)",
+            params![account.id, viewer],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                ))
+            },
+        )?;
+        let devices = self.devices(account.id)?;
+        Ok(Profile {
+            account,
+            followers: followers as u64,
+            following: following as u64,
+            followed,
+            blocked,
+            devices,
+        })
+    }
+
+    fn set_follow(
+        &mut self,
+        from: AccountId,
+        to: AccountId,
+        on: bool,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if from == to {
+            return Err(StoreError::Yourself);
+        }
+        if on {
+            self.conn.execute(
+                "INSERT OR IGNORE INTO follows (follower, followee, created_ms) VALUES (?1, ?2, ?3)",
+                params![from, to, ms(now_ms)],
+            )?;
+        } else {
+            self.conn.execute(
+                "DELETE FROM follows WHERE follower = ?1 AND followee = ?2",
+                params![from, to],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn following(&mut self, account: AccountId) -> Result<Vec<AccountId>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT followee FROM follows WHERE follower = ?1")?;
+        let ids = statement
+            .query_map([account], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    fn set_block(
+        &mut self,
+        from: AccountId,
+        to: AccountId,
+        on: bool,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if from == to {
+            return Err(StoreError::Yourself);
+        }
+        if on {
+            self.conn.execute(
+                "INSERT OR IGNORE INTO blocks (blocker, blocked, created_ms) VALUES (?1, ?2, ?3)",
+                params![from, to, ms(now_ms)],
+            )?;
+        } else {
+            self.conn.execute(
+                "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2",
+                params![from, to],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn blocking(&mut self, account: AccountId) -> Result<Vec<AccountId>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT blocked FROM blocks WHERE blocker = ?1")?;
+        let ids = statement
+            .query_map([account], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    fn blocked_by(
+        &mut self,
+        account: AccountId,
+        among: &[AccountId],
+    ) -> Result<Vec<AccountId>, StoreError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = ?1 AND blocked = ?2)")?;
+        let mut blockers = Vec::new();
+        for &other in among {
+            if statement.query_row(params![other, account], |r| r.get::<_, bool>(0))? {
+                blockers.push(other);
+            }
+        }
+        Ok(blockers)
+    }
+
+    fn report(
+        &mut self,
+        from: AccountId,
+        about: AccountId,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<i64, StoreError> {
+        if from == about {
+            return Err(StoreError::Yourself);
+        }
+        self.conn.execute(
+            "INSERT INTO reports (reporter, reported, reason, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![from, about, reason, ms(now_ms)],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn reports(&mut self, limit: u32) -> Result<Vec<Report>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT r.id, a.handle, b.handle, r.reason, r.created_ms FROM reports r
+             JOIN accounts a ON a.id = r.reporter JOIN accounts b ON b.id = r.reported
+             ORDER BY r.id DESC LIMIT ?1",
+        )?;
+        let reports = statement
+            .query_map([limit], |r| {
+                Ok(Report {
+                    id: r.get(0)?,
+                    reporter: r.get(1)?,
+                    reported: r.get(2)?,
+                    reason: r.get(3)?,
+                    created_ms: r.get::<_, i64>(4)? as u64,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(reports)
+    }
+
+    fn set_suspended(
+        &mut self,
+        account: AccountId,
+        reason: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE accounts SET suspended = ?1, suspended_ms = ?2 WHERE id = ?3",
+            params![reason, reason.map(|_| ms(now_ms)), account],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchAccount);
+        }
+        if reason.is_some() {
+            tx.execute(
+                "DELETE FROM tokens WHERE device IN (SELECT id FROM devices WHERE account = ?1)",
+                [account],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn backup(&mut self, path: &Path) -> Result<(), StoreError> {
+        let mut target = Connection::open(path)?;
+        let backup = rusqlite::backup::Backup::new(&self.conn, &mut target)?;
+        backup.run_to_completion(256, std::time::Duration::ZERO, None)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(n: u8) -> NewDevice {
+        NewDevice {
+            sign_key: [n; 32],
+            agree_key: [n.wrapping_add(100); 32],
+            label: format!("device {n}"),
+        }
+    }
+
+    fn new_account(handle: &str, n: u8, invitation: Option<SecretHash>) -> NewAccount {
+        NewAccount {
+            handle: handle.into(),
+            handle_key: handle.to_lowercase(),
+            name: handle.into(),
+            device: device(n),
+            invitation,
+            invite_only: invitation.is_some(),
+            invitation_quota: 1,
+            now_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn an_invitation_chain_spends_quotas_and_records_who_invited_whom() {
+        let mut db = SqliteBackend::in_memory().expect("db");
+        db.set_owner_code(&[1; 32], 0).expect("owner code");
+        assert!(!db.has_admin().expect("query"));
+        let (owner, _) = db
+            .create_account(&new_account("Owner", 1, Some([1; 32])))
+            .expect("owner");
+        assert!(owner.admin);
+        assert_eq!(owner.invitations_left, None, "admins are unlimited");
+        assert_eq!(
+            db.create_account(&new_account("Again", 2, Some([1; 32]))),
+            Err(StoreError::InvitationUsed)
+        );
+        db.create_invitation(owner.id, &[2; 32], 1_000, 5_000)
+            .expect("invite");
+        let (member, _) = db
+            .create_account(&new_account("Member", 3, Some([2; 32])))
+            .expect("member");
+        assert_eq!(member.invited_by.as_deref(), Some("Owner"));
+        assert_eq!(member.invitations_left, Some(1));
+        assert_eq!(
+            db.create_invitation(member.id, &[3; 32], 1_000, 900),
+            Ok(Some(0))
+        );
+        assert_eq!(
+            db.create_invitation(member.id, &[4; 32], 1_000, 5_000),
+            Err(StoreError::NoInvitationsLeft)
+        );
+        assert_eq!(
+            db.create_account(&new_account("Late", 5, Some([3; 32]))),
+            Err(StoreError::InvitationExpired)
+        );
+        assert_eq!(
+            db.create_account(&new_account("Nobody", 6, Some([9; 32]))),
+            Err(StoreError::InvitationUnknown)
+        );
+        assert_eq!(
+            db.create_account(&new_account("Nobody", 6, None).clone_invite_only()),
+            Err(StoreError::InvitationRequired)
+        );
+    }
+
+    impl NewAccount {
+        fn clone_invite_only(mut self) -> Self {
+            self.invite_only = true;
+            self
+        }
+    }
+
+    #[test]
+    fn handles_and_devices_are_unique() {
+        let mut db = SqliteBackend::in_memory().expect("db");
+        db.create_account(&new_account("Ada", 1, None)).expect("ada");
+        assert_eq!(
+            db.create_account(&new_account("ADA", 2, None)),
+            Err(StoreError::HandleTaken {
+                existing: "Ada".into()
+            })
+        );
+        assert_eq!(
+            db.create_account(&new_account("Bob", 1, None)),
+            Err(StoreError::DeviceTaken)
+        );
+        // A refused account left nothing behind.
+        assert_eq!(
+            db.account_by_handle("bob"),
+            Err(StoreError::NoSuchAccount)
+        );
+    }
+
+    #[test]
+    fn tokens_expire_and_go_with_their_device_or_a_suspension() {
+        let mut db = SqliteBackend::in_memory().expect("db");
+        let (ada, phone) = db.create_account(&new_account("Ada", 1, None)).expect("ada");
+        db.add_token(&[7; 32], phone.id, 1_000, 2_000).expect("token");
+        assert_eq!(
+            db.token(&[7; 32], 1_500).expect("query").map(|(a, _, _)| a.id),
+            Some(ada.id)
+        );
+        assert_eq!(db.token(&[7; 32], 2_000).expect("query"), None, "expired");
+        db.create_link_code(ada.id, &[8; 32], 5_000).expect("link code");
+        let (_, laptop) = db.link_device(&[8; 32], &device(2), 1_000).expect("link");
+        assert_eq!(
+            db.link_device(&[8; 32], &device(3), 1_000),
+            Err(StoreError::InvitationUnknown),
+            "a link code is used once"
+        );
+        assert_eq!(db.devices(ada.id).expect("devices").len(), 2);
+        db.add_token(&[9; 32], laptop.id, 1_000, 9_000).expect("token");
+        db.revoke_device(ada.id, laptop.id).expect("revoke");
+        assert_eq!(db.token(&[9; 32], 1_500).expect("query"), None);
+        assert_eq!(
+            db.device_by_key(&[2; 32]).map(|_| ()),
+            Err(StoreError::NoSuchDevice)
+        );
+        db.add_token(&[10; 32], phone.id, 1_000, 9_000).expect("token");
+        db.set_suspended(ada.id, Some("spam"), 1_000).expect("suspend");
+        assert_eq!(db.token(&[10; 32], 1_500).expect("query"), None);
+        assert_eq!(
+            db.device_by_key(&[1; 32]).expect("device").0.suspended.as_deref(),
+            Some("spam")
+        );
+    }
+
+    #[test]
+    fn follows_and_blocks_are_idempotent_and_counted() {
+        let mut db = SqliteBackend::in_memory().expect("db");
+        let (ada, _) = db.create_account(&new_account("Ada", 1, None)).expect("ada");
+        let (bob, _) = db.create_account(&new_account("Bob", 2, None)).expect("bob");
+        for _ in 0..2 {
+            db.set_follow(ada.id, bob.id, true, 1).expect("follow");
+        }
+        assert_eq!(db.following(ada.id).expect("following"), vec![bob.id]);
+        let card = db.profile(ada.id, "bob").expect("profile");
+        assert_eq!((card.followers, card.following, card.followed), (1, 0, true));
+        assert_eq!(db.set_block(ada.id, ada.id, true, 1), Err(StoreError::Yourself));
+        db.set_block(bob.id, ada.id, true, 1).expect("block");
+        assert_eq!(db.blocked_by(ada.id, &[bob.id]).expect("q"), vec![bob.id]);
+        db.set_block(bob.id, ada.id, false, 1).expect("unblock");
+        assert!(db.blocked_by(ada.id, &[bob.id]).expect("q").is_empty());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.db");
+        std::fs::write(&path, b"this is not sqlite, it is a text file of some length ......................................................").expect("write");
+        let before = std::fs::read(&path).expect("read");
+        let Err(err) = SqliteBackend::open(&path) else {
+            panic!("opened a text file as a database");
+        };
+        assert!(matches!(err, OpenError::Corrupt { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+        assert!(!dir.path().join("server.db-wal").exists());
+    }
+
+    #[test]
+    fn a_database_reopens_with_what_was_committed_and_backs_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.db");
+        {
+            let mut db = SqliteBackend::open(&path).expect("open");
+            db.create_account(&new_account("Ada", 1, None)).expect("ada");
+            db.backup(&dir.path().join("copy.db")).expect("backup");
+        }
+        let mut db = SqliteBackend::open(&path).expect("reopen");
+        assert_eq!(db.account_by_handle("ada").expect("ada").handle, "Ada");
+        let mut copy = SqliteBackend::open(&dir.path().join("copy.db")).expect("copy");
+        assert_eq!(copy.account_by_handle("ada").expect("ada").handle, "Ada");
+    }
+}
