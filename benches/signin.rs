@@ -30,7 +30,7 @@ async fn burst(server: &Server, from: Ipv4Addr, n: usize) -> (usize, Duration) {
     let start = Instant::now();
     let requests = (0..n).map(|i| {
         let http = http.clone();
-        let url = format!("http://{}/api/v1/sessions", server.addr);
+        let url = format!("http://{}/api/v2/sessions", server.addr);
         async move {
             http.post(url)
                 .json(&serde_json::json!({ "name": format!("person {i}") }))
@@ -51,7 +51,7 @@ async fn burst(server: &Server, from: Ipv4Addr, n: usize) -> (usize, Duration) {
 async fn flood(server: &Server, n: usize) -> (usize, f64) {
     let body = r#"{"name":"flood"}"#;
     let one = format!(
-        "POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api/v2/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let all = one.repeat(n);

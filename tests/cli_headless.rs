@@ -450,7 +450,7 @@ async fn played_speech_is_recorded_in_the_mix_and_in_the_speakers_track() {
     // While it runs, the room says who is recording it.
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let (status, body) = server.get(&format!("/api/v1/rooms/{room}"), None).await;
+        let (status, body) = server.get(&format!("/api/v2/rooms/{room}"), None).await;
         let announced = status == 200
             && body["recording"] == json!(true)
             && body["participants"].as_array().is_some_and(|people| {
@@ -688,7 +688,7 @@ async fn play_refuses_missing_and_unreadable_files_before_creating_a_room() {
         assert!(line.contains(name), "names the file: {line}");
         assert_eq!(line.matches(name).count(), 1, "says it once: {line}");
     }
-    let (_, listing) = server.get("/api/v1/rooms", None).await;
+    let (_, listing) = server.get("/api/v2/rooms", None).await;
     assert_eq!(listing["rooms"], json!([]), "no room was left behind");
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::{Live, PATIENCE, TestServer};
 use hallway::net::live::Backoff;
-use hallway::net::{Api, LiveSession, NetEvent, Target};
+use hallway::identity::DeviceKey;
+use hallway::net::{Api, Credentials, Enroll, LiveSession, NetEvent, Target};
 use hallway::protocol::{AudioFrame, ServerMessage};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
@@ -76,8 +77,8 @@ async fn a_dropped_connection_rejoins_the_room_and_audio_resumes() {
 
     let proxy = Proxy::start(server.base.trim_start_matches("http://").to_string()).await;
     let target = Target::parse(&format!("http://{}", proxy.addr)).unwrap();
-    let mut api = Api::new(target.server);
-    let me = api.create_session("ada", None).await.unwrap().user;
+    let api = device_api(target.server, "ada");
+    let me = api.sign_in().await.unwrap().user;
     let heard: Arc<Mutex<Vec<u32>>> = Arc::default();
     let sink = heard.clone();
     let on_audio =
@@ -153,8 +154,8 @@ async fn a_room_that_ended_is_not_rejoined_forever() {
     let host_session = server.session("Hera").await;
     let room = server.create_room(&host_session, "short").await;
     let mut host = Live::join(&server, &room, &host_session).await;
-    let mut api = Api::new(Target::parse(&server.base).unwrap().server);
-    api.create_session("ada", None).await.unwrap();
+    let api = device_api(Target::parse(&server.base).unwrap().server, "ada");
+    api.sign_in().await.unwrap();
     let (events_tx, mut events) = mpsc::channel(256);
     let _live = LiveSession::start(&api, &room, events_tx, Box::new(|_| {}), Backoff::default());
     next_event(&mut events, |e| {
@@ -169,35 +170,61 @@ async fn a_room_that_ended_is_not_rejoined_forever() {
     );
 }
 
+/// An API client with a device key of its own that makes an account named `name` when
+/// the device has none.
+fn device_api(server: url::Url, name: &str) -> Api {
+    Api::new(server).with_credentials(Credentials {
+        key: Arc::new(DeviceKey::generate()),
+        enroll: Some(Enroll {
+            name: name.into(),
+            ..Enroll::default()
+        }),
+    })
+}
+
 #[tokio::test]
-async fn a_restarted_server_that_forgot_the_session_is_signed_into_again() {
+async fn a_restarted_server_keeps_everyone_signed_in() {
+    let first = TestServer::start();
+    let listen = first.base.trim_start_matches("http://").to_string();
+    let data = first.data.clone();
+    let server_url = Target::parse(&first.base).unwrap().server;
+    let api = device_api(server_url.clone(), "ada");
+    let ada = api.sign_in().await.unwrap();
+    drop(first);
+
+    // Same address and database, new process: the token still works, as the same person.
+    let second = TestServer::start_on_data(data, &listen, &[]);
+    let (status, me) = second.get("/api/v2/me", Some(&ada.token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["id"], ada.user.id);
+    assert_eq!(me["user"]["handle"], ada.user.handle.as_str());
+}
+
+#[tokio::test]
+async fn a_server_that_forgot_the_token_is_signed_into_again_with_the_device_key() {
     let first = TestServer::start();
     let listen = first.base.trim_start_matches("http://").to_string();
     let server_url = Target::parse(&first.base).unwrap().server;
-    let mut api = Api::new(server_url.clone());
-    api.create_session("ada", None).await.unwrap();
+    let api = device_api(server_url.clone(), "ada");
+    api.sign_in().await.unwrap();
     let old_token = api.token().unwrap();
-    let bob_token = Api::new(server_url.clone())
-        .create_session("bob", None)
-        .await
-        .unwrap()
-        .token;
+    let bob_api = device_api(server_url.clone(), "bob");
+    bob_api.sign_in().await.unwrap();
+    let bob_token = bob_api.token().unwrap();
     drop(first);
 
-    // Same address, new process: every session is gone.
+    // Same address, a new database: every account and token is gone.
     let second = TestServer::start_listening(&listen, &[]);
-    let (status, _) = second.get("/api/v1/sessions/me", Some(&old_token)).await;
+    let (status, _) = second.get("/api/v2/me", Some(&old_token)).await;
     assert_eq!(status, 401, "the new server does not know the old token");
     let room = api.create_room("after the restart").await.unwrap();
     let new_token = api.token().unwrap();
     assert_ne!(new_token, old_token);
-    let (status, me) = second.get("/api/v1/sessions/me", Some(&new_token)).await;
-    assert_eq!((status, me["name"].as_str()), (200, Some("ada")));
+    let (status, me) = second.get("/api/v2/me", Some(&new_token)).await;
+    assert_eq!((status, me["user"]["name"].as_str()), (200, Some("ada")));
 
     // A live session started with a forgotten token signs in again and joins.
-    let bob = Api::new(server_url)
-        .with_token(bob_token)
-        .with_identity("bob", None);
+    let bob = bob_api.with_token(bob_token);
     let (events_tx, mut events) = mpsc::channel(64);
     let _live = LiveSession::start(
         &bob,

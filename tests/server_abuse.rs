@@ -72,7 +72,7 @@ impl Witness {
         let (status, detail) = post(
             &speaker_http,
             server,
-            "/api/v1/rooms",
+            "/api/v2/rooms",
             Some(&host.token),
             json!({"title": "the well-behaved room"}),
         )
@@ -136,7 +136,7 @@ async fn sign_in(
     if let Some(code) = access_code {
         body["access_code"] = json!(code);
     }
-    let (status, body) = post(http, server, "/api/v1/sessions", None, body).await;
+    let (status, body) = post(http, server, "/api/v2/sessions", None, body).await;
     assert_eq!(status, 200, "signing in from a quiet address: {body}");
     serde_json::from_value(body).unwrap()
 }
@@ -187,7 +187,7 @@ fn session_request(name: &str, code: Option<&str>) -> Vec<u8> {
     }
     .to_string();
     format!(
-        "POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api/v2/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -233,7 +233,7 @@ async fn room_spam_from_one_address_is_held_to_its_budget() {
             let (status, _) = post(
                 &http,
                 &server,
-                "/api/v1/rooms",
+                "/api/v2/rooms",
                 Some(&spammer.token),
                 json!({"title": format!("spam {i}.{j}")}),
             )
@@ -253,7 +253,7 @@ async fn room_spam_from_one_address_is_held_to_its_budget() {
     let (status, body) = post(
         &witness.http,
         &server,
-        "/api/v1/rooms",
+        "/api/v2/rooms",
         Some(&me.token),
         json!({"title": "a real room"}),
     )
@@ -286,7 +286,7 @@ async fn slow_and_silent_connections_are_closed_within_the_request_timeout() {
     for i in 0..200 {
         let mut tcp = tcp_from(&server, ATTACKER).await.unwrap();
         if i % 2 == 0 {
-            tcp.write_all(b"POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Le")
+            tcp.write_all(b"POST /api/v2/sessions HTTP/1.1\r\nHost: x\r\nContent-Le")
                 .await
                 .unwrap();
         }
@@ -295,7 +295,7 @@ async fn slow_and_silent_connections_are_closed_within_the_request_timeout() {
     // One more that answers the headers but trickles its body, a byte at a time.
     let mut trickle = tcp_from(&server, ATTACKER).await.unwrap();
     trickle
-        .write_all(b"POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .write_all(b"POST /api/v2/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
         .await
         .unwrap();
     let trickling = async {
@@ -388,7 +388,7 @@ async fn websockets_that_never_finish_a_message_are_closed() {
     let (_, detail) = post(
         &http,
         &server,
-        "/api/v1/rooms",
+        "/api/v2/rooms",
         Some(&host.token),
         json!({"title": "stalls"}),
     )
@@ -454,7 +454,7 @@ async fn access_code_guesses_back_off_are_counted_and_the_right_code_still_works
     let (status, body) = post(
         &http_from(ATTACKER),
         &server,
-        "/api/v1/sessions",
+        "/api/v2/sessions",
         None,
         json!({"name": "guesser", "access_code": "open sesame"}),
     )
@@ -493,7 +493,7 @@ async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
             let mut statuses = Vec::new();
             for i in 0..5 {
                 let response = http
-                    .post(server.url("/api/v1/sessions"))
+                    .post(server.url("/api/v2/sessions"))
                     .header("x-forwarded-for", format!("6.6.6.6, {client}"))
                     .json(&json!({"name": format!("user{i}")}))
                     .send()
@@ -534,7 +534,7 @@ async fn hostile_names_are_refused_with_a_clear_error() {
         ("\u{1b}]0;pwned\u{7}", "U+001B"),
     ] {
         let (status, body) = server
-            .post_json("/api/v1/sessions", None, json!({ "name": name }))
+            .post_json("/api/v2/sessions", None, json!({ "name": name }))
             .await;
         assert_eq!(status, 400, "{name:?} was accepted: {body}");
         assert_eq!(body["error"]["code"], "invalid_name");
@@ -542,7 +542,7 @@ async fn hostile_names_are_refused_with_a_clear_error() {
         assert!(message.contains(why), "{name:?}: {message}");
     }
     let (status, body) = server
-        .post_json("/api/v1/sessions", None, json!({ "name": "Cafe\u{301}" }))
+        .post_json("/api/v2/sessions", None, json!({ "name": "Cafe\u{301}" }))
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["user"]["name"], "Caf\u{e9}", "names are kept in NFC");
@@ -566,7 +566,7 @@ async fn the_authorization_scheme_is_case_insensitive() {
     for scheme in ["bearer", "BEARER", "Bearer"] {
         let response = server
             .http
-            .get(server.url("/api/v1/sessions/me"))
+            .get(server.url("/api/v2/sessions/me"))
             .header("authorization", format!("{scheme} {}", me.token))
             .send()
             .await
@@ -613,11 +613,12 @@ async fn join_via_proxy(
 }
 
 async fn token_owner(server: &TestServer, token: &str) -> Session {
-    let (status, user) = server.get("/api/v1/sessions/me", Some(token)).await;
+    let (status, me) = server.get("/api/v2/me", Some(token)).await;
     assert_eq!(status, 200);
     Session {
         token: token.to_string(),
-        user: serde_json::from_value(user).unwrap(),
+        expires_at_ms: 0,
+        user: serde_json::from_value(me["user"].clone()).unwrap(),
     }
 }
 

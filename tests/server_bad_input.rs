@@ -307,19 +307,19 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
 
     // Tokens.
     assert_api_error(
-        &server.post_json("/api/v1/rooms", None, title.clone()).await,
+        &server.post_json("/api/v2/rooms", None, title.clone()).await,
         401,
         "unauthorized",
     );
     assert_api_error(
         &server
-            .post_json("/api/v1/rooms", Some("not-a-token"), title.clone())
+            .post_json("/api/v2/rooms", Some("not-a-token"), title.clone())
             .await,
         401,
         "unauthorized",
     );
     assert_api_error(
-        &server.get("/api/v1/rooms", Some("not-a-token")).await,
+        &server.get("/api/v2/rooms", Some("not-a-token")).await,
         401,
         "unauthorized",
     );
@@ -336,7 +336,7 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
 
     // Rooms that do not exist.
     assert_api_error(
-        &server.get("/api/v1/rooms/nosuchrm", None).await,
+        &server.get("/api/v2/rooms/nosuchrm", None).await,
         404,
         "room_not_found",
     );
@@ -349,14 +349,14 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
     // Bodies that are not what the endpoint takes.
     for body in ["{nope", "[]", "{}", r#"{"name": 5}"#, ""] {
         assert_api_error(
-            &server.post_raw("/api/v1/sessions", None, body).await,
+            &server.post_raw("/api/v2/sessions", None, body).await,
             400,
             "bad_request",
         );
     }
     assert_api_error(
         &server
-            .post_raw("/api/v1/rooms", Some(&host.token), r#"{"name":"x"}"#)
+            .post_raw("/api/v2/rooms", Some(&host.token), r#"{"name":"x"}"#)
             .await,
         400,
         "bad_request",
@@ -365,7 +365,7 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
     // The live endpoint over plain HTTP, without the WebSocket upgrade.
     assert_api_error(
         &server
-            .get(&format!("/api/v1/rooms/{room}/live"), Some(&host.token))
+            .get(&format!("/api/v2/rooms/{room}/live"), Some(&host.token))
             .await,
         400,
         "bad_request",
@@ -375,20 +375,20 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
     for name in ["", "   ", &"n".repeat(33), "tab\there"] {
         assert_api_error(
             &server
-                .post_json("/api/v1/sessions", None, json!({"name": name}))
+                .post_json("/api/v2/sessions", None, json!({"name": name}))
                 .await,
             400,
             "invalid_name",
         );
     }
     let longest = server
-        .post_json("/api/v1/sessions", None, json!({"name": "é".repeat(32)}))
+        .post_json("/api/v2/sessions", None, json!({"name": "é".repeat(32)}))
         .await;
     assert_eq!(longest.0, 200, "32 characters is allowed: {}", longest.1);
     for title in ["", &"t".repeat(101), "line\nbreak"] {
         assert_api_error(
             &server
-                .post_json("/api/v1/rooms", Some(&host.token), json!({"title": title}))
+                .post_json("/api/v2/rooms", Some(&host.token), json!({"title": title}))
                 .await,
             400,
             "invalid_title",
@@ -398,20 +398,20 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
     // Bodies over 16 KiB.
     let big = json!({"name": "a", "pad": "x".repeat(17 * 1024)}).to_string();
     assert_api_error(
-        &server.post_raw("/api/v1/sessions", None, big.clone()).await,
+        &server.post_raw("/api/v2/sessions", None, big.clone()).await,
         413,
         "payload_too_large",
     );
     assert_api_error(
         &server
-            .post_raw("/api/v1/rooms", Some(&host.token), big)
+            .post_raw("/api/v2/rooms", Some(&host.token), big)
             .await,
         413,
         "payload_too_large",
     );
 
     // Paths that do not exist.
-    for path in ["/nope", "/api/v2/rooms", "/api/v1/rooms/a/b/c"] {
+    for path in ["/nope", "/api/v2/rooms", "/api/v2/rooms/a/b/c"] {
         assert_api_error(&server.get(path, None).await, 404, "not_found");
     }
 
@@ -419,7 +419,7 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
     let mut created = 1;
     let refused = loop {
         let got = server
-            .post_json("/api/v1/rooms", Some(&host.token), title.clone())
+            .post_json("/api/v2/rooms", Some(&host.token), title.clone())
             .await;
         if got.0 != 201 {
             break got;
@@ -445,13 +445,13 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
 #[tokio::test]
 async fn an_invite_only_server_needs_the_access_code() {
     let server = TestServer::start_with(&["--access-code", "sesame"]);
-    let (status, info) = server.get("/api/v1", None).await;
+    let (status, info) = server.get("/api/v2", None).await;
     assert_eq!(status, 200);
     assert_eq!(info["invite_only"], true);
 
     assert_api_error(
         &server
-            .post_json("/api/v1/sessions", None, json!({"name": "ada"}))
+            .post_json("/api/v2/sessions", None, json!({"name": "ada"}))
             .await,
         403,
         "bad_access_code",
@@ -460,7 +460,7 @@ async fn an_invite_only_server_needs_the_access_code() {
         assert_api_error(
             &server
                 .post_json(
-                    "/api/v1/sessions",
+                    "/api/v2/sessions",
                     None,
                     json!({"name": "ada", "access_code": code}),
                 )
@@ -471,7 +471,7 @@ async fn an_invite_only_server_needs_the_access_code() {
     }
     let (status, session) = server
         .post_json(
-            "/api/v1/sessions",
+            "/api/v2/sessions",
             None,
             json!({"name": "ada", "access_code": "sesame"}),
         )
@@ -481,25 +481,25 @@ async fn an_invite_only_server_needs_the_access_code() {
 
     // The directory is for members only.
     assert_api_error(
-        &server.get("/api/v1/rooms", None).await,
+        &server.get("/api/v2/rooms", None).await,
         401,
         "unauthorized",
     );
-    let (status, list) = server.get("/api/v1/rooms", Some(token)).await;
+    let (status, list) = server.get("/api/v2/rooms", Some(token)).await;
     assert_eq!((status, list), (200, json!({"rooms": []})));
     let (status, room) = server
-        .post_json("/api/v1/rooms", Some(token), json!({"title": "members"}))
+        .post_json("/api/v2/rooms", Some(token), json!({"title": "members"}))
         .await;
     assert_eq!(status, 201);
     let id = room["id"].as_str().unwrap();
     assert_api_error(
-        &server.get(&format!("/api/v1/rooms/{id}"), None).await,
+        &server.get(&format!("/api/v2/rooms/{id}"), None).await,
         401,
         "unauthorized",
     );
     assert_eq!(
         server
-            .get(&format!("/api/v1/rooms/{id}"), Some(token))
+            .get(&format!("/api/v2/rooms/{id}"), Some(token))
             .await
             .0,
         200
@@ -507,7 +507,7 @@ async fn an_invite_only_server_needs_the_access_code() {
 
     // An open server says so.
     let open = TestServer::start();
-    assert_eq!(open.get("/api/v1", None).await.1["invite_only"], false);
+    assert_eq!(open.get("/api/v2", None).await.1["invite_only"], false);
 }
 
 #[tokio::test]

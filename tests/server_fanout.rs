@@ -228,7 +228,7 @@ async fn health_and_metrics_count_what_happened() {
     })
     .await;
     assert_eq!(
-        server.get(&format!("/api/v1/rooms/{room}"), None).await.0,
+        server.get(&format!("/api/v2/rooms/{room}"), None).await.0,
         404
     );
 }

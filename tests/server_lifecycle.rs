@@ -24,12 +24,12 @@ async fn expect_room_ended(who: &mut Live, reason: RoomEndReason, by: Option<Use
     assert_eq!(who.closed().await.as_deref(), Some("room_ended"));
 }
 
-/// The room is gone from the directory and from `GET /api/v1/rooms/{id}`.
+/// The room is gone from the directory and from `GET /api/v2/rooms/{id}`.
 async fn expect_room_gone(server: &TestServer, room: &str) {
     // The actor leaves the directory right after telling everyone; nothing tells a client
     // when, so ask until it has.
     eventually("the room leaves the directory", || async {
-        let (status, list) = server.get("/api/v1/rooms", None).await;
+        let (status, list) = server.get("/api/v2/rooms", None).await;
         status == 200
             && list["rooms"]
                 .as_array()
@@ -38,7 +38,7 @@ async fn expect_room_gone(server: &TestServer, room: &str) {
                 .all(|r| r["id"] != room)
     })
     .await;
-    let got = server.get(&format!("/api/v1/rooms/{room}"), None).await;
+    let got = server.get(&format!("/api/v2/rooms/{room}"), None).await;
     assert_api_error(&got, 404, "room_not_found");
     let session = server.session("late").await;
     let refusal = connect_refusal(server, room, Some(&session.token)).await;
@@ -131,7 +131,7 @@ async fn a_dropped_host_keeps_the_room_alive_and_gets_the_role_back() {
     );
     // Still live and listed, waiting for a moderator to come back.
     ada.ping(1).await;
-    let listing = server.get("/api/v1/rooms", None).await.1;
+    let listing = server.get("/api/v2/rooms", None).await.1;
     assert_eq!(listing["rooms"][0]["id"], room);
     assert!(listing["rooms"][0]["host"].is_null());
 

@@ -79,7 +79,7 @@ async fn full_stage_flow_from_hand_to_speaking_and_back() {
             by: Some(host.me)
         }
     );
-    let listing = server.get("/api/v1/rooms", None).await.1;
+    let listing = server.get("/api/v2/rooms", None).await.1;
     assert_eq!(listing["rooms"][0]["listener_count"], 2);
     assert_eq!(listing["rooms"][0]["speakers"].as_array().unwrap().len(), 1);
 }

@@ -160,7 +160,7 @@ async fn the_client_speaks_https_and_wss_with_a_private_ca_and_a_reload_takes_a_
         let addr = addr.clone();
         let config = config.clone();
         async move {
-            let request = format!("wss://{addr}/api/v1/rooms/none/live")
+            let request = format!("wss://{addr}/api/v2/rooms/none/live")
                 .into_client_request()
                 .unwrap();
             let connector = tokio_tungstenite::Connector::Rustls(config);

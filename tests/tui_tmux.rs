@@ -644,7 +644,7 @@ async fn serve_demo_hosts_rooms_with_speakers_and_listeners() {
     let mut server = TestServer::start_with(&["--demo"]);
     // Like a first run, the demo encodes its clips and seats every bot first.
     let rooms = until_within("the demo rooms are full", FIRST_RUN_PATIENCE, || async {
-        let (status, body) = server.get("/api/v1/rooms", None).await;
+        let (status, body) = server.get("/api/v2/rooms", None).await;
         assert_eq!(status, 200, "{body}");
         let list: RoomList = serde_json::from_value(body).unwrap();
         let with_speakers = list

@@ -108,11 +108,11 @@ impl HallwayServer {
             .map(|i| async move {
                 let body: Value = self
                     .http
-                    .post(format!("{}/api/v1/sessions", self.url()))
+                    .post(format!("{}/api/v2/sessions", self.url()))
                     .json(&json!({ "name": format!("{prefix}{i}") }))
                     .send()
                     .await
-                    .expect("POST /api/v1/sessions")
+                    .expect("POST /api/v2/sessions")
                     .json()
                     .await
                     .expect("session JSON");
@@ -129,12 +129,12 @@ impl HallwayServer {
     pub async fn create_room(&self, token: &str, title: &str) -> String {
         let body: Value = self
             .http
-            .post(format!("{}/api/v1/rooms", self.url()))
+            .post(format!("{}/api/v2/rooms", self.url()))
             .bearer_auth(token)
             .json(&json!({ "title": title }))
             .send()
             .await
-            .expect("POST /api/v1/rooms")
+            .expect("POST /api/v2/rooms")
             .json()
             .await
             .expect("room JSON");
@@ -163,12 +163,12 @@ const OP_BINARY: u8 = 2;
 const OP_CLOSE: u8 = 8;
 
 impl Ws {
-    /// Opens `/api/v1/rooms/{room}/live` and reads the `room_snapshot`.
+    /// Opens `/api/v2/rooms/{room}/live` and reads the `room_snapshot`.
     pub async fn join(addr: &str, room: &str, token: &str) -> Self {
         let mut stream = TcpStream::connect(addr).await.expect("connect to hallway");
         let _ = stream.set_nodelay(true);
         let request = format!(
-            "GET /api/v1/rooms/{room}/live HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+            "GET /api/v2/rooms/{room}/live HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
         );

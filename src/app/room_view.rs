@@ -263,6 +263,7 @@ mod tests {
     fn person(id: UserId, role: Role) -> Participant {
         Participant {
             id,
+            handle: NAMES[id as usize].to_lowercase(),
             name: NAMES[id as usize].into(),
             role,
             muted: true,
@@ -275,6 +276,7 @@ mod tests {
 
     fn view(me: UserId, participants: Vec<Participant>) -> RoomView {
         let summary = RoomSummary {
+            followed: false,
             id: "r1".into(),
             title: "Rust".into(),
             host: None,
@@ -614,6 +616,7 @@ mod tests {
     fn user(id: UserId) -> User {
         User {
             id,
+            handle: NAMES[id as usize].to_lowercase(),
             name: NAMES[id as usize].into(),
         }
     }

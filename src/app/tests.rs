@@ -57,12 +57,14 @@ fn send(command: ClientCommand) -> Vec<Effect> {
 fn user(id: UserId) -> User {
     User {
         id,
+        handle: NAMES[id as usize].to_lowercase(),
         name: NAMES[id as usize].into(),
     }
 }
 
 fn summary(id: &str, title: &str, speakers: &[&str]) -> RoomSummary {
     RoomSummary {
+        followed: false,
         id: id.into(),
         title: title.into(),
         host: None,
@@ -71,6 +73,7 @@ fn summary(id: &str, title: &str, speakers: &[&str]) -> RoomSummary {
             .zip(1..)
             .map(|(name, id)| StageMember {
                 id,
+                handle: name.to_lowercase(),
                 name: (*name).into(),
                 role: Role::Speaker,
                 muted: true,
@@ -1489,6 +1492,7 @@ fn a_big_room_does_not_announce_every_arrival() {
             .join(
                 &User {
                     id,
+                    handle: format!("guest_{id}"),
                     name: format!("guest {id}"),
                 },
                 30,
@@ -1502,6 +1506,7 @@ fn a_big_room_does_not_announce_every_arrival() {
         .join(
             &User {
                 id: 999,
+                handle: "late".into(),
                 name: "late".into(),
             },
             40,

@@ -1907,6 +1907,7 @@ mod tests {
     fn listener(id: UserId) -> User {
         User {
             id,
+            handle: format!("listener_{id}"),
             name: format!("listener {id}"),
         }
     }

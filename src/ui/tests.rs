@@ -55,6 +55,7 @@ fn new_app() -> App {
 fn member(id: UserId, name: &str, role: Role, speaking: bool) -> StageMember {
     StageMember {
         id,
+        handle: name.to_lowercase(),
         name: name.into(),
         role,
         muted: !speaking,
@@ -71,9 +72,11 @@ fn summary(
 ) -> RoomSummary {
     let host = stage.iter().find(|m| m.role == Role::Host).map(|m| User {
         id: m.id,
+        handle: m.handle.clone(),
         name: m.name.clone(),
     });
     RoomSummary {
+        followed: false,
         id: id.into(),
         title: title.into(),
         host,
@@ -175,6 +178,7 @@ fn hallway_with(rooms: Vec<RoomSummary>) -> App {
 fn participant(id: UserId, name: &str, role: Role) -> Participant {
     Participant {
         id,
+        handle: name.to_lowercase(),
         name: name.into(),
         role,
         muted: true,
@@ -222,10 +226,12 @@ fn room_detail(my_role: Role, extra_listeners: usize) -> RoomDetail {
     }
     RoomDetail {
         summary: RoomSummary {
+            followed: false,
             id: ROOM_ID.into(),
             title: "Rust async office hours".into(),
             host: Some(User {
                 id: 10,
+                handle: "grace".into(),
                 name: "grace".into(),
             }),
             speakers: Vec::new(),

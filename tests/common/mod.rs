@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use hallway::identity::{self, DeviceKey};
+use hallway::protocol::handle::handle_from_name;
 use hallway::protocol::{AudioFrame, AudioHeader, RoomDetail, ServerMessage, Session, UserId};
 use serde_json::{Value, json};
 use tokio::net::{TcpSocket, TcpStream};
@@ -19,12 +21,19 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for a message it expects before failing. Generous: CI is slow.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A `hallway serve` child process, killed when dropped.
+/// A `hallway serve` child process with a database of its own, killed when dropped.
 pub struct TestServer {
     pub child: Child,
     pub base: String,
     pub http: reqwest::Client,
+    /// The lines the server printed after its first (the owner invitation, if any).
+    pub stdout: Option<BufReader<std::process::ChildStdout>>,
+    /// Holds the database; a restarted server is given the same one.
+    pub data: std::sync::Arc<tempfile::TempDir>,
 }
+
+/// Accounts made by this test process, for unique handles.
+static ACCOUNTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl TestServer {
     pub fn start() -> Self {
@@ -35,22 +44,37 @@ impl TestServer {
         Self::start_listening("127.0.0.1:0", args)
     }
 
-    /// A server on a given address (to restart one on the port it had).
+    /// A server on a given address (to restart one on the port it had), with a new database.
     pub fn start_listening(listen: &str, args: &[&str]) -> Self {
+        Self::start_on_data(
+            std::sync::Arc::new(tempfile::tempdir().unwrap()),
+            listen,
+            args,
+        )
+    }
+
+    /// A server on the database of `data` (a restart keeps its accounts).
+    pub fn start_on_data(data: std::sync::Arc<tempfile::TempDir>, listen: &str, args: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hallway"));
-        command.args(["serve", "--listen", listen]).args(args);
-        Self::start_command(command)
+        command
+            .args(["serve", "--listen", listen, "--data"])
+            .arg(data.path().join("server.db"))
+            .args(args);
+        Self::start_command(command, data)
     }
 
     /// A server started by a shell `script`, in which `$0` is the `hallway` binary (to set
-    /// limits with `ulimit` first).
+    /// limits with `ulimit` first) and `$HALLWAY_DATA` its database.
     pub fn start_in_shell(script: &str) -> Self {
+        let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
         let mut command = Command::new("sh");
-        command.args(["-c", script, env!("CARGO_BIN_EXE_hallway")]);
-        Self::start_command(command)
+        command
+            .args(["-c", script, env!("CARGO_BIN_EXE_hallway")])
+            .env("HALLWAY_DATA", data.path().join("server.db"));
+        Self::start_command(command, data)
     }
 
-    fn start_command(mut command: Command) -> Self {
+    fn start_command(mut command: Command, data: std::sync::Arc<tempfile::TempDir>) -> Self {
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -59,7 +83,8 @@ impl TestServer {
             .expect("start hallway serve");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let mut stdout = BufReader::new(stdout);
+        stdout.read_line(&mut line).unwrap();
         let base = line
             .trim()
             .rsplit(' ')
@@ -71,7 +96,85 @@ impl TestServer {
             child,
             base,
             http: reqwest::Client::new(),
+            stdout: Some(stdout),
+            data,
         }
+    }
+
+    /// The owner invitation an invite-only server prints on its second line.
+    pub fn owner_invitation(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .as_mut()
+            .expect("stdout")
+            .read_line(&mut line)
+            .unwrap();
+        let link = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|l| l.contains("/invite/"))
+            .unwrap_or_else(|| panic!("no owner invitation: {line:?}"));
+        link.rsplit('/').next().unwrap().to_string()
+    }
+
+    /// The host as a device signs it (`Host` of our requests).
+    pub fn origin(&self) -> String {
+        self.base.trim_start_matches("http://").trim_start_matches("https://").to_string()
+    }
+
+    /// Answers a fresh challenge with `key`.
+    pub async fn signed(&self, key: &DeviceKey) -> Value {
+        let (status, challenge) = self.post_json("/api/v2/challenges", None, json!({})).await;
+        assert_eq!(status, 200, "{challenge}");
+        let nonce = challenge["nonce"].as_str().unwrap().to_string();
+        let signature = key.sign_in(&self.origin(), nonce.as_bytes());
+        json!({ "nonce": nonce, "signature": identity::b64(&signature) })
+    }
+
+    /// Tries to create an account for `key`; the raw answer.
+    pub async fn try_account(
+        &self,
+        key: &DeviceKey,
+        handle: &str,
+        name: &str,
+        invitation: Option<&str>,
+    ) -> (u16, Value) {
+        let public = key.public();
+        let mut body = self.signed(key).await;
+        body["handle"] = json!(handle);
+        body["name"] = json!(name);
+        body["device"] = json!({
+            "sign_key": identity::b64(&public.sign),
+            "agree_key": identity::b64(&public.agree),
+            "label": "test",
+        });
+        if let Some(code) = invitation {
+            body["invitation"] = json!(code);
+        }
+        self.post_json("/api/v2/accounts", None, body).await
+    }
+
+    /// Signs `key` in; the raw answer.
+    pub async fn try_sign_in(&self, key: &DeviceKey) -> (u16, Value) {
+        let mut body = self.signed(key).await;
+        body["sign_key"] = json!(identity::b64(&key.public().sign));
+        self.post_json("/api/v2/sessions", None, body).await
+    }
+
+    /// A new account named `name` on a new device key; panics unless the server grants it.
+    pub async fn session(&self, name: &str) -> Session {
+        self.account(name, None).await.0
+    }
+
+    /// A new account with an invitation; the session and its device key.
+    pub async fn account(&self, name: &str, invitation: Option<&str>) -> (Session, DeviceKey) {
+        let key = DeviceKey::generate();
+        let n = ACCOUNTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let handle = handle_from_name(name, &format!("_{n}"));
+        let (status, body) = self.try_account(&key, handle.as_str(), name, invitation).await;
+        assert_eq!(status, 200, "{body}");
+        (serde_json::from_value(body).unwrap(), key)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -80,29 +183,17 @@ impl TestServer {
 
     pub fn ws_url(&self, room: &str) -> String {
         format!(
-            "{}/api/v1/rooms/{room}/live",
+            "{}/api/v2/rooms/{room}/live",
             self.base.replacen("http", "ws", 1)
         )
     }
 
-    /// A new session; panics unless the server grants it.
-    pub async fn session(&self, name: &str) -> Session {
-        let resp = self
-            .http
-            .post(self.url("/api/v1/sessions"))
-            .json(&json!({ "name": name }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-        resp.json().await.unwrap()
-    }
 
     /// Creates a room as `host`; returns its id.
     pub async fn create_room(&self, host: &Session, title: &str) -> String {
         let resp = self
             .http
-            .post(self.url("/api/v1/rooms"))
+            .post(self.url("/api/v2/rooms"))
             .bearer_auth(&host.token)
             .json(&json!({ "title": title }))
             .send()
@@ -116,7 +207,7 @@ impl TestServer {
     pub async fn room(&self, id: &str) -> RoomDetail {
         let resp = self
             .http
-            .get(self.url(&format!("/api/v1/rooms/{id}")))
+            .get(self.url(&format!("/api/v2/rooms/{id}")))
             .send()
             .await
             .unwrap();
