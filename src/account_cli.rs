@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn dates_are_calendar_dates() {
         assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(1_796_083_200_000), "2026-11-30");
+        assert_eq!(date(1_795_996_800_000), "2026-11-30");
         assert_eq!(date(951_782_400_000), "2000-02-29");
     }
 }

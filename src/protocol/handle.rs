@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn distinct_handles_do_not_collide() {
-        for (a, b) in [("ada", "ida"), ("mary", "nary"), ("vvv", "ww")] {
+        for (a, b) in [("ada", "ida"), ("mary", "nary"), ("vvv", "www")] {
             assert_ne!(handle(a).key(), handle(b).key(), "{a} and {b}");
         }
     }

@@ -247,6 +247,27 @@ impl TestServer {
     }
 
     /// POST a JSON value; returns the status and the JSON body.
+    /// Any method; returns the status and the JSON body (Null when there is none).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         self.post_raw(path, token, body.to_string()).await
     }
