@@ -144,7 +144,11 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
                     Ok(())
                 }
             }
-            Some(AccountCommand::Create { new_handle, invite }) => {
+            Some(AccountCommand::Create { invite }) => {
+                let new_handle = args
+                    .handle
+                    .clone()
+                    .context("say which handle: hallway account create --handle NAME")?;
                 let (path, config) = load(args)?;
                 let mut target = target(args, &config)?;
                 if let Some(invite) = invite {
@@ -244,7 +248,7 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Profile { handle: h, json } => {
+        Command::Profile { who: h, json } => {
             let who = handle(&h)?;
             let profile = signed_in(args, false).await?.profile(&who).await?;
             if json {
@@ -254,11 +258,11 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        Command::Follow { handle: h } => toggle(args, &h, Relation::Follow, true).await,
-        Command::Unfollow { handle: h } => toggle(args, &h, Relation::Follow, false).await,
-        Command::Block { handle: h } => toggle(args, &h, Relation::Block, true).await,
-        Command::Unblock { handle: h } => toggle(args, &h, Relation::Block, false).await,
-        Command::Report { handle: h, reason } => {
+        Command::Follow { who: h } => toggle(args, &h, Relation::Follow, true).await,
+        Command::Unfollow { who: h } => toggle(args, &h, Relation::Follow, false).await,
+        Command::Block { who: h } => toggle(args, &h, Relation::Block, true).await,
+        Command::Unblock { who: h } => toggle(args, &h, Relation::Block, false).await,
+        Command::Report { who: h, reason } => {
             let who = handle(&h)?;
             signed_in(args, false).await?.report(&who, &reason).await?;
             println!("reported {who} to the server's admins");
@@ -284,7 +288,7 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Admin(AdminCommand::Suspend { handle: h, reason }) => {
+        Command::Admin(AdminCommand::Suspend { who: h, reason }) => {
             let who = handle(&h)?;
             signed_in(args, false)
                 .await?
@@ -293,7 +297,7 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
             println!("suspended {who}: their connections are closed and their devices cannot sign in");
             Ok(())
         }
-        Command::Admin(AdminCommand::Unsuspend { handle: h }) => {
+        Command::Admin(AdminCommand::Unsuspend { who: h }) => {
             let who = handle(&h)?;
             signed_in(args, false).await?.suspend(&who, None).await?;
             println!("lifted the suspension of {who}");

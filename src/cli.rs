@@ -111,21 +111,35 @@ pub enum Command {
     /// Show someone's profile card.
     Profile {
         /// Their handle, e.g. @ada.
-        handle: String,
+        #[arg(value_name = "HANDLE")]
+        who: String,
         #[arg(long)]
         json: bool,
     },
     /// Follow someone: rooms with them on stage are listed first.
-    Follow { handle: String },
+    Follow {
+        #[arg(value_name = "HANDLE")]
+        who: String,
+    },
     /// Stop following someone.
-    Unfollow { handle: String },
+    Unfollow {
+        #[arg(value_name = "HANDLE")]
+        who: String,
+    },
     /// Block someone: you no longer hear them, and they cannot join rooms you run.
-    Block { handle: String },
+    Block {
+        #[arg(value_name = "HANDLE")]
+        who: String,
+    },
     /// Unblock someone.
-    Unblock { handle: String },
+    Unblock {
+        #[arg(value_name = "HANDLE")]
+        who: String,
+    },
     /// Report someone to the server's admins.
     Report {
-        handle: String,
+        #[arg(value_name = "HANDLE")]
+        who: String,
         /// What happened (at most 500 characters).
         #[arg(long)]
         reason: String,
@@ -180,12 +194,9 @@ pub struct AccountArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
-    /// Create an account for this device (with --handle, and an invitation on an
-    /// invite-only server).
+    /// Create an account for this device: --handle (ASCII letters, digits and _, 3 to 20
+    /// characters), --name, and an invitation on an invite-only server.
     Create {
-        /// ASCII letters, digits and _, 3 to 20 characters.
-        #[arg(long = "handle", value_name = "HANDLE")]
-        new_handle: String,
         /// An invitation code or link.
         #[arg(long, value_name = "CODE")]
         invite: Option<String>,
@@ -213,12 +224,16 @@ pub enum AdminCommand {
     },
     /// Suspend an account: its connections close and its devices cannot sign in.
     Suspend {
-        handle: String,
+        #[arg(value_name = "HANDLE")]
+        who: String,
         #[arg(long)]
         reason: String,
     },
     /// Lift a suspension.
-    Unsuspend { handle: String },
+    Unsuspend {
+        #[arg(value_name = "HANDLE")]
+        who: String,
+    },
     /// Copy the server's database (SQLite's online backup; safe while the server runs).
     Backup {
         /// Where to write the copy.

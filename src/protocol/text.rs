@@ -24,6 +24,12 @@ pub enum TextKind {
     DisplayName,
     /// A room's title.
     RoomTitle,
+    /// A line about oneself on a profile.
+    Bio,
+    /// Why someone is reported or suspended.
+    Reason,
+    /// What a device is called in its account's list.
+    DeviceLabel,
 }
 
 impl TextKind {
@@ -31,6 +37,9 @@ impl TextKind {
         match self {
             TextKind::DisplayName => "name",
             TextKind::RoomTitle => "room title",
+            TextKind::Bio => "bio",
+            TextKind::Reason => "reason",
+            TextKind::DeviceLabel => "device label",
         }
     }
 
@@ -38,6 +47,9 @@ impl TextKind {
         match self {
             TextKind::DisplayName => "names",
             TextKind::RoomTitle => "room titles",
+            TextKind::Bio => "bios",
+            TextKind::Reason => "reasons",
+            TextKind::DeviceLabel => "device labels",
         }
     }
 }

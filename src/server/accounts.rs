@@ -36,7 +36,8 @@ use crate::protocol::handle::Handle;
 use crate::protocol::text::{self, TextKind};
 use crate::protocol::{
     Challenge, CreateAccount, DeviceInfo, DeviceKeys, ErrorCode, Invitation, LinkCode, LinkDevice,
-    Me, Profile, Reason, ReportInfo, ReportList, Session, SignIn, Signed, UpdateProfile, User,
+    Me, Profile, Reason, ReportInfo, ReportList, Role, Session, SignIn, Signed, UpdateProfile,
+    User,
 };
 
 /// How long a challenge may be answered.
@@ -248,7 +249,17 @@ fn check_signed(
         agree: [0; 32],
     };
     let signature = identity::unb64(&signed.signature).unwrap_or_default();
-    if !public.verify_sign_in(&host.0, signed.nonce.as_bytes(), &signature) {
+    // Behind a proxy that rewrites `Host`, the device signed the public address.
+    let public_host = shared
+        .config
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| identity::origin_of(&u));
+    let valid = std::iter::once(host.0.as_str())
+        .chain(public_host.as_deref())
+        .any(|origin| public.verify_sign_in(origin, signed.nonce.as_bytes(), &signature));
+    if !valid {
         shared.metrics.access_code_failures.inc();
         return Err(ApiError::new(
             ErrorCode::BadSignature,
@@ -262,8 +273,7 @@ fn new_device(shared: &Shared, keys: &DeviceKeys) -> Result<NewDevice, ApiError>
     let label = if keys.label.trim().is_empty() {
         "device".to_string()
     } else {
-        text::clean_name(&keys.label, MAX_LABEL_CHARS, TextKind::RoomTitle)
-            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("device label: {e}")))?
+        super::http::clean_text(&keys.label, MAX_LABEL_CHARS, TextKind::DeviceLabel)?
     };
     let _ = shared;
     Ok(NewDevice {
@@ -288,6 +298,7 @@ fn check_code_allowed(shared: &Shared, client: &Client) -> Result<(), ApiError> 
     Ok(())
 }
 
+/// Counts a code's outcome in the address's back-off.
 fn note_code_result<T>(
     shared: &Shared,
     client: &Client,
@@ -299,6 +310,11 @@ fn note_code_result<T>(
             | StoreError::InvitationUsed
             | StoreError::InvitationExpired)
     );
+    // Only a code that worked clears the count: a refusal for another reason (a taken
+    // handle) says nothing of the code, and must not reset the back-off.
+    if !wrong && result.is_err() {
+        return;
+    }
     if shared.budgets.code_attempt(client.key(), !wrong) {
         tracing::warn!(addr = %client.key(), "wrong invitation or link code (more from this address are counted, and logged when they stop)");
     }
@@ -360,7 +376,12 @@ async fn create_account(
             shared.config.limits.max_name_chars,
             TextKind::DisplayName,
         )?,
-        None => handle.as_str().to_string(),
+        // The handle stands in for a name, and must pass as one (`host` would not).
+        None => super::http::clean_text(
+            handle.as_str(),
+            shared.config.limits.max_name_chars,
+            TextKind::DisplayName,
+        )?,
     };
     let device = new_device(&shared, &request.device)?;
     check_signed(&shared, &host, &device.sign_key, &request.signed)?;
@@ -448,10 +469,26 @@ async fn revoke_device(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     let account = session.user.id;
-    shared
+    let revoked = shared
         .store
-        .call(move |s| s.revoke_device(account, id))
+        .call(move |s| {
+            let devices = s.devices(account)?;
+            if !devices.iter().any(|d| d.id == id) {
+                return Ok(Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("your account has no device {id}; `hallway account` lists them"),
+                )));
+            }
+            if devices.len() == 1 {
+                return Ok(Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "that is your only device: revoking it would lose the account; link another first (`hallway account link`)",
+                )));
+            }
+            s.revoke_device(account, id).map(Ok)
+        })
         .await?;
+    revoked?;
     shared.forget_sessions(|e| e.device == id);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -520,8 +557,7 @@ async fn update_me(
     let bio = match &request.bio {
         Some(bio) if bio.trim().is_empty() => Some(String::new()),
         Some(bio) => Some(
-            text::clean_name(bio, MAX_BIO_CHARS, TextKind::RoomTitle)
-                .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("bio: {e}")))?,
+            super::http::clean_text(bio, MAX_BIO_CHARS, TextKind::Bio)?,
         ),
         None => None,
     };
@@ -580,7 +616,7 @@ async fn invitation_page(
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         format!(
-            "You are invited to a Hallway server: live audio rooms in the terminal.\n\nRun:\n\n    hallway --server {}/invite/{code}\n\nand pick a handle. The invitation works once, for 7 days.\n",
+            "You are invited to a Hallway server: live audio rooms in the terminal.\n\nRun:\n\n    hallway --server {}/invite/{code}\n\nand pick a handle (add --handle NAME to choose it). An invitation works once.\n",
             shared.public_base(&headers)
         ),
     )
@@ -683,20 +719,27 @@ async fn set_block(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Removes `blocked` from every room where `blocker` runs the stage.
+/// Removes `blocked` from every room where `blocker` runs the stage and outranks them (the
+/// same ranks as removing: a moderator cannot put the host or another moderator out).
 async fn expel_where_moderated(shared: &Shared, blocker: AccountId, blocked: AccountId) {
     let rooms: Vec<_> = match shared.rooms.read() {
         Ok(rooms) => rooms.values().cloned().collect(),
         Err(_) => return,
     };
+    let rank = |role: Option<Role>| match role {
+        Some(Role::Host) => 3,
+        Some(Role::Moderator) => 2,
+        _ => 1,
+    };
     for room in rooms {
-        let moderates = room
-            .summary
-            .borrow()
-            .speakers
-            .iter()
-            .any(|s| s.id == blocker && s.role.is_moderator());
-        if moderates {
+        let outranks = {
+            let summary = room.summary.borrow();
+            let role_of = |id| summary.speakers.iter().find(|s| s.id == id).map(|s| s.role);
+            let theirs = role_of(blocked);
+            let mine = role_of(blocker);
+            mine.is_some_and(Role::is_moderator) && rank(mine) > rank(theirs)
+        };
+        if outranks {
             let _ = room
                 .tx
                 .send(RoomCommand::Expel {
@@ -726,8 +769,7 @@ async fn unblock(
 }
 
 fn clean_reason(reason: &str) -> Result<String, ApiError> {
-    text::clean_name(reason, MAX_REASON_CHARS, TextKind::RoomTitle)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("reason: {e}")))
+    super::http::clean_text(reason, MAX_REASON_CHARS, TextKind::Reason)
 }
 
 async fn report(

@@ -341,6 +341,7 @@ pub(crate) fn clean_text(text: &str, max: usize, what: TextKind) -> Result<Strin
         let code = match what {
             TextKind::DisplayName => ErrorCode::InvalidName,
             TextKind::RoomTitle => ErrorCode::InvalidTitle,
+            TextKind::Bio | TextKind::Reason | TextKind::DeviceLabel => ErrorCode::BadRequest,
         };
         ApiError::new(code, e.to_string())
     })
@@ -401,12 +402,7 @@ async fn create_room(
     let Json(request) = body?;
     let limits = &shared.config.limits;
     let title = clean_text(&request.title, limits.max_title_chars, TextKind::RoomTitle)?;
-    let allowed = session
-        .room_bucket
-        .lock()
-        .map(|mut b| b.try_take())
-        .unwrap_or(false);
-    if !allowed {
+    if !session.take_room() {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             format!(

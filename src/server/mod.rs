@@ -216,18 +216,34 @@ pub(crate) struct SessionEntry {
     pub admin: bool,
     /// When the token stops being good (Unix ms).
     pub expires_ms: u64,
-    pub room_bucket: Mutex<rate::TokenBucket>,
-    pub report_bucket: Mutex<rate::TokenBucket>,
+    /// The account's limits, shared by all its sessions and kept across sign-ins.
+    pub limits: Arc<AccountLimits>,
     /// When the token was last presented, on [`monotonic_ms`]'s clock.
     pub last_used_ms: AtomicU64,
     /// Live WebSocket connections: a session in a room is never forgotten.
     pub live: AtomicU32,
 }
 
+/// What one account may do, however many sessions it has.
+pub(crate) struct AccountLimits {
+    pub room_bucket: Mutex<rate::TokenBucket>,
+    pub report_bucket: Mutex<rate::TokenBucket>,
+}
+
 impl SessionEntry {
     /// Spends one report: 5 in a burst, then one every two minutes.
     pub fn take_report(&self) -> bool {
-        self.report_bucket
+        self.limits
+            .report_bucket
+            .lock()
+            .map(|mut b| b.try_take())
+            .unwrap_or(false)
+    }
+
+    /// Spends one new room.
+    pub fn take_room(&self) -> bool {
+        self.limits
+            .room_bucket
             .lock()
             .map(|mut b| b.try_take())
             .unwrap_or(false)
@@ -300,6 +316,8 @@ pub(crate) struct Shared {
     pub sessions: RwLock<Sessions>,
     pub store: Store,
     pub challenges: Mutex<accounts::Challenges>,
+    /// Each account's limits (about 100 bytes each), by account.
+    pub account_limits: Mutex<HashMap<AccountId, Arc<AccountLimits>>>,
     pub rooms: RwLock<HashMap<String, actor::RoomHandle>>,
     pub next_connection: AtomicU64,
     pub shutdown: CancellationToken,
@@ -362,6 +380,7 @@ impl Server {
             sessions: RwLock::new(Sessions::default()),
             store,
             challenges: Mutex::new(accounts::Challenges::default()),
+            account_limits: Mutex::new(HashMap::new()),
             rooms: RwLock::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
@@ -568,6 +587,21 @@ impl Shared {
         expires_ms: u64,
     ) -> Result<Arc<SessionEntry>, http::ApiError> {
         let limits = &self.config.limits;
+        let account_limits = self
+            .account_limits
+            .lock()
+            .map_err(|_| http::internal())?
+            .entry(account.id)
+            .or_insert_with(|| {
+                Arc::new(AccountLimits {
+                    room_bucket: Mutex::new(rate::TokenBucket::new(
+                        limits.rooms_per_minute / 60.0,
+                        limits.rooms_per_minute,
+                    )),
+                    report_bucket: Mutex::new(rate::TokenBucket::new(1.0 / 120.0, 5.0)),
+                })
+            })
+            .clone();
         let entry = Arc::new(SessionEntry {
             user: User {
                 id: account.id,
@@ -577,11 +611,7 @@ impl Shared {
             device,
             admin: account.admin,
             expires_ms,
-            room_bucket: Mutex::new(rate::TokenBucket::new(
-                limits.rooms_per_minute / 60.0,
-                limits.rooms_per_minute,
-            )),
-            report_bucket: Mutex::new(rate::TokenBucket::new(1.0 / 120.0, 5.0)),
+            limits: account_limits,
             last_used_ms: monotonic_ms().into(),
             live: 0.into(),
         });

@@ -364,8 +364,9 @@ impl Room {
 
     /// `user` is gone: they left, their connection dropped, or they were removed.
     /// Hands the host role over and ends the room when that is what the rules say.
-    /// The server puts `user` out for good (blocked by a moderator, suspended): banned, told
-    /// why, and gone as if removed. Nothing but the ban when they are not here.
+    /// The server puts `user` out (a moderator blocked them, an admin suspended them): told
+    /// why, and gone as if removed. Not banned: what keeps them out is the block (checked at
+    /// every join) or the suspension (no sign-in), and lifting either lets them back.
     pub fn expel(
         &mut self,
         user: UserId,
@@ -373,7 +374,6 @@ impl Room {
         message: String,
         now_ms: u64,
     ) -> Vec<Delivery> {
-        self.banned.insert(user);
         if !self.members.contains_key(&user) {
             return Vec::new();
         }
