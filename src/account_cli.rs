@@ -12,6 +12,7 @@ use crate::net::{Api, NetError, Target};
 use crate::protocol::handle::Handle;
 use crate::protocol::text::terminal_safe;
 use crate::protocol::{ErrorCode, Me, Profile};
+use crate::ui::text::date;
 
 fn handle(text: &str) -> anyhow::Result<Handle> {
     Handle::parse(text).map_err(|e| anyhow::anyhow!("{:?} is not a handle: {e}", terminal_safe(text)))
@@ -48,27 +49,6 @@ fn load(args: &ClientArgs) -> anyhow::Result<(Option<std::path::PathBuf>, Config
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-fn date(ms: u64) -> String {
-    // Days since the epoch as a calendar date (UTC), without a time-zone crate.
-    let days = (ms / 86_400_000) as i64;
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// `hallway account` as text.
@@ -336,17 +316,5 @@ async fn toggle(args: &ClientArgs, h: &str, relation: Relation, on: bool) -> any
             ..
         }) => anyhow::bail!("nobody on this server is {who}; check the handle (`hallway rooms` lists who is on stage)"),
         Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_calendar_dates() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(1_795_996_800_000), "2026-11-30");
-        assert_eq!(date(951_782_400_000), "2000-02-29");
     }
 }

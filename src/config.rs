@@ -16,7 +16,8 @@ pub struct Config {
     /// Display name to use when `--name` is not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Access code for invite-only servers.
+    /// Ignored: protocol version 1's shared access code, replaced by invitations. Kept so
+    /// an old config file still loads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_code: Option<String>,
     /// What playout favours: `auto` (low delay on stage, smoothness in the audience),

@@ -9,8 +9,12 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use common::{Live, PATIENCE, TestServer, connect_from};
+use hallway::identity::{self, DeviceKey};
 use hallway::protocol::Session;
+use hallway::protocol::handle::handle_from_name;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -58,6 +62,8 @@ async fn post(
 /// 127.0.0.2 hearing them.
 struct Witness {
     http: reqwest::Client,
+    host: Session,
+    invite_only: bool,
     room: String,
     speaker: Live,
     listener: Live,
@@ -66,9 +72,11 @@ struct Witness {
 }
 
 impl Witness {
-    async fn start(server: &TestServer, access_code: Option<&str>) -> Self {
+    /// With `owner_code`, on an invite-only server: the host is its owner and invites
+    /// everyone else.
+    async fn start(server: &TestServer, owner_code: Option<&str>) -> Self {
         let speaker_http = http_from(SPEAKER);
-        let host = sign_in(&speaker_http, server, "Speaker", access_code).await;
+        let host = sign_in(&speaker_http, server, "Speaker", owner_code).await;
         let (status, detail) = post(
             &speaker_http,
             server,
@@ -82,10 +90,14 @@ impl Witness {
         let mut speaker = Live::join_from(server, &room, &host, SPEAKER).await;
         speaker.command(json!({"type": "unmute"})).await;
         let http = http_from(WITNESS);
-        let me = sign_in(&http, server, "Witness", access_code).await;
+        let invite_only = owner_code.is_some();
+        let invitation = invitation_from(server, &host, invite_only).await;
+        let me = sign_in(&http, server, "Witness", invitation.as_deref()).await;
         let listener = Live::join_from(server, &room, &me, WITNESS).await;
         Self {
             http,
+            host,
+            invite_only,
             room,
             speaker,
             listener,
@@ -110,33 +122,85 @@ impl Witness {
         }
     }
 
-    /// A new person on the witness's address signs in and joins the room.
-    async fn newcomer_gets_in(&mut self, server: &TestServer, access_code: Option<&str>) {
+    /// A new person on the witness's address makes an account (with an invitation from
+    /// the host on an invite-only server) and joins the room.
+    async fn newcomer_gets_in(&mut self, server: &TestServer) {
         self.signed_in += 1;
         let name = format!("Newcomer {}", self.signed_in);
-        let session = sign_in(&self.http, server, &name, access_code).await;
+        let invitation = self.invitation(server).await;
+        let session = sign_in(&self.http, server, &name, invitation.as_deref()).await;
         let live = Live::join_from(server, &self.room, &session, WITNESS).await;
         drop(live);
     }
 
-    async fn is_served(&mut self, server: &TestServer, access_code: Option<&str>) {
+    async fn invitation(&self, server: &TestServer) -> Option<String> {
+        invitation_from(server, &self.host, self.invite_only).await
+    }
+
+    async fn is_served(&mut self, server: &TestServer) {
         self.hears_the_speaker().await;
-        self.newcomer_gets_in(server, access_code).await;
+        self.newcomer_gets_in(server).await;
         self.hears_the_speaker().await;
     }
+}
+
+/// Makes an account on a new device key through `http` (from its address); the answer.
+async fn try_sign_in(
+    http: &reqwest::Client,
+    server: &TestServer,
+    name: &str,
+    invitation: Option<&str>,
+) -> (u16, Value) {
+    let (status, challenge) = post(http, server, "/api/v2/challenges", None, json!({})).await;
+    if status != 200 {
+        return (status, challenge);
+    }
+    let key = DeviceKey::generate();
+    let nonce = challenge["nonce"].as_str().unwrap();
+    let public = key.public();
+    let n = HANDLES.fetch_add(1, Ordering::Relaxed);
+    let mut body = json!({
+        "handle": handle_from_name(name, &format!("_{n}")).as_str(),
+        "name": name,
+        "device": {
+            "sign_key": identity::b64(&public.sign),
+            "agree_key": identity::b64(&public.agree),
+        },
+        "nonce": nonce,
+        "signature": identity::b64(&key.sign_in(&server.origin(), nonce.as_bytes())),
+    });
+    if let Some(code) = invitation {
+        body["invitation"] = json!(code);
+    }
+    post(http, server, "/api/v2/accounts", None, body).await
+}
+
+static HANDLES: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh invitation from `host` (the owner), on an invite-only server.
+async fn invitation_from(server: &TestServer, host: &Session, invite_only: bool) -> Option<String> {
+    if !invite_only {
+        return None;
+    }
+    let (status, body) = post(
+        &http_from(SPEAKER),
+        server,
+        "/api/v2/invitations",
+        Some(&host.token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    Some(body["code"].as_str().unwrap().to_string())
 }
 
 async fn sign_in(
     http: &reqwest::Client,
     server: &TestServer,
     name: &str,
-    access_code: Option<&str>,
+    invitation: Option<&str>,
 ) -> Session {
-    let mut body = json!({ "name": name });
-    if let Some(code) = access_code {
-        body["access_code"] = json!(code);
-    }
-    let (status, body) = post(http, server, "/api/v2/sessions", None, body).await;
+    let (status, body) = try_sign_in(http, server, name, invitation).await;
     assert_eq!(status, 200, "signing in from a quiet address: {body}");
     serde_json::from_value(body).unwrap()
 }
@@ -180,24 +244,17 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-fn session_request(name: &str, code: Option<&str>) -> Vec<u8> {
-    let body = match code {
-        Some(code) => json!({"name": name, "access_code": code}),
-        None => json!({"name": name}),
-    }
-    .to_string();
-    format!(
-        "POST /api/v2/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+/// A sign-in challenge: what every sign-in and new account starts with, and what the
+/// per-address sign-in budget counts.
+fn challenge_request() -> Vec<u8> {
+    b"POST /api/v2/challenges HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".to_vec()
 }
 
 #[tokio::test]
-async fn a_session_flood_from_one_address_leaves_others_signing_in() {
+async fn a_sign_in_flood_from_one_address_leaves_others_signing_in() {
     let server = TestServer::start();
     let mut witness = Witness::start(&server, None).await;
-    let requests = session_request("flood", None).repeat(500);
+    let requests = challenge_request().repeat(500);
     let flood = async {
         let mut statuses = Vec::new();
         for _ in 0..4 {
@@ -205,19 +262,19 @@ async fn a_session_flood_from_one_address_leaves_others_signing_in() {
         }
         statuses
     };
-    let (statuses, ()) = tokio::join!(flood, witness.is_served(&server, None));
+    let (statuses, ()) = tokio::join!(flood, witness.is_served(&server));
     let granted = statuses.iter().filter(|s| **s == 200).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert!(
         granted <= 250,
-        "one address got {granted} sessions in seconds"
+        "one address got {granted} sign-in challenges in seconds"
     );
     assert!(
         limited > 1_000,
         "the flood was refused: {limited} of {}",
         statuses.len()
     );
-    witness.is_served(&server, None).await;
+    witness.is_served(&server).await;
 }
 
 #[tokio::test]
@@ -247,7 +304,7 @@ async fn room_spam_from_one_address_is_held_to_its_budget() {
     }
     assert!(created <= 12, "{created} rooms from one address at once");
     assert!(limited >= 48);
-    witness.is_served(&server, None).await;
+    witness.is_served(&server).await;
     // The witness's address still has its own budget.
     let me = sign_in(&witness.http, &server, "Room maker", None).await;
     let (status, body) = post(
@@ -317,7 +374,7 @@ async fn slow_and_silent_connections_are_closed_within_the_request_timeout() {
         }
         start.elapsed()
     };
-    let (trickled_for, ()) = tokio::join!(trickling, witness.is_served(&server, None));
+    let (trickled_for, ()) = tokio::join!(trickling, witness.is_served(&server));
     assert!(trickled_for < Duration::from_secs(8));
     for tcp in &mut slow {
         let took = closed_within(tcp, Duration::from_secs(8)).await;
@@ -333,7 +390,7 @@ async fn slow_and_silent_connections_are_closed_within_the_request_timeout() {
             .await
             .is_some()
     );
-    witness.is_served(&server, None).await;
+    witness.is_served(&server).await;
 }
 
 #[tokio::test]
@@ -365,7 +422,7 @@ async fn one_address_cannot_hold_every_connection_under_a_small_fd_limit() {
         .await
         .unwrap();
     assert_eq!(healthz.status(), 200);
-    witness.is_served(&server, None).await;
+    witness.is_served(&server).await;
     // The server never held more than its descriptors allow: the rest were closed.
     let mut open = 0;
     for tcp in &mut held {
@@ -412,7 +469,7 @@ async fn websockets_that_never_finish_a_message_are_closed() {
         stalled.push(ws);
     }
     let start = Instant::now();
-    witness.is_served(&server, None).await;
+    witness.is_served(&server).await;
     for ws in &mut stalled {
         let tcp = match ws.get_mut() {
             tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
@@ -424,44 +481,39 @@ async fn websockets_that_never_finish_a_message_are_closed() {
             start.elapsed()
         );
     }
-    witness.is_served(&server, None).await;
+    witness.is_served(&server).await;
 }
 
 #[tokio::test]
-async fn access_code_guesses_back_off_are_counted_and_the_right_code_still_works() {
+async fn invitation_guesses_back_off_are_counted_and_a_real_invitation_still_works() {
     let metrics_addr = free_port();
-    let server = TestServer::start_with(&[
-        "--access-code",
-        "open sesame",
+    let mut server = TestServer::start_with(&[
+        "--invite-only",
         "--metrics-listen",
         &metrics_addr.to_string(),
     ]);
-    let mut witness = Witness::start(&server, Some("open sesame")).await;
-    // 150 guesses: within the address's session budget, so each one meets the code check.
-    let guesses: Vec<Vec<u8>> = (0..150)
-        .map(|i| session_request("guesser", Some(&format!("guess {i}"))))
-        .collect();
-    let statuses = pipelined(&server, ATTACKER, &guesses.concat(), 150).await;
-    assert_eq!(statuses.len(), 150);
+    let owner_code = server.owner_invitation();
+    let mut witness = Witness::start(&server, Some(&owner_code)).await;
+    // 40 guesses: within the address's sign-in budget, so each one meets the code check.
+    let attacker = http_from(ATTACKER);
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let (status, _) = try_sign_in(&attacker, &server, "guesser", Some(&format!("guess{i}"))).await;
+        statuses.push(status);
+    }
     let wrong = statuses.iter().filter(|s| **s == 403).count();
     let locked = statuses.iter().filter(|s| **s == 429).count();
     assert!(
         wrong <= 6,
         "{wrong} guesses were compared; the back-off allows a handful"
     );
-    assert_eq!(wrong + locked, 150, "{statuses:?}");
-    // Even the right code waits out the lock-out on the guessing address...
-    let (status, body) = post(
-        &http_from(ATTACKER),
-        &server,
-        "/api/v2/sessions",
-        None,
-        json!({"name": "guesser", "access_code": "open sesame"}),
-    )
-    .await;
+    assert_eq!(wrong + locked, 40, "{statuses:?}");
+    // Even a real invitation waits out the lock-out on the guessing address...
+    let real = witness.invitation(&server).await;
+    let (status, body) = try_sign_in(&attacker, &server, "guesser", real.as_deref()).await;
     assert_eq!(status, 429, "{body}");
     // ...while the witness's address is not held back at all.
-    witness.is_served(&server, Some("open sesame")).await;
+    witness.is_served(&server).await;
     // On an invite-only server /metrics is not public; it is on the metrics address.
     let (status, _) = server.get("/metrics", None).await;
     assert_eq!(status, 404);
@@ -477,25 +529,24 @@ async fn access_code_guesses_back_off_are_counted_and_the_right_code_still_works
         .unwrap()
         .parse()
         .unwrap();
-    assert!(failures >= 151.0, "{failures}");
+    assert!(failures >= 41.0, "{failures}");
 }
 
 #[tokio::test]
 async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
     let server =
         TestServer::start_with(&["--trusted-proxy", "127.0.0.9", "--sessions-per-minute", "1"]);
-    // --sessions-per-minute 1 makes the burst 3 (200 × 1/60): five sign-ins from one client
-    // address.
+    // --sessions-per-minute 1 makes the burst 3 (200 × 1/60): five sign-in challenges from
+    // one client address.
     let via = |proxy: Ipv4Addr, client: &'static str| {
         let http = http_from(proxy);
         let server = &server;
         async move {
             let mut statuses = Vec::new();
-            for i in 0..5 {
+            for _ in 0..5 {
                 let response = http
-                    .post(server.url("/api/v2/sessions"))
+                    .post(server.url("/api/v2/challenges"))
                     .header("x-forwarded-for", format!("6.6.6.6, {client}"))
-                    .json(&json!({"name": format!("user{i}")}))
                     .send()
                     .await
                     .unwrap();
@@ -534,7 +585,7 @@ async fn hostile_names_are_refused_with_a_clear_error() {
         ("\u{1b}]0;pwned\u{7}", "U+001B"),
     ] {
         let (status, body) = server
-            .post_json("/api/v2/sessions", None, json!({ "name": name }))
+            .try_account(&DeviceKey::generate(), "hostile", name, None)
             .await;
         assert_eq!(status, 400, "{name:?} was accepted: {body}");
         assert_eq!(body["error"]["code"], "invalid_name");
@@ -542,9 +593,9 @@ async fn hostile_names_are_refused_with_a_clear_error() {
         assert!(message.contains(why), "{name:?}: {message}");
     }
     let (status, body) = server
-        .post_json("/api/v2/sessions", None, json!({ "name": "Cafe\u{301}" }))
+        .try_account(&DeviceKey::generate(), "cafe", "Cafe\u{301}", None)
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["name"], "Caf\u{e9}", "names are kept in NFC");
 
     // A look-alike of someone in the room cannot join it.
@@ -566,7 +617,7 @@ async fn the_authorization_scheme_is_case_insensitive() {
     for scheme in ["bearer", "BEARER", "Bearer"] {
         let response = server
             .http
-            .get(server.url("/api/v2/sessions/me"))
+            .get(server.url("/api/v2/me"))
             .header("authorization", format!("{scheme} {}", me.token))
             .send()
             .await
@@ -653,7 +704,7 @@ async fn a_removed_troll_behind_a_trusted_proxy_cannot_walk_back_in() {
     )
     .await
     .unwrap();
-    witness.is_served(&server, None).await;
+    witness.is_served(&server).await;
 }
 
 #[tokio::test]
@@ -727,5 +778,5 @@ async fn a_recording_toggle_flood_reaches_listeners_once_a_second_and_ends_as_ab
     for toggler in &mut togglers {
         assert_eq!(toggler.closed().await.as_deref(), Some("abusive"));
     }
-    witness.is_served(&server, None).await;
+    witness.is_served(&server).await;
 }

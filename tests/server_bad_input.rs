@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{Live, TestServer, assert_api_error, connect_refusal, room_with};
 use futures_util::SinkExt;
+use hallway::identity::DeviceKey;
 use hallway::protocol::audio::{HEADER_LEN, KIND_AUDIO, MAX_FRAME_LEN};
 use hallway::protocol::control::LeaveReason;
 use hallway::protocol::{ErrorCode, ServerMessage};
@@ -375,14 +376,14 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
     for name in ["", "   ", &"n".repeat(33), "tab\there"] {
         assert_api_error(
             &server
-                .post_json("/api/v2/sessions", None, json!({"name": name}))
+                .try_account(&DeviceKey::generate(), "named", name, None)
                 .await,
             400,
             "invalid_name",
         );
     }
     let longest = server
-        .post_json("/api/v2/sessions", None, json!({"name": "é".repeat(32)}))
+        .try_account(&DeviceKey::generate(), "longest", &"é".repeat(32), None)
         .await;
     assert_eq!(longest.0, 200, "32 characters is allowed: {}", longest.1);
     for title in ["", &"t".repeat(101), "line\nbreak"] {
@@ -398,7 +399,7 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
     // Bodies over 16 KiB.
     let big = json!({"name": "a", "pad": "x".repeat(17 * 1024)}).to_string();
     assert_api_error(
-        &server.post_raw("/api/v2/sessions", None, big.clone()).await,
+        &server.post_raw("/api/v2/accounts", None, big.clone()).await,
         413,
         "payload_too_large",
     );
@@ -443,38 +444,29 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
 }
 
 #[tokio::test]
-async fn an_invite_only_server_needs_the_access_code() {
-    let server = TestServer::start_with(&["--access-code", "sesame"]);
+async fn an_invite_only_server_needs_an_invitation() {
+    let mut server = TestServer::start_with(&["--invite-only"]);
+    let owner_code = server.owner_invitation();
     let (status, info) = server.get("/api/v2", None).await;
     assert_eq!(status, 200);
     assert_eq!(info["invite_only"], true);
 
     assert_api_error(
-        &server
-            .post_json("/api/v2/sessions", None, json!({"name": "ada"}))
-            .await,
+        &server.try_account(&DeviceKey::generate(), "ada", "ada", None).await,
         403,
-        "bad_access_code",
+        "invitation_required",
     );
-    for code in ["open", "", "Sesame", "sesame "] {
+    for code in ["open", "", "AAAAAAAAAAAAAAAAAAAAAA"] {
         assert_api_error(
             &server
-                .post_json(
-                    "/api/v2/sessions",
-                    None,
-                    json!({"name": "ada", "access_code": code}),
-                )
+                .try_account(&DeviceKey::generate(), "ada", "ada", Some(code))
                 .await,
             403,
-            "bad_access_code",
+            "invitation_unknown",
         );
     }
     let (status, session) = server
-        .post_json(
-            "/api/v2/sessions",
-            None,
-            json!({"name": "ada", "access_code": "sesame"}),
-        )
+        .try_account(&DeviceKey::generate(), "ada", "ada", Some(&owner_code))
         .await;
     assert_eq!(status, 200, "{session}");
     let token = session["token"].as_str().unwrap();

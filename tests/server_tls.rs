@@ -226,13 +226,13 @@ async fn a_hostile_servers_words_reach_the_terminal_escaped() {
     let room = serde_json::json!({
         "id": format!("id{NASTY}"),
         "title": format!("title{NASTY}"),
-        "host": {"id": 1, "name": format!("host{NASTY}")},
-        "speakers": [{"id": 1, "name": format!("speaker{NASTY}"), "role": "host", "muted": false, "speaking": false}],
+        "host": {"id": 1, "handle": format!("h{NASTY}"), "name": format!("host{NASTY}")},
+        "speakers": [{"id": 1, "handle": format!("h{NASTY}"), "name": format!("speaker{NASTY}"), "role": "host", "muted": false, "speaking": false}],
         "listener_count": 1,
         "created_at_ms": 0,
     });
     let info = serde_json::json!({
-        "server": "hallway", "version": "0", "protocol_version": 1, "invite_only": false,
+        "server": "hallway", "version": "0", "protocol_version": 2, "invite_only": false,
     });
     // One address serves both: the info probe and the list (the client reads what it needs
     // from each; unknown fields are ignored).

@@ -618,9 +618,14 @@ async fn first_run_shows_live_demo_rooms_and_the_bot_host_invites() {
 
     tui.type_keys("q").await;
     assert_eq!(tui.wait_exit().await, 0);
-    // Tokens for the private server die with it: a first run writes no config.
+    // Tokens for the private server die with it: a first run writes no config, only the
+    // device's key, readable by its owner alone.
     let written: Vec<_> = walk(&tui.config_dir());
-    assert!(written.is_empty(), "a first run wrote {written:?}");
+    let key = tui.config_dir().join("hallway").join("device.key");
+    assert_eq!(written, vec![key.clone()], "a first run wrote {written:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the device key is {mode:o}");
 }
 
 /// Every file under `dir`.

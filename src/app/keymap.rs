@@ -38,6 +38,16 @@ pub enum Action {
     MuteSpeaker,
     Remove,
     MakeModerator,
+    /// Open the profile card of the chosen person (in the hallway: the room's host).
+    Card,
+    /// On a card: follow or unfollow.
+    Follow,
+    /// On a card: block or unblock.
+    Block,
+    /// On a card: report to the server's admins.
+    Report,
+    /// Close the card.
+    Close,
 }
 
 /// One line of the help: the keys as shown, what they do, and each key's action.
@@ -98,6 +108,11 @@ pub const HALLWAY: Group = Group {
             keys: &[(c('r'), Action::Refresh)],
         },
         Entry {
+            label: "p",
+            help: "the host's profile card",
+            keys: &[(c('p'), Action::Card)],
+        },
+        Entry {
             label: "?",
             help: "this help",
             keys: &[(c('?'), Action::Help)],
@@ -117,6 +132,11 @@ pub const ROOM: Group = Group {
             label: "↑↓ j k",
             help: "choose a person",
             keys: MOVE_KEYS,
+        },
+        Entry {
+            label: "p",
+            help: "their profile card",
+            keys: &[(c('p'), Action::Card)],
         },
         Entry {
             label: "h",
@@ -206,6 +226,32 @@ pub const MODERATORS: Group = Group {
     ],
 };
 
+pub const CARD: Group = Group {
+    heading: "On a profile card",
+    entries: &[
+        Entry {
+            label: "f",
+            help: "follow / unfollow",
+            keys: &[(c('f'), Action::Follow)],
+        },
+        Entry {
+            label: "b",
+            help: "block / unblock",
+            keys: &[(c('b'), Action::Block)],
+        },
+        Entry {
+            label: "r",
+            help: "report to the admins",
+            keys: &[(c('r'), Action::Report)],
+        },
+        Entry {
+            label: "Esc p",
+            help: "close the card",
+            keys: &[(KeyCode::Esc, Action::Close), (c('p'), Action::Close)],
+        },
+    ],
+};
+
 /// The groups that apply in a room.
 pub const IN_A_ROOM: [&Group; 3] = [&ROOM, &STAGE, &MODERATORS];
 
@@ -227,21 +273,21 @@ pub struct HelpLayout {
 impl HelpLayout {
     pub fn new(cols: u16, rows: u16) -> Self {
         let two_columns = cols >= 72;
-        let (width, height) = if two_columns { (78, 21) } else { (44, 32) };
+        let (width, height) = if two_columns { (78, 23) } else { (44, 40) };
         // Borders, then the footer line and the blank above it.
         let visible = height.min(rows).saturating_sub(4);
         let rows_of = |g: &Group| g.entries.len() + 1;
         let total = if two_columns {
             let left = rows_of(&HALLWAY) + 1 + rows_of(&ROOM);
-            // A blank and "Esc closes a box" under the moderators.
-            let right = rows_of(&STAGE) + 1 + rows_of(&MODERATORS) + 2;
+            // A blank and "Esc closes a box" under the card.
+            let right = rows_of(&STAGE) + 1 + rows_of(&MODERATORS) + 1 + rows_of(&CARD) + 2;
             left.max(right)
         } else {
-            [&HALLWAY, &ROOM, &STAGE, &MODERATORS]
+            [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD]
                 .into_iter()
                 .map(rows_of)
                 .sum::<usize>()
-                + 3
+                + 4
         };
         HelpLayout {
             two_columns,
@@ -277,10 +323,15 @@ pub fn in_room(code: KeyCode) -> Option<Action> {
     find(&IN_A_ROOM, code)
 }
 
+/// What `code` means on a profile card.
+pub fn on_card(code: KeyCode) -> Option<Action> {
+    find(&[&CARD], code)
+}
+
 /// How a footer names the key for `action`: the entry's label when the entry is that
 /// action alone ("Enter", "space"), else the action's first key ("a" of "a / d").
 pub fn key_label(action: Action) -> String {
-    let entries = [&HALLWAY, &ROOM, &STAGE, &MODERATORS]
+    let entries = [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD]
         .into_iter()
         .flat_map(|g| g.entries);
     for entry in entries {
@@ -295,6 +346,7 @@ pub fn key_label(action: Action) -> String {
             KeyCode::Char(ch) => ch.to_string(),
             KeyCode::Down => "↓".to_string(),
             KeyCode::Up => "↑".to_string(),
+            KeyCode::Esc => "Esc".to_string(),
             _ => entry.label.to_string(),
         };
     }
@@ -312,6 +364,7 @@ mod tests {
             KeyCode::Enter => Some("Enter".into()),
             KeyCode::Down => Some("↓".into()),
             KeyCode::Up => Some("↑".into()),
+            KeyCode::Esc => Some("Esc".into()),
             // Aliases not worth a word: Tab moves like ↓, `=` is `+` without shift.
             _ => None,
         }
@@ -319,7 +372,7 @@ mod tests {
 
     #[test]
     fn every_label_names_its_keys() {
-        for group in [&HALLWAY, &ROOM, &STAGE, &MODERATORS] {
+        for group in [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD] {
             for entry in group.entries {
                 for (code, action) in entry.keys {
                     if *code == c('=') {
@@ -340,7 +393,7 @@ mod tests {
 
     #[test]
     fn no_key_means_two_things_in_one_place() {
-        for groups in [&[&HALLWAY][..], &IN_A_ROOM[..]] {
+        for groups in [&[&HALLWAY][..], &IN_A_ROOM[..], &[&CARD][..]] {
             let keys: Vec<(KeyCode, Action)> = groups
                 .iter()
                 .flat_map(|g| g.entries)

@@ -7,7 +7,7 @@ pub mod room_view;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -18,7 +18,9 @@ use crate::audio::LatencyProfile;
 use crate::config::Latency;
 use crate::net::NetEvent;
 use crate::protocol::control::{LeaveReason, RoomEndReason};
-use crate::protocol::{ClientCommand, ErrorCode, Role, RoomSummary, ServerMessage, UserId};
+use crate::protocol::{
+    ClientCommand, ErrorCode, Me, Profile, Role, RoomSummary, ServerMessage, UserId,
+};
 
 /// A message to the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,15 @@ pub enum Msg {
     Audio(AudioStatus),
     /// The terminal's size, at the start and when it changes.
     Resize { cols: u16, rows: u16 },
+    /// My account: handle, who I follow and block (at start, and after each change).
+    Me(Me),
+    /// A profile card asked for arrived (or could not be had).
+    Profile {
+        handle: String,
+        result: Result<Profile, String>,
+    },
+    /// A follow, block or report was done (what to say), or failed (why).
+    Done(Result<String, String>),
 }
 
 /// Work the shell does for the model.
@@ -67,6 +78,26 @@ pub enum Effect {
         user_id: UserId,
         volume: f32,
     },
+    /// Someone left the stage: their playout state can go.
+    ForgetSpeaker(UserId),
+    /// Fetch someone's profile card.
+    FetchProfile {
+        handle: String,
+    },
+    SetFollow {
+        handle: String,
+        on: bool,
+    },
+    SetBlock {
+        handle: String,
+        on: bool,
+    },
+    Report {
+        handle: String,
+        reason: String,
+    },
+    /// Play nothing from these people (the ones I block).
+    SetBlocked(Vec<UserId>),
     Quit,
 }
 
@@ -129,7 +160,24 @@ pub enum Overlay {
     NewRoom { title: String },
     /// Confirming a removal.
     ConfirmRemove { user_id: UserId, name: String },
+    /// Someone's profile card.
+    Card(Box<Card>),
+    /// Typing why someone is reported.
+    Report { handle: String, reason: String },
 }
+
+/// A profile card: who was asked for, and what arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Card {
+    pub handle: String,
+    /// The display name known before the card arrives.
+    pub name: String,
+    pub profile: Option<Profile>,
+    pub error: Option<String>,
+}
+
+/// The longest report reason (the server's limit).
+pub const REPORT_MAX_CHARS: usize = 500;
 
 /// The whole client state.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +210,12 @@ pub struct App {
     pub key_release: bool,
     /// The `latency` setting: what playout favours.
     pub latency: Latency,
+    /// My handle, once the account is known.
+    pub my_handle: Option<String>,
+    /// Everyone I follow: their rooms come first, and their arrivals on a stage are told.
+    pub following: HashSet<UserId>,
+    /// Everyone I block: not heard, their hands not shown.
+    pub blocking: HashSet<UserId>,
     pub now_ms: u64,
     pub quit: bool,
 }
@@ -229,6 +283,9 @@ impl App {
             screen_size: (80, 24),
             key_release,
             latency: Latency::Auto,
+            my_handle: None,
+            following: HashSet::new(),
+            blocking: HashSet::new(),
             now_ms: 0,
             quit: false,
         }
@@ -337,6 +394,9 @@ impl App {
                 Vec::new()
             }
             Msg::Rooms(Ok(rooms)) => {
+                if self.rooms_loaded {
+                    self.tell_followed_arrivals(&rooms);
+                }
                 self.rooms = rooms;
                 self.rooms_error = None;
                 self.rooms_loaded = true;
@@ -376,6 +436,39 @@ impl App {
                 self.audio = status;
                 Vec::new()
             }
+            Msg::Me(me) => {
+                self.my_handle = Some(me.user.handle.clone());
+                self.following = me.following.into_iter().collect();
+                let blocking: HashSet<UserId> = me.blocking.into_iter().collect();
+                if blocking == self.blocking {
+                    Vec::new()
+                } else {
+                    self.blocking = blocking;
+                    let mut ids: Vec<UserId> = self.blocking.iter().copied().collect();
+                    ids.sort_unstable();
+                    vec![Effect::SetBlocked(ids)]
+                }
+            }
+            Msg::Profile { handle, result } => {
+                if let Some(Overlay::Card(card)) = &mut self.overlay
+                    && card.handle.eq_ignore_ascii_case(&handle)
+                {
+                    match result {
+                        Ok(profile) => {
+                            card.profile = Some(profile);
+                            card.error = None;
+                        }
+                        Err(e) => card.error = Some(e),
+                    }
+                }
+                Vec::new()
+            }
+            Msg::Done(result) => {
+                match result {
+                    Ok(text) | Err(text) => self.say(text),
+                }
+                Vec::new()
+            }
         };
         let stage_after = self.on_stage();
         if stage_after && !stage_before {
@@ -399,6 +492,119 @@ impl App {
             effects.push(Effect::SetLatency(profile));
         }
         effects
+    }
+
+    /// Says when someone I follow starts a room or steps on a stage, from the hallway's
+    /// list: who is on each stage now that was not at the last look.
+    fn tell_followed_arrivals(&mut self, rooms: &[RoomSummary]) {
+        if self.following.is_empty() {
+            return;
+        }
+        let before: HashSet<(&str, UserId)> = self
+            .rooms
+            .iter()
+            .flat_map(|r| r.speakers.iter().map(move |s| (r.id.as_str(), s.id)))
+            .collect();
+        let known: HashSet<&str> = self.rooms.iter().map(|r| r.id.as_str()).collect();
+        let arrival = rooms.iter().find_map(|room| {
+            room.speakers
+                .iter()
+                .filter(|s| self.following.contains(&s.id))
+                .find(|s| !before.contains(&(room.id.as_str(), s.id)))
+                .map(|s| (room, s))
+        });
+        let Some((room, speaker)) = arrival else {
+            return;
+        };
+        let text = if !known.contains(room.id.as_str()) && speaker.role == Role::Host {
+            format!(
+                "@{} (you follow them) started \u{201c}{}\u{201d}.",
+                speaker.handle, room.title
+            )
+        } else {
+            format!(
+                "@{} (you follow them) is on the stage in \u{201c}{}\u{201d}.",
+                speaker.handle, room.title
+            )
+        };
+        self.say(text);
+    }
+
+    /// Opens someone's profile card and asks for it.
+    fn open_card(&mut self, handle: String, name: String) -> Vec<Effect> {
+        self.overlay = Some(Overlay::Card(Box::new(Card {
+            handle: handle.clone(),
+            name,
+            profile: None,
+            error: None,
+        })));
+        vec![Effect::FetchProfile { handle }]
+    }
+
+    fn on_card_key(&mut self, card: Card, key: KeyEvent) -> Vec<Effect> {
+        let Some(action) = keymap::on_card(key.code) else {
+            return Vec::new();
+        };
+        let mine = self
+            .my_handle
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&card.handle));
+        match action {
+            Action::Close => {
+                self.overlay = None;
+                Vec::new()
+            }
+            Action::Follow | Action::Block | Action::Report if mine => {
+                self.say("That is your own card.");
+                Vec::new()
+            }
+            Action::Follow => match &card.profile {
+                Some(profile) => vec![Effect::SetFollow {
+                    handle: card.handle.clone(),
+                    on: !profile.followed,
+                }],
+                None => Vec::new(),
+            },
+            Action::Block => match &card.profile {
+                Some(profile) => vec![Effect::SetBlock {
+                    handle: card.handle.clone(),
+                    on: !profile.blocked,
+                }],
+                None => Vec::new(),
+            },
+            Action::Report => {
+                self.overlay = Some(Overlay::Report {
+                    handle: card.handle,
+                    reason: String::new(),
+                });
+                Vec::new()
+            }
+            // Only the card's keys are in its table.
+            Action::Quit
+            | Action::Help
+            | Action::Down
+            | Action::Up
+            | Action::Join
+            | Action::Filter
+            | Action::NewRoom
+            | Action::Refresh
+            | Action::Hand
+            | Action::Accept
+            | Action::Decline
+            | Action::TheirVolumeDown
+            | Action::TheirVolumeUp
+            | Action::VolumeDown
+            | Action::VolumeUp
+            | Action::Leave
+            | Action::Mute
+            | Action::Talk
+            | Action::Invite
+            | Action::ToAudience
+            | Action::MuteSpeaker
+            | Action::Remove
+            | Action::MakeModerator
+            | Action::Card => Vec::new(),
+        }
     }
 
     fn enter_room(&mut self, id: String) -> Vec<Effect> {
@@ -458,6 +664,20 @@ impl App {
     }
 
     fn on_server(&mut self, message: ServerMessage) -> Vec<Effect> {
+        let mut effects = match &message {
+            ServerMessage::ParticipantLeft { user_id, .. }
+            | ServerMessage::RoleChanged {
+                user_id,
+                role: Role::Listener,
+                ..
+            } => vec![Effect::ForgetSpeaker(*user_id)],
+            _ => Vec::new(),
+        };
+        effects.extend(self.on_server_message(message));
+        effects
+    }
+
+    fn on_server_message(&mut self, message: ServerMessage) -> Vec<Effect> {
         let Some(room) = self.room_mut() else {
             return Vec::new();
         };
@@ -515,7 +735,11 @@ impl App {
         }
         // A held key repeats: fine for moving and typing, wrong for toggles (a held `h`
         // would raise and lower the hand over and over).
-        let typing = self.filtering || matches!(self.overlay, Some(Overlay::NewRoom { .. }));
+        let typing = self.filtering
+            || matches!(
+                self.overlay,
+                Some(Overlay::NewRoom { .. } | Overlay::Report { .. })
+            );
         let moving = matches!(
             key.code,
             KeyCode::Up
@@ -595,6 +819,33 @@ impl App {
                 KeyCode::Char(c) if title.chars().count() < 100 => {
                     title.push(c);
                     self.overlay = Some(Overlay::NewRoom { title });
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            },
+            Overlay::Card(card) => self.on_card_key(*card, key),
+            Overlay::Report { handle, mut reason } => match key.code {
+                KeyCode::Esc => {
+                    self.overlay = None;
+                    Vec::new()
+                }
+                KeyCode::Enter => {
+                    let reason = reason.trim().to_string();
+                    if reason.is_empty() {
+                        return Vec::new();
+                    }
+                    self.overlay = None;
+                    self.say(format!("Reporting @{handle}\u{2026}"));
+                    vec![Effect::Report { handle, reason }]
+                }
+                KeyCode::Backspace => {
+                    reason.pop();
+                    self.overlay = Some(Overlay::Report { handle, reason });
+                    Vec::new()
+                }
+                KeyCode::Char(c) if reason.chars().count() < REPORT_MAX_CHARS => {
+                    reason.push(c);
+                    self.overlay = Some(Overlay::Report { handle, reason });
                     Vec::new()
                 }
                 _ => Vec::new(),
@@ -681,6 +932,16 @@ impl App {
                 }
                 None => Vec::new(),
             },
+            Action::Card => {
+                let host = self
+                    .visible_rooms()
+                    .get(self.selected_room)
+                    .and_then(|r| r.host.clone());
+                match host {
+                    Some(host) => self.open_card(host.handle, host.name),
+                    None => Vec::new(),
+                }
+            }
             // A room's keys are not in the hallway's table.
             Action::Hand
             | Action::Accept
@@ -696,7 +957,11 @@ impl App {
             | Action::ToAudience
             | Action::MuteSpeaker
             | Action::Remove
-            | Action::MakeModerator => Vec::new(),
+            | Action::MakeModerator
+            | Action::Follow
+            | Action::Block
+            | Action::Report
+            | Action::Close => Vec::new(),
         }
     }
 
@@ -724,6 +989,7 @@ impl App {
         let selected = listed
             .get(room.selected)
             .map(|p| (p.id, p.name.clone(), p.role));
+        let selected_handle = listed.get(room.selected).map(|p| p.handle.clone());
         let me = view.myself().cloned();
         let my_role = view.my_role();
         let on_stage = my_role.on_stage();
@@ -875,8 +1141,19 @@ impl App {
                     _ => Vec::new(),
                 }
             }
-            // The hallway's keys are not in a room's table.
-            Action::Join | Action::Filter | Action::NewRoom | Action::Refresh => Vec::new(),
+            Action::Card => match (selected_handle, selected) {
+                (Some(handle), Some((_, name, _))) => self.open_card(handle, name),
+                _ => Vec::new(),
+            },
+            // The hallway's and the card's keys are not in a room's table.
+            Action::Join
+            | Action::Filter
+            | Action::NewRoom
+            | Action::Refresh
+            | Action::Follow
+            | Action::Block
+            | Action::Report
+            | Action::Close => Vec::new(),
         }
     }
 

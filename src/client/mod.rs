@@ -19,11 +19,10 @@ use tokio::sync::mpsc;
 
 use crate::app::{App, Effect, Msg};
 use crate::config::Config;
-use crate::net::NetEvent;
 use crate::net::live::Backoff;
 use crate::net::{Api, Credentials, Enroll, LiveSession, NetError, Target};
 use crate::protocol::ErrorCode;
-use crate::protocol::{Role, ServerMessage};
+use crate::protocol::handle::Handle;
 use crate::ui::{self, Theme};
 pub use audio::AudioLink;
 
@@ -179,6 +178,16 @@ pub async fn run(
     );
     app.latency = latency;
     let mut shell = Shell::new(api, audio);
+    // Who I am, follow and block: the hallway's order and what is not played.
+    let (me_api, me_tx) = (shell.api.clone(), shell.msg_tx.clone());
+    tokio::spawn(async move {
+        match me_api.me().await {
+            Ok(me) => {
+                let _ = me_tx.send(Msg::Me(me)).await;
+            }
+            Err(e) => tracing::warn!("cannot read the account: {e}"),
+        }
+    });
     let mut meters = tokio::time::interval(METERS);
     meters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut keys = EventStream::new();
@@ -199,9 +208,6 @@ pub async fn run(
     let mut last_draw = tokio::time::Instant::now();
     while !app.quit {
         for msg in pending.drain(..) {
-            if let Msg::Net(NetEvent::Server(message)) = &msg {
-                shell.note_departures(message);
-            }
             let effects = app.update(msg);
             dirty = true;
             for effect in effects {
@@ -240,6 +246,13 @@ pub async fn run(
     Ok(())
 }
 
+/// What `Shell::relation` does to someone.
+enum Relation {
+    Follow(bool),
+    Block(bool),
+    Report(String),
+}
+
 /// Carries out effects; answers come back to the model as messages.
 struct Shell {
     api: Api,
@@ -261,17 +274,42 @@ impl Shell {
         }
     }
 
-    /// Frees playout state for people who left the stage.
-    fn note_departures(&self, message: &ServerMessage) {
-        match message {
-            ServerMessage::ParticipantLeft { user_id, .. }
-            | ServerMessage::RoleChanged {
-                user_id,
-                role: Role::Listener,
-                ..
-            } => self.audio.speaker_left(*user_id),
-            _ => {}
-        }
+    /// Follows, blocks or reports someone; says how it went, and brings the card and the
+    /// account up to date.
+    fn relation(&self, handle: String, relation: Relation) {
+        let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+        tokio::spawn(async move {
+            let who = match Handle::parse(&handle) {
+                Ok(who) => who,
+                Err(e) => {
+                    let _ = tx.send(Msg::Done(Err(e.to_string()))).await;
+                    return;
+                }
+            };
+            let done = match &relation {
+                Relation::Follow(on) => api.set_follow(&who, *on).await,
+                Relation::Block(on) => api.set_block(&who, *on).await,
+                Relation::Report(reason) => api.report(&who, reason).await,
+            };
+            let said = match (&relation, done) {
+                (Relation::Follow(true), Ok(())) => Ok(format!("Following {who}: their rooms come first.")),
+                (Relation::Follow(false), Ok(())) => Ok(format!("No longer following {who}.")),
+                (Relation::Block(true), Ok(())) => Ok(format!(
+                    "Blocked {who}: you will not hear them, and they cannot join rooms you run."
+                )),
+                (Relation::Block(false), Ok(())) => Ok(format!("Unblocked {who}.")),
+                (Relation::Report(_), Ok(())) => {
+                    Ok(format!("Reported {who} to the server's admins."))
+                }
+                (_, Err(e)) => Err(format!("Could not do that: {e}")),
+            };
+            let _ = tx.send(Msg::Done(said)).await;
+            if let Ok(me) = api.me().await {
+                let _ = tx.send(Msg::Me(me)).await;
+            }
+            let result = api.profile(&who).await.map_err(|e| e.to_string());
+            let _ = tx.send(Msg::Profile { handle, result }).await;
+        });
     }
 
     async fn run(&mut self, effect: Effect) {
@@ -327,6 +365,23 @@ impl Shell {
             Effect::SetOutputVolume(volume) => self.audio.set_output_volume(volume),
             Effect::SetSpeakerVolume { user_id, volume } => {
                 self.audio.set_speaker_volume(user_id, volume)
+            }
+            Effect::ForgetSpeaker(user_id) => self.audio.speaker_left(user_id),
+            Effect::SetBlocked(ids) => self.audio.set_blocked(ids),
+            Effect::FetchProfile { handle } => {
+                let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+                tokio::spawn(async move {
+                    let result = match Handle::parse(&handle) {
+                        Ok(h) => api.profile(&h).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = tx.send(Msg::Profile { handle, result }).await;
+                });
+            }
+            Effect::SetFollow { handle, on } => self.relation(handle, Relation::Follow(on)),
+            Effect::SetBlock { handle, on } => self.relation(handle, Relation::Block(on)),
+            Effect::Report { handle, reason } => {
+                self.relation(handle, Relation::Report(reason))
             }
             Effect::Quit => {}
         }

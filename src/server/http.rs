@@ -326,13 +326,19 @@ async fn server_info(State(shared): SharedState) -> Json<ServerInfo> {
 }
 
 /// Every version-1 path: guest sessions are gone, and the client must be upgraded.
-async fn upgrade_required() -> ApiError {
-    ApiError::new(
+async fn upgrade_required() -> Response {
+    let mut response = ApiError::new(
         ErrorCode::UpgradeRequired,
         format!(
             "this server speaks Hallway protocol version {PROTOCOL_VERSION} (accounts on device keys); please upgrade your client"
         ),
     )
+    .into_response();
+    // RFC 9110, 15.5.22: a 426 names the protocol to upgrade to.
+    response
+        .headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static("hallway/2"));
+    response
 }
 
 /// A name or title as the server keeps it (see [`crate::protocol::text::clean_name`]).

@@ -555,7 +555,7 @@ async fn housekeeping(shared: Arc<Shared>) {
         }
         let idle = Duration::from_secs(3600).max(limits.address.code_lockout);
         for burst in shared.budgets.sweep(idle, EVERY) {
-            tracing::warn!(addr = %burst.addr, attempts = burst.attempts, "wrong access codes: the burst ended");
+            tracing::warn!(addr = %burst.addr, attempts = burst.attempts, "wrong invitation or link codes: the burst ended");
         }
     }
 }

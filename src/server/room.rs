@@ -265,7 +265,7 @@ impl Room {
             Some(other) if *other != user.id => refuse(
                 ErrorCode::NameLookalike,
                 format!(
-                    "someone in this room has a name that looks like {:?}; sign in with another name to join",
+                    "someone in this room has a name that looks like {:?}; change your display name (`hallway account edit --display-name NAME`) to join",
                     user.name
                 ),
             ),
@@ -362,8 +362,6 @@ impl Room {
         Ok(out)
     }
 
-    /// `user` is gone: they left, their connection dropped, or they were removed.
-    /// Hands the host role over and ends the room when that is what the rules say.
     /// The server puts `user` out (a moderator blocked them, an admin suspended them): told
     /// why, and gone as if removed. Not banned: what keeps them out is the block (checked at
     /// every join) or the suspension (no sign-in), and lifting either lets them back.
@@ -382,6 +380,8 @@ impl Room {
         out
     }
 
+    /// `user` is gone: they left, their connection dropped, or they were removed.
+    /// Hands the host role over and ends the room when that is what the rules say.
     pub fn depart(&mut self, user: UserId, reason: LeaveReason, now_ms: u64) -> Vec<Delivery> {
         let Some(member) = self.members.remove(&user) else {
             return Vec::new();

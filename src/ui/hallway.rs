@@ -244,10 +244,13 @@ fn card(
         "{rec}{} ",
         text::live_for(app.now_ms.saturating_sub(room.created_at_ms))
     );
-    let title_cols = cols.saturating_sub(2 + text::width(&age) + 1);
+    // Rooms with someone I follow on the stage come first, marked.
+    let followed = if room.followed { "★ " } else { "" };
+    let title_cols = cols.saturating_sub(2 + text::width(followed) + text::width(&age) + 1);
     let title_line = text::spread(
         vec![
             marker.clone(),
+            Span::styled(followed, theme.hand),
             Span::styled(text::fit(&room.title, title_cols), theme.room_title),
         ],
         vec![Span::styled(age, theme.dim)],

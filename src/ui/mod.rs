@@ -10,7 +10,7 @@
 mod hallway;
 mod overlay;
 mod room;
-mod text;
+pub mod text;
 pub mod theme;
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Modals drawn over the screen: every key binding (help), the new room's title box,
-//! and the confirmation before removing someone.
+//! Modals drawn over the screen: every key binding (help), the new room's title box, the
+//! confirmation before removing someone, a profile card and the report box.
 
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
@@ -9,8 +9,8 @@ use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 
 use super::Theme;
 use super::text::{self, put};
-use crate::app::Overlay;
-use crate::app::keymap::{Group, HALLWAY, HelpLayout, MODERATORS, ROOM, STAGE};
+use crate::app::keymap::{self, Action, CARD, Group, HALLWAY, HelpLayout, MODERATORS, ROOM, STAGE};
+use crate::app::{Card, Overlay, REPORT_MAX_CHARS};
 
 /// Longest title the model accepts (it stops taking characters there).
 const TITLE_MAX_CHARS: usize = 100;
@@ -20,6 +20,8 @@ pub fn render(overlay: &Overlay, theme: &Theme, frame: &mut Frame, area: Rect) {
         Overlay::Help { scroll } => help(*scroll, theme, frame, area),
         Overlay::NewRoom { title } => new_room(title, theme, frame, area),
         Overlay::ConfirmRemove { name, .. } => confirm_remove(name, theme, frame, area),
+        Overlay::Card(c) => card(c, theme, frame, area),
+        Overlay::Report { handle, reason } => report(handle, reason, theme, frame, area),
     }
 }
 
@@ -111,6 +113,8 @@ fn help(scroll: u16, theme: &Theme, frame: &mut Frame, area: Rect) {
         right.push(Line::raw(""));
         right.extend(group_lines(&MODERATORS, theme, cols));
         right.push(Line::raw(""));
+        right.extend(group_lines(&CARD, theme, cols));
+        right.push(Line::raw(""));
         right.push(Line::styled("Esc closes a box; Ctrl-C quits.", theme.dim));
         Paragraph::new(left)
             .scroll((scroll, 0))
@@ -121,7 +125,7 @@ fn help(scroll: u16, theme: &Theme, frame: &mut Frame, area: Rect) {
     } else {
         let cols = usize::from(content.width);
         let mut lines = Vec::new();
-        for group in [&HALLWAY, &ROOM, &STAGE, &MODERATORS] {
+        for group in [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD] {
             if !lines.is_empty() {
                 lines.push(Line::raw(""));
             }
@@ -147,33 +151,51 @@ fn help(scroll: u16, theme: &Theme, frame: &mut Frame, area: Rect) {
     }
 }
 
-/// The title box, with the cursor at the end of what has been typed.
-fn new_room(title: &str, theme: &Theme, frame: &mut Frame, area: Rect) {
-    let inner = modal(frame, area, 60, 8, "Start a room", theme.border);
+/// A one-line text box: what to type, a count, the field with the cursor at the end of
+/// what has been typed, and what Enter and Esc do.
+struct TextBox<'a> {
+    title: &'a str,
+    prompt: &'a str,
+    placeholder: &'a str,
+    value: &'a str,
+    max_chars: usize,
+    enter: &'a str,
+}
+
+fn text_box(text_box: &TextBox<'_>, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let TextBox {
+        title,
+        prompt,
+        placeholder,
+        value,
+        max_chars,
+        enter,
+    } = *text_box;
+    let inner = modal(frame, area, 60, 8, title, theme.border);
     if inner.is_empty() {
         return;
     }
     let cols = usize::from(inner.width);
-    let count = format!("{}/{TITLE_MAX_CHARS}", title.chars().count());
+    let count = format!("{}/{max_chars}", value.chars().count());
     let buf = frame.buffer_mut();
     put(
         buf,
         inner,
         0,
         text::spread(
-            vec![Span::styled("What is the room about?", theme.heading)],
+            vec![Span::styled(prompt.to_string(), theme.heading)],
             vec![Span::styled(count, theme.dim)],
             cols,
         ),
     );
-    // The field keeps its end (and the cursor) in view as the title grows.
+    // The field keeps its end (and the cursor) in view as the text grows.
     let field_row = u16::from(inner.height >= 3) * 2;
     let field_cols = cols.saturating_sub(1);
-    let shown = text::fit_tail(title, field_cols);
+    let shown = text::fit_tail(value, field_cols);
     let field = Rect::new(inner.x, inner.y + field_row, inner.width, 1).intersection(inner);
     if !field.is_empty() {
-        let line = if title.is_empty() {
-            Line::styled("a title people will see in the hallway", theme.dim)
+        let line = if value.is_empty() {
+            Line::styled(placeholder.to_string(), theme.dim)
         } else {
             Line::raw(shown.clone())
         };
@@ -183,17 +205,136 @@ fn new_room(title: &str, theme: &Theme, frame: &mut Frame, area: Rect) {
             ratatui::style::Style::new().add_modifier(Modifier::UNDERLINED),
         );
         let x = inner.x
-            + u16::try_from(text::width(if title.is_empty() { "" } else { &shown })).unwrap_or(0);
+            + u16::try_from(text::width(if value.is_empty() { "" } else { &shown })).unwrap_or(0);
         if x < inner.x + inner.width {
             frame.set_cursor_position(Position::new(x, field.y));
         }
     }
-    let hints = [("Enter", "start"), ("Esc", "cancel")];
+    let hints = [("Enter", enter), ("Esc", "cancel")];
     let buf = frame.buffer_mut();
     put(
         buf,
         inner,
         inner.height.saturating_sub(1).max(field_row + 1),
+        text::hint_line(theme, Vec::new(), &hints, cols),
+    );
+}
+
+/// The title box for a new room.
+fn new_room(title: &str, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let new_room = TextBox {
+        title: "Start a room",
+        prompt: "What is the room about?",
+        placeholder: "a title people will see in the hallway",
+        value: title,
+        max_chars: TITLE_MAX_CHARS,
+        enter: "start",
+    };
+    text_box(&new_room, theme, frame, area);
+}
+
+/// Why someone is reported.
+fn report(handle: &str, reason: &str, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let title = format!("Report @{}", text::fit(handle, 20));
+    let report = TextBox {
+        title: &title,
+        prompt: "What happened? (the server's admins read it)",
+        placeholder: "e.g. slurs on stage, spam in every room",
+        value: reason,
+        max_chars: REPORT_MAX_CHARS,
+        enter: "send",
+    };
+    text_box(&report, theme, frame, area);
+}
+
+/// Someone's profile card: name and handle, bio, joined and invited by, followers, what
+/// I have done (follow, block), their device keys, and the card's keys.
+fn card(card: &Card, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let title = format!("@{}", text::fit(&card.handle, 24));
+    let inner = modal(frame, area, 60, 13, &title, theme.border);
+    if inner.is_empty() {
+        return;
+    }
+    let cols = usize::from(inner.width);
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    match (&card.profile, &card.error) {
+        (Some(p), _) => {
+            lines.push(Line::from(vec![
+                Span::styled(text::fit(&p.user.name, cols / 2), theme.room_title),
+                Span::styled(format!("  @{}", text::fit(&p.user.handle, 20)), theme.dim),
+                Span::styled(
+                    if p.suspended { "  suspended" } else { "" },
+                    theme.error,
+                ),
+            ]));
+            if !p.bio.is_empty() {
+                lines.push(Line::raw(text::fit(&p.bio, cols * 2)));
+            }
+            let mut joined = format!("joined {}", text::date(p.joined_at_ms));
+            if let Some(by) = &p.invited_by {
+                joined.push_str(&format!(" · invited by @{}", text::fit(by, 20)));
+            }
+            lines.push(Line::styled(joined, theme.dim));
+            lines.push(Line::raw(format!(
+                "{} followers · {} following",
+                text::thousands(p.followers as usize),
+                text::thousands(p.following as usize)
+            )));
+            let mut yours = Vec::new();
+            if p.followed {
+                yours.push(Span::styled("✓ you follow them  ", theme.speaking));
+            }
+            if p.blocked {
+                yours.push(Span::styled("⊘ you block them", theme.error));
+            }
+            if !yours.is_empty() {
+                lines.push(Line::from(yours));
+            }
+            for fingerprint in p.fingerprints.iter().take(2) {
+                lines.push(Line::styled(format!("key {fingerprint}"), theme.dim));
+            }
+        }
+        (None, Some(error)) => lines.push(Line::styled(
+            text::fit(&format!("Could not load the card: {error}"), cols * 2),
+            theme.error,
+        )),
+        (None, None) => lines.push(Line::styled(
+            format!("{} — loading…", text::fit(&card.name, cols.saturating_sub(12))),
+            theme.dim,
+        )),
+    }
+    let body = Rect {
+        height: inner.height.saturating_sub(2),
+        ..inner
+    };
+    let buf = frame.buffer_mut();
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: true })
+        .render(body, buf);
+    let follow = if card.profile.as_ref().is_some_and(|p| p.followed) {
+        "unfollow"
+    } else {
+        "follow"
+    };
+    let block = if card.profile.as_ref().is_some_and(|p| p.blocked) {
+        "unblock"
+    } else {
+        "block"
+    };
+    let labels: Vec<(String, &str)> = [
+        (Action::Follow, follow),
+        (Action::Block, block),
+        (Action::Report, "report"),
+        (Action::Close, "close"),
+    ]
+    .into_iter()
+    .map(|(action, what)| (keymap::key_label(action), what))
+    .collect();
+    let hints: Vec<(&str, &str)> = labels.iter().map(|(k, w)| (k.as_str(), *w)).collect();
+    put(
+        buf,
+        inner,
+        inner.height.saturating_sub(1),
         text::hint_line(theme, Vec::new(), &hints, cols),
     );
 }

@@ -232,6 +232,21 @@ impl Ctx<'_> {
     fn is_me(&self, p: &Participant) -> bool {
         p.id == self.view.me
     }
+
+    /// Someone I block: their hand is not shown (and they are not heard).
+    fn blocked(&self, p: &Participant) -> bool {
+        self.app.blocking.contains(&p.id)
+    }
+
+    /// Their display name, and on the selected row their handle too: two people with one
+    /// name are told apart there.
+    fn name(&self, p: &Participant, selected: bool) -> String {
+        if selected {
+            format!("{} @{}", p.name, p.handle)
+        } else {
+            p.name.clone()
+        }
+    }
 }
 
 /// A block of people drawn as rows; each row holds indices into `view.listed()`.
@@ -314,7 +329,9 @@ fn people(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
     let stage_indices: Vec<usize> = (0..stage_count).collect();
     let stage = Section::grid(&stage_indices, per_row, inner_cols / per_row);
     let (hand_indices, rest_indices): (Vec<usize>, Vec<usize>) =
-        (stage_count..listed.len()).partition(|&i| listed[i].hand_raised_at_ms.is_some());
+        (stage_count..listed.len()).partition(|&i| {
+            listed[i].hand_raised_at_ms.is_some() && !ctx.blocked(listed[i])
+        });
     let hands = Section::grid(&hand_indices, 1, inner_cols);
     let per_row = (inner_cols / AUDIENCE_CELL_COLS).clamp(1, 10);
     let rest = Section::grid(&rest_indices, per_row, inner_cols / per_row);
@@ -424,12 +441,13 @@ fn draw_section(
                 continue;
             }
             let cols = usize::from(cell.width);
+            let selected = index == ctx.room.selected;
             let spans = if p.role.on_stage() {
-                stage_cell(ctx, p, cols)
-            } else if p.hand_raised_at_ms.is_some() {
-                hand_row(ctx, p, cols)
+                stage_cell(ctx, p, selected, cols)
+            } else if p.hand_raised_at_ms.is_some() && !ctx.blocked(p) {
+                hand_row(ctx, p, selected, cols)
             } else {
-                audience_cell(ctx, p, cols)
+                audience_cell(ctx, p, selected, cols)
             };
             Line::from(spans).render(cell, buf);
             if index == ctx.room.selected {
@@ -447,7 +465,7 @@ fn draw_section(
 }
 
 /// "◉ ada host ▃▅▇": speaking mark, name, badge, and muted or a level meter.
-fn stage_cell(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
+fn stage_cell(ctx: &Ctx, p: &Participant, selected: bool, cols: usize) -> Vec<Span<'static>> {
     let (app, theme) = (ctx.app, ctx.theme);
     let me = ctx.is_me(p);
     // Our own level comes from the microphone; others' from what we play.
@@ -491,7 +509,7 @@ fn stage_cell(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
     };
     vec![
         Span::styled(mark, mark_style),
-        Span::styled(text::fit(&p.name, name_cols), name_style),
+        Span::styled(text::fit(&ctx.name(p, selected), name_cols), name_style),
         Span::styled(you, theme.dim),
         Span::styled(badge, theme.badge),
         state,
@@ -499,7 +517,7 @@ fn stage_cell(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
 }
 
 /// "✋ ada               waited 1m20s  invited".
-fn hand_row(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
+fn hand_row(ctx: &Ctx, p: &Participant, selected: bool, cols: usize) -> Vec<Span<'static>> {
     let theme = ctx.theme;
     let waited = p
         .hand_raised_at_ms
@@ -511,9 +529,9 @@ fn hand_row(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
         })
         .unwrap_or_default();
     let name = if ctx.is_me(p) {
-        format!("{} (you)", p.name)
+        format!("{} (you)", ctx.name(p, selected))
     } else {
-        p.name.clone()
+        ctx.name(p, selected)
     };
     let mut spans = vec![
         Span::styled("✋ ", theme.hand),
@@ -527,16 +545,22 @@ fn hand_row(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
     spans
 }
 
-/// "  grace" or "  grace invited".
-fn audience_cell(ctx: &Ctx, p: &Participant, cols: usize) -> Vec<Span<'static>> {
-    let tag = if p.invited { " invited" } else { "" };
+/// "  grace" or "  grace invited" (or "blocked", for someone I block).
+fn audience_cell(ctx: &Ctx, p: &Participant, selected: bool, cols: usize) -> Vec<Span<'static>> {
+    let tag = if ctx.blocked(p) {
+        " blocked"
+    } else if p.invited {
+        " invited"
+    } else {
+        ""
+    };
     let you = if ctx.is_me(p) { " (you)" } else { "" };
     let name_cols = cols
         .saturating_sub(2 + text::width(tag) + text::width(you))
         .max(1);
     vec![
         Span::raw("  "),
-        Span::raw(text::fit(&p.name, name_cols)),
+        Span::raw(text::fit(&ctx.name(p, selected), name_cols)),
         Span::styled(you, ctx.theme.dim),
         Span::styled(tag, ctx.theme.hand),
     ]

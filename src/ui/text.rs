@@ -79,6 +79,26 @@ pub fn pad(text: &str, cols: usize) -> String {
 }
 
 /// A count with thousands separators: "1,312".
+/// A Unix time in ms as its calendar date in UTC, `2026-11-30`.
+pub fn date(ms: u64) -> String {
+    let (y, m, d) = civil_from_days((ms / 86_400_000) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 as (year, month, day): Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -217,6 +237,13 @@ pub fn put(buf: &mut Buffer, area: Rect, row: u16, mut line: Line<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_calendar_dates() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(1_795_996_800_000), "2026-11-30");
+        assert_eq!(date(951_782_400_000), "2000-02-29");
+    }
 
     #[test]
     fn fit_cuts_with_an_ellipsis_and_respects_wide_characters() {
