@@ -1306,6 +1306,9 @@ fn being_moved_to_the_audience_while_live_closes_the_mic() {
     assert_eq!(
         effects,
         vec![
+            // Whoever leaves the stage, their playout state goes (the shell no longer
+            // decides that on its own).
+            Effect::ForgetSpeaker(ADA),
             Effect::SetMicLive(false),
             Effect::SetMicOpen(false),
             Effect::SetLatency(LatencyProfile::Smooth)
@@ -1328,6 +1331,7 @@ fn being_moved_to_the_audience_while_holding_space_keeps_the_news_on_screen() {
     assert_eq!(
         moved,
         vec![
+            Effect::ForgetSpeaker(ADA),
             Effect::SetMicLive(false),
             Effect::SetMicOpen(false),
             Effect::SetLatency(LatencyProfile::Smooth)
@@ -1574,4 +1578,194 @@ fn playout_favours_smoothness_in_the_audience_and_low_delay_on_stage() {
     assert_eq!(latency(&effects), Some(LatencyProfile::Low), "{effects:?}");
     let back = live.by(HOST, ClientCommand::MoveToAudience { user_id: ADA });
     assert_eq!(latency(&back), Some(LatencyProfile::Smooth), "{back:?}");
+}
+
+fn me_with(handle: &str, following: Vec<UserId>, blocking: Vec<UserId>) -> Me {
+    Me {
+        user: User {
+            id: ADA,
+            handle: handle.into(),
+            name: "Ada".into(),
+        },
+        bio: String::new(),
+        admin: false,
+        invitations_left: Some(3),
+        devices: Vec::new(),
+        following,
+        blocking,
+    }
+}
+
+fn card_of(handle: &str, followed: bool, blocked: bool) -> Profile {
+    Profile {
+        user: User {
+            id: 7,
+            handle: handle.into(),
+            name: handle.into(),
+        },
+        bio: String::new(),
+        joined_at_ms: 0,
+        invited_by: None,
+        followers: 0,
+        following: 0,
+        followed,
+        blocked,
+        fingerprints: Vec::new(),
+        suspended: false,
+    }
+}
+
+#[test]
+fn a_card_follows_blocks_and_reports_the_person_it_shows() {
+    let mut app = hallway();
+    app.update(Msg::Me(me_with("ada", Vec::new(), Vec::new())));
+    // In the hallway, `p` opens the selected room's host's card; r3's host is unknown.
+    let mut rooms = rooms();
+    rooms[0].host = Some(User {
+        id: 7,
+        handle: "grace_h".into(),
+        name: "Grace".into(),
+    });
+    app.update(Msg::Rooms(Ok(rooms)));
+    assert_eq!(
+        app.update(ch('p')),
+        vec![Effect::FetchProfile {
+            handle: "grace_h".into()
+        }]
+    );
+    // Keys do nothing until the card is there.
+    assert!(app.update(ch('f')).is_empty());
+    app.update(Msg::Profile {
+        handle: "GRACE_H".into(),
+        result: Ok(card_of("grace_h", false, false)),
+    });
+    assert_eq!(
+        app.update(ch('f')),
+        vec![Effect::SetFollow {
+            handle: "grace_h".into(),
+            on: true
+        }]
+    );
+    app.update(Msg::Profile {
+        handle: "grace_h".into(),
+        result: Ok(card_of("grace_h", true, false)),
+    });
+    assert_eq!(
+        app.update(ch('f')),
+        vec![Effect::SetFollow {
+            handle: "grace_h".into(),
+            on: false
+        }]
+    );
+    assert_eq!(
+        app.update(ch('b')),
+        vec![Effect::SetBlock {
+            handle: "grace_h".into(),
+            on: true
+        }]
+    );
+    // `r` asks why; Enter sends it; an empty reason is not sent.
+    assert!(app.update(ch('r')).is_empty());
+    assert!(matches!(app.overlay, Some(Overlay::Report { .. })));
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    type_text(&mut app, "spam");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::Report {
+            handle: "grace_h".into(),
+            reason: "spam".into()
+        }]
+    );
+    assert_eq!(app.overlay, None);
+    // A card for another person arriving late does not replace the one open.
+    app.update(ch('p'));
+    app.update(Msg::Profile {
+        handle: "someone_else".into(),
+        result: Ok(card_of("someone_else", false, false)),
+    });
+    match &app.overlay {
+        Some(Overlay::Card(card)) => assert!(card.profile.is_none()),
+        other => panic!("{other:?}"),
+    }
+    assert!(app.update(key(KeyCode::Esc)).is_empty());
+    assert_eq!(app.overlay, None);
+}
+
+#[test]
+fn your_own_card_cannot_follow_or_block_you() {
+    let mut live = Live::new(HOST);
+    live.app.update(Msg::Me(me_with("host", Vec::new(), Vec::new())));
+    // The host is on the stage, listed first and selected.
+    assert_eq!(
+        live.app.update(ch('p')),
+        vec![Effect::FetchProfile {
+            handle: "host".into()
+        }]
+    );
+    live.app.update(Msg::Profile {
+        handle: "host".into(),
+        result: Ok(card_of("host", false, false)),
+    });
+    for k in ['f', 'b', 'r'] {
+        assert!(live.app.update(ch(k)).is_empty());
+        assert_eq!(live.notice(), Some("That is your own card."));
+    }
+}
+
+#[test]
+fn whom_i_block_is_not_played_and_changes_reach_the_audio() {
+    let mut app = hallway();
+    assert_eq!(
+        app.update(Msg::Me(me_with("ada", vec![1], vec![9, 3]))),
+        vec![Effect::SetBlocked(vec![3, 9])]
+    );
+    // The same list again changes nothing.
+    assert!(
+        app.update(Msg::Me(me_with("ada", vec![1], vec![3, 9])))
+            .is_empty()
+    );
+    assert_eq!(
+        app.update(Msg::Me(me_with("ada", vec![1], Vec::new()))),
+        vec![Effect::SetBlocked(Vec::new())]
+    );
+}
+
+#[test]
+fn the_event_line_tells_when_someone_followed_starts_a_room_or_steps_on_a_stage() {
+    let mut app = hallway();
+    // Grace is id 1 in r1 ("Grace", "Linus"); Linus is id 2.
+    app.update(Msg::Me(me_with("ada", vec![2, 50], Vec::new())));
+    // Nothing new: nothing said.
+    app.update(Msg::Rooms(Ok(rooms())));
+    assert_eq!(app.current_notice(), None);
+    let mut more = rooms();
+    let mut started = summary("r9", "Late show", &[]);
+    started.speakers.push(StageMember {
+        id: 50,
+        handle: "miles_d".into(),
+        name: "Miles".into(),
+        role: Role::Host,
+        muted: false,
+        speaking: false,
+    });
+    more.push(started);
+    app.update(Msg::Rooms(Ok(more.clone())));
+    assert_eq!(
+        app.current_notice(),
+        Some("@miles_d (you follow them) started \u{201c}Late show\u{201d}.")
+    );
+    // Linus moves to r2's stage.
+    more[1].speakers.push(StageMember {
+        id: 2,
+        handle: "linus".into(),
+        name: "Linus".into(),
+        role: Role::Speaker,
+        muted: true,
+        speaking: false,
+    });
+    app.update(Msg::Rooms(Ok(more)));
+    assert_eq!(
+        app.current_notice(),
+        Some("@linus (you follow them) is on the stage in \u{201c}Late night JAZZ\u{201d}.")
+    );
 }

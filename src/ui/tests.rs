@@ -12,11 +12,11 @@ use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 
 use super::{Theme, render};
-use crate::app::{App, AudioStatus, Msg, Overlay};
+use crate::app::{App, AudioStatus, Effect, Msg, Overlay};
 use crate::net::NetEvent;
 use crate::protocol::{
-    PROTOCOL_VERSION, Participant, Role, RoomDetail, RoomSummary, ServerMessage, StageMember, User,
-    UserId,
+    PROTOCOL_VERSION, Participant, Profile, Role, RoomDetail, RoomSummary, ServerMessage,
+    StageMember, User, UserId,
 };
 
 /// A fixed "now": 2023-11-14T22:13:20Z.
@@ -760,4 +760,84 @@ fn a_hostile_servers_names_titles_and_errors_are_drawn_escaped() {
         },
     );
     assert_drawn_safely(&screen(&room, 120, 30));
+}
+
+fn profile(id: UserId, handle: &str, name: &str) -> Profile {
+    Profile {
+        user: User {
+            id,
+            handle: handle.into(),
+            name: name.into(),
+        },
+        bio: "Writes the Rust async book; hosts office hours on Tuesdays.".into(),
+        joined_at_ms: NOW - 40 * 24 * 60 * MINUTE,
+        invited_by: Some("linus".into()),
+        followers: 1_204,
+        following: 87,
+        followed: true,
+        blocked: false,
+        fingerprints: vec!["3f2a 91c0 7b44 e01d 5a6c".into()],
+        suspended: false,
+    }
+}
+
+#[test]
+fn overlay_profile_card() {
+    let mut app = in_room(Role::Listener, 0);
+    select(&mut app, "grace");
+    let effects = app.update(char_key('p'));
+    assert_eq!(
+        effects,
+        vec![Effect::FetchProfile {
+            handle: "grace".into()
+        }]
+    );
+    insta::assert_snapshot!("overlay_profile_card_loading", screen(&app, 80, 24));
+    app.update(Msg::Profile {
+        handle: "grace".into(),
+        result: Ok(profile(10, "grace", "grace")),
+    });
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn overlay_report_box() {
+    let mut app = in_room(Role::Listener, 0);
+    select(&mut app, "grace");
+    app.update(char_key('p'));
+    app.update(Msg::Profile {
+        handle: "grace".into(),
+        result: Ok(profile(10, "grace", "grace")),
+    });
+    app.update(char_key('r'));
+    for c in "spam on stage".chars() {
+        app.update(char_key(c));
+    }
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn hallway_followed_rooms_first_and_marked() {
+    // The server orders and marks them (`followed`); the hallway shows them so.
+    let mut rooms = many_rooms();
+    let mut followed = rooms.remove(1);
+    followed.followed = true;
+    rooms.insert(0, followed);
+    insta::assert_snapshot!(screen(&hallway_with(rooms), 80, 24));
+}
+
+#[test]
+fn room_blocked_persons_hand_is_not_shown() {
+    let mut app = in_room(Role::Moderator, 0);
+    let carol = app
+        .room()
+        .and_then(|r| r.view.as_ref())
+        .and_then(|v| v.listed().iter().find(|p| p.name == "carol").map(|p| p.id))
+        .expect("carol is in the room");
+    let before = screen(&app, 80, 24);
+    assert!(before.contains("✋ carol"), "{before}");
+    app.blocking.insert(carol);
+    let after = screen(&app, 80, 24);
+    assert!(!after.contains("✋ carol"), "{after}");
+    assert!(after.contains("carol blocked"), "{after}");
 }
