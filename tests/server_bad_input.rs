@@ -412,8 +412,12 @@ async fn rest_errors_have_the_right_status_code_and_shape() {
     );
 
     // Paths that do not exist.
-    for path in ["/nope", "/api/v2/rooms", "/api/v2/rooms/a/b/c"] {
+    for path in ["/nope", "/api/v3/rooms", "/api/v2/rooms/a/b/c"] {
         assert_api_error(&server.get(path, None).await, 404, "not_found");
+    }
+    // Version 1's paths say to upgrade.
+    for path in ["/api/v1", "/api/v1/rooms"] {
+        assert_api_error(&server.get(path, None).await, 426, "upgrade_required");
     }
 
     // Too many rooms a minute from one user (the first room above counts).

@@ -777,3 +777,51 @@ async fn the_audience_hears_a_steady_tone_whole_through_a_stalling_network() {
         "the tone was cut short: frames {first}..{last}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_through_an_invitation_link_makes_the_account_and_opens_the_hallway() {
+    let mut server = TestServer::start_with(&["--invite-only"]);
+    let owner_code = server.owner_invitation();
+    let (owner, _) = server.account("Olive", Some(&owner_code)).await;
+    let room = server.create_room(&owner, "Members only").await;
+    let _owner_live = Live::join(&server, &room, &owner).await;
+    let (status, invitation) = server
+        .post_json("/api/v2/invitations", Some(&owner.token), json!({}))
+        .await;
+    assert_eq!(status, 201, "{invitation}");
+    let link = invitation["url"].as_str().unwrap().to_string();
+
+    let tui = Tui::start(
+        "invited",
+        &["--server", &link, "--name", "Nora N", "--handle", "nora"],
+    )
+    .await;
+    tui.wait_for("the members' hallway", |s| {
+        s.contains("LIVE NOW") && s.contains("Members only")
+    })
+    .await;
+    // The account exists, made with the invitation, and says who invited her.
+    let (status, card) = server
+        .get("/api/v2/users/nora", Some(&owner.token))
+        .await;
+    assert_eq!(status, 200, "{card}");
+    assert_eq!(card["user"]["name"], "Nora N");
+    assert_eq!(card["invited_by"], owner.user.handle.as_str());
+    // Her card, from the hallway (`p` on the selected room: its host's).
+    tui.type_keys("p").await;
+    tui.wait_for("the host's card", |s| {
+        s.contains(&format!("@{}", owner.user.handle)) && s.contains("follow")
+    })
+    .await;
+    tui.type_keys("f").await;
+    tui.wait_for("following the host", |s| s.contains("you follow them"))
+        .await;
+    tui.press("Escape").await;
+    tui.type_keys("q").await;
+    assert_eq!(tui.wait_exit().await, 0);
+    // The invitation was used up: a second run elsewhere cannot use it again.
+    let (status, again) = server
+        .try_account(&hallway::identity::DeviceKey::generate(), "late", "Late", Some(invitation["code"].as_str().unwrap()))
+        .await;
+    assert_eq!((status, again["error"]["code"].as_str()), (410, Some("invitation_used")));
+}
