@@ -12,7 +12,7 @@ BIN=${1:-target/release/hallway}
 BIN=$(realpath "$BIN")
 D=$(mktemp -d)
 mkdir -p "$D/c" "$D/s"
-"$BIN" serve --demo --listen 127.0.0.1:7799 >/dev/null 2>&1 &
+"$BIN" serve --demo --data :memory: --listen 127.0.0.1:7799 >/dev/null 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; tmux -L wakeups kill-server 2>/dev/null; rm -rf "$D"' EXIT
 sleep 5

@@ -19,6 +19,8 @@
 //! (1 speaker × 5 listeners against Hallway only) that asserts frames were delivered.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/accounts.rs"]
+mod accounts;
 #[path = "fanout/hallway_wire.rs"]
 mod hallway_wire;
 #[path = "fanout/mumble.rs"]

@@ -1,6 +1,6 @@
-//! What the per-address limits cost: how fast a legitimate burst of sign-ins goes through
-//! with the default limits and with them lifted, and what the server spends on each request
-//! of a flood it refuses.
+//! Signing in: how many sign-ins a second one core serves (challenge, Ed25519 check, token
+//! stored), what a burst of new accounts from one address meets with the default limits and
+//! with them lifted, and what the server spends on each request of a flood it refuses.
 //!
 //! ```text
 //! cargo bench --bench signin                 # 5 runs of each
@@ -8,52 +8,84 @@
 //! ```
 //! Under `cargo test --all-targets` it runs once, small, as a smoke test.
 
+#[path = "support/accounts.rs"]
+mod accounts;
 #[path = "support/server.rs"]
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use hallway::identity::DeviceKey;
 use support::Server;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
-/// `n` sign-ins at once from `from`, each on its own connection; returns how many got a
-/// session and the wall time for all of them.
-async fn burst(server: &Server, from: Ipv4Addr, n: usize) -> (usize, Duration) {
-    let http = reqwest::Client::builder()
+fn client(from: Ipv4Addr) -> reqwest::Client {
+    reqwest::Client::builder()
         .local_address(IpAddr::V4(from))
-        .pool_max_idle_per_host(0)
         .build()
-        .expect("client");
-    let start = Instant::now();
-    let requests = (0..n).map(|i| {
-        let http = http.clone();
-        let url = format!("http://{}/api/v2/sessions", server.addr);
-        async move {
-            http.post(url)
-                .json(&serde_json::json!({ "name": format!("person {i}") }))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        }
-    });
-    let granted = futures_util::future::join_all(requests)
-        .await
-        .into_iter()
-        .filter(|ok| *ok)
-        .count();
-    (granted, start.elapsed())
+        .expect("client")
 }
 
-/// `n` sign-ins pipelined on one connection from 127.0.0.1; returns (refused, server CPU s).
+/// `n` new accounts at once from `from`; returns how many were made and the wall time.
+async fn burst(server: &Server, from: Ipv4Addr, n: usize) -> (usize, Duration) {
+    let http = client(from);
+    let start = Instant::now();
+    let made = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let http = http.clone();
+            async move {
+                let key = DeviceKey::generate();
+                let mut body = accounts::signed(&http, &server.addr, &key).await;
+                if body["nonce"].is_null() {
+                    return false;
+                }
+                let public = key.public();
+                body["handle"] = serde_json::json!(format!("person_{i}"));
+                body["device"] = serde_json::json!({
+                    "sign_key": hallway::identity::b64(&public.sign),
+                    "agree_key": hallway::identity::b64(&public.agree),
+                });
+                http.post(format!("http://{}/api/v2/accounts", server.addr))
+                    .json(&body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    (made, start.elapsed())
+}
+
+/// Signs each of `keys` in `rounds` times, 32 at once; returns (sign-ins per second,
+/// server CPU µs per sign-in).
+async fn sign_ins(server: &Server, keys: &[DeviceKey], rounds: usize) -> (f64, f64) {
+    let http = client(Ipv4Addr::LOCALHOST);
+    let cpu_before = server.cpu_s();
+    let start = Instant::now();
+    let total = keys.len() * rounds;
+    let done = futures_util::stream::iter((0..rounds).flat_map(|_| keys.iter()))
+        .map(|key| accounts::sign_in(&http, &server.addr, key))
+        .buffer_unordered(32)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    assert_eq!(done, total, "every sign-in succeeds");
+    let took = start.elapsed().as_secs_f64();
+    let cpu = server.cpu_s() - cpu_before;
+    (total as f64 / took, cpu * 1e6 / total as f64)
+}
+
+/// `n` sign-in challenges pipelined on one connection from 127.0.0.1; returns (refused,
+/// server CPU s).
 async fn flood(server: &Server, n: usize) -> (usize, f64) {
-    let body = r#"{"name":"flood"}"#;
-    let one = format!(
-        "POST /api/v2/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let one = "POST /api/v2/challenges HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
     let all = one.repeat(n);
     let socket = TcpSocket::new_v4().expect("socket");
     let mut tcp = socket
@@ -102,6 +134,19 @@ const LIFTED: &[&str] = &[
     "100000000",
 ];
 
+/// The server on one core, where `taskset` is there to pin it.
+fn one_core(extra: &[&str]) -> Server {
+    let pinned = std::process::Command::new("taskset")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if pinned {
+        Server::start_pinned(0, extra)
+    } else {
+        Server::start(extra)
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -112,27 +157,47 @@ async fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(5);
-    let (runs, burst_n, flood_n) = if benching {
-        (runs, 200, 20_000)
+    let (runs, burst_n, accounts_n, rounds, flood_n) = if benching {
+        (runs, 200, 200, 10, 20_000)
     } else {
-        (1, 20, 500)
+        (1, 20, 10, 2, 500)
     };
     let mut rows = Vec::new();
+
+    let mut rates = Vec::new();
+    let mut costs = Vec::new();
+    for _ in 0..runs {
+        let server = one_core(LIFTED);
+        let keys: Vec<DeviceKey> = (0..accounts_n).map(|_| DeviceKey::generate()).collect();
+        let http = client(Ipv4Addr::LOCALHOST);
+        for (i, key) in keys.iter().enumerate() {
+            accounts::sign_up_with(&http, &server.addr, &format!("signer{i}"), key).await;
+        }
+        let (rate, cpu_us) = sign_ins(&server, &keys, rounds).await;
+        rates.push(rate);
+        costs.push(cpu_us);
+    }
+    rows.push(format!(
+        "sign-ins (challenge + Ed25519 check + token stored) on one core, 32 at once: {:.0} /s, {:.0} µs of server CPU each (median of {runs})",
+        median(rates),
+        median(costs)
+    ));
+
     for (label, extra) in [("default limits", &[][..]), ("limits lifted", LIFTED)] {
         let mut rates = Vec::new();
-        let mut granted_all = true;
+        let mut made_all = true;
         for _ in 0..runs {
             let server = Server::start(extra);
-            let (granted, took) = burst(&server, Ipv4Addr::LOCALHOST, burst_n).await;
-            granted_all &= granted == burst_n;
+            let (made, took) = burst(&server, Ipv4Addr::LOCALHOST, burst_n).await;
+            made_all &= made == burst_n;
             rates.push(burst_n as f64 / took.as_secs_f64());
         }
         assert!(
-            granted_all,
-            "{label}: a legitimate burst of {burst_n} was refused in part"
+            made_all,
+            "{label}: a legitimate burst of {burst_n} new accounts was refused in part"
         );
         rows.push(format!(
-            "burst of {burst_n} sign-ins from one address, {label}: {:.0} sessions/s (median of {runs})",
+            "burst of {burst_n} new accounts from one address, {label}: {:.0} accounts/s (median of {runs})",
             median(rates)
         ));
     }
@@ -149,7 +214,7 @@ async fn main() {
         "the flood was not refused"
     );
     rows.push(format!(
-        "flood of {flood_n} pipelined sign-ins from one address: {:.1} % refused, {:.1} µs of server CPU per request (median of {runs})",
+        "flood of {flood_n} pipelined sign-in challenges from one address: {:.1} % refused, {:.1} µs of server CPU per request (median of {runs})",
         100.0 * median(refused_share),
         median(costs)
     ));

@@ -290,7 +290,8 @@ pub struct ServeArgs {
     /// Invitations each new member may send (admins: unlimited).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub invitations: u32,
-    /// The database file for accounts (default: $XDG_DATA_HOME/hallway/server.db).
+    /// The database file for accounts (default: $XDG_DATA_HOME/hallway/server.db);
+    /// `:memory:` keeps nothing (for trials and benchmarks).
     #[arg(long, value_name = "FILE", env = "HALLWAY_DATA")]
     pub data: Option<PathBuf>,
     /// The URL people reach this server at, for invitation links (default: from each
@@ -572,6 +573,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         invite_only: args.invite_only,
         invitation_quota: args.invitations,
         data: match &args.data {
+            Some(path) if path.as_os_str() == ":memory:" => crate::server::DataLocation::Memory,
             Some(path) => crate::server::DataLocation::File(path.clone()),
             None => crate::server::DataLocation::default_file(),
         },

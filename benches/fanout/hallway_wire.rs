@@ -53,7 +53,7 @@ impl HallwayServer {
         // and do not answer pings; Hallway's own client pings every 2 s, so the server never
         // pings it: keep the server from pinging (then closing) silent listeners on long
         // set-ups. Builds from before these flags (HALLWAY_BIN, for comparisons) get none.
-        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--data", ":memory:"]);
         if supports_limit_flags(&bin) {
             command.args([
                 "--max-connections-per-address",
@@ -102,23 +102,11 @@ impl HallwayServer {
         format!("http://{}", self.addr)
     }
 
-    /// `count` new sessions: (token, user id).
+    /// `count` new accounts, signed in: (token, user id).
     pub async fn sessions(&self, prefix: &str, count: usize) -> Vec<(String, u32)> {
         futures_util::stream::iter(0..count)
             .map(|i| async move {
-                let body: Value = self
-                    .http
-                    .post(format!("{}/api/v2/sessions", self.url()))
-                    .json(&json!({ "name": format!("{prefix}{i}") }))
-                    .send()
-                    .await
-                    .expect("POST /api/v2/sessions")
-                    .json()
-                    .await
-                    .expect("session JSON");
-                let token = body["token"].as_str().expect("a token").to_string();
-                let id = body["user"]["id"].as_u64().expect("a user id") as u32;
-                (token, id)
+                crate::accounts::sign_up(&self.http, &self.addr, &format!("{prefix}{i}")).await
             })
             .buffered(32)
             .collect()

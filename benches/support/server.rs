@@ -13,10 +13,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// `hallway serve` with `extra` flags.
+    /// `hallway serve` with `extra` flags, keeping its accounts in memory.
     pub fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hallway"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_hallway")), extra)
+    }
+
+    /// The same, pinned to one CPU with `taskset`.
+    pub fn start_pinned(cpu: usize, extra: &[&str]) -> Self {
+        let mut command = Command::new("taskset");
+        command.args(["-c", &cpu.to_string(), env!("CARGO_BIN_EXE_hallway")]);
+        Self::spawn(command, extra)
+    }
+
+    fn spawn(mut command: Command, extra: &[&str]) -> Self {
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data", ":memory:"])
             .args(extra)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
