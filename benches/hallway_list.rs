@@ -52,7 +52,9 @@ fn fill(path: &std::path::Path, scale: &Scale, keys: &[(u32, &DeviceKey)]) {
                 .expect("account");
         }
         let mut follow = tx
-            .prepare("INSERT OR IGNORE INTO follows (follower, followee, created_ms) VALUES (?1, ?2, 0)")
+            .prepare(
+                "INSERT OR IGNORE INTO follows (follower, followee, created_ms) VALUES (?1, ?2, 0)",
+            )
             .expect("prepare");
         for followee in 2..=scale.viewer_follows + 1 {
             follow.execute(params![1, followee]).expect("follow");
@@ -137,7 +139,10 @@ async fn join(addr: &str, room: &str, token: &str) -> TcpStream {
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
          Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.expect("handshake");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("handshake");
     let mut buf = [0u8; 12];
     stream.read_exact(&mut buf).await.expect("answer");
     assert!(buf.starts_with(b"HTTP/1.1 101"), "upgrade refused");
@@ -163,7 +168,13 @@ async fn timed(
             request = request.bearer_auth(token);
         }
         let start = Instant::now();
-        let body = request.send().await.expect("GET").bytes().await.expect("body");
+        let body = request
+            .send()
+            .await
+            .expect("GET")
+            .bytes()
+            .await
+            .expect("body");
         ms.push(start.elapsed().as_secs_f64() * 1e3);
         last = serde_json::from_slice(&body).expect("room list");
     }
@@ -243,17 +254,16 @@ async fn main() {
     let (signed_in, list) = timed(&http, &addr, Some(&token), scale.requests).await;
     let (anonymous, _) = timed(&http, &addr, None, scale.requests).await;
     let rooms = list["rooms"].as_array().expect("rooms");
-    let followed = rooms
-        .iter()
-        .take_while(|r| r["followed"] == true)
-        .count();
+    let followed = rooms.iter().take_while(|r| r["followed"] == true).count();
     assert_eq!(
         followed,
         scale.rooms.div_ceil(2) as usize,
         "the rooms with followed hosts come first"
     );
     assert!(
-        rooms[followed..].iter().all(|r| r.get("followed").is_none()),
+        rooms[followed..]
+            .iter()
+            .all(|r| r.get("followed").is_none()),
         "and only they are marked"
     );
     println!(
@@ -264,7 +274,10 @@ async fn main() {
         scale.rooms,
         scale.requests
     );
-    for (label, ms) in [("signed in (follows first)", &signed_in), ("anonymous", &anonymous)] {
+    for (label, ms) in [
+        ("signed in (follows first)", &signed_in),
+        ("anonymous", &anonymous),
+    ] {
         println!(
             "  GET /api/v2/rooms {label}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             percentile(ms, 0.5),

@@ -15,15 +15,15 @@ use crate::protocol::{ErrorCode, Me, Profile};
 use crate::ui::text::date;
 
 fn handle(text: &str) -> anyhow::Result<Handle> {
-    Handle::parse(text).map_err(|e| anyhow::anyhow!("{:?} is not a handle: {e}", terminal_safe(text)))
+    Handle::parse(text)
+        .map_err(|e| anyhow::anyhow!("{:?} is not a handle: {e}", terminal_safe(text)))
 }
 
 fn target(args: &ClientArgs, config: &Config) -> anyhow::Result<Target> {
-    let text = args
-        .server
-        .as_ref()
-        .or(config.server.as_ref())
-        .context("no server configured: pass --server URL (or set `server` in the config file)")?;
+    let text =
+        args.server.as_ref().or(config.server.as_ref()).context(
+            "no server configured: pass --server URL (or set `server` in the config file)",
+        )?;
     Ok(Target::parse(text)?)
 }
 
@@ -78,7 +78,11 @@ pub fn account_text(me: &Me) -> String {
             terminal_safe(&device.label),
             device.fingerprint,
             date(device.created_at_ms),
-            if device.current { "  (this device)" } else { "" }
+            if device.current {
+                "  (this device)"
+            } else {
+                ""
+            }
         ));
     }
     out
@@ -193,7 +197,10 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
                         tracing::warn!("could not keep the session token: {e}");
                     }
                 }
-                println!("this device is now @{}", terminal_safe(&session.user.handle));
+                println!(
+                    "this device is now @{}",
+                    terminal_safe(&session.user.handle)
+                );
                 Ok(())
             }
             Some(AccountCommand::Revoke { device }) => {
@@ -274,7 +281,9 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
                 .await?
                 .suspend(&who, Some(&reason))
                 .await?;
-            println!("suspended {who}: their connections are closed and their devices cannot sign in");
+            println!(
+                "suspended {who}: their connections are closed and their devices cannot sign in"
+            );
             Ok(())
         }
         Command::Admin(AdminCommand::Unsuspend { who: h }) => {
@@ -314,7 +323,9 @@ async fn toggle(args: &ClientArgs, h: &str, relation: Relation, on: bool) -> any
         Err(NetError::Api {
             code: ErrorCode::UnknownHandle,
             ..
-        }) => anyhow::bail!("nobody on this server is {who}; check the handle (`hallway rooms` lists who is on stage)"),
+        }) => anyhow::bail!(
+            "nobody on this server is {who}; check the handle (`hallway rooms` lists who is on stage)"
+        ),
         Err(e) => Err(e.into()),
     }
 }

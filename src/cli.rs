@@ -85,7 +85,7 @@ pub struct ClientArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the room server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List the rooms live now.
     Rooms {
         /// JSON for scripts instead of a table.
@@ -423,7 +423,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Serve(args)) => {
             init_logging(cli.log_file.as_deref())?;
-            serve(args)
+            serve(*args)
         }
         Some(Command::Play(play_args)) => {
             init_logging(cli.log_file.as_deref())?;
@@ -459,15 +459,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(rooms(&cli.client, json))
         }
         Some(Command::Admin(AdminCommand::Backup { out, data })) => backup(data, &out),
-        Some(command @ (Command::Account(_)
-        | Command::Invite { .. }
-        | Command::Profile { .. }
-        | Command::Follow { .. }
-        | Command::Unfollow { .. }
-        | Command::Block { .. }
-        | Command::Unblock { .. }
-        | Command::Report { .. }
-        | Command::Admin(_))) => {
+        Some(
+            command @ (Command::Account(_)
+            | Command::Invite { .. }
+            | Command::Profile { .. }
+            | Command::Follow { .. }
+            | Command::Unfollow { .. }
+            | Command::Block { .. }
+            | Command::Unblock { .. }
+            | Command::Report { .. }
+            | Command::Admin(_)),
+        ) => {
             init_logging(cli.log_file.as_deref())?;
             runtime()?.block_on(crate::account_cli::run(&cli.client, command))
         }
@@ -557,7 +559,10 @@ fn backup(data: Option<PathBuf>, out: &Path) -> anyhow::Result<()> {
         },
     };
     if !data.exists() {
-        anyhow::bail!("no database at {}; pass the server's --data FILE", data.display());
+        anyhow::bail!(
+            "no database at {}; pass the server's --data FILE",
+            data.display()
+        );
     }
     if out.exists() {
         anyhow::bail!("{} exists; pick a new file for the backup", out.display());
@@ -802,6 +807,10 @@ async fn start_demo(base: &str) -> anyhow::Result<Demo> {
 
 async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
     let (config_path, config) = load_config(&args)?;
+    let keys = config.keymap().with_context(|| match &config_path {
+        Some(path) => format!("in {}", path.display()),
+        None => "in the config".to_string(),
+    })?;
     let name = display_name(&args, &config);
     let mut embedded = None;
     let mut demo = None;
@@ -842,7 +851,7 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
     let input: crate::audio::InputDevice = args.input.parse()?;
     let output: crate::audio::OutputDevice = args.output.parse()?;
     let audio = client::AudioLink::start(&input, &output, !args.no_noise_suppression);
-    let result = client::run(api, name, target.room, audio, config.latency).await;
+    let result = client::run(api, name, target.room, audio, config.latency, keys).await;
     if let Some(demo) = demo {
         demo.stop().await;
     }

@@ -27,6 +27,36 @@ pub struct Config {
     /// Session tokens by server URL.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tokens: BTreeMap<String, String>,
+    /// Keys rebound, by action name: `mute = "v"`, `hand = ["h", "H"]` (see
+    /// [`crate::app::keymap`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, Keys>,
+}
+
+/// One key or several, for an action in `[keys]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Keys {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Config {
+    /// The keymap: the defaults with `[keys]` on top; a clear error when it cannot be.
+    pub fn keymap(&self) -> Result<crate::app::keymap::Keymap, crate::app::keymap::KeymapError> {
+        let keys: Vec<(String, Vec<String>)> = self
+            .keys
+            .iter()
+            .map(|(action, keys)| {
+                let keys = match keys {
+                    Keys::One(key) => vec![key.clone()],
+                    Keys::Many(keys) => keys.clone(),
+                };
+                (action.clone(), keys)
+            })
+            .collect();
+        crate::app::keymap::Keymap::with(&keys)
+    }
 }
 
 /// The `latency` setting.
@@ -130,6 +160,22 @@ impl Config {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_rebound_from_the_file_and_a_bad_binding_says_why() {
+        let config: Config = toml::from_str(
+            "[keys]\nmute = \"v\"\nhand = [\"h\", \"H\"]\n",
+        )
+        .expect("parses");
+        let keys = config.keymap().expect("valid");
+        use crate::app::keymap::Action;
+        use crossterm::event::KeyCode;
+        assert_eq!(keys.in_room(KeyCode::Char('v')), Some(Action::Mute));
+        assert_eq!(keys.in_room(KeyCode::Char('H')), Some(Action::Hand));
+        let clash: Config = toml::from_str("[keys]\nmute = \"h\"\n").expect("parses");
+        let error = clash.keymap().expect_err("h is the hand's").to_string();
+        assert!(error.contains("mean both"), "{error}");
+    }
 
     #[test]
     fn saves_and_loads_the_same_config() {

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::clip::{self, Clip};
-use crate::net::live::Backoff;
 use crate::identity::DeviceKey;
+use crate::net::live::Backoff;
 use crate::net::{Api, Credentials, Enroll, LiveSession, NetError, NetEvent};
 use crate::protocol::handle::Handle;
 use crate::protocol::{AudioFrame, ClientCommand, ServerMessage, Session, UpdateProfile, UserId};
@@ -109,7 +109,10 @@ impl Demo {
             host_api
                 .update_me(&UpdateProfile {
                     name: None,
-                    bio: Some(format!("Hosts \"{}\" in the Hallway demo.", room_plan.title)),
+                    bio: Some(format!(
+                        "Hosts \"{}\" in the Hallway demo.",
+                        room_plan.title
+                    )),
                 })
                 .await?;
             let detail = host_api.create_room(room_plan.title).await?;

@@ -250,7 +250,8 @@ impl DevicePublic {
         let Ok(signature) = Signature::from_slice(signature) else {
             return false;
         };
-        key.verify_strict(&signin_message(origin, nonce), &signature).is_ok()
+        key.verify_strict(&signin_message(origin, nonce), &signature)
+            .is_ok()
     }
 
     /// Short human-comparable fingerprint of the signing key: the first 10 bytes of its
@@ -317,7 +318,11 @@ mod tests {
     #[cfg(unix)]
     fn mode_of(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
     }
 
     #[cfg(unix)]
@@ -339,9 +344,15 @@ mod tests {
         }
         let second = DeviceKey::load_or_create(&dir).expect("load");
         assert_eq!(first.public(), second.public());
-        assert_eq!(DeviceKey::load(&path).expect("load").public(), first.public());
+        assert_eq!(
+            DeviceKey::load(&path).expect("load").public(),
+            first.public()
+        );
         let text = std::fs::read_to_string(&path).expect("read");
-        assert!(text.starts_with("hallway-device-key-v1 ") && text.ends_with('\n'), "{text}");
+        assert!(
+            text.starts_with("hallway-device-key-v1 ") && text.ends_with('\n'),
+            "{text}"
+        );
         let leftovers = std::fs::read_dir(&dir).expect("list").count();
         assert_eq!(leftovers, 1, "no temporary file is left");
     }
@@ -354,7 +365,10 @@ mod tests {
         let path = tmp.path().join(DEVICE_KEY_FILE);
         chmod(&path, 0o644);
         let err = DeviceKey::load_or_create(tmp.path()).expect_err("readable by others");
-        assert!(matches!(err, IdentityError::Permissions { mode: 0o644, .. }), "{err:?}");
+        assert!(
+            matches!(err, IdentityError::Permissions { mode: 0o644, .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 
@@ -376,7 +390,10 @@ mod tests {
             #[cfg(unix)]
             chmod(&path, 0o600);
             let err = DeviceKey::load_or_create(tmp.path()).expect_err("corrupt");
-            assert!(matches!(err, IdentityError::Corrupt { .. }), "{junk:?}: {err:?}");
+            assert!(
+                matches!(err, IdentityError::Corrupt { .. }),
+                "{junk:?}: {err:?}"
+            );
             assert!(err.to_string().contains("hallway account link"), "{err}");
             assert_eq!(std::fs::read_to_string(&path).expect("read"), junk);
         }
@@ -402,7 +419,10 @@ mod tests {
         assert!(!public.verify_sign_in("example.org", &nonce, &[]));
         let other = DeviceKey::generate().public();
         assert!(!other.verify_sign_in("example.org", &nonce, &signature));
-        let malformed = DevicePublic { sign: [0; 32], agree: public.agree };
+        let malformed = DevicePublic {
+            sign: [0; 32],
+            agree: public.agree,
+        };
         assert!(!malformed.verify_sign_in("example.org", &nonce, &signature));
     }
 
@@ -412,7 +432,11 @@ mod tests {
         let fingerprint = key.fingerprint();
         let groups: Vec<&str> = fingerprint.split(' ').collect();
         assert_eq!(groups.len(), 5, "{fingerprint}");
-        assert!(groups.iter().all(|g| g.len() == 4 && g.chars().all(|c| c.is_ascii_hexdigit())));
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.len() == 4 && g.chars().all(|c| c.is_ascii_hexdigit()))
+        );
         assert_ne!(fingerprint, DeviceKey::generate().fingerprint());
         let debug = format!("{key:?}");
         assert!(debug.contains(&fingerprint), "{debug}");
@@ -422,11 +446,20 @@ mod tests {
     #[test]
     fn origins_are_what_the_host_header_carries() {
         let origin = |url: &str| origin_of(&url::Url::parse(url).expect("url"));
-        assert_eq!(origin("http://127.0.0.1:7600/x").as_deref(), Some("127.0.0.1:7600"));
-        assert_eq!(origin("https://example.org/").as_deref(), Some("example.org"));
+        assert_eq!(
+            origin("http://127.0.0.1:7600/x").as_deref(),
+            Some("127.0.0.1:7600")
+        );
+        assert_eq!(
+            origin("https://example.org/").as_deref(),
+            Some("example.org")
+        );
         assert_eq!(origin("http://[::1]:80/").as_deref(), Some("[::1]"));
         assert_eq!(origin("https://h:443").as_deref(), Some("h"));
-        assert_eq!(origin("https://[::1]:8443/r").as_deref(), Some("[::1]:8443"));
+        assert_eq!(
+            origin("https://[::1]:8443/r").as_deref(),
+            Some("[::1]:8443")
+        );
         assert_eq!(origin("data:text/plain,x"), None);
     }
 

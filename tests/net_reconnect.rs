@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Live, PATIENCE, TestServer};
-use hallway::net::live::Backoff;
 use hallway::identity::DeviceKey;
+use hallway::net::live::Backoff;
 use hallway::net::{Api, Credentials, Enroll, LiveSession, NetEvent, Target};
 use hallway::protocol::{AudioFrame, ServerMessage};
 use serde_json::json;

@@ -498,7 +498,8 @@ async fn invitation_guesses_back_off_are_counted_and_a_real_invitation_still_wor
     let attacker = http_from(ATTACKER);
     let mut statuses = Vec::new();
     for i in 0..40 {
-        let (status, _) = try_sign_in(&attacker, &server, "guesser", Some(&format!("guess{i}"))).await;
+        let (status, _) =
+            try_sign_in(&attacker, &server, "guesser", Some(&format!("guess{i}"))).await;
         statuses.push(status);
     }
     let wrong = statuses.iter().filter(|s| **s == 403).count();

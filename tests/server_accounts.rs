@@ -1,6 +1,8 @@
 //! Accounts against a real server process with a temporary database: invitations, sign-in
 //! by device key, handles, devices, follows, blocks, reports, suspensions, restarts.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -15,7 +17,9 @@ async fn put(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
 }
 
 async fn invite(server: &TestServer, token: &str) -> (u16, Value) {
-    server.post_json("/api/v2/invitations", Some(token), json!({})).await
+    server
+        .post_json("/api/v2/invitations", Some(token), json!({}))
+        .await
 }
 
 #[tokio::test]
@@ -50,7 +54,10 @@ async fn the_invitation_chain_runs_from_the_owner_with_quotas_and_names_who_invi
     let (status, link) = invite(&server, &owner.token).await;
     assert_eq!(status, 201, "{link}");
     let url = link["url"].as_str().unwrap();
-    assert!(url.starts_with(&format!("{}/invite/", server.base)), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/invite/", server.base)),
+        "{url}"
+    );
     let (member, _) = server
         .account("Mira", Some(link["code"].as_str().unwrap()))
         .await;
@@ -59,7 +66,11 @@ async fn the_invitation_chain_runs_from_the_owner_with_quotas_and_names_who_invi
     let (status, second) = invite(&server, &member.token).await;
     assert_eq!(status, 201);
     assert_eq!(second["invitations_left"], 0);
-    assert_api_error(&invite(&server, &member.token).await, 403, "no_invitations_left");
+    assert_api_error(
+        &invite(&server, &member.token).await,
+        403,
+        "no_invitations_left",
+    );
     let (invitee, _) = server
         .account("Ivo", Some(second["code"].as_str().unwrap()))
         .await;
@@ -91,7 +102,11 @@ async fn the_invitation_chain_runs_from_the_owner_with_quotas_and_names_who_invi
         .unwrap();
     assert!(page.contains("hallway --server"), "{page}");
     // Nothing is listed to someone without an account.
-    assert_api_error(&server.get("/api/v2/rooms", None).await, 401, "unauthorized");
+    assert_api_error(
+        &server.get("/api/v2/rooms", None).await,
+        401,
+        "unauthorized",
+    );
 }
 
 #[tokio::test]
@@ -129,7 +144,11 @@ async fn a_sign_in_needs_a_fresh_challenge_signed_by_the_device_for_this_server(
     let (status, session) = server.try_sign_in(&key).await;
     assert_eq!(status, 200, "{session}");
     assert_eq!(session["user"]["id"], ada.user.id);
-    assert_ne!(session["token"], ada.token.as_str(), "a new token per sign-in");
+    assert_ne!(
+        session["token"],
+        ada.token.as_str(),
+        "a new token per sign-in"
+    );
 
     // A replayed answer: the challenge was used up.
     let mut answered = server.signed(&key).await;
@@ -211,10 +230,7 @@ async fn two_devices_share_one_account_and_a_revoked_one_is_signed_out() {
     let (_, me) = server.get("/api/v2/me", Some(&ada.token)).await;
     let devices = me["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 2);
-    let laptop_id = devices
-        .iter()
-        .find(|d| d["label"] == "laptop")
-        .unwrap()["id"]
+    let laptop_id = devices.iter().find(|d| d["label"] == "laptop").unwrap()["id"]
         .as_i64()
         .unwrap();
     let (status, _) = server
@@ -270,9 +286,15 @@ async fn follows_put_rooms_with_followed_people_on_stage_first() {
     assert_eq!(mine["rooms"][0]["followed"], true);
     assert_eq!(mine["rooms"][1].get("followed"), None);
     let (_, card) = server
-        .get(&format!("/api/v2/users/{}", star.user.handle), Some(&fan.token))
+        .get(
+            &format!("/api/v2/users/{}", star.user.handle),
+            Some(&fan.token),
+        )
         .await;
-    assert_eq!((card["followers"].as_u64(), card["followed"].as_bool()), (Some(1), Some(true)));
+    assert_eq!(
+        (card["followers"].as_u64(), card["followed"].as_bool()),
+        (Some(1), Some(true))
+    );
     assert_api_error(
         &put(
             &server,
@@ -309,7 +331,10 @@ async fn a_person_the_host_blocks_is_put_out_and_kept_out_while_others_stay() {
     assert_eq!(status, 204);
     assert_eq!(troll_live.closed().await.as_deref(), Some("blocked"));
     let (status, body) = common::connect_refusal(&server, &room, Some(&troll.token)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("blocked")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("blocked"))
+    );
     // The guest is still served: a ping answered after the block.
     guest_live.ping(7).await;
     host_live.ping(8).await;
@@ -344,12 +369,19 @@ async fn reports_reach_admins_and_a_suspension_closes_connections_and_sign_ins()
         .await;
     assert_eq!(status, 201);
     assert_api_error(
-        &server.get("/api/v2/admin/reports", Some(&troll.token)).await,
+        &server
+            .get("/api/v2/admin/reports", Some(&troll.token))
+            .await,
         403,
         "forbidden",
     );
-    let (_, reports) = server.get("/api/v2/admin/reports", Some(&admin.token)).await;
-    assert_eq!(reports["reports"][0]["reported"], troll.user.handle.as_str());
+    let (_, reports) = server
+        .get("/api/v2/admin/reports", Some(&admin.token))
+        .await;
+    assert_eq!(
+        reports["reports"][0]["reported"],
+        troll.user.handle.as_str()
+    );
     assert_eq!(reports["reports"][0]["reason"], "spam in every room");
 
     let room = server.create_room(&admin, "suspensions").await;
@@ -365,7 +397,11 @@ async fn reports_reach_admins_and_a_suspension_closes_connections_and_sign_ins()
         .await;
     assert_eq!(status, 204);
     assert_eq!(troll_live.closed().await.as_deref(), Some("suspended"));
-    assert_api_error(&server.get("/api/v2/me", Some(&troll.token)).await, 401, "unauthorized");
+    assert_api_error(
+        &server.get("/api/v2/me", Some(&troll.token)).await,
+        401,
+        "unauthorized",
+    );
     assert_api_error(&server.try_sign_in(&troll_key).await, 403, "suspended");
 }
 
@@ -435,7 +471,14 @@ fn a_database_that_is_not_one_stops_the_server_and_is_left_as_it_was() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("damaged or not a Hallway database"), "{stderr}");
+    assert!(
+        stderr.contains("damaged or not a Hallway database"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(&path).unwrap(), vec![b'x'; 8192]);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "nothing else written");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing else written"
+    );
 }

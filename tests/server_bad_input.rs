@@ -456,7 +456,9 @@ async fn an_invite_only_server_needs_an_invitation() {
     assert_eq!(info["invite_only"], true);
 
     assert_api_error(
-        &server.try_account(&DeviceKey::generate(), "ada", "ada", None).await,
+        &server
+            .try_account(&DeviceKey::generate(), "ada", "ada", None)
+            .await,
         403,
         "invitation_required",
     );

@@ -801,9 +801,7 @@ async fn a_first_run_through_an_invitation_link_makes_the_account_and_opens_the_
     })
     .await;
     // The account exists, made with the invitation, and says who invited her.
-    let (status, card) = server
-        .get("/api/v2/users/nora", Some(&owner.token))
-        .await;
+    let (status, card) = server.get("/api/v2/users/nora", Some(&owner.token)).await;
     assert_eq!(status, 200, "{card}");
     assert_eq!(card["user"]["name"], "Nora N");
     assert_eq!(card["invited_by"], owner.user.handle.as_str());
@@ -821,7 +819,15 @@ async fn a_first_run_through_an_invitation_link_makes_the_account_and_opens_the_
     assert_eq!(tui.wait_exit().await, 0);
     // The invitation was used up: a second run elsewhere cannot use it again.
     let (status, again) = server
-        .try_account(&hallway::identity::DeviceKey::generate(), "late", "Late", Some(invitation["code"].as_str().unwrap()))
+        .try_account(
+            &hallway::identity::DeviceKey::generate(),
+            "late",
+            "Late",
+            Some(invitation["code"].as_str().unwrap()),
+        )
         .await;
-    assert_eq!((status, again["error"]["code"].as_str()), (410, Some("invitation_used")));
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (410, Some("invitation_used"))
+    );
 }

@@ -6,12 +6,20 @@
 //! are text, not actions, and stay with their boxes.
 //!
 //! Invariant (tested): every entry's label names each of its keys.
+//!
+//! **Rebinding.** The tables are the defaults. A [`Keymap`] is them with the config's
+//! `[keys]` table on top (`mute = "v"`, `hand = ["h", "H"]`): an action given keys there has
+//! those keys instead of its defaults, wherever it applies, and the help and the footers
+//! name them. A rebinding that would give one key two meanings in one place, names an action
+//! that does not exist or a key that cannot be typed is refused at start, with the reason.
+
+use std::collections::HashMap;
 
 use crossterm::event::KeyCode;
 
 /// What a key asks for. Whether it can be done now (on stage, a moderator, someone
 /// selected) is the handler's business; the keymap only names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     Quit,
     Help,
@@ -48,6 +56,78 @@ pub enum Action {
     Report,
     /// Close the card.
     Close,
+}
+
+impl Action {
+    /// Every action, for the config's names.
+    pub const ALL: [Action; 28] = [
+        Action::Quit,
+        Action::Help,
+        Action::Down,
+        Action::Up,
+        Action::Join,
+        Action::Filter,
+        Action::NewRoom,
+        Action::Refresh,
+        Action::Hand,
+        Action::Accept,
+        Action::Decline,
+        Action::TheirVolumeDown,
+        Action::TheirVolumeUp,
+        Action::VolumeDown,
+        Action::VolumeUp,
+        Action::Leave,
+        Action::Mute,
+        Action::Talk,
+        Action::Invite,
+        Action::ToAudience,
+        Action::MuteSpeaker,
+        Action::Remove,
+        Action::MakeModerator,
+        Action::Card,
+        Action::Follow,
+        Action::Block,
+        Action::Report,
+        Action::Close,
+    ];
+
+    /// Its name in the config's `[keys]` table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Quit => "quit",
+            Action::Help => "help",
+            Action::Down => "down",
+            Action::Up => "up",
+            Action::Join => "join",
+            Action::Filter => "filter",
+            Action::NewRoom => "new_room",
+            Action::Refresh => "refresh",
+            Action::Hand => "hand",
+            Action::Accept => "accept",
+            Action::Decline => "decline",
+            Action::TheirVolumeDown => "their_volume_down",
+            Action::TheirVolumeUp => "their_volume_up",
+            Action::VolumeDown => "volume_down",
+            Action::VolumeUp => "volume_up",
+            Action::Leave => "leave",
+            Action::Mute => "mute",
+            Action::Talk => "talk",
+            Action::Invite => "invite",
+            Action::ToAudience => "to_audience",
+            Action::MuteSpeaker => "mute_speaker",
+            Action::Remove => "remove",
+            Action::MakeModerator => "make_moderator",
+            Action::Card => "card",
+            Action::Follow => "follow",
+            Action::Block => "block",
+            Action::Report => "report",
+            Action::Close => "close",
+        }
+    }
+
+    fn named(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.name() == name)
+    }
 }
 
 /// One line of the help: the keys as shown, what they do, and each key's action.
@@ -304,53 +384,232 @@ impl HelpLayout {
     }
 }
 
-fn find(groups: &[&Group], code: KeyCode) -> Option<Action> {
-    groups
-        .iter()
-        .flat_map(|g| g.entries)
-        .flat_map(|e| e.keys)
-        .find(|(key, _)| *key == code)
-        .map(|(_, action)| *action)
+/// The places keys are looked up in; a key means at most one thing in each.
+const PLACES: [(&str, &[&Group]); 3] = [
+    ("the hallway", &[&HALLWAY]),
+    ("a room", &IN_A_ROOM),
+    ("a profile card", &[&CARD]),
+];
+
+/// One key's config spelling: `"v"`, `"Enter"`, `"space"`, `"F5"`...
+pub fn parse_key(text: &str) -> Option<KeyCode> {
+    let mut chars = text.chars();
+    if let (Some(c), None) = (chars.next(), chars.next()) {
+        return (!c.is_control()).then_some(KeyCode::Char(c));
+    }
+    let lower = text.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "space" => KeyCode::Char(' '),
+        "enter" | "return" => KeyCode::Enter,
+        "esc" | "escape" => KeyCode::Esc,
+        "tab" => KeyCode::Tab,
+        "backtab" | "shift-tab" => KeyCode::BackTab,
+        "up" => KeyCode::Up,
+        "down" => KeyCode::Down,
+        "left" => KeyCode::Left,
+        "right" => KeyCode::Right,
+        "pageup" => KeyCode::PageUp,
+        "pagedown" => KeyCode::PageDown,
+        "home" => KeyCode::Home,
+        "end" => KeyCode::End,
+        "backspace" => KeyCode::Backspace,
+        "delete" => KeyCode::Delete,
+        "insert" => KeyCode::Insert,
+        f if f.starts_with('f') => {
+            KeyCode::F(f[1..].parse().ok().filter(|n| (1..=12).contains(n))?)
+        }
+        _ => return None,
+    })
 }
 
-/// What `code` means in the hallway.
-pub fn in_hallway(code: KeyCode) -> Option<Action> {
-    find(&[&HALLWAY], code)
+/// How a key is written in the help and the footers.
+pub fn key_name(code: KeyCode) -> String {
+    match code {
+        KeyCode::Char(' ') => "space".to_string(),
+        KeyCode::Char(ch) => ch.to_string(),
+        KeyCode::Down => "↓".to_string(),
+        KeyCode::Up => "↑".to_string(),
+        KeyCode::Esc => "Esc".to_string(),
+        KeyCode::Enter => "Enter".to_string(),
+        KeyCode::F(n) => format!("F{n}"),
+        other => format!("{other:?}"),
+    }
 }
 
-/// What `code` means in a room.
-pub fn in_room(code: KeyCode) -> Option<Action> {
-    find(&IN_A_ROOM, code)
+/// Why the config's `[keys]` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeymapError {
+    #[error("[keys] names no action {0:?}; the actions are: {1}")]
+    UnknownAction(String, String),
+    #[error(
+        "[keys] {action} = {key:?}: not a key (a character, space, Enter, Esc, Tab, an arrow such as Up, PageUp, Home, F1-F12...)"
+    )]
+    UnknownKey { action: String, key: String },
+    #[error("[keys] {action} has no keys: give it one, or leave it out for its default")]
+    NoKeys { action: String },
+    #[error(
+        "[keys] would make {key} mean both {first} and {second} in {place}; give one of them another key"
+    )]
+    Conflict {
+        key: String,
+        first: &'static str,
+        second: &'static str,
+        place: &'static str,
+    },
 }
 
-/// What `code` means on a profile card.
-pub fn on_card(code: KeyCode) -> Option<Action> {
-    find(&[&CARD], code)
+/// The tables with the config's rebindings on top: what the key handler, the footers and
+/// the help read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keymap {
+    rebound: HashMap<Action, Vec<KeyCode>>,
 }
 
-/// How a footer names the key for `action`: the entry's label when the entry is that
-/// action alone ("Enter", "space"), else the action's first key ("a" of "a / d").
-pub fn key_label(action: Action) -> String {
-    let entries = [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD]
-        .into_iter()
-        .flat_map(|g| g.entries);
-    for entry in entries {
-        let Some((code, _)) = entry.keys.iter().find(|(_, a)| *a == action) else {
-            continue;
-        };
-        if entry.keys.iter().all(|(_, a)| *a == action) {
+impl Keymap {
+    /// The defaults with `keys` (action name → its keys) on top.
+    pub fn with(keys: &[(String, Vec<String>)]) -> Result<Self, KeymapError> {
+        let mut rebound = HashMap::new();
+        for (name, spelled) in keys {
+            let action = Action::named(name).ok_or_else(|| {
+                let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+                KeymapError::UnknownAction(name.clone(), names.join(", "))
+            })?;
+            if spelled.is_empty() {
+                return Err(KeymapError::NoKeys {
+                    action: name.clone(),
+                });
+            }
+            let codes = spelled
+                .iter()
+                .map(|k| {
+                    parse_key(k).ok_or_else(|| KeymapError::UnknownKey {
+                        action: name.clone(),
+                        key: k.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rebound.insert(action, codes);
+        }
+        let keymap = Self { rebound };
+        keymap.check()?;
+        Ok(keymap)
+    }
+
+    /// No key means two things in one place.
+    fn check(&self) -> Result<(), KeymapError> {
+        for (place, groups) in PLACES {
+            let mut seen: HashMap<KeyCode, Action> = HashMap::new();
+            for (code, action) in self.bindings(groups) {
+                match seen.insert(code, action) {
+                    Some(other) if other != action => {
+                        return Err(KeymapError::Conflict {
+                            key: key_name(code),
+                            first: other.name(),
+                            second: action.name(),
+                            place,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every (key, action) in `groups`, rebindings applied.
+    fn bindings(&self, groups: &[&Group]) -> Vec<(KeyCode, Action)> {
+        let mut out = Vec::new();
+        for entry in groups.iter().flat_map(|g| g.entries) {
+            out.extend(self.entry_keys(entry));
+        }
+        out
+    }
+
+    /// An entry's keys, rebindings applied (each rebound action once, with its new keys).
+    pub fn entry_keys(&self, entry: &Entry) -> Vec<(KeyCode, Action)> {
+        let mut out: Vec<(KeyCode, Action)> = Vec::new();
+        for &(code, action) in entry.keys {
+            match self.rebound.get(&action) {
+                None => out.push((code, action)),
+                Some(codes) if !out.iter().any(|(_, a)| *a == action) => {
+                    out.extend(codes.iter().map(|&c| (c, action)));
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+
+    fn find(&self, groups: &[&Group], code: KeyCode) -> Option<Action> {
+        self.bindings(groups)
+            .into_iter()
+            .find(|(key, _)| *key == code)
+            .map(|(_, action)| action)
+    }
+
+    /// What `code` means in the hallway.
+    pub fn in_hallway(&self, code: KeyCode) -> Option<Action> {
+        self.find(&[&HALLWAY], code)
+    }
+
+    /// What `code` means in a room.
+    pub fn in_room(&self, code: KeyCode) -> Option<Action> {
+        self.find(&IN_A_ROOM, code)
+    }
+
+    /// What `code` means on a profile card.
+    pub fn on_card(&self, code: KeyCode) -> Option<Action> {
+        self.find(&[&CARD], code)
+    }
+
+    /// The help's label for an entry: the table's, unless one of its actions is rebound.
+    pub fn label(&self, entry: &Entry) -> String {
+        if !entry.keys.iter().any(|(_, a)| self.rebound.contains_key(a)) {
             return entry.label.to_string();
         }
-        return match code {
-            KeyCode::Char(' ') => "space".to_string(),
-            KeyCode::Char(ch) => ch.to_string(),
-            KeyCode::Down => "↓".to_string(),
-            KeyCode::Up => "↑".to_string(),
-            KeyCode::Esc => "Esc".to_string(),
-            _ => entry.label.to_string(),
-        };
+        let mut actions: Vec<Action> = Vec::new();
+        for (_, action) in entry.keys {
+            if !actions.contains(action) {
+                actions.push(*action);
+            }
+        }
+        actions
+            .iter()
+            .map(|action| {
+                self.entry_keys(entry)
+                    .iter()
+                    .filter(|(_, a)| a == action)
+                    .map(|(code, _)| key_name(*code))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join(" / ")
     }
-    String::new()
+
+    /// How a footer names the key for `action`: the entry's label when the entry is that
+    /// action alone ("Enter", "space"), else the action's first key ("a" of "a / d").
+    pub fn key_label(&self, action: Action) -> String {
+        if let Some(codes) = self.rebound.get(&action) {
+            return codes.first().map(|c| key_name(*c)).unwrap_or_default();
+        }
+        let entries = [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD]
+            .into_iter()
+            .flat_map(|g| g.entries);
+        for entry in entries {
+            let Some((code, _)) = entry.keys.iter().find(|(_, a)| *a == action) else {
+                continue;
+            };
+            if entry.keys.iter().all(|(_, a)| *a == action) {
+                return entry.label.to_string();
+            }
+            return match code {
+                KeyCode::Char(_) | KeyCode::Down | KeyCode::Up | KeyCode::Esc => key_name(*code),
+                _ => entry.label.to_string(),
+            };
+        }
+        String::new()
+    }
 }
 
 #[cfg(test)]
@@ -412,10 +671,91 @@ mod tests {
 
     #[test]
     fn footers_name_keys_as_the_help_does() {
-        assert_eq!(key_label(Action::Join), "Enter");
-        assert_eq!(key_label(Action::Accept), "a");
-        assert_eq!(key_label(Action::Decline), "d");
-        assert_eq!(key_label(Action::Talk), "space");
-        assert_eq!(key_label(Action::Remove), "K");
+        let keys = Keymap::default();
+        assert_eq!(keys.key_label(Action::Join), "Enter");
+        assert_eq!(keys.key_label(Action::Accept), "a");
+        assert_eq!(keys.key_label(Action::Decline), "d");
+        assert_eq!(keys.key_label(Action::Talk), "space");
+        assert_eq!(keys.key_label(Action::Remove), "K");
+    }
+
+    fn rebind(pairs: &[(&str, &[&str])]) -> Result<Keymap, KeymapError> {
+        let keys: Vec<(String, Vec<String>)> = pairs
+            .iter()
+            .map(|(a, ks)| (a.to_string(), ks.iter().map(|k| k.to_string()).collect()))
+            .collect();
+        Keymap::with(&keys)
+    }
+
+    #[test]
+    fn a_rebound_action_has_its_new_keys_everywhere_and_not_its_old_ones() {
+        let keys = rebind(&[("mute", &["v"]), ("hand", &["H", "F2"])]).expect("valid");
+        assert_eq!(keys.in_room(c('v')), Some(Action::Mute));
+        assert_eq!(keys.in_room(c('m')), None, "the old key is free");
+        assert_eq!(keys.in_room(c('H')), Some(Action::Hand));
+        assert_eq!(keys.in_room(KeyCode::F(2)), Some(Action::Hand));
+        assert_eq!(keys.key_label(Action::Mute), "v");
+        let mute = STAGE
+            .entries
+            .iter()
+            .find(|e| e.help == "mute or unmute")
+            .expect("entry");
+        assert_eq!(keys.label(mute), "v");
+        // An entry of two actions keeps the other's default.
+        let answer = ROOM
+            .entries
+            .iter()
+            .find(|e| e.label == "a / d")
+            .expect("entry");
+        let keys = rebind(&[("accept", &["y"])]).expect("valid");
+        assert_eq!(keys.label(answer), "y / d");
+        assert_eq!(
+            keys.in_hallway(c('n')),
+            Some(Action::NewRoom),
+            "others unchanged"
+        );
+    }
+
+    #[test]
+    fn a_rebinding_that_would_clash_or_cannot_be_read_is_refused_with_the_reason() {
+        assert!(matches!(
+            rebind(&[("mute", &["h"])]),
+            Err(KeymapError::Conflict {
+                place: "a room",
+                ..
+            })
+        ));
+        // `h` is free in the hallway, where mute does not apply: still a clash in a room.
+        assert!(matches!(
+            rebind(&[("mute", &["q"])]),
+            Err(KeymapError::Conflict { .. })
+        ));
+        assert!(matches!(
+            rebind(&[("shout", &["s"])]),
+            Err(KeymapError::UnknownAction(..))
+        ));
+        assert!(matches!(
+            rebind(&[("mute", &["Ctrl-Alt-Banana"])]),
+            Err(KeymapError::UnknownKey { .. })
+        ));
+        assert!(matches!(
+            rebind(&[("mute", &[])]),
+            Err(KeymapError::NoKeys { .. })
+        ));
+        // Swapping two keys is fine.
+        let keys = rebind(&[("mute", &["h"]), ("hand", &["m"])]).expect("a swap");
+        assert_eq!(keys.in_room(c('h')), Some(Action::Mute));
+        assert_eq!(keys.in_room(c('m')), Some(Action::Hand));
+    }
+
+    #[test]
+    fn every_action_has_a_name_that_reads_back() {
+        for action in Action::ALL {
+            assert_eq!(Action::named(action.name()), Some(action));
+        }
+        assert_eq!(parse_key("space"), Some(c(' ')));
+        assert_eq!(parse_key("Enter"), Some(KeyCode::Enter));
+        assert_eq!(parse_key("F12"), Some(KeyCode::F(12)));
+        assert_eq!(parse_key("F13"), None);
     }
 }

@@ -210,6 +210,8 @@ pub struct App {
     pub key_release: bool,
     /// The `latency` setting: what playout favours.
     pub latency: Latency,
+    /// The keys: the defaults with the config's `[keys]` on top.
+    pub keys: keymap::Keymap,
     /// My handle, once the account is known.
     pub my_handle: Option<String>,
     /// Everyone I follow: their rooms come first, and their arrivals on a stage are told.
@@ -283,6 +285,7 @@ impl App {
             screen_size: (80, 24),
             key_release,
             latency: Latency::Auto,
+            keys: keymap::Keymap::default(),
             my_handle: None,
             following: HashSet::new(),
             blocking: HashSet::new(),
@@ -542,7 +545,7 @@ impl App {
     }
 
     fn on_card_key(&mut self, card: Card, key: KeyEvent) -> Vec<Effect> {
-        let Some(action) = keymap::on_card(key.code) else {
+        let Some(action) = self.keys.on_card(key.code) else {
             return Vec::new();
         };
         let mine = self
@@ -719,7 +722,7 @@ impl App {
             .unwrap_or(room.selected)
             .min(listed.len().saturating_sub(1));
         if let Some(notice) = notice {
-            let text = describe(&notice);
+            let text = describe(&notice, &self.keys);
             if matches!(notice, Notice::YouSpeak | Notice::MutedYou { .. }) {
                 self.say_until_live(text);
             } else {
@@ -740,14 +743,21 @@ impl App {
                 self.overlay,
                 Some(Overlay::NewRoom { .. } | Overlay::Report { .. })
             );
+        let action = match self.screen {
+            Screen::Hallway => self.keys.in_hallway(key.code),
+            Screen::Room(_) => self.keys.in_room(key.code),
+        };
         let moving = matches!(
-            key.code,
-            KeyCode::Up
-                | KeyCode::Down
-                | KeyCode::Tab
-                | KeyCode::BackTab
-                | KeyCode::Char('j' | 'k' | '+' | '-' | '[' | ']')
-        );
+            action,
+            Some(
+                Action::Up
+                    | Action::Down
+                    | Action::VolumeUp
+                    | Action::VolumeDown
+                    | Action::TheirVolumeUp
+                    | Action::TheirVolumeDown
+            )
+        ) || matches!(key.code, KeyCode::Up | KeyCode::Down);
         if key.kind == KeyEventKind::Repeat && !typing && !moving {
             return Vec::new();
         }
@@ -893,7 +903,7 @@ impl App {
             self.filter.clear();
             return Vec::new();
         }
-        let Some(action) = keymap::in_hallway(key.code) else {
+        let Some(action) = self.keys.in_hallway(key.code) else {
             return Vec::new();
         };
         match action {
@@ -968,10 +978,13 @@ impl App {
     fn on_room_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let key_release = self.key_release;
         let output_volume = self.output_volume;
+        let action = self.keys.in_room(key.code);
+        let hand_key = self.keys.key_label(Action::Hand);
+        let mute_key = self.keys.key_label(Action::Mute);
+        let leave_key = self.keys.key_label(Action::Leave);
         let Some(room) = self.room_mut() else {
             return Vec::new();
         };
-        let action = keymap::in_room(key.code);
         let Some(view) = room.view.as_ref() else {
             // Still joining: only leaving (Esc too, to back out) and quitting work.
             return match action {
@@ -1027,7 +1040,7 @@ impl App {
                 } else {
                     self.say(format!(
                         "You are in the audience: press {} to raise your hand and ask to speak.",
-                        keymap::key_label(Action::Hand)
+                        hand_key
                     ));
                     Vec::new()
                 }
@@ -1036,7 +1049,7 @@ impl App {
                 if !on_stage {
                     self.say(format!(
                         "You are in the audience: press {} to raise your hand and ask to speak.",
-                        keymap::key_label(Action::Hand)
+                        hand_key
                     ));
                     return Vec::new();
                 }
@@ -1060,7 +1073,7 @@ impl App {
                 if on_stage {
                     self.say_until_live(format!(
                         "You are on the stage already: press {} to unmute and talk.",
-                        keymap::key_label(Action::Mute)
+                        mute_key
                     ));
                     Vec::new()
                 } else if hand_up {
@@ -1128,10 +1141,7 @@ impl App {
                     Action::MakeModerator => send(ClientCommand::MakeModerator { user_id }),
                     Action::Remove => {
                         if Some(user_id) == me.as_ref().map(|p| p.id) {
-                            self.say(format!(
-                                "To go, leave the room with {}.",
-                                keymap::key_label(Action::Leave)
-                            ));
+                            self.say(format!("To go, leave the room with {}.", leave_key));
                             return Vec::new();
                         }
                         self.overlay = Some(Overlay::ConfirmRemove { user_id, name });
@@ -1158,7 +1168,7 @@ impl App {
     }
 
     fn on_release(&mut self, key: KeyEvent) -> Vec<Effect> {
-        if key.code != KeyCode::Char(' ') {
+        if self.keys.in_room(key.code) != Some(Action::Talk) {
             return Vec::new();
         }
         let on_stage = self
@@ -1199,24 +1209,24 @@ fn worth_saying(notice: &Notice, view: &RoomView) -> bool {
 }
 
 /// The event-line text for a notice.
-pub fn describe(notice: &Notice) -> String {
+pub fn describe(notice: &Notice, keys: &keymap::Keymap) -> String {
     match notice {
         Notice::InvitedYou { by } => {
             format!(
                 "{by} invited you to speak \u{2014} [{}]ccept [{}]ecline",
-                keymap::key_label(Action::Accept),
-                keymap::key_label(Action::Decline)
+                keys.key_label(Action::Accept),
+                keys.key_label(Action::Decline)
             )
         }
         Notice::YouSpeak => format!(
             "You are on the stage, muted: press {} (or hold {}) to talk.",
-            keymap::key_label(Action::Mute),
-            keymap::key_label(Action::Talk)
+            keys.key_label(Action::Mute),
+            keys.key_label(Action::Talk)
         ),
         Notice::MovedYouToAudience { by } => format!("{by} moved you to the audience."),
         Notice::MutedYou { by } => format!(
             "{by} muted you; press {} to unmute when you are ready.",
-            keymap::key_label(Action::Mute)
+            keys.key_label(Action::Mute)
         ),
         Notice::MadeYouModerator { by } => format!("{by} made you a moderator."),
         Notice::YouAreHost => "You are now the host.".into(),

@@ -1694,7 +1694,8 @@ fn a_card_follows_blocks_and_reports_the_person_it_shows() {
 #[test]
 fn your_own_card_cannot_follow_or_block_you() {
     let mut live = Live::new(HOST);
-    live.app.update(Msg::Me(me_with("host", Vec::new(), Vec::new())));
+    live.app
+        .update(Msg::Me(me_with("host", Vec::new(), Vec::new())));
     // The host is on the stage, listed first and selected.
     assert_eq!(
         live.app.update(ch('p')),

@@ -168,6 +168,7 @@ pub async fn run(
     room: Option<String>,
     audio: AudioLink,
     latency: crate::config::Latency,
+    keys: crate::app::keymap::Keymap,
 ) -> anyhow::Result<()> {
     let (guard, mut terminal) = TerminalGuard::enter()?;
     let theme = Theme::from_env();
@@ -177,6 +178,7 @@ pub async fn run(
         guard.enhanced_keys,
     );
     app.latency = latency;
+    app.keys = keys;
     let mut shell = Shell::new(api, audio);
     // Who I am, follow and block: the hallway's order and what is not played.
     let (me_api, me_tx) = (shell.api.clone(), shell.msg_tx.clone());
@@ -292,7 +294,9 @@ impl Shell {
                 Relation::Report(reason) => api.report(&who, reason).await,
             };
             let said = match (&relation, done) {
-                (Relation::Follow(true), Ok(())) => Ok(format!("Following {who}: their rooms come first.")),
+                (Relation::Follow(true), Ok(())) => {
+                    Ok(format!("Following {who}: their rooms come first."))
+                }
                 (Relation::Follow(false), Ok(())) => Ok(format!("No longer following {who}.")),
                 (Relation::Block(true), Ok(())) => Ok(format!(
                     "Blocked {who}: you will not hear them, and they cannot join rooms you run."
@@ -380,9 +384,7 @@ impl Shell {
             }
             Effect::SetFollow { handle, on } => self.relation(handle, Relation::Follow(on)),
             Effect::SetBlock { handle, on } => self.relation(handle, Relation::Block(on)),
-            Effect::Report { handle, reason } => {
-                self.relation(handle, Relation::Report(reason))
-            }
+            Effect::Report { handle, reason } => self.relation(handle, Relation::Report(reason)),
             Effect::Quit => {}
         }
     }

@@ -11,9 +11,9 @@ use super::NetError;
 use crate::identity::{self, DeviceKey};
 use crate::protocol::handle::{Handle, handle_from_name};
 use crate::protocol::{
-    Challenge, CreateAccount, CreateRoom, DeviceKeys, ErrorBody, ErrorCode, Invitation,
-    LinkCode, LinkDevice, Me, Profile, Reason, ReportList, RoomDetail, RoomList, RoomSummary,
-    ServerInfo, Session, SignIn, Signed, UpdateProfile,
+    Challenge, CreateAccount, CreateRoom, DeviceKeys, ErrorBody, ErrorCode, Invitation, LinkCode,
+    LinkDevice, Me, Profile, Reason, ReportList, RoomDetail, RoomList, RoomSummary, ServerInfo,
+    Session, SignIn, Signed, UpdateProfile,
 };
 
 /// A server's REST API, with the session token once there is one. Clones share the session:
@@ -178,7 +178,13 @@ impl Api {
         let mut last = None;
         for handle in tries {
             match self
-                .create_account(key, &handle, Some(&enroll.name), enroll.invitation.as_deref(), &enroll.label)
+                .create_account(
+                    key,
+                    &handle,
+                    Some(&enroll.name),
+                    enroll.invitation.as_deref(),
+                    &enroll.label,
+                )
                 .await
             {
                 Err(NetError::Api {
@@ -198,7 +204,8 @@ impl Api {
         Err(last.unwrap_or(NetError::Api {
             status: 409,
             code: ErrorCode::HandleTaken,
-            message: "every handle tried is taken; pick one with `hallway account create --handle`".into(),
+            message: "every handle tried is taken; pick one with `hallway account create --handle`"
+                .into(),
         }))
     }
 

@@ -35,9 +35,7 @@ impl Target {
         let (room, invitation) = match segments.as_slice() {
             [] => (None, None),
             [rooms, id] if rooms == "rooms" && !id.is_empty() => (Some(id.clone()), None),
-            [invite, code] if invite == "invite" && !code.is_empty() => {
-                (None, Some(code.clone()))
-            }
+            [invite, code] if invite == "invite" && !code.is_empty() => (None, Some(code.clone())),
             _ => return Err(invalid()),
         };
         url.set_path("/");

@@ -118,7 +118,9 @@ impl ErrorCode {
             | InvalidHandle | Yourself => 400,
             Unauthorized | ChallengeExpired | BadSignature | UnknownDevice => 401,
             BadAccessCode | Forbidden | Banned | NotAllowedToSpeak | Removed
-            | InvitationRequired | InvitationUnknown | NoInvitationsLeft | Suspended | Blocked => 403,
+            | InvitationRequired | InvitationUnknown | NoInvitationsLeft | Suspended | Blocked => {
+                403
+            }
             RoomNotFound | UserNotFound | NotFound | RoomEnded | UnknownHandle => 404,
             StageFull | AlreadyOnStage | NotOnStage | NotInvited | Replaced | NameLookalike
             | HandleTaken | DeviceTaken => 409,

@@ -96,7 +96,10 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/api/v2/devices/link-codes", post(link_code))
         .route("/api/v2/devices/{id}", delete(revoke_device))
         .route("/api/v2/users/{handle}", get(profile))
-        .route("/api/v2/users/{handle}/follow", put(follow).delete(unfollow))
+        .route(
+            "/api/v2/users/{handle}/follow",
+            put(follow).delete(unfollow),
+        )
         .route("/api/v2/users/{handle}/block", put(block).delete(unblock))
         .route("/api/v2/users/{handle}/reports", post(report))
         .route("/api/v2/admin/reports", get(reports))
@@ -202,9 +205,9 @@ impl<S: Sync> axum::extract::FromRequestParts<S> for Host {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        host_of(&parts.headers).map(Self).ok_or_else(|| {
-            ApiError::new(ErrorCode::BadRequest, "the request has no Host header")
-        })
+        host_of(&parts.headers)
+            .map(Self)
+            .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "the request has no Host header"))
     }
 }
 
@@ -299,11 +302,7 @@ fn check_code_allowed(shared: &Shared, client: &Client) -> Result<(), ApiError> 
 }
 
 /// Counts a code's outcome in the address's back-off.
-fn note_code_result<T>(
-    shared: &Shared,
-    client: &Client,
-    result: &Result<T, StoreError>,
-) {
+fn note_code_result<T>(shared: &Shared, client: &Client, result: &Result<T, StoreError>) {
     let wrong = matches!(
         result,
         Err(StoreError::InvitationUnknown
@@ -556,9 +555,7 @@ async fn update_me(
     };
     let bio = match &request.bio {
         Some(bio) if bio.trim().is_empty() => Some(String::new()),
-        Some(bio) => Some(
-            super::http::clean_text(bio, MAX_BIO_CHARS, TextKind::Bio)?,
-        ),
+        Some(bio) => Some(super::http::clean_text(bio, MAX_BIO_CHARS, TextKind::Bio)?),
         None => None,
     };
     let id = session.user.id;
@@ -623,7 +620,12 @@ async fn invitation_page(
 }
 
 fn parse_handle(text: &str) -> Result<Handle, ApiError> {
-    Handle::parse(text).map_err(|e| ApiError::new(ErrorCode::UnknownHandle, format!("@{}: {e}", text::terminal_safe(text))))
+    Handle::parse(text).map_err(|e| {
+        ApiError::new(
+            ErrorCode::UnknownHandle,
+            format!("@{}: {e}", text::terminal_safe(text)),
+        )
+    })
 }
 
 async fn profile(
@@ -839,7 +841,10 @@ async fn suspend(
     let reason = clean_reason(&request.reason)?;
     let account = target(&shared, &handle).await?;
     if account.id == session.user.id {
-        return Err(ApiError::new(ErrorCode::Yourself, "you cannot suspend yourself"));
+        return Err(ApiError::new(
+            ErrorCode::Yourself,
+            "you cannot suspend yourself",
+        ));
     }
     let id = account.id;
     let now = unix_ms();

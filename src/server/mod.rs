@@ -32,12 +32,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::protocol::User;
-use store::{AccountId, DeviceId, SecretHash, Store};
 pub use addr::TrustedProxies;
 pub use budget::AddressLimits;
 pub use listener::Timeouts;
 pub use metrics::Metrics;
 pub use room::RoomLimits;
+use store::{AccountId, DeviceId, SecretHash, Store};
 pub use tls::TlsFiles;
 
 /// Kernel send buffer per connection: 13 speakers at ~3 KB/s each is ~40 KB/s of audio.
@@ -281,7 +281,7 @@ impl Sessions {
                 .iter()
                 .filter_map(|(token, e)| Some((e.idle_since_ms()?, token)))
                 .min()
-                .map(|(_, token)| token.clone());
+                .map(|(_, token)| *token);
             match idlest {
                 Some(token) => {
                     self.by_token.remove(&token);
@@ -615,11 +615,11 @@ impl Shared {
             last_used_ms: monotonic_ms().into(),
             live: 0.into(),
         });
-        let inserted = self
-            .sessions
-            .write()
-            .map_err(|_| http::internal())?
-            .insert(token, entry.clone(), limits.max_sessions);
+        let inserted = self.sessions.write().map_err(|_| http::internal())?.insert(
+            token,
+            entry.clone(),
+            limits.max_sessions,
+        );
         if !inserted {
             return Err(http::ApiError::new(
                 crate::protocol::ErrorCode::ServerFull,
@@ -657,7 +657,11 @@ impl Shared {
             .get(axum::http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
-        let scheme = if self.config.tls.is_some() { "https" } else { "http" };
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{host}")
     }
 }

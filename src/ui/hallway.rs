@@ -11,7 +11,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use super::Theme;
 use super::text::{self, put};
 use crate::app::App;
-use crate::app::keymap::{self, Action};
+use crate::app::keymap::Action;
 use crate::protocol::{Role, RoomSummary};
 
 /// Rows per room card, not counting the blank row between cards.
@@ -55,7 +55,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             (Action::Quit, "quit"),
         ]
         .into_iter()
-        .map(|(action, what)| (keymap::key_label(action), what))
+        .map(|(action, what)| (app.keys.key_label(action), what))
         .collect();
         let keyed: Vec<(&str, &str)> = actions.iter().map(|(k, w)| (k.as_str(), *w)).collect();
         let hints: &[(&str, &str)] = if app.filtering { &typing } else { &keyed };

@@ -9,18 +9,20 @@ use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 
 use super::Theme;
 use super::text::{self, put};
-use crate::app::keymap::{self, Action, CARD, Group, HALLWAY, HelpLayout, MODERATORS, ROOM, STAGE};
+use crate::app::keymap::{
+    Action, CARD, Group, HALLWAY, HelpLayout, Keymap, MODERATORS, ROOM, STAGE,
+};
 use crate::app::{Card, Overlay, REPORT_MAX_CHARS};
 
 /// Longest title the model accepts (it stops taking characters there).
 const TITLE_MAX_CHARS: usize = 100;
 
-pub fn render(overlay: &Overlay, theme: &Theme, frame: &mut Frame, area: Rect) {
+pub fn render(overlay: &Overlay, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect) {
     match overlay {
-        Overlay::Help { scroll } => help(*scroll, theme, frame, area),
+        Overlay::Help { scroll } => help(*scroll, keys, theme, frame, area),
         Overlay::NewRoom { title } => new_room(title, theme, frame, area),
         Overlay::ConfirmRemove { name, .. } => confirm_remove(name, theme, frame, area),
-        Overlay::Card(c) => card(c, theme, frame, area),
+        Overlay::Card(c) => card(c, keys, theme, frame, area),
         Overlay::Report { handle, reason } => report(handle, reason, theme, frame, area),
     }
 }
@@ -59,12 +61,12 @@ fn modal(
 }
 
 /// A help group from the keymap: its heading, then one line per entry.
-fn group_lines(group: &Group, theme: &Theme, cols: usize) -> Vec<Line<'static>> {
+fn group_lines(group: &Group, keys: &Keymap, theme: &Theme, cols: usize) -> Vec<Line<'static>> {
     const KEY_COLS: usize = 8;
     let mut lines = vec![Line::styled(text::fit(group.heading, cols), theme.heading)];
     for entry in group.entries {
         lines.push(Line::from(vec![
-            Span::styled(text::pad(entry.label, KEY_COLS), theme.key),
+            Span::styled(text::pad(&keys.label(entry), KEY_COLS), theme.key),
             Span::raw(text::fit(entry.help, cols.saturating_sub(KEY_COLS))),
         ]));
     }
@@ -73,7 +75,7 @@ fn group_lines(group: &Group, theme: &Theme, cols: usize) -> Vec<Line<'static>> 
 
 /// Every binding, grouped; two columns when there is room; scrolled `scroll` rows down
 /// where the screen is too small for all of it.
-fn help(scroll: u16, theme: &Theme, frame: &mut Frame, area: Rect) {
+fn help(scroll: u16, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect) {
     let layout = HelpLayout::new(area.width, area.height);
     let two_columns = layout.two_columns;
     let scroll = scroll.min(layout.max_scroll());
@@ -105,15 +107,15 @@ fn help(scroll: u16, theme: &Theme, frame: &mut Frame, area: Rect) {
             ..content
         };
         let cols = usize::from(half.saturating_sub(1));
-        let mut left = group_lines(&HALLWAY, theme, cols);
+        let mut left = group_lines(&HALLWAY, keys, theme, cols);
         left.push(Line::raw(""));
-        left.extend(group_lines(&ROOM, theme, cols));
+        left.extend(group_lines(&ROOM, keys, theme, cols));
         let cols = usize::from(right_area.width);
-        let mut right = group_lines(&STAGE, theme, cols);
+        let mut right = group_lines(&STAGE, keys, theme, cols);
         right.push(Line::raw(""));
-        right.extend(group_lines(&MODERATORS, theme, cols));
+        right.extend(group_lines(&MODERATORS, keys, theme, cols));
         right.push(Line::raw(""));
-        right.extend(group_lines(&CARD, theme, cols));
+        right.extend(group_lines(&CARD, keys, theme, cols));
         right.push(Line::raw(""));
         right.push(Line::styled("Esc closes a box; Ctrl-C quits.", theme.dim));
         Paragraph::new(left)
@@ -129,7 +131,7 @@ fn help(scroll: u16, theme: &Theme, frame: &mut Frame, area: Rect) {
             if !lines.is_empty() {
                 lines.push(Line::raw(""));
             }
-            lines.extend(group_lines(group, theme, cols));
+            lines.extend(group_lines(group, keys, theme, cols));
         }
         Paragraph::new(lines)
             .scroll((scroll, 0))
@@ -249,7 +251,7 @@ fn report(handle: &str, reason: &str, theme: &Theme, frame: &mut Frame, area: Re
 
 /// Someone's profile card: name and handle, bio, joined and invited by, followers, what
 /// I have done (follow, block), their device keys, and the card's keys.
-fn card(card: &Card, theme: &Theme, frame: &mut Frame, area: Rect) {
+fn card(card: &Card, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect) {
     let title = format!("@{}", text::fit(&card.handle, 24));
     let inner = modal(frame, area, 60, 13, &title, theme.border);
     if inner.is_empty() {
@@ -262,10 +264,7 @@ fn card(card: &Card, theme: &Theme, frame: &mut Frame, area: Rect) {
             lines.push(Line::from(vec![
                 Span::styled(text::fit(&p.user.name, cols / 2), theme.room_title),
                 Span::styled(format!("  @{}", text::fit(&p.user.handle, 20)), theme.dim),
-                Span::styled(
-                    if p.suspended { "  suspended" } else { "" },
-                    theme.error,
-                ),
+                Span::styled(if p.suspended { "  suspended" } else { "" }, theme.error),
             ]));
             if !p.bio.is_empty() {
                 lines.push(Line::raw(text::fit(&p.bio, cols * 2)));
@@ -299,7 +298,10 @@ fn card(card: &Card, theme: &Theme, frame: &mut Frame, area: Rect) {
             theme.error,
         )),
         (None, None) => lines.push(Line::styled(
-            format!("{} — loading…", text::fit(&card.name, cols.saturating_sub(12))),
+            format!(
+                "{} — loading…",
+                text::fit(&card.name, cols.saturating_sub(12))
+            ),
             theme.dim,
         )),
     }
@@ -328,7 +330,7 @@ fn card(card: &Card, theme: &Theme, frame: &mut Frame, area: Rect) {
         (Action::Close, "close"),
     ]
     .into_iter()
-    .map(|(action, what)| (keymap::key_label(action), what))
+    .map(|(action, what)| (keys.key_label(action), what))
     .collect();
     let hints: Vec<(&str, &str)> = labels.iter().map(|(k, w)| (k.as_str(), *w)).collect();
     put(

@@ -13,7 +13,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use super::Theme;
 use super::text::{self, put};
-use crate::app::keymap::{self, Action};
+use crate::app::keymap::{Action, Keymap};
 use crate::app::{App, Connection, RoomScreen, RoomView};
 use crate::net::Target;
 use crate::protocol::{Participant, Role};
@@ -75,9 +75,9 @@ fn joining(app: &App, room: &RoomScreen, theme: &Theme, buf: &mut Buffer, area: 
     }
     if footer_rows > 0 {
         let keys = [
-            (keymap::key_label(Action::Leave), "leave"),
-            (keymap::key_label(Action::Help), "help"),
-            (keymap::key_label(Action::Quit), "quit"),
+            (app.keys.key_label(Action::Leave), "leave"),
+            (app.keys.key_label(Action::Help), "help"),
+            (app.keys.key_label(Action::Quit), "quit"),
         ];
         let hints: Vec<(&str, &str)> = keys.iter().map(|(k, w)| (k.as_str(), *w)).collect();
         let line = text::hint_line(theme, vec![Span::raw(" ")], &hints, usize::from(area.width));
@@ -164,7 +164,7 @@ fn in_room(
     notice(app, theme, buf, event, 0);
     key_line(app, me, theme, buf, keys);
     if moderator {
-        moderation_line(room, view, theme, buf, moderation);
+        moderation_line(&app.keys, room, view, theme, buf, moderation);
     }
 }
 
@@ -328,10 +328,8 @@ fn people(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
     let per_row = (inner_cols / STAGE_CELL_COLS).clamp(1, 6);
     let stage_indices: Vec<usize> = (0..stage_count).collect();
     let stage = Section::grid(&stage_indices, per_row, inner_cols / per_row);
-    let (hand_indices, rest_indices): (Vec<usize>, Vec<usize>) =
-        (stage_count..listed.len()).partition(|&i| {
-            listed[i].hand_raised_at_ms.is_some() && !ctx.blocked(listed[i])
-        });
+    let (hand_indices, rest_indices): (Vec<usize>, Vec<usize>) = (stage_count..listed.len())
+        .partition(|&i| listed[i].hand_raised_at_ms.is_some() && !ctx.blocked(listed[i]));
     let hands = Section::grid(&hand_indices, 1, inner_cols);
     let per_row = (inner_cols / AUDIENCE_CELL_COLS).clamp(1, 10);
     let rest = Section::grid(&rest_indices, per_row, inner_cols / per_row);
@@ -618,7 +616,7 @@ fn you_line(
             left.push(Span::styled(
                 format!(
                     "you are talking while muted — press {}",
-                    keymap::key_label(Action::Mute)
+                    app.keys.key_label(Action::Mute)
                 ),
                 theme.warn,
             ));
@@ -724,7 +722,7 @@ fn key_line(app: &App, me: Option<&Participant>, theme: &Theme, buf: &mut Buffer
     }
     let role = me.map_or(Role::Listener, |p| p.role);
     let mut hints: Vec<(String, &str)> = Vec::new();
-    let mut hint = |action: Action, what| hints.push((keymap::key_label(action), what));
+    let mut hint = |action: Action, what| hints.push((app.keys.key_label(action), what));
     if role.on_stage() {
         let muted = me.is_none_or(|p| p.muted);
         hint(Action::Mute, if muted { "unmute" } else { "mute" });
@@ -752,8 +750,8 @@ fn key_line(app: &App, me: Option<&Participant>, theme: &Theme, buf: &mut Buffer
     hint(Action::Quit, "quit");
     let volume = format!(
         "{} {}",
-        keymap::key_label(Action::TheirVolumeDown),
-        keymap::key_label(Action::TheirVolumeUp)
+        app.keys.key_label(Action::TheirVolumeDown),
+        app.keys.key_label(Action::TheirVolumeUp)
     );
     hints.push((volume, "volume"));
     let hints: Vec<(&str, &str)> = hints.iter().map(|(k, w)| (k.as_str(), *w)).collect();
@@ -763,6 +761,7 @@ fn key_line(app: &App, me: Option<&Participant>, theme: &Theme, buf: &mut Buffer
 
 /// For moderators: what they can do to the selected person, named.
 fn moderation_line(
+    keys: &Keymap,
     room: &RoomScreen,
     view: &RoomView,
     theme: &Theme,
@@ -778,7 +777,7 @@ fn moderation_line(
     };
     let mut spans = vec![Span::raw(" ")];
     let mut hints: Vec<(String, &str)> = Vec::new();
-    let mut hint = |action: Action, what| hints.push((keymap::key_label(action), what));
+    let mut hint = |action: Action, what| hints.push((keys.key_label(action), what));
     if target.id == view.me {
         spans.push(Span::styled("moderate: select someone with ↑↓", theme.dim));
     } else {

@@ -54,7 +54,11 @@ impl TestServer {
     }
 
     /// A server on the database of `data` (a restart keeps its accounts).
-    pub fn start_on_data(data: std::sync::Arc<tempfile::TempDir>, listen: &str, args: &[&str]) -> Self {
+    pub fn start_on_data(
+        data: std::sync::Arc<tempfile::TempDir>,
+        listen: &str,
+        args: &[&str],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_hallway"));
         command
             .args(["serve", "--listen", listen, "--data"])
@@ -120,7 +124,10 @@ impl TestServer {
 
     /// The host as a device signs it (`Host` of our requests).
     pub fn origin(&self) -> String {
-        self.base.trim_start_matches("http://").trim_start_matches("https://").to_string()
+        self.base
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string()
     }
 
     /// Answers a fresh challenge with `key`.
@@ -172,7 +179,9 @@ impl TestServer {
         let key = DeviceKey::generate();
         let n = ACCOUNTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let handle = handle_from_name(name, &format!("_{n}"));
-        let (status, body) = self.try_account(&key, handle.as_str(), name, invitation).await;
+        let (status, body) = self
+            .try_account(&key, handle.as_str(), name, invitation)
+            .await;
         assert_eq!(status, 200, "{body}");
         (serde_json::from_value(body).unwrap(), key)
     }
@@ -187,7 +196,6 @@ impl TestServer {
             self.base.replacen("http", "ws", 1)
         )
     }
-
 
     /// Creates a room as `host`; returns its id.
     pub async fn create_room(&self, host: &Session, title: &str) -> String {
@@ -265,7 +273,10 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {

@@ -90,13 +90,21 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
 /// Why the database could not be opened. The file is left as it was.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot open the database {path}: {reason}; check the path and its permissions, or pass --data FILE")]
+    #[error(
+        "cannot open the database {path}: {reason}; check the path and its permissions, or pass --data FILE"
+    )]
     Open { path: PathBuf, reason: String },
-    #[error("the database {path} is read-only; make it writable by this user (or pass --data FILE)")]
+    #[error(
+        "the database {path} is read-only; make it writable by this user (or pass --data FILE)"
+    )]
     ReadOnly { path: PathBuf },
-    #[error("the database {path} is damaged or not a Hallway database ({reason}); restore a backup (`hallway admin backup` makes them) or move it away to start empty")]
+    #[error(
+        "the database {path} is damaged or not a Hallway database ({reason}); restore a backup (`hallway admin backup` makes them) or move it away to start empty"
+    )]
     Corrupt { path: PathBuf, reason: String },
-    #[error("the database {path} was written by a newer Hallway; run that version, or restore a backup")]
+    #[error(
+        "the database {path} was written by a newer Hallway; run that version, or restore a backup"
+    )]
     TooNew { path: PathBuf },
 }
 
@@ -129,10 +137,7 @@ impl SqliteBackend {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(open_err)?;
-        if conn
-            .is_readonly(rusqlite::MAIN_DB)
-            .map_err(open_err)?
-        {
+        if conn.is_readonly(rusqlite::MAIN_DB).map_err(open_err)? {
             return Err(OpenError::ReadOnly {
                 path: path.to_owned(),
             });
@@ -147,12 +152,14 @@ impl SqliteBackend {
             });
         }
         let migrations = Migrations::from_slice(MIGRATIONS);
-        if let SchemaVersion::Outside(_) = migrations.current_version(&conn).map_err(|e| {
-            OpenError::Corrupt {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            }
-        })? {
+        if let SchemaVersion::Outside(_) =
+            migrations
+                .current_version(&conn)
+                .map_err(|e| OpenError::Corrupt {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?
+        {
             return Err(OpenError::TooNew {
                 path: path.to_owned(),
             });
@@ -697,9 +704,9 @@ impl Backend for SqliteBackend {
         account: AccountId,
         among: &[AccountId],
     ) -> Result<Vec<AccountId>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = ?1 AND blocked = ?2)")?;
+        let mut statement = self.conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = ?1 AND blocked = ?2)",
+        )?;
         let mut blockers = Vec::new();
         for &other in among {
             if statement.query_row(params![other, account], |r| r.get::<_, bool>(0))? {
@@ -856,7 +863,8 @@ mod tests {
     #[test]
     fn handles_and_devices_are_unique() {
         let mut db = SqliteBackend::in_memory().expect("db");
-        db.create_account(&new_account("Ada", 1, None)).expect("ada");
+        db.create_account(&new_account("Ada", 1, None))
+            .expect("ada");
         assert_eq!(
             db.create_account(&new_account("ADA", 2, None)),
             Err(StoreError::HandleTaken {
@@ -868,23 +876,26 @@ mod tests {
             Err(StoreError::DeviceTaken)
         );
         // A refused account left nothing behind.
-        assert_eq!(
-            db.account_by_handle("bob"),
-            Err(StoreError::NoSuchAccount)
-        );
+        assert_eq!(db.account_by_handle("bob"), Err(StoreError::NoSuchAccount));
     }
 
     #[test]
     fn tokens_expire_and_go_with_their_device_or_a_suspension() {
         let mut db = SqliteBackend::in_memory().expect("db");
-        let (ada, phone) = db.create_account(&new_account("Ada", 1, None)).expect("ada");
-        db.add_token(&[7; 32], phone.id, 1_000, 2_000).expect("token");
+        let (ada, phone) = db
+            .create_account(&new_account("Ada", 1, None))
+            .expect("ada");
+        db.add_token(&[7; 32], phone.id, 1_000, 2_000)
+            .expect("token");
         assert_eq!(
-            db.token(&[7; 32], 1_500).expect("query").map(|(a, _, _)| a.id),
+            db.token(&[7; 32], 1_500)
+                .expect("query")
+                .map(|(a, _, _)| a.id),
             Some(ada.id)
         );
         assert_eq!(db.token(&[7; 32], 2_000).expect("query"), None, "expired");
-        db.create_link_code(ada.id, &[8; 32], 5_000).expect("link code");
+        db.create_link_code(ada.id, &[8; 32], 5_000)
+            .expect("link code");
         let (_, laptop) = db.link_device(&[8; 32], &device(2), 1_000).expect("link");
         assert_eq!(
             db.link_device(&[8; 32], &device(3), 1_000),
@@ -892,18 +903,25 @@ mod tests {
             "a link code is used once"
         );
         assert_eq!(db.devices(ada.id).expect("devices").len(), 2);
-        db.add_token(&[9; 32], laptop.id, 1_000, 9_000).expect("token");
+        db.add_token(&[9; 32], laptop.id, 1_000, 9_000)
+            .expect("token");
         db.revoke_device(ada.id, laptop.id).expect("revoke");
         assert_eq!(db.token(&[9; 32], 1_500).expect("query"), None);
         assert_eq!(
             db.device_by_key(&[2; 32]).map(|_| ()),
             Err(StoreError::NoSuchDevice)
         );
-        db.add_token(&[10; 32], phone.id, 1_000, 9_000).expect("token");
-        db.set_suspended(ada.id, Some("spam"), 1_000).expect("suspend");
+        db.add_token(&[10; 32], phone.id, 1_000, 9_000)
+            .expect("token");
+        db.set_suspended(ada.id, Some("spam"), 1_000)
+            .expect("suspend");
         assert_eq!(db.token(&[10; 32], 1_500).expect("query"), None);
         assert_eq!(
-            db.device_by_key(&[1; 32]).expect("device").0.suspended.as_deref(),
+            db.device_by_key(&[1; 32])
+                .expect("device")
+                .0
+                .suspended
+                .as_deref(),
             Some("spam")
         );
     }
@@ -911,15 +929,25 @@ mod tests {
     #[test]
     fn follows_and_blocks_are_idempotent_and_counted() {
         let mut db = SqliteBackend::in_memory().expect("db");
-        let (ada, _) = db.create_account(&new_account("Ada", 1, None)).expect("ada");
-        let (bob, _) = db.create_account(&new_account("Bob", 2, None)).expect("bob");
+        let (ada, _) = db
+            .create_account(&new_account("Ada", 1, None))
+            .expect("ada");
+        let (bob, _) = db
+            .create_account(&new_account("Bob", 2, None))
+            .expect("bob");
         for _ in 0..2 {
             db.set_follow(ada.id, bob.id, true, 1).expect("follow");
         }
         assert_eq!(db.following(ada.id).expect("following"), vec![bob.id]);
         let card = db.profile(ada.id, "bob").expect("profile");
-        assert_eq!((card.followers, card.following, card.followed), (1, 0, true));
-        assert_eq!(db.set_block(ada.id, ada.id, true, 1), Err(StoreError::Yourself));
+        assert_eq!(
+            (card.followers, card.following, card.followed),
+            (1, 0, true)
+        );
+        assert_eq!(
+            db.set_block(ada.id, ada.id, true, 1),
+            Err(StoreError::Yourself)
+        );
         db.set_block(bob.id, ada.id, true, 1).expect("block");
         assert_eq!(db.blocked_by(ada.id, &[bob.id]).expect("q"), vec![bob.id]);
         db.set_block(bob.id, ada.id, false, 1).expect("unblock");
@@ -946,7 +974,8 @@ mod tests {
         let path = dir.path().join("server.db");
         {
             let mut db = SqliteBackend::open(&path).expect("open");
-            db.create_account(&new_account("Ada", 1, None)).expect("ada");
+            db.create_account(&new_account("Ada", 1, None))
+                .expect("ada");
             db.backup(&dir.path().join("copy.db")).expect("backup");
         }
         let mut db = SqliteBackend::open(&path).expect("reopen");
