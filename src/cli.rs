@@ -294,10 +294,12 @@ pub struct ServeArgs {
     /// `:memory:` keeps nothing (for trials and benchmarks).
     #[arg(long, value_name = "FILE", env = "HALLWAY_DATA")]
     pub data: Option<PathBuf>,
-    /// The URL people reach this server at, for invitation links (default: from each
-    /// request's Host header).
-    #[arg(long, value_name = "URL")]
-    pub public_url: Option<String>,
+    /// A URL people reach this server at (https://rooms.example.org); repeat for several.
+    /// Sign-ins are signed for the name the client reached, so a server reached by a name
+    /// (or through a proxy) needs it; invitation links use the first. The listen address,
+    /// and localhost on loopback, need none.
+    #[arg(long, value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Vec<String>,
     /// Serve /metrics on this address (e.g. 127.0.0.1:9600) instead of the public one.
     /// Without it, an invite-only server does not serve /metrics at all.
     #[arg(long, value_name = "ADDR")]
@@ -391,6 +393,17 @@ fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
     text.parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("{text:?} is not an address or a CIDR such as 10.0.0.0/8"))
+}
+
+fn parse_public_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Ok(text.trim_end_matches('/').to_string())
+        }
+        _ => Err(format!(
+            "{text:?} is not a server URL such as https://rooms.example.org"
+        )),
+    }
 }
 
 fn positive(text: &str) -> Result<f64, String> {
@@ -582,7 +595,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Some(path) => crate::server::DataLocation::File(path.clone()),
             None => crate::server::DataLocation::default_file(),
         },
-        public_url: args.public_url.clone(),
+        public_urls: args.public_url.clone(),
         trusted_proxies: TrustedProxies::new(args.trusted_proxy.clone()),
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -628,10 +641,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // The one line scripts and tests read to find the port.
         println!("hallway server listening on {scheme}://{addr}");
         if let Some(code) = owner_code {
-            let base = args
-                .public_url
-                .as_deref()
-                .map_or_else(|| format!("{scheme}://{addr}"), |u| u.trim_end_matches('/').to_string());
+            let base = args.public_url.first().map_or_else(
+                || format!("{scheme}://{addr}"),
+                |u| u.trim_end_matches('/').to_string(),
+            );
             println!(
                 "owner invitation (works once; its account is the server's admin): hallway --server {base}/invite/{code}"
             );

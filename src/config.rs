@@ -163,10 +163,8 @@ mod tests {
 
     #[test]
     fn keys_are_rebound_from_the_file_and_a_bad_binding_says_why() {
-        let config: Config = toml::from_str(
-            "[keys]\nmute = \"v\"\nhand = [\"h\", \"H\"]\n",
-        )
-        .expect("parses");
+        let config: Config =
+            toml::from_str("[keys]\nmute = \"v\"\nhand = [\"h\", \"H\"]\n").expect("parses");
         let keys = config.keymap().expect("valid");
         use crate::app::keymap::Action;
         use crossterm::event::KeyCode;

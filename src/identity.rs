@@ -303,8 +303,8 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// A random secret of `bytes` random bytes as base64url (tokens, invitation codes and nonces
-/// use 16).
+/// A random secret of `bytes` random bytes as base64url (tokens use 32; invitation codes,
+/// link codes and nonces 16).
 pub fn random_code(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::fill(&mut buf[..]);

@@ -526,7 +526,7 @@ async fn invitation_guesses_back_off_are_counted_and_a_real_invitation_still_wor
         .unwrap();
     let failures: f64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("hallway_access_code_failures_total "))
+        .find_map(|l| l.strip_prefix("hallway_auth_failures_total "))
         .unwrap()
         .parse()
         .unwrap();

@@ -187,6 +187,29 @@ async fn a_sign_in_needs_a_fresh_challenge_signed_by_the_device_for_this_server(
         401,
         "bad_signature",
     );
+    // Nor with the `Host` the relaying server would write: the server knows its own names.
+    let (status, challenge) = server
+        .post_json("/api/v2/challenges", None, json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let nonce = challenge["nonce"].as_str().unwrap();
+    let relayed = key.sign_in("evil.example:7600", nonce.as_bytes());
+    let body = json!({
+        "sign_key": hallway::identity::b64(&key.public().sign),
+        "nonce": nonce,
+        "signature": hallway::identity::b64(&relayed),
+    });
+    let forged_host = server
+        .http
+        .post(server.url("/api/v2/sessions"))
+        .header("host", "evil.example:7600")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = forged_host.status().as_u16();
+    let answer: Value = forged_host.json().await.unwrap();
+    assert_api_error(&(status, answer), 401, "bad_signature");
     // A device without an account here.
     assert_api_error(
         &server.try_sign_in(&DeviceKey::generate()).await,
@@ -225,8 +248,19 @@ async fn two_devices_share_one_account_and_a_revoked_one_is_signed_out() {
         .await;
     assert_eq!(status, 200, "{linked}");
     assert_eq!(linked["user"]["id"], ada.user.id);
-    // The code works once.
-    body["signature"] = json!("");
+    // The code works once, even with a fresh challenge from yet another device.
+    let third = DeviceKey::generate();
+    let mut again = server.signed(&third).await;
+    again["code"] = code["code"].clone();
+    again["device"] = json!({
+        "sign_key": hallway::identity::b64(&third.public().sign),
+        "agree_key": hallway::identity::b64(&third.public().agree),
+    });
+    assert_api_error(
+        &server.post_json("/api/v2/devices", None, again).await,
+        403,
+        "invitation_unknown",
+    );
     let (_, me) = server.get("/api/v2/me", Some(&ada.token)).await;
     let devices = me["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 2);
@@ -250,6 +284,34 @@ async fn two_devices_share_one_account_and_a_revoked_one_is_signed_out() {
     );
     assert_api_error(&server.try_sign_in(&laptop).await, 401, "unknown_device");
     assert_eq!(server.get("/api/v2/me", Some(&ada.token)).await.0, 200);
+    // The last device stays: revoking it would lose the account.
+    let phone = devices.iter().find(|d| d["label"] != "laptop").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert_api_error(
+        &server
+            .request(
+                Method::DELETE,
+                &format!("/api/v2/devices/{phone}"),
+                Some(&ada.token),
+                None,
+            )
+            .await,
+        400,
+        "bad_request",
+    );
+    assert_api_error(
+        &server
+            .request(
+                Method::DELETE,
+                "/api/v2/devices/999999",
+                Some(&ada.token),
+                None,
+            )
+            .await,
+        404,
+        "not_found",
+    );
 }
 
 #[tokio::test]
@@ -375,14 +437,41 @@ async fn reports_reach_admins_and_a_suspension_closes_connections_and_sign_ins()
         403,
         "forbidden",
     );
+    // Reports are limited per account: 5 at once, then one every two minutes, however
+    // often the reporter signs in again.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, _) = server
+            .post_json(
+                &format!("/api/v2/users/{}/reports", admin.user.handle),
+                Some(&troll.token),
+                json!({"reason": "retaliation"}),
+            )
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [201, 201, 201, 201, 201, 429]);
+    let (status, fresh) = server.try_sign_in(&troll_key).await;
+    assert_eq!(status, 200);
+    let (status, _) = server
+        .post_json(
+            &format!("/api/v2/users/{}/reports", admin.user.handle),
+            Some(fresh["token"].as_str().unwrap()),
+            json!({"reason": "again"}),
+        )
+        .await;
+    assert_eq!(status, 429, "a new sign-in does not reset the limit");
     let (_, reports) = server
         .get("/api/v2/admin/reports", Some(&admin.token))
         .await;
-    assert_eq!(
-        reports["reports"][0]["reported"],
-        troll.user.handle.as_str()
-    );
-    assert_eq!(reports["reports"][0]["reason"], "spam in every room");
+    let first = reports["reports"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(first["reported"], troll.user.handle.as_str());
+    assert_eq!(first["reason"], "spam in every room");
 
     let room = server.create_room(&admin, "suspensions").await;
     let _admin_live = Live::join(&server, &room, &admin).await;

@@ -260,8 +260,8 @@ async fn a_removed_participant_is_told_disconnected_and_cannot_rejoin() {
     assert_eq!(server.room(&room).await.participants.len(), 2);
 }
 
-/// Sessions are anonymous: a removed person could sign in again under a new name. The
-/// address they were removed from stays out too, but never the moderator's own.
+/// A removed person's account is banned; a second account made from the same address stays
+/// out too (the second line), but never the moderator's own address.
 #[tokio::test]
 async fn a_removed_participant_cannot_come_back_under_a_new_session_from_the_same_address() {
     use std::net::Ipv4Addr;

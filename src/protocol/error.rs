@@ -76,7 +76,7 @@ pub enum ErrorCode {
     UpgradeRequired,
     /// A handle that is not 3 to 20 ASCII letters, digits or `_`.
     InvalidHandle,
-    /// The handle is taken, or looks like one that is (`ada`, `ADA`, `ada` with a zero).
+    /// The handle is taken, or looks like one that is (`ada` and `ADA`; `poll` and `p0ll`).
     HandleTaken,
     /// This device's key already belongs to an account: sign in instead.
     DeviceTaken,

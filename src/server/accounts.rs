@@ -4,8 +4,8 @@
 //! **Signing in** is a challenge: `POST /api/v2/challenges` gives a random nonce, good once
 //! for [`CHALLENGE_TTL_MS`]; the device signs `"hallway-signin-v2\n" ‖ Host ‖ "\n" ‖ nonce`
 //! ([`crate::identity::signin_message`]) and sends it to create an account, sign in or link a
-//! device. Binding the `Host` header means a hostile server cannot pass another server's
-//! challenge to a client and use the answer. The answer is a bearer token, valid for
+//! device. The server takes only answers signed for one of its own names ([`origins`]), so
+//! a hostile server cannot pass another server's challenge to a client and use the answer. The answer is a bearer token, valid for
 //! [`TOKEN_TTL_MS`]; the server keeps its hash (in the store) and a cache of the live ones
 //! ([`super::Sessions`]), so a restart signs nobody out.
 //!
@@ -229,6 +229,36 @@ fn key32(text: &str, what: &str) -> Result<[u8; 32], ApiError> {
         })
 }
 
+/// The names a server answers to, as a `Host` header spells them (lowercase, the port left
+/// out when it is the scheme's default): each `--public-url`, the bound address itself, and,
+/// bound to loopback or to every address, `localhost`, `127.0.0.1` and `[::1]` on its port.
+/// A sign-in signed for any other name was meant for another server, whatever `Host` the
+/// request claims: a hostile server can write any `Host`, but it cannot make this list.
+pub fn origins(public_urls: &[String], bound: std::net::SocketAddr) -> Vec<String> {
+    let mut origins: Vec<String> = public_urls
+        .iter()
+        .filter_map(|u| url::Url::parse(u).ok())
+        .filter_map(|u| identity::origin_of(&u))
+        .map(|o| o.to_ascii_lowercase())
+        .collect();
+    let port = bound.port();
+    let ip = bound.ip();
+    if !ip.is_unspecified() {
+        origins.push(match ip {
+            std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        });
+    }
+    if ip.is_loopback() || ip.is_unspecified() {
+        for host in ["localhost", "127.0.0.1", "[::1]"] {
+            origins.push(format!("{host}:{port}"));
+        }
+    }
+    origins.sort();
+    origins.dedup();
+    origins
+}
+
 /// Checks an answered challenge for `public`'s signing key.
 fn check_signed(
     shared: &Shared,
@@ -252,18 +282,21 @@ fn check_signed(
         agree: [0; 32],
     };
     let signature = identity::unb64(&signed.signature).unwrap_or_default();
-    // Behind a proxy that rewrites `Host`, the device signed the public address.
-    let public_host = shared
-        .config
-        .public_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| identity::origin_of(&u));
-    let valid = std::iter::once(host.0.as_str())
-        .chain(public_host.as_deref())
-        .any(|origin| public.verify_sign_in(origin, signed.nonce.as_bytes(), &signature));
-    if !valid {
-        shared.metrics.access_code_failures.inc();
+    // The client signed the name it reached; it must be one of ours (not merely the
+    // request's `Host`, which whoever relays a challenge writes).
+    if !shared.origins.contains(&host.0) {
+        shared.metrics.auth_failures.inc();
+        return Err(ApiError::new(
+            ErrorCode::BadSignature,
+            format!(
+                "this server does not answer to {:?}: sign-ins are signed for the name the client reached, and it knows itself as {}; its admin names it with --public-url",
+                text::terminal_safe(&host.0),
+                shared.origins.join(", ")
+            ),
+        ));
+    }
+    if !public.verify_sign_in(&host.0, signed.nonce.as_bytes(), &signature) {
+        shared.metrics.auth_failures.inc();
         return Err(ApiError::new(
             ErrorCode::BadSignature,
             "the signature does not match this device's key and this server's challenge",
@@ -289,7 +322,7 @@ fn new_device(shared: &Shared, keys: &DeviceKeys) -> Result<NewDevice, ApiError>
 /// A wrong code counts against the address, as a wrong password would.
 fn check_code_allowed(shared: &Shared, client: &Client) -> Result<(), ApiError> {
     if let Err(locked) = shared.budgets.code_allowed(client.key()) {
-        shared.metrics.access_code_failures.inc();
+        shared.metrics.auth_failures.inc();
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             format!(
@@ -318,7 +351,7 @@ fn note_code_result<T>(shared: &Shared, client: &Client, result: &Result<T, Stor
         tracing::warn!(addr = %client.key(), "wrong invitation or link code (more from this address are counted, and logged when they stop)");
     }
     if wrong {
-        shared.metrics.access_code_failures.inc();
+        shared.metrics.auth_failures.inc();
     }
 }
 

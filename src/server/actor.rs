@@ -128,8 +128,8 @@ struct RoomActor {
     room: Room,
     peers: HashMap<UserId, Peer>,
     summary_tx: watch::Sender<RoomSummary>,
-    /// Addresses of removed people (see [`AddrKey`]): sessions are anonymous, so without
-    /// this a removed person could sign in again under a new id and walk back in.
+    /// Addresses of removed people (see [`AddrKey`]): the account is banned first; this is
+    /// the second line, against a second account made from the same address.
     banned_addrs: HashSet<AddrKey>,
     /// Others who were in the room from a banned address when it was banned: they may
     /// come back after a dropped connection.

@@ -263,7 +263,23 @@ impl FromRequestParts<Arc<Shared>> for Authed {
                 entry.last_used_ms.store(monotonic_ms(), Ordering::Relaxed);
                 Ok(Self(entry))
             }
-            _ => accounts::session_from_store(shared, token).await.map(Self),
+            _ => {
+                // A token not in memory costs a look-up in the store: a sign-in's worth of
+                // the address's budget, so made-up tokens cannot keep the store busy. A real
+                // one misses once per restart or idle day.
+                let client = parts
+                    .extensions
+                    .get::<Client>()
+                    .cloned()
+                    .ok_or_else(internal)?;
+                if !shared.budgets.try_spend(client.key(), Spend::Session) {
+                    return Err(ApiError::new(
+                        ErrorCode::RateLimited,
+                        "too many sign-ins from your address; wait a minute",
+                    ));
+                }
+                accounts::session_from_store(shared, token).await.map(Self)
+            }
         }
     }
 }
@@ -513,15 +529,26 @@ async fn live(
     }
     let peer = client.addr;
     let handle = room_handle(&shared, &id)?;
-    // A person blocked by the room's host or a moderator stays out.
-    let moderators: Vec<UserId> = handle
-        .summary
-        .borrow()
-        .speakers
-        .iter()
-        .filter(|s| s.role.is_moderator() && s.id != session.user.id)
-        .map(|s| s.id)
-        .collect();
+    // A person blocked by the room's host or a moderator stays out; the host and the
+    // moderators themselves are not held to one another's blocks (ranks decide between them,
+    // as in removing).
+    let moderators: Vec<UserId> = {
+        let summary = handle.summary.borrow();
+        let runs_it = summary
+            .speakers
+            .iter()
+            .any(|s| s.id == session.user.id && s.role.is_moderator());
+        if runs_it {
+            Vec::new()
+        } else {
+            summary
+                .speakers
+                .iter()
+                .filter(|s| s.role.is_moderator())
+                .map(|s| s.id)
+                .collect()
+        }
+    };
     if !moderators.is_empty() {
         let me = session.user.id;
         let blockers = shared

@@ -33,7 +33,7 @@ pub struct Metrics {
     pub slow_disconnects: Counter,
     /// Wrong invitation and link codes, bad sign-in signatures, and attempts refused while an
     /// address was locked out.
-    pub access_code_failures: Counter,
+    pub auth_failures: Counter,
     /// TCP connections closed at accept: their address held its limit, or the server was full.
     pub connections_refused: Counter,
 }
@@ -52,7 +52,7 @@ impl Metrics {
         let control_messages_out = Counter::default();
         let errors = Counter::default();
         let slow_disconnects = Counter::default();
-        let access_code_failures = Counter::default();
+        let auth_failures = Counter::default();
         let connections_refused = Counter::default();
         registry.register("rooms", "Live rooms", rooms.clone());
         registry.register(
@@ -98,9 +98,9 @@ impl Metrics {
             slow_disconnects.clone(),
         );
         registry.register(
-            "access_code_failures",
+            "auth_failures",
             "Wrong invitation or link codes, bad sign-in signatures, and attempts refused during a lock-out",
-            access_code_failures.clone(),
+            auth_failures.clone(),
         );
         registry.register(
             "connections_refused",
@@ -120,7 +120,7 @@ impl Metrics {
             control_messages_out,
             errors,
             slow_disconnects,
-            access_code_failures,
+            auth_failures,
             connections_refused,
         }
     }

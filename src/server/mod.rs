@@ -57,9 +57,10 @@ pub struct ServerConfig {
     pub invitation_quota: u32,
     /// Where accounts are kept.
     pub data: DataLocation,
-    /// The address people reach the server at (for invitation links), when it is not what
-    /// their requests' `Host` header says (behind a proxy that rewrites it).
-    pub public_url: Option<String>,
+    /// The addresses people reach the server at (`https://rooms.example.org`): a sign-in is
+    /// signed for one of them, and invitation links use the first. The listen address (and,
+    /// on loopback, `localhost`) is always one.
+    pub public_urls: Vec<String>,
     pub limits: Limits,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
     pub trusted_proxies: TrustedProxies,
@@ -176,7 +177,7 @@ impl Default for ServerConfig {
             invite_only: false,
             invitation_quota: 3,
             data: DataLocation::Memory,
-            public_url: None,
+            public_urls: Vec::new(),
             limits: Limits::default(),
             trusted_proxies: TrustedProxies::default(),
             tls: None,
@@ -316,6 +317,9 @@ pub(crate) struct Shared {
     pub sessions: RwLock<Sessions>,
     pub store: Store,
     pub challenges: Mutex<accounts::Challenges>,
+    /// The names this server answers to, as `Host` headers spell them: what a sign-in must
+    /// have been signed for ([`accounts`]).
+    pub origins: Vec<String>,
     /// Each account's limits (about 100 bytes each), by account.
     pub account_limits: Mutex<HashMap<AccountId, Arc<AccountLimits>>>,
     pub rooms: RwLock<HashMap<String, actor::RoomHandle>>,
@@ -372,6 +376,15 @@ impl Server {
         let fd_limit = listener::raise_fd_limit();
         let max_connections = listener::max_connections(fd_limit);
         tracing::debug!(fd_limit, max_connections, "open-file limit");
+        let origins = accounts::origins(&config.public_urls, listener.local_addr()?);
+        if origins.is_empty()
+            || config.listen.ip().is_unspecified() && config.public_urls.is_empty()
+        {
+            tracing::warn!(
+                "listening on {} without --public-url: clients that reach this server by a name or another address cannot sign in; name it with --public-url URL",
+                config.listen
+            );
+        }
         let shared = Arc::new(Shared {
             conns: listener::Conns::new(max_connections, config.limits.address.connections),
             budgets: budget::Budgets::new(config.limits.address.clone()),
@@ -380,6 +393,7 @@ impl Server {
             sessions: RwLock::new(Sessions::default()),
             store,
             challenges: Mutex::new(accounts::Challenges::default()),
+            origins,
             account_limits: Mutex::new(HashMap::new()),
             rooms: RwLock::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
@@ -650,7 +664,7 @@ impl Shared {
 
     /// The server's base URL as people reach it: `--public-url`, else from the request.
     pub(crate) fn public_base(&self, headers: &axum::http::HeaderMap) -> String {
-        if let Some(url) = &self.config.public_url {
+        if let Some(url) = self.config.public_urls.first() {
             return url.trim_end_matches('/').to_string();
         }
         let host = headers

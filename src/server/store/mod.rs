@@ -7,8 +7,8 @@
 //! and no async task ever blocks on the disk. The audio path never calls it: a room learns
 //! who someone is once, when they join.
 //!
-//! **Secrets are kept hashed.** Tokens, invitation codes and device-link codes are random
-//! 128-bit values the server shows once; it keeps only their SHA-256, so a copy of the
+//! **Secrets are kept hashed.** Tokens (256 random bits), invitation codes and device-link
+//! codes (128) are shown once; the server keeps only their SHA-256, so a copy of the
 //! database signs nobody in. (A hash without a salt is enough for random secrets of that
 //! size: there is nothing to guess from a dictionary.)
 //!

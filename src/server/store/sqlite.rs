@@ -124,11 +124,23 @@ impl SqliteBackend {
             path: path.to_owned(),
             reason: e.to_string(),
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| OpenError::Open {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let io_err = |e: std::io::Error| OpenError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        // Accounts are nobody else's business: a new directory is 0700 and a new file 0600
+        // from its first byte (SQLite gives the WAL and shared-memory files the database's
+        // mode).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(io_err)?;
+        }
+        if !path.exists() {
+            create_private(path).map_err(io_err)?;
         }
         let conn = Connection::open_with_flags(
             path,
@@ -201,6 +213,19 @@ impl SqliteBackend {
     }
 }
 
+/// Creates an empty file readable and writable by its owner alone (an empty file is an
+/// empty SQLite database).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Copies the database at `from` to a new file `to` with SQLite's online backup: a
 /// consistent snapshot even while a server writes to it (WAL lets a reader run beside it).
 pub fn backup_file(from: &Path, to: &Path) -> Result<(), OpenError> {
@@ -225,10 +250,12 @@ pub fn backup_file(from: &Path, to: &Path) -> Result<(), OpenError> {
             reason: "it has no Hallway schema".into(),
         });
     }
-    let mut target = Connection::open(to).map_err(|e| OpenError::Open {
+    let target_err = |reason: String| OpenError::Open {
         path: to.to_owned(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    create_private(to).map_err(|e| target_err(e.to_string()))?;
+    let mut target = Connection::open(to).map_err(|e| target_err(e.to_string()))?;
     rusqlite::backup::Backup::new(&source, &mut target)
         .and_then(|b| b.run_to_completion(256, std::time::Duration::from_millis(5), None))
         .map_err(failed)
@@ -322,16 +349,8 @@ fn insert_device(
 impl Backend for SqliteBackend {
     fn create_account(&mut self, new: &NewAccount) -> Result<(Account, Device), StoreError> {
         let tx = self.conn.transaction()?;
-        if let Some(existing) = tx
-            .query_row(
-                "SELECT handle FROM accounts WHERE handle_key = ?1",
-                [&new.handle_key],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()?
-        {
-            return Err(StoreError::HandleTaken { existing });
-        }
+        // The invitation first: without a good one, nothing is said about handles (which
+        // would tell a stranger who has an account here).
         // (inviter, makes_admin)
         let mut invited: Option<(Option<AccountId>, bool)> = None;
         match &new.invitation {
@@ -364,6 +383,16 @@ impl Backend for SqliteBackend {
             }
             None if new.invite_only => return Err(StoreError::InvitationRequired),
             None => {}
+        }
+        if let Some(existing) = tx
+            .query_row(
+                "SELECT handle FROM accounts WHERE handle_key = ?1",
+                [&new.handle_key],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+        {
+            return Err(StoreError::HandleTaken { existing });
         }
         let admin = invited.is_some_and(|(_, admin)| admin);
         let quota = (!admin).then_some(new.invitation_quota);
@@ -966,6 +995,23 @@ mod tests {
         assert!(matches!(err, OpenError::Corrupt { .. }), "{err}");
         assert_eq!(std::fs::read(&path).expect("read"), before);
         assert!(!dir.path().join("server.db-wal").exists());
+    }
+
+    #[test]
+    fn a_new_database_and_its_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data").join("server.db");
+        let mut db = SqliteBackend::open(&path).expect("open");
+        db.create_account(&new_account("Ada", 1, None))
+            .expect("ada");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("data")), 0o700);
+        assert_eq!(mode(&dir.path().join("data").join("server.db-wal")), 0o600);
+        let copy = dir.path().join("copy.db");
+        backup_file(&path, &copy).expect("backup");
+        assert_eq!(mode(&copy), 0o600);
     }
 
     #[test]
