@@ -13,9 +13,9 @@
 
 #[path = "support/accounts.rs"]
 mod accounts;
+#[path = "support/server.rs"]
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use hallway::identity::DeviceKey;
@@ -84,37 +84,17 @@ fn fill(path: &std::path::Path, scale: &Scale, keys: &[(u32, &DeviceKey)]) {
     tx.commit().expect("commit");
 }
 
-fn serve(path: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hallway"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(path)
-        .args([
-            "--sessions-per-minute",
-            "100000000",
-            "--joins-per-second",
-            "100000000",
-            "--rooms-per-hour",
-            "100000000",
-            "--max-connections-per-address",
-            "1000000",
-        ])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start hallway serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("first line");
-    let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|u| u.strip_prefix("http://"))
-        .expect("listening line")
-        .to_string();
-    (child, addr)
-}
+/// The limits are for strangers on the internet; the bench is one address doing a lot.
+const LIFTED: &[&str] = &[
+    "--sessions-per-minute",
+    "100000000",
+    "--joins-per-second",
+    "100000000",
+    "--rooms-per-hour",
+    "100000000",
+    "--max-connections-per-address",
+    "1000000",
+];
 
 async fn token_for(http: &reqwest::Client, addr: &str, key: &DeviceKey) -> String {
     let mut body = accounts::signed(http, addr, key).await;
@@ -228,7 +208,8 @@ async fn main() {
     let filling = Instant::now();
     fill(&path, &scale, &keys);
     let filled_s = filling.elapsed().as_secs_f64();
-    let (mut child, addr) = serve(&path);
+    let server = support::Server::start_on(&path, LIFTED);
+    let addr = server.addr.clone();
 
     let http = reqwest::Client::new();
     let mut sockets = Vec::new();
@@ -286,6 +267,5 @@ async fn main() {
         );
     }
     drop(sockets);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
 }

@@ -28,22 +28,10 @@ fn target(args: &ClientArgs, config: &Config) -> anyhow::Result<Target> {
 }
 
 async fn signed_in(args: &ClientArgs, enroll: bool) -> anyhow::Result<Api> {
-    let (path, config) = load(args)?;
+    let (path, config) = crate::cli::load_config(args)?;
     let target = target(args, &config)?;
     let options = client_options(args, &config, target, path, enroll)?;
     client::sign_in(&options).await
-}
-
-fn load(args: &ClientArgs) -> anyhow::Result<(Option<std::path::PathBuf>, Config)> {
-    let path = match &args.config {
-        Some(path) => Some(path.clone()),
-        None => Config::default_path().ok(),
-    };
-    let config = match &path {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    Ok((path, config))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -133,7 +121,7 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
                     .handle
                     .clone()
                     .context("say which handle: hallway account create --handle NAME")?;
-                let (path, config) = load(args)?;
+                let (path, config) = crate::cli::load_config(args)?;
                 let mut target = target(args, &config)?;
                 if let Some(invite) = invite {
                     // A whole link or the code alone.
@@ -182,7 +170,7 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
             Some(AccountCommand::Link { code: Some(code) }) => {
-                let (path, config) = load(args)?;
+                let (path, config) = crate::cli::load_config(args)?;
                 let options = client_options(args, &config, target(args, &config)?, path, false)?;
                 let api = Api::new(options.target.server.clone());
                 let session = api

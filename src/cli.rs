@@ -657,7 +657,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The config file's path and contents.
-fn load_config(args: &ClientArgs) -> anyhow::Result<(Option<PathBuf>, Config)> {
+pub(crate) fn load_config(args: &ClientArgs) -> anyhow::Result<(Option<PathBuf>, Config)> {
     let path = match &args.config {
         Some(path) => Some(path.clone()),
         None => Config::default_path().ok(),
@@ -782,10 +782,16 @@ pub fn rooms_table(rooms: &[crate::protocol::RoomSummary], target: &Target) -> S
                 }
             })
             .collect();
+        // Rooms with someone you follow on stage come first (the server orders them), marked.
+        let title = if room.followed {
+            format!("★ {}", room.title)
+        } else {
+            room.title.clone()
+        };
         out.push_str(&format!(
             "{:<10} {:<32} {:<16} {:>9}  {}\n",
             terminal_safe(&room.id),
-            truncate(&room.title, 32),
+            truncate(&title, 32),
             truncate(host, 16),
             room.listener_count,
             stage.join(", ")

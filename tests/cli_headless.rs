@@ -822,3 +822,89 @@ async fn rooms_without_a_server_says_how_to_name_one() {
     let line = fails(&["rooms"]).await;
     assert!(line.contains("--server"), "{line}");
 }
+
+/// The account commands end to end, as one person on one device key: create, show, follow,
+/// the room list with followed rooms first, a profile card, an invitation, errors.
+#[tokio::test]
+async fn account_commands_make_follow_and_list_followed_rooms_first() {
+    fn argv(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("fan.key");
+    let key = key.to_str().unwrap();
+    let star = server.session("Star").await;
+    let star_room = server.create_room(&star, "The star's room").await;
+    let _star_live = Live::join(&server, &star_room, &star).await;
+    let other = server.session("Other").await;
+    let newer = server.create_room(&other, "A newer room").await;
+    let _other_live = Live::join(&server, &newer, &other).await;
+    let with = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--server".into(),
+            server.base.clone(),
+            "--key".into(),
+            key.into(),
+        ]);
+        all
+    };
+
+    let created = with(&["account", "create", "--handle", "fan_1", "--name", "Fan"]);
+    let (made, status) = run(&argv(&created)).await;
+    assert!(status.success(), "{}", made.stderr());
+    assert!(
+        made.stdout().contains("created @fan_1 (Fan)"),
+        "{}",
+        made.stdout()
+    );
+    // The same device again: it has an account already.
+    let line = fails(&argv(&created)).await;
+    assert!(line.contains("already has an account"), "{line}");
+
+    let follow = with(&["follow", &format!("@{}", star.user.handle)]);
+    let (followed, status) = run(&argv(&follow)).await;
+    assert!(status.success(), "{}", followed.stderr());
+    assert!(
+        followed.stdout().contains("following @"),
+        "{}",
+        followed.stdout()
+    );
+
+    let (table, status) = run(&argv(&with(&["rooms"]))).await;
+    assert!(status.success(), "{}", table.stderr());
+    let stdout = table.stdout();
+    let rows: Vec<&str> = stdout.lines().skip(1).take(2).collect();
+    assert!(
+        rows[0].starts_with(&star_room) && rows[0].contains("★ The star's room"),
+        "followed first:\n{stdout}"
+    );
+    assert!(rows[1].starts_with(&newer), "then the rest:\n{stdout}");
+
+    let (card, status) = run(&argv(&with(&["profile", &star.user.handle]))).await;
+    assert!(status.success(), "{}", card.stderr());
+    assert!(
+        card.stdout()
+            .contains("1 followers, 0 following; you follow them"),
+        "{}",
+        card.stdout()
+    );
+
+    let (me, status) = run(&argv(&with(&["account", "--json"]))).await;
+    assert!(status.success(), "{}", me.stderr());
+    let me: serde_json::Value = serde_json::from_str(&me.stdout()).unwrap();
+    assert_eq!(me["user"]["handle"], "fan_1");
+    assert_eq!(me["following"], json!([star.user.id]));
+    assert_eq!(me["devices"].as_array().unwrap().len(), 1);
+
+    let line = fails(&argv(&with(&["follow", "@nobody_here"]))).await;
+    assert!(
+        line.contains("nobody on this server is @nobody_here"),
+        "{line}"
+    );
+    let line = fails(&argv(&with(&["block", "@fan_1"]))).await;
+    assert!(line.contains("that is you"), "{line}");
+    let line = fails(&argv(&with(&["follow", "not a handle!"]))).await;
+    assert!(line.contains("is not a handle"), "{line}");
+}

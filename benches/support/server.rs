@@ -15,19 +15,33 @@ pub struct Server {
 impl Server {
     /// `hallway serve` with `extra` flags, keeping its accounts in memory.
     pub fn start(extra: &[&str]) -> Self {
-        Self::spawn(Command::new(env!("CARGO_BIN_EXE_hallway")), extra)
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_hallway")),
+            ":memory:".as_ref(),
+            extra,
+        )
+    }
+
+    /// The same on the database at `data`.
+    pub fn start_on(data: &std::path::Path, extra: &[&str]) -> Self {
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_hallway")),
+            data.as_os_str(),
+            extra,
+        )
     }
 
     /// The same, pinned to one CPU with `taskset`.
     pub fn start_pinned(cpu: usize, extra: &[&str]) -> Self {
         let mut command = Command::new("taskset");
         command.args(["-c", &cpu.to_string(), env!("CARGO_BIN_EXE_hallway")]);
-        Self::spawn(command, extra)
+        Self::spawn(command, ":memory:".as_ref(), extra)
     }
 
-    fn spawn(mut command: Command, extra: &[&str]) -> Self {
+    fn spawn(mut command: Command, data: &std::ffi::OsStr, extra: &[&str]) -> Self {
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data", ":memory:"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
             .args(extra)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())

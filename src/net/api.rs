@@ -335,20 +335,22 @@ impl Api {
 
     /// Follows (`on`) or unfollows someone.
     pub async fn set_follow(&self, handle: &Handle, on: bool) -> Result<(), NetError> {
-        let url = self.user_url(handle, "/follow");
-        self.call_empty(|| {
-            if on {
-                self.http.put(&url)
-            } else {
-                self.http.delete(&url)
-            }
-        })
-        .await
+        self.set_relation(handle, "/follow", on).await
     }
 
     /// Blocks (`on`) or unblocks someone.
     pub async fn set_block(&self, handle: &Handle, on: bool) -> Result<(), NetError> {
-        let url = self.user_url(handle, "/block");
+        self.set_relation(handle, "/block", on).await
+    }
+
+    /// `PUT` (on) or `DELETE` (off) `/api/v2/users/{handle}{relation}`.
+    async fn set_relation(
+        &self,
+        handle: &Handle,
+        relation: &str,
+        on: bool,
+    ) -> Result<(), NetError> {
+        let url = self.user_url(handle, relation);
         self.call_empty(|| {
             if on {
                 self.http.put(&url)

@@ -346,6 +346,68 @@ fn insert_device(
     device_by_id(conn, conn.last_insert_rowid())
 }
 
+/// The two relations of one account to another, each a table keyed (from, to).
+#[derive(Clone, Copy)]
+enum Edge {
+    Follow,
+    Block,
+}
+
+impl Edge {
+    /// (insert, delete, select the `to`s of a `from`): SQL can take values as parameters,
+    /// not table names.
+    fn sql(self) -> [&'static str; 3] {
+        match self {
+            Edge::Follow => [
+                "INSERT OR IGNORE INTO follows (follower, followee, created_ms) VALUES (?1, ?2, ?3)",
+                "DELETE FROM follows WHERE follower = ?1 AND followee = ?2",
+                "SELECT followee FROM follows WHERE follower = ?1",
+            ],
+            Edge::Block => [
+                "INSERT OR IGNORE INTO blocks (blocker, blocked, created_ms) VALUES (?1, ?2, ?3)",
+                "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2",
+                "SELECT blocked FROM blocks WHERE blocker = ?1",
+            ],
+        }
+    }
+}
+
+/// Adds (`on`) or removes an edge; idempotent; none to oneself.
+fn set_edge(
+    conn: &Connection,
+    edge: Edge,
+    from: AccountId,
+    to: AccountId,
+    on: bool,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    if from == to {
+        return Err(StoreError::Yourself);
+    }
+    let [insert, delete, _] = edge.sql();
+    if on {
+        conn.prepare_cached(insert)?
+            .execute(params![from, to, ms(now_ms)])?;
+    } else {
+        conn.prepare_cached(delete)?.execute(params![from, to])?;
+    }
+    Ok(())
+}
+
+/// Every `to` of `from`'s edges.
+fn edges_from(
+    conn: &Connection,
+    edge: Edge,
+    from: AccountId,
+) -> Result<Vec<AccountId>, StoreError> {
+    let [_, _, select] = edge.sql();
+    let mut statement = conn.prepare_cached(select)?;
+    let ids = statement
+        .query_map([from], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
 impl Backend for SqliteBackend {
     fn create_account(&mut self, new: &NewAccount) -> Result<(Account, Device), StoreError> {
         let tx = self.conn.transaction()?;
@@ -383,6 +445,15 @@ impl Backend for SqliteBackend {
             }
             None if new.invite_only => return Err(StoreError::InvitationRequired),
             None => {}
+        }
+        // A device that has an account here is told so, whatever handle it asked for.
+        let device_known: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM devices WHERE sign_key = ?1)",
+            [&new.device.sign_key[..]],
+            |r| r.get(0),
+        )?;
+        if device_known {
+            return Err(StoreError::DeviceTaken);
         }
         if let Some(existing) = tx
             .query_row(
@@ -667,31 +738,11 @@ impl Backend for SqliteBackend {
         on: bool,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        if from == to {
-            return Err(StoreError::Yourself);
-        }
-        if on {
-            self.conn.execute(
-                "INSERT OR IGNORE INTO follows (follower, followee, created_ms) VALUES (?1, ?2, ?3)",
-                params![from, to, ms(now_ms)],
-            )?;
-        } else {
-            self.conn.execute(
-                "DELETE FROM follows WHERE follower = ?1 AND followee = ?2",
-                params![from, to],
-            )?;
-        }
-        Ok(())
+        set_edge(&self.conn, Edge::Follow, from, to, on, now_ms)
     }
 
     fn following(&mut self, account: AccountId) -> Result<Vec<AccountId>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT followee FROM follows WHERE follower = ?1")?;
-        let ids = statement
-            .query_map([account], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
+        edges_from(&self.conn, Edge::Follow, account)
     }
 
     fn set_block(
@@ -701,31 +752,11 @@ impl Backend for SqliteBackend {
         on: bool,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        if from == to {
-            return Err(StoreError::Yourself);
-        }
-        if on {
-            self.conn.execute(
-                "INSERT OR IGNORE INTO blocks (blocker, blocked, created_ms) VALUES (?1, ?2, ?3)",
-                params![from, to, ms(now_ms)],
-            )?;
-        } else {
-            self.conn.execute(
-                "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2",
-                params![from, to],
-            )?;
-        }
-        Ok(())
+        set_edge(&self.conn, Edge::Block, from, to, on, now_ms)
     }
 
     fn blocking(&mut self, account: AccountId) -> Result<Vec<AccountId>, StoreError> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT blocked FROM blocks WHERE blocker = ?1")?;
-        let ids = statement
-            .query_map([account], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
+        edges_from(&self.conn, Edge::Block, account)
     }
 
     fn blocked_by(
