@@ -5,13 +5,16 @@
 //!   binary audio frames and error codes. Pure types and codecs, no I/O.
 //! - [`server`]: the room server (axum): REST, WebSocket, one actor per room around the
 //!   pure room rules in `server::room`, direct writes with bounded per-connection queues
-//!   (`server::outgoing`), metrics.
+//!   (`server::outgoing`), metrics; accounts, invitations, follows, blocks and reports
+//!   (`server::accounts`) over one store interface (`server::store`, SQLite).
+//! - [`identity`]: device keys (Ed25519 to sign in, X25519 for keys to come) and the signed
+//!   sign-in message, shared by client and server.
 //! - [`audio`]: the audio engine: devices (cpal, files, tone, null), real-time rings,
 //!   capture and playout workers, Opus, jitter buffers, mixing. No tokio, no UI.
 //! - [`net`]: the client side of the wire: REST calls, the live room session with
 //!   reconnect, server URLs and room links.
 //! - [`app`]: the client's model: state, `Msg` in, `Effect` out; pure, no I/O.
-//! - [`config`]: the client's config file (server, name, tokens per server).
+//! - [`config`]: the client's config file (server, name, tokens per server, rebound keys).
 //! - [`client`]: the terminal client's shell: sign-in, terminal guard, event loop, effects,
 //!   and its link to the audio engine.
 //! - [`clip`]: audio files encoded once into Opus frames, replayed in real time.
@@ -19,7 +22,8 @@
 //! - [`ui`]: the view (ratatui): `ui::render(&App, &Theme, &mut Frame)` draws the model
 //!   and never changes it; `Theme` is colour or plain for `NO_COLOR`.
 //! - [`headless`]: `play` and `record`, for scripts and bots.
-//! - [`cli`]: the command line (`hallway serve`, ...), parsed with clap.
+//! - [`cli`]: the command line (`hallway serve`, ...), parsed with clap; [`account_cli`]:
+//!   the account commands (`account`, `invite`, `follow`, `admin`, ...).
 
 pub mod account_cli;
 pub mod app;

@@ -4,7 +4,7 @@
 //! **Signing in** is a challenge: `POST /api/v2/challenges` gives a random nonce, good once
 //! for [`CHALLENGE_TTL_MS`]; the device signs `"hallway-signin-v2\n" ‖ Host ‖ "\n" ‖ nonce`
 //! ([`crate::identity::signin_message`]) and sends it to create an account, sign in or link a
-//! device. The server takes only answers signed for one of its own names ([`origins`]), so
+//! device. The server takes only answers signed for one of its own names ([`Origins`]), so
 //! a hostile server cannot pass another server's challenge to a client and use the answer. The answer is a bearer token, valid for
 //! [`TOKEN_TTL_MS`]; the server keeps its hash (in the store) and a cache of the live ones
 //! ([`super::Sessions`]), so a restart signs nobody out.
@@ -231,32 +231,75 @@ fn key32(text: &str, what: &str) -> Result<[u8; 32], ApiError> {
 
 /// The names a server answers to, as a `Host` header spells them (lowercase, the port left
 /// out when it is the scheme's default): each `--public-url`, the bound address itself, and,
-/// bound to loopback or to every address, `localhost`, `127.0.0.1` and `[::1]` on its port.
-/// A sign-in signed for any other name was meant for another server, whatever `Host` the
-/// request claims: a hostile server can write any `Host`, but it cannot make this list.
-pub fn origins(public_urls: &[String], bound: std::net::SocketAddr) -> Vec<String> {
-    let mut origins: Vec<String> = public_urls
-        .iter()
-        .filter_map(|u| url::Url::parse(u).ok())
-        .filter_map(|u| identity::origin_of(&u))
-        .map(|o| o.to_ascii_lowercase())
-        .collect();
-    let port = bound.port();
-    let ip = bound.ip();
-    if !ip.is_unspecified() {
-        origins.push(match ip {
-            std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
-            std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-        });
-    }
-    if ip.is_loopback() || ip.is_unspecified() {
-        for host in ["localhost", "127.0.0.1", "[::1]"] {
-            origins.push(format!("{host}:{port}"));
+/// bound to every address, `localhost`, `127.0.0.1` and `[::1]` on its port. A sign-in
+/// signed for any other name was meant for another server, whatever `Host` the request
+/// claims: a hostile server can write any `Host`, but it cannot make this list.
+///
+/// A server bound to loopback also answers to those loopback names on any port: only this
+/// machine reaches it, through whatever port forward or test relay it likes, and a hostile
+/// server elsewhere cannot be reached by a loopback name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origins {
+    names: Vec<String>,
+    loopback_any_port: bool,
+}
+
+const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+impl Origins {
+    pub fn new(public_urls: &[String], bound: std::net::SocketAddr) -> Self {
+        let mut names: Vec<String> = public_urls
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .filter_map(|u| identity::origin_of(&u))
+            .map(|o| o.to_ascii_lowercase())
+            .collect();
+        let port = bound.port();
+        let ip = bound.ip();
+        if !ip.is_unspecified() {
+            names.push(match ip {
+                std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+            });
+        }
+        if ip.is_loopback() || ip.is_unspecified() {
+            names.extend(LOOPBACK_NAMES.iter().map(|host| format!("{host}:{port}")));
+        }
+        names.sort();
+        names.dedup();
+        Self {
+            names,
+            loopback_any_port: ip.is_loopback(),
         }
     }
-    origins.sort();
-    origins.dedup();
-    origins
+
+    /// Whether `host` (a `Host` header, lowercased) is one of this server's names.
+    pub fn accepts(&self, host: &str) -> bool {
+        if self.names.iter().any(|n| n == host) {
+            return true;
+        }
+        self.loopback_any_port
+            && host.rsplit_once(':').is_some_and(|(name, port)| {
+                LOOPBACK_NAMES.contains(&name) && port.parse::<u16>().is_ok()
+            })
+    }
+
+    /// The names, for messages.
+    pub fn describe(&self) -> String {
+        let mut text = self.names.join(", ");
+        if self.loopback_any_port {
+            text.push_str(" (and loopback on any port)");
+        }
+        text
+    }
+
+    /// No name a client elsewhere could use: bound to every address without `--public-url`.
+    pub fn only_loopback(&self) -> bool {
+        self.names.iter().all(|n| {
+            n.rsplit_once(':')
+                .is_some_and(|(name, _)| LOOPBACK_NAMES.contains(&name))
+        })
+    }
 }
 
 /// Checks an answered challenge for `public`'s signing key.
@@ -284,14 +327,14 @@ fn check_signed(
     let signature = identity::unb64(&signed.signature).unwrap_or_default();
     // The client signed the name it reached; it must be one of ours (not merely the
     // request's `Host`, which whoever relays a challenge writes).
-    if !shared.origins.contains(&host.0) {
+    if !shared.origins.accepts(&host.0) {
         shared.metrics.auth_failures.inc();
         return Err(ApiError::new(
             ErrorCode::BadSignature,
             format!(
                 "this server does not answer to {:?}: sign-ins are signed for the name the client reached, and it knows itself as {}; its admin names it with --public-url",
                 text::terminal_safe(&host.0),
-                shared.origins.join(", ")
+                shared.origins.describe()
             ),
         ));
     }
@@ -940,4 +983,56 @@ pub(crate) async fn session_from_store(
     let entry = shared.cache_session(hash, &account, device.id, expires_ms)?;
     entry.last_used_ms.store(monotonic_ms(), Ordering::Relaxed);
     Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_answers_to_its_own_names_only() {
+        let public = vec!["https://Rooms.Example.org".to_string()];
+        let everywhere = Origins::new(&public, "0.0.0.0:7600".parse().expect("addr"));
+        for ok in [
+            "rooms.example.org",
+            "localhost:7600",
+            "127.0.0.1:7600",
+            "[::1]:7600",
+        ] {
+            assert!(everywhere.accepts(ok), "{ok}");
+        }
+        for no in [
+            "evil.example",
+            "localhost:9000",
+            "10.0.0.5:7600",
+            "rooms.example.org:443",
+        ] {
+            assert!(!everywhere.accepts(no), "{no}");
+        }
+        assert!(!everywhere.only_loopback());
+        assert!(Origins::new(&[], "0.0.0.0:7600".parse().expect("addr")).only_loopback());
+
+        let one_address = Origins::new(&[], "192.0.2.7:7600".parse().expect("addr"));
+        assert!(one_address.accepts("192.0.2.7:7600"));
+        assert!(!one_address.accepts("localhost:7600"), "not on loopback");
+
+        // Bound to loopback, any local port forward is this machine.
+        let local = Origins::new(&[], "127.0.0.1:7600".parse().expect("addr"));
+        for ok in [
+            "127.0.0.1:7600",
+            "127.0.0.1:41234",
+            "localhost:9000",
+            "[::1]:1",
+        ] {
+            assert!(local.accepts(ok), "{ok}");
+        }
+        for no in [
+            "evil.example:7600",
+            "localhost",
+            "localhost:x",
+            "127.0.0.2:7600",
+        ] {
+            assert!(!local.accepts(no), "{no}");
+        }
+    }
 }

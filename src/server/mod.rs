@@ -319,7 +319,7 @@ pub(crate) struct Shared {
     pub challenges: Mutex<accounts::Challenges>,
     /// The names this server answers to, as `Host` headers spell them: what a sign-in must
     /// have been signed for ([`accounts`]).
-    pub origins: Vec<String>,
+    pub origins: accounts::Origins,
     /// Each account's limits (about 100 bytes each), by account.
     pub account_limits: Mutex<HashMap<AccountId, Arc<AccountLimits>>>,
     pub rooms: RwLock<HashMap<String, actor::RoomHandle>>,
@@ -376,10 +376,8 @@ impl Server {
         let fd_limit = listener::raise_fd_limit();
         let max_connections = listener::max_connections(fd_limit);
         tracing::debug!(fd_limit, max_connections, "open-file limit");
-        let origins = accounts::origins(&config.public_urls, listener.local_addr()?);
-        if origins.is_empty()
-            || config.listen.ip().is_unspecified() && config.public_urls.is_empty()
-        {
+        let origins = accounts::Origins::new(&config.public_urls, listener.local_addr()?);
+        if config.listen.ip().is_unspecified() && origins.only_loopback() {
             tracing::warn!(
                 "listening on {} without --public-url: clients that reach this server by a name or another address cannot sign in; name it with --public-url URL",
                 config.listen
