@@ -98,8 +98,8 @@ pub fn profile_text(p: &Profile) -> String {
         if p.followed { "; you follow them" } else { "" },
         if p.blocked { "; you block them" } else { "" }
     ));
-    for fingerprint in &p.fingerprints {
-        out.push_str(&format!("device key {fingerprint}\n"));
+    for device in &p.devices {
+        out.push_str(&format!("device key {}\n", device.fingerprint));
     }
     out
 }

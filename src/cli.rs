@@ -865,7 +865,13 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
     };
     // The terminal client makes an account when the device has none: on an open server
     // (and the embedded one) at once, on an invite-only one with the invitation link.
-    let options = client_options(&args, &config, target.clone(), config_path, true)?;
+    let mut options = client_options(&args, &config, target.clone(), config_path, true)?;
+    if target.invitation.is_some() && options.handle.is_none() {
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() {
+            options.handle = Some(ask_handle(&target, &name)?);
+        }
+    }
     let api = client::sign_in(&options).await?;
     let input: crate::audio::InputDevice = args.input.parse()?;
     let output: crate::audio::OutputDevice = args.output.parse()?;
@@ -879,6 +885,42 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
         let _ = task.await;
     }
     result
+}
+
+/// A newcomer with an invitation picks a handle, before the screen is taken: a suggestion
+/// from their name, taken with Enter; a handle the rules refuse is asked again, saying why.
+/// (One that is taken is refused by the server, with what to do.)
+fn ask_handle(target: &Target, name: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead, Write};
+    let suggested = crate::protocol::handle::handle_from_name(name, "");
+    let mut out = std::io::stdout();
+    writeln!(
+        out,
+        "You are invited to {}. Pick your handle: how people there find and tell you apart",
+        terminal_safe(target.server.as_str().trim_end_matches('/'))
+    )?;
+    writeln!(
+        out,
+        "(3 to 20 letters, digits or _; it cannot be changed later)."
+    )?;
+    let stdin = std::io::stdin();
+    for _ in 0..5 {
+        write!(out, "handle [{}]: ", suggested.as_str())?;
+        out.flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            anyhow::bail!("no handle given: pass --handle NAME");
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            return Ok(suggested.as_str().to_string());
+        }
+        match crate::protocol::handle::Handle::parse(line) {
+            Ok(handle) => return Ok(handle.as_str().to_string()),
+            Err(e) => writeln!(out, "{e}; try again")?,
+        }
+    }
+    anyhow::bail!("no valid handle given: pass --handle NAME")
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM and names the one that came. The handlers are

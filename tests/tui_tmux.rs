@@ -791,11 +791,20 @@ async fn a_first_run_through_an_invitation_link_makes_the_account_and_opens_the_
     assert_eq!(status, 201, "{invitation}");
     let link = invitation["url"].as_str().unwrap().to_string();
 
-    let tui = Tui::start(
-        "invited",
-        &["--server", &link, "--name", "Nora N", "--handle", "nora"],
-    )
+    let tui = Tui::start("invited", &["--server", &link, "--name", "Nora N"]).await;
+    // A newcomer picks a handle first: a bad one is asked again, saying why.
+    tui.wait_for("the handle question", |s| {
+        s.contains("Pick your handle") && s.contains("handle [Nora_N]:")
+    })
     .await;
+    tui.type_keys("no").await;
+    tui.press("Enter").await;
+    tui.wait_for("the rule", |s| {
+        s.contains("at least 3 characters; try again")
+    })
+    .await;
+    tui.type_keys("nora").await;
+    tui.press("Enter").await;
     tui.wait_for("the members' hallway", |s| {
         s.contains("LIVE NOW") && s.contains("Members only")
     })
@@ -807,8 +816,8 @@ async fn a_first_run_through_an_invitation_link_makes_the_account_and_opens_the_
     assert_eq!(card["invited_by"], owner.user.handle.as_str());
     // Her card, from the hallway (`p` on the selected room: its host's).
     tui.type_keys("p").await;
-    tui.wait_for("the host's card", |s| {
-        s.contains(&format!("@{}", owner.user.handle)) && s.contains("follow")
+    tui.wait_for("the host's card, loaded", |s| {
+        s.contains(&format!("@{}", owner.user.handle)) && s.contains("followers")
     })
     .await;
     tui.type_keys("f").await;

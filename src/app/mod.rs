@@ -561,6 +561,10 @@ impl App {
                 self.say("That is your own card.");
                 Vec::new()
             }
+            Action::Follow | Action::Block if card.profile.is_none() => {
+                self.say("The card is still loading.");
+                Vec::new()
+            }
             Action::Follow => match &card.profile {
                 Some(profile) => vec![Effect::SetFollow {
                     handle: card.handle.clone(),

@@ -1610,7 +1610,7 @@ fn card_of(handle: &str, followed: bool, blocked: bool) -> Profile {
         following: 0,
         followed,
         blocked,
-        fingerprints: Vec::new(),
+        devices: Vec::new(),
         suspended: false,
     }
 }

@@ -155,10 +155,21 @@ pub struct Profile {
     pub followed: bool,
     /// You block them.
     pub blocked: bool,
-    /// Their devices' fingerprints.
-    pub fingerprints: Vec<String>,
+    /// Their devices' public keys: what end-to-end encrypted rooms wrap room keys to, and
+    /// the fingerprints people compare.
+    pub devices: Vec<PublicDevice>,
     #[serde(default)]
     pub suspended: bool,
+}
+
+/// One of someone's devices, as others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicDevice {
+    /// Ed25519, base64url.
+    pub sign_key: String,
+    /// X25519, base64url.
+    pub agree_key: String,
+    pub fingerprint: String,
 }
 
 /// `POST /api/v2/invitations` response.

@@ -36,8 +36,8 @@ use crate::protocol::handle::Handle;
 use crate::protocol::text::{self, TextKind};
 use crate::protocol::{
     Challenge, CreateAccount, DeviceInfo, DeviceKeys, ErrorCode, Invitation, LinkCode, LinkDevice,
-    Me, Profile, Reason, ReportInfo, ReportList, Role, Session, SignIn, Signed, UpdateProfile,
-    User,
+    Me, Profile, PublicDevice, Reason, ReportInfo, ReportList, Role, Session, SignIn, Signed,
+    UpdateProfile, User,
 };
 
 /// How long a challenge may be answered.
@@ -721,15 +721,17 @@ async fn profile(
         following: profile.following,
         followed: profile.followed,
         blocked: profile.blocked,
-        fingerprints: profile
+        devices: profile
             .devices
             .iter()
-            .map(|d| {
-                DevicePublic {
+            .map(|d| PublicDevice {
+                sign_key: identity::b64(&d.sign_key),
+                agree_key: identity::b64(&d.agree_key),
+                fingerprint: DevicePublic {
                     sign: d.sign_key,
                     agree: d.agree_key,
                 }
-                .fingerprint()
+                .fingerprint(),
             })
             .collect(),
         suspended: profile.account.suspended.is_some(),

@@ -289,8 +289,11 @@ fn card(card: &Card, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect
             if !yours.is_empty() {
                 lines.push(Line::from(yours));
             }
-            for fingerprint in p.fingerprints.iter().take(2) {
-                lines.push(Line::styled(format!("key {fingerprint}"), theme.dim));
+            for device in p.devices.iter().take(2) {
+                lines.push(Line::styled(
+                    format!("key {}", device.fingerprint),
+                    theme.dim,
+                ));
             }
         }
         (None, Some(error)) => lines.push(Line::styled(

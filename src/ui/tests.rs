@@ -776,7 +776,11 @@ fn profile(id: UserId, handle: &str, name: &str) -> Profile {
         following: 87,
         followed: true,
         blocked: false,
-        fingerprints: vec!["3f2a 91c0 7b44 e01d 5a6c".into()],
+        devices: vec![crate::protocol::PublicDevice {
+            sign_key: "c2lnbg".into(),
+            agree_key: "YWdyZWU".into(),
+            fingerprint: "3f2a 91c0 7b44 e01d 5a6c".into(),
+        }],
         suspended: false,
     }
 }
