@@ -64,7 +64,7 @@ pub fn account_text(me: &Me) -> String {
             "  {:>4}  {:<20} {}  added {}{}\n",
             device.id,
             terminal_safe(&device.label),
-            device.fingerprint,
+            crate::identity::fingerprint_of(&device.sign_key),
             date(device.created_at_ms),
             if device.current {
                 "  (this device)"
@@ -99,7 +99,10 @@ pub fn profile_text(p: &Profile) -> String {
         if p.blocked { "; you block them" } else { "" }
     ));
     for device in &p.devices {
-        out.push_str(&format!("device key {}\n", device.fingerprint));
+        out.push_str(&format!(
+            "device key {}\n",
+            crate::identity::fingerprint_of(&device.sign_key)
+        ));
     }
     out
 }
@@ -143,15 +146,13 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
                         &client::device_label(),
                     )
                     .await?;
-                if let Some(path) = &options.config_path {
-                    options
-                        .config
-                        .tokens
-                        .insert(options.target.server.to_string(), session.token.clone());
-                    if let Err(e) = options.config.save(path) {
-                        tracing::warn!("could not keep the session token: {e}");
-                    }
-                }
+                client::keep_token(
+                    &options.config,
+                    options.config_path.as_deref(),
+                    &options.target.server,
+                    &options.key,
+                    &session.token,
+                );
                 println!(
                     "created @{} ({}) on {}",
                     terminal_safe(&session.user.handle),
@@ -161,11 +162,12 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
             Some(AccountCommand::Link { code: None }) => {
-                let code = signed_in(args, false).await?.link_code().await?;
+                let api = signed_in(args, false).await?;
+                let code = api.link_code().await?;
                 println!(
                     "On the other device, within 10 minutes, run:\n\n    hallway --server {} account link {}\n",
-                    args.server.as_deref().unwrap_or("URL"),
-                    code.code
+                    terminal_safe(api.base().as_str().trim_end_matches('/')),
+                    terminal_safe(&code.code)
                 );
                 Ok(())
             }
@@ -176,15 +178,13 @@ pub async fn run(args: &ClientArgs, command: Command) -> anyhow::Result<()> {
                 let session = api
                     .link_device(&options.key, &code, &client::device_label())
                     .await?;
-                if let Some(path) = &options.config_path {
-                    let mut config = options.config.clone();
-                    config
-                        .tokens
-                        .insert(options.target.server.to_string(), session.token.clone());
-                    if let Err(e) = config.save(path) {
-                        tracing::warn!("could not keep the session token: {e}");
-                    }
-                }
+                client::keep_token(
+                    &options.config,
+                    options.config_path.as_deref(),
+                    &options.target.server,
+                    &options.key,
+                    &session.token,
+                );
                 println!(
                     "this device is now @{}",
                     terminal_safe(&session.user.handle)

@@ -268,8 +268,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=200))]
     pub stage_limit: u16,
     /// Also host the demo rooms, kept alive by bots (not with --tls-cert: the bots connect
-    /// to the listen address, which a certificate does not name).
-    #[arg(long, conflicts_with = "tls_cert")]
+    /// to the listen address, which a certificate does not name; nor with --invite-only:
+    /// the bots make accounts of their own).
+    #[arg(long, conflicts_with_all = ["tls_cert", "invite_only"])]
     pub demo: bool,
     /// Serve https:// and wss:// with this PEM certificate chain (with --tls-key; both are
     /// read again on SIGHUP).
@@ -615,6 +616,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let addr = server
             .local_addr()
             .context("cannot read the bound address")?;
+        // Bound to every address, this machine reaches it on loopback (a name it knows).
+        let reach = if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        };
         let scheme = if server.is_tls() { "https" } else { "http" };
         if let Some(tls) = server.tls_reloader() {
             tokio::spawn(reload_on_sighup(tls));
@@ -634,7 +641,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let owner_code = server.owner_code().map(str::to_string);
         let running = tokio::spawn(server.run());
         let demo = if with_demo {
-            Some(start_demo(&format!("{scheme}://{addr}")).await?)
+            Some(start_demo(&format!("{scheme}://{reach}")).await?)
         } else {
             None
         };
@@ -642,7 +649,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("hallway server listening on {scheme}://{addr}");
         if let Some(code) = owner_code {
             let base = args.public_url.first().map_or_else(
-                || format!("{scheme}://{addr}"),
+                || format!("{scheme}://{reach}"),
                 |u| u.trim_end_matches('/').to_string(),
             );
             println!(

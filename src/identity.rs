@@ -288,6 +288,19 @@ pub fn origin_of(url: &url::Url) -> Option<String> {
     })
 }
 
+/// The fingerprint of a signing key as the wire carries it (base64url), computed here and
+/// not taken from a server; "invalid key" when it is not 32 bytes of base64url.
+pub fn fingerprint_of(sign_key: &str) -> String {
+    match unb64(sign_key).and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+        Some(sign) => DevicePublic {
+            sign,
+            agree: [0; 32],
+        }
+        .fingerprint(),
+        None => "invalid key".to_string(),
+    }
+}
+
 /// base64url without padding, the encoding keys, nonces and signatures take on the wire.
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

@@ -58,7 +58,9 @@ impl Hallway {
             // Only the flags given here: nothing from the environment the tests run in.
             .env_remove("HALLWAY_SERVER")
             .env_remove("HALLWAY_NAME")
-            .env_remove("HALLWAY_ACCESS_CODE")
+            .env_remove("HALLWAY_HANDLE")
+            .env_remove("HALLWAY_KEY")
+            .env_remove("HALLWAY_DATA")
             .env_remove("HALLWAY_INPUT")
             .env_remove("HALLWAY_OUTPUT")
             .env_remove("RUST_LOG")
@@ -907,4 +909,46 @@ async fn account_commands_make_follow_and_list_followed_rooms_first() {
     assert!(line.contains("that is you"), "{line}");
     let line = fails(&argv(&with(&["follow", "not a handle!"]))).await;
     assert!(line.contains("is not a handle"), "{line}");
+
+    // Two keys, one config file: each key keeps its own token, so a bot's key never signs
+    // in as (or replaces) the person's own account.
+    let config = dir.path().join("shared.toml");
+    let config = config.to_str().unwrap();
+    for (key, handle) in [("alpha.key", "alpha_1"), ("beta.key", "beta_1")] {
+        let key = dir.path().join(key);
+        let (made, status) = run(&[
+            "account",
+            "create",
+            "--handle",
+            handle,
+            "--server",
+            &server.base,
+            "--config",
+            config,
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .await;
+        assert!(status.success(), "{}", made.stderr());
+    }
+    let alpha = dir.path().join("alpha.key");
+    let (me, status) = run(&[
+        "account",
+        "--json",
+        "--server",
+        &server.base,
+        "--config",
+        config,
+        "--key",
+        alpha.to_str().unwrap(),
+    ])
+    .await;
+    assert!(status.success(), "{}", me.stderr());
+    let me: serde_json::Value = serde_json::from_str(&me.stdout()).unwrap();
+    assert_eq!(
+        me["user"]["handle"], "alpha_1",
+        "the token kept for beta's key is beta's"
+    );
+    let kept = std::fs::read_to_string(config).unwrap();
+    assert_eq!(kept.matches(server.base.as_str()).count(), 2, "{kept}");
 }

@@ -685,6 +685,11 @@ impl App {
     }
 
     fn on_server_message(&mut self, message: ServerMessage) -> Vec<Effect> {
+        // Someone I block raising a hand is not news to me.
+        let from_blocked = matches!(
+            &message,
+            ServerMessage::HandRaised { user_id, .. } if self.blocking.contains(user_id)
+        );
         let Some(room) = self.room_mut() else {
             return Vec::new();
         };
@@ -719,7 +724,9 @@ impl App {
         // The selection stays on its person when the list reorders (a hand goes up, someone
         // joins the stage), so a moderator key pressed next acts on whom the user chose.
         let selected_id = view.listed().get(room.selected).map(|p| p.id);
-        let notice = view.apply(&message).filter(|n| worth_saying(n, view));
+        let notice = view
+            .apply(&message)
+            .filter(|n| worth_saying(n, view) && !from_blocked);
         let listed = view.listed();
         room.selected = selected_id
             .and_then(|id| listed.iter().position(|p| p.id == id))

@@ -176,7 +176,6 @@ impl AudioLink {
         }
     }
 
-    /// A speaker left: free their jitter buffer and decoder.
     /// Plays nothing from these people from now on.
     pub fn set_blocked(&self, ids: Vec<u32>) {
         if let Ok(mut blocked) = self.blocked.write() {
@@ -187,6 +186,7 @@ impl AudioLink {
         }
     }
 
+    /// A speaker left: free their jitter buffer and decoder.
     pub fn speaker_left(&self, speaker_id: u32) {
         if let Some(playout) = &self.playout {
             playout.sender().speaker_left(speaker_id);

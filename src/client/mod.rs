@@ -68,11 +68,41 @@ pub fn device_label() -> String {
         .collect()
 }
 
+/// Where the config keeps the token of `key` on `server`: tokens are per server and per
+/// device key, so `--key bot.key` never signs in with (or replaces) the person's own token.
+pub fn token_slot(server: &url::Url, key: &crate::identity::DeviceKey) -> String {
+    format!(
+        "{} {}",
+        server.as_str(),
+        crate::identity::b64(&key.public().sign)
+    )
+}
+
+/// Keeps a new token in the config file at `path` (a warning in the log if it cannot).
+pub fn keep_token(
+    config: &Config,
+    path: Option<&std::path::Path>,
+    server: &url::Url,
+    key: &crate::identity::DeviceKey,
+    token: &str,
+) {
+    let Some(path) = path else {
+        return;
+    };
+    let mut config = config.clone();
+    config
+        .tokens
+        .insert(token_slot(server, key), token.to_string());
+    if let Err(e) = config.save(path) {
+        tracing::warn!("could not keep the session token: {e}");
+    }
+}
+
 /// Signs in to the server with the device key, reusing the token kept for it when it is
 /// still good; creates an account when the device has none there and `enroll` says so.
 pub async fn sign_in(options: &ClientOptions) -> anyhow::Result<Api> {
-    let server_key = options.target.server.to_string();
-    let mut config = options.config.clone();
+    let server_key = token_slot(&options.target.server, &options.key);
+    let config = options.config.clone();
     let credentials = Credentials {
         key: options.key.clone(),
         enroll: options.enroll.then(|| Enroll {
@@ -113,12 +143,13 @@ pub async fn sign_in(options: &ClientOptions) -> anyhow::Result<Api> {
         ),
         e => anyhow::Error::new(e).context("cannot sign in"),
     })?;
-    if let Some(path) = &options.config_path {
-        config.tokens.insert(server_key, session.token);
-        if let Err(e) = config.save(path) {
-            tracing::warn!("could not keep the session token: {e}");
-        }
-    }
+    keep_token(
+        &config,
+        options.config_path.as_deref(),
+        &options.target.server,
+        &options.key,
+        &session.token,
+    );
     Ok(api)
 }
 

@@ -96,9 +96,14 @@ impl Api {
         self.session.read().ok().and_then(|s| s.credentials.clone())
     }
 
+    /// Keeps the token; once signed in, the credentials make no account again: a device
+    /// revoked later must not come back as a new person on the next renewal.
     fn keep(&self, session: &Session) {
         if let Ok(mut state) = self.session.write() {
             state.token = Some(session.token.clone());
+            if let Some(credentials) = &mut state.credentials {
+                credentials.enroll = None;
+            }
         }
     }
 

@@ -57,24 +57,32 @@ pub const MAX_REASON_CHARS: usize = 500;
 /// Characters in a device label.
 const MAX_LABEL_CHARS: usize = 40;
 
-/// Nonces handed out and not yet answered, with when they stop being good (monotonic ms).
+/// Nonces handed out and not yet answered, with when they stop being good (monotonic ms),
+/// and the order they were handed out in. At [`MAX_CHALLENGES`] the oldest gives way: a
+/// real client answers within milliseconds, so whoever fills the table only pushes out
+/// challenges nobody is answering (a full table never refuses a sign-in).
 #[derive(Default)]
 pub(crate) struct Challenges {
     open: HashMap<String, u64>,
+    order: std::collections::VecDeque<String>,
 }
 
 impl Challenges {
-    /// A new nonce, or None when the table is full of live ones.
-    fn issue(&mut self, now_ms: u64) -> Option<String> {
-        if self.open.len() >= MAX_CHALLENGES {
-            self.open.retain(|_, expires| *expires > now_ms);
-            if self.open.len() >= MAX_CHALLENGES {
-                return None;
+    /// A new nonce.
+    fn issue(&mut self, now_ms: u64) -> String {
+        // Answered (or dropped) nonces leave `order` here too, oldest first.
+        while self.open.len() >= MAX_CHALLENGES || self.order.len() > 2 * MAX_CHALLENGES {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.open.remove(&old);
+                }
+                None => break,
             }
         }
         let nonce = identity::random_code(16);
         self.open.insert(nonce.clone(), now_ms + CHALLENGE_TTL_MS);
-        Some(nonce)
+        self.order.push_back(nonce.clone());
+        nonce
     }
 
     /// Uses a nonce up: true when it was handed out and is still good.
@@ -153,7 +161,10 @@ impl From<StoreError> for ApiError {
                 tracing::error!("store: {detail}");
                 internal()
             }
-            Closed => internal(),
+            Closed => {
+                tracing::error!("the store is not answering");
+                internal()
+            }
         }
     }
 }
@@ -185,13 +196,7 @@ async fn challenge(
         .challenges
         .lock()
         .map_err(|_| internal())?
-        .issue(monotonic_ms())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::ServerFull,
-                "too many sign-ins at once; try again in a minute",
-            )
-        })?;
+        .issue(monotonic_ms());
     Ok(Json(Challenge {
         nonce,
         expires_in_ms: CHALLENGE_TTL_MS,
@@ -348,13 +353,12 @@ fn check_signed(
     Ok(())
 }
 
-fn new_device(shared: &Shared, keys: &DeviceKeys) -> Result<NewDevice, ApiError> {
+fn new_device(keys: &DeviceKeys) -> Result<NewDevice, ApiError> {
     let label = if keys.label.trim().is_empty() {
         "device".to_string()
     } else {
         super::http::clean_text(&keys.label, MAX_LABEL_CHARS, TextKind::DeviceLabel)?
     };
-    let _ = shared;
     Ok(NewDevice {
         sign_key: key32(&keys.sign_key, "sign_key")?,
         agree_key: key32(&keys.agree_key, "agree_key")?,
@@ -424,11 +428,13 @@ async fn open_session(
     let now = unix_ms();
     let expires_at_ms = now + TOKEN_TTL_MS;
     let device_id = device.id;
+    let mark = shared.revocation_mark();
     shared
         .store
         .call(move |s| s.add_token(&hash, device_id, now, expires_at_ms))
         .await?;
-    let entry = shared.cache_session(hash, &account, device.id, expires_at_ms)?;
+    let entry = shared.cache_session(hash, &account, device.id, expires_at_ms, mark)?;
+    shared.metrics.sessions.inc();
     Ok(Json(Session {
         token,
         expires_at_ms,
@@ -458,7 +464,7 @@ async fn create_account(
             TextKind::DisplayName,
         )?,
     };
-    let device = new_device(&shared, &request.device)?;
+    let device = new_device(&request.device)?;
     check_signed(&shared, &host, &device.sign_key, &request.signed)?;
     if request.invitation.is_some() {
         check_code_allowed(&shared, &client)?;
@@ -502,7 +508,7 @@ async fn link_device(
     body: Result<Json<LinkDevice>, JsonRejection>,
 ) -> Result<Json<Session>, ApiError> {
     let Json(request) = body?;
-    let device = new_device(&shared, &request.device)?;
+    let device = new_device(&request.device)?;
     check_signed(&shared, &host, &device.sign_key, &request.signed)?;
     check_code_allowed(&shared, &client)?;
     let hash = code_hash(&request.code);
@@ -521,13 +527,15 @@ async fn link_code(
     State(shared): State<Arc<Shared>>,
     Authed(session): Authed,
 ) -> Result<(StatusCode, Json<LinkCode>), ApiError> {
+    store_call(&session)?;
     let code = identity::random_code(16);
     let hash = identity::sha256(code.as_bytes());
-    let expires_at_ms = unix_ms() + LINK_CODE_TTL_MS;
+    let now = unix_ms();
+    let expires_at_ms = now + LINK_CODE_TTL_MS;
     let account = session.user.id;
     shared
         .store
-        .call(move |s| s.create_link_code(account, &hash, expires_at_ms))
+        .call(move |s| s.create_link_code(account, &hash, now, expires_at_ms))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -543,6 +551,7 @@ async fn revoke_device(
     Authed(session): Authed,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
+    store_call(&session)?;
     let account = session.user.id;
     let revoked = shared
         .store
@@ -564,7 +573,7 @@ async fn revoke_device(
         })
         .await?;
     revoked?;
-    shared.forget_sessions(|e| e.device == id);
+    shared.revoked(|e| e.device == id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -589,6 +598,7 @@ async fn me(
     State(shared): State<Arc<Shared>>,
     Authed(session): Authed,
 ) -> Result<Json<Me>, ApiError> {
+    store_call(&session)?;
     let id = session.user.id;
     let (account, devices, following, blocking) = shared
         .store
@@ -620,6 +630,7 @@ async fn update_me(
     Authed(session): Authed,
     body: Result<Json<UpdateProfile>, JsonRejection>,
 ) -> Result<Json<Me>, ApiError> {
+    store_call(&session)?;
     let Json(request) = body?;
     let name = match &request.name {
         Some(name) => Some(super::http::clean_text(
@@ -654,6 +665,7 @@ async fn invite(
     Authed(session): Authed,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Invitation>), ApiError> {
+    store_call(&session)?;
     let code = identity::random_code(16);
     let hash = identity::sha256(code.as_bytes());
     let now = unix_ms();
@@ -709,6 +721,7 @@ async fn profile(
     Authed(session): Authed,
     Path(handle): Path<String>,
 ) -> Result<Json<Profile>, ApiError> {
+    store_call(&session)?;
     let key = parse_handle(&handle)?.key();
     let viewer = session.user.id;
     let profile = shared.store.call(move |s| s.profile(viewer, &key)).await?;
@@ -753,6 +766,7 @@ async fn set_follow(
     handle: String,
     on: bool,
 ) -> Result<StatusCode, ApiError> {
+    store_call(&session)?;
     let to = target(&shared, &handle).await?.id;
     let from = session.user.id;
     let now = unix_ms();
@@ -785,6 +799,7 @@ async fn set_block(
     handle: String,
     on: bool,
 ) -> Result<StatusCode, ApiError> {
+    store_call(&session)?;
     let to = target(&shared, &handle).await?.id;
     let from = session.user.id;
     let now = unix_ms();
@@ -877,6 +892,18 @@ async fn report(
     Ok(StatusCode::CREATED)
 }
 
+/// Spends one of the account's store calls, or says to slow down.
+fn store_call(session: &SessionEntry) -> Result<(), ApiError> {
+    if session.take_store_call() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "too many account requests at once; wait a moment",
+        ))
+    }
+}
+
 fn require_admin(session: &SessionEntry) -> Result<(), ApiError> {
     if session.admin {
         Ok(())
@@ -931,7 +958,7 @@ async fn suspend(
         .store
         .call(move |s| s.set_suspended(id, Some(&stored), now))
         .await?;
-    shared.forget_sessions(|e| e.user.id == id);
+    shared.revoked(|e| e.user.id == id);
     // Its live connections close with the reason.
     let rooms: Vec<_> = match shared.rooms.read() {
         Ok(rooms) => rooms.values().cloned().collect(),
@@ -973,6 +1000,7 @@ pub(crate) async fn session_from_store(
 ) -> Result<Arc<SessionEntry>, ApiError> {
     let hash = identity::sha256(token.as_bytes());
     let now = unix_ms();
+    let mark = shared.revocation_mark();
     let found = shared.store.call(move |s| s.token(&hash, now)).await?;
     let Some((account, device, expires_ms)) = found else {
         return Err(unauthorized(
@@ -982,7 +1010,7 @@ pub(crate) async fn session_from_store(
     if let Some(reason) = &account.suspended {
         return Err(suspended(reason));
     }
-    let entry = shared.cache_session(hash, &account, device.id, expires_ms)?;
+    let entry = shared.cache_session(hash, &account, device.id, expires_ms, mark)?;
     entry.last_used_ms.store(monotonic_ms(), Ordering::Relaxed);
     Ok(entry)
 }
@@ -990,6 +1018,22 @@ pub(crate) async fn session_from_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_challenge_table_gives_way_oldest_first() {
+        let mut table = Challenges::default();
+        let first = table.issue(0);
+        let second = table.issue(0);
+        for _ in 2..MAX_CHALLENGES {
+            table.issue(0);
+        }
+        let newest = table.issue(0);
+        assert!(!table.take(&first, 1), "the oldest gave way");
+        assert!(table.take(&second, 1), "the rest are good");
+        assert!(table.take(&newest, 1));
+        assert!(!table.take(&newest, 1), "once");
+        assert!(table.open.len() <= MAX_CHALLENGES);
+    }
 
     #[test]
     fn a_server_answers_to_its_own_names_only() {

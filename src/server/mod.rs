@@ -229,6 +229,10 @@ pub(crate) struct SessionEntry {
 pub(crate) struct AccountLimits {
     pub room_bucket: Mutex<rate::TokenBucket>,
     pub report_bucket: Mutex<rate::TokenBucket>,
+    /// Account calls that reach the store (follows, blocks, profile, invitations, devices,
+    /// cards): 10 a second, 50 at once. The store is one thread for everyone; one account
+    /// in a loop must not queue ahead of everyone's sign-ins and joins.
+    pub store_bucket: Mutex<rate::TokenBucket>,
 }
 
 impl SessionEntry {
@@ -236,6 +240,15 @@ impl SessionEntry {
     pub fn take_report(&self) -> bool {
         self.limits
             .report_bucket
+            .lock()
+            .map(|mut b| b.try_take())
+            .unwrap_or(false)
+    }
+
+    /// Spends one call that reaches the store.
+    pub fn take_store_call(&self) -> bool {
+        self.limits
+            .store_bucket
             .lock()
             .map(|mut b| b.try_take())
             .unwrap_or(false)
@@ -320,6 +333,8 @@ pub(crate) struct Shared {
     /// The names this server answers to, as `Host` headers spell them: what a sign-in must
     /// have been signed for ([`accounts`]).
     pub origins: accounts::Origins,
+    /// Revocations so far (see [`Shared::cache_session`]).
+    pub revocations: AtomicU64,
     /// Each account's limits (about 100 bytes each), by account.
     pub account_limits: Mutex<HashMap<AccountId, Arc<AccountLimits>>>,
     pub rooms: RwLock<HashMap<String, actor::RoomHandle>>,
@@ -350,15 +365,6 @@ impl Server {
             DataLocation::Memory => store::sqlite::SqliteBackend::in_memory()?,
         };
         let store = Store::spawn(Box::new(backend))?;
-        let owner_code = if config.invite_only && !store.call(|s| s.has_admin()).await? {
-            let code = crate::identity::random_code(16);
-            let hash = crate::identity::sha256(code.as_bytes());
-            let now = unix_ms();
-            store.call(move |s| s.set_owner_code(&hash, now)).await?;
-            Some(code)
-        } else {
-            None
-        };
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -376,6 +382,17 @@ impl Server {
         let fd_limit = listener::raise_fd_limit();
         let max_connections = listener::max_connections(fd_limit);
         tracing::debug!(fd_limit, max_connections, "open-file limit");
+        // Only a server that holds its port makes a new owner code (and retires the last):
+        // a second start that fails to bind must not take the running one's code away.
+        let owner_code = if config.invite_only && !store.call(|s| s.has_admin()).await? {
+            let code = crate::identity::random_code(16);
+            let hash = crate::identity::sha256(code.as_bytes());
+            let now = unix_ms();
+            store.call(move |s| s.set_owner_code(&hash, now)).await?;
+            Some(code)
+        } else {
+            None
+        };
         let origins = accounts::Origins::new(&config.public_urls, listener.local_addr()?);
         if config.listen.ip().is_unspecified() && origins.only_loopback() {
             tracing::warn!(
@@ -393,6 +410,7 @@ impl Server {
             challenges: Mutex::new(accounts::Challenges::default()),
             origins,
             account_limits: Mutex::new(HashMap::new()),
+            revocations: AtomicU64::new(0),
             rooms: RwLock::new(HashMap::new()),
             next_connection: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
@@ -590,13 +608,27 @@ pub fn monotonic_ms() -> u64 {
 }
 
 impl Shared {
+    /// The revocation count before a store call whose answer may be cached: pass it to
+    /// [`Shared::cache_session`].
+    pub(crate) fn revocation_mark(&self) -> u64 {
+        self.revocations.load(Ordering::SeqCst)
+    }
+
     /// Keeps a signed-in session in memory.
+    ///
+    /// Invariant: a cached session never outlives its token in the store. A revocation
+    /// (a device revoked, an account suspended) commits in the store, then bumps
+    /// `revocations`, then forgets the cached sessions, under the sessions lock; this checks
+    /// `revocations` against `mark` (read before the store call that found the token) under
+    /// the same lock, and caches nothing when a revocation came in between. The answer is
+    /// still returned for the one request that asked.
     pub(crate) fn cache_session(
         &self,
         token: SecretHash,
         account: &store::Account,
         device: DeviceId,
         expires_ms: u64,
+        mark: u64,
     ) -> Result<Arc<SessionEntry>, http::ApiError> {
         let limits = &self.config.limits;
         let account_limits = self
@@ -611,6 +643,7 @@ impl Shared {
                         limits.rooms_per_minute,
                     )),
                     report_bucket: Mutex::new(rate::TokenBucket::new(1.0 / 120.0, 5.0)),
+                    store_bucket: Mutex::new(rate::TokenBucket::new(10.0, 50.0)),
                 })
             })
             .clone();
@@ -627,25 +660,28 @@ impl Shared {
             last_used_ms: monotonic_ms().into(),
             live: 0.into(),
         });
-        let inserted = self.sessions.write().map_err(|_| http::internal())?.insert(
-            token,
-            entry.clone(),
-            limits.max_sessions,
-        );
+        let mut sessions = self.sessions.write().map_err(|_| http::internal())?;
+        if self.revocations.load(Ordering::SeqCst) != mark {
+            return Ok(entry);
+        }
+        let inserted = sessions.insert(token, entry.clone(), limits.max_sessions);
+        drop(sessions);
         if !inserted {
             return Err(http::ApiError::new(
                 crate::protocol::ErrorCode::ServerFull,
                 "this server has too many people in rooms; try again later",
             ));
         }
-        self.metrics.sessions.inc();
         Ok(entry)
     }
 
-    /// Forgets cached sessions (the store has already forgotten their tokens).
-    pub(crate) fn forget_sessions(&self, which: impl Fn(&SessionEntry) -> bool) {
-        if let Ok(mut sessions) = self.sessions.write() {
-            sessions.forget(which);
+    /// After a revocation has committed in the store: forgets the cached sessions it
+    /// touches (see [`Shared::cache_session`] for why the order matters).
+    pub(crate) fn revoked(&self, which: impl Fn(&SessionEntry) -> bool) {
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+        match self.sessions.write() {
+            Ok(mut sessions) => sessions.forget(which),
+            Err(poisoned) => poisoned.into_inner().forget(which),
         }
     }
 

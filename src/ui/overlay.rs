@@ -291,7 +291,8 @@ fn card(card: &Card, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect
             }
             for device in p.devices.iter().take(2) {
                 lines.push(Line::styled(
-                    format!("key {}", device.fingerprint),
+                    // Computed here from the key: a server's own fingerprint could lie.
+                    format!("key {}", crate::identity::fingerprint_of(&device.sign_key)),
                     theme.dim,
                 ));
             }

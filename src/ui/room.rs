@@ -329,7 +329,9 @@ fn people(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
     let stage_indices: Vec<usize> = (0..stage_count).collect();
     let stage = Section::grid(&stage_indices, per_row, inner_cols / per_row);
     let (hand_indices, rest_indices): (Vec<usize>, Vec<usize>) = (stage_count..listed.len())
-        .partition(|&i| listed[i].hand_raised_at_ms.is_some() && !ctx.blocked(listed[i]));
+        // In the model's order, so the selection moves as it does; someone I block is
+        // drawn there without a hand (see `draw_section`) and not counted.
+        .partition(|&i| listed[i].hand_raised_at_ms.is_some());
     let hands = Section::grid(&hand_indices, 1, inner_cols);
     let per_row = (inner_cols / AUDIENCE_CELL_COLS).clamp(1, 10);
     let rest = Section::grid(&rest_indices, per_row, inner_cols / per_row);
@@ -364,7 +366,10 @@ fn people(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
             theme.dim,
         ));
     }
-    let hand_count = hand_indices.len();
+    let hand_count = hand_indices
+        .iter()
+        .filter(|&&i| !ctx.blocked(listed[i]))
+        .count();
     if hand_count > 0 {
         let noun = if hand_count == 1 { "hand" } else { "hands" };
         audience_title.push(Span::styled(

@@ -78,7 +78,6 @@ pub fn pad(text: &str, cols: usize) -> String {
     out
 }
 
-/// A count with thousands separators: "1,312".
 /// A Unix time in ms as its calendar date in UTC, `2026-11-30`.
 pub fn date(ms: u64) -> String {
     let (y, m, d) = civil_from_days((ms / 86_400_000) as i64);
@@ -99,6 +98,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// A count with thousands separators: "1,312".
 pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

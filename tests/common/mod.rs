@@ -254,7 +254,6 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    /// POST a JSON value; returns the status and the JSON body.
     /// Any method; returns the status and the JSON body (Null when there is none).
     pub async fn request(
         &self,
@@ -279,6 +278,7 @@ impl TestServer {
         )
     }
 
+    /// POST a JSON value; returns the status and the JSON body.
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
         self.post_raw(path, token, body.to_string()).await
     }

@@ -154,7 +154,9 @@ pub trait Backend: Send {
     fn create_account(&mut self, new: &NewAccount) -> Result<(Account, Device), StoreError>;
     /// The account and device a signing key belongs to.
     fn device_by_key(&mut self, sign_key: &[u8; 32]) -> Result<(Account, Device), StoreError>;
-    /// Keeps a token for a device until `expires_ms`; marks the device seen.
+    /// Keeps a token for a device until `expires_ms` (refused for a device that is gone or
+    /// an account suspended, checked in the same transaction); marks the device seen; keeps
+    /// only the device's newest tokens.
     fn add_token(
         &mut self,
         hash: &SecretHash,
@@ -184,11 +186,13 @@ pub trait Backend: Send {
     fn has_admin(&mut self) -> Result<bool, StoreError>;
     /// Replaces any unused owner code by this one: whoever uses it becomes an admin.
     fn set_owner_code(&mut self, hash: &SecretHash, now_ms: u64) -> Result<(), StoreError>;
-    /// Records a one-time code that adds a device to `account` until `expires_ms`.
+    /// Records a one-time code that adds a device to `account` until `expires_ms`; it
+    /// replaces the account's previous code, and expired codes go.
     fn create_link_code(
         &mut self,
         account: AccountId,
         hash: &SecretHash,
+        now_ms: u64,
         expires_ms: u64,
     ) -> Result<(), StoreError>;
     /// Adds a device to the account a link code was made for, using the code.
@@ -265,8 +269,16 @@ impl Store {
             .name("hallway-store".into())
             .spawn(move || {
                 for job in queue {
-                    job(&mut *backend);
+                    // A job that panics (a bug) loses its answer (the caller gets `Closed`),
+                    // not the store: the next job runs.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        job(&mut *backend)
+                    }));
+                    if ran.is_err() {
+                        tracing::error!("a store call panicked; its request failed");
+                    }
                 }
+                tracing::debug!("the store thread stopped (the server is gone)");
             })?;
         Ok(Self { jobs })
     }

@@ -261,6 +261,9 @@ pub fn backup_file(from: &Path, to: &Path) -> Result<(), OpenError> {
         .map_err(failed)
 }
 
+/// Tokens one device keeps (each sign-in makes one; the oldest go first).
+const TOKENS_PER_DEVICE: u32 = 20;
+
 const ACCOUNT_COLUMNS: &str = "a.id, a.handle, a.name, a.bio, a.created_ms,
     (SELECT i.handle FROM accounts i WHERE i.id = a.invited_by),
     a.admin, a.invitations_left, a.suspended";
@@ -517,6 +520,21 @@ impl Backend for SqliteBackend {
         expires_ms: u64,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
+        // Checked in the same transaction as the insert: a device revoked or an account
+        // suspended a moment ago gets no token, whatever the caller read before.
+        let suspended: Option<Option<String>> = tx
+            .query_row(
+                "SELECT a.suspended FROM devices d JOIN accounts a ON a.id = d.account
+                 WHERE d.id = ?1",
+                [device],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match suspended {
+            None => return Err(StoreError::NoSuchDevice),
+            Some(Some(reason)) => return Err(StoreError::Suspended(reason)),
+            Some(None) => {}
+        }
         tx.execute(
             "DELETE FROM tokens WHERE device = ?1 AND expires_ms <= ?2",
             params![device, ms(now_ms)],
@@ -524,6 +542,12 @@ impl Backend for SqliteBackend {
         tx.execute(
             "INSERT INTO tokens (hash, device, expires_ms) VALUES (?1, ?2, ?3)",
             params![&hash[..], device, ms(expires_ms)],
+        )?;
+        // A device keeps its newest tokens only: signing in in a loop cannot grow the table.
+        tx.execute(
+            "DELETE FROM tokens WHERE device = ?1 AND hash NOT IN
+                 (SELECT hash FROM tokens WHERE device = ?1 ORDER BY expires_ms DESC LIMIT ?2)",
+            params![device, TOKENS_PER_DEVICE],
         )?;
         tx.execute(
             "UPDATE devices SET last_seen_ms = ?1 WHERE id = ?2",
@@ -629,12 +653,21 @@ impl Backend for SqliteBackend {
         &mut self,
         account: AccountId,
         hash: &SecretHash,
+        now_ms: u64,
         expires_ms: u64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        // One live code per account (a new one replaces it), and none kept past its time:
+        // asking in a loop cannot grow the table.
+        tx.execute(
+            "DELETE FROM link_codes WHERE account = ?1 OR expires_ms <= ?2",
+            params![account, ms(now_ms)],
+        )?;
+        tx.execute(
             "INSERT INTO link_codes (hash, account, expires_ms) VALUES (?1, ?2, ?3)",
             params![&hash[..], account, ms(expires_ms)],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -954,7 +987,7 @@ mod tests {
             Some(ada.id)
         );
         assert_eq!(db.token(&[7; 32], 2_000).expect("query"), None, "expired");
-        db.create_link_code(ada.id, &[8; 32], 5_000)
+        db.create_link_code(ada.id, &[8; 32], 1_000, 5_000)
             .expect("link code");
         let (_, laptop) = db.link_device(&[8; 32], &device(2), 1_000).expect("link");
         assert_eq!(
@@ -983,6 +1016,45 @@ mod tests {
                 .suspended
                 .as_deref(),
             Some("spam")
+        );
+    }
+
+    #[test]
+    fn no_token_for_a_device_gone_or_an_account_suspended_and_few_kept() {
+        let mut db = SqliteBackend::in_memory().expect("db");
+        let (ada, phone) = db
+            .create_account(&new_account("Ada", 1, None))
+            .expect("ada");
+        for n in 0..30u8 {
+            db.add_token(&[n; 32], phone.id, 1_000, 10_000 + u64::from(n))
+                .expect("token");
+        }
+        assert_eq!(
+            db.token(&[0; 32], 1_500).expect("query"),
+            None,
+            "the oldest went"
+        );
+        assert!(db.token(&[29; 32], 1_500).expect("query").is_some());
+        // A new link code replaces the last one.
+        db.create_link_code(ada.id, &[40; 32], 1_000, 5_000)
+            .expect("code");
+        db.create_link_code(ada.id, &[41; 32], 1_000, 5_000)
+            .expect("code");
+        assert_eq!(
+            db.link_device(&[40; 32], &device(2), 1_000).map(|_| ()),
+            Err(StoreError::InvitationUnknown)
+        );
+        let (_, laptop) = db.link_device(&[41; 32], &device(2), 1_000).expect("link");
+        db.revoke_device(ada.id, laptop.id).expect("revoke");
+        assert_eq!(
+            db.add_token(&[50; 32], laptop.id, 1_000, 9_000),
+            Err(StoreError::NoSuchDevice)
+        );
+        db.set_suspended(ada.id, Some("spam"), 1_000)
+            .expect("suspend");
+        assert_eq!(
+            db.add_token(&[51; 32], phone.id, 1_000, 9_000),
+            Err(StoreError::Suspended("spam".into()))
         );
     }
 
