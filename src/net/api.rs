@@ -446,7 +446,12 @@ impl Api {
             Err(NetError::Api {
                 code: ErrorCode::Unauthorized,
                 ..
-            }) if self.renew().await => self.call(self.authed(make())).await,
+            }) if self.credentials().is_some() => {
+                // Why signing in again failed (a device no longer known, a suspension)
+                // says more than the refused token.
+                self.sign_in().await?;
+                self.call(self.authed(make())).await
+            }
             other => other,
         }
     }
@@ -471,7 +476,10 @@ impl Api {
             Err(NetError::Api {
                 code: ErrorCode::Unauthorized,
                 ..
-            }) if self.renew().await => send().await,
+            }) if self.credentials().is_some() => {
+                self.sign_in().await?;
+                send().await
+            }
             other => other,
         }
     }
