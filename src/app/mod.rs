@@ -48,8 +48,22 @@ pub enum Msg {
         handle: String,
         result: Result<Profile, String>,
     },
-    /// A follow, block or report was done (what to say), or failed (why).
-    Done(Result<String, String>),
+    /// The client has started: ask for what the model needs first.
+    Started,
+    /// A follow, block or report was done, or failed (why).
+    Changed {
+        handle: String,
+        change: Change,
+        result: Result<(), String>,
+    },
+}
+
+/// What was done to someone from their card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Follow(bool),
+    Block(bool),
+    Report,
 }
 
 /// Work the shell does for the model.
@@ -80,6 +94,8 @@ pub enum Effect {
     },
     /// Someone left the stage: their playout state can go.
     ForgetSpeaker(UserId),
+    /// Fetch my account (who I follow and block).
+    FetchMe,
     /// Fetch someone's profile card.
     FetchProfile {
         handle: String,
@@ -466,12 +482,12 @@ impl App {
                 }
                 Vec::new()
             }
-            Msg::Done(result) => {
-                match result {
-                    Ok(text) | Err(text) => self.say(text),
-                }
-                Vec::new()
-            }
+            Msg::Started => vec![Effect::FetchMe],
+            Msg::Changed {
+                handle,
+                change,
+                result,
+            } => self.changed(handle, change, result),
         };
         let stage_after = self.on_stage();
         if stage_after && !stage_before {
@@ -531,6 +547,37 @@ impl App {
             )
         };
         self.say(text);
+    }
+
+    /// Says how a follow, block or report went; then brings my account (the hallway's order,
+    /// whom not to play) and, if it is still open, their card up to date.
+    fn changed(
+        &mut self,
+        handle: String,
+        change: Change,
+        result: Result<(), String>,
+    ) -> Vec<Effect> {
+        let who = format!("@{handle}");
+        let text = match (&change, &result) {
+            (_, Err(e)) => format!("Could not do that: {e}"),
+            (Change::Follow(true), Ok(())) => format!("Following {who}: their rooms come first."),
+            (Change::Follow(false), Ok(())) => format!("No longer following {who}."),
+            (Change::Block(true), Ok(())) => format!(
+                "Blocked {who}: you will not hear them, and they cannot join rooms you run."
+            ),
+            (Change::Block(false), Ok(())) => format!("Unblocked {who}."),
+            (Change::Report, Ok(())) => format!("Reported {who} to the server's admins."),
+        };
+        self.say(text);
+        let mut effects = vec![Effect::FetchMe];
+        let card_open = matches!(
+            &self.overlay,
+            Some(Overlay::Card(card)) if card.handle.eq_ignore_ascii_case(&handle)
+        );
+        if card_open {
+            effects.push(Effect::FetchProfile { handle });
+        }
+        effects
     }
 
     /// Opens someone's profile card and asks for it.

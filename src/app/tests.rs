@@ -1664,6 +1664,33 @@ fn a_card_follows_blocks_and_reports_the_person_it_shows() {
             on: true
         }]
     );
+    // The answer: said, then my account and the open card brought up to date.
+    assert_eq!(
+        app.update(Msg::Changed {
+            handle: "grace_h".into(),
+            change: Change::Block(true),
+            result: Ok(()),
+        }),
+        vec![
+            Effect::FetchMe,
+            Effect::FetchProfile {
+                handle: "grace_h".into()
+            }
+        ]
+    );
+    assert!(
+        app.current_notice()
+            .is_some_and(|n| n.starts_with("Blocked @grace_h: you will not hear them"))
+    );
+    app.update(Msg::Changed {
+        handle: "grace_h".into(),
+        change: Change::Follow(true),
+        result: Err("the server is unreachable".into()),
+    });
+    assert_eq!(
+        app.current_notice(),
+        Some("Could not do that: the server is unreachable")
+    );
     // `r` asks why; Enter sends it; an empty reason is not sent.
     assert!(app.update(ch('r')).is_empty());
     assert!(matches!(app.overlay, Some(Overlay::Report { .. })));
@@ -1716,6 +1743,7 @@ fn your_own_card_cannot_follow_or_block_you() {
 #[test]
 fn whom_i_block_is_not_played_and_changes_reach_the_audio() {
     let mut app = hallway();
+    assert_eq!(app.update(Msg::Started), vec![Effect::FetchMe]);
     assert_eq!(
         app.update(Msg::Me(me_with("ada", vec![1], vec![9, 3]))),
         vec![Effect::SetBlocked(vec![3, 9])]

@@ -17,7 +17,7 @@ use ratatui::Terminal;
 use ratatui::prelude::CrosstermBackend;
 use tokio::sync::mpsc;
 
-use crate::app::{App, Effect, Msg};
+use crate::app::{App, Change, Effect, Msg};
 use crate::config::Config;
 use crate::net::live::Backoff;
 use crate::net::{Api, Credentials, Enroll, LiveSession, NetError, Target};
@@ -211,23 +211,13 @@ pub async fn run(
     app.latency = latency;
     app.keys = keys;
     let mut shell = Shell::new(api, audio);
-    // Who I am, follow and block: the hallway's order and what is not played.
-    let (me_api, me_tx) = (shell.api.clone(), shell.msg_tx.clone());
-    tokio::spawn(async move {
-        match me_api.me().await {
-            Ok(me) => {
-                let _ = me_tx.send(Msg::Me(me)).await;
-            }
-            Err(e) => tracing::warn!("cannot read the account: {e}"),
-        }
-    });
     let mut meters = tokio::time::interval(METERS);
     meters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut keys = EventStream::new();
     let mut refresh = tokio::time::interval(ROOMS_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
-    let mut pending = vec![Msg::Tick { now_ms: unix_ms() }];
+    let mut pending = vec![Msg::Tick { now_ms: unix_ms() }, Msg::Started];
     if let Ok(size) = terminal.size() {
         pending.push(Msg::Resize {
             cols: size.width,
@@ -279,13 +269,6 @@ pub async fn run(
     Ok(())
 }
 
-/// What `Shell::relation` does to someone.
-enum Relation {
-    Follow(bool),
-    Block(bool),
-    Report(String),
-}
-
 /// Carries out effects; answers come back to the model as messages.
 struct Shell {
     api: Api,
@@ -307,43 +290,29 @@ impl Shell {
         }
     }
 
-    /// Follows, blocks or reports someone; says how it went, and brings the card and the
-    /// account up to date.
-    fn relation(&self, handle: String, relation: Relation) {
+    /// Follows, blocks or reports someone; the model says how it went.
+    fn change(&self, handle: String, change: Change, reason: Option<String>) {
         let (api, tx) = (self.api.clone(), self.msg_tx.clone());
         tokio::spawn(async move {
-            let who = match Handle::parse(&handle) {
-                Ok(who) => who,
-                Err(e) => {
-                    let _ = tx.send(Msg::Done(Err(e.to_string()))).await;
-                    return;
+            let result = match Handle::parse(&handle) {
+                Err(e) => Err(e.to_string()),
+                Ok(who) => match (&change, reason) {
+                    (Change::Follow(on), _) => api.set_follow(&who, *on).await,
+                    (Change::Block(on), _) => api.set_block(&who, *on).await,
+                    (Change::Report, reason) => {
+                        api.report(&who, reason.as_deref().unwrap_or_default())
+                            .await
+                    }
                 }
+                .map_err(|e| e.to_string()),
             };
-            let done = match &relation {
-                Relation::Follow(on) => api.set_follow(&who, *on).await,
-                Relation::Block(on) => api.set_block(&who, *on).await,
-                Relation::Report(reason) => api.report(&who, reason).await,
-            };
-            let said = match (&relation, done) {
-                (Relation::Follow(true), Ok(())) => {
-                    Ok(format!("Following {who}: their rooms come first."))
-                }
-                (Relation::Follow(false), Ok(())) => Ok(format!("No longer following {who}.")),
-                (Relation::Block(true), Ok(())) => Ok(format!(
-                    "Blocked {who}: you will not hear them, and they cannot join rooms you run."
-                )),
-                (Relation::Block(false), Ok(())) => Ok(format!("Unblocked {who}.")),
-                (Relation::Report(_), Ok(())) => {
-                    Ok(format!("Reported {who} to the server's admins."))
-                }
-                (_, Err(e)) => Err(format!("Could not do that: {e}")),
-            };
-            let _ = tx.send(Msg::Done(said)).await;
-            if let Ok(me) = api.me().await {
-                let _ = tx.send(Msg::Me(me)).await;
-            }
-            let result = api.profile(&who).await.map_err(|e| e.to_string());
-            let _ = tx.send(Msg::Profile { handle, result }).await;
+            let _ = tx
+                .send(Msg::Changed {
+                    handle,
+                    change,
+                    result,
+                })
+                .await;
         });
     }
 
@@ -413,9 +382,20 @@ impl Shell {
                     let _ = tx.send(Msg::Profile { handle, result }).await;
                 });
             }
-            Effect::SetFollow { handle, on } => self.relation(handle, Relation::Follow(on)),
-            Effect::SetBlock { handle, on } => self.relation(handle, Relation::Block(on)),
-            Effect::Report { handle, reason } => self.relation(handle, Relation::Report(reason)),
+            Effect::SetFollow { handle, on } => self.change(handle, Change::Follow(on), None),
+            Effect::SetBlock { handle, on } => self.change(handle, Change::Block(on), None),
+            Effect::Report { handle, reason } => self.change(handle, Change::Report, Some(reason)),
+            Effect::FetchMe => {
+                let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+                tokio::spawn(async move {
+                    match api.me().await {
+                        Ok(me) => {
+                            let _ = tx.send(Msg::Me(me)).await;
+                        }
+                        Err(e) => tracing::warn!("cannot read the account: {e}"),
+                    }
+                });
+            }
             Effect::Quit => {}
         }
     }
