@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{Live, TestServer, assert_api_error, eventually};
 use hallway::identity::DeviceKey;
+use hallway::protocol::Session;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -267,6 +268,12 @@ async fn two_devices_share_one_account_and_a_revoked_one_is_signed_out() {
     let laptop_id = devices.iter().find(|d| d["label"] == "laptop").unwrap()["id"]
         .as_i64()
         .unwrap();
+    // The laptop is in a room when it is signed out: it is put out of it.
+    let laptop_session: Session = serde_json::from_value(linked.clone()).unwrap();
+    let host = server.session("Hosta").await;
+    let room = server.create_room(&host, "devices").await;
+    let _host_live = Live::join(&server, &room, &host).await;
+    let mut laptop_live = Live::join(&server, &room, &laptop_session).await;
     let (status, _) = server
         .request(
             Method::DELETE,
@@ -276,6 +283,7 @@ async fn two_devices_share_one_account_and_a_revoked_one_is_signed_out() {
         )
         .await;
     assert_eq!(status, 204);
+    assert_eq!(laptop_live.closed().await.as_deref(), Some("unauthorized"));
     let laptop_token = linked["token"].as_str().unwrap();
     assert_api_error(
         &server.get("/api/v2/me", Some(laptop_token)).await,

@@ -168,12 +168,12 @@ impl RoomActor {
                                 Err(_) => break,
                             }
                         }
-                        self.flush();
                         // Most audio frames change nothing but the speaker's hold time: no
                         // need to look over thousands of members for the next deadline and
                         // the directory's summary. (A deadline left early only wakes the
                         // room once to find nothing due.)
                         if !news {
+                            self.flush();
                             continue;
                         }
                     }
@@ -188,9 +188,10 @@ impl RoomActor {
                     self.deliver(out);
                 }
             }
+            // The directory first: whoever sees the news can then see it in the listing.
+            self.publish_summary();
             self.flush();
             deadline = self.next_deadline();
-            self.publish_summary();
         }
         self.flush();
         self.finish();

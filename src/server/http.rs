@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::actor::{self, RoomCommand, RoomHandle};
@@ -582,7 +583,27 @@ async fn live(
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
                 session.live.fetch_add(1, Ordering::Relaxed);
+                // A device signed out while in the room is put out of it (a suspension
+                // expels the account everywhere already).
+                let served = CancellationToken::new();
+                let watch = (session.clone(), served.clone(), handle.tx.clone(), user.id);
+                tokio::spawn(async move {
+                    let (session, served, room, user) = watch;
+                    tokio::select! {
+                        () = session.revoked.cancelled() => {
+                            let _ = room
+                                .send(RoomCommand::Expel {
+                                    user,
+                                    code: ErrorCode::Unauthorized,
+                                    message: "this device was signed out of the account".into(),
+                                })
+                                .await;
+                        }
+                        () = served.cancelled() => {}
+                    }
+                });
                 connection::serve(io, shared, user, handle, peer, client.guard).await;
+                served.cancel();
                 session.live.fetch_sub(1, Ordering::Relaxed);
                 session
                     .last_used_ms

@@ -221,6 +221,9 @@ pub(crate) struct SessionEntry {
     pub limits: Arc<AccountLimits>,
     /// When the token was last presented, on [`monotonic_ms`]'s clock.
     pub last_used_ms: AtomicU64,
+    /// Cancelled when the token is revoked (the device signed out, the account suspended):
+    /// the session's open room connections close.
+    pub revoked: CancellationToken,
     /// Live WebSocket connections: a session in a room is never forgotten.
     pub live: AtomicU32,
 }
@@ -282,8 +285,16 @@ impl Sessions {
     }
 
     /// Forgets every session `which` picks (a revoked device, a suspended account).
-    pub fn forget(&mut self, which: impl Fn(&SessionEntry) -> bool) {
-        self.by_token.retain(|_, e| !which(e));
+    pub fn forget(&mut self, which: impl Fn(&SessionEntry) -> bool) -> Vec<Arc<SessionEntry>> {
+        let mut gone = Vec::new();
+        self.by_token.retain(|_, e| {
+            let keep = !which(e);
+            if !keep {
+                gone.push(e.clone());
+            }
+            keep
+        });
+        gone
     }
 
     /// Adds a session; when `max` are held, forgets the idlest first. False when every
@@ -659,6 +670,7 @@ impl Shared {
             limits: account_limits,
             last_used_ms: monotonic_ms().into(),
             live: 0.into(),
+            revoked: CancellationToken::new(),
         });
         let mut sessions = self.sessions.write().map_err(|_| http::internal())?;
         if self.revocations.load(Ordering::SeqCst) != mark {
@@ -679,9 +691,12 @@ impl Shared {
     /// touches (see [`Shared::cache_session`] for why the order matters).
     pub(crate) fn revoked(&self, which: impl Fn(&SessionEntry) -> bool) {
         self.revocations.fetch_add(1, Ordering::SeqCst);
-        match self.sessions.write() {
+        let gone = match self.sessions.write() {
             Ok(mut sessions) => sessions.forget(which),
             Err(poisoned) => poisoned.into_inner().forget(which),
+        };
+        for session in gone {
+            session.revoked.cancel();
         }
     }
 
