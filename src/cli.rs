@@ -873,13 +873,13 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
     // The terminal client makes an account when the device has none: on an open server
     // (and the embedded one) at once, on an invite-only one with the invitation link.
     let mut options = client_options(&args, &config, target.clone(), config_path, true)?;
-    if target.invitation.is_some() && options.handle.is_none() {
-        use std::io::IsTerminal;
-        if std::io::stdin().is_terminal() {
-            options.handle = Some(ask_handle(&target, &name)?);
+    let api = match newcomer_handle(&args, &config, &target, &name, &options).await? {
+        Newcomer::SignedIn(api) => api,
+        Newcomer::Handle(handle) => {
+            options.handle = handle;
+            client::sign_in(&options).await?
         }
-    }
-    let api = client::sign_in(&options).await?;
+    };
     let input: crate::audio::InputDevice = args.input.parse()?;
     let output: crate::audio::OutputDevice = args.output.parse()?;
     let audio = client::AudioLink::start(&input, &output, !args.no_noise_suppression);
@@ -892,6 +892,38 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
         let _ = task.await;
     }
     result
+}
+
+/// Whether the client is signed in already, or what handle a new account takes.
+enum Newcomer {
+    SignedIn(Api),
+    Handle(Option<String>),
+}
+
+/// With an invitation link and no `--handle`, at a terminal: a device that has an account
+/// there signs in; one that has none is asked for a handle ([`ask_handle`]).
+async fn newcomer_handle(
+    args: &ClientArgs,
+    config: &Config,
+    target: &Target,
+    name: &str,
+    options: &ClientOptions,
+) -> anyhow::Result<Newcomer> {
+    use std::io::IsTerminal;
+    if target.invitation.is_none() || options.handle.is_some() || !std::io::stdin().is_terminal() {
+        return Ok(Newcomer::Handle(options.handle.clone()));
+    }
+    let existing = client_options(
+        args,
+        config,
+        target.clone(),
+        options.config_path.clone(),
+        false,
+    )?;
+    match client::sign_in(&existing).await {
+        Ok(api) => Ok(Newcomer::SignedIn(api)),
+        Err(_) => Ok(Newcomer::Handle(Some(ask_handle(target, name)?))),
+    }
 }
 
 /// A newcomer with an invitation picks a handle, before the screen is taken: a suggestion

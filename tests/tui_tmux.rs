@@ -791,7 +791,15 @@ async fn a_first_run_through_an_invitation_link_makes_the_account_and_opens_the_
     assert_eq!(status, 201, "{invitation}");
     let link = invitation["url"].as_str().unwrap().to_string();
 
-    let tui = Tui::start("invited", &["--server", &link, "--name", "Nora N"]).await;
+    // The device key outside the run's own directories, for a second run below.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("nora.key");
+    let key = key.to_str().unwrap();
+    let tui = Tui::start(
+        "invited",
+        &["--server", &link, "--name", "Nora N", "--key", key],
+    )
+    .await;
     // A newcomer picks a handle first: a bad one is asked again, saying why.
     tui.wait_for("the handle question", |s| {
         s.contains("Pick your handle") && s.contains("handle [Nora_N]:")
@@ -826,6 +834,20 @@ async fn a_first_run_through_an_invitation_link_makes_the_account_and_opens_the_
     tui.press("Escape").await;
     tui.type_keys("q").await;
     assert_eq!(tui.wait_exit().await, 0);
+    // The same link again, on the same device: signed in, nothing asked.
+    let again = Tui::start(
+        "invited-again",
+        &["--server", &link, "--name", "Nora N", "--key", key],
+    )
+    .await;
+    let screen = again
+        .wait_for("the hallway again", |s| {
+            s.contains("LIVE NOW") || s.contains("Pick your handle")
+        })
+        .await;
+    assert!(!screen.contains("Pick your handle"), "{screen}");
+    again.type_keys("q").await;
+    assert_eq!(again.wait_exit().await, 0);
     // The invitation was used up: a second run elsewhere cannot use it again.
     let (status, again) = server
         .try_account(

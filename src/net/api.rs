@@ -140,19 +140,8 @@ impl Api {
             code: ErrorCode::Unauthorized,
             message: "no device key to sign in with".into(),
         })?;
-        let signed = self.challenge(&credentials.key).await?;
-        let body = SignIn {
-            sign_key: identity::b64(&credentials.key.public().sign),
-            signed,
-        };
-        match self
-            .call::<Session>(self.http.post(self.url("/api/v2/sessions")).json(&body))
-            .await
-        {
-            Ok(session) => {
-                self.keep(&session);
-                Ok(session)
-            }
+        match self.sign_in_device(&credentials.key).await {
+            Ok(session) => Ok(session),
             Err(NetError::Api {
                 code: ErrorCode::UnknownDevice,
                 ..
@@ -164,8 +153,23 @@ impl Api {
         }
     }
 
+    /// Signs in a device that has an account here; keeps the token.
+    async fn sign_in_device(&self, key: &DeviceKey) -> Result<Session, NetError> {
+        let signed = self.challenge(key).await?;
+        let body = SignIn {
+            sign_key: identity::b64(&key.public().sign),
+            signed,
+        };
+        let session: Session = self
+            .call(self.http.post(self.url("/api/v2/sessions")).json(&body))
+            .await?;
+        self.keep(&session);
+        Ok(session)
+    }
+
     /// Creates an account for the device, making a handle from the name when none is
-    /// given (and trying a few with digits added when it is taken).
+    /// given (and trying a few with digits added when it is taken). A device that turns out
+    /// to have an account after all (made by an earlier try whose answer was lost) signs in.
     async fn enroll(&self, key: &DeviceKey, enroll: &Enroll) -> Result<Session, NetError> {
         let mut tries: Vec<String> = match &enroll.handle {
             Some(handle) => vec![handle.clone()],
@@ -192,6 +196,10 @@ impl Api {
                 )
                 .await
             {
+                Err(NetError::Api {
+                    code: ErrorCode::DeviceTaken,
+                    ..
+                }) => return self.sign_in_device(key).await,
                 Err(NetError::Api {
                     code: ErrorCode::HandleTaken,
                     status,
