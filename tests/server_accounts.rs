@@ -579,3 +579,40 @@ fn a_database_that_is_not_one_stops_the_server_and_is_left_as_it_was() {
         "nothing else written"
     );
 }
+
+#[tokio::test]
+async fn a_block_applies_when_the_blocker_arrives_or_is_made_a_moderator_later() {
+    let server = TestServer::start();
+    let host = server.session("Hana").await;
+    let mira = server.session("Mira").await;
+    let troll = server.session("Troll").await;
+    let pest = server.session("Pest").await;
+    let guest = server.session("Guest").await;
+    for (by, whom) in [(&host, &troll), (&mira, &pest)] {
+        let (status, _) = put(
+            &server,
+            &format!("/api/v2/users/{}/block", whom.user.handle),
+            &by.token,
+        )
+        .await;
+        assert_eq!(status, 204);
+    }
+    // The host has made the room but is not in it yet: nobody there blocks the troll.
+    let room = server.create_room(&host, "later").await;
+    let mut troll_live = Live::join(&server, &room, &troll).await;
+    let mut pest_live = Live::join(&server, &room, &pest).await;
+    let mut guest_live = Live::join(&server, &room, &guest).await;
+    let mut mira_live = Live::join(&server, &room, &mira).await;
+    // The host arrives: the troll is put out; the others stay.
+    let mut host_live = Live::join(&server, &room, &host).await;
+    assert_eq!(troll_live.closed().await.as_deref(), Some("blocked"));
+    guest_live.ping(1).await;
+    pest_live.ping(2).await;
+    // Mira, a listener, blocks the pest, but puts nobody out until she runs the stage.
+    host_live
+        .command(json!({"type": "make_moderator", "user_id": mira.user.id}))
+        .await;
+    assert_eq!(pest_live.closed().await.as_deref(), Some("blocked"));
+    guest_live.ping(3).await;
+    mira_live.ping(4).await;
+}

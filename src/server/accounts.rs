@@ -36,7 +36,7 @@ use crate::protocol::handle::Handle;
 use crate::protocol::text::{self, TextKind};
 use crate::protocol::{
     Challenge, CreateAccount, DeviceInfo, DeviceKeys, ErrorCode, Invitation, LinkCode, LinkDevice,
-    Me, Profile, PublicDevice, Reason, ReportInfo, ReportList, Role, Session, SignIn, Signed,
+    Me, Profile, PublicDevice, Reason, ReportInfo, ReportList, Session, SignIn, Signed,
     UpdateProfile, User,
 };
 
@@ -815,32 +815,28 @@ async fn set_block(
 }
 
 /// Removes `blocked` from every room where `blocker` runs the stage and outranks them (the
-/// same ranks as removing: a moderator cannot put the host or another moderator out).
+/// room checks the ranks, as in removing: a moderator cannot put the host or another
+/// moderator out).
 async fn expel_where_moderated(shared: &Shared, blocker: AccountId, blocked: AccountId) {
     let rooms: Vec<_> = match shared.rooms.read() {
         Ok(rooms) => rooms.values().cloned().collect(),
         Err(_) => return,
     };
-    let rank = |role: Option<Role>| match role {
-        Some(Role::Host) => 3,
-        Some(Role::Moderator) => 2,
-        _ => 1,
-    };
     for room in rooms {
-        let outranks = {
-            let summary = room.summary.borrow();
-            let role_of = |id| summary.speakers.iter().find(|s| s.id == id).map(|s| s.role);
-            let theirs = role_of(blocked);
-            let mine = role_of(blocker);
-            mine.is_some_and(Role::is_moderator) && rank(mine) > rank(theirs)
-        };
-        if outranks {
+        let moderates = room
+            .summary
+            .borrow()
+            .speakers
+            .iter()
+            .any(|s| s.id == blocker && s.role.is_moderator());
+        if moderates {
             let _ = room
                 .tx
                 .send(RoomCommand::Expel {
                     user: blocked,
                     code: ErrorCode::Blocked,
                     message: "the room's host or a moderator blocks you".into(),
+                    by: Some(blocker),
                 })
                 .await;
         }
@@ -971,6 +967,7 @@ async fn suspend(
                 user: id,
                 code: ErrorCode::Suspended,
                 message: format!("an admin suspended your account ({reason})"),
+                by: None,
             })
             .await;
     }

@@ -60,6 +60,9 @@ pub enum RoomCommand {
         user: UserId,
         code: ErrorCode,
         message: String,
+        /// Who asks (a moderator's block): done only if they outrank `user` here. `None`
+        /// for the server's own reasons (a suspension).
+        by: Option<UserId>,
     },
 }
 
@@ -118,12 +121,19 @@ pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
         banned_addrs: HashSet::new(),
         spared: HashSet::new(),
         unflushed: Vec::new(),
+        me: tx.downgrade(),
+        moderators_seen: HashSet::new(),
     };
     shared.tasks.spawn(actor.run(rx));
     RoomHandle { tx, summary }
 }
 
 struct RoomActor {
+    /// The room's own queue, for work it hands itself back (a new moderator's blocks).
+    me: mpsc::WeakSender<RoomCommand>,
+    /// Who ran the stage at the last summary: a newcomer among them has their blocks
+    /// applied to who is here.
+    moderators_seen: HashSet<UserId>,
     shared: Arc<Shared>,
     room: Room,
     peers: HashMap<UserId, Peer>,
@@ -190,6 +200,7 @@ impl RoomActor {
             }
             // The directory first: whoever sees the news can then see it in the listing.
             self.publish_summary();
+            self.apply_new_moderators_blocks();
             self.flush();
             deadline = self.next_deadline();
         }
@@ -230,6 +241,47 @@ impl RoomActor {
         Some(Instant::now() + Duration::from_millis(at_ms.saturating_sub(unix_ms())))
     }
 
+    /// Someone who now runs the stage (the host arriving, a moderator made or back) puts out
+    /// whoever here they block, as a block made while they were here does: their blocks
+    /// are read from the store off the actor, and come back as `Expel`s, checked by rank.
+    fn apply_new_moderators_blocks(&mut self) {
+        let now: HashSet<UserId> = self
+            .summary_tx
+            .borrow()
+            .speakers
+            .iter()
+            .filter(|s| s.role.is_moderator())
+            .map(|s| s.id)
+            .collect();
+        let new: Vec<UserId> = now.difference(&self.moderators_seen).copied().collect();
+        self.moderators_seen = now;
+        if new.is_empty() {
+            return;
+        }
+        let (store, me) = (self.shared.store.clone(), self.me.clone());
+        self.shared.tasks.spawn(async move {
+            for moderator in new {
+                let Ok(blocked) = store.call(move |s| s.blocking(moderator)).await else {
+                    continue;
+                };
+                let Some(room) = me.upgrade() else {
+                    return;
+                };
+                for user in blocked {
+                    let expel = RoomCommand::Expel {
+                        user,
+                        code: ErrorCode::Blocked,
+                        message: "the room's host or a moderator blocks you".into(),
+                        by: Some(moderator),
+                    };
+                    if room.send(expel).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     fn publish_summary(&self) {
         let summary = self.room.summary();
         self.summary_tx.send_if_modified(|old| {
@@ -268,9 +320,12 @@ impl RoomActor {
                 user,
                 code,
                 message,
+                by,
             } => {
-                let out = self.room.expel(user, code, message, unix_ms());
-                self.deliver(out);
+                if by.is_none_or(|by| self.room.outranks(by, user)) {
+                    let out = self.room.expel(user, code, message, unix_ms());
+                    self.deliver(out);
+                }
             }
             RoomCommand::Join { user, peer, reply } => match self
                 .admission(&user, peer.addr)

@@ -596,6 +596,7 @@ async fn live(
                                     user,
                                     code: ErrorCode::Unauthorized,
                                     message: "this device was signed out of the account".into(),
+                                    by: None,
                                 })
                                 .await;
                         }

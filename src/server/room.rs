@@ -1063,6 +1063,17 @@ impl Room {
 
     /// Moderators act on speakers and listeners; only the host acts on other moderators;
     /// nobody acts on the host. Acting on yourself is always allowed.
+    /// Whether `by` runs the stage and may act on `target` (both here), by the ranks of
+    /// removing: the host over everyone, a moderator over the rest.
+    pub fn outranks(&self, by: UserId, target: UserId) -> bool {
+        match (self.members.get(&by), self.members.get(&target)) {
+            (Some(b), Some(t)) if by != target => {
+                b.role.is_moderator() && self.require_outranks(b.role, t.role, false).is_ok()
+            }
+            _ => false,
+        }
+    }
+
     fn require_outranks(&self, mine: Role, theirs: Role, on_self: bool) -> Result<(), Refusal> {
         if on_self && theirs != Role::Host {
             return Ok(());
@@ -1283,6 +1294,23 @@ mod tests {
             room.join(&user(id), 10).unwrap();
         }
         room
+    }
+
+    #[test]
+    fn only_who_runs_the_stage_outranks_and_never_the_host() {
+        let mut room = room();
+        assert!(room.outranks(HOST, ADA));
+        assert!(!room.outranks(ADA, BOB), "a listener runs nothing");
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 10)
+            .expect("made a moderator");
+        assert!(room.outranks(ADA, BOB));
+        assert!(!room.outranks(ADA, HOST), "nobody over the host");
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: BOB }, 11)
+            .expect("made a moderator");
+        assert!(!room.outranks(ADA, BOB), "a moderator is not over another");
+        assert!(room.outranks(HOST, BOB));
+        assert!(!room.outranks(HOST, 99), "nobody who is not here");
+        assert!(!room.outranks(HOST, HOST));
     }
 
     fn role(room: &Room, id: UserId) -> Role {
