@@ -134,7 +134,7 @@ fn room_list(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect) {
                 Line::raw(""),
                 Line::from(vec![
                     Span::raw("Press "),
-                    Span::styled("r", theme.key),
+                    Span::styled(app.keys.key_label(Action::Refresh), theme.key),
                     Span::raw(" to retry."),
                 ]),
             ],
@@ -151,7 +151,7 @@ fn room_list(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect) {
         return message(
             vec![Line::from(vec![
                 Span::raw("No rooms are live. Press "),
-                Span::styled("n", theme.key),
+                Span::styled(app.keys.key_label(Action::NewRoom), theme.key),
                 Span::raw(" to start one."),
             ])],
             buf,
@@ -175,7 +175,10 @@ fn room_list(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect) {
     if let Some(error) = &app.rooms_error {
         // A stale list is still worth showing; say that it is stale.
         let cols = usize::from(area.width);
-        let line = format!(" Could not refresh: {error} — r to retry");
+        let line = format!(
+            " Could not refresh: {error} — {} to retry",
+            app.keys.key_label(Action::Refresh)
+        );
         put(
             buf,
             area,

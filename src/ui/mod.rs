@@ -47,13 +47,21 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
     }
 }
 
-/// " Hallway │ server │ name" on the left, "? help" on the right.
+/// " Hallway │ server │ name @handle" on the left, "? help" (the help's key) on the right.
 fn title_bar(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect) {
     buf.set_style(area, theme.title_bar);
     let cols = usize::from(area.width);
     let brand = " Hallway ";
-    let help = "? help ";
-    let rest = format!("│ {} │ {}", app.server, app.my_name);
+    let help = format!(
+        "{} help ",
+        app.keys.key_label(crate::app::keymap::Action::Help)
+    );
+    let help = help.as_str();
+    let me = match &app.my_handle {
+        Some(handle) => format!("{} @{handle}", app.my_name),
+        None => app.my_name.clone(),
+    };
+    let rest = format!("│ {} │ {me}", app.server);
     let show_help = text::width(brand) + text::width(help) + 8 <= cols;
     let rest_cols = cols
         .saturating_sub(text::width(brand))

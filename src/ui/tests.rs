@@ -846,3 +846,35 @@ fn room_blocked_persons_hand_is_not_shown() {
     assert!(!after.contains("✋ carol"), "{after}");
     assert!(after.contains("carol blocked"), "{after}");
 }
+
+#[test]
+fn the_title_bar_names_my_handle_and_my_help_key() {
+    let mut app = hallway_with(many_rooms());
+    app.update(Msg::Me(crate::protocol::Me {
+        user: User {
+            id: ME,
+            handle: "ada_l".into(),
+            name: "ada".into(),
+        },
+        bio: String::new(),
+        admin: false,
+        invitations_left: Some(3),
+        devices: Vec::new(),
+        following: Vec::new(),
+        blocking: Vec::new(),
+    }));
+    let screen = screen(&app, 80, 24);
+    let title = screen.lines().next().unwrap_or_default();
+    assert!(title.contains("ada @ada_l"), "{title}");
+    assert!(title.contains("? help"), "{title}");
+    app.keys = crate::app::keymap::Keymap::with(&[("help".into(), vec!["F1".into()])])
+        .expect("a valid rebinding");
+    let screen = self::screen(&app, 80, 24);
+    assert!(
+        screen
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("F1 help")
+    );
+}
