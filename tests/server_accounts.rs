@@ -616,3 +616,28 @@ async fn a_block_applies_when_the_blocker_arrives_or_is_made_a_moderator_later()
     guest_live.ping(3).await;
     mira_live.ping(4).await;
 }
+
+#[tokio::test]
+async fn one_account_calling_in_a_loop_is_held_to_its_budget_while_another_is_served() {
+    let server = TestServer::start();
+    let looper = server.session("Looper").await;
+    let target = server.session("Target").await;
+    let other = server.session("Other").await;
+    let path = format!("/api/v2/users/{}/follow", target.user.handle);
+    let mut limited = 0;
+    for _ in 0..120 {
+        let (status, _) = put(&server, &path, &looper.token).await;
+        match status {
+            204 => {}
+            429 => limited += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(limited > 0, "120 store calls at once were all taken");
+    // Someone else's account calls are untouched.
+    let (status, _) = put(&server, &path, &other.token).await;
+    assert_eq!(status, 204);
+    let (status, me) = server.get("/api/v2/me", Some(&other.token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["following"], json!([target.user.id]));
+}

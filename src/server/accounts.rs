@@ -577,17 +577,20 @@ async fn revoke_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
+fn public_of(device: &store::Device) -> DevicePublic {
+    DevicePublic {
+        sign: device.sign_key,
+        agree: device.agree_key,
+    }
+}
+
 fn device_info(device: &store::Device, current: store::DeviceId) -> DeviceInfo {
     DeviceInfo {
         id: device.id,
         label: device.label.clone(),
         sign_key: identity::b64(&device.sign_key),
         agree_key: identity::b64(&device.agree_key),
-        fingerprint: DevicePublic {
-            sign: device.sign_key,
-            agree: device.agree_key,
-        }
-        .fingerprint(),
+        fingerprint: public_of(device).fingerprint(),
         created_at_ms: device.created_ms,
         last_seen_ms: device.last_seen_ms,
         current: device.id == current,
@@ -740,11 +743,7 @@ async fn profile(
             .map(|d| PublicDevice {
                 sign_key: identity::b64(&d.sign_key),
                 agree_key: identity::b64(&d.agree_key),
-                fingerprint: DevicePublic {
-                    sign: d.sign_key,
-                    agree: d.agree_key,
-                }
-                .fingerprint(),
+                fingerprint: public_of(d).fingerprint(),
             })
             .collect(),
         suspended: profile.account.suspended.is_some(),
