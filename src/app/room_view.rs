@@ -251,7 +251,7 @@ mod tests {
     use super::*;
     use crate::protocol::control::RoomEndReason;
     use crate::protocol::{ClientCommand, ErrorCode, RoomSummary, User};
-    use crate::server::room::{AudioVerdict, Delivery, Room, RoomLimits};
+    use crate::server::room::{Addressed, AudioVerdict, Delivery, Room, RoomLimits};
 
     const HOST: UserId = 1;
     const ADA: UserId = 2;
@@ -648,49 +648,23 @@ mod tests {
             }
         }
 
-        /// Routes as the room actor does: by who sees the whole room now.
+        /// Routes as the room actor does: by the recipients the room works out.
         fn deliver(&mut self, out: &[Delivery], room: &Room) {
-            for delivery in out {
-                let everyone: Vec<UserId> = self.views.keys().copied().collect();
-                let partial: Vec<UserId> = everyone
-                    .iter()
-                    .copied()
-                    .filter(|&id| !room.sees_everyone(id))
-                    .collect();
-                match delivery {
-                    Delivery::All(message) => {
-                        everyone.iter().for_each(|&to| self.receive(to, message))
-                    }
-                    Delivery::AllExcept(except, message) => everyone
-                        .iter()
-                        .filter(|&&to| to != *except)
-                        .for_each(|&to| self.receive(to, message)),
-                    Delivery::To(to, message) => self.receive(*to, message),
-                    Delivery::Disconnect(to, ..) => {
-                        self.views.remove(to);
-                    }
-                    Delivery::Moderators {
-                        and,
-                        except,
-                        message,
-                    } => everyone
-                        .iter()
-                        .filter(|&&to| {
-                            Some(to) != *except && (Some(to) == *and || room.sees_everyone(to))
-                        })
-                        .for_each(|&to| self.receive(to, message)),
-                    Delivery::PartialViews(message) => {
-                        partial.iter().for_each(|&to| self.receive(to, message))
-                    }
-                    Delivery::Audience { unlisted } => {
-                        for &to in &partial {
-                            let unlisted = if room.is_listed(to) {
-                                *unlisted
-                            } else {
-                                unlisted.saturating_sub(1)
-                            };
-                            self.receive(to, &ServerMessage::AudienceChanged { unlisted });
+            for addressed in room.address(out.to_vec()) {
+                match addressed {
+                    Addressed::Message { to, message } => {
+                        let receivers: Vec<UserId> = self
+                            .views
+                            .keys()
+                            .copied()
+                            .filter(|&id| to.includes(id))
+                            .collect();
+                        for id in receivers {
+                            self.receive(id, &message);
                         }
+                    }
+                    Addressed::Disconnect { user, .. } => {
+                        self.views.remove(&user);
                     }
                 }
             }

@@ -8,7 +8,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use super::*;
 use crate::audio::LatencyProfile;
 use crate::protocol::{Participant, StageMember, User};
-use crate::server::room::{AudioVerdict, Delivery, Room, RoomLimits};
+use crate::server::room::{Addressed, AudioVerdict, Delivery, Room, RoomLimits};
 
 const HOST: UserId = 1;
 const ADA: UserId = 2;
@@ -180,16 +180,18 @@ impl Live {
     fn deliver(&mut self, out: Vec<Delivery>) -> Vec<Effect> {
         let me = self.me;
         let mut effects = Vec::new();
-        for delivery in out {
-            let msg = match delivery {
-                Delivery::All(m) => server(m),
-                Delivery::AllExcept(except, m) if except != me => server(m),
-                Delivery::To(to, m) if to == me => server(m),
-                Delivery::Disconnect(to, code, message) if to == me => Msg::Net(NetEvent::Closed {
+        for addressed in self.room.address(out) {
+            let msg = match addressed {
+                Addressed::Message { to, message } if to.includes(me) => server(message),
+                Addressed::Disconnect {
+                    user,
+                    code,
+                    message,
+                } if user == me => Msg::Net(NetEvent::Closed {
                     code: Some(code),
                     message,
                 }),
-                _ => continue,
+                Addressed::Message { .. } | Addressed::Disconnect { .. } => continue,
             };
             effects.extend(self.app.update(msg));
         }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::addr::AddrKey;
 use super::outgoing::{CLOSE_NORMAL, Kind, Outgoing, Refused, Wire, goodbye};
-use super::room::{AudioVerdict, Delivery, Refusal, Room};
+use super::room::{Addressed, AudioVerdict, Delivery, Refusal, Room};
 use super::{Shared, monotonic_ms, unix_ms};
 use crate::protocol::control::{LeaveReason, RoomEndReason};
 use crate::protocol::text::terminal_safe;
@@ -538,44 +538,18 @@ impl RoomActor {
     }
 
     fn deliver(&mut self, out: Vec<Delivery>) {
+        let addressed = self.room.address(out);
         let mut slow = Vec::new();
-        for delivery in out {
+        for delivery in addressed {
             match delivery {
-                Delivery::All(msg) => self.broadcast(&msg, &mut slow, |_, _| true),
-                Delivery::AllExcept(except, msg) => {
-                    self.broadcast(&msg, &mut slow, |_, id| id != except);
+                Addressed::Message { to, message } => {
+                    self.broadcast(&message, &mut slow, |id| to.includes(id));
                 }
-                Delivery::Moderators {
-                    and,
-                    except,
+                Addressed::Disconnect {
+                    user,
+                    code,
                     message,
                 } => {
-                    self.broadcast(&message, &mut slow, |room, id| {
-                        Some(id) != except && (Some(id) == and || room.sees_everyone(id))
-                    });
-                }
-                Delivery::PartialViews(msg) => {
-                    self.broadcast(&msg, &mut slow, |room, id| !room.sees_everyone(id));
-                }
-                Delivery::Audience { unlisted } => {
-                    // Those who are unlisted themselves see themselves: one fewer unseen.
-                    let seen = ServerMessage::AudienceChanged { unlisted };
-                    self.broadcast(&seen, &mut slow, |room, id| {
-                        !room.sees_everyone(id) && room.is_listed(id)
-                    });
-                    let unseen = ServerMessage::AudienceChanged {
-                        unlisted: unlisted.saturating_sub(1),
-                    };
-                    self.broadcast(&unseen, &mut slow, |room, id| {
-                        !room.sees_everyone(id) && !room.is_listed(id)
-                    });
-                }
-                Delivery::To(user, msg) => {
-                    if !self.send_to(user, &msg) {
-                        slow.push(user);
-                    }
-                }
-                Delivery::Disconnect(user, code, message) => {
                     if let Some(peer) = self.peers.remove(&user) {
                         peer.say_goodbye(code, message);
                     }
@@ -592,12 +566,12 @@ impl RoomActor {
         &mut self,
         msg: &ServerMessage,
         slow: &mut Vec<UserId>,
-        to: impl Fn(&Room, UserId) -> bool,
+        to: impl Fn(UserId) -> bool,
     ) {
         let wire = Wire::text(msg.encode());
         let mut sent = 0;
         for (&id, peer) in &self.peers {
-            if !to(&self.room, id) {
+            if !to(id) {
                 continue;
             }
             match Self::queue(&mut self.unflushed, peer, &wire, Kind::Control) {

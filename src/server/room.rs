@@ -88,6 +88,63 @@ pub enum Delivery {
     Audience { unlisted: usize },
 }
 
+/// Who receives a message, decided by the room's rules ([`Room::address`]): the actor that
+/// writes its own members' sockets, an edge that writes another node's members' sockets,
+/// and the tests all ask this one question instead of each working it out.
+///
+/// The lists are sorted and short: the stage, the front rows and one or two others, never
+/// the audience, so a message for thousands costs a few dozen ids on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recipients {
+    Everyone,
+    /// Everyone but these.
+    AllBut(Vec<UserId>),
+    /// Only these.
+    Only(Vec<UserId>),
+}
+
+impl Recipients {
+    fn all_but(mut ids: Vec<UserId>) -> Self {
+        ids.sort_unstable();
+        ids.dedup();
+        Self::AllBut(ids)
+    }
+
+    fn only(mut ids: Vec<UserId>) -> Self {
+        ids.sort_unstable();
+        ids.dedup();
+        Self::Only(ids)
+    }
+
+    /// Whether `user` receives the message.
+    pub fn includes(&self, user: UserId) -> bool {
+        match self {
+            Self::Everyone => true,
+            Self::AllBut(ids) => ids.binary_search(&user).is_err(),
+            Self::Only(ids) => ids.binary_search(&user).is_ok(),
+        }
+    }
+}
+
+/// A [`Delivery`] with its recipients worked out.
+// Made and used up in one loop, never stored: boxing the message would only add an
+// allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Addressed {
+    Message {
+        to: Recipients,
+        message: ServerMessage,
+    },
+    /// Tell one user why, then close their connection.
+    Disconnect {
+        user: UserId,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
 /// A refused command: the code and a message that says what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -447,6 +504,70 @@ impl Room {
         self.members
             .get(&user)
             .is_some_and(|m| m.role.is_moderator())
+    }
+
+    /// Who receives each of `out`, as the room is now (call it right after the command
+    /// that produced them). Works out each message's recipients once, however many members
+    /// receive it; the lists it makes hold only the stage and the front rows.
+    pub fn address(&self, out: Vec<Delivery>) -> Vec<Addressed> {
+        let moderators = || -> Vec<UserId> {
+            self.members
+                .iter()
+                .filter(|(_, m)| m.role.is_moderator())
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let message = |to, message| Addressed::Message { to, message };
+        let mut addressed = Vec::with_capacity(out.len());
+        for delivery in out {
+            match delivery {
+                Delivery::All(m) => addressed.push(message(Recipients::Everyone, m)),
+                Delivery::AllExcept(except, m) => {
+                    addressed.push(message(Recipients::AllBut(vec![except]), m));
+                }
+                Delivery::To(user, m) => addressed.push(message(Recipients::Only(vec![user]), m)),
+                Delivery::Disconnect(user, code, m) => addressed.push(Addressed::Disconnect {
+                    user,
+                    code,
+                    message: m,
+                }),
+                Delivery::Moderators {
+                    and,
+                    except,
+                    message: m,
+                } => {
+                    let mut ids = moderators();
+                    ids.extend(and);
+                    ids.retain(|id| Some(*id) != except);
+                    addressed.push(message(Recipients::only(ids), m));
+                }
+                Delivery::PartialViews(m) => {
+                    addressed.push(message(Recipients::all_but(moderators()), m));
+                }
+                Delivery::Audience { unlisted } => {
+                    // Those who are unlisted themselves see themselves: one fewer unseen.
+                    let listed: Vec<UserId> = self
+                        .members
+                        .iter()
+                        .filter(|(_, m)| m.listed && !m.role.is_moderator())
+                        .map(|(id, _)| *id)
+                        .collect();
+                    let mut seen_by_all = moderators();
+                    seen_by_all.extend(&listed);
+                    addressed.push(message(
+                        Recipients::only(listed),
+                        ServerMessage::AudienceChanged { unlisted },
+                    ));
+                    addressed.push(message(
+                        Recipients::all_but(seen_by_all),
+                        ServerMessage::AudienceChanged {
+                            unlisted: unlisted.saturating_sub(1),
+                        },
+                    ));
+                }
+            }
+        }
+        addressed
     }
 
     /// Whether everyone is told about `user`.
@@ -1955,6 +2076,64 @@ mod tests {
             room.join(&listener(id), 20).unwrap();
         }
         room
+    }
+
+    /// The recipients the room works out name the stage and the front rows, never the
+    /// audience: a thousand listeners cost no more ids than two.
+    #[test]
+    fn recipients_name_the_stage_and_front_rows_not_the_audience() {
+        let mut room = big_room();
+        for id in 100..1_100 {
+            room.join(&listener(id), 30).unwrap();
+        }
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 40)
+            .unwrap();
+        let everyone: Vec<UserId> = room.members.keys().copied().collect();
+        let who = |to: &Recipients| -> Vec<UserId> {
+            let mut ids: Vec<UserId> = everyone
+                .iter()
+                .copied()
+                .filter(|&id| to.includes(id))
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let size = |to: &Recipients| match to {
+            Recipients::Everyone => 0,
+            Recipients::AllBut(ids) | Recipients::Only(ids) => ids.len(),
+        };
+        let message = ServerMessage::AudienceChanged { unlisted: 0 };
+        let out = room.address(vec![
+            Delivery::Moderators {
+                and: Some(500),
+                except: Some(HOST),
+                message: message.clone(),
+            },
+            Delivery::PartialViews(message.clone()),
+            Delivery::Audience { unlisted: 1_000 },
+            Delivery::AllExcept(BOB, message),
+        ]);
+        let to: Vec<&Recipients> = out
+            .iter()
+            .map(|a| match a {
+                Addressed::Message { to, .. } => to,
+                Addressed::Disconnect { .. } => panic!("{a:?}"),
+            })
+            .collect();
+        assert_eq!(who(to[0]), vec![ADA, 500]);
+        assert_eq!(who(to[1]).len(), everyone.len() - 2, "all but host and Ada");
+        assert!(!who(to[1]).contains(&HOST) && !who(to[1]).contains(&ADA));
+        // The front rows (Bob, 10) hear the count of those they do not see; the rest
+        // see themselves, one fewer.
+        assert_eq!(who(to[2]), vec![BOB, 10]);
+        let Addressed::Message { message, .. } = &out[3] else {
+            unreachable!()
+        };
+        assert_eq!(*message, ServerMessage::AudienceChanged { unlisted: 999 });
+        assert_eq!(who(to[3]).len(), everyone.len() - 4);
+        assert!(!who(to[3]).contains(&BOB) && who(to[3]).contains(&500));
+        assert_eq!(who(to[4]).len(), everyone.len() - 1);
+        assert!(to.iter().all(|to| size(to) <= 4), "{to:?}");
     }
 
     fn ids(detail: &RoomDetail) -> Vec<UserId> {
