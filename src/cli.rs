@@ -305,8 +305,37 @@ pub struct ServeArgs {
     /// Without it, an invite-only server does not serve /metrics at all.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Join a cluster of Hallway servers through these NATS servers
+    /// (nats://HOST:4222, comma-separated or repeated; NATS with JetStream, `-js`). Every node
+    /// lists every room and serves any room; each room's rules run on the node it was made on.
+    #[arg(long, value_name = "URLS", value_delimiter = ',', value_parser = parse_nats_url)]
+    pub cluster: Vec<String>,
+    /// This node's name in the cluster, unique among its nodes (letters, digits, - and _)
+    /// [default: the host name and the listen port].
+    #[arg(long, value_name = "NAME", requires = "cluster", value_parser = parse_node_name)]
+    pub node_name: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+fn parse_nats_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text.trim()).map_err(|e| format!("{e}; write nats://HOST:PORT"))?;
+    if !matches!(url.scheme(), "nats" | "tls") || url.host_str().is_none() {
+        return Err("write nats://HOST:PORT".into());
+    }
+    Ok(text.trim().to_string())
+}
+
+fn parse_node_name(text: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err("1 to 64 letters, digits, - or _".into())
+    }
 }
 
 /// Per-address limits and timeouts; each defaults to a value no household or office behind
@@ -606,6 +635,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             _ => None,
         },
         metrics_listen: args.metrics_listen,
+        cluster: (!args.cluster.is_empty()).then(|| crate::server::cluster::ClusterConfig {
+            nats: args.cluster.clone(),
+            node: args.node_name.clone().unwrap_or_else(|| {
+                let host = rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect::<String>();
+                format!("{host}-{}", args.listen.port())
+            }),
+        }),
         ..ServerConfig::default()
     };
     config.limits.room.stage_limit = usize::from(args.stage_limit);

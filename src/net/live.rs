@@ -373,7 +373,10 @@ type Ws =
 
 /// Goodbyes after which reconnecting would not help (or would be unwelcome).
 fn is_final(code: ErrorCode) -> bool {
-    !matches!(code, ErrorCode::SlowConsumer | ErrorCode::Internal)
+    !matches!(
+        code,
+        ErrorCode::SlowConsumer | ErrorCode::Internal | ErrorCode::Reconnect
+    )
 }
 
 fn describe(e: &tungstenite::Error) -> String {

@@ -70,6 +70,9 @@ pub enum ErrorCode {
     ServerShutdown,
     /// Something failed inside the server; the request may be retried.
     Internal,
+    /// Connect again: the room moved, or the node serving this connection lost its link to
+    /// the room's home (a cluster). A client reconnects at once, to this node or another.
+    Reconnect,
     /// The endpoint exists but not with this HTTP method.
     MethodNotAllowed,
     /// The client speaks an older protocol (version 1); it must be upgraded.
@@ -128,7 +131,7 @@ impl ErrorCode {
             UpgradeRequired => 426,
             PayloadTooLarge => 413,
             RateLimited | Abusive | SlowConsumer => 429,
-            ServerFull | ServerShutdown => 503,
+            ServerFull | ServerShutdown | Reconnect => 503,
             Internal | Unknown => 500,
             MethodNotAllowed => 405,
         }
@@ -167,6 +170,7 @@ impl ErrorCode {
             Abusive => "abusive",
             ServerShutdown => "server_shutdown",
             Internal => "internal",
+            Reconnect => "reconnect",
             MethodNotAllowed => "method_not_allowed",
             UpgradeRequired => "upgrade_required",
             InvalidHandle => "invalid_handle",
@@ -211,6 +215,7 @@ mod tests {
             ErrorCode::InvitationExpired,
             ErrorCode::NoInvitationsLeft,
             ErrorCode::Blocked,
+            ErrorCode::Reconnect,
         ] {
             let json = serde_json::to_string(&code).expect("serializes");
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -30,7 +30,7 @@ use super::actor::RoomCommand;
 use super::budget::Spend;
 use super::http::{ApiError, Authed, Client, internal, unauthorized};
 use super::store::{self, AccountId, NewAccount, NewDevice, SecretHash, StoreError};
-use super::{SessionEntry, Shared, monotonic_ms, unix_ms};
+use super::{Revocation, SessionEntry, Shared, monotonic_ms, unix_ms};
 use crate::identity::{self, DevicePublic};
 use crate::protocol::handle::Handle;
 use crate::protocol::text::{self, TextKind};
@@ -573,7 +573,7 @@ async fn revoke_device(
         })
         .await?;
     revoked?;
-    shared.revoked(|e| e.device == id);
+    shared.revoke(Revocation::Device(id));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -840,6 +840,24 @@ async fn expel_where_moderated(shared: &Shared, blocker: AccountId, blocked: Acc
                 .await;
         }
     }
+    // Rooms homed on other nodes of a cluster: their homes check the ranks the same way.
+    if let Some(cluster) = &shared.cluster {
+        for room in cluster.remote_rooms() {
+            if room
+                .speakers
+                .iter()
+                .any(|s| s.id == blocker && s.role.is_moderator())
+            {
+                let expel = crate::server::cluster::wire::ToHome::Expel {
+                    user: blocked,
+                    code: ErrorCode::Blocked,
+                    message: "the room's host or a moderator blocks you".into(),
+                    by: Some(blocker),
+                };
+                cluster.send_to_home(&room.id, &expel).await;
+            }
+        }
+    }
 }
 
 async fn block(
@@ -953,23 +971,10 @@ async fn suspend(
         .store
         .call(move |s| s.set_suspended(id, Some(&stored), now))
         .await?;
-    shared.revoked(|e| e.user.id == id);
-    // Its live connections close with the reason.
-    let rooms: Vec<_> = match shared.rooms.read() {
-        Ok(rooms) => rooms.values().cloned().collect(),
-        Err(_) => Vec::new(),
-    };
-    for room in rooms {
-        let _ = room
-            .tx
-            .send(RoomCommand::Expel {
-                user: id,
-                code: ErrorCode::Suspended,
-                message: format!("an admin suspended your account ({reason})"),
-                by: None,
-            })
-            .await;
-    }
+    shared.revoke(Revocation::Account {
+        id,
+        suspended: Some(reason),
+    });
     tracing::warn!(handle = %account.handle, by = %session.user.handle, "account suspended");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,7 @@
 //! One task per room: it owns the pure [`Room`] core, the room's peers and their queues, and
 //! does the audio fan-out. Everything that changes a room arrives as a [`RoomCommand`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +9,15 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::addr::AddrKey;
-use super::outgoing::{CLOSE_NORMAL, Kind, Outgoing, Refused, Wire, goodbye};
-use super::room::{Addressed, AudioVerdict, Delivery, Refusal, Room};
-use super::{Shared, monotonic_ms, unix_ms};
+use super::cluster::home::{HomeLink, Remote};
+use super::cluster::wire::ToEdges;
+use super::members::LocalMembers;
+pub use super::members::Peer;
+use super::outgoing::{CLOSE_NORMAL, Wire};
+use super::room::{Addressed, AudioVerdict, Delivery, Recipients, Refusal, Room};
+use super::{Shared, unix_ms};
 use crate::protocol::control::{LeaveReason, RoomEndReason};
 use crate::protocol::text::terminal_safe;
 use crate::protocol::{
@@ -37,8 +40,17 @@ pub enum RoomCommand {
         peer: Peer,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
+    /// A member connected to another node of the cluster joins (their edge asked).
+    RemoteJoin {
+        user: User,
+        addr: IpAddr,
+        connection: u64,
+        node: String,
+    },
     /// A connection closed.
     Gone { user: UserId, connection: u64 },
+    /// In a cluster, every second: members connected to nodes that are gone have left.
+    SweepRemote,
     /// A control command from a connection.
     Control {
         user: UserId,
@@ -66,36 +78,6 @@ pub enum RoomCommand {
     },
 }
 
-/// The room's end of one connection.
-pub struct Peer {
-    pub connection: u64,
-    /// Where the connection comes from.
-    pub addr: IpAddr,
-    /// What the connection sends; the actor writes to its socket directly.
-    pub out: Arc<Outgoing>,
-    /// Cancelled to close the connection at once (it is stuck or gone).
-    pub kick: CancellationToken,
-}
-
-impl Peer {
-    /// Says goodbye with this reason and closes; false if the connection was closing
-    /// already.
-    fn say_goodbye(&self, code: ErrorCode, message: String) -> bool {
-        self.out.close_with(goodbye(code, message))
-    }
-}
-
-impl Drop for Peer {
-    /// A connection the room lets go of without a word (the room ended, or its actor
-    /// stopped) is told the room has ended, and closes.
-    fn drop(&mut self) {
-        self.say_goodbye(
-            ErrorCode::RoomEnded,
-            "this room has ended; pick another from the room list".into(),
-        );
-    }
-}
-
 /// How the rest of the server reaches a room.
 #[derive(Clone)]
 pub struct RoomHandle {
@@ -113,17 +95,32 @@ pub const ROOM_QUEUE: usize = 1_024;
 pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
     let (tx, rx) = mpsc::channel(ROOM_QUEUE);
     let (summary_tx, summary) = watch::channel(room.summary());
+    let link = shared.cluster.as_ref().map(|cluster| {
+        HomeLink::start(
+            cluster.clone(),
+            room.id().to_string(),
+            tx.downgrade(),
+            &shared.tasks,
+            shared.metrics.clone(),
+        )
+    });
     let actor = RoomActor {
         shared: shared.clone(),
         room,
-        peers: HashMap::new(),
+        local: LocalMembers::new(shared.clone()),
+        link,
         summary_tx,
         banned_addrs: HashSet::new(),
         spared: HashSet::new(),
-        unflushed: Vec::new(),
         me: tx.downgrade(),
         moderators_seen: HashSet::new(),
     };
+    if let Some(cluster) = &shared.cluster {
+        shared.tasks.spawn(super::cluster::home::list_room(
+            cluster.clone(),
+            summary.clone(),
+        ));
+    }
     shared.tasks.spawn(actor.run(rx));
     RoomHandle { tx, summary }
 }
@@ -136,7 +133,10 @@ struct RoomActor {
     moderators_seen: HashSet<UserId>,
     shared: Arc<Shared>,
     room: Room,
-    peers: HashMap<UserId, Peer>,
+    /// Members connected to this node.
+    local: LocalMembers,
+    /// In a cluster: the room's link to its edges and the members connected to them.
+    link: Option<HomeLink>,
     summary_tx: watch::Sender<RoomSummary>,
     /// Addresses of removed people (see [`AddrKey`]): the account is banned first; this is
     /// the second line, against a second account made from the same address.
@@ -144,8 +144,6 @@ struct RoomActor {
     /// Others who were in the room from a banned address when it was banned: they may
     /// come back after a dropped connection.
     spared: HashSet<UserId>,
-    /// Connections with frames queued since the last flush.
-    unflushed: Vec<Arc<Outgoing>>,
 }
 
 /// Commands the actor handles before writing what they produced: under load one write
@@ -210,22 +208,7 @@ impl RoomActor {
 
     /// Writes what the last commands queued.
     fn flush(&mut self) {
-        for out in self.unflushed.drain(..) {
-            out.flush();
-        }
-    }
-
-    /// Queues `wire` to `peer`, to be written at the next flush.
-    fn queue(
-        unflushed: &mut Vec<Arc<Outgoing>>,
-        peer: &Peer,
-        wire: &Wire,
-        kind: Kind,
-    ) -> Result<(), Refused> {
-        if peer.out.queue(wire, kind)? {
-            unflushed.push(peer.out.clone());
-        }
-        Ok(())
+        self.local.flush();
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -301,9 +284,14 @@ impl RoomActor {
         }
         self.shared.metrics.rooms.dec();
         tracing::info!(room = %id, title = %terminal_safe(self.room.title()), "room ended");
+        if let Some(link) = &mut self.link
+            && link.has_remote()
+        {
+            link.event(ToEdges::Ended);
+        }
         // Dropping the peers says goodbye to any still here; their tasks finish writing,
         // then close.
-        self.peers.clear();
+        self.local.clear();
     }
 
     /// Handles one command; false when it left the room's state as it was (an audio frame
@@ -332,12 +320,8 @@ impl RoomActor {
                 .and_then(|()| self.room.join(&user, unix_ms()))
             {
                 Ok(out) => {
-                    if let Some(old) = self.peers.insert(user.id, peer) {
-                        old.say_goodbye(
-                            ErrorCode::Replaced,
-                            "you joined this room from another connection".into(),
-                        );
-                    }
+                    self.replace(user.id);
+                    self.local.insert(user.id, peer);
                     let _ = reply.send(Ok(()));
                     self.deliver(out);
                 }
@@ -348,16 +332,95 @@ impl RoomActor {
                     let _ = reply.send(Err(refusal));
                 }
             },
-            RoomCommand::Gone { user, connection } => {
-                if self
-                    .peers
-                    .get(&user)
-                    .is_some_and(|p| p.connection == connection)
-                {
-                    self.peers.remove(&user);
+            RoomCommand::RemoteJoin {
+                user,
+                addr,
+                connection,
+                node,
+            } => {
+                let joined = self
+                    .admission(&user, addr)
+                    .and_then(|()| self.room.join(&user, unix_ms()));
+                let Some(link) = &mut self.link else {
+                    return false;
+                };
+                match joined {
+                    Ok(out) => {
+                        let previous = link.remote.insert(
+                            user.id,
+                            Remote {
+                                node,
+                                connection,
+                                addr,
+                            },
+                        );
+                        link.event(ToEdges::Joined {
+                            user: user.id,
+                            connection,
+                            refusal: None,
+                        });
+                        if let Some(old) = previous
+                            && old.connection != connection
+                        {
+                            link.event(ToEdges::Disconnect {
+                                user: user.id,
+                                connection: old.connection,
+                                code: ErrorCode::Replaced,
+                                message: "you joined this room from another connection".into(),
+                            });
+                        }
+                        if let Some(old) = self.local.remove(user.id) {
+                            old.say_goodbye(
+                                ErrorCode::Replaced,
+                                "you joined this room from another connection".into(),
+                            );
+                        }
+                        self.deliver(out);
+                    }
+                    Err(refusal) => link.event(ToEdges::Joined {
+                        user: user.id,
+                        connection,
+                        refusal: Some(refusal),
+                    }),
+                }
+            }
+            RoomCommand::SweepRemote => {
+                let Some(link) = &mut self.link else {
+                    return false;
+                };
+                let cluster = link.cluster.clone();
+                let lost: Vec<UserId> = link
+                    .remote
+                    .iter()
+                    .filter(|(_, r)| !cluster.is_live(&r.node))
+                    .map(|(id, _)| *id)
+                    .collect();
+                if lost.is_empty() {
+                    return false;
+                }
+                for user in &lost {
+                    link.remote.remove(user);
+                }
+                for user in lost {
                     let out = self.room.depart(user, LeaveReason::Disconnected, unix_ms());
                     self.deliver(out);
                 }
+            }
+            RoomCommand::Gone { user, connection } => {
+                if self.local.is_current(user, connection) {
+                    self.local.remove(user);
+                } else if let Some(link) = &mut self.link
+                    && link
+                        .remote
+                        .get(&user)
+                        .is_some_and(|r| r.connection == connection)
+                {
+                    link.remote.remove(&user);
+                } else {
+                    return false;
+                }
+                let out = self.room.depart(user, LeaveReason::Disconnected, unix_ms());
+                self.deliver(out);
             }
             RoomCommand::Control {
                 user,
@@ -396,11 +459,8 @@ impl RoomActor {
                         if !answered {
                             self.disconnect_slow(user);
                         }
-                        if command == ClientCommand::Leave
-                            && let Some(peer) = self.peers.remove(&user)
-                        {
-                            peer.out
-                                .close_with([Wire::close(CLOSE_NORMAL, "left the room")]);
+                        if command == ClientCommand::Leave {
+                            self.close_left(user);
                         }
                     }
                     Err(Refusal { code, message }) => {
@@ -423,6 +483,40 @@ impl RoomActor {
         true
     }
 
+    /// `user` joins again: a connection they had before, here or on another node, says
+    /// goodbye.
+    fn replace(&mut self, user: UserId) {
+        let message = || "you joined this room from another connection".to_string();
+        if let Some(old) = self.local.remove(user) {
+            old.say_goodbye(ErrorCode::Replaced, message());
+        }
+        if let Some(link) = &mut self.link
+            && let Some(old) = link.remote.remove(&user)
+        {
+            link.event(ToEdges::Disconnect {
+                user,
+                connection: old.connection,
+                code: ErrorCode::Replaced,
+                message: message(),
+            });
+        }
+    }
+
+    /// Closes the connection of someone who left, normally.
+    fn close_left(&mut self, user: UserId) {
+        if let Some(peer) = self.local.remove(user) {
+            peer.out
+                .close_with([Wire::close(CLOSE_NORMAL, "left the room")]);
+        } else if let Some(link) = &mut self.link
+            && let Some(old) = link.remote.remove(&user)
+        {
+            link.event(ToEdges::Left {
+                user,
+                connection: old.connection,
+            });
+        }
+    }
+
     /// The room's admission rules, and no one from a banned address who is not already in.
     fn admission(&self, user: &User, addr: IpAddr) -> Result<(), Refusal> {
         self.room.admission(user)?;
@@ -438,35 +532,56 @@ impl RoomActor {
         Ok(())
     }
 
+    /// Where a member's connection comes from, wherever it is connected.
+    fn addr_of(&self, user: UserId) -> Option<IpAddr> {
+        self.local.get(user).map(|p| p.addr).or_else(|| {
+            self.link
+                .as_ref()
+                .and_then(|l| l.remote.get(&user).map(|r| r.addr))
+        })
+    }
+
     /// Bans the address `removed` is connected from, unless `by` (the moderator) shares it:
     /// then it is one household, one office or a proxy in front of the server, and the ban
     /// would keep out the moderator's own people (or everyone). The user id is banned
     /// regardless, by the room.
     fn ban_address(&mut self, removed: UserId, by: UserId) {
-        let key = |id| self.peers.get(&id).map(|p| AddrKey::of(p.addr));
+        let key = |id| self.addr_of(id).map(AddrKey::of);
         if let Some(target) = key(removed)
             && key(by) != Some(target)
         {
             tracing::info!(room = %self.room.id(), user = removed, %target, "banning the address of a removed participant");
             self.banned_addrs.insert(target);
-            let spared: Vec<UserId> = self
-                .peers
+            let mut spared: Vec<UserId> = self
+                .local
                 .iter()
-                .filter(|(id, p)| **id != removed && AddrKey::of(p.addr) == target)
-                .map(|(id, _)| *id)
+                .filter(|(id, p)| *id != removed && AddrKey::of(p.addr) == target)
+                .map(|(id, _)| id)
                 .collect();
+            if let Some(link) = &self.link {
+                spared.extend(
+                    link.remote
+                        .iter()
+                        .filter(|(id, r)| **id != removed && AddrKey::of(r.addr) == target)
+                        .map(|(id, _)| *id),
+                );
+            }
             self.spared.extend(spared);
         }
     }
 
     fn is_current(&self, user: UserId, connection: u64) -> bool {
-        self.peers
-            .get(&user)
-            .is_some_and(|p| p.connection == connection)
+        self.local.is_current(user, connection)
+            || self.link.as_ref().is_some_and(|l| {
+                l.remote
+                    .get(&user)
+                    .is_some_and(|r| r.connection == connection)
+            })
     }
 
-    /// Sends one frame to everyone but its speaker: one buffer, shared by reference count.
-    /// Forwards a frame; true when that brought news (speaking, a refusal, a disconnection).
+    /// Forwards a frame to everyone but its speaker: one buffer, shared by reference count,
+    /// and one message for all edges. True when that brought news (speaking, a refusal, a
+    /// disconnection).
     fn fan_out(&mut self, speaker: UserId, frame: AudioFrame) -> bool {
         let metrics = &self.shared.metrics;
         match self
@@ -488,29 +603,15 @@ impl RoomActor {
             AudioVerdict::Forward(events) => {
                 metrics.audio_frames_in.inc();
                 // Framed once; each delivery is one write of the same bytes.
-                let wire = Wire::binary(frame.stamped(speaker).bytes().clone());
-                let (mut sent, mut dropped) = (0u64, 0u64);
-                let stuck_ms = self.shared.config.limits.stuck_after.as_millis() as u64;
-                let mut stuck = Vec::new();
-                for (&id, peer) in &self.peers {
-                    if id == speaker {
-                        continue;
-                    }
-                    match Self::queue(&mut self.unflushed, peer, &wire, Kind::Audio) {
-                        Ok(()) => sent += 1,
-                        Err(Refused::Full { backed_up_since_ms }) => {
-                            dropped += 1;
-                            if monotonic_ms().saturating_sub(backed_up_since_ms) > stuck_ms {
-                                stuck.push(id);
-                            }
-                        }
-                        Err(Refused::Closed) => {}
-                    }
+                let bytes = frame.stamped(speaker).bytes().clone();
+                if let Some(link) = &mut self.link
+                    && link.has_remote()
+                {
+                    link.audio(speaker, bytes.clone());
                 }
-                metrics.audio_frames_out.inc_by(sent);
-                metrics.audio_frames_dropped.inc_by(dropped);
-                let news = !events.is_empty() || !stuck.is_empty();
-                for id in stuck {
+                let fanned = self.local.fan_out(speaker, &Wire::binary(bytes));
+                let news = !events.is_empty() || !fanned.stuck.is_empty();
+                for id in fanned.stuck {
                     self.disconnect_slow(id);
                 }
                 self.deliver(events);
@@ -519,39 +620,49 @@ impl RoomActor {
         }
     }
 
-    /// Closes a connection that cannot keep up. Its goodbye may not get through a full
-    /// socket; the kick closes it regardless.
+    /// Closes a connection that cannot keep up.
     fn disconnect_slow(&mut self, user: UserId) {
-        if let Some(peer) = self.peers.remove(&user) {
-            self.shared.metrics.slow_disconnects.inc();
+        if self.local.disconnect_slow(user) {
             tracing::info!(room = %self.room.id(), user, "disconnecting a connection that fell behind");
-            // What is queued for it is stale: the goodbye goes first.
-            peer.out.abandon_with(goodbye(
-                ErrorCode::SlowConsumer,
-                "your connection could not keep up with the room; check your network and rejoin"
-                    .into(),
-            ));
-            peer.kick.cancel();
             let out = self.room.depart(user, LeaveReason::Disconnected, unix_ms());
             self.deliver(out);
         }
     }
 
     fn deliver(&mut self, out: Vec<Delivery>) {
+        if out.is_empty() {
+            return;
+        }
         let addressed = self.room.address(out);
         let mut slow = Vec::new();
         for delivery in addressed {
             match delivery {
                 Addressed::Message { to, message } => {
-                    self.broadcast(&message, &mut slow, |id| to.includes(id));
+                    let text = message.encode();
+                    self.local
+                        .broadcast(&Wire::text(text.clone()), &mut slow, |id| to.includes(id));
+                    if let Some(link) = &mut self.link
+                        && link.has_remote()
+                    {
+                        link.event(ToEdges::Message { to, text });
+                    }
                 }
                 Addressed::Disconnect {
                     user,
                     code,
                     message,
                 } => {
-                    if let Some(peer) = self.peers.remove(&user) {
+                    if let Some(peer) = self.local.remove(user) {
                         peer.say_goodbye(code, message);
+                    } else if let Some(link) = &mut self.link
+                        && let Some(remote) = link.remote.remove(&user)
+                    {
+                        link.event(ToEdges::Disconnect {
+                            user,
+                            connection: remote.connection,
+                            code,
+                            message,
+                        });
                     }
                 }
             }
@@ -561,46 +672,20 @@ impl RoomActor {
         }
     }
 
-    /// Queues `msg` to every peer `to` picks; those too far behind go on `slow`.
-    fn broadcast(
-        &mut self,
-        msg: &ServerMessage,
-        slow: &mut Vec<UserId>,
-        to: impl Fn(UserId) -> bool,
-    ) {
-        let wire = Wire::text(msg.encode());
-        let mut sent = 0;
-        for (&id, peer) in &self.peers {
-            if !to(id) {
-                continue;
-            }
-            match Self::queue(&mut self.unflushed, peer, &wire, Kind::Control) {
-                Ok(()) => sent += 1,
-                // Control is never dropped: a receiver this far behind is disconnected.
-                Err(Refused::Full { .. }) => slow.push(id),
-                Err(Refused::Closed) => {}
-            }
-        }
-        self.shared.metrics.control_messages_out.inc_by(sent);
-    }
-
-    /// Queues a message to one user; false when their queue is full.
+    /// Queues a message to one user, here or on an edge; false when their queue here is
+    /// full.
     fn send_to(&mut self, user: UserId, msg: &ServerMessage) -> bool {
-        let Some(peer) = self.peers.get(&user) else {
-            return true;
-        };
-        match Self::queue(
-            &mut self.unflushed,
-            peer,
-            &Wire::text(msg.encode()),
-            Kind::Control,
-        ) {
-            Ok(()) => {
-                self.shared.metrics.control_messages_out.inc();
-                true
-            }
-            Err(Refused::Full { .. }) => false,
-            Err(Refused::Closed) => true,
+        if self.local.get(user).is_some() {
+            return self.local.send_to(user, &Wire::text(msg.encode()));
         }
+        if let Some(link) = &mut self.link
+            && link.remote.contains_key(&user)
+        {
+            link.event(ToEdges::Message {
+                to: Recipients::Only(vec![user]),
+                text: msg.encode(),
+            });
+        }
+        true
     }
 }

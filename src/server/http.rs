@@ -24,7 +24,7 @@ use super::addr::AddrKey;
 use super::budget::Spend;
 use super::listener::{ConnGuard, Tracked};
 use super::room::{Refusal, Room};
-use super::{SessionEntry, Shared, accounts, connection, monotonic_ms, unix_ms};
+use super::{SessionEntry, Shared, accounts, cluster, connection, monotonic_ms, unix_ms};
 use crate::protocol::text::{self, TextKind};
 use crate::protocol::{
     CreateRoom, ErrorBody, ErrorCode, ErrorDetail, PROTOCOL_VERSION, RoomDetail, RoomList,
@@ -398,6 +398,10 @@ async fn list_rooms(
             .map(|handle| handle.summary.borrow().clone())
             .collect()
     };
+    // In a cluster, every node lists every live room.
+    if let Some(cluster) = &shared.cluster {
+        rooms.extend(cluster.remote_rooms());
+    }
     order_rooms(&mut rooms, &following);
     Ok(Json(RoomList { rooms }))
 }
@@ -474,9 +478,24 @@ async fn create_room(
     Ok((StatusCode::CREATED, Json(detail)))
 }
 
-fn room_handle(shared: &Shared, id: &str) -> Result<RoomHandle, ApiError> {
-    let rooms = shared.rooms.read().map_err(|_| internal())?;
-    rooms.get(id).cloned().ok_or_else(|| {
+/// The room homed here, or in a cluster this node's edge for a room homed on another.
+fn room_handle(shared: &Arc<Shared>, id: &str) -> Result<RoomHandle, ApiError> {
+    let here = shared
+        .rooms
+        .read()
+        .map_err(|_| internal())?
+        .get(id)
+        .cloned();
+    let elsewhere = || {
+        let cluster = shared.cluster.as_ref()?;
+        // Never a NATS subject's wildcard or separator from a URL.
+        if !cluster::wire::valid_room_id(id) {
+            return None;
+        }
+        let entry = cluster.remote_room(id)?;
+        Some(cluster::edge::handle(shared, cluster, entry))
+    };
+    here.or_else(elsewhere).ok_or_else(|| {
         ApiError::new(
             ErrorCode::RoomNotFound,
             format!("no live room {id:?}; it may have ended"),

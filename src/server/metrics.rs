@@ -36,6 +36,16 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// TCP connections closed at accept: their address held its limit, or the server was full.
     pub connections_refused: Counter,
+    /// Room events and audio this node could not hand to NATS (the link was down or backed
+    /// up).
+    pub cluster_dropped: Counter,
+    /// Times an edge here found a gap in a room's events and let its members go to rejoin.
+    pub cluster_resyncs: Counter,
+    /// Messages published to the cluster and received from it.
+    pub cluster_out: Counter,
+    pub cluster_in: Counter,
+    /// Edges open on this node (rooms homed elsewhere with members here).
+    pub edges: Gauge,
 }
 
 impl Metrics {
@@ -54,6 +64,11 @@ impl Metrics {
         let slow_disconnects = Counter::default();
         let auth_failures = Counter::default();
         let connections_refused = Counter::default();
+        let cluster_dropped = Counter::default();
+        let cluster_resyncs = Counter::default();
+        let cluster_out = Counter::default();
+        let cluster_in = Counter::default();
+        let edges = Gauge::default();
         registry.register("rooms", "Live rooms", rooms.clone());
         registry.register(
             "connections",
@@ -107,6 +122,31 @@ impl Metrics {
             "TCP connections closed at accept (per-address limit, or server full)",
             connections_refused.clone(),
         );
+        registry.register(
+            "cluster_dropped",
+            "Room events and audio this node could not hand to NATS",
+            cluster_dropped.clone(),
+        );
+        registry.register(
+            "cluster_resyncs",
+            "Gaps in a room's events found by an edge here (its members rejoin)",
+            cluster_resyncs.clone(),
+        );
+        registry.register(
+            "cluster_out",
+            "Messages published to the cluster",
+            cluster_out.clone(),
+        );
+        registry.register(
+            "cluster_in",
+            "Messages received from the cluster",
+            cluster_in.clone(),
+        );
+        registry.register(
+            "edges",
+            "Rooms homed on another node with members here",
+            edges.clone(),
+        );
         Self {
             registry: std::sync::Arc::new(registry),
             rooms,
@@ -122,6 +162,11 @@ impl Metrics {
             slow_disconnects,
             auth_failures,
             connections_refused,
+            cluster_dropped,
+            cluster_resyncs,
+            cluster_out,
+            cluster_in,
+            edges,
         }
     }
 

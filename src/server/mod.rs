@@ -10,9 +10,11 @@ mod accounts;
 mod actor;
 pub mod addr;
 pub mod budget;
+pub mod cluster;
 mod connection;
 mod http;
 pub mod listener;
+mod members;
 pub mod metrics;
 mod outgoing;
 mod rate;
@@ -69,6 +71,8 @@ pub struct ServerConfig {
     /// Serve `/metrics` on this address instead of the public one. Without it, `/metrics`
     /// is on the public port unless the server is invite-only.
     pub metrics_listen: Option<SocketAddr>,
+    /// Join a cluster of servers over NATS ([`cluster`]).
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// Where the server keeps accounts.
@@ -182,6 +186,7 @@ impl Default for ServerConfig {
             trusted_proxies: TrustedProxies::default(),
             tls: None,
             metrics_listen: None,
+            cluster: None,
         }
     }
 }
@@ -208,6 +213,9 @@ pub enum ServerError {
     /// The store could not start or answer.
     #[error("the account store failed: {0}")]
     Store(#[from] store::StoreError),
+    /// The cluster could not be joined.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// A signed-in device of an account, and the account's per-session limits.
@@ -334,6 +342,20 @@ impl Sessions {
     }
 }
 
+/// Tokens that stop being good: every cached session they touch is forgotten, and its
+/// open room connections close.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Revocation {
+    /// A device was signed out of its account.
+    Device(DeviceId),
+    /// An account was suspended (with the reason), or all its tokens went.
+    Account {
+        id: AccountId,
+        suspended: Option<String>,
+    },
+}
+
 /// What every handler and actor shares.
 pub(crate) struct Shared {
     pub config: ServerConfig,
@@ -348,7 +370,13 @@ pub(crate) struct Shared {
     pub revocations: AtomicU64,
     /// Each account's limits (about 100 bytes each), by account.
     pub account_limits: Mutex<HashMap<AccountId, Arc<AccountLimits>>>,
+    /// Rooms homed here.
     pub rooms: RwLock<HashMap<String, actor::RoomHandle>>,
+    /// In a cluster: the link to the other nodes.
+    pub cluster: Option<Arc<cluster::Cluster>>,
+    /// Connection ids. They also name connections to other nodes of a cluster, so each
+    /// process starts at a random point: two nodes' ids meet with a chance of about
+    /// (connections² / 2⁶³), nil in practice.
     pub next_connection: AtomicU64,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
@@ -411,6 +439,23 @@ impl Server {
                 config.listen
             );
         }
+        let cluster = match &config.cluster {
+            Some(cluster) => {
+                let url = config.public_urls.first().cloned().unwrap_or_else(|| {
+                    let scheme = if config.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    format!(
+                        "{scheme}://{}",
+                        listener.local_addr().unwrap_or(config.listen)
+                    )
+                });
+                Some(cluster::Cluster::connect(cluster, url).await?)
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             conns: listener::Conns::new(max_connections, config.limits.address.connections),
             budgets: budget::Budgets::new(config.limits.address.clone()),
@@ -423,7 +468,8 @@ impl Server {
             account_limits: Mutex::new(HashMap::new()),
             revocations: AtomicU64::new(0),
             rooms: RwLock::new(HashMap::new()),
-            next_connection: AtomicU64::new(1),
+            cluster,
+            next_connection: AtomicU64::new(rand::random::<u64>() >> 1),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -482,6 +528,23 @@ impl Server {
             .tasks
             .spawn(shared.conns.clone().run_sweeps(timeouts, shutdown.clone()));
         shared.tasks.spawn(housekeeping(shared.clone()));
+        if let Some(cluster) = shared.cluster.clone() {
+            let load = {
+                let shared = Arc::downgrade(&shared);
+                move || {
+                    shared.upgrade().map_or((0, 0), |s| {
+                        let rooms = s.rooms.read().map_or(0, |r| r.len());
+                        (rooms, s.metrics.connections.get().max(0) as usize)
+                    })
+                }
+            };
+            shared
+                .tasks
+                .spawn(cluster.clone().run(shared.shutdown.clone(), load));
+            shared
+                .tasks
+                .spawn(cluster::follow_revocations(shared.clone(), cluster));
+        }
         if let Some(metrics_listener) = self.metrics_listener {
             let router = http::router(shared.clone(), http::Surface::Metrics);
             let shutdown = shutdown.clone();
@@ -688,15 +751,53 @@ impl Shared {
     }
 
     /// After a revocation has committed in the store: forgets the cached sessions it
-    /// touches (see [`Shared::cache_session`] for why the order matters).
-    pub(crate) fn revoked(&self, which: impl Fn(&SessionEntry) -> bool) {
+    /// touches (see [`Shared::cache_session`] for why the order matters), here and, in a
+    /// cluster, on every node.
+    pub(crate) fn revoke(self: &Arc<Self>, revocation: Revocation) {
+        self.revoke_here(&revocation);
+        if let Some(cluster) = &self.cluster {
+            cluster.publish_revocation(&revocation);
+        }
+    }
+
+    /// [`Shared::revoke`] on this node only: forgets its cached sessions, and a suspended
+    /// account's members are put out of the rooms homed here with the reason.
+    pub(crate) fn revoke_here(self: &Arc<Self>, revocation: &Revocation) {
         self.revocations.fetch_add(1, Ordering::SeqCst);
+        let which = |e: &SessionEntry| match revocation {
+            Revocation::Device(id) => e.device == *id,
+            Revocation::Account { id, .. } => e.user.id == *id,
+        };
         let gone = match self.sessions.write() {
             Ok(mut sessions) => sessions.forget(which),
             Err(poisoned) => poisoned.into_inner().forget(which),
         };
         for session in gone {
             session.revoked.cancel();
+        }
+        if let Revocation::Account {
+            id,
+            suspended: Some(reason),
+        } = revocation
+        {
+            let rooms: Vec<_> = match self.rooms.read() {
+                Ok(rooms) => rooms.values().cloned().collect(),
+                Err(_) => Vec::new(),
+            };
+            let (id, message) = (*id, format!("an admin suspended your account ({reason})"));
+            self.tasks.spawn(async move {
+                for room in rooms {
+                    let _ = room
+                        .tx
+                        .send(actor::RoomCommand::Expel {
+                            user: id,
+                            code: crate::protocol::ErrorCode::Suspended,
+                            message: message.clone(),
+                            by: None,
+                        })
+                        .await;
+                }
+            });
         }
     }
 

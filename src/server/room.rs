@@ -146,7 +146,7 @@ pub enum Addressed {
 }
 
 /// A refused command: the code and a message that says what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refusal {
     pub code: ErrorCode,
     pub message: String,

@@ -1,0 +1,477 @@
+//! An edge: this node's members of a room homed on another node.
+//!
+//! To a connection an edge is a room: it takes the same [`RoomCommand`]s through a
+//! [`RoomHandle`], so `connection.rs` serves members here the same way wherever the room's
+//! rules run. The edge keeps no room state. It forwards what its members do to the home
+//! (`wire::ToHome`, one subject, in order), and delivers what the home addresses
+//! ([`crate::server::room::Recipients`]) to those of its members it names, through the same
+//! [`LocalMembers`] path as the home. It receives each event and frame once, however many
+//! members it has.
+//!
+//! **Joining.** A member's connection is held as *pending* until the home's `joined` for that
+//! connection: nothing addressed to the room before then is theirs, and their snapshot comes
+//! right after it on the same subject.
+//!
+//! **Losing the home.** A gap in the room's numbered events, or its home missing from the
+//! directory for [`super::NODE_TIMEOUT`], and every member here is told to reconnect
+//! ([`ErrorCode::Reconnect`]): they rejoin with a whole snapshot (and, if the home is gone,
+//! find the room homed again, see `server::http`). An edge that falls behind on audio loses
+//! audio (NATS drops what its subscription cannot hold; counted as `cluster_dropped`), and
+//! never events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::wire::{self, Admit, Numbered, ToEdges, ToHome};
+use super::{Cluster, RoomEntry};
+use crate::protocol::{ErrorCode, RoomDetail, UserId};
+use crate::server::Shared;
+use crate::server::actor::{Peer, ROOM_QUEUE, RoomCommand, RoomHandle};
+use crate::server::members::LocalMembers;
+use crate::server::outgoing::{CLOSE_NORMAL, Wire};
+use crate::server::room::Refusal;
+
+/// An edge with no members closes after this long (a member who reconnects at once finds
+/// it still open).
+const IDLE: Duration = Duration::from_secs(5);
+/// How often the edge looks at the directory: its home alive, the room's summary.
+const LOOK: Duration = Duration::from_millis(250);
+
+/// The edge for room `entry` on this node, opened if there is none.
+pub fn handle(shared: &Arc<Shared>, cluster: &Arc<Cluster>, entry: RoomEntry) -> RoomHandle {
+    let Ok(mut edges) = cluster.edges.lock() else {
+        // A poisoned lock: serve this one connection through a fresh edge anyway.
+        return open(shared, cluster, entry);
+    };
+    if let Some((_, handle)) = edges.get(&entry.summary.id)
+        && !handle.tx.is_closed()
+    {
+        return handle.clone();
+    }
+    let id = entry.summary.id.clone();
+    let generation = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+    let handle = open_numbered(shared, cluster, entry, generation);
+    edges.insert(id, (generation, handle.clone()));
+    handle
+}
+
+fn open(shared: &Arc<Shared>, cluster: &Arc<Cluster>, entry: RoomEntry) -> RoomHandle {
+    open_numbered(shared, cluster, entry, u64::MAX)
+}
+
+fn open_numbered(
+    shared: &Arc<Shared>,
+    cluster: &Arc<Cluster>,
+    entry: RoomEntry,
+    generation: u64,
+) -> RoomHandle {
+    let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+    let (summary_tx, summary) = watch::channel(entry.summary.clone());
+    shared.metrics.edges.inc();
+    let edge = Edge {
+        shared: shared.clone(),
+        cluster: cluster.clone(),
+        room: entry.summary.id.clone(),
+        home: entry.home,
+        local: LocalMembers::new(shared.clone()),
+        pending: HashMap::new(),
+        next_seq: None,
+        summary_tx,
+        generation,
+    };
+    shared.tasks.spawn(edge.run(rx));
+    RoomHandle { tx, summary }
+}
+
+struct Edge {
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
+    room: String,
+    home: String,
+    /// Members the home has let in.
+    local: LocalMembers,
+    /// Connections waiting for the home's answer to their join.
+    pending: HashMap<UserId, (Peer, oneshot::Sender<Result<(), Refusal>>)>,
+    /// The number the next event must carry; `None` before the first.
+    next_seq: Option<u64>,
+    summary_tx: watch::Sender<crate::protocol::RoomSummary>,
+    /// Which edge for this room this is, in the edges map.
+    generation: u64,
+}
+
+/// Why an edge's loop ended.
+enum Stop {
+    /// No members for [`IDLE`], or the server is shutting down.
+    Quiet,
+    /// The room ended.
+    Ended,
+    /// The link to the home broke: members reconnect.
+    Lost(&'static str),
+}
+
+impl Edge {
+    async fn run(mut self, mut rx: mpsc::Receiver<RoomCommand>) {
+        let client = self.cluster.client.clone();
+        let subscribed = async {
+            Ok::<_, async_nats::SubscribeError>((
+                client.subscribe(wire::room_events(&self.room)).await?,
+                client.subscribe(wire::room_audio_all(&self.room)).await?,
+            ))
+        };
+        let stop = match subscribed.await {
+            Ok((events, audio)) => self.serve(&mut rx, events, audio).await,
+            Err(e) => {
+                tracing::warn!(room = %self.room, "cannot follow a room on another node: {e}");
+                Stop::Lost("this server lost its link to the room")
+            }
+        };
+        // Out of the edges map first, so that a new join opens a new edge.
+        if let Ok(mut edges) = self.cluster.edges.lock()
+            && edges
+                .get(&self.room)
+                .is_some_and(|(generation, _)| *generation == self.generation)
+        {
+            edges.remove(&self.room);
+        }
+        rx.close();
+        match stop {
+            Stop::Quiet | Stop::Ended => {}
+            Stop::Lost(why) => self.let_everyone_go(why),
+        }
+        // What was queued meanwhile: joins are told to connect again.
+        while let Ok(command) = rx.try_recv() {
+            if let RoomCommand::Join { peer, reply, .. } = command {
+                let refusal = Refusal {
+                    code: ErrorCode::Reconnect,
+                    message: "the room moved; connecting again".into(),
+                };
+                peer.say_goodbye(refusal.code, refusal.message.clone());
+                let _ = reply.send(Err(refusal));
+            }
+        }
+        self.local.flush();
+        // Dropping the members says the room has ended to any still here.
+        self.local.clear();
+        self.pending.clear();
+        self.shared.metrics.edges.dec();
+    }
+
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::Receiver<RoomCommand>,
+        mut events: async_nats::Subscriber,
+        mut audio: async_nats::Subscriber,
+    ) -> Stop {
+        let shutdown = self.shared.shutdown.clone();
+        let mut look = tokio::time::interval(LOOK);
+        let mut idle_since = Some(Instant::now());
+        loop {
+            let stop = tokio::select! {
+                () = shutdown.cancelled() => Some(Stop::Quiet),
+                command = rx.recv() => match command {
+                    Some(command) => {
+                        self.command(command).await;
+                        None
+                    }
+                    None => Some(Stop::Quiet),
+                },
+                Some(message) = events.next() => {
+                    self.shared.metrics.cluster_in.inc();
+                    match serde_json::from_slice::<Numbered>(&message.payload) {
+                        Ok(numbered) => self.event(numbered).await,
+                        Err(e) => {
+                            tracing::warn!(room = %self.room, "a malformed event from the room's home: {e}");
+                            Some(Stop::Lost("this server lost track of the room"))
+                        }
+                    }
+                }
+                Some(message) = audio.next() => {
+                    self.shared.metrics.cluster_in.inc();
+                    if let Some(speaker) = wire::last_id(&message.subject) {
+                        let fanned = self.local.fan_out(speaker, &Wire::binary(message.payload));
+                        for user in fanned.stuck {
+                            self.disconnect_slow(user).await;
+                        }
+                    }
+                    None
+                }
+                _ = look.tick() => self.look(&mut idle_since),
+            };
+            self.local.flush();
+            if let Some(stop) = stop {
+                return stop;
+            }
+        }
+    }
+
+    /// The directory: is the home alive, what does the room look like, and is anyone here.
+    fn look(&mut self, idle_since: &mut Option<Instant>) -> Option<Stop> {
+        if !self.cluster.is_live(&self.home) {
+            return Some(Stop::Lost("the server running this room is gone"));
+        }
+        if let Some(entry) = self.cluster.remote_room(&self.room) {
+            if entry.home != self.home {
+                return Some(Stop::Lost("the room moved to another server"));
+            }
+            self.summary_tx.send_if_modified(|old| {
+                let changed = *old != entry.summary;
+                *old = entry.summary;
+                changed
+            });
+        }
+        if self.local.is_empty() && self.pending.is_empty() {
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= IDLE {
+                return Some(Stop::Quiet);
+            }
+        } else {
+            *idle_since = None;
+        }
+        None
+    }
+
+    async fn send(&self, message: &ToHome) {
+        let Ok(json) = serde_json::to_vec(message) else {
+            return;
+        };
+        self.shared.metrics.cluster_out.inc();
+        if let Err(e) = self
+            .cluster
+            .client
+            .publish(wire::room_in(&self.room), json.into())
+            .await
+        {
+            self.shared.metrics.cluster_dropped.inc();
+            tracing::debug!(room = %self.room, "cannot reach the room's home: {e}");
+        }
+    }
+
+    async fn command(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::Admit { user, addr, reply } => {
+                let (client, subject) = (self.cluster.client.clone(), wire::room_admit(&self.room));
+                tokio::spawn(async move {
+                    let Ok(json) = serde_json::to_vec(&Admit { user, addr }) else {
+                        return;
+                    };
+                    let answer = match client.request(subject, json.into()).await {
+                        Ok(message) => {
+                            serde_json::from_slice::<Result<(), Refusal>>(&message.payload)
+                                .unwrap_or_else(|_| Err(unreachable_home()))
+                        }
+                        Err(_) => Err(unreachable_home()),
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
+            RoomCommand::Describe { reply } => {
+                let (client, subject) =
+                    (self.cluster.client.clone(), wire::room_describe(&self.room));
+                tokio::spawn(async move {
+                    if let Ok(message) = client.request(subject, bytes::Bytes::new()).await
+                        && let Ok(detail) = serde_json::from_slice::<RoomDetail>(&message.payload)
+                    {
+                        let _ = reply.send(detail);
+                    }
+                });
+            }
+            RoomCommand::Join { user, peer, reply } => {
+                let join = ToHome::Join {
+                    user: user.clone(),
+                    addr: peer.addr,
+                    connection: peer.connection,
+                    node: self.cluster.node.clone(),
+                };
+                if let Some((old, old_reply)) = self.pending.insert(user.id, (peer, reply)) {
+                    let refusal = Refusal {
+                        code: ErrorCode::Replaced,
+                        message: "you joined this room from another connection".into(),
+                    };
+                    old.say_goodbye(refusal.code, refusal.message.clone());
+                    let _ = old_reply.send(Err(refusal));
+                }
+                self.send(&join).await;
+            }
+            RoomCommand::Control {
+                user,
+                connection,
+                id,
+                command,
+            } => {
+                if self.local.is_current(user, connection) {
+                    self.send(&ToHome::Control {
+                        user,
+                        connection,
+                        id,
+                        command,
+                    })
+                    .await;
+                }
+            }
+            RoomCommand::Audio {
+                user,
+                connection,
+                frame,
+            } => {
+                if self.local.is_current(user, connection) {
+                    self.shared.metrics.cluster_out.inc();
+                    let subject = wire::room_speak(&self.room, user, connection);
+                    if self
+                        .cluster
+                        .client
+                        .publish(subject, frame.bytes().clone())
+                        .await
+                        .is_err()
+                    {
+                        self.shared.metrics.cluster_dropped.inc();
+                    }
+                }
+            }
+            RoomCommand::Gone { user, connection } => {
+                let here = if self.local.is_current(user, connection) {
+                    self.local.remove(user).is_some()
+                } else if self
+                    .pending
+                    .get(&user)
+                    .is_some_and(|(p, _)| p.connection == connection)
+                {
+                    self.pending.remove(&user).is_some()
+                } else {
+                    false
+                };
+                if here {
+                    self.send(&ToHome::Gone { user, connection }).await;
+                }
+            }
+            RoomCommand::Expel {
+                user,
+                code,
+                message,
+                by,
+            } => {
+                self.send(&ToHome::Expel {
+                    user,
+                    code,
+                    message,
+                    by,
+                })
+                .await;
+            }
+            // Only a room's home takes members from other nodes.
+            RoomCommand::RemoteJoin { .. } | RoomCommand::SweepRemote => {}
+        }
+    }
+
+    async fn event(&mut self, numbered: Numbered) -> Option<Stop> {
+        if let Some(expected) = self.next_seq
+            && numbered.seq != expected
+        {
+            self.shared.metrics.cluster_resyncs.inc();
+            tracing::warn!(room = %self.room, expected, got = numbered.seq, "a gap in a room's events");
+            return Some(Stop::Lost("this server missed part of the room"));
+        }
+        self.next_seq = Some(numbered.seq + 1);
+        match numbered.event {
+            ToEdges::Joined {
+                user,
+                connection,
+                refusal,
+            } => {
+                if self
+                    .pending
+                    .get(&user)
+                    .is_some_and(|(p, _)| p.connection == connection)
+                    && let Some((peer, reply)) = self.pending.remove(&user)
+                {
+                    match refusal {
+                        None => {
+                            if let Some(old) = self.local.insert(user, peer) {
+                                old.say_goodbye(
+                                    ErrorCode::Replaced,
+                                    "you joined this room from another connection".into(),
+                                );
+                            }
+                            let _ = reply.send(Ok(()));
+                        }
+                        Some(refusal) => {
+                            peer.say_goodbye(refusal.code, refusal.message.clone());
+                            let _ = reply.send(Err(refusal));
+                        }
+                    }
+                }
+            }
+            ToEdges::Message { to, text } => {
+                let mut slow = Vec::new();
+                self.local
+                    .broadcast(&Wire::text(text), &mut slow, |id| to.includes(id));
+                for user in slow {
+                    self.disconnect_slow(user).await;
+                }
+            }
+            ToEdges::Disconnect {
+                user,
+                connection,
+                code,
+                message,
+            } => {
+                if self.local.is_current(user, connection)
+                    && let Some(peer) = self.local.remove(user)
+                {
+                    peer.say_goodbye(code, message);
+                }
+            }
+            ToEdges::Left { user, connection } => {
+                if self.local.is_current(user, connection)
+                    && let Some(peer) = self.local.remove(user)
+                {
+                    peer.out
+                        .close_with([Wire::close(CLOSE_NORMAL, "left the room")]);
+                }
+            }
+            ToEdges::Ended => return Some(Stop::Ended),
+        }
+        None
+    }
+
+    /// A member here cannot keep up: they go, and the home hears they are gone.
+    async fn disconnect_slow(&mut self, user: UserId) {
+        let connection = self.local.get(user).map(|p| p.connection);
+        if self.local.disconnect_slow(user)
+            && let Some(connection) = connection
+        {
+            self.send(&ToHome::Gone { user, connection }).await;
+        }
+    }
+
+    /// Every member here is told to connect again, and why.
+    fn let_everyone_go(&mut self, why: &str) {
+        let message = format!("{why}; connecting again");
+        let ids: Vec<UserId> = self.local.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            if let Some(peer) = self.local.remove(id) {
+                peer.say_goodbye(ErrorCode::Reconnect, message.clone());
+            }
+        }
+        for (_, (peer, reply)) in self.pending.drain() {
+            let refusal = Refusal {
+                code: ErrorCode::Reconnect,
+                message: message.clone(),
+            };
+            peer.say_goodbye(refusal.code, refusal.message.clone());
+            let _ = reply.send(Err(refusal));
+        }
+    }
+}
+
+fn unreachable_home() -> Refusal {
+    Refusal {
+        code: ErrorCode::Reconnect,
+        message: "the server running this room did not answer; try again".into(),
+    }
+}

@@ -1,0 +1,262 @@
+//! A room's home in a cluster: what its actor needs to serve members on other nodes.
+//!
+//! The gateway task subscribes to the room's inbound subjects and turns what edges send into
+//! [`RoomCommand`]s on the actor's own queue, so an edge's member is one more sender to the
+//! actor, checked by the same rules. The actor's [`HomeLink`] publishes the room's events
+//! (numbered) and audio once for all edges, through a publisher task, so the actor never
+//! waits on the network.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::Cluster;
+use super::wire::{self, Admit, Numbered, ToEdges, ToHome};
+use crate::protocol::{AudioFrame, RoomSummary, UserId};
+use crate::server::actor::RoomCommand;
+use crate::server::metrics::Metrics;
+
+/// Messages waiting for the NATS connection. A room's events are few; its audio is 50
+/// frames a second per speaker. 4,096 is over 5 s of 13 speakers: past that NATS itself is
+/// gone, and audio is dropped (an event dropped is a gap its edges notice).
+const PUBLISH_QUEUE: usize = 4_096;
+
+/// A member connected to another node.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub node: String,
+    pub connection: u64,
+    pub addr: IpAddr,
+}
+
+/// The actor's side of a room's link to its edges.
+pub struct HomeLink {
+    pub cluster: Arc<Cluster>,
+    room: String,
+    seq: u64,
+    publish: mpsc::Sender<(String, Bytes)>,
+    /// Members on other nodes.
+    pub remote: HashMap<UserId, Remote>,
+    stop: CancellationToken,
+    metrics: Metrics,
+}
+
+impl HomeLink {
+    /// Starts the gateway and the publisher for room `room`, whose actor takes commands on
+    /// `actor`.
+    pub fn start(
+        cluster: Arc<Cluster>,
+        room: String,
+        actor: mpsc::WeakSender<RoomCommand>,
+        tasks: &tokio_util::task::TaskTracker,
+        metrics: Metrics,
+    ) -> Self {
+        let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
+        let stop = CancellationToken::new();
+        tasks.spawn(publisher(cluster.client.clone(), queue));
+        tasks.spawn(gateway(
+            cluster.clone(),
+            room.clone(),
+            actor,
+            stop.clone(),
+            metrics.clone(),
+        ));
+        Self {
+            cluster,
+            room,
+            seq: 0,
+            publish,
+            remote: HashMap::new(),
+            stop,
+            metrics,
+        }
+    }
+
+    pub fn has_remote(&self) -> bool {
+        !self.remote.is_empty()
+    }
+
+    /// Tells every edge; numbered so that an edge sees a gap.
+    pub fn event(&mut self, event: ToEdges) {
+        self.seq += 1;
+        let numbered = Numbered {
+            seq: self.seq,
+            event,
+        };
+        let Ok(json) = serde_json::to_vec(&numbered) else {
+            return;
+        };
+        if self
+            .publish
+            .try_send((wire::room_events(&self.room), json.into()))
+            .is_err()
+        {
+            self.metrics.cluster_dropped.inc();
+        }
+    }
+
+    /// Sends an audio frame to every edge, once.
+    pub fn audio(&mut self, speaker: UserId, bytes: Bytes) {
+        if self
+            .publish
+            .try_send((wire::room_audio(&self.room, speaker), bytes))
+            .is_err()
+        {
+            self.metrics.cluster_dropped.inc();
+        }
+    }
+}
+
+impl Drop for HomeLink {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn publisher(client: async_nats::Client, mut queue: mpsc::Receiver<(String, Bytes)>) {
+    while let Some((subject, payload)) = queue.recv().await {
+        if let Err(e) = client.publish(subject, payload).await {
+            tracing::debug!("cannot publish to the cluster: {e}");
+        }
+    }
+}
+
+/// Turns what edges send about `room` into commands for its actor, until `stop`.
+async fn gateway(
+    cluster: Arc<Cluster>,
+    room: String,
+    actor: mpsc::WeakSender<RoomCommand>,
+    stop: CancellationToken,
+    metrics: Metrics,
+) {
+    let client = &cluster.client;
+    let subscribed = async {
+        Ok::<_, async_nats::SubscribeError>((
+            client.subscribe(wire::room_in(&room)).await?,
+            client.subscribe(wire::room_speak_all(&room)).await?,
+            client.subscribe(wire::room_admit(&room)).await?,
+            client.subscribe(wire::room_describe(&room)).await?,
+        ))
+    };
+    let (mut commands, mut speech, mut admits, mut describes) = match subscribed.await {
+        Ok(subscriptions) => subscriptions,
+        Err(e) => {
+            tracing::error!(%room, "cannot take this room's commands from other nodes: {e}");
+            return;
+        }
+    };
+    let mut sweep = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = sweep.tick() => {
+                let Some(actor) = actor.upgrade() else { return };
+                // Nothing to do is common: never wait for room in the queue for it.
+                let _ = actor.try_send(RoomCommand::SweepRemote);
+            }
+            Some(message) = commands.next() => {
+                let command = match serde_json::from_slice::<ToHome>(&message.payload) {
+                    Ok(command) => command,
+                    Err(e) => {
+                        tracing::warn!(%room, "ignoring a malformed command from another node: {e}");
+                        continue;
+                    }
+                };
+                let command = match command {
+                    ToHome::Join { user, addr, connection, node } => {
+                        RoomCommand::RemoteJoin { user, addr, connection, node }
+                    }
+                    ToHome::Control { user, connection, id, command } => {
+                        RoomCommand::Control { user, connection, id, command }
+                    }
+                    ToHome::Gone { user, connection } => RoomCommand::Gone { user, connection },
+                    ToHome::Expel { user, code, message, by } => {
+                        RoomCommand::Expel { user, code, message, by }
+                    }
+                };
+                let Some(actor) = actor.upgrade() else { return };
+                // Control waits for room in the queue, as a local connection's does.
+                if actor.send(command).await.is_err() {
+                    return;
+                }
+            }
+            Some(message) = speech.next() => {
+                let Some((user, connection)) = wire::two_ids(&message.subject) else {
+                    continue;
+                };
+                let Ok(frame) = AudioFrame::parse(message.payload) else {
+                    continue;
+                };
+                let Some(actor) = actor.upgrade() else { return };
+                // Audio never waits: dropped and counted when the room is busy.
+                if actor
+                    .try_send(RoomCommand::Audio { user, connection, frame })
+                    .is_err()
+                {
+                    metrics.audio_frames_dropped.inc();
+                }
+            }
+            Some(message) = admits.next() => {
+                let (Some(reply), Ok(admit)) =
+                    (message.reply, serde_json::from_slice::<Admit>(&message.payload))
+                else {
+                    continue;
+                };
+                let Some(actor) = actor.upgrade() else { return };
+                let (answer, answered) = oneshot::channel();
+                let command = RoomCommand::Admit { user: admit.user, addr: admit.addr, reply: answer };
+                if actor.send(command).await.is_err() {
+                    return;
+                }
+                let client = client.clone();
+                tokio::spawn(async move {
+                    if let Ok(answer) = answered.await
+                        && let Ok(json) = serde_json::to_vec(&answer)
+                    {
+                        let _ = client.publish(reply, json.into()).await;
+                    }
+                });
+            }
+            Some(message) = describes.next() => {
+                let Some(reply) = message.reply else { continue };
+                let Some(actor) = actor.upgrade() else { return };
+                let (answer, answered) = oneshot::channel();
+                if actor.send(RoomCommand::Describe { reply: answer }).await.is_err() {
+                    return;
+                }
+                let client = client.clone();
+                tokio::spawn(async move {
+                    if let Ok(detail) = answered.await
+                        && let Ok(json) = serde_json::to_vec(&detail)
+                    {
+                        let _ = client.publish(reply, json.into()).await;
+                    }
+                });
+            }
+            else => return,
+        }
+    }
+}
+
+/// Keeps room `summary` in the cluster's directory while it lives: at each change (at most
+/// four a second) and every [`super::ROOM_REFRESH`]; out of it when the room ends.
+pub async fn list_room(cluster: Arc<Cluster>, mut summary: watch::Receiver<RoomSummary>) {
+    let id = summary.borrow().id.clone();
+    let mut refresh = tokio::time::interval(super::ROOM_REFRESH);
+    refresh.tick().await;
+    loop {
+        let current = summary.borrow_and_update().clone();
+        cluster.publish_room(&current).await;
+        tokio::select! {
+            changed = summary.changed() => if changed.is_err() { break },
+            _ = refresh.tick() => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    cluster.withdraw_room(&id).await;
+}
