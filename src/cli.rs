@@ -147,6 +147,9 @@ pub enum Command {
     /// Server administration.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// A cluster of servers (`hallway serve --cluster`).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print shell completions (for example: hallway completions bash > ~/.local/share/bash-completion/completions/hallway).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -244,6 +247,17 @@ pub enum AdminCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The cluster's nodes as the server (--server) sees them: rooms and members on each,
+    /// and its round trip to NATS.
+    Status {
+        /// JSON for scripts instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// The room to record.
@@ -292,7 +306,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub invitations: u32,
     /// The database file for accounts (default: $XDG_DATA_HOME/hallway/server.db);
-    /// `:memory:` keeps nothing (for trials and benchmarks).
+    /// `:memory:` keeps nothing (for trials and benchmarks); a postgres://USER@HOST:PORT/DB
+    /// URL keeps them in PostgreSQL, shared by the nodes of a cluster.
     #[arg(long, value_name = "FILE", env = "HALLWAY_DATA")]
     pub data: Option<PathBuf>,
     /// A URL people reach this server at (https://rooms.example.org); repeat for several.
@@ -502,6 +517,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(rooms(&cli.client, json))
         }
         Some(Command::Admin(AdminCommand::Backup { out, data })) => backup(data, &out),
+        Some(Command::Cluster(ClusterCommand::Status { json })) => {
+            init_logging(cli.log_file.as_deref())?;
+            runtime()?.block_on(cluster_status(&cli.client, json))
+        }
         Some(
             command @ (Command::Account(_)
             | Command::Invite { .. }
@@ -598,9 +617,16 @@ fn backup(data: Option<PathBuf>, out: &Path) -> anyhow::Result<()> {
         Some(path) => path,
         None => match crate::server::DataLocation::default_file() {
             crate::server::DataLocation::File(path) => path,
-            crate::server::DataLocation::Memory => anyhow::bail!("pass --data FILE"),
+            _ => anyhow::bail!("pass --data FILE"),
         },
     };
+    if let crate::server::DataLocation::Postgres(_) =
+        crate::server::DataLocation::parse(data.as_os_str())
+    {
+        anyhow::bail!(
+            "a PostgreSQL store is backed up with PostgreSQL's tools: pg_dump DATABASE_URL > FILE"
+        );
+    }
     if !data.exists() {
         anyhow::bail!(
             "no database at {}; pass the server's --data FILE",
@@ -621,8 +647,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         invite_only: args.invite_only,
         invitation_quota: args.invitations,
         data: match &args.data {
-            Some(path) if path.as_os_str() == ":memory:" => crate::server::DataLocation::Memory,
-            Some(path) => crate::server::DataLocation::File(path.clone()),
+            Some(path) => crate::server::DataLocation::parse(path.as_os_str()),
             None => crate::server::DataLocation::default_file(),
         },
         public_urls: args.public_url.clone(),
@@ -804,6 +829,52 @@ async fn rooms(args: &ClientArgs, json: bool) -> anyhow::Result<()> {
     }
     print!("{}", rooms_table(&rooms, &target));
     Ok(())
+}
+
+/// `hallway cluster status`.
+async fn cluster_status(args: &ClientArgs, json: bool) -> anyhow::Result<()> {
+    let (_, config) = load_config(args)?;
+    let target = configured_target(args, &config)?
+        .context("no server configured: pass --server URL (or set `server` in the config file)")?;
+    let status = Api::new(target.server.clone()).cluster_status().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    print!("{}", cluster_table(&status, crate::server::unix_ms_now()));
+    Ok(())
+}
+
+/// The cluster's nodes as a plain table.
+pub fn cluster_table(status: &crate::protocol::ClusterStatus, now_ms: u64) -> String {
+    let safe = |text: &str| crate::protocol::text::terminal_safe(text).to_string();
+    let mut out = format!(
+        "{:<20} {:<32} {:>6} {:>8} {:>9}\n",
+        "NODE", "URL", "ROOMS", "MEMBERS", "UP"
+    );
+    for node in &status.nodes {
+        let up_s = now_ms.saturating_sub(node.started_ms) / 1000;
+        let up = if up_s >= 3600 {
+            format!("{}h{:02}m", up_s / 3600, up_s % 3600 / 60)
+        } else {
+            format!("{}m{:02}s", up_s / 60, up_s % 60)
+        };
+        let me = if node.name == status.node { " *" } else { "" };
+        out.push_str(&format!(
+            "{:<20} {:<32} {:>6} {:>8} {:>9}{me}\n",
+            safe(&node.name),
+            safe(&node.url),
+            node.rooms,
+            node.members,
+            up
+        ));
+    }
+    out.push_str(&format!(
+        "{} node(s); * answered; its NATS round trip: {:.2} ms\n",
+        status.nodes.len(),
+        status.nats_rtt_ms
+    ));
+    out
 }
 
 /// The room list as a plain table.

@@ -299,6 +299,11 @@ impl Api {
         self.call(self.http.get(self.url("/api/v2"))).await
     }
 
+    /// The cluster the server is in: its nodes, their load, its round trip to NATS.
+    pub async fn cluster_status(&self) -> Result<crate::protocol::ClusterStatus, NetError> {
+        self.call(self.http.get(self.url("/api/v2/cluster"))).await
+    }
+
     /// Your account; `unauthorized` when the server no longer takes the kept token (no
     /// renewal here: this is how a client checks a kept token).
     pub async fn me_once(&self) -> Result<Me, NetError> {

@@ -18,6 +18,35 @@ pub struct ServerInfo {
     pub protocol_version: u32,
     /// True when creating an account needs an invitation.
     pub invite_only: bool,
+    /// In a cluster: where every live node is reached (this one first). A client whose
+    /// node goes away reconnects to another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+}
+
+/// `GET /api/v2/cluster`: the nodes of the cluster this server is in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node: String,
+    /// Every live node, the one that answered first.
+    pub nodes: Vec<ClusterNode>,
+    /// The answering node's last round trip to its NATS server, in milliseconds.
+    pub nats_rtt_ms: f64,
+}
+
+/// One node of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    pub name: String,
+    /// Where clients reach it.
+    pub url: String,
+    /// Rooms homed on it.
+    pub rooms: usize,
+    /// Connections to it, in any room.
+    pub members: usize,
+    /// Unix ms.
+    pub started_ms: u64,
 }
 
 /// `POST /api/v2/challenges` response: a nonce to sign, once, within `expires_in_ms`.

@@ -27,8 +27,8 @@ use super::room::{Refusal, Room};
 use super::{SessionEntry, Shared, accounts, cluster, connection, monotonic_ms, unix_ms};
 use crate::protocol::text::{self, TextKind};
 use crate::protocol::{
-    CreateRoom, ErrorBody, ErrorCode, ErrorDetail, PROTOCOL_VERSION, RoomDetail, RoomList,
-    RoomSummary, ServerInfo, UserId,
+    ClusterNode, ClusterStatus, CreateRoom, ErrorBody, ErrorCode, ErrorDetail, PROTOCOL_VERSION,
+    RoomDetail, RoomList, RoomSummary, ServerInfo, UserId,
 };
 
 /// Request bodies are small JSON objects; anything larger is refused with 413.
@@ -63,6 +63,7 @@ pub fn router(shared: Arc<Shared>, surface: Surface) -> Router {
         .route("/api/v1/{*rest}", any(upgrade_required))
         .route("/api/v2", get(server_info))
         .route("/api/v2/rooms", get(list_rooms).post(create_room))
+        .route("/api/v2/cluster", get(cluster_status))
         .route("/api/v2/rooms/{id}", get(get_room))
         .route("/api/v2/rooms/{id}/live", get(live))
         .merge(accounts::routes())
@@ -339,7 +340,36 @@ async fn server_info(State(shared): SharedState) -> Json<ServerInfo> {
         version: env!("CARGO_PKG_VERSION").into(),
         protocol_version: PROTOCOL_VERSION,
         invite_only: shared.config.invite_only,
+        nodes: shared
+            .cluster
+            .as_ref()
+            .map(|c| c.live_nodes().into_iter().map(|n| n.url).collect())
+            .unwrap_or_default(),
     })
+}
+
+async fn cluster_status(State(shared): SharedState) -> Result<Json<ClusterStatus>, ApiError> {
+    let cluster = shared.cluster.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "this server is not in a cluster (`hallway serve --cluster`)",
+        )
+    })?;
+    Ok(Json(ClusterStatus {
+        node: cluster.node.clone(),
+        nodes: cluster
+            .live_nodes()
+            .into_iter()
+            .map(|n| ClusterNode {
+                name: n.name,
+                url: n.url,
+                rooms: n.rooms,
+                members: n.members,
+                started_ms: n.started_ms,
+            })
+            .collect(),
+        nats_rtt_ms: cluster.rtt_ms(),
+    }))
 }
 
 /// Every version-1 path: guest sessions are gone, and the client must be upgraded.
@@ -478,29 +508,56 @@ async fn create_room(
     Ok((StatusCode::CREATED, Json(detail)))
 }
 
-/// The room homed here, or in a cluster this node's edge for a room homed on another.
-fn room_handle(shared: &Arc<Shared>, id: &str) -> Result<RoomHandle, ApiError> {
-    let here = shared
-        .rooms
-        .read()
-        .map_err(|_| internal())?
-        .get(id)
-        .cloned();
-    let elsewhere = || {
-        let cluster = shared.cluster.as_ref()?;
-        // Never a NATS subject's wildcard or separator from a URL.
-        if !cluster::wire::valid_room_id(id) {
-            return None;
-        }
-        let entry = cluster.remote_room(id)?;
-        Some(cluster::edge::handle(shared, cluster, entry))
-    };
-    here.or_else(elsewhere).ok_or_else(|| {
+/// The room homed here, or in a cluster this node's edge for a room homed on another; a
+/// room whose home died is taken over here (see [`Room::resume`]).
+async fn room_handle(shared: &Arc<Shared>, id: &str) -> Result<RoomHandle, ApiError> {
+    let not_found = || {
         ApiError::new(
             ErrorCode::RoomNotFound,
             format!("no live room {id:?}; it may have ended"),
         )
-    })
+    };
+    let here = |shared: &Shared| -> Result<Option<RoomHandle>, ApiError> {
+        Ok(shared
+            .rooms
+            .read()
+            .map_err(|_| internal())?
+            .get(id)
+            .cloned())
+    };
+    if let Some(handle) = here(shared)? {
+        return Ok(handle);
+    }
+    let Some(cluster) = &shared.cluster else {
+        return Err(not_found());
+    };
+    // Never a NATS subject's wildcard or separator from a URL.
+    if !cluster::wire::valid_room_id(id) {
+        return Err(not_found());
+    }
+    if let Some(entry) = cluster.remote_room(id) {
+        return Ok(cluster::edge::handle(shared, cluster, entry));
+    }
+    let Some((entry, revision)) = cluster.orphan(id) else {
+        return Err(not_found());
+    };
+    let room = Room::resume(&entry.summary, unix_ms(), shared.config.limits.room);
+    if !cluster.claim_room(&room.summary(), revision).await {
+        return Err(ApiError::new(
+            ErrorCode::Reconnect,
+            "the room is moving to another server; connect again",
+        ));
+    }
+    let mut rooms = shared.rooms.write().map_err(|_| internal())?;
+    let handle = rooms
+        .entry(id.to_string())
+        .or_insert_with(|| {
+            tracing::info!(room = %id, from = %entry.home, "carrying on a room whose server is gone");
+            shared.metrics.rooms.inc();
+            actor::spawn(shared.clone(), room)
+        })
+        .clone();
+    Ok(handle)
 }
 
 async fn get_room(
@@ -513,7 +570,7 @@ async fn get_room(
             "this server is invite-only: sign in first (an invitation makes an account)",
         ));
     }
-    let handle = room_handle(&shared, &id)?;
+    let handle = room_handle(&shared, &id).await?;
     let (reply, answer) = oneshot::channel();
     let gone = || ApiError::new(ErrorCode::RoomNotFound, format!("room {id:?} has ended"));
     handle
@@ -548,7 +605,7 @@ async fn live(
         ));
     }
     let peer = client.addr;
-    let handle = room_handle(&shared, &id)?;
+    let handle = room_handle(&shared, &id).await?;
     // A person blocked by the room's host or a moderator stays out; the host and the
     // moderators themselves are not held to one another's blocks (ranks decide between them,
     // as in removing).

@@ -82,6 +82,21 @@ pub enum DataLocation {
     File(std::path::PathBuf),
     /// Memory only, gone with the process (the embedded demo server).
     Memory,
+    /// A PostgreSQL database (`postgres://USER@HOST:PORT/DB`), shared by a cluster's nodes.
+    Postgres(String),
+}
+
+impl DataLocation {
+    /// `--data` as written: `:memory:`, a `postgres://` (or `postgresql://`) URL, or a file.
+    pub fn parse(text: &std::ffi::OsStr) -> Self {
+        match text.to_str() {
+            Some(":memory:") => Self::Memory,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Self::Postgres(url.to_string())
+            }
+            _ => Self::File(text.into()),
+        }
+    }
 }
 
 impl DataLocation {
@@ -210,6 +225,9 @@ pub enum ServerError {
     /// The database could not be opened; it was left as it was.
     #[error(transparent)]
     Data(#[from] store::sqlite::OpenError),
+    /// The PostgreSQL database could not be used; it was left as it was.
+    #[error(transparent)]
+    Postgres(#[from] store::postgres::ConnectError),
     /// The store could not start or answer.
     #[error("the account store failed: {0}")]
     Store(#[from] store::StoreError),
@@ -399,11 +417,26 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
         // The database first: a server that cannot keep accounts does not start, and
         // does not take the port either.
-        let backend = match &config.data {
-            DataLocation::File(path) => store::sqlite::SqliteBackend::open(path)?,
-            DataLocation::Memory => store::sqlite::SqliteBackend::in_memory()?,
+        let store = match &config.data {
+            DataLocation::File(path) => {
+                Store::spawn(Box::new(store::sqlite::SqliteBackend::open(path)?))?
+            }
+            DataLocation::Memory => {
+                Store::spawn(Box::new(store::sqlite::SqliteBackend::in_memory()?))?
+            }
+            DataLocation::Postgres(url) => {
+                // The client blocks, and must not be made or dropped on this runtime's
+                // threads (it runs a small runtime of its own): connected, and handed to the
+                // store's thread, on a blocking one.
+                let url = url.clone();
+                tokio::task::spawn_blocking(move || -> Result<Store, ServerError> {
+                    let backend = store::postgres::PostgresBackend::connect(&url)?;
+                    Ok(Store::spawn(Box::new(backend))?)
+                })
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??
+            }
         };
-        let store = Store::spawn(Box::new(backend))?;
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -662,6 +695,11 @@ async fn housekeeping(shared: Arc<Shared>) {
             tracing::warn!(addr = %burst.addr, attempts = burst.attempts, "wrong invitation or link codes: the burst ended");
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (for the command line's tables).
+pub fn unix_ms_now() -> u64 {
+    unix_ms()
 }
 
 /// Milliseconds since the Unix epoch.

@@ -291,6 +291,51 @@ impl Room {
         }
     }
 
+    /// A room carried on from its directory entry after the node it ran on died: the same
+    /// id, title and start time, and whoever was on the stage gets their role back on
+    /// rejoining within [`REJOIN_GRACE_MS`], as after a dropped connection (the host their
+    /// host role). Hands, the audience's order and removals are not in the directory: they
+    /// start afresh.
+    pub fn resume(summary: &RoomSummary, now_ms: u64, limits: RoomLimits) -> Self {
+        let host = summary
+            .host
+            .as_ref()
+            .map(|h| h.id)
+            .or_else(|| {
+                summary
+                    .speakers
+                    .iter()
+                    .find(|s| s.role.is_moderator())
+                    .map(|s| s.id)
+            })
+            .unwrap_or(0);
+        let mut room = Self::new(
+            summary.id.clone(),
+            summary.title.clone(),
+            host,
+            now_ms,
+            limits,
+        );
+        room.created_at_ms = summary.created_at_ms;
+        for member in &summary.speakers {
+            let role = if member.id == host {
+                Role::Host
+            } else if member.role == Role::Host {
+                Role::Moderator
+            } else {
+                member.role
+            };
+            room.departed.insert(
+                member.id,
+                Departed {
+                    role,
+                    left_at_ms: now_ms,
+                },
+            );
+        }
+        room
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }

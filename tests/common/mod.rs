@@ -2,6 +2,8 @@
 //! WebSocket clients speaking the real wire.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod nats;
+pub mod postgres;
 pub mod relay;
 
 use std::io::{BufRead, BufReader};
@@ -65,6 +67,16 @@ impl TestServer {
             .arg(data.path().join("server.db"))
             .args(args);
         Self::start_command(command, data)
+    }
+
+    /// A server with these arguments after `serve --listen 127.0.0.1:0` and nothing else
+    /// (they name its data: a PostgreSQL URL, say).
+    pub fn start_raw(args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hallway"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args);
+        Self::start_command(command, std::sync::Arc::new(tempfile::tempdir().unwrap()))
     }
 
     /// A server started by a shell `script`, in which `$0` is the `hallway` binary (to set

@@ -155,7 +155,11 @@ impl NatsCluster {
             let text = std::fs::read_to_string(&server.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(30)..];
-            out.push_str(&format!("--- {} ({}) ---\n", server.name, server.log.display()));
+            out.push_str(&format!(
+                "--- {} ({}) ---\n",
+                server.name,
+                server.log.display()
+            ));
             for line in tail {
                 out.push_str(line);
                 out.push('\n');
@@ -216,7 +220,11 @@ impl NatsCluster {
             match http_get(server.monitor, "/healthz") {
                 Some((200, _)) => {}
                 Some((status, body)) => {
-                    return Err(format!("{} /healthz {status}: {}", server.name, body.trim()));
+                    return Err(format!(
+                        "{} /healthz {status}: {}",
+                        server.name,
+                        body.trim()
+                    ));
                 }
                 None => return Err(format!("{} /healthz: no answer", server.name)),
             }
@@ -233,7 +241,10 @@ impl NatsCluster {
             }
             let jsz: serde_json::Value = serde_json::from_str(&body)
                 .map_err(|e| format!("{} /jsz is not JSON ({e}): {body}", server.name))?;
-            let leader = jsz["meta_cluster"]["leader"].as_str().unwrap_or("").to_string();
+            let leader = jsz["meta_cluster"]["leader"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             leaders.push(leader);
         }
         let first = &leaders[0];
@@ -332,7 +343,9 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .ok()?;
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
         .ok()?;

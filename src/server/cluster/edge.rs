@@ -96,14 +96,26 @@ struct Edge {
     home: String,
     /// Members the home has let in.
     local: LocalMembers,
-    /// Connections waiting for the home's answer to their join.
-    pending: HashMap<UserId, (Peer, oneshot::Sender<Result<(), Refusal>>)>,
+    /// Connections waiting for the home's answer to their join, since when.
+    pending: HashMap<UserId, Pending>,
     /// The number the next event must carry; `None` before the first.
     next_seq: Option<u64>,
     summary_tx: watch::Sender<crate::protocol::RoomSummary>,
     /// Which edge for this room this is, in the edges map.
     generation: u64,
 }
+
+/// A join waiting for the home's answer.
+struct Pending {
+    peer: Peer,
+    reply: oneshot::Sender<Result<(), Refusal>>,
+    since: Instant,
+}
+
+/// How long a join waits for the home's answer. Within a NATS cluster a new subscription
+/// reaches the other servers quickly but without a promise, so the edge's first events can
+/// be missed: the joiner is then told to connect again rather than wait forever.
+const JOIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Why an edge's loop ended.
 enum Stop {
@@ -225,6 +237,19 @@ impl Edge {
                 changed
             });
         }
+        let late: Vec<UserId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.since.elapsed() > JOIN_WAIT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(Pending { peer, reply, .. }) = self.pending.remove(&id) {
+                let refusal = unreachable_home();
+                peer.say_goodbye(refusal.code, refusal.message.clone());
+                let _ = reply.send(Err(refusal));
+            }
+        }
         if self.local.is_empty() && self.pending.is_empty() {
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= IDLE {
@@ -288,7 +313,17 @@ impl Edge {
                     connection: peer.connection,
                     node: self.cluster.node.clone(),
                 };
-                if let Some((old, old_reply)) = self.pending.insert(user.id, (peer, reply)) {
+                let pending = Pending {
+                    peer,
+                    reply,
+                    since: Instant::now(),
+                };
+                if let Some(Pending {
+                    peer: old,
+                    reply: old_reply,
+                    ..
+                }) = self.pending.insert(user.id, pending)
+                {
                     let refusal = Refusal {
                         code: ErrorCode::Replaced,
                         message: "you joined this room from another connection".into(),
@@ -339,7 +374,7 @@ impl Edge {
                 } else if self
                     .pending
                     .get(&user)
-                    .is_some_and(|(p, _)| p.connection == connection)
+                    .is_some_and(|p| p.peer.connection == connection)
                 {
                     self.pending.remove(&user).is_some()
                 } else {
@@ -386,8 +421,8 @@ impl Edge {
                 if self
                     .pending
                     .get(&user)
-                    .is_some_and(|(p, _)| p.connection == connection)
-                    && let Some((peer, reply)) = self.pending.remove(&user)
+                    .is_some_and(|p| p.peer.connection == connection)
+                    && let Some(Pending { peer, reply, .. }) = self.pending.remove(&user)
                 {
                     match refusal {
                         None => {
@@ -458,7 +493,7 @@ impl Edge {
                 peer.say_goodbye(ErrorCode::Reconnect, message.clone());
             }
         }
-        for (_, (peer, reply)) in self.pending.drain() {
+        for (_, Pending { peer, reply, .. }) in self.pending.drain() {
             let refusal = Refusal {
                 code: ErrorCode::Reconnect,
                 message: message.clone(),

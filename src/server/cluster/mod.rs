@@ -8,17 +8,20 @@
 //! (`wire.rs` has the subjects and messages). The room core decides who receives what
 //! ([`super::room::Recipients`]), so an edge needs no room state of its own to deliver.
 //!
-//! **The directory** is two JetStream key-value buckets, kept in memory by the NATS servers
-//! (replicated over three of them in a NATS cluster):
-//! - `hallway_nodes`: each node's [`NodeInfo`], put every [`HEARTBEAT`]. A node not heard of
-//!   for [`NODE_TIMEOUT`] is dead, and its rooms leave every listing.
-//! - `hallway_rooms`: each room's [`RoomEntry`] (its home and summary), put by the home when
-//!   the summary changes and every [`ROOM_REFRESH`], deleted when the room ends; entries
-//!   not refreshed expire with the bucket's age limit.
+//! **The directory.**
+//! - Nodes: each node publishes its [`NodeInfo`] on `hallway.cluster.nodes` every
+//!   [`HEARTBEAT`] (core NATS, not the key-value store: a NATS server dying stops JetStream
+//!   writes for 4–8 s while its streams elect a new leader, and core pub/sub for ~5 ms, so
+//!   liveness must not ride on JetStream). A node not heard of for [`NODE_TIMEOUT`] is dead,
+//!   and its rooms leave every listing; a node that stops says so at once.
+//! - Rooms: the JetStream key-value bucket `hallway_rooms`, kept in memory by the NATS
+//!   servers (replicated over up to three), holds each room's [`RoomEntry`] (its home and
+//!   summary), put by the home when the summary changes and every [`ROOM_REFRESH`],
+//!   deleted when the room ends; entries not refreshed expire with the bucket's age limit.
+//!   A value is only ever written whole by its room's home, so no write needs
+//!   compare-and-set.
 //!
-//! Every node watches both and keeps a copy, so listing rooms never waits on the network.
-//! The buckets' values are only ever written whole by their owner, so no write needs
-//! compare-and-set.
+//! Every node keeps a copy of both, so listing rooms never waits on the network.
 
 pub(crate) mod edge;
 pub(crate) mod home;
@@ -46,7 +49,7 @@ pub const ROOM_REFRESH: Duration = Duration::from_secs(10);
 /// The age past which the rooms bucket drops an entry nobody refreshed.
 const ROOM_MAX_AGE: Duration = Duration::from_secs(35);
 
-const NODES_BUCKET: &str = "hallway_nodes";
+const NODES: &str = "hallway.cluster.nodes";
 const ROOMS_BUCKET: &str = "hallway_rooms";
 
 /// How a node joins a cluster (`hallway serve --cluster`).
@@ -68,6 +71,9 @@ pub struct NodeInfo {
     pub rooms: usize,
     pub members: usize,
     pub started_ms: u64,
+    /// The node is stopping: drop it now.
+    #[serde(default)]
+    pub leaving: bool,
 }
 
 /// A room in the directory.
@@ -94,13 +100,14 @@ pub struct Cluster {
     pub node: String,
     pub url: String,
     pub client: async_nats::Client,
-    nodes_kv: kv::Store,
     rooms_kv: kv::Store,
     started_ms: u64,
     /// Every node heard of, and when.
     nodes: RwLock<HashMap<String, (NodeInfo, Instant)>>,
-    /// Every room in the directory, by id.
-    rooms: RwLock<HashMap<String, RoomEntry>>,
+    /// Every room in the directory, by id, with its revision there.
+    rooms: RwLock<HashMap<String, (RoomEntry, u64)>>,
+    /// The last round trip to NATS, in microseconds.
+    rtt_us: std::sync::atomic::AtomicU64,
     /// Edges open on this node, by room, with the number that tells one edge from the
     /// next for the same room.
     pub(crate) edges: Mutex<HashMap<String, (u64, super::actor::RoomHandle)>>,
@@ -133,18 +140,17 @@ impl Cluster {
             })?;
         let replicas = config.nats.len().clamp(1, 3);
         let js = async_nats::jetstream::new(client.clone());
-        let nodes_kv = bucket(&js, NODES_BUCKET, NODE_TIMEOUT * 3, replicas).await?;
         let rooms_kv = bucket(&js, ROOMS_BUCKET, ROOM_MAX_AGE, replicas).await?;
         Ok(Arc::new(Self {
             node: config.node.clone(),
             url,
             client,
-            nodes_kv,
             rooms_kv,
             started_ms: super::unix_ms(),
             nodes: RwLock::new(HashMap::new()),
             rooms: RwLock::new(HashMap::new()),
             edges: Mutex::new(HashMap::new()),
+            rtt_us: 0.into(),
         }))
     }
 
@@ -155,42 +161,50 @@ impl Cluster {
         shutdown: CancellationToken,
         load: impl Fn() -> (usize, usize) + Send + 'static,
     ) {
-        let watch = |store: kv::Store| async move { store.watch_with_history(">").await };
-        let (nodes, rooms) = match (
-            watch(self.nodes_kv.clone()).await,
-            watch(self.rooms_kv.clone()).await,
-        ) {
-            (Ok(nodes), Ok(rooms)) => (nodes, rooms),
-            (Err(e), _) | (_, Err(e)) => {
+        let subscribed = async {
+            Ok::<_, String>((
+                self.client
+                    .subscribe(NODES)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                self.rooms_kv
+                    .watch_with_history(">")
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ))
+        };
+        let (mut nodes, rooms) = match subscribed.await {
+            Ok(followed) => followed,
+            Err(e) => {
                 tracing::error!("cannot follow the cluster's directory: {e}");
                 return;
             }
         };
-        let mut nodes = nodes.fuse();
         let mut rooms = rooms.fuse();
         let mut beat = tokio::time::interval(HEARTBEAT);
+        let me = |leaving| {
+            let (rooms, members) = load();
+            NodeInfo {
+                name: self.node.clone(),
+                url: self.url.clone(),
+                rooms,
+                members,
+                started_ms: self.started_ms,
+                leaving,
+            }
+        };
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = beat.tick() => {
-                    let (rooms, members) = load();
-                    let me = NodeInfo {
-                        name: self.node.clone(),
-                        url: self.url.clone(),
-                        rooms,
-                        members,
-                        started_ms: self.started_ms,
-                    };
-                    if let Ok(json) = serde_json::to_vec(&me)
-                        && let Err(e) = self.nodes_kv.put(&self.node, json.into()).await
-                    {
-                        tracing::warn!("cannot tell the cluster this node is alive: {e}");
+                    self.say(&me(false)).await;
+                    let sent = Instant::now();
+                    if self.client.flush().await.is_ok() {
+                        let rtt = sent.elapsed().as_micros() as u64;
+                        self.rtt_us.store(rtt, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
-                Some(entry) = nodes.next() => match entry {
-                    Ok(entry) => self.node_changed(entry),
-                    Err(e) => tracing::warn!("the node directory's watch failed: {e}"),
-                },
+                Some(message) = nodes.next() => self.node_heard(&message.payload),
                 Some(entry) = rooms.next() => match entry {
                     Ok(entry) => self.room_changed(entry),
                     Err(e) => tracing::warn!("the room directory's watch failed: {e}"),
@@ -198,23 +212,31 @@ impl Cluster {
             }
         }
         // Leaving: the others drop this node at once rather than after the timeout.
-        let _ = self.nodes_kv.delete(&self.node).await;
+        self.say(&me(true)).await;
+        let _ = self.client.flush().await;
     }
 
-    fn node_changed(&self, entry: kv::Entry) {
+    async fn say(&self, info: &NodeInfo) {
+        let Ok(json) = serde_json::to_vec(info) else {
+            return;
+        };
+        if let Err(e) = self.client.publish(NODES, json.into()).await {
+            tracing::warn!("cannot tell the cluster this node is alive: {e}");
+        }
+    }
+
+    fn node_heard(&self, payload: &[u8]) {
+        let Ok(info) = serde_json::from_slice::<NodeInfo>(payload) else {
+            tracing::warn!("ignoring a malformed node heartbeat");
+            return;
+        };
         let Ok(mut nodes) = self.nodes.write() else {
             return;
         };
-        match entry.operation {
-            kv::Operation::Put => match serde_json::from_slice::<NodeInfo>(&entry.value) {
-                Ok(info) if info.name == entry.key => {
-                    nodes.insert(entry.key, (info, Instant::now()));
-                }
-                _ => tracing::warn!(key = %entry.key, "ignoring a malformed node entry"),
-            },
-            kv::Operation::Delete | kv::Operation::Purge => {
-                nodes.remove(&entry.key);
-            }
+        if info.leaving {
+            nodes.remove(&info.name);
+        } else {
+            nodes.insert(info.name.clone(), (info, Instant::now()));
         }
     }
 
@@ -225,7 +247,7 @@ impl Cluster {
         match entry.operation {
             kv::Operation::Put => match serde_json::from_slice::<RoomEntry>(&entry.value) {
                 Ok(room) if room.summary.id == entry.key && wire::valid_room_id(&entry.key) => {
-                    rooms.insert(entry.key, room);
+                    rooms.insert(entry.key, (room, entry.revision));
                 }
                 _ => tracing::warn!(key = %entry.key, "ignoring a malformed room entry"),
             },
@@ -243,6 +265,11 @@ impl Cluster {
                     .get(node)
                     .is_some_and(|(_, seen)| seen.elapsed() < NODE_TIMEOUT)
             })
+    }
+
+    /// The last round trip to NATS (a ping answered), in milliseconds.
+    pub fn rtt_ms(&self) -> f64 {
+        self.rtt_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0
     }
 
     /// Every live node, this one first.
@@ -269,8 +296,8 @@ impl Cluster {
         };
         rooms
             .values()
-            .filter(|r| r.home != self.node && self.is_live(&r.home))
-            .map(|r| r.summary.clone())
+            .filter(|(r, _)| r.home != self.node && self.is_live(&r.home))
+            .map(|(r, _)| r.summary.clone())
             .collect()
     }
 
@@ -279,8 +306,48 @@ impl Cluster {
         let rooms = self.rooms.read().ok()?;
         rooms
             .get(id)
-            .filter(|r| r.home != self.node && self.is_live(&r.home))
+            .filter(|(r, _)| r.home != self.node && self.is_live(&r.home))
+            .map(|(r, _)| r.clone())
+    }
+
+    /// A room whose home is gone (the node died), with its revision in the directory: a
+    /// node may take it over ([`Cluster::claim_room`]).
+    pub fn orphan(&self, id: &str) -> Option<(RoomEntry, u64)> {
+        let rooms = self.rooms.read().ok()?;
+        rooms
+            .get(id)
+            .filter(|(r, _)| r.home != self.node && !self.is_live(&r.home))
             .cloned()
+    }
+
+    /// Makes this node the home of an orphaned room, if the directory still holds the
+    /// entry at `revision`: of several nodes claiming it at once (its members coming back
+    /// through different nodes), exactly one wins; the others become its edges.
+    pub async fn claim_room(&self, summary: &RoomSummary, revision: u64) -> bool {
+        let entry = RoomEntry {
+            home: self.node.clone(),
+            summary: summary.clone(),
+        };
+        let Ok(json) = serde_json::to_vec(&entry) else {
+            return false;
+        };
+        match self
+            .rooms_kv
+            .update(&summary.id, json.into(), revision)
+            .await
+        {
+            Ok(revision) => {
+                // Ours now, before the watch says so: a second claim here finds it taken.
+                if let Ok(mut rooms) = self.rooms.write() {
+                    rooms.insert(summary.id.clone(), (entry, revision));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::info!(room = %summary.id, "another node took over the room first ({e})");
+                false
+            }
+        }
     }
 
     /// Puts a room homed here into the directory.
@@ -305,31 +372,41 @@ impl Cluster {
     }
 }
 
+/// Opens the key-value bucket `name`, making it first if it is new.
+///
+/// The bucket is made as its stream (what `create_key_value` would make), because
+/// `create_key_value` first reads account details that NATS 2.9 (Debian's) does not send.
+/// Making a stream that exists with this configuration changes nothing, so nodes starting
+/// together agree.
 async fn bucket(
     js: &async_nats::jetstream::Context,
     name: &str,
     max_age: Duration,
     replicas: usize,
 ) -> Result<kv::Store, ClusterError> {
-    if let Ok(store) = js.get_key_value(name).await {
-        return Ok(store);
-    }
-    let config = kv::Config {
-        bucket: name.into(),
-        history: 1,
+    use async_nats::jetstream::stream;
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
         max_age,
-        storage: async_nats::jetstream::stream::StorageType::Memory,
         num_replicas: replicas,
+        storage: stream::StorageType::Memory,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: Duration::from_secs(2).min(max_age),
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Another node made it meanwhile.
-        Err(first) => js
-            .get_key_value(name)
-            .await
-            .map_err(|_| ClusterError::JetStream(first.to_string())),
+    if js.get_key_value(name).await.is_err()
+        && let Err(e) = js.get_or_create_stream(config).await
+    {
+        return Err(ClusterError::JetStream(e.to_string()));
     }
+    js.get_key_value(name)
+        .await
+        .map_err(|e| ClusterError::JetStream(e.to_string()))
 }
 
 impl Cluster {

@@ -16,6 +16,7 @@
 //! embedded SQLite one is [`sqlite::SqliteBackend`]. A server cluster sharing accounts adds a
 //! PostgreSQL backend behind the same trait.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::Path;

@@ -29,8 +29,9 @@
 //!   thread (`spawn_blocking`, or before the runtime), then hand the backend to
 //!   [`super::Store::spawn`], whose thread makes every call.
 //! - **Connection.** Plain TCP or a Unix socket (`NoTls`): fine on loopback or a private
-//!   network; TLS to the database is still to be added. A lost connection fails the call that
-//!   found it lost (it may have committed: it is not run again), and the next call reconnects.
+//!   network; TLS to the database is still to be added. A connection found lost at BEGIN is
+//!   replaced and the call runs on the new one; lost later, the call fails (it may have
+//!   committed, so it is not run again) and the next call reconnects.
 //! - **Backups are PostgreSQL's** (`pg_dump`, base backups, a provider's snapshots):
 //!   [`Backend::backup`] says so.
 //! - **Ids** are `BIGINT` identities, capped at `u32::MAX` because an account's id is its
@@ -219,10 +220,13 @@ impl PostgresBackend {
             let error = match run_once(&mut self.client, access, &mut call) {
                 Ok(value) => return Ok(value),
                 Err(Abort::Refused(refusal)) => return Err(refusal),
-                // A connection that died while idle is found dead by the next BEGIN: nothing
-                // of the call ran, so it can run on a new connection.
-                Err(Abort::NotStarted(e)) if self.client.is_closed() && !reconnected => {
-                    tracing::warn!("the PostgreSQL connection was lost ({e}); reconnecting");
+                // A connection that died while idle (a PostgreSQL restart, a failover, an
+                // idle timeout) is found dead by the next BEGIN. Nothing of the call ran, so
+                // it can run on a new connection.
+                Err(Abort::NotStarted(e)) if !reconnected => {
+                    tracing::warn!("cannot begin a PostgreSQL transaction ({e}); reconnecting");
+                    self.reconnect()?;
+                    reconnected = true;
                     continue;
                 }
                 Err(Abort::NotStarted(e) | Abort::Database(e)) => e,
