@@ -5,13 +5,20 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::nats::NatsCluster;
 use common::postgres::TestPostgres;
-use common::{Live, TestServer, eventually};
-use hallway::protocol::{ServerMessage, Session};
+use common::{Live, PATIENCE, TestServer, eventually};
+use hallway::identity::DeviceKey;
+use hallway::net::live::Backoff;
+use hallway::net::{Api, Credentials, Enroll, LiveSession, NetEvent};
+use hallway::protocol::{
+    AudioFrame, AudioHeader, ClientCommand, RoomDetail, ServerMessage, Session, UserId,
+};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 /// A node of the cluster on the shared database.
 fn node(pg: &TestPostgres, nats: &NatsCluster, name: &str) -> TestServer {
@@ -88,6 +95,40 @@ async fn speak(speaker: &mut Live, from: u32, to: u32) {
     }
 }
 
+/// Waits out a NATS server's death: its clients (nodes) move to another server in
+/// milliseconds, and a subscription's move reaches the other servers a moment later; a
+/// message published in between is lost (NATS delivers at most once; an edge that finds a
+/// gap gives its members a fresh snapshot). Settled when Ada's command is answered and Bob,
+/// on another node, sees what it did. Ada ends unmuted, and nobody was disconnected.
+async fn settled(ada: &mut Live, bob: &mut Live, ada_session: &Session) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for n in 0u64.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cluster never settled"
+        );
+        let muted = n % 2 == 0;
+        let kind = if muted { "mute" } else { "unmute" };
+        ada.send(json!({"type": kind, "id": n})).await;
+        let quick = Duration::from_millis(1_000);
+        let answered = tokio::time::timeout(
+            quick,
+            ada.wait_for(|m| matches!(m, ServerMessage::Ok { id } if *id == json!(n))),
+        )
+        .await
+        .is_ok();
+        let seen = tokio::time::timeout(
+            quick,
+            bob.wait_for(|m| matches!(m, ServerMessage::MuteChanged { user_id, muted: now, .. } if *user_id == ada_session.user.id && *now == muted)),
+        )
+        .await
+        .is_ok();
+        if answered && seen && !muted {
+            return;
+        }
+    }
+}
+
 /// The walk-through: the host on node A, a listener on node B raises a hand, is
 /// invited, accepts and speaks; a listener on node C hears it byte-exact and in order; every
 /// node lists the room alike; one NATS server of three dies and nothing changes; node C
@@ -113,15 +154,18 @@ async fn one_room_across_three_nodes_and_their_failures() {
 
     let room = a.create_room(&hera, "across the cluster").await;
     listed_alike(&[&a, &b, &c], &[&room]).await;
-    let (status, status_body) = b.get("/api/v2/cluster", None).await;
-    assert_eq!(status, 200);
-    let names: BTreeSet<&str> = status_body["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, BTreeSet::from(["a", "b", "c"]), "{status_body}");
+    eventually("node B knows every node", || async {
+        let (status, body) = b.get("/api/v2/cluster", None).await;
+        assert_eq!(status, 200);
+        let names: BTreeSet<&str> = body["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap())
+            .collect();
+        names == BTreeSet::from(["a", "b", "c"])
+    })
+    .await;
 
     let mut host = Live::join(&a, &room, &hera).await;
     let mut ada_live = Live::join(&b, &room, &ada).await;
@@ -167,8 +211,7 @@ async fn one_room_across_three_nodes_and_their_failures() {
     })
     .await
     .unwrap();
-    ada_live.command(json!({"type": "mute"})).await;
-    ada_live.command(json!({"type": "unmute"})).await;
+    settled(&mut ada_live, &mut bob_live, &ada).await;
     speak(&mut ada_live, 51, 101).await;
     hears(&mut bob_live, &ada, 51, 101).await;
     hears(&mut host, &ada, 51, 101).await;
@@ -215,5 +258,169 @@ async fn a_room_id_with_subject_syntax_is_no_room() {
             .get(&format!("/api/v2/rooms/{id}"), Some(&hera.token))
             .await;
         assert_eq!(status, 404, "{id}: {body}");
+    }
+}
+
+/// A client on the real client library, signed in with a new device on `node`.
+async fn client(node: &TestServer, name: &str) -> Api {
+    let api = Api::new(url::Url::parse(&node.base).unwrap()).with_credentials(Credentials {
+        key: Arc::new(DeviceKey::generate()),
+        enroll: Some(Enroll {
+            name: name.into(),
+            ..Enroll::default()
+        }),
+    });
+    api.sign_in().await.unwrap();
+    api
+}
+
+/// The next event `wanted` picks; panics after [`PATIENCE`] without one.
+async fn next_event(
+    events: &mut mpsc::Receiver<NetEvent>,
+    wanted: impl Fn(&NetEvent) -> bool,
+) -> NetEvent {
+    loop {
+        let event = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("timed out waiting for a net event")
+            .expect("the session ended");
+        if wanted(&event) {
+            return event;
+        }
+    }
+}
+
+/// The snapshot after the client's next (re)connection: who it is in the room.
+async fn rejoined(events: &mut mpsc::Receiver<NetEvent>) -> (UserId, RoomDetail) {
+    next_event(events, |e| matches!(e, NetEvent::Connected)).await;
+    match next_event(events, |e| {
+        matches!(e, NetEvent::Server(ServerMessage::RoomSnapshot { .. }))
+    })
+    .await
+    {
+        NetEvent::Server(ServerMessage::RoomSnapshot { you, room, .. }) => (you, room),
+        _ => unreachable!(),
+    }
+}
+
+fn frame(sequence: u32) -> AudioFrame {
+    let header = AudioHeader {
+        speaker_id: 0,
+        sequence,
+        timestamp_48k: sequence.wrapping_mul(960),
+        level: 20,
+        voice: true,
+    };
+    AudioFrame::new(header, &payload(sequence)).unwrap()
+}
+
+/// Speaks frames `from..to` through the client until `heard` has frame `to - 1`: whatever
+/// the reconnection cost, audio flows again.
+async fn flows(speaker: &LiveSession, heard: &Arc<Mutex<Vec<u32>>>, from: u32, to: u32) {
+    for sequence in from..to {
+        speaker.send_audio(&frame(sequence));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last = to - 1;
+    eventually("the listener hears the speaker again", || {
+        let heard = heard.clone();
+        async move { heard.lock().unwrap().contains(&last) }
+    })
+    .await;
+}
+
+/// The room's home dies, then the node that took it over shuts down: each time the real
+/// client moves (to another node it learnt of), the room carries on elsewhere with its id,
+/// its host keeps the host's role, and audio flows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_outlives_its_home_and_a_draining_node() {
+    let nats = tokio::task::spawn_blocking(|| NatsCluster::start(1))
+        .await
+        .unwrap();
+    let pg = tokio::task::spawn_blocking(TestPostgres::start)
+        .await
+        .unwrap();
+    let mut a = node(&pg, &nats, "a");
+    let b = node(&pg, &nats, "b");
+    let c = node(&pg, &nats, "c");
+    eventually("every node knows the others", || async {
+        let (_, body) = a.get("/api/v2/cluster", None).await;
+        body["nodes"].as_array().is_some_and(|n| n.len() == 3)
+    })
+    .await;
+
+    let hera_api = client(&a, "Hera").await;
+    let room = hera_api
+        .create_room("moves around")
+        .await
+        .unwrap()
+        .summary
+        .id;
+    let (hera_tx, mut hera_events) = mpsc::channel(1024);
+    let hera = LiveSession::start(&hera_api, &room, hera_tx, Box::new(|_| {}), fast());
+    let (hera_id, _) = rejoined(&mut hera_events).await;
+    hera.send(ClientCommand::Unmute);
+
+    let ada_api = client(&b, "Ada").await;
+    let heard: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let sink = heard.clone();
+    let on_audio =
+        Box::new(move |frame: AudioFrame| sink.lock().unwrap().push(frame.header.sequence));
+    let (ada_tx, mut ada_events) = mpsc::channel(1024);
+    let _ada = LiveSession::start(&ada_api, &room, ada_tx, on_audio, fast());
+    rejoined(&mut ada_events).await;
+    flows(&hera, &heard, 1, 20).await;
+
+    // The home dies without a word.
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let (you, detail) = rejoined(&mut hera_events).await;
+    assert_eq!((you, detail.summary.id.as_str()), (hera_id, room.as_str()));
+    let (_, detail) = rejoined(&mut ada_events).await;
+    assert_eq!(detail.summary.id, room, "Ada is back in the same room");
+    eventually("Hera is the host again, in the room carried on", || async {
+        let (_, body) = b
+            .get(
+                &format!("/api/v2/rooms/{room}"),
+                Some(&ada_api.token().unwrap()),
+            )
+            .await;
+        body["host"]["id"].as_u64() == Some(u64::from(hera_id))
+    })
+    .await;
+    hera.send(ClientCommand::Unmute);
+    flows(&hera, &heard, 100, 120).await;
+
+    // The node that carries it now shuts down: everyone is told to move, and does.
+    b.interrupt();
+    let reason = next_event(&mut ada_events, |e| {
+        matches!(e, NetEvent::Reconnecting { .. })
+    })
+    .await;
+    assert!(
+        matches!(&reason, NetEvent::Reconnecting { reason, .. } if reason.contains("shutting down")),
+        "{reason:?}"
+    );
+    rejoined(&mut ada_events).await;
+    let (_, detail) = rejoined(&mut hera_events).await;
+    assert!(
+        detail
+            .participants
+            .iter()
+            .any(|p| p.id == hera_id && p.role == hallway::protocol::Role::Host),
+        "Hera is the host on the third node: {:?}",
+        detail.participants
+    );
+    hera.send(ClientCommand::Unmute);
+    flows(&hera, &heard, 200, 220).await;
+    let listed = listing(&c).await;
+    assert!(ids(&listed).contains(&room), "{listed}");
+}
+
+fn fast() -> Backoff {
+    Backoff {
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(500),
+        max_attempts: None,
     }
 }

@@ -76,6 +76,30 @@ impl Api {
         }
     }
 
+    /// The same client and session (token, device key) on another node of the server's
+    /// cluster.
+    pub fn at(&self, base: Url) -> Self {
+        Self {
+            http: self.http.clone(),
+            base,
+            session: self.session.clone(),
+        }
+    }
+
+    /// The other nodes of this server's cluster that this client will move to when its
+    /// node goes away: those the server names ([`ServerInfo::nodes`]) that are its
+    /// siblings (see [`is_sibling`]). Empty for a server that is not in a cluster.
+    pub async fn sibling_nodes(&self) -> Vec<Url> {
+        let Ok(info) = self.info().await else {
+            return Vec::new();
+        };
+        info.nodes
+            .iter()
+            .filter_map(|n| Url::parse(n).ok())
+            .filter(|n| n != &self.base && is_sibling(&self.base, n))
+            .collect()
+    }
+
     /// Uses this token, here and in every clone (they share the session).
     pub fn with_token(self, token: impl Into<String>) -> Self {
         if let Ok(mut session) = self.session.write() {
@@ -528,5 +552,57 @@ async fn decode<T: DeserializeOwned>(base: &Url, response: Response) -> Result<T
             url: base.to_string(),
             status,
         }),
+    }
+}
+
+/// Whether a node a server names is one the client may take its token to: the same scheme,
+/// and the same host (another port) or a host in the same parent domain of at least three
+/// labels (`b.rooms.example.org` beside `a.rooms.example.org`; not `evil.github.io` beside
+/// `a.github.io`, where the parent is a public suffix). A hostile server could otherwise
+/// send the client, and its bearer token, anywhere.
+pub fn is_sibling(base: &Url, other: &Url) -> bool {
+    if base.scheme() != other.scheme() {
+        return false;
+    }
+    match (base.host(), other.host()) {
+        (Some(url::Host::Domain(a)), Some(url::Host::Domain(b))) => {
+            let parent = |h: &str| h.split_once('.').map(|(_, rest)| rest.to_ascii_lowercase());
+            a.eq_ignore_ascii_case(b)
+                || (parent(a).is_some_and(|p| p.split('.').count() >= 3) && parent(a) == parent(b))
+        }
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod sibling_tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect("url")
+    }
+
+    #[test]
+    fn a_token_goes_only_to_siblings() {
+        let base = url("https://a.rooms.example.org");
+        assert!(is_sibling(&base, &url("https://b.rooms.example.org:8443")));
+        assert!(is_sibling(&base, &url("https://A.rooms.example.org:444")));
+        assert!(
+            !is_sibling(&base, &url("http://b.rooms.example.org")),
+            "no downgrade"
+        );
+        assert!(!is_sibling(&base, &url("https://evil.example.com")));
+        assert!(!is_sibling(
+            &base,
+            &url("https://rooms.example.org.evil.com")
+        ));
+        // A parent of two labels may be a public suffix: only the host itself.
+        let hosted = url("https://alice.github.io");
+        assert!(!is_sibling(&hosted, &url("https://mallory.github.io")));
+        assert!(is_sibling(&hosted, &url("https://alice.github.io:8443")));
+        let local = url("http://127.0.0.1:7600");
+        assert!(is_sibling(&local, &url("http://127.0.0.1:7601")));
+        assert!(!is_sibling(&local, &url("http://10.0.0.1:7600")));
     }
 }

@@ -108,7 +108,10 @@ impl LiveSession {
         let (audio_tx, audio_rx) = mpsc::channel(AUDIO_OUT_QUEUE);
         let stats = Arc::new(LiveStats::default());
         let worker = Worker {
-            url: api.live_url(room),
+            room: room.to_string(),
+            nodes: vec![api.clone()],
+            current: 0,
+            siblings: Arc::default(),
             api: api.clone(),
             events_tx,
             on_audio,
@@ -164,8 +167,15 @@ impl Drop for LiveSession {
 }
 
 struct Worker {
-    url: String,
-    /// Shares the session with the rest of the client, so a renewed token is used here too.
+    room: String,
+    /// The server, then the other nodes of its cluster (learnt once connected): a
+    /// connection that cannot be made again moves to the next.
+    nodes: Vec<Api>,
+    current: usize,
+    /// The other nodes, as last learnt (by a task of their own, never delaying a join).
+    siblings: Arc<std::sync::Mutex<Vec<url::Url>>>,
+    /// The node connected to now. Shares the session with the rest of the client, so a
+    /// renewed token is used here too.
     api: Api,
     events_tx: mpsc::Sender<NetEvent>,
     on_audio: AudioHandler,
@@ -193,6 +203,7 @@ impl Worker {
                     if self.events_tx.send(NetEvent::Connected).await.is_err() {
                         return;
                     }
+                    self.learn_siblings();
                     self.session(ws).await
                 }
                 Err(ended) => ended,
@@ -222,6 +233,11 @@ impl Worker {
                     .await;
                 return;
             }
+            // Once again on the same node (a dropped connection is most often the
+            // network's), then round the cluster's nodes: this one may be gone.
+            if attempt >= 2 {
+                self.next_node();
+            }
             self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
             let event = NetEvent::Reconnecting { attempt, reason };
             if self.events_tx.send(event).await.is_err() {
@@ -248,12 +264,39 @@ impl Worker {
         }
     }
 
+    /// Learns the other nodes of the server's cluster, in the background.
+    fn learn_siblings(&self) {
+        let (api, siblings) = (self.api.clone(), self.siblings.clone());
+        tokio::spawn(async move {
+            let learnt = api.sibling_nodes().await;
+            if let Ok(mut siblings) = siblings.lock() {
+                *siblings = learnt;
+            }
+        });
+    }
+
+    /// Moves to the next node of the cluster (the nodes known now, the first server
+    /// first): nothing changes for a server that is not in one.
+    fn next_node(&mut self) {
+        let learnt = self.siblings.lock().map(|s| s.clone()).unwrap_or_default();
+        for url in learnt {
+            if !self.nodes.iter().any(|n| n.base() == &url) {
+                self.nodes.push(self.nodes[0].at(url));
+            }
+        }
+        if self.nodes.len() > 1 {
+            self.current = (self.current + 1) % self.nodes.len();
+            self.api = self.nodes[self.current].clone();
+            tracing::info!(node = %self.api.base(), "trying another node of the cluster");
+        }
+    }
+
     async fn connect(&self) -> Result<Ws, Ended> {
-        let mut request = self
-            .url
+        let url = self.api.live_url(&self.room);
+        let mut request = url
             .as_str()
             .into_client_request()
-            .map_err(|e| Ended::Final(None, format!("bad room address {}: {e}", self.url)))?;
+            .map_err(|e| Ended::Final(None, format!("bad room address {url}: {e}")))?;
         let header = format!("Bearer {}", self.api.token().unwrap_or_default())
             .parse()
             .map_err(|_| {

@@ -51,6 +51,9 @@ pub enum RoomCommand {
     Gone { user: UserId, connection: u64 },
     /// In a cluster, every second: members connected to nodes that are gone have left.
     SweepRemote,
+    /// In a cluster: another node has taken the room over (this one was thought gone).
+    /// Everyone here moves there.
+    Moved,
     /// A control command from a connection.
     Control {
         user: UserId,
@@ -109,6 +112,7 @@ pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
         room,
         local: LocalMembers::new(shared.clone()),
         link,
+        draining: false,
         summary_tx,
         banned_addrs: HashSet::new(),
         spared: HashSet::new(),
@@ -119,6 +123,8 @@ pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
         shared.tasks.spawn(super::cluster::home::list_room(
             cluster.clone(),
             summary.clone(),
+            tx.downgrade(),
+            shared.shutdown.clone(),
         ));
     }
     shared.tasks.spawn(actor.run(rx));
@@ -137,6 +143,8 @@ struct RoomActor {
     local: LocalMembers,
     /// In a cluster: the room's link to its edges and the members connected to them.
     link: Option<HomeLink>,
+    /// This node is leaving the cluster and the room goes on without it.
+    draining: bool,
     summary_tx: watch::Sender<RoomSummary>,
     /// Addresses of removed people (see [`AddrKey`]): the account is banned first; this is
     /// the second line, against a second account made from the same address.
@@ -155,7 +163,7 @@ impl RoomActor {
         let shutdown = self.shared.shutdown.clone();
         // The room may end before anyone joins (its host never came).
         let mut deadline = self.next_deadline();
-        while !self.room.is_ended() {
+        while !self.room.is_ended() && !self.draining {
             // Sleeps only while a deadline exists: an idle room has no timer.
             let sleep = async {
                 match deadline {
@@ -168,7 +176,7 @@ impl RoomActor {
                     Some(command) => {
                         let mut news = self.handle(command);
                         for _ in 1..BATCH {
-                            if self.room.is_ended() {
+                            if self.room.is_ended() || self.draining {
                                 break;
                             }
                             match rx.try_recv() {
@@ -192,6 +200,12 @@ impl RoomActor {
                     self.deliver(out);
                 }
                 () = shutdown.cancelled() => {
+                    if self.link.is_some() {
+                        // In a cluster the room outlives this node: its members move to
+                        // other nodes, and the first to rejoin there carries it on.
+                        self.drain();
+                        break;
+                    }
                     let out = self.room.end(RoomEndReason::ServerShutdown, None);
                     self.deliver(out);
                 }
@@ -283,6 +297,9 @@ impl RoomActor {
             rooms.remove(&id);
         }
         self.shared.metrics.rooms.dec();
+        if self.draining {
+            return;
+        }
         tracing::info!(room = %id, title = %terminal_safe(self.room.title()), "room ended");
         if let Some(link) = &mut self.link
             && link.has_remote()
@@ -384,6 +401,10 @@ impl RoomActor {
                     }),
                 }
             }
+            RoomCommand::Moved => {
+                tracing::warn!(room = %self.room.id(), "another node took this room over; moving its members there");
+                self.drain();
+            }
             RoomCommand::SweepRemote => {
                 let Some(link) = &mut self.link else {
                     return false;
@@ -392,7 +413,7 @@ impl RoomActor {
                 let lost: Vec<UserId> = link
                     .remote
                     .iter()
-                    .filter(|(_, r)| !cluster.is_live(&r.node))
+                    .filter(|(_, r)| cluster.is_dead(&r.node))
                     .map(|(id, _)| *id)
                     .collect();
                 if lost.is_empty() {
@@ -481,6 +502,22 @@ impl RoomActor {
             }
         }
         true
+    }
+
+    /// This node is leaving the cluster: everyone connected here is told to connect again
+    /// (to another node), and edges find the room's home gone.
+    fn drain(&mut self) {
+        let ids: Vec<UserId> = self.local.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            if let Some(peer) = self.local.remove(id) {
+                peer.say_goodbye(
+                    ErrorCode::Reconnect,
+                    "this server is shutting down; moving you to another".into(),
+                );
+            }
+        }
+        self.draining = true;
+        tracing::info!(room = %self.room.id(), "handing the room over to the cluster");
     }
 
     /// `user` joins again: a connection they had before, here or on another node, says

@@ -92,7 +92,10 @@ impl TestServer {
 
     fn start_command(mut command: Command, data: std::sync::Arc<tempfile::TempDir>) -> Self {
         let mut child = command
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("HALLWAY_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

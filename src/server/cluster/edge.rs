@@ -80,6 +80,7 @@ fn open_numbered(
         room: entry.summary.id.clone(),
         home: entry.home,
         local: LocalMembers::new(shared.clone()),
+        who: HashMap::new(),
         pending: HashMap::new(),
         next_seq: None,
         summary_tx,
@@ -96,6 +97,8 @@ struct Edge {
     home: String,
     /// Members the home has let in.
     local: LocalMembers,
+    /// Who each member here is, as they joined (to join them again after a gap).
+    who: HashMap<UserId, crate::protocol::User>,
     /// Connections waiting for the home's answer to their join, since when.
     pending: HashMap<UserId, Pending>,
     /// The number the next event must carry; `None` before the first.
@@ -185,7 +188,7 @@ impl Edge {
         let mut idle_since = Some(Instant::now());
         loop {
             let stop = tokio::select! {
-                () = shutdown.cancelled() => Some(Stop::Quiet),
+                () = shutdown.cancelled() => Some(Stop::Lost("this server is shutting down")),
                 command = rx.recv() => match command {
                     Some(command) => {
                         self.command(command).await;
@@ -224,7 +227,7 @@ impl Edge {
 
     /// The directory: is the home alive, what does the room look like, and is anyone here.
     fn look(&mut self, idle_since: &mut Option<Instant>) -> Option<Stop> {
-        if !self.cluster.is_live(&self.home) {
+        if self.cluster.is_dead(&self.home) {
             return Some(Stop::Lost("the server running this room is gone"));
         }
         if let Some(entry) = self.cluster.remote_room(&self.room) {
@@ -237,6 +240,9 @@ impl Edge {
                 changed
             });
         }
+        let (local, pending) = (&self.local, &self.pending);
+        self.who
+            .retain(|id, _| local.get(*id).is_some() || pending.contains_key(id));
         let late: Vec<UserId> = self
             .pending
             .iter()
@@ -307,6 +313,7 @@ impl Edge {
                 });
             }
             RoomCommand::Join { user, peer, reply } => {
+                self.who.insert(user.id, user.clone());
                 let join = ToHome::Join {
                     user: user.clone(),
                     addr: peer.addr,
@@ -399,7 +406,7 @@ impl Edge {
                 .await;
             }
             // Only a room's home takes members from other nodes.
-            RoomCommand::RemoteJoin { .. } | RoomCommand::SweepRemote => {}
+            RoomCommand::RemoteJoin { .. } | RoomCommand::SweepRemote | RoomCommand::Moved => {}
         }
     }
 
@@ -407,9 +414,7 @@ impl Edge {
         if let Some(expected) = self.next_seq
             && numbered.seq != expected
         {
-            self.shared.metrics.cluster_resyncs.inc();
-            tracing::warn!(room = %self.room, expected, got = numbered.seq, "a gap in a room's events");
-            return Some(Stop::Lost("this server missed part of the room"));
+            self.resync(expected, numbered.seq).await;
         }
         self.next_seq = Some(numbered.seq + 1);
         match numbered.event {
@@ -472,6 +477,31 @@ impl Edge {
             ToEdges::Ended => return Some(Stop::Ended),
         }
         None
+    }
+
+    /// Events `expected..got` never came (NATS delivers at most once: a subscription moving
+    /// to another NATS server, after the one it was on died, misses what was published
+    /// meanwhile). What members here were told may differ from the room: each joins again
+    /// on the same connection, and the home answers each with a fresh snapshot. No one is
+    /// disconnected; they may miss a few frames of audio and an answer or two.
+    async fn resync(&mut self, expected: u64, got: u64) {
+        self.shared.metrics.cluster_resyncs.inc();
+        tracing::warn!(room = %self.room, expected, got, "a gap in a room's events: members here get a fresh snapshot");
+        let members: Vec<ToHome> = self
+            .local
+            .iter()
+            .filter_map(|(id, peer)| {
+                Some(ToHome::Join {
+                    user: self.who.get(&id)?.clone(),
+                    addr: peer.addr,
+                    connection: peer.connection,
+                    node: self.cluster.node.clone(),
+                })
+            })
+            .collect();
+        for join in &members {
+            self.send(join).await;
+        }
     }
 
     /// A member here cannot keep up: they go, and the home hears they are gone.

@@ -243,23 +243,70 @@ async fn gateway(
     }
 }
 
-/// Keeps room `summary` in the cluster's directory while it lives: at each change, at most
-/// once a second (the speaking indicators change a few times a second while people talk;
-/// the hallway shows them, but a second late is fine there, and 5,000 busy rooms then cost
-/// NATS 5,000 writes a second, not 20,000), and every [`super::ROOM_REFRESH`]; out of it
-/// when the room ends.
-pub async fn list_room(cluster: Arc<Cluster>, mut summary: watch::Receiver<RoomSummary>) {
+/// Keeps room `summary` in the cluster's directory while it lives, and out of it when the
+/// room ends.
+///
+/// The entry is what another node carries the room on from if this one dies (who is on
+/// the stage, in which role), so changes to the stage go out at once (at most ten a
+/// second). The speaking indicators change a few times a second while people talk: the
+/// hallway shows them, but a second late is fine there, and 5,000 busy rooms then cost
+/// NATS 5,000 writes a second rather than 20,000. Every [`super::ROOM_REFRESH`] it is put
+/// again regardless, so an entry outlives a NATS restart.
+///
+/// A node shutting down leaves its rooms listed: their members carry them on elsewhere.
+/// If the directory names another home for the room (this node was thought gone, and its
+/// members went on elsewhere), the room here gives way: its members move to that one.
+pub async fn list_room(
+    cluster: Arc<Cluster>,
+    mut summary: watch::Receiver<RoomSummary>,
+    actor: mpsc::WeakSender<RoomCommand>,
+    shutdown: CancellationToken,
+) {
+    use std::time::Duration;
     let id = summary.borrow().id.clone();
     let mut refresh = tokio::time::interval(super::ROOM_REFRESH);
     refresh.tick().await;
     loop {
-        let current = summary.borrow_and_update().clone();
-        cluster.publish_room(&current).await;
+        if let Some(home) = cluster.home_of(&id)
+            && home != cluster.node
+            && cluster.is_live(&home)
+        {
+            if let Some(actor) = actor.upgrade() {
+                let _ = actor.send(RoomCommand::Moved).await;
+            }
+            return;
+        }
+        let published = summary.borrow_and_update().clone();
+        let put_at = tokio::time::Instant::now();
+        cluster.publish_room(&published).await;
         tokio::select! {
+            () = shutdown.cancelled() => return,
             changed = summary.changed() => if changed.is_err() { break },
             _ = refresh.tick() => {}
         }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let gap = if only_speaking_changed(&published, &summary.borrow()) {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(100)
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep_until(put_at + gap) => {}
+        }
     }
-    cluster.withdraw_room(&id).await;
+    if !shutdown.is_cancelled() {
+        cluster.withdraw_room(&id).await;
+    }
+}
+
+/// Whether two summaries differ only in who is speaking.
+fn only_speaking_changed(a: &RoomSummary, b: &RoomSummary) -> bool {
+    let quiet = |s: &RoomSummary| {
+        let mut s = s.clone();
+        for member in &mut s.speakers {
+            member.speaking = false;
+        }
+        s
+    };
+    quiet(a) == quiet(b)
 }

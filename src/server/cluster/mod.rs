@@ -106,6 +106,9 @@ pub struct Cluster {
     nodes: RwLock<HashMap<String, (NodeInfo, Instant)>>,
     /// Every room in the directory, by id, with its revision there.
     rooms: RwLock<HashMap<String, (RoomEntry, u64)>>,
+    /// When this node started listening to the others: a node not heard of is only known
+    /// to be dead once this node has listened for [`NODE_TIMEOUT`].
+    listening_since: Instant,
     /// The last round trip to NATS, in microseconds.
     rtt_us: std::sync::atomic::AtomicU64,
     /// Edges open on this node, by room, with the number that tells one edge from the
@@ -151,6 +154,7 @@ impl Cluster {
             rooms: RwLock::new(HashMap::new()),
             edges: Mutex::new(HashMap::new()),
             rtt_us: 0.into(),
+            listening_since: Instant::now(),
         }))
     }
 
@@ -257,6 +261,18 @@ impl Cluster {
         }
     }
 
+    /// Whether `node` is known to be gone: not heard of for [`NODE_TIMEOUT`], by a node that
+    /// has listened that long. (A node that has just joined has not heard everyone yet.)
+    pub fn is_dead(&self, node: &str) -> bool {
+        !self.is_live(node) && self.listening_since.elapsed() >= NODE_TIMEOUT
+    }
+
+    /// The node `id`'s directory entry names as its home, if any.
+    pub fn home_of(&self, id: &str) -> Option<String> {
+        let rooms = self.rooms.read().ok()?;
+        rooms.get(id).map(|(r, _)| r.home.clone())
+    }
+
     /// Whether `node` has been heard of lately (this node always is).
     pub fn is_live(&self, node: &str) -> bool {
         node == self.node
@@ -296,7 +312,7 @@ impl Cluster {
         };
         rooms
             .values()
-            .filter(|(r, _)| r.home != self.node && self.is_live(&r.home))
+            .filter(|(r, _)| r.home != self.node && !self.is_dead(&r.home))
             .map(|(r, _)| r.summary.clone())
             .collect()
     }
@@ -306,7 +322,7 @@ impl Cluster {
         let rooms = self.rooms.read().ok()?;
         rooms
             .get(id)
-            .filter(|(r, _)| r.home != self.node && self.is_live(&r.home))
+            .filter(|(r, _)| r.home != self.node && !self.is_dead(&r.home))
             .map(|(r, _)| r.clone())
     }
 
@@ -316,7 +332,7 @@ impl Cluster {
         let rooms = self.rooms.read().ok()?;
         rooms
             .get(id)
-            .filter(|(r, _)| r.home != self.node && !self.is_live(&r.home))
+            .filter(|(r, _)| r.home != self.node && self.is_dead(&r.home))
             .cloned()
     }
 
