@@ -562,7 +562,13 @@ fn quiet_stderr(log_file: &Path) -> Option<crate::client::stderr::StderrToLog> {
 
 fn init_logging(file: Option<&Path>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Our own news; the NATS and PostgreSQL clients' only when something is wrong
+        // (their info lines are every connection and every NOTICE).
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "info,async_nats=warn,postgres=warn,tokio_postgres=warn",
+            )
+        });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match file {
         Some(path) => {

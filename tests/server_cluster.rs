@@ -424,3 +424,71 @@ fn fast() -> Backoff {
         max_attempts: None,
     }
 }
+
+/// A device signed out on one node is signed out on every node: its session cached on
+/// another node is forgotten, and its room connection there closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_signed_out_on_one_node_is_out_on_every_node() {
+    let nats = tokio::task::spawn_blocking(|| NatsCluster::start(1))
+        .await
+        .unwrap();
+    let pg = tokio::task::spawn_blocking(TestPostgres::start)
+        .await
+        .unwrap();
+    let a = node(&pg, &nats, "a");
+    let b = node(&pg, &nats, "b");
+    // Ada has a phone (made on A) and a laptop (linked on A).
+    let (ada, _) = a.account("Ada", None).await;
+    let (status, code) = a
+        .post_json("/api/v2/devices/link-codes", Some(&ada.token), json!({}))
+        .await;
+    assert_eq!(status, 201, "{code}");
+    let laptop = DeviceKey::generate();
+    let mut body = a.signed(&laptop).await;
+    body["code"] = code["code"].clone();
+    body["device"] = json!({
+        "sign_key": hallway::identity::b64(&laptop.public().sign),
+        "agree_key": hallway::identity::b64(&laptop.public().agree),
+        "label": "laptop",
+    });
+    let (status, linked) = a.post_json("/api/v2/devices", None, body).await;
+    assert_eq!(status, 200, "{linked}");
+    let laptop_session: Session = serde_json::from_value(linked).unwrap();
+
+    // The laptop is in a room on B (homed on A), so B has its session cached.
+    let host = a.session("Hosta").await;
+    let room = a.create_room(&host, "devices").await;
+    let _host_live = Live::join(&a, &room, &host).await;
+    listed_alike(&[&a, &b], &[&room]).await;
+    let mut laptop_live = Live::join(&b, &room, &laptop_session).await;
+    assert_eq!(
+        b.get("/api/v2/me", Some(&laptop_session.token)).await.0,
+        200
+    );
+
+    // Signed out on A.
+    let (_, me) = a.get("/api/v2/me", Some(&ada.token)).await;
+    let laptop_id = me["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["label"] == "laptop")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, _) = a
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v2/devices/{laptop_id}"),
+            Some(&ada.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    // On B: its connection closes, and its token is refused.
+    assert_eq!(laptop_live.closed().await.as_deref(), Some("unauthorized"));
+    assert_eq!(
+        b.get("/api/v2/me", Some(&laptop_session.token)).await.0,
+        401
+    );
+}

@@ -810,33 +810,39 @@ impl Shared {
             Ok(mut sessions) => sessions.forget(which),
             Err(poisoned) => poisoned.into_inner().forget(which),
         };
-        for session in gone {
-            session.revoked.cancel();
-        }
-        if let Revocation::Account {
+        let Revocation::Account {
             id,
             suspended: Some(reason),
         } = revocation
-        {
-            let rooms: Vec<_> = match self.rooms.read() {
-                Ok(rooms) => rooms.values().cloned().collect(),
-                Err(_) => Vec::new(),
-            };
-            let (id, message) = (*id, format!("an admin suspended your account ({reason})"));
-            self.tasks.spawn(async move {
-                for room in rooms {
-                    let _ = room
-                        .tx
-                        .send(actor::RoomCommand::Expel {
-                            user: id,
-                            code: crate::protocol::ErrorCode::Suspended,
-                            message: message.clone(),
-                            by: None,
-                        })
-                        .await;
-                }
-            });
-        }
+        else {
+            for session in gone {
+                session.revoked.cancel();
+            }
+            return;
+        };
+        // A suspension puts the account out of the rooms homed here with its reason, before
+        // its sessions' connections close for being signed out (which says less).
+        let rooms: Vec<_> = match self.rooms.read() {
+            Ok(rooms) => rooms.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        let (id, message) = (*id, format!("an admin suspended your account ({reason})"));
+        self.tasks.spawn(async move {
+            for room in rooms {
+                let _ = room
+                    .tx
+                    .send(actor::RoomCommand::Expel {
+                        user: id,
+                        code: crate::protocol::ErrorCode::Suspended,
+                        message: message.clone(),
+                        by: None,
+                    })
+                    .await;
+            }
+            for session in gone {
+                session.revoked.cancel();
+            }
+        });
     }
 
     /// A changed display name reaches the cached sessions (rooms keep the name they

@@ -89,7 +89,9 @@ pub struct RoomEntry {
 pub enum ClusterError {
     #[error("cannot reach NATS at {urls}: {reason}; start nats-server or fix --cluster")]
     Connect { urls: String, reason: String },
-    #[error("NATS JetStream is not available ({0}); start nats-server with JetStream (-js)")]
+    #[error(
+        "NATS JetStream did not answer for 30 s ({0}); is nats-server running with JetStream (-js), and has its cluster elected a leader?"
+    )]
     JetStream(String),
     #[error("a NATS URL is not valid: {0:?}; write nats://HOST:PORT")]
     BadUrl(String),
@@ -415,14 +417,28 @@ async fn bucket(
         duplicate_window: Duration::from_secs(2).min(max_age),
         ..Default::default()
     };
-    if js.get_key_value(name).await.is_err()
-        && let Err(e) = js.get_or_create_stream(config).await
-    {
-        return Err(ClusterError::JetStream(e.to_string()));
+    // A NATS cluster that has just formed may still be electing the leader that makes
+    // streams, and nodes starting together all make this one: try for a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            if let Ok(store) = js.get_key_value(name).await {
+                return Ok(store);
+            }
+            js.get_or_create_stream(config.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            js.get_key_value(name).await.map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(store) => return Ok(store),
+            Err(e) if Instant::now() >= deadline => return Err(ClusterError::JetStream(e)),
+            Err(e) => {
+                tracing::info!("the cluster's directory is not ready yet ({e}); trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     }
-    js.get_key_value(name)
-        .await
-        .map_err(|e| ClusterError::JetStream(e.to_string()))
 }
 
 impl Cluster {
