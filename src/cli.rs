@@ -648,6 +648,12 @@ fn backup(data: Option<PathBuf>, out: &Path) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.cluster.is_empty() && args.listen.ip().is_unspecified() && args.public_url.is_empty() {
+        anyhow::bail!(
+            "a cluster node listening on {} needs --public-url URL: the other nodes send clients to it there",
+            args.listen
+        );
+    }
     let mut config = ServerConfig {
         listen: args.listen,
         invite_only: args.invite_only,

@@ -112,6 +112,7 @@ impl LiveSession {
             nodes: vec![api.clone()],
             current: 0,
             siblings: Arc::default(),
+            joined: false,
             api: api.clone(),
             events_tx,
             on_audio,
@@ -174,6 +175,8 @@ struct Worker {
     current: usize,
     /// The other nodes, as last learnt (by a task of their own, never delaying a join).
     siblings: Arc<std::sync::Mutex<Vec<url::Url>>>,
+    /// The current connection got as far as the room's snapshot.
+    joined: bool,
     /// The node connected to now. Shares the session with the rest of the client, so a
     /// renewed token is used here too.
     api: Api,
@@ -199,12 +202,16 @@ impl Worker {
         loop {
             let ended = match self.connect().await {
                 Ok(ws) => {
-                    attempt = 0;
                     if self.events_tx.send(NetEvent::Connected).await.is_err() {
                         return;
                     }
                     self.learn_siblings();
-                    self.session(ws).await
+                    self.joined = false;
+                    let ended = self.session(ws).await;
+                    if self.joined {
+                        attempt = 0;
+                    }
+                    ended
                 }
                 Err(ended) => ended,
             };
@@ -357,6 +364,12 @@ impl Worker {
                             }
                             Ok(ServerMessage::Goodbye { code, message }) => goodbye = Some((code, message)),
                             Ok(message) => {
+                                // In the room: the next drop starts counting attempts again.
+                                // (Not at the upgrade: a join refused after it, as a node
+                                // that cannot reach the room refuses, must count.)
+                                if matches!(message, ServerMessage::RoomSnapshot { .. }) {
+                                    self.joined = true;
+                                }
                                 if self.events_tx.send(NetEvent::Server(message)).await.is_err() {
                                     return Ended::Final(None, "closed".into());
                                 }

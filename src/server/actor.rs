@@ -46,6 +46,8 @@ pub enum RoomCommand {
         addr: IpAddr,
         connection: u64,
         node: String,
+        /// Which run of `node`.
+        instance: u64,
     },
     /// A connection closed.
     Gone { user: UserId, connection: u64 },
@@ -96,6 +98,12 @@ pub const ROOM_QUEUE: usize = 1_024;
 
 /// Starts the actor for a new room and returns its handle.
 pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
+    spawn_claimed(shared, room, None)
+}
+
+/// Starts the actor for a room; `claimed` is the directory revision of a room this node
+/// has just taken over in a cluster (see `Room::resume`).
+pub fn spawn_claimed(shared: Arc<Shared>, room: Room, claimed: Option<u64>) -> RoomHandle {
     let (tx, rx) = mpsc::channel(ROOM_QUEUE);
     let (summary_tx, summary) = watch::channel(room.summary());
     let link = shared.cluster.as_ref().map(|cluster| {
@@ -125,6 +133,7 @@ pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
             summary.clone(),
             tx.downgrade(),
             shared.shutdown.clone(),
+            claimed,
         ));
     }
     shared.tasks.spawn(actor.run(rx));
@@ -218,6 +227,27 @@ impl RoomActor {
         }
         self.flush();
         self.finish();
+        if self.draining {
+            // Out of the rooms map now: joins that were waiting go elsewhere, told to connect
+            // again (not that the room has ended).
+            rx.close();
+            let moving = || Refusal {
+                code: ErrorCode::Reconnect,
+                message: "the room is moving to another server; connecting again".into(),
+            };
+            while let Ok(command) = rx.try_recv() {
+                match command {
+                    RoomCommand::Join { peer, reply, .. } => {
+                        peer.say_goodbye(ErrorCode::Reconnect, moving().message);
+                        let _ = reply.send(Err(moving()));
+                    }
+                    RoomCommand::Admit { reply, .. } => {
+                        let _ = reply.send(Err(moving()));
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Writes what the last commands queued.
@@ -354,6 +384,7 @@ impl RoomActor {
                 addr,
                 connection,
                 node,
+                instance,
             } => {
                 let joined = self
                     .admission(&user, addr)
@@ -367,6 +398,7 @@ impl RoomActor {
                             user.id,
                             Remote {
                                 node,
+                                instance,
                                 connection,
                                 addr,
                             },
@@ -413,14 +445,24 @@ impl RoomActor {
                 let lost: Vec<UserId> = link
                     .remote
                     .iter()
-                    .filter(|(_, r)| cluster.is_dead(&r.node))
+                    .filter(|(_, r)| cluster.is_gone(&r.node, r.instance))
                     .map(|(id, _)| *id)
                     .collect();
                 if lost.is_empty() {
                     return false;
                 }
                 for user in &lost {
-                    link.remote.remove(user);
+                    if let Some(remote) = link.remote.remove(user) {
+                        // A node only thought gone (unheard of for a while) still holds
+                        // their connection: it closes, and they come back.
+                        link.event(ToEdges::Disconnect {
+                            user: *user,
+                            connection: remote.connection,
+                            code: ErrorCode::Reconnect,
+                            message: "your server lost touch with the room; connecting again"
+                                .into(),
+                        });
+                    }
                 }
                 for user in lost {
                     let out = self.room.depart(user, LeaveReason::Disconnected, unix_ms());

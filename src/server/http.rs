@@ -487,7 +487,11 @@ async fn create_room(
         }
         let id = loop {
             let id = new_room_id();
-            if !rooms.contains_key(&id) {
+            let elsewhere = shared
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.home_of(&id).is_some());
+            if !rooms.contains_key(&id) && !elsewhere {
                 break id;
             }
         };
@@ -538,23 +542,32 @@ async fn room_handle(shared: &Arc<Shared>, id: &str) -> Result<RoomHandle, ApiEr
     if let Some(entry) = cluster.remote_room(id) {
         return Ok(cluster::edge::handle(shared, cluster, entry));
     }
+    // Just taken over here, and its actor not in the map yet: a moment.
+    if cluster.homed_here(id) {
+        return Err(ApiError::new(
+            ErrorCode::Reconnect,
+            "the room is moving to this server; connect again",
+        ));
+    }
     let Some((entry, revision)) = cluster.orphan(id) else {
         return Err(not_found());
     };
-    let room = Room::resume(&entry.summary, unix_ms(), shared.config.limits.room);
-    if !cluster.claim_room(&room.summary(), revision).await {
+    // Claimed with the stage it had, so that a second failure soon after still knows who
+    // gets their role back.
+    let Some(claimed) = cluster.claim_room(&entry.summary, revision).await else {
         return Err(ApiError::new(
             ErrorCode::Reconnect,
             "the room is moving to another server; connect again",
         ));
-    }
+    };
+    let room = Room::resume(&entry.summary, unix_ms(), shared.config.limits.room);
     let mut rooms = shared.rooms.write().map_err(|_| internal())?;
     let handle = rooms
         .entry(id.to_string())
         .or_insert_with(|| {
             tracing::info!(room = %id, from = %entry.home, "carrying on a room whose server is gone");
             shared.metrics.rooms.inc();
-            actor::spawn(shared.clone(), room)
+            actor::spawn_claimed(shared.clone(), room, Some(claimed))
         })
         .clone();
     Ok(handle)
@@ -570,9 +583,31 @@ async fn get_room(
             "this server is invite-only: sign in first (an invitation makes an account)",
         ));
     }
-    let handle = room_handle(&shared, &id).await?;
-    let (reply, answer) = oneshot::channel();
     let gone = || ApiError::new(ErrorCode::RoomNotFound, format!("room {id:?} has ended"));
+    let here = shared
+        .rooms
+        .read()
+        .map_err(|_| internal())?
+        .get(&id)
+        .cloned();
+    let handle = match (here, &shared.cluster) {
+        (Some(handle), _) => handle,
+        // Homed elsewhere: asked of its home directly. A look at a room opens no edge here
+        // (that is for joining: a crawler of the room list must not subscribe a node to
+        // every room's audio) and carries on no orphan.
+        (None, Some(cluster))
+            if cluster::wire::valid_room_id(&id) && cluster.remote_room(&id).is_some() =>
+        {
+            return cluster.describe(&id).await.map(Json).ok_or_else(gone);
+        }
+        (None, _) => {
+            return Err(ApiError::new(
+                ErrorCode::RoomNotFound,
+                format!("no live room {id:?}; it may have ended"),
+            ));
+        }
+    };
+    let (reply, answer) = oneshot::channel();
     handle
         .tx
         .send(RoomCommand::Describe { reply })

@@ -358,6 +358,16 @@ impl Sessions {
     pub fn len(&self) -> usize {
         self.by_token.len()
     }
+
+    /// The tokens (hashed) of every cached session.
+    pub fn tokens(&self) -> Vec<SecretHash> {
+        self.by_token.keys().copied().collect()
+    }
+
+    /// Forgets one token's session.
+    pub fn remove(&mut self, token: &SecretHash) -> Option<Arc<SessionEntry>> {
+        self.by_token.remove(token)
+    }
 }
 
 /// Tokens that stop being good: every cached session they touch is forgotten, and its
@@ -843,6 +853,38 @@ impl Shared {
                 session.revoked.cancel();
             }
         });
+    }
+
+    /// Checks every cached session against the store, and signs out those whose token is
+    /// gone: after this node's link to the cluster dropped, revocations published meanwhile
+    /// may never have arrived.
+    pub(crate) async fn revalidate_sessions(self: &Arc<Self>) {
+        let tokens = match self.sessions.read() {
+            Ok(sessions) => sessions.tokens(),
+            Err(_) => return,
+        };
+        let mut gone = 0;
+        for token in tokens {
+            let now = unix_ms();
+            let found = self.store.call(move |s| s.token(&token, now)).await;
+            if let Ok(None) = found {
+                self.revocations.fetch_add(1, Ordering::SeqCst);
+                let removed = match self.sessions.write() {
+                    Ok(mut sessions) => sessions.remove(&token),
+                    Err(poisoned) => poisoned.into_inner().remove(&token),
+                };
+                if let Some(session) = removed {
+                    session.revoked.cancel();
+                    gone += 1;
+                }
+            }
+        }
+        if gone > 0 {
+            tracing::info!(
+                gone,
+                "signed out sessions revoked while this node was away from the cluster"
+            );
+        }
     }
 
     /// A changed display name reaches the cached sessions (rooms keep the name they

@@ -157,7 +157,7 @@ impl Edge {
         rx.close();
         match stop {
             Stop::Quiet | Stop::Ended => {}
-            Stop::Lost(why) => self.let_everyone_go(why),
+            Stop::Lost(why) => self.let_everyone_go(why).await,
         }
         // What was queued meanwhile: joins are told to connect again.
         while let Ok(command) = rx.try_recv() {
@@ -216,7 +216,7 @@ impl Edge {
                     }
                     None
                 }
-                _ = look.tick() => self.look(&mut idle_since),
+                _ = look.tick() => self.look(&mut idle_since).await,
             };
             self.local.flush();
             if let Some(stop) = stop {
@@ -226,19 +226,30 @@ impl Edge {
     }
 
     /// The directory: is the home alive, what does the room look like, and is anyone here.
-    fn look(&mut self, idle_since: &mut Option<Instant>) -> Option<Stop> {
+    async fn look(&mut self, idle_since: &mut Option<Instant>) -> Option<Stop> {
         if self.cluster.is_dead(&self.home) {
             return Some(Stop::Lost("the server running this room is gone"));
         }
-        if let Some(entry) = self.cluster.remote_room(&self.room) {
-            if entry.home != self.home {
-                return Some(Stop::Lost("the room moved to another server"));
+        match self.cluster.remote_room(&self.room) {
+            Some(entry) => {
+                if entry.home != self.home {
+                    return Some(Stop::Lost("the room moved to another server"));
+                }
+                self.summary_tx.send_if_modified(|old| {
+                    let changed = *old != entry.summary;
+                    *old = entry.summary;
+                    changed
+                });
             }
-            self.summary_tx.send_if_modified(|old| {
-                let changed = *old != entry.summary;
-                *old = entry.summary;
-                changed
-            });
+            // Out of the directory while its home lives: it ended (and the `ended` event,
+            // the room's last, was lost: no gap shows that one).
+            None => match self.cluster.home_of(&self.room) {
+                None => return Some(Stop::Ended),
+                Some(home) if home != self.home => {
+                    return Some(Stop::Lost("the room moved to another server"));
+                }
+                Some(_) => {}
+            },
         }
         let (local, pending) = (&self.local, &self.pending);
         self.who
@@ -254,6 +265,13 @@ impl Edge {
                 let refusal = unreachable_home();
                 peer.say_goodbye(refusal.code, refusal.message.clone());
                 let _ = reply.send(Err(refusal));
+                // The home may have let them in and only its answer was lost.
+                let connection = peer.connection;
+                self.send(&ToHome::Gone {
+                    user: id,
+                    connection,
+                })
+                .await;
             }
         }
         if self.local.is_empty() && self.pending.is_empty() {
@@ -319,6 +337,7 @@ impl Edge {
                     addr: peer.addr,
                     connection: peer.connection,
                     node: self.cluster.node.clone(),
+                    instance: self.cluster.instance,
                 };
                 let pending = Pending {
                     peer,
@@ -416,13 +435,21 @@ impl Edge {
         {
             self.resync(expected, numbered.seq).await;
         }
-        self.next_seq = Some(numbered.seq + 1);
+        self.next_seq = Some(numbered.seq.wrapping_add(1));
         match numbered.event {
             ToEdges::Joined {
                 user,
                 connection,
                 refusal,
             } => {
+                // A member here joined again after a gap, and the home refuses them now
+                // (removed, blocked or suspended while the news was lost): they go.
+                if let Some(refusal) = &refusal
+                    && self.local.is_current(user, connection)
+                    && let Some(peer) = self.local.remove(user)
+                {
+                    peer.say_goodbye(refusal.code, refusal.message.clone());
+                }
                 if self
                     .pending
                     .get(&user)
@@ -496,6 +523,7 @@ impl Edge {
                     addr: peer.addr,
                     connection: peer.connection,
                     node: self.cluster.node.clone(),
+                    instance: self.cluster.instance,
                 })
             })
             .collect();
@@ -515,21 +543,28 @@ impl Edge {
     }
 
     /// Every member here is told to connect again, and why.
-    fn let_everyone_go(&mut self, why: &str) {
+    /// The home hears they are gone (if it still listens), so none stays a member there.
+    async fn let_everyone_go(&mut self, why: &str) {
         let message = format!("{why}; connecting again");
+        let mut gone = Vec::new();
         let ids: Vec<UserId> = self.local.iter().map(|(id, _)| id).collect();
         for id in ids {
             if let Some(peer) = self.local.remove(id) {
                 peer.say_goodbye(ErrorCode::Reconnect, message.clone());
+                gone.push((id, peer.connection));
             }
         }
-        for (_, Pending { peer, reply, .. }) in self.pending.drain() {
+        for (id, Pending { peer, reply, .. }) in self.pending.drain() {
             let refusal = Refusal {
                 code: ErrorCode::Reconnect,
                 message: message.clone(),
             };
             peer.say_goodbye(refusal.code, refusal.message.clone());
             let _ = reply.send(Err(refusal));
+            gone.push((id, peer.connection));
+        }
+        for (user, connection) in gone {
+            self.send(&ToHome::Gone { user, connection }).await;
         }
     }
 }

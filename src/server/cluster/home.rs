@@ -30,6 +30,8 @@ const PUBLISH_QUEUE: usize = 4_096;
 #[derive(Debug, Clone)]
 pub struct Remote {
     pub node: String,
+    /// The run of `node` they joined through.
+    pub instance: u64,
     pub connection: u64,
     pub addr: IpAddr,
 }
@@ -168,8 +170,8 @@ async fn gateway(
                     }
                 };
                 let command = match command {
-                    ToHome::Join { user, addr, connection, node } => {
-                        RoomCommand::RemoteJoin { user, addr, connection, node }
+                    ToHome::Join { user, addr, connection, node, instance } => {
+                        RoomCommand::RemoteJoin { user, addr, connection, node, instance }
                     }
                     ToHome::Control { user, connection, id, command } => {
                         RoomCommand::Control { user, connection, id, command }
@@ -261,24 +263,33 @@ pub async fn list_room(
     mut summary: watch::Receiver<RoomSummary>,
     actor: mpsc::WeakSender<RoomCommand>,
     shutdown: CancellationToken,
+    claimed: Option<u64>,
 ) {
     use std::time::Duration;
     let id = summary.borrow().id.clone();
     let mut refresh = tokio::time::interval(super::ROOM_REFRESH);
     refresh.tick().await;
+    // A room carried on here keeps the entry it was claimed with (the stage that gets its
+    // roles back) until it changes.
+    let mut revision = claimed;
+    let mut keep_claimed = claimed.is_some();
     loop {
-        if let Some(home) = cluster.home_of(&id)
-            && home != cluster.node
-            && cluster.is_live(&home)
-        {
-            if let Some(actor) = actor.upgrade() {
-                let _ = actor.send(RoomCommand::Moved).await;
-            }
-            return;
-        }
         let published = summary.borrow_and_update().clone();
         let put_at = tokio::time::Instant::now();
-        cluster.publish_room(&published).await;
+        if !keep_claimed {
+            match cluster.write_room(&published, revision).await {
+                super::Written::At(now) => revision = Some(now),
+                super::Written::Taken => {
+                    if let Some(actor) = actor.upgrade() {
+                        let _ = actor.send(RoomCommand::Moved).await;
+                    }
+                    return;
+                }
+                // Written again at the next change or refresh.
+                super::Written::Failed => {}
+            }
+        }
+        keep_claimed = false;
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = summary.changed() => if changed.is_err() { break },

@@ -71,6 +71,10 @@ pub struct NodeInfo {
     pub rooms: usize,
     pub members: usize,
     pub started_ms: u64,
+    /// This run of the node (random at each start): a node restarted under the same name is
+    /// another instance, and what the last one held is gone.
+    #[serde(default)]
+    pub instance: u64,
     /// The node is stopping: drop it now.
     #[serde(default)]
     pub leaving: bool,
@@ -81,7 +85,21 @@ pub struct NodeInfo {
 pub struct RoomEntry {
     /// The node whose actor runs the room.
     pub home: String,
+    /// Which run of that node ([`NodeInfo::instance`]).
+    #[serde(default)]
+    pub instance: u64,
     pub summary: RoomSummary,
+}
+
+/// How a write to a room's directory entry went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Written; the entry's new revision.
+    At(u64),
+    /// Another node's now: this node's copy of the room must give way.
+    Taken,
+    /// Not written (NATS is away); try again later.
+    Failed,
 }
 
 /// Why a node could not join its cluster.
@@ -104,10 +122,16 @@ pub struct Cluster {
     pub client: async_nats::Client,
     rooms_kv: kv::Store,
     started_ms: u64,
+    /// This run of the node ([`NodeInfo::instance`]).
+    pub instance: u64,
+    /// Times the NATS connection came back after a drop: messages (revocations among
+    /// them) may have been lost meanwhile.
+    pub reconnects: Arc<std::sync::atomic::AtomicU64>,
     /// Every node heard of, and when.
     nodes: RwLock<HashMap<String, (NodeInfo, Instant)>>,
-    /// Every room in the directory, by id, with its revision there.
-    rooms: RwLock<HashMap<String, (RoomEntry, u64)>>,
+    /// Every room in the directory, by id, with its revision there and when it was last
+    /// written (an entry JetStream let expire says nothing to its watchers).
+    rooms: RwLock<HashMap<String, (RoomEntry, u64, Instant)>>,
     /// When this node started listening to the others: a node not heard of is only known
     /// to be dead once this node has listened for [`NODE_TIMEOUT`].
     listening_since: Instant,
@@ -128,8 +152,18 @@ impl Cluster {
             addrs.push(addr);
         }
         let urls = config.nats.join(",");
+        let reconnects = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = reconnects.clone();
         let client = async_nats::ConnectOptions::new()
             .name(format!("hallway {}", config.node))
+            .event_callback(move |event| {
+                let counter = counter.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            })
             // Audio: a subscriber this far behind drops frames rather than holding
             // seconds of stale audio (NATS's default allows 64 Ki messages).
             .subscription_capacity(4_096)
@@ -152,6 +186,8 @@ impl Cluster {
             client,
             rooms_kv,
             started_ms: super::unix_ms(),
+            instance: rand::random::<u64>() | 1,
+            reconnects,
             nodes: RwLock::new(HashMap::new()),
             rooms: RwLock::new(HashMap::new()),
             edges: Mutex::new(HashMap::new()),
@@ -196,6 +232,7 @@ impl Cluster {
                 rooms,
                 members,
                 started_ms: self.started_ms,
+                instance: self.instance,
                 leaving,
             }
         };
@@ -203,6 +240,7 @@ impl Cluster {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = beat.tick() => {
+                    self.prune();
                     self.say(&me(false)).await;
                     let sent = Instant::now();
                     if self.client.flush().await.is_ok() {
@@ -253,7 +291,7 @@ impl Cluster {
         match entry.operation {
             kv::Operation::Put => match serde_json::from_slice::<RoomEntry>(&entry.value) {
                 Ok(room) if room.summary.id == entry.key && wire::valid_room_id(&entry.key) => {
-                    rooms.insert(entry.key, (room, entry.revision));
+                    rooms.insert(entry.key, (room, entry.revision, Instant::now()));
                 }
                 _ => tracing::warn!(key = %entry.key, "ignoring a malformed room entry"),
             },
@@ -263,16 +301,42 @@ impl Cluster {
         }
     }
 
+    /// Forgets room entries JetStream has let expire (their homes stopped writing them)
+    /// and nodes long gone.
+    fn prune(&self) {
+        if let Ok(mut rooms) = self.rooms.write() {
+            rooms.retain(|_, (_, _, written)| written.elapsed() < ROOM_MAX_AGE);
+        }
+        if let Ok(mut nodes) = self.nodes.write() {
+            nodes.retain(|_, (_, seen)| seen.elapsed() < NODE_TIMEOUT * 10);
+        }
+    }
+
     /// Whether `node` is known to be gone: not heard of for [`NODE_TIMEOUT`], by a node that
     /// has listened that long. (A node that has just joined has not heard everyone yet.)
     pub fn is_dead(&self, node: &str) -> bool {
         !self.is_live(node) && self.listening_since.elapsed() >= NODE_TIMEOUT
     }
 
+    /// The instance of `node` last heard of.
+    pub fn instance_of(&self, node: &str) -> Option<u64> {
+        if node == self.node {
+            return Some(self.instance);
+        }
+        let nodes = self.nodes.read().ok()?;
+        nodes.get(node).map(|(info, _)| info.instance)
+    }
+
+    /// Whether a member or a room on `node` (its run `instance`) is gone: the node is dead,
+    /// or it has restarted since (the run that held them is gone).
+    pub fn is_gone(&self, node: &str, instance: u64) -> bool {
+        self.is_dead(node) || self.instance_of(node).is_some_and(|now| now != instance)
+    }
+
     /// The node `id`'s directory entry names as its home, if any.
     pub fn home_of(&self, id: &str) -> Option<String> {
         let rooms = self.rooms.read().ok()?;
-        rooms.get(id).map(|(r, _)| r.home.clone())
+        rooms.get(id).map(|(r, _, _)| r.home.clone())
     }
 
     /// Whether `node` has been heard of lately (this node always is).
@@ -314,8 +378,8 @@ impl Cluster {
         };
         rooms
             .values()
-            .filter(|(r, _)| r.home != self.node && !self.is_dead(&r.home))
-            .map(|(r, _)| r.summary.clone())
+            .filter(|(r, _, _)| r.home != self.node && !self.is_gone(&r.home, r.instance))
+            .map(|(r, _, _)| r.summary.clone())
             .collect()
     }
 
@@ -324,8 +388,17 @@ impl Cluster {
         let rooms = self.rooms.read().ok()?;
         rooms
             .get(id)
-            .filter(|(r, _)| r.home != self.node && !self.is_dead(&r.home))
-            .map(|(r, _)| r.clone())
+            .filter(|(r, _, _)| r.home != self.node && !self.is_gone(&r.home, r.instance))
+            .map(|(r, _, _)| r.clone())
+    }
+
+    /// Whether the directory names this run of this node as the home of `id`.
+    pub fn homed_here(&self, id: &str) -> bool {
+        self.rooms.read().is_ok_and(|rooms| {
+            rooms
+                .get(id)
+                .is_some_and(|(r, _, _)| r.home == self.node && r.instance == self.instance)
+        })
     }
 
     /// A room whose home is gone (the node died), with its revision in the directory: a
@@ -334,58 +407,101 @@ impl Cluster {
         let rooms = self.rooms.read().ok()?;
         rooms
             .get(id)
-            .filter(|(r, _)| r.home != self.node && self.is_dead(&r.home))
-            .cloned()
+            .filter(|(r, _, _)| self.is_gone(&r.home, r.instance))
+            .map(|(r, revision, _)| (r.clone(), *revision))
     }
 
     /// Makes this node the home of an orphaned room, if the directory still holds the
     /// entry at `revision`: of several nodes claiming it at once (its members coming back
-    /// through different nodes), exactly one wins; the others become its edges.
-    pub async fn claim_room(&self, summary: &RoomSummary, revision: u64) -> bool {
+    /// through different nodes), exactly one wins; the others become its edges. The entry
+    /// keeps the stage it had (who gets their role back), until the room here changes it.
+    pub async fn claim_room(&self, summary: &RoomSummary, revision: u64) -> Option<u64> {
+        match self.write_room(summary, Some(revision)).await {
+            Written::At(revision) => Some(revision),
+            Written::Taken | Written::Failed => {
+                tracing::info!(room = %summary.id, "another node took over the room first");
+                None
+            }
+        }
+    }
+
+    /// Writes the entry of a room homed here, as of `revision` (`None`: a new room), by
+    /// compare-and-set: a node thought dead, whose room was carried on elsewhere meanwhile,
+    /// finds out here rather than overwrite the new home.
+    pub async fn write_room(&self, summary: &RoomSummary, revision: Option<u64>) -> Written {
         let entry = RoomEntry {
             home: self.node.clone(),
+            instance: self.instance,
             summary: summary.clone(),
         };
         let Ok(json) = serde_json::to_vec(&entry) else {
-            return false;
+            return Written::Failed;
         };
-        match self
-            .rooms_kv
-            .update(&summary.id, json.into(), revision)
-            .await
-        {
-            Ok(revision) => {
-                // Ours now, before the watch says so: a second claim here finds it taken.
-                if let Ok(mut rooms) = self.rooms.write() {
-                    rooms.insert(summary.id.clone(), (entry, revision));
-                }
-                true
-            }
+        let json = Bytes::from(json);
+        let written = match revision {
+            Some(revision) => self
+                .rooms_kv
+                .update(&summary.id, json.clone(), revision)
+                .await
+                .map_err(|e| e.to_string()),
+            None => self
+                .rooms_kv
+                .create(&summary.id, json.clone())
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let revision = match written {
+            Ok(revision) => revision,
             Err(e) => {
-                tracing::info!(room = %summary.id, "another node took over the room first ({e})");
-                false
+                // Who holds it now? Ours (a write of ours the watch has not shown yet, or
+                // an entry expired meanwhile): write again over what is there.
+                match self.rooms_kv.entry(&summary.id).await {
+                    Ok(Some(current)) if current.operation == kv::Operation::Put => {
+                        match serde_json::from_slice::<RoomEntry>(&current.value) {
+                            Ok(theirs)
+                                if theirs.home != self.node || theirs.instance != self.instance =>
+                            {
+                                return Written::Taken;
+                            }
+                            _ => match self
+                                .rooms_kv
+                                .update(&summary.id, json, current.revision)
+                                .await
+                            {
+                                Ok(revision) => revision,
+                                Err(_) => return Written::Failed,
+                            },
+                        }
+                    }
+                    Ok(_) => match self.rooms_kv.create(&summary.id, json).await {
+                        Ok(revision) => revision,
+                        Err(_) => return Written::Failed,
+                    },
+                    Err(_) => {
+                        tracing::warn!(room = %summary.id, "cannot update the room directory: {e}");
+                        return Written::Failed;
+                    }
+                }
             }
+        };
+        // Ours now, before the watch says so: a second claim here finds it taken.
+        if let Ok(mut rooms) = self.rooms.write() {
+            rooms.insert(summary.id.clone(), (entry, revision, Instant::now()));
         }
+        Written::At(revision)
     }
 
-    /// Puts a room homed here into the directory.
-    pub async fn publish_room(&self, summary: &RoomSummary) {
-        let entry = RoomEntry {
-            home: self.node.clone(),
-            summary: summary.clone(),
-        };
-        let Ok(json) = serde_json::to_vec(&entry) else {
-            return;
-        };
-        if let Err(e) = self.rooms_kv.put(&summary.id, Bytes::from(json)).await {
-            tracing::warn!(room = %summary.id, "cannot update the room directory: {e}");
-        }
-    }
-
-    /// Takes a room homed here out of the directory.
+    /// Takes a room homed here out of the directory (trying for a while: a NATS cluster
+    /// electing a leader refuses writes for seconds).
     pub async fn withdraw_room(&self, id: &str) {
-        if let Err(e) = self.rooms_kv.delete(id).await {
-            tracing::warn!(room = %id, "cannot take an ended room out of the directory: {e}");
+        for attempt in 0..10 {
+            match self.rooms_kv.delete(id).await {
+                Ok(()) => return,
+                Err(e) if attempt == 9 => {
+                    tracing::warn!(room = %id, "cannot take an ended room out of the directory: {e}");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
         }
     }
 }
@@ -442,6 +558,16 @@ async fn bucket(
 }
 
 impl Cluster {
+    /// A room homed on another node, in full, as its home describes it.
+    pub async fn describe(&self, room: &str) -> Option<crate::protocol::RoomDetail> {
+        let answer = self
+            .client
+            .request(wire::room_describe(room), Bytes::new())
+            .await
+            .ok()?;
+        serde_json::from_slice(&answer.payload).ok()
+    }
+
     /// Tells the home of room `room` something, as an edge would.
     pub async fn send_to_home(&self, room: &str, message: &wire::ToHome) {
         let Ok(json) = serde_json::to_vec(message) else {
@@ -476,9 +602,20 @@ pub(crate) async fn follow_revocations(shared: Arc<Shared>, cluster: Arc<Cluster
             return;
         }
     };
+    let reconnects = || cluster.reconnects.load(std::sync::atomic::Ordering::SeqCst);
+    let mut seen = reconnects();
+    let mut check = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
+            _ = check.tick() => {
+                // Back after a drop: what was published meanwhile is lost to this node.
+                let now = reconnects();
+                if now != seen {
+                    seen = now;
+                    shared.revalidate_sessions().await;
+                }
+            }
             message = revocations.next() => match message {
                 Some(message) => match serde_json::from_slice::<Revocation>(&message.payload) {
                     Ok(revocation) => shared.revoke_here(&revocation),

@@ -94,6 +94,10 @@ pub enum ToHome {
         addr: IpAddr,
         connection: u64,
         node: String,
+        /// The run of `node` ([`super::NodeInfo::instance`]): members of a run that is gone
+        /// (the node restarted) are swept.
+        #[serde(default)]
+        instance: u64,
     },
     Control {
         user: UserId,

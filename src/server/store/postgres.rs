@@ -195,6 +195,14 @@ impl PostgresBackend {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        // One thread serves every sign-in of this node: a connection gone half-open, or a
+        // statement stuck behind a lock, must fail within seconds, not hold it for minutes.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        config.tcp_user_timeout(Duration::from_secs(15));
+        if config.get_options().is_none() {
+            config.options("-c statement_timeout=10000 -c lock_timeout=5000");
+        }
         let mut client = config
             .connect(NoTls)
             .map_err(|e| ConnectError::Connect(describe(&e)))?;
