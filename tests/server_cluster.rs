@@ -492,3 +492,42 @@ async fn a_device_signed_out_on_one_node_is_out_on_every_node() {
         401
     );
 }
+
+/// A node restarted under the same name (as a service manager does within a second) is a
+/// new run: the rooms the old run held are carried on, not stranded on a live name with no
+/// room behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_its_name_leaves_no_room_stranded() {
+    let nats = tokio::task::spawn_blocking(|| NatsCluster::start(1))
+        .await
+        .unwrap();
+    let pg = tokio::task::spawn_blocking(TestPostgres::start)
+        .await
+        .unwrap();
+    let mut a = node(&pg, &nats, "a");
+    let b = node(&pg, &nats, "b");
+    let hera = a.session("Hera").await;
+    let ada = b.session("Ada").await;
+    let room = a.create_room(&hera, "restarts").await;
+    let _host = Live::join(&a, &room, &hera).await;
+    listed_alike(&[&a, &b], &[&room]).await;
+    let mut ada_live = Live::join(&b, &room, &ada).await;
+
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let a = node(&pg, &nats, "a");
+    // Ada's node hears a new run of "a": the room's home is gone, and she moves.
+    assert_eq!(ada_live.closed().await.as_deref(), Some("reconnect"));
+    let ada_live = Live::join(&b, &room, &ada).await;
+    assert_eq!(ada_live.snapshot.summary.id, room);
+    // The host comes back through the restarted node and is the host again.
+    let host = Live::join(&a, &room, &hera).await;
+    assert!(
+        host.snapshot
+            .participants
+            .iter()
+            .any(|p| p.id == hera.user.id && p.role == hallway::protocol::Role::Host),
+        "{:?}",
+        host.snapshot.participants
+    );
+}

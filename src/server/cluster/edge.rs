@@ -79,6 +79,7 @@ fn open_numbered(
         cluster: cluster.clone(),
         room: entry.summary.id.clone(),
         home: entry.home,
+        home_instance: entry.instance,
         local: LocalMembers::new(shared.clone()),
         who: HashMap::new(),
         pending: HashMap::new(),
@@ -95,6 +96,8 @@ struct Edge {
     cluster: Arc<Cluster>,
     room: String,
     home: String,
+    /// Which run of `home` holds the room.
+    home_instance: u64,
     /// Members the home has let in.
     local: LocalMembers,
     /// Who each member here is, as they joined (to join them again after a gap).
@@ -227,12 +230,12 @@ impl Edge {
 
     /// The directory: is the home alive, what does the room look like, and is anyone here.
     async fn look(&mut self, idle_since: &mut Option<Instant>) -> Option<Stop> {
-        if self.cluster.is_dead(&self.home) {
+        if self.cluster.is_gone(&self.home, self.home_instance) {
             return Some(Stop::Lost("the server running this room is gone"));
         }
         match self.cluster.remote_room(&self.room) {
             Some(entry) => {
-                if entry.home != self.home {
+                if entry.home != self.home || entry.instance != self.home_instance {
                     return Some(Stop::Lost("the room moved to another server"));
                 }
                 self.summary_tx.send_if_modified(|old| {
