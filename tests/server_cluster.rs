@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::nats::NatsCluster;
 use common::postgres::TestPostgres;
 use common::{Live, PATIENCE, TestServer, eventually};
+use hallway::app::RoomView;
 use hallway::identity::DeviceKey;
 use hallway::net::live::Backoff;
 use hallway::net::{Api, Credentials, Enroll, LiveSession, NetEvent};
@@ -530,4 +531,168 @@ async fn a_node_restarted_under_its_name_leaves_no_room_stranded() {
         "{:?}",
         host.snapshot.participants
     );
+}
+
+/// What a member's client shows of a room, with people named by their place in the test
+/// (their ids differ from one run to the other): who is there, in which role, muted, with a
+/// hand up, invited; the hands in order; the unlisted count.
+type Seen = (Vec<(usize, String, bool, bool, bool)>, Vec<usize>, usize);
+
+fn seen(view: &RoomView, ids: &[UserId]) -> Seen {
+    let at = |id: UserId| ids.iter().position(|&i| i == id).unwrap();
+    let mut people: Vec<(usize, String, bool, bool, bool)> = view
+        .detail
+        .participants
+        .iter()
+        .map(|p| {
+            (
+                at(p.id),
+                format!("{:?}", p.role),
+                p.muted,
+                p.hand_raised_at_ms.is_some(),
+                p.invited,
+            )
+        })
+        .collect();
+    people.sort();
+    let hands = view.detail.hands.iter().map(|&id| at(id)).collect();
+    (people, hands, view.detail.unlisted)
+}
+
+/// The next control message on `live`, or `None` after `quiet` without one.
+async fn next_within(live: &mut Live, quiet: Duration) -> Option<ServerMessage> {
+    tokio::time::timeout(quiet, live.next()).await.ok()
+}
+
+/// Runs `steps` (who does what) in a new room whose member `i` joins through
+/// `nodes[i % nodes.len()]`, and returns what each member's own client shows at the end,
+/// built from the messages it received, as the terminal client builds it.
+async fn run_steps(
+    nodes: &[&TestServer],
+    tag: &str,
+    members: usize,
+    steps: &[(usize, Value)],
+) -> Vec<Seen> {
+    let mut sessions = Vec::new();
+    for i in 0..members {
+        sessions.push(nodes[0].session(&format!("P{tag}x{i}")).await);
+    }
+    let ids: Vec<UserId> = sessions.iter().map(|s| s.user.id).collect();
+    let room = nodes[0].create_room(&sessions[0], "same everywhere").await;
+    let all: Vec<&TestServer> = nodes.to_vec();
+    eventually("every node lists the room", || async {
+        for node in &all {
+            if !ids_of(&listing(node).await).contains(&room) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let mut lives = Vec::new();
+    let mut views = Vec::new();
+    for (i, session) in sessions.iter().enumerate() {
+        let live = Live::join(nodes[i % nodes.len()], &room, session).await;
+        views.push(RoomView::new(live.snapshot.clone(), session.user.id));
+        lives.push(live);
+    }
+    // Those already in the room hear of each newcomer.
+    for (n, step) in steps.iter().enumerate() {
+        let (who, command) = step;
+        let (who, id) = (*who % members, json!(n));
+        let mut command = command.clone();
+        // Targets are places in the test: made ids here.
+        if let Some(target) = command.get("user_id").and_then(Value::as_u64) {
+            command["user_id"] = json!(ids[target as usize % members]);
+        }
+        command["id"] = id.clone();
+        lives[who].send(command).await;
+        // Apply what the actor receives until its answer.
+        loop {
+            let message = lives[who].next().await;
+            views[who].apply(&message);
+            match &message {
+                ServerMessage::Ok { id: got } if *got == id => break,
+                ServerMessage::Error { id: Some(got), .. } if *got == id => break,
+                _ => {}
+            }
+        }
+    }
+    // Everyone reads what is left, until the room has been quiet for a while (own hands and
+    // recordings are shown at most once a second: longer than that), all at once.
+    let drained = futures_util::future::join_all(lives.into_iter().zip(views).map(
+        |(mut live, mut view)| async move {
+            while let Some(message) = next_within(&mut live, Duration::from_millis(1_500)).await {
+                view.apply(&message);
+            }
+            view
+        },
+    ))
+    .await;
+    drained.iter().map(|v| seen(v, &ids)).collect()
+}
+
+fn ids_of(listing: &Value) -> BTreeSet<String> {
+    ids(listing)
+}
+
+/// The property: the same commands give every member the same view whether the
+/// room's members are on one node or spread over three. A seeded sequence of stage work
+/// (hands, invitations, answers, mutes, moves, moderators; some of it refused) is run twice,
+/// and each member's client, built from what it received, must show the same room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spread_over_three_nodes_shows_everyone_what_one_node_shows() {
+    let nats = tokio::task::spawn_blocking(|| NatsCluster::start(1))
+        .await
+        .unwrap();
+    let pg = tokio::task::spawn_blocking(TestPostgres::start)
+        .await
+        .unwrap();
+    let a = node(&pg, &nats, "a");
+    let b = node(&pg, &nats, "b");
+    let c = node(&pg, &nats, "c");
+    const MEMBERS: usize = 6;
+    // A small linear congruential generator: the same steps on every run of the test.
+    let mut state: u64 = 0x5eed_1234;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let mut steps = Vec::new();
+    for _ in 0..40 {
+        let who = next(MEMBERS as u64) as usize;
+        let target = next(MEMBERS as u64);
+        let command = match next(11) {
+            0 => json!({"type": "raise_hand"}),
+            1 => json!({"type": "invite_to_speak", "user_id": target}),
+            2 => json!({"type": "accept_invite"}),
+            3 => json!({"type": "decline_invite"}),
+            4 => json!({"type": "unmute"}),
+            5 => json!({"type": "mute"}),
+            6 => json!({"type": "move_to_audience", "user_id": target}),
+            7 => json!({"type": "mute_speaker", "user_id": target}),
+            8 => json!({"type": "make_moderator", "user_id": target}),
+            9 => json!({"type": "leave_stage"}),
+            _ => json!({"type": "lower_hand", "user_id": target}),
+        };
+        // The host works the stage more than anyone: half the steps are theirs.
+        let who = if next(2) == 0 { 0 } else { who };
+        steps.push((who, command));
+    }
+    let one = run_steps(&[&a], "one", MEMBERS, &steps).await;
+    let three = run_steps(&[&a, &b, &c], "three", MEMBERS, &steps).await;
+    for (member, (one, three)) in one.iter().zip(&three).enumerate() {
+        assert_eq!(
+            one, three,
+            "member {member} sees another room across three nodes"
+        );
+    }
+    // The steps did something: someone besides the host ended on the stage or with a hand.
+    let busy = one[0]
+        .0
+        .iter()
+        .any(|(i, role, _, hand, _)| *i != 0 && (role != "Listener" || *hand));
+    assert!(busy, "the steps changed nothing: {:?}", one[0]);
 }

@@ -18,8 +18,11 @@
 //!   servers (replicated over up to three), holds each room's [`RoomEntry`] (its home and
 //!   summary), put by the home when the summary changes and every [`ROOM_REFRESH`],
 //!   deleted when the room ends; entries not refreshed expire with the bucket's age limit.
-//!   A value is only ever written whole by its room's home, so no write needs
-//!   compare-and-set.
+//!   Every write of an entry is a compare-and-set on its revision ([`Cluster::write_room`]):
+//!   of two nodes carrying on an orphaned room, one wins; a node that was only thought dead
+//!   finds its room carried on elsewhere rather than overwrite the new home. Entries name
+//!   the home's run ([`NodeInfo::instance`]), so a node restarted under its name is a new
+//!   home, and the old run's rooms are orphans.
 //!
 //! Every node keeps a copy of both, so listing rooms never waits on the network.
 
