@@ -329,6 +329,13 @@ pub struct ServeArgs {
     /// [default: the host name and the listen port].
     #[arg(long, value_name = "NAME", requires = "cluster", value_parser = parse_node_name)]
     pub node_name: Option<String>,
+    /// Spread a big room's fan-out over this many shards, one per core (1: none)
+    /// [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub fanout_shards: Option<u16>,
+    /// Members a room has before newcomers are served by its shards.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub shard_from: usize,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -687,6 +694,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     config.limits.room.stage_limit = usize::from(args.stage_limit);
+    if let Some(shards) = args.fanout_shards {
+        config.fanout_shards = usize::from(shards);
+    }
+    config.shard_from = args.shard_from;
     args.limits.apply(&mut config.limits);
     let with_demo = args.demo;
     runtime()?.block_on(async move {

@@ -241,6 +241,43 @@ async fn one_room_across_three_nodes_and_their_failures() {
     drop((pg, nats));
 }
 
+/// One server spreads a big room's fan-out over shards: every listener, whichever shard
+/// serves them, hears every frame as sent and in order, and hears of a hand raised in
+/// another shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_fan_out_spread_over_shards_reaches_everyone_in_order() {
+    let server = TestServer::start_with(&["--fanout-shards", "2", "--shard-from", "2"]);
+    let hera = server.session("Hera").await;
+    let room = server.create_room(&hera, "sharded").await;
+    let mut host = Live::join(&server, &room, &hera).await;
+    let mut listeners = Vec::new();
+    let mut sessions = Vec::new();
+    for i in 0..6 {
+        let session = server.session(&format!("L{i}")).await;
+        listeners.push(Live::join(&server, &room, &session).await);
+        sessions.push(session);
+    }
+    assert_eq!(
+        server.metric("hallway_edges").await,
+        2.0,
+        "both shards are open"
+    );
+    // A hand raised in one shard reaches the host (in the actor) and a listener in the
+    // other shard.
+    let raiser = sessions[1].user.id;
+    listeners[1].command(json!({"type": "raise_hand"})).await;
+    host.wait_for(|m| matches!(m, ServerMessage::HandRaised { user_id, .. } if *user_id == raiser))
+        .await;
+    listeners[2]
+        .wait_for(|m| matches!(m, ServerMessage::HandRaised { user_id, .. } if *user_id == raiser))
+        .await;
+    host.command(json!({"type": "unmute"})).await;
+    speak(&mut host, 1, 51).await;
+    for listener in &mut listeners {
+        hears(listener, &hera, 1, 51).await;
+    }
+}
+
 /// A room id is never a NATS subject's wildcard or separator: a URL naming one finds no room
 /// (it would otherwise subscribe an edge to other rooms' traffic).
 #[tokio::test]
@@ -620,16 +657,18 @@ async fn run_steps(
     }
     // Everyone reads what is left, until the room has been quiet for a while (own hands and
     // recordings are shown at most once a second: longer than that), all at once.
+    // (Each keeps its connection until all are done: one that closed would leave the room
+    // in the views of those still reading.)
     let drained = futures_util::future::join_all(lives.into_iter().zip(views).map(
         |(mut live, mut view)| async move {
             while let Some(message) = next_within(&mut live, Duration::from_millis(1_500)).await {
                 view.apply(&message);
             }
-            view
+            (live, view)
         },
     ))
     .await;
-    drained.iter().map(|v| seen(v, &ids)).collect()
+    drained.iter().map(|(_, v)| seen(v, &ids)).collect()
 }
 
 fn ids_of(listing: &Value) -> BTreeSet<String> {
@@ -689,6 +728,21 @@ async fn a_room_spread_over_three_nodes_shows_everyone_what_one_node_shows() {
             "member {member} sees another room across three nodes"
         );
     }
+    // And on one server whose room's fan-out is spread over shards (all but the host in
+    // shards): a shard is an edge inside the process.
+    let sharded = TestServer::start_with(&["--fanout-shards", "3", "--shard-from", "1"]);
+    let shards = run_steps(&[&sharded], "shards", MEMBERS, &steps).await;
+    for (member, (one, shards)) in one.iter().zip(&shards).enumerate() {
+        assert_eq!(
+            one, shards,
+            "member {member} sees another room through a shard"
+        );
+    }
+    assert_eq!(
+        sharded.metric("hallway_edges").await,
+        3.0,
+        "three shards served the room"
+    );
     // The steps did something: someone besides the host ended on the stage or with a hand.
     let busy = one[0]
         .0

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::addr::AddrKey;
-use super::cluster::home::{HomeLink, Remote};
+use super::cluster::home::{HomeLink, Remote, SHARD_NODE};
 use super::cluster::wire::ToEdges;
 use super::members::LocalMembers;
 pub use super::members::Peer;
@@ -88,6 +88,48 @@ pub enum RoomCommand {
 pub struct RoomHandle {
     pub tx: mpsc::Sender<RoomCommand>,
     pub summary: watch::Receiver<RoomSummary>,
+    /// A room homed here whose fan-out may be spread over cores.
+    pub shards: Option<Arc<Shards>>,
+}
+
+/// A room's fan-out shards: edges inside this process, one per core. A room's rules run on
+/// one core, in its actor; the writes to its members' sockets are most of its work (the
+/// kernel's part of each write included), and only more cores make them faster. Once the
+/// room has [`Shards::from`] members, each newcomer is served by a shard in turn: the
+/// actor sends each event and frame once to all shards, and each writes to its own members,
+/// on its own core, by the same path as the actor and as another node's edge.
+pub struct Shards {
+    room: String,
+    home: mpsc::WeakSender<RoomCommand>,
+    down: tokio::sync::broadcast::Sender<super::cluster::home::Down>,
+    summary: watch::Receiver<RoomSummary>,
+    slots: std::sync::Mutex<Vec<Option<RoomHandle>>>,
+    next: std::sync::atomic::AtomicUsize,
+    /// Members in the room before newcomers go to shards.
+    pub from: usize,
+}
+
+impl Shards {
+    /// The shard for the next newcomer (round the shards in turn), opened if it is not.
+    pub fn pick(&self, shared: &Arc<Shared>) -> Option<RoomHandle> {
+        let home = self.home.upgrade()?;
+        let mut slots = self.slots.lock().ok()?;
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots.len();
+        if let Some(handle) = &slots[i]
+            && !handle.tx.is_closed()
+        {
+            return Some(handle.clone());
+        }
+        let handle = super::cluster::edge::shard(
+            shared,
+            self.room.clone(),
+            home,
+            self.down.subscribe(),
+            self.summary.clone(),
+        );
+        slots[i] = Some(handle.clone());
+        Some(handle)
+    }
 }
 
 /// Commands waiting for a room actor. Control from every connection and audio from the
@@ -106,15 +148,28 @@ pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
 pub fn spawn_claimed(shared: Arc<Shared>, room: Room, claimed: Option<u64>) -> RoomHandle {
     let (tx, rx) = mpsc::channel(ROOM_QUEUE);
     let (summary_tx, summary) = watch::channel(room.summary());
-    let link = shared.cluster.as_ref().map(|cluster| {
+    let shard_count = shared.config.fanout_shards;
+    let link = (shared.cluster.is_some() || shard_count > 1).then(|| {
         HomeLink::start(
-            cluster.clone(),
+            shared.cluster.clone(),
             room.id().to_string(),
             tx.downgrade(),
             &shared.tasks,
             shared.metrics.clone(),
         )
     });
+    let shards = match &link {
+        Some(link) if shard_count > 1 => Some(Arc::new(Shards {
+            room: room.id().to_string(),
+            home: tx.downgrade(),
+            down: link.shards.clone(),
+            summary: summary.clone(),
+            slots: std::sync::Mutex::new(vec![None; shard_count]),
+            next: 0.into(),
+            from: shared.config.shard_from,
+        })),
+        _ => None,
+    };
     let actor = RoomActor {
         shared: shared.clone(),
         room,
@@ -137,7 +192,11 @@ pub fn spawn_claimed(shared: Arc<Shared>, room: Room, claimed: Option<u64>) -> R
         ));
     }
     shared.tasks.spawn(actor.run(rx));
-    RoomHandle { tx, summary }
+    RoomHandle {
+        tx,
+        summary,
+        shards,
+    }
 }
 
 struct RoomActor {
@@ -209,7 +268,7 @@ impl RoomActor {
                     self.deliver(out);
                 }
                 () = shutdown.cancelled() => {
-                    if self.link.is_some() {
+                    if self.shared.cluster.is_some() {
                         // In a cluster the room outlives this node: its members move to
                         // other nodes, and the first to rejoin there carries it on.
                         self.drain();
@@ -394,7 +453,7 @@ impl RoomActor {
                 };
                 match joined {
                     Ok(out) => {
-                        let previous = link.remote.insert(
+                        let previous = link.add(
                             user.id,
                             Remote {
                                 node,
@@ -441,18 +500,20 @@ impl RoomActor {
                 let Some(link) = &mut self.link else {
                     return false;
                 };
-                let cluster = link.cluster.clone();
+                let Some(cluster) = link.cluster.clone() else {
+                    return false;
+                };
+                // Shards are this process: never gone while the room is.
                 let lost: Vec<UserId> = link
-                    .remote
                     .iter()
-                    .filter(|(_, r)| cluster.is_gone(&r.node, r.instance))
-                    .map(|(id, _)| *id)
+                    .filter(|(_, r)| r.node != SHARD_NODE && cluster.is_gone(&r.node, r.instance))
+                    .map(|(id, _)| id)
                     .collect();
                 if lost.is_empty() {
                     return false;
                 }
                 for user in &lost {
-                    if let Some(remote) = link.remote.remove(user) {
+                    if let Some(remote) = link.take(*user) {
                         // A node only thought gone (unheard of for a while) still holds
                         // their connection: it closes, and they come back.
                         link.event(ToEdges::Disconnect {
@@ -473,12 +534,9 @@ impl RoomActor {
                 if self.local.is_current(user, connection) {
                     self.local.remove(user);
                 } else if let Some(link) = &mut self.link
-                    && link
-                        .remote
-                        .get(&user)
-                        .is_some_and(|r| r.connection == connection)
+                    && link.get(user).is_some_and(|r| r.connection == connection)
                 {
-                    link.remote.remove(&user);
+                    link.take(user);
                 } else {
                     return false;
                 }
@@ -558,6 +616,21 @@ impl RoomActor {
                 );
             }
         }
+        // Members on edges and shards move too (an edge would find out from the
+        // directory; a shard has no other way to know).
+        if let Some(link) = &mut self.link {
+            let remote: Vec<(UserId, u64)> =
+                link.iter().map(|(id, r)| (id, r.connection)).collect();
+            for (user, connection) in remote {
+                link.take(user);
+                link.event(ToEdges::Disconnect {
+                    user,
+                    connection,
+                    code: ErrorCode::Reconnect,
+                    message: "this server is shutting down; moving you to another".into(),
+                });
+            }
+        }
         self.draining = true;
         tracing::info!(room = %self.room.id(), "handing the room over to the cluster");
     }
@@ -570,7 +643,7 @@ impl RoomActor {
             old.say_goodbye(ErrorCode::Replaced, message());
         }
         if let Some(link) = &mut self.link
-            && let Some(old) = link.remote.remove(&user)
+            && let Some(old) = link.take(user)
         {
             link.event(ToEdges::Disconnect {
                 user,
@@ -587,7 +660,7 @@ impl RoomActor {
             peer.out
                 .close_with([Wire::close(CLOSE_NORMAL, "left the room")]);
         } else if let Some(link) = &mut self.link
-            && let Some(old) = link.remote.remove(&user)
+            && let Some(old) = link.take(user)
         {
             link.event(ToEdges::Left {
                 user,
@@ -613,11 +686,10 @@ impl RoomActor {
 
     /// Where a member's connection comes from, wherever it is connected.
     fn addr_of(&self, user: UserId) -> Option<IpAddr> {
-        self.local.get(user).map(|p| p.addr).or_else(|| {
-            self.link
-                .as_ref()
-                .and_then(|l| l.remote.get(&user).map(|r| r.addr))
-        })
+        self.local
+            .get(user)
+            .map(|p| p.addr)
+            .or_else(|| self.link.as_ref().and_then(|l| l.get(user).map(|r| r.addr)))
     }
 
     /// Bans the address `removed` is connected from, unless `by` (the moderator) shares it:
@@ -639,10 +711,9 @@ impl RoomActor {
                 .collect();
             if let Some(link) = &self.link {
                 spared.extend(
-                    link.remote
-                        .iter()
-                        .filter(|(id, r)| **id != removed && AddrKey::of(r.addr) == target)
-                        .map(|(id, _)| *id),
+                    link.iter()
+                        .filter(|(id, r)| *id != removed && AddrKey::of(r.addr) == target)
+                        .map(|(id, _)| id),
                 );
             }
             self.spared.extend(spared);
@@ -651,11 +722,10 @@ impl RoomActor {
 
     fn is_current(&self, user: UserId, connection: u64) -> bool {
         self.local.is_current(user, connection)
-            || self.link.as_ref().is_some_and(|l| {
-                l.remote
-                    .get(&user)
-                    .is_some_and(|r| r.connection == connection)
-            })
+            || self
+                .link
+                .as_ref()
+                .is_some_and(|l| l.get(user).is_some_and(|r| r.connection == connection))
     }
 
     /// Forwards a frame to everyone but its speaker: one buffer, shared by reference count,
@@ -734,7 +804,7 @@ impl RoomActor {
                     if let Some(peer) = self.local.remove(user) {
                         peer.say_goodbye(code, message);
                     } else if let Some(link) = &mut self.link
-                        && let Some(remote) = link.remote.remove(&user)
+                        && let Some(remote) = link.take(user)
                     {
                         link.event(ToEdges::Disconnect {
                             user,
@@ -758,7 +828,7 @@ impl RoomActor {
             return self.local.send_to(user, &Wire::text(msg.encode()));
         }
         if let Some(link) = &mut self.link
-            && link.remote.contains_key(&user)
+            && link.get(user).is_some()
         {
             link.event(ToEdges::Message {
                 to: Recipients::Only(vec![user]),

@@ -641,6 +641,21 @@ async fn live(
     }
     let peer = client.addr;
     let handle = room_handle(&shared, &id).await?;
+    // A big room homed here serves its newcomers from its fan-out shards, in turn.
+    let handle = match &handle.shards {
+        Some(shards) => {
+            let members = {
+                let summary = handle.summary.borrow();
+                summary.listener_count + summary.speakers.len()
+            };
+            if members >= shards.from {
+                shards.pick(&shared).unwrap_or(handle)
+            } else {
+                handle
+            }
+        }
+        None => handle,
+    };
     // A person blocked by the room's host or a moderator stays out; the host and the
     // moderators themselves are not held to one another's blocks (ranks decide between them,
     // as in removing).

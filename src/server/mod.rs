@@ -73,6 +73,10 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Join a cluster of servers over NATS ([`cluster`]).
     pub cluster: Option<cluster::ClusterConfig>,
+    /// Fan-out shards per big room (1: none): see [`actor::Shards`].
+    pub fanout_shards: usize,
+    /// Members a room has before newcomers go to its shards.
+    pub shard_from: usize,
 }
 
 /// Where the server keeps accounts.
@@ -202,6 +206,8 @@ impl Default for ServerConfig {
             tls: None,
             metrics_listen: None,
             cluster: None,
+            fanout_shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shard_from: 500,
         }
     }
 }

@@ -25,9 +25,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::home::{self, Down, SHARD_NODE};
 use super::wire::{self, Admit, Numbered, ToEdges, ToHome};
 use super::{Cluster, RoomEntry};
 use crate::protocol::{ErrorCode, RoomDetail, UserId};
@@ -76,7 +77,9 @@ fn open_numbered(
     shared.metrics.edges.inc();
     let edge = Edge {
         shared: shared.clone(),
-        cluster: cluster.clone(),
+        link: Link::Nats(cluster.clone()),
+        down: None,
+        summary_tx: Some(summary_tx),
         room: entry.summary.id.clone(),
         home: entry.home,
         home_instance: entry.instance,
@@ -84,16 +87,116 @@ fn open_numbered(
         who: HashMap::new(),
         pending: HashMap::new(),
         next_seq: None,
-        summary_tx,
         generation,
     };
     shared.tasks.spawn(edge.run(rx));
-    RoomHandle { tx, summary }
+    RoomHandle {
+        tx,
+        summary,
+        shards: None,
+    }
+}
+
+/// A fan-out shard of room `room`, homed in this process: an edge whose link to the home is
+/// the home's own command queue and its broadcast of events and audio.
+pub(crate) fn shard(
+    shared: &Arc<Shared>,
+    room: String,
+    home: mpsc::Sender<RoomCommand>,
+    down: broadcast::Receiver<Down>,
+    summary: watch::Receiver<crate::protocol::RoomSummary>,
+) -> RoomHandle {
+    let (tx, rx) = mpsc::channel(ROOM_QUEUE);
+    shared.metrics.edges.inc();
+    let edge = Edge {
+        shared: shared.clone(),
+        link: Link::Shard(home),
+        down: Some(down),
+        summary_tx: None,
+        room,
+        home: SHARD_NODE.into(),
+        home_instance: 0,
+        local: LocalMembers::new(shared.clone()),
+        who: HashMap::new(),
+        pending: HashMap::new(),
+        next_seq: None,
+        generation: 0,
+    };
+    shared.tasks.spawn(edge.run(rx));
+    RoomHandle {
+        tx,
+        summary,
+        shards: None,
+    }
+}
+
+/// How an edge reaches its room's home.
+enum Link {
+    /// On another node, over NATS.
+    Nats(Arc<Cluster>),
+    /// In this process (the edge is a fan-out shard): the home's own queue.
+    Shard(mpsc::Sender<RoomCommand>),
+}
+
+/// What an edge receives from its room's home.
+enum Downlink {
+    Nats {
+        events: async_nats::Subscriber,
+        audio: async_nats::Subscriber,
+    },
+    Shard(broadcast::Receiver<Down>),
+}
+
+/// One thing from the home.
+enum Incoming {
+    Event(Numbered),
+    Audio {
+        speaker: UserId,
+        bytes: bytes::Bytes,
+    },
+    /// Something that cannot be read, or the link broke.
+    Broken(&'static str),
+    /// `n` messages were lost (a shard fell behind).
+    Lagged(u64),
+}
+
+impl Downlink {
+    async fn next(&mut self) -> Incoming {
+        match self {
+            Self::Nats { events, audio } => tokio::select! {
+                message = events.next() => match message {
+                    Some(message) => match serde_json::from_slice::<Numbered>(&message.payload) {
+                        Ok(numbered) => Incoming::Event(numbered),
+                        Err(_) => Incoming::Broken("this server lost track of the room"),
+                    },
+                    None => Incoming::Broken("this server lost its link to the room"),
+                },
+                message = audio.next() => match message {
+                    Some(message) => match wire::last_id(&message.subject) {
+                        Some(speaker) => Incoming::Audio { speaker, bytes: message.payload },
+                        None => Incoming::Lagged(0),
+                    },
+                    None => Incoming::Broken("this server lost its link to the room"),
+                },
+            },
+            Self::Shard(down) => match down.recv().await {
+                Ok(Down::Event(numbered)) => Incoming::Event(Numbered::clone(&numbered)),
+                Ok(Down::Audio { speaker, bytes }) => Incoming::Audio { speaker, bytes },
+                Err(broadcast::error::RecvError::Lagged(n)) => Incoming::Lagged(n),
+                // The home is gone: so is the room.
+                Err(broadcast::error::RecvError::Closed) => Incoming::Broken("closed"),
+            },
+        }
+    }
 }
 
 struct Edge {
     shared: Arc<Shared>,
-    cluster: Arc<Cluster>,
+    link: Link,
+    /// A shard's receiver, until its loop takes it.
+    down: Option<broadcast::Receiver<Down>>,
+    /// An edge's copy of the room's listing (a shard shares the home's).
+    summary_tx: Option<watch::Sender<crate::protocol::RoomSummary>>,
     room: String,
     home: String,
     /// Which run of `home` holds the room.
@@ -106,7 +209,6 @@ struct Edge {
     pending: HashMap<UserId, Pending>,
     /// The number the next event must carry; `None` before the first.
     next_seq: Option<u64>,
-    summary_tx: watch::Sender<crate::protocol::RoomSummary>,
     /// Which edge for this room this is, in the edges map.
     generation: u64,
 }
@@ -135,22 +237,31 @@ enum Stop {
 
 impl Edge {
     async fn run(mut self, mut rx: mpsc::Receiver<RoomCommand>) {
-        let client = self.cluster.client.clone();
-        let subscribed = async {
-            Ok::<_, async_nats::SubscribeError>((
-                client.subscribe(wire::room_events(&self.room)).await?,
-                client.subscribe(wire::room_audio_all(&self.room)).await?,
-            ))
+        let downlink = match (&self.link, self.down.take()) {
+            (_, Some(down)) => Ok(Downlink::Shard(down)),
+            (Link::Nats(cluster), None) => {
+                let client = cluster.client.clone();
+                async {
+                    Ok::<_, async_nats::SubscribeError>(Downlink::Nats {
+                        events: client.subscribe(wire::room_events(&self.room)).await?,
+                        audio: client.subscribe(wire::room_audio_all(&self.room)).await?,
+                    })
+                }
+                .await
+                .map_err(|e| e.to_string())
+            }
+            (Link::Shard(_), None) => Err("a shard without its home's broadcast".to_string()),
         };
-        let stop = match subscribed.await {
-            Ok((events, audio)) => self.serve(&mut rx, events, audio).await,
+        let stop = match downlink {
+            Ok(mut downlink) => self.serve(&mut rx, &mut downlink).await,
             Err(e) => {
                 tracing::warn!(room = %self.room, "cannot follow a room on another node: {e}");
                 Stop::Lost("this server lost its link to the room")
             }
         };
         // Out of the edges map first, so that a new join opens a new edge.
-        if let Ok(mut edges) = self.cluster.edges.lock()
+        if let Link::Nats(cluster) = &self.link
+            && let Ok(mut edges) = cluster.edges.lock()
             && edges
                 .get(&self.room)
                 .is_some_and(|(generation, _)| *generation == self.generation)
@@ -183,15 +294,17 @@ impl Edge {
     async fn serve(
         &mut self,
         rx: &mut mpsc::Receiver<RoomCommand>,
-        mut events: async_nats::Subscriber,
-        mut audio: async_nats::Subscriber,
+        downlink: &mut Downlink,
     ) -> Stop {
         let shutdown = self.shared.shutdown.clone();
+        // A shard ends with its room (the home ends it on shutdown and says so); an edge
+        // lets its members go to another node.
+        let is_edge = matches!(self.link, Link::Nats(_));
         let mut look = tokio::time::interval(LOOK);
         let mut idle_since = Some(Instant::now());
         loop {
             let stop = tokio::select! {
-                () = shutdown.cancelled() => Some(Stop::Lost("this server is shutting down")),
+                () = shutdown.cancelled(), if is_edge => Some(Stop::Lost("this server is shutting down")),
                 command = rx.recv() => match command {
                     Some(command) => {
                         self.command(command).await;
@@ -199,25 +312,35 @@ impl Edge {
                     }
                     None => Some(Stop::Quiet),
                 },
-                Some(message) = events.next() => {
-                    self.shared.metrics.cluster_in.inc();
-                    match serde_json::from_slice::<Numbered>(&message.payload) {
-                        Ok(numbered) => self.event(numbered).await,
-                        Err(e) => {
-                            tracing::warn!(room = %self.room, "a malformed event from the room's home: {e}");
-                            Some(Stop::Lost("this server lost track of the room"))
+                incoming = downlink.next() => {
+                    if is_edge {
+                        self.shared.metrics.cluster_in.inc();
+                    }
+                    match incoming {
+                        Incoming::Event(numbered) => self.event(numbered).await,
+                        Incoming::Audio { speaker, bytes } => {
+                            let fanned = self.local.fan_out(speaker, &Wire::binary(bytes));
+                            for user in fanned.stuck {
+                                self.disconnect_slow(user).await;
+                            }
+                            None
+                        }
+                        Incoming::Lagged(0) => None,
+                        Incoming::Lagged(lost) => {
+                            // Audio or events: which is unknown, so members join again.
+                            tracing::warn!(room = %self.room, lost, "a shard fell behind its room");
+                            let expected = self.next_seq.unwrap_or(0);
+                            self.resync(expected, expected.wrapping_add(lost)).await;
+                            // The next event sets the count again.
+                            self.next_seq = None;
+                            None
+                        }
+                        Incoming::Broken("closed") => Some(Stop::Ended),
+                        Incoming::Broken(why) => {
+                            tracing::warn!(room = %self.room, "{why}");
+                            Some(Stop::Lost(why))
                         }
                     }
-                }
-                Some(message) = audio.next() => {
-                    self.shared.metrics.cluster_in.inc();
-                    if let Some(speaker) = wire::last_id(&message.subject) {
-                        let fanned = self.local.fan_out(speaker, &Wire::binary(message.payload));
-                        for user in fanned.stuck {
-                            self.disconnect_slow(user).await;
-                        }
-                    }
-                    None
                 }
                 _ = look.tick() => self.look(&mut idle_since).await,
             };
@@ -230,29 +353,41 @@ impl Edge {
 
     /// The directory: is the home alive, what does the room look like, and is anyone here.
     async fn look(&mut self, idle_since: &mut Option<Instant>) -> Option<Stop> {
-        if self.cluster.is_gone(&self.home, self.home_instance) {
-            return Some(Stop::Lost("the server running this room is gone"));
-        }
-        match self.cluster.remote_room(&self.room) {
-            Some(entry) => {
-                if entry.home != self.home || entry.instance != self.home_instance {
-                    return Some(Stop::Lost("the room moved to another server"));
+        match &self.link {
+            Link::Shard(home) => {
+                if home.is_closed() {
+                    return Some(Stop::Ended);
                 }
-                self.summary_tx.send_if_modified(|old| {
-                    let changed = *old != entry.summary;
-                    *old = entry.summary;
-                    changed
-                });
             }
-            // Out of the directory while its home lives: it ended (and the `ended` event,
-            // the room's last, was lost: no gap shows that one).
-            None => match self.cluster.home_of(&self.room) {
-                None => return Some(Stop::Ended),
-                Some(home) if home != self.home => {
-                    return Some(Stop::Lost("the room moved to another server"));
+            Link::Nats(cluster) => {
+                let cluster = cluster.clone();
+                if cluster.is_gone(&self.home, self.home_instance) {
+                    return Some(Stop::Lost("the server running this room is gone"));
                 }
-                Some(_) => {}
-            },
+                match cluster.remote_room(&self.room) {
+                    Some(entry) => {
+                        if entry.home != self.home || entry.instance != self.home_instance {
+                            return Some(Stop::Lost("the room moved to another server"));
+                        }
+                        if let Some(summary_tx) = &self.summary_tx {
+                            summary_tx.send_if_modified(|old| {
+                                let changed = *old != entry.summary;
+                                *old = entry.summary;
+                                changed
+                            });
+                        }
+                    }
+                    // Out of the directory while its home lives: it ended (and the `ended`
+                    // event, the room's last, was lost: no gap shows that one).
+                    None => match cluster.home_of(&self.room) {
+                        None => return Some(Stop::Ended),
+                        Some(home) if home != self.home => {
+                            return Some(Stop::Lost("the room moved to another server"));
+                        }
+                        Some(_) => {}
+                    },
+                }
+            }
         }
         let (local, pending) = (&self.local, &self.pending);
         self.who
@@ -288,26 +423,48 @@ impl Edge {
         None
     }
 
+    /// This node's name and run, as the home keeps its members (a shard's: [`SHARD_NODE`]).
+    fn node(&self) -> (String, u64) {
+        match &self.link {
+            Link::Nats(cluster) => (cluster.node.clone(), cluster.instance),
+            Link::Shard(_) => (SHARD_NODE.into(), 0),
+        }
+    }
+
     async fn send(&self, message: &ToHome) {
-        let Ok(json) = serde_json::to_vec(message) else {
-            return;
-        };
-        self.shared.metrics.cluster_out.inc();
-        if let Err(e) = self
-            .cluster
-            .client
-            .publish(wire::room_in(&self.room), json.into())
-            .await
-        {
-            self.shared.metrics.cluster_dropped.inc();
-            tracing::debug!(room = %self.room, "cannot reach the room's home: {e}");
+        match &self.link {
+            Link::Shard(home) => {
+                // In order, waiting for room in the home's queue as a connection does.
+                let _ = home.send(home::command_of(message.clone())).await;
+            }
+            Link::Nats(cluster) => {
+                let Ok(json) = serde_json::to_vec(message) else {
+                    return;
+                };
+                self.shared.metrics.cluster_out.inc();
+                if let Err(e) = cluster
+                    .client
+                    .publish(wire::room_in(&self.room), json.into())
+                    .await
+                {
+                    self.shared.metrics.cluster_dropped.inc();
+                    tracing::debug!(room = %self.room, "cannot reach the room's home: {e}");
+                }
+            }
         }
     }
 
     async fn command(&mut self, command: RoomCommand) {
         match command {
             RoomCommand::Admit { user, addr, reply } => {
-                let (client, subject) = (self.cluster.client.clone(), wire::room_admit(&self.room));
+                let client = match &self.link {
+                    Link::Shard(home) => {
+                        let _ = home.send(RoomCommand::Admit { user, addr, reply }).await;
+                        return;
+                    }
+                    Link::Nats(cluster) => cluster.client.clone(),
+                };
+                let subject = wire::room_admit(&self.room);
                 tokio::spawn(async move {
                     let Ok(json) = serde_json::to_vec(&Admit { user, addr }) else {
                         return;
@@ -323,8 +480,14 @@ impl Edge {
                 });
             }
             RoomCommand::Describe { reply } => {
-                let (client, subject) =
-                    (self.cluster.client.clone(), wire::room_describe(&self.room));
+                let client = match &self.link {
+                    Link::Shard(home) => {
+                        let _ = home.send(RoomCommand::Describe { reply }).await;
+                        return;
+                    }
+                    Link::Nats(cluster) => cluster.client.clone(),
+                };
+                let subject = wire::room_describe(&self.room);
                 tokio::spawn(async move {
                     if let Ok(message) = client.request(subject, bytes::Bytes::new()).await
                         && let Ok(detail) = serde_json::from_slice::<RoomDetail>(&message.payload)
@@ -335,12 +498,13 @@ impl Edge {
             }
             RoomCommand::Join { user, peer, reply } => {
                 self.who.insert(user.id, user.clone());
+                let (node, instance) = self.node();
                 let join = ToHome::Join {
                     user: user.clone(),
                     addr: peer.addr,
                     connection: peer.connection,
-                    node: self.cluster.node.clone(),
-                    instance: self.cluster.instance,
+                    node,
+                    instance,
                 };
                 let pending = Pending {
                     peer,
@@ -383,17 +547,34 @@ impl Edge {
                 connection,
                 frame,
             } => {
-                if self.local.is_current(user, connection) {
-                    self.shared.metrics.cluster_out.inc();
-                    let subject = wire::room_speak(&self.room, user, connection);
-                    if self
-                        .cluster
-                        .client
-                        .publish(subject, frame.bytes().clone())
-                        .await
-                        .is_err()
-                    {
-                        self.shared.metrics.cluster_dropped.inc();
+                if !self.local.is_current(user, connection) {
+                    return;
+                }
+                match &self.link {
+                    // Audio never waits: dropped and counted when the room is busy.
+                    Link::Shard(home) => {
+                        if home
+                            .try_send(RoomCommand::Audio {
+                                user,
+                                connection,
+                                frame,
+                            })
+                            .is_err()
+                        {
+                            self.shared.metrics.audio_frames_dropped.inc();
+                        }
+                    }
+                    Link::Nats(cluster) => {
+                        self.shared.metrics.cluster_out.inc();
+                        let subject = wire::room_speak(&self.room, user, connection);
+                        if cluster
+                            .client
+                            .publish(subject, frame.bytes().clone())
+                            .await
+                            .is_err()
+                        {
+                            self.shared.metrics.cluster_dropped.inc();
+                        }
                     }
                 }
             }
@@ -517,6 +698,7 @@ impl Edge {
     async fn resync(&mut self, expected: u64, got: u64) {
         self.shared.metrics.cluster_resyncs.inc();
         tracing::warn!(room = %self.room, expected, got, "a gap in a room's events: members here get a fresh snapshot");
+        let (node, instance) = self.node();
         let members: Vec<ToHome> = self
             .local
             .iter()
@@ -525,8 +707,8 @@ impl Edge {
                     user: self.who.get(&id)?.clone(),
                     addr: peer.addr,
                     connection: peer.connection,
-                    node: self.cluster.node.clone(),
-                    instance: self.cluster.instance,
+                    node: node.clone(),
+                    instance,
                 })
             })
             .collect();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::Cluster;
@@ -36,44 +36,71 @@ pub struct Remote {
     pub addr: IpAddr,
 }
 
-/// The actor's side of a room's link to its edges.
+/// The node name members in this process's fan-out shards are kept under at the home (no
+/// node of a cluster is named so: names have 1 to 64 characters).
+pub const SHARD_NODE: &str = "";
+
+/// What a room's home sends its in-process shards: what it publishes to other nodes'
+/// edges, without the serialising.
+#[derive(Debug, Clone)]
+pub enum Down {
+    Event(Arc<Numbered>),
+    Audio { speaker: UserId, bytes: Bytes },
+}
+
+/// Messages a room's shards may fall behind by before they lose some (and, for an event,
+/// have their members join again): 4,096 is over 5 s of 13 speakers.
+const SHARD_QUEUE: usize = 4_096;
+
+/// The actor's side of a room's link to its edges: other nodes' (over NATS, in a cluster)
+/// and this process's own fan-out shards (over a broadcast channel).
 pub struct HomeLink {
-    pub cluster: Arc<Cluster>,
+    pub cluster: Option<Arc<Cluster>>,
     room: String,
     seq: u64,
-    publish: mpsc::Sender<(String, Bytes)>,
-    /// Members on other nodes.
-    pub remote: HashMap<UserId, Remote>,
+    publish: Option<mpsc::Sender<(String, Bytes)>>,
+    /// To this process's shards; sends nothing while there are none.
+    pub shards: broadcast::Sender<Down>,
+    /// Members on other nodes, and in shards (their node is [`SHARD_NODE`]).
+    remote: HashMap<UserId, Remote>,
+    /// How many of them are on other nodes: while none is, nothing goes to NATS.
+    on_nodes: usize,
     stop: CancellationToken,
     metrics: Metrics,
 }
 
 impl HomeLink {
-    /// Starts the gateway and the publisher for room `room`, whose actor takes commands on
-    /// `actor`.
+    /// A link for room `room`, whose actor takes commands on `actor`: in a cluster, it
+    /// starts the gateway (edges' commands in) and the publisher (events and audio out).
     pub fn start(
-        cluster: Arc<Cluster>,
+        cluster: Option<Arc<Cluster>>,
         room: String,
         actor: mpsc::WeakSender<RoomCommand>,
         tasks: &tokio_util::task::TaskTracker,
         metrics: Metrics,
     ) -> Self {
-        let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
         let stop = CancellationToken::new();
-        tasks.spawn(publisher(cluster.client.clone(), queue));
-        tasks.spawn(gateway(
-            cluster.clone(),
-            room.clone(),
-            actor,
-            stop.clone(),
-            metrics.clone(),
-        ));
+        let publish = cluster.as_ref().map(|cluster| {
+            let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
+            tasks.spawn(publisher(cluster.client.clone(), queue));
+            tasks.spawn(gateway(
+                cluster.clone(),
+                room.clone(),
+                actor,
+                stop.clone(),
+                metrics.clone(),
+            ));
+            publish
+        });
+        let (shards, _) = broadcast::channel(SHARD_QUEUE);
         Self {
             cluster,
             room,
             seq: 0,
             publish,
+            shards,
             remote: HashMap::new(),
+            on_nodes: 0,
             stop,
             metrics,
         }
@@ -83,33 +110,83 @@ impl HomeLink {
         !self.remote.is_empty()
     }
 
-    /// Tells every edge; numbered so that an edge sees a gap.
+    /// A member joins through an edge or a shard; their previous place there, if any.
+    pub fn add(&mut self, user: UserId, remote: Remote) -> Option<Remote> {
+        self.on_nodes += usize::from(remote.node != SHARD_NODE);
+        let previous = self.remote.insert(user, remote);
+        if let Some(previous) = &previous {
+            self.on_nodes -= usize::from(previous.node != SHARD_NODE);
+        }
+        previous
+    }
+
+    /// A member leaves their edge or shard.
+    pub fn take(&mut self, user: UserId) -> Option<Remote> {
+        let gone = self.remote.remove(&user);
+        if let Some(gone) = &gone {
+            self.on_nodes -= usize::from(gone.node != SHARD_NODE);
+        }
+        gone
+    }
+
+    pub fn get(&self, user: UserId) -> Option<&Remote> {
+        self.remote.get(&user)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (UserId, &Remote)> {
+        self.remote.iter().map(|(id, r)| (*id, r))
+    }
+
+    /// Tells every edge and shard; numbered so that each sees a gap.
     pub fn event(&mut self, event: ToEdges) {
         self.seq += 1;
         let numbered = Numbered {
             seq: self.seq,
             event,
         };
-        let Ok(json) = serde_json::to_vec(&numbered) else {
-            return;
-        };
-        if self
-            .publish
-            .try_send((wire::room_events(&self.room), json.into()))
-            .is_err()
+        // Who joins and leaves an edge goes out even when they were the last member on
+        // another node (they were taken off the list a moment ago).
+        let membership = matches!(
+            numbered.event,
+            ToEdges::Joined { .. }
+                | ToEdges::Disconnect { .. }
+                | ToEdges::Left { .. }
+                | ToEdges::Ended
+        );
+        if let Some(publish) = &self.publish
+            && (self.on_nodes > 0 || membership)
         {
-            self.metrics.cluster_dropped.inc();
+            match serde_json::to_vec(&numbered) {
+                Ok(json) => {
+                    if publish
+                        .try_send((wire::room_events(&self.room), json.into()))
+                        .is_err()
+                    {
+                        self.metrics.cluster_dropped.inc();
+                    }
+                }
+                Err(_) => {
+                    self.metrics.cluster_dropped.inc();
+                }
+            }
+        }
+        if self.shards.receiver_count() > 0 {
+            let _ = self.shards.send(Down::Event(Arc::new(numbered)));
         }
     }
 
-    /// Sends an audio frame to every edge, once.
+    /// Sends an audio frame to every edge and shard, once.
     pub fn audio(&mut self, speaker: UserId, bytes: Bytes) {
-        if self
-            .publish
-            .try_send((wire::room_audio(&self.room, speaker), bytes))
-            .is_err()
+        if let Some(publish) = &self.publish
+            && self.on_nodes > 0
+            && publish
+                .try_send((wire::room_audio(&self.room, speaker), bytes.clone()))
+                .is_err()
         {
             self.metrics.cluster_dropped.inc();
+        }
+        if self.shards.receiver_count() > 0 {
+            let _ = self.shards.send(Down::Audio { speaker, bytes });
         }
     }
 }
@@ -125,6 +202,48 @@ async fn publisher(client: async_nats::Client, mut queue: mpsc::Receiver<(String
         if let Err(e) = client.publish(subject, payload).await {
             tracing::debug!("cannot publish to the cluster: {e}");
         }
+    }
+}
+
+/// What an edge's message asks of the room's actor.
+pub fn command_of(message: ToHome) -> RoomCommand {
+    match message {
+        ToHome::Join {
+            user,
+            addr,
+            connection,
+            node,
+            instance,
+        } => RoomCommand::RemoteJoin {
+            user,
+            addr,
+            connection,
+            node,
+            instance,
+        },
+        ToHome::Control {
+            user,
+            connection,
+            id,
+            command,
+        } => RoomCommand::Control {
+            user,
+            connection,
+            id,
+            command,
+        },
+        ToHome::Gone { user, connection } => RoomCommand::Gone { user, connection },
+        ToHome::Expel {
+            user,
+            code,
+            message,
+            by,
+        } => RoomCommand::Expel {
+            user,
+            code,
+            message,
+            by,
+        },
     }
 }
 
@@ -169,18 +288,7 @@ async fn gateway(
                         continue;
                     }
                 };
-                let command = match command {
-                    ToHome::Join { user, addr, connection, node, instance } => {
-                        RoomCommand::RemoteJoin { user, addr, connection, node, instance }
-                    }
-                    ToHome::Control { user, connection, id, command } => {
-                        RoomCommand::Control { user, connection, id, command }
-                    }
-                    ToHome::Gone { user, connection } => RoomCommand::Gone { user, connection },
-                    ToHome::Expel { user, code, message, by } => {
-                        RoomCommand::Expel { user, code, message, by }
-                    }
-                };
+                let command = command_of(command);
                 let Some(actor) = actor.upgrade() else { return };
                 // Control waits for room in the queue, as a local connection's does.
                 if actor.send(command).await.is_err() {
