@@ -86,6 +86,11 @@ struct Args {
     storm: usize,
     #[arg(long, default_value_t = 10)]
     storm_seconds: u64,
+    /// Spread the room's fan-out over this many shards, every listener in one (1: none, the
+    /// room's actor writes to everyone). Either way the server is then not pinned to a core:
+    /// shards are for using more than one.
+    #[arg(long)]
+    shards: Option<u16>,
     /// Append result rows here (CSV).
     #[arg(long, default_value = "target/fanout.csv")]
     csv: PathBuf,
@@ -108,7 +113,12 @@ const GENERATOR_CPU: usize = 1;
 
 fn main() {
     let args = Args::parse();
-    let pin = args.bench && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if let Some(shards) = args.shards {
+        let _ = hallway_wire::SHARDS.set(shards);
+    }
+    let pin = args.bench
+        && args.shards.is_none()
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
     if pin {
         // Before the runtime starts threads; -a covers any that exist already.
         let _ = std::process::Command::new("taskset")

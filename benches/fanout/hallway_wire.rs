@@ -26,6 +26,18 @@ pub struct HallwayServer {
     http: reqwest::Client,
 }
 
+/// Fan-out shards for the servers this run starts (`--shards`); unset: one (the room's
+/// fan-out on one core, as before shards, and as Mumble's server runs it).
+pub static SHARDS: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+/// Whether `bin serve` takes `--fanout-shards` (builds from before it do not).
+fn supports_shards(bin: &str) -> bool {
+    Command::new(bin)
+        .args(["serve", "--help"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--fanout-shards"))
+}
+
 /// Whether `bin serve` takes the per-address limit flags (builds from before them do not).
 fn supports_limit_flags(bin: &str) -> bool {
     Command::new(bin)
@@ -67,6 +79,14 @@ impl HallwayServer {
                 "--ping-after",
                 "3600",
             ]);
+        }
+        if supports_shards(&bin) {
+            match SHARDS.get() {
+                Some(shards) => {
+                    command.args(["--fanout-shards", &shards.to_string(), "--shard-from", "1"])
+                }
+                None => command.args(["--fanout-shards", "1"]),
+            };
         }
         let mut child = command
             .env("RUST_LOG", "warn")

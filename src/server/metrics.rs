@@ -39,6 +39,8 @@ pub struct Metrics {
     /// Room events and audio this node could not hand to NATS (the link was down or backed
     /// up).
     pub cluster_dropped: Counter,
+    /// Messages NATS dropped because a subscription of this node fell behind.
+    pub cluster_slow: Counter,
     /// Times an edge here found a gap in a room's events and let its members go to rejoin.
     pub cluster_resyncs: Counter,
     /// Messages published to the cluster and received from it.
@@ -66,6 +68,7 @@ impl Metrics {
         let connections_refused = Counter::default();
         let cluster_dropped = Counter::default();
         let cluster_resyncs = Counter::default();
+        let cluster_slow = Counter::default();
         let cluster_out = Counter::default();
         let cluster_in = Counter::default();
         let edges = Gauge::default();
@@ -128,6 +131,11 @@ impl Metrics {
             cluster_dropped.clone(),
         );
         registry.register(
+            "cluster_slow",
+            "Times NATS dropped messages to this node for falling behind",
+            cluster_slow.clone(),
+        );
+        registry.register(
             "cluster_resyncs",
             "Gaps in a room's events found by an edge here (its members rejoin)",
             cluster_resyncs.clone(),
@@ -164,6 +172,7 @@ impl Metrics {
             connections_refused,
             cluster_dropped,
             cluster_resyncs,
+            cluster_slow,
             cluster_out,
             cluster_in,
             edges,

@@ -488,6 +488,7 @@ impl Server {
                 config.listen
             );
         }
+        let metrics = Metrics::new();
         let cluster = match &config.cluster {
             Some(cluster) => {
                 let url = config.public_urls.first().cloned().unwrap_or_else(|| {
@@ -501,7 +502,7 @@ impl Server {
                         listener.local_addr().unwrap_or(config.listen)
                     )
                 });
-                Some(cluster::Cluster::connect(cluster, url).await?)
+                Some(cluster::Cluster::connect(cluster, url, metrics.clone()).await?)
             }
             None => None,
         };
@@ -509,7 +510,7 @@ impl Server {
             conns: listener::Conns::new(max_connections, config.limits.address.connections),
             budgets: budget::Budgets::new(config.limits.address.clone()),
             config,
-            metrics: Metrics::new(),
+            metrics,
             sessions: RwLock::new(Sessions::default()),
             store,
             challenges: Mutex::new(accounts::Challenges::default()),

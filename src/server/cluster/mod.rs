@@ -147,7 +147,11 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to NATS and opens (or makes) the directory's buckets.
-    pub async fn connect(config: &ClusterConfig, url: String) -> Result<Arc<Self>, ClusterError> {
+    pub async fn connect(
+        config: &ClusterConfig,
+        url: String,
+        metrics: super::Metrics,
+    ) -> Result<Arc<Self>, ClusterError> {
         let mut addrs = Vec::new();
         for raw in &config.nats {
             let addr: async_nats::ServerAddr =
@@ -160,10 +164,18 @@ impl Cluster {
         let client = async_nats::ConnectOptions::new()
             .name(format!("hallway {}", config.node))
             .event_callback(move |event| {
-                let counter = counter.clone();
+                let (counter, metrics) = (counter.clone(), metrics.clone());
                 async move {
-                    if matches!(event, async_nats::Event::Connected) {
-                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    match event {
+                        async_nats::Event::Connected => {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        // A subscription of this node could not keep up: NATS dropped what
+                        // it sent (audio, or an event: then a gap, and a resync).
+                        async_nats::Event::SlowConsumer(_) => {
+                            metrics.cluster_slow.inc();
+                        }
+                        _ => {}
                     }
                 }
             })
