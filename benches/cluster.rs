@@ -39,6 +39,8 @@ mod nats;
 #[path = "../tests/common/postgres.rs"]
 mod pg;
 // Peak RSS, context switches and the join-storm phase are the fan-out's.
+#[path = "support/packets.rs"]
+mod packets;
 #[allow(dead_code)]
 #[path = "fanout/stats.rs"]
 mod stats;
@@ -57,6 +59,7 @@ use tokio_util::sync::CancellationToken;
 
 use hallway_wire::Ws;
 use nats::NatsCluster;
+use packets::{Packet, load_packets};
 use pg::TestPostgres;
 use stats::{Stats, sample};
 use support::Server;
@@ -70,21 +73,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const HOP_P50_BUDGET_MS: f64 = 1.0;
 const HOP_P99_BUDGET_MS: f64 = 5.0;
 const EDGE_COST_BUDGET: f64 = 1.1;
-
-/// The per-address limits are for strangers on the internet, not for a generator opening
-/// every connection from 127.0.0.1; its listeners neither send nor answer pings.
-const LIFTED: &[&str] = &[
-    "--max-connections-per-address",
-    "1000000",
-    "--sessions-per-minute",
-    "100000000",
-    "--joins-per-second",
-    "100000000",
-    "--rooms-per-hour",
-    "100000000",
-    "--ping-after",
-    "3600",
-];
 
 /// Command-line arguments, parsed by hand (`--flag VALUE` or `--flag=VALUE`; anything else,
 /// such as a filter cargo passes, is ignored).
@@ -155,12 +143,6 @@ impl Args {
     }
 }
 
-/// One pre-encoded Opus packet and its level.
-struct Packet {
-    opus: Vec<u8>,
-    level: u8,
-}
-
 fn main() {
     let args = Args::parse();
     // The harness's PostgreSQL client is synchronous and runs a runtime of its own, which
@@ -189,24 +171,6 @@ fn main() {
         }
     });
     drop(pg);
-}
-
-/// Encodes a speech clip once; only packets with sound are kept, so the speaker sends 50 a
-/// second without pauses (the fan-out bench's clip).
-fn load_packets() -> Vec<Packet> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/speech/alice.wav");
-    let clip = hallway::clip::Clip::from_file(&path).expect("encode the speech clip");
-    let packets: Vec<Packet> = clip
-        .frames
-        .into_iter()
-        .flatten()
-        .map(|f| Packet {
-            opus: f.opus().to_vec(),
-            level: f.header.level,
-        })
-        .collect();
-    assert!(!packets.is_empty(), "the clip has no sound");
-    packets
 }
 
 /// Under `cargo test`: 1 speaker × 6 listeners over 2 nodes for 2 s. Only asserts that
@@ -320,7 +284,7 @@ impl Cluster {
             .map(|i| {
                 let name = format!("n{i}");
                 let mut extra = vec!["--cluster", nats_url.as_str(), "--node-name", name.as_str()];
-                extra.extend_from_slice(LIFTED);
+                extra.extend_from_slice(packets::LIFTED_LIMITS);
                 Server::start_on(Path::new(data), &extra)
             })
             .collect();

@@ -25,12 +25,14 @@ mod accounts;
 mod hallway_wire;
 #[path = "fanout/mumble.rs"]
 mod mumble;
+#[path = "support/packets.rs"]
+mod packets;
 #[path = "fanout/stats.rs"]
 mod stats;
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -41,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use hallway_wire::HallwayServer;
 use mumble::MumbleServer;
+use packets::{Packet, load_packets};
 use stats::{ProcSample, Stats, sample};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,12 +102,6 @@ struct Args {
     _filter: Vec<String>,
 }
 
-/// One pre-encoded Opus packet and its level.
-struct Packet {
-    opus: Vec<u8>,
-    level: u8,
-}
-
 const WARMUP: Duration = Duration::from_secs(2);
 /// Frames still in flight after the window closes get this long to arrive.
 const GRACE: Duration = Duration::from_secs(1);
@@ -150,24 +147,6 @@ fn main() {
             Scenario::Client => client(&args, cpu, &packets).await,
         }
     });
-}
-
-/// Encodes a speech clip once; only packets with sound are kept, so every speaker sends 50
-/// a second without pauses.
-fn load_packets() -> Vec<Packet> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/speech/alice.wav");
-    let clip = hallway::clip::Clip::from_file(&path).expect("encode the speech clip");
-    let packets: Vec<Packet> = clip
-        .frames
-        .into_iter()
-        .flatten()
-        .map(|f| Packet {
-            opus: f.opus().to_vec(),
-            level: f.header.level,
-        })
-        .collect();
-    assert!(!packets.is_empty(), "the clip has no sound");
-    packets
 }
 
 async fn smoke(packets: Rc<Vec<Packet>>) {

@@ -21,6 +21,18 @@ use hallway::protocol::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+/// NATS (`servers` of them) and a throwaway PostgreSQL, started off the test's runtime
+/// (both harnesses block while their servers start).
+async fn backbone(servers: usize) -> (NatsCluster, TestPostgres) {
+    let nats = tokio::task::spawn_blocking(move || NatsCluster::start(servers))
+        .await
+        .unwrap();
+    let pg = tokio::task::spawn_blocking(TestPostgres::start)
+        .await
+        .unwrap();
+    (nats, pg)
+}
+
 /// A node of the cluster on the shared database.
 fn node(pg: &TestPostgres, nats: &NatsCluster, name: &str) -> TestServer {
     TestServer::start_raw(&[
@@ -136,12 +148,7 @@ async fn settled(ada: &mut Live, bob: &mut Live, ada_session: &Session) {
 /// dies and its listener is back in the room through node B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_room_across_three_nodes_and_their_failures() {
-    let mut nats = tokio::task::spawn_blocking(|| NatsCluster::start(3))
-        .await
-        .unwrap();
-    let pg = tokio::task::spawn_blocking(TestPostgres::start)
-        .await
-        .unwrap();
+    let (nats, pg) = backbone(3).await;
     let a = node(&pg, &nats, "a");
     let b = node(&pg, &nats, "b");
     let mut c = node(&pg, &nats, "c");
@@ -207,6 +214,7 @@ async fn one_room_across_three_nodes_and_their_failures() {
     // One NATS server of three dies: nothing visible happens. (A command's answer is the
     // proof the link works again; frames sent after it all arrive.)
     let nats = tokio::task::spawn_blocking(move || {
+        let mut nats = nats;
         nats.kill(0);
         nats
     })
@@ -282,12 +290,7 @@ async fn a_rooms_fan_out_spread_over_shards_reaches_everyone_in_order() {
 /// (it would otherwise subscribe an edge to other rooms' traffic).
 #[tokio::test]
 async fn a_room_id_with_subject_syntax_is_no_room() {
-    let nats = tokio::task::spawn_blocking(|| NatsCluster::start(1))
-        .await
-        .unwrap();
-    let pg = tokio::task::spawn_blocking(TestPostgres::start)
-        .await
-        .unwrap();
+    let (nats, pg) = backbone(1).await;
     let a = node(&pg, &nats, "a");
     let hera = a.session("Hera").await;
     let _room = a.create_room(&hera, "a real room").await;
@@ -372,12 +375,7 @@ async fn flows(speaker: &LiveSession, heard: &Arc<Mutex<Vec<u32>>>, from: u32, t
 /// its host keeps the host's role, and audio flows again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_outlives_its_home_and_a_draining_node() {
-    let nats = tokio::task::spawn_blocking(|| NatsCluster::start(1))
-        .await
-        .unwrap();
-    let pg = tokio::task::spawn_blocking(TestPostgres::start)
-        .await
-        .unwrap();
+    let (nats, pg) = backbone(1).await;
     let mut a = node(&pg, &nats, "a");
     let b = node(&pg, &nats, "b");
     let c = node(&pg, &nats, "c");
@@ -467,12 +465,7 @@ fn fast() -> Backoff {
 /// another node is forgotten, and its room connection there closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_signed_out_on_one_node_is_out_on_every_node() {
-    let nats = tokio::task::spawn_blocking(|| NatsCluster::start(1))
-        .await
-        .unwrap();
-    let pg = tokio::task::spawn_blocking(TestPostgres::start)
-        .await
-        .unwrap();
+    let (nats, pg) = backbone(1).await;
     let a = node(&pg, &nats, "a");
     let b = node(&pg, &nats, "b");
     // Ada has a phone (made on A) and a laptop (linked on A).
@@ -536,12 +529,7 @@ async fn a_device_signed_out_on_one_node_is_out_on_every_node() {
 /// room behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_under_its_name_leaves_no_room_stranded() {
-    let nats = tokio::task::spawn_blocking(|| NatsCluster::start(1))
-        .await
-        .unwrap();
-    let pg = tokio::task::spawn_blocking(TestPostgres::start)
-        .await
-        .unwrap();
+    let (nats, pg) = backbone(1).await;
     let mut a = node(&pg, &nats, "a");
     let b = node(&pg, &nats, "b");
     let hera = a.session("Hera").await;
@@ -681,12 +669,7 @@ fn ids_of(listing: &Value) -> BTreeSet<String> {
 /// and each member's client, built from what it received, must show the same room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_spread_over_three_nodes_shows_everyone_what_one_node_shows() {
-    let nats = tokio::task::spawn_blocking(|| NatsCluster::start(1))
-        .await
-        .unwrap();
-    let pg = tokio::task::spawn_blocking(TestPostgres::start)
-        .await
-        .unwrap();
+    let (nats, pg) = backbone(1).await;
     let a = node(&pg, &nats, "a");
     let b = node(&pg, &nats, "b");
     let c = node(&pg, &nats, "c");

@@ -67,18 +67,7 @@ impl HallwayServer {
         // set-ups. Builds from before these flags (HALLWAY_BIN, for comparisons) get none.
         command.args(["serve", "--listen", "127.0.0.1:0", "--data", ":memory:"]);
         if supports_limit_flags(&bin) {
-            command.args([
-                "--max-connections-per-address",
-                "1000000",
-                "--sessions-per-minute",
-                "100000000",
-                "--joins-per-second",
-                "100000000",
-                "--rooms-per-hour",
-                "100000000",
-                "--ping-after",
-                "3600",
-            ]);
+            command.args(super::packets::LIFTED_LIMITS);
         }
         if supports_shards(&bin) {
             match SHARDS.get() {
