@@ -534,10 +534,23 @@ async fn a_node_restarted_under_its_name_leaves_no_room_stranded() {
     let b = node(&pg, &nats, "b");
     let hera = a.session("Hera").await;
     let ada = b.session("Ada").await;
+    let troll = b.session("Troll").await;
     let room = a.create_room(&hera, "restarts").await;
-    let _host = Live::join(&a, &room, &hera).await;
+    let mut host = Live::join(&a, &room, &hera).await;
     listed_alike(&[&a, &b], &[&room]).await;
     let mut ada_live = Live::join(&b, &room, &ada).await;
+    // The host removes a troll (on the other node) before the restart.
+    let mut troll_live = Live::join(&b, &room, &troll).await;
+    host.command(json!({"type": "remove", "user_id": troll.user.id}))
+        .await;
+    assert_eq!(troll_live.closed().await.as_deref(), Some("removed"));
+    // The removal is in the directory before the node goes.
+    eventually("the removal reaches the directory", || async {
+        let (_, body) = b.get("/api/v2/rooms", None).await;
+        body["rooms"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     a.child.kill().unwrap();
     a.child.wait().unwrap();
@@ -546,6 +559,10 @@ async fn a_node_restarted_under_its_name_leaves_no_room_stranded() {
     assert_eq!(ada_live.closed().await.as_deref(), Some("reconnect"));
     let ada_live = Live::join(&b, &room, &ada).await;
     assert_eq!(ada_live.snapshot.summary.id, room);
+    // The room carried on keeps its removals.
+    let refused = common::connect_refusal(&b, &room, Some(&troll.token)).await;
+    assert_eq!(refused.0, 403, "{refused:?}");
+    assert_eq!(refused.1["error"]["code"], "banned", "{refused:?}");
     // The host comes back through the restarted node and is the host again.
     let host = Live::join(&a, &room, &hera).await;
     assert!(

@@ -148,6 +148,7 @@ pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
 pub fn spawn_claimed(shared: Arc<Shared>, room: Room, claimed: Option<u64>) -> RoomHandle {
     let (tx, rx) = mpsc::channel(ROOM_QUEUE);
     let (summary_tx, summary) = watch::channel(room.summary());
+    let (banned_tx, banned) = watch::channel(room.banned());
     let shard_count = shared.config.fanout_shards;
     let link = (shared.cluster.is_some() || shard_count > 1).then(|| {
         HomeLink::start(
@@ -177,6 +178,7 @@ pub fn spawn_claimed(shared: Arc<Shared>, room: Room, claimed: Option<u64>) -> R
         link,
         draining: false,
         summary_tx,
+        banned_tx,
         banned_addrs: HashSet::new(),
         spared: HashSet::new(),
         me: tx.downgrade(),
@@ -186,6 +188,7 @@ pub fn spawn_claimed(shared: Arc<Shared>, room: Room, claimed: Option<u64>) -> R
         shared.tasks.spawn(super::cluster::home::list_room(
             cluster.clone(),
             summary.clone(),
+            banned,
             tx.downgrade(),
             shared.shutdown.clone(),
             claimed,
@@ -214,6 +217,8 @@ struct RoomActor {
     /// This node is leaving the cluster and the room goes on without it.
     draining: bool,
     summary_tx: watch::Sender<RoomSummary>,
+    /// Who is banned, for the directory (a node carrying the room on keeps them out).
+    banned_tx: watch::Sender<Vec<UserId>>,
     /// Addresses of removed people (see [`AddrKey`]): the account is banned first; this is
     /// the second line, against a second account made from the same address.
     banned_addrs: HashSet<AddrKey>,
@@ -369,6 +374,14 @@ impl RoomActor {
     }
 
     fn publish_summary(&self) {
+        let banned = self.room.banned();
+        self.banned_tx.send_if_modified(|old| {
+            let changed = *old != banned;
+            if changed {
+                *old = banned;
+            }
+            changed
+        });
         let summary = self.room.summary();
         self.summary_tx.send_if_modified(|old| {
             if *old == summary {

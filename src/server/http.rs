@@ -554,13 +554,18 @@ async fn room_handle(shared: &Arc<Shared>, id: &str) -> Result<RoomHandle, ApiEr
     };
     // Claimed with the stage it had, so that a second failure soon after still knows who
     // gets their role back.
-    let Some(claimed) = cluster.claim_room(&entry.summary, revision).await else {
+    let Some(claimed) = cluster.claim_room(&entry, revision).await else {
         return Err(ApiError::new(
             ErrorCode::Reconnect,
             "the room is moving to another server; connect again",
         ));
     };
-    let room = Room::resume(&entry.summary, unix_ms(), shared.config.limits.room);
+    let room = Room::resume(
+        &entry.summary,
+        &entry.banned,
+        unix_ms(),
+        shared.config.limits.room,
+    );
     let mut rooms = shared.rooms.write().map_err(|_| internal())?;
     let handle = rooms
         .entry(id.to_string())

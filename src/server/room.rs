@@ -296,7 +296,14 @@ impl Room {
     /// rejoining within [`REJOIN_GRACE_MS`], as after a dropped connection (the host their
     /// host role). Hands, the audience's order and removals are not in the directory: they
     /// start afresh.
-    pub fn resume(summary: &RoomSummary, now_ms: u64, limits: RoomLimits) -> Self {
+    ///
+    /// `banned` are those removed from it, who stay out.
+    pub fn resume(
+        summary: &RoomSummary,
+        banned: &[UserId],
+        now_ms: u64,
+        limits: RoomLimits,
+    ) -> Self {
         let host = summary
             .host
             .as_ref()
@@ -317,6 +324,7 @@ impl Room {
             limits,
         );
         room.created_at_ms = summary.created_at_ms;
+        room.banned.extend(banned);
         for member in &summary.speakers {
             let role = if member.id == host {
                 Role::Host
@@ -338,6 +346,13 @@ impl Room {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Those a moderator removed, who cannot come back (sorted).
+    pub fn banned(&self) -> Vec<UserId> {
+        let mut banned: Vec<UserId> = self.banned.iter().copied().collect();
+        banned.sort_unstable();
+        banned
     }
 
     pub fn title(&self) -> &str {
@@ -2179,6 +2194,38 @@ mod tests {
         assert!(!who(to[3]).contains(&BOB) && who(to[3]).contains(&500));
         assert_eq!(who(to[4]).len(), everyone.len() - 1);
         assert!(to.iter().all(|to| size(to) <= 4), "{to:?}");
+    }
+
+    /// A room carried on elsewhere gives the stage their roles back as they return, keeps
+    /// its id, title, age and removals; newcomers are listeners.
+    #[test]
+    fn a_resumed_room_gives_the_stage_back_to_those_who_return() {
+        let mut room = room();
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 20)
+            .unwrap();
+        let summary = room.summary();
+        let mut resumed = Room::resume(&summary, &[CY], 1_000, RoomLimits::default());
+        assert_eq!(resumed.summary().id, summary.id);
+        assert_eq!(resumed.summary().created_at_ms, summary.created_at_ms);
+        assert_eq!(
+            resumed.admission(&user(CY)).unwrap_err().code,
+            ErrorCode::Banned,
+            "a removal outlives the move"
+        );
+        // (As after any dropped connection, the host is host again if back before another
+        // moderator, who would otherwise take the role.)
+        for id in [HOST, BOB, ADA] {
+            resumed.join(&user(id), 2_000).unwrap();
+        }
+        let role = |room: &Room, id| room.members[&id].role;
+        assert_eq!(role(&resumed, HOST), Role::Host);
+        assert_eq!(role(&resumed, ADA), Role::Moderator);
+        assert_eq!(role(&resumed, BOB), Role::Listener);
+        // Past the grace, a stage member who comes back is a listener.
+        let mut late = Room::resume(&summary, &[], 1_000, RoomLimits::default());
+        late.join(&user(HOST), 1_500).unwrap();
+        late.join(&user(ADA), 1_000 + REJOIN_GRACE_MS + 1).unwrap();
+        assert_eq!(role(&late, ADA), Role::Listener);
     }
 
     fn ids(detail: &RoomDetail) -> Vec<UserId> {

@@ -369,6 +369,7 @@ async fn gateway(
 pub async fn list_room(
     cluster: Arc<Cluster>,
     mut summary: watch::Receiver<RoomSummary>,
+    mut banned: watch::Receiver<Vec<UserId>>,
     actor: mpsc::WeakSender<RoomCommand>,
     shutdown: CancellationToken,
     claimed: Option<u64>,
@@ -383,9 +384,10 @@ pub async fn list_room(
     let mut keep_claimed = claimed.is_some();
     loop {
         let published = summary.borrow_and_update().clone();
+        let bans = banned.borrow_and_update().clone();
         let put_at = tokio::time::Instant::now();
         if !keep_claimed {
-            match cluster.write_room(&published, revision).await {
+            match cluster.write_room(&published, &bans, revision).await {
                 super::Written::At(now) => revision = Some(now),
                 super::Written::Taken => {
                     if let Some(actor) = actor.upgrade() {
@@ -401,6 +403,8 @@ pub async fn list_room(
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = summary.changed() => if changed.is_err() { break },
+            // A removal is written at once, like a change to the stage.
+            changed = banned.changed() => if changed.is_err() { break },
             _ = refresh.tick() => {}
         }
         let gap = if only_speaking_changed(&published, &summary.borrow()) {

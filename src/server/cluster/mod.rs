@@ -92,6 +92,9 @@ pub struct RoomEntry {
     #[serde(default)]
     pub instance: u64,
     pub summary: RoomSummary,
+    /// Those removed from the room: a node carrying it on keeps them out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub banned: Vec<crate::protocol::UserId>,
 }
 
 /// How a write to a room's directory entry went.
@@ -430,11 +433,14 @@ impl Cluster {
     /// entry at `revision`: of several nodes claiming it at once (its members coming back
     /// through different nodes), exactly one wins; the others become its edges. The entry
     /// keeps the stage it had (who gets their role back), until the room here changes it.
-    pub async fn claim_room(&self, summary: &RoomSummary, revision: u64) -> Option<u64> {
-        match self.write_room(summary, Some(revision)).await {
+    pub async fn claim_room(&self, entry: &RoomEntry, revision: u64) -> Option<u64> {
+        match self
+            .write_room(&entry.summary, &entry.banned, Some(revision))
+            .await
+        {
             Written::At(revision) => Some(revision),
             Written::Taken | Written::Failed => {
-                tracing::info!(room = %summary.id, "another node took over the room first");
+                tracing::info!(room = %entry.summary.id, "another node took over the room first");
                 None
             }
         }
@@ -443,11 +449,17 @@ impl Cluster {
     /// Writes the entry of a room homed here, as of `revision` (`None`: a new room), by
     /// compare-and-set: a node thought dead, whose room was carried on elsewhere meanwhile,
     /// finds out here rather than overwrite the new home.
-    pub async fn write_room(&self, summary: &RoomSummary, revision: Option<u64>) -> Written {
+    pub async fn write_room(
+        &self,
+        summary: &RoomSummary,
+        banned: &[crate::protocol::UserId],
+        revision: Option<u64>,
+    ) -> Written {
         let entry = RoomEntry {
             home: self.node.clone(),
             instance: self.instance,
             summary: summary.clone(),
+            banned: banned.to_vec(),
         };
         let Ok(json) = serde_json::to_vec(&entry) else {
             return Written::Failed;
