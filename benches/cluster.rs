@@ -366,7 +366,7 @@ async fn run(
         .into_iter()
         .map(|(token, _)| token)
         .collect();
-    let room = create_room(&http, &addrs[0], &host.0).await;
+    let room = hallway_wire::create_room(&http, &addrs[0], &host.0, "cluster bench").await;
 
     // Edge first: its clock starts earlier, so it runs ahead of the home's (the speaker's)
     // by `offset_ms`; edge latencies are read that much high and corrected below. (Behind,
@@ -566,24 +566,6 @@ async fn sign_ups(
         .buffered(32)
         .collect()
         .await
-}
-
-/// Creates a room on `addr` as `token`; returns its id.
-async fn create_room(http: &reqwest::Client, addr: &str, token: &str) -> String {
-    let body: Value = http
-        .post(format!("http://{addr}/api/v2/rooms"))
-        .bearer_auth(token)
-        .json(&json!({ "title": "cluster bench" }))
-        .send()
-        .await
-        .expect("POST /api/v2/rooms")
-        .json()
-        .await
-        .expect("room JSON");
-    body["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("room not created: {body}"))
-        .to_string()
 }
 
 async fn get_json(http: &reqwest::Client, addr: &str, path: &str) -> Option<Value> {

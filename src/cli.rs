@@ -1211,3 +1211,31 @@ async fn record(args: &ClientArgs, record: RecordArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Node names and URLs come from other servers: shown escaped.
+    #[test]
+    fn the_cluster_table_escapes_what_nodes_say() {
+        let status = crate::protocol::ClusterStatus {
+            node: "a".into(),
+            nodes: vec![crate::protocol::ClusterNode {
+                name: "a\u{1b}[2J".into(),
+                url: "http://x\u{202e}y".into(),
+                rooms: 1,
+                members: 2,
+                started_ms: 0,
+            }],
+            nats_rtt_ms: 0.5,
+        };
+        let table = cluster_table(&status, 90_000);
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{202e}'),
+            "{table}"
+        );
+        assert!(table.contains("1m30s"), "{table}");
+    }
+}

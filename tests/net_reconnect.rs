@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Live, PATIENCE, TestServer};
+use common::{Live, TestServer, next_event};
 use hallway::identity::DeviceKey;
 use hallway::net::live::Backoff;
 use hallway::net::{Api, Credentials, Enroll, LiveSession, NetEvent, Target};
@@ -49,21 +49,6 @@ impl Proxy {
 
     fn cut(&self) {
         self.cut_tx.send_modify(|generation| *generation += 1);
-    }
-}
-
-async fn next_event(
-    events: &mut mpsc::Receiver<NetEvent>,
-    wanted: impl Fn(&NetEvent) -> bool,
-) -> NetEvent {
-    loop {
-        let event = tokio::time::timeout(PATIENCE, events.recv())
-            .await
-            .expect("timed out waiting for a net event")
-            .expect("the session ended");
-        if wanted(&event) {
-            return event;
-        }
     }
 }
 

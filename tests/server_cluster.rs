@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::nats::NatsCluster;
 use common::postgres::TestPostgres;
-use common::{Live, PATIENCE, TestServer, eventually};
+use common::{Live, PATIENCE, TestServer, eventually, next_event};
 use hallway::app::RoomView;
 use hallway::identity::DeviceKey;
 use hallway::net::live::Backoff;
@@ -313,22 +313,6 @@ async fn client(node: &TestServer, name: &str) -> Api {
     });
     api.sign_in().await.unwrap();
     api
-}
-
-/// The next event `wanted` picks; panics after [`PATIENCE`] without one.
-async fn next_event(
-    events: &mut mpsc::Receiver<NetEvent>,
-    wanted: impl Fn(&NetEvent) -> bool,
-) -> NetEvent {
-    loop {
-        let event = tokio::time::timeout(PATIENCE, events.recv())
-            .await
-            .expect("timed out waiting for a net event")
-            .expect("the session ended");
-        if wanted(&event) {
-            return event;
-        }
-    }
 }
 
 /// The snapshot after the client's next (re)connection: who it is in the room.
@@ -749,4 +733,42 @@ async fn a_room_spread_over_three_nodes_shows_everyone_what_one_node_shows() {
         .iter()
         .any(|(i, role, _, hand, _)| *i != 0 && (role != "Listener" || *hand));
     assert!(busy, "the steps changed nothing: {:?}", one[0]);
+}
+
+/// `GET /api/v2/cluster` (anyone may ask, without signing in) answers from memory: a flood
+/// of it from one address costs no NATS round trip, and someone on another address is
+/// served meanwhile, the room list and the cluster's nodes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_cluster_status_from_one_address_leaves_another_served() {
+    let (nats, pg) = backbone(1).await;
+    let a = node(&pg, &nats, "a");
+    let flood = {
+        let (http, url) = (a.http.clone(), a.url("/api/v2/cluster"));
+        tokio::spawn(async move {
+            let mut answered = 0u32;
+            let until = tokio::time::Instant::now() + Duration::from_secs(3);
+            while tokio::time::Instant::now() < until {
+                let batch = (0..32).map(|_| http.get(&url).send());
+                for sent in futures_util::future::join_all(batch).await {
+                    answered += u32::from(sent.is_ok());
+                }
+            }
+            answered
+        })
+    };
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        for path in ["/api/v2/cluster", "/api/v2/rooms"] {
+            let answer = tokio::time::timeout(PATIENCE, other.get(a.url(path)).send())
+                .await
+                .expect("another address is answered during the flood")
+                .unwrap();
+            assert_eq!(answer.status(), 200, "{path}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(flood.await.unwrap() > 0, "the flood was answered too");
 }

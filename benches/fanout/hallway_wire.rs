@@ -124,21 +124,7 @@ impl HallwayServer {
 
     /// Creates a room as `token`; returns its id.
     pub async fn create_room(&self, token: &str, title: &str) -> String {
-        let body: Value = self
-            .http
-            .post(format!("{}/api/v2/rooms", self.url()))
-            .bearer_auth(token)
-            .json(&json!({ "title": title }))
-            .send()
-            .await
-            .expect("POST /api/v2/rooms")
-            .json()
-            .await
-            .expect("room JSON");
-        body["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("room not created: {body}"))
-            .to_string()
+        create_room(&self.http, &self.addr, token, title).await
     }
 }
 
@@ -358,4 +344,22 @@ pub async fn stage(
     let mut all = vec![host.split()];
     all.extend(joined.into_iter().map(Ws::split));
     (room, all)
+}
+
+/// Creates a room on the server at `addr` (`HOST:PORT`) as `token`; returns its id.
+pub async fn create_room(http: &reqwest::Client, addr: &str, token: &str, title: &str) -> String {
+    let body: Value = http
+        .post(format!("http://{addr}/api/v2/rooms"))
+        .bearer_auth(token)
+        .json(&json!({ "title": title }))
+        .send()
+        .await
+        .expect("POST /api/v2/rooms")
+        .json()
+        .await
+        .expect("room JSON");
+    body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("room not created: {body}"))
+        .to_string()
 }

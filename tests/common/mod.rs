@@ -362,6 +362,23 @@ pub fn assert_api_error(got: &(u16, Value), status: u16, code: &str) {
     );
 }
 
+/// The next event `wanted` picks from a client library session; panics after [`PATIENCE`]
+/// without one, or when the session ends.
+pub async fn next_event(
+    events: &mut tokio::sync::mpsc::Receiver<hallway::net::NetEvent>,
+    wanted: impl Fn(&hallway::net::NetEvent) -> bool,
+) -> hallway::net::NetEvent {
+    loop {
+        let event = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("timed out waiting for a net event")
+            .expect("the session ended");
+        if wanted(&event) {
+            return event;
+        }
+    }
+}
+
 /// Retries `check` until it returns true; panics after [`PATIENCE`]. For state that is only
 /// visible by asking (REST), where no message can be awaited.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
