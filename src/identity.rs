@@ -212,6 +212,12 @@ impl DeviceKey {
         }
     }
 
+    /// The X25519 secret, to open room keys wrapped to this device (`e2e::wrap`). It
+    /// never leaves the process.
+    pub fn agree_secret(&self) -> [u8; 32] {
+        self.agree.to_bytes()
+    }
+
     /// The signature over [`signin_message`]`(origin, nonce)`.
     pub fn sign_in(&self, origin: &str, nonce: &[u8]) -> [u8; 64] {
         self.sign.sign(&signin_message(origin, nonce)).to_bytes()

@@ -9,6 +9,8 @@
 //!   (`server::accounts`) over one store interface (`server::store`, SQLite).
 //! - [`identity`]: device keys (Ed25519 to sign in, X25519 for keys to come) and the signed
 //!   sign-in message, shared by client and server.
+//! - [`e2e`]: private rooms' end-to-end encryption: SFrame-style sealing of each frame,
+//!   the room key wrapped to device keys (HPKE), the key leader's rotations. Pure.
 //! - [`audio`]: the audio engine: devices (cpal, files, tone, null), real-time rings,
 //!   capture and playout workers, Opus, jitter buffers, mixing. No tokio, no UI.
 //! - [`net`]: the client side of the wire: REST calls, the live room session with
@@ -33,6 +35,7 @@ pub mod client;
 pub mod clip;
 pub mod config;
 pub mod demo;
+pub mod e2e;
 pub mod headless;
 pub mod identity;
 pub mod net;

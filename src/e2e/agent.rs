@@ -1,0 +1,1 @@
+//! The key agent (placeholder while being written).

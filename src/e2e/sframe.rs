@@ -1,0 +1,1 @@
+//! SFrame (placeholder while being written).

@@ -1,0 +1,1 @@
+//! Key wrapping (placeholder while being written).
