@@ -185,6 +185,11 @@ impl RoomView {
                     _ => None,
                 }
             }
+            ServerMessage::KeyHeld { user_id, epoch } => {
+                let p = self.participant_mut(*user_id)?;
+                p.key_epoch = Some(p.key_epoch.map_or(*epoch, |held| held.max(*epoch)));
+                None
+            }
             ServerMessage::HandRaised {
                 user_id,
                 raised_at_ms,
@@ -236,6 +241,7 @@ impl RoomView {
             | ServerMessage::Ok { .. }
             | ServerMessage::Error { .. }
             | ServerMessage::Pong { .. }
+            | ServerMessage::Key { .. }
             | ServerMessage::Goodbye { .. } => None,
         }
     }

@@ -445,10 +445,16 @@ impl Api {
 
     /// Creates a room; the caller becomes its host on joining.
     pub async fn create_room(&self, title: &str) -> Result<RoomDetail, NetError> {
-        let body = CreateRoom {
+        self.create(&CreateRoom {
             title: title.to_string(),
-        };
-        self.call_renewing(|| self.http.post(self.url("/api/v2/rooms")).json(&body))
+            private: None,
+        })
+        .await
+    }
+
+    /// Creates a room as described (a private one with `private`).
+    pub async fn create(&self, body: &CreateRoom) -> Result<RoomDetail, NetError> {
+        self.call_renewing(|| self.http.post(self.url("/api/v2/rooms")).json(body))
             .await
     }
 

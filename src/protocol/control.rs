@@ -61,6 +61,20 @@ pub enum ClientCommand {
     MakeModerator { user_id: UserId },
     /// Moderator: end the room for everyone.
     EndRoom,
+    /// Private rooms, a moderator's client (the key leader): the room key of `epoch`,
+    /// wrapped to each member's device key. The server hands each wrap to its member only
+    /// and never holds a key (docs/security.md).
+    ShareKey { epoch: u32, keys: Vec<WrappedKey> },
+    /// Private rooms: this member's client opened the room key of `epoch`; everyone who
+    /// sees them is told (`key_held`), so the room shows who can hear it.
+    KeyHeld { epoch: u32 },
+}
+
+/// One member's copy of a room key: HPKE-sealed to their device (`e2e::wrap`), base64url.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    pub to: UserId,
+    pub sealed: String,
 }
 
 /// The `type` names of every [`ClientCommand`], to tell "unknown type" from "bad fields".
@@ -82,6 +96,8 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "remove",
     "make_moderator",
     "end_room",
+    "share_key",
+    "key_held",
 ];
 
 /// Why a text message is not a valid command. Each keeps the request id when one could be read.
@@ -266,6 +282,18 @@ pub enum ServerMessage {
     },
     Pong {
         nonce: u64,
+    },
+    /// Private rooms: the room key of `epoch`, wrapped to your device by `from` (a
+    /// moderator's client).
+    Key {
+        from: UserId,
+        epoch: u32,
+        sealed: String,
+    },
+    /// Private rooms: someone's client holds the room key of `epoch`.
+    KeyHeld {
+        user_id: UserId,
+        epoch: u32,
     },
     /// The server is about to close this connection, and why.
     Goodbye {

@@ -248,6 +248,25 @@ pub struct ReportList {
 pub struct CreateRoom {
     /// The room's title, 1 to 100 characters.
     pub title: String,
+    /// Makes the room private (#13): listed to, and joined by, only those it is shared
+    /// with, its audio end-to-end encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<Share>,
+}
+
+/// Who a private room is shared with, besides its host. At least one of the three.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// These people, by handle (without `@`); every handle must exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handles: Vec<String>,
+    /// Everyone the host follows.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub followers: bool,
+    /// Anyone holding the room's share link (its secret is in the room's detail, for
+    /// moderators).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub link: bool,
 }
 
 /// What a participant is in a room.
@@ -299,6 +318,13 @@ pub struct Participant {
     /// They are recording the room (everyone is told).
     #[serde(default, skip_serializing_if = "is_false")]
     pub recording: bool,
+    /// Private rooms: the X25519 key of the device they are in the room with (base64url),
+    /// which the room key is wrapped to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<String>,
+    /// Private rooms: the newest room key epoch their client says it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_epoch: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -336,6 +362,9 @@ pub struct RoomSummary {
     /// Someone the viewer follows is on the stage (in `GET /api/v2/rooms` with a token).
     #[serde(default, skip_serializing_if = "is_false")]
     pub followed: bool,
+    /// Private: shown and open only to those it is shared with; audio end-to-end encrypted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub private: bool,
 }
 
 /// `GET /api/v2/rooms` response: with a token, rooms with people you follow on the stage
@@ -362,6 +391,10 @@ pub struct RoomDetail {
     pub hands: Vec<UserId>,
     /// The most people the stage holds.
     pub stage_limit: usize,
+    /// Private rooms shared by link: the link's secret, shown to the host and moderators
+    /// (who pass the link on); `?share=SECRET` on the room's URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_secret: Option<String>,
 }
 
 /// The body of every REST error.

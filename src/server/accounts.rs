@@ -433,7 +433,7 @@ async fn open_session(
         .store
         .call(move |s| s.add_token(&hash, device_id, now, expires_at_ms))
         .await?;
-    let entry = shared.cache_session(hash, &account, device.id, expires_at_ms, mark)?;
+    let entry = shared.cache_session(hash, &account, &device, expires_at_ms, mark)?;
     shared.metrics.sessions.inc();
     Ok(Json(Session {
         token,
@@ -751,7 +751,7 @@ async fn profile(
 }
 
 /// The account a handle names.
-async fn target(shared: &Shared, handle: &str) -> Result<store::Account, ApiError> {
+pub(crate) async fn target(shared: &Shared, handle: &str) -> Result<store::Account, ApiError> {
     let key = parse_handle(handle)?.key();
     Ok(shared
         .store
@@ -1011,7 +1011,7 @@ pub(crate) async fn session_from_store(
     if let Some(reason) = &account.suspended {
         return Err(suspended(reason));
     }
-    let entry = shared.cache_session(hash, &account, device.id, expires_ms, mark)?;
+    let entry = shared.cache_session(hash, &account, &device, expires_ms, mark)?;
     entry.last_used_ms.store(monotonic_ms(), Ordering::Relaxed);
     Ok(entry)
 }

@@ -37,12 +37,15 @@ pub enum RoomCommand {
     /// A connection joins; the reply says whether it was let in.
     Join {
         user: User,
+        /// The X25519 key of the device joining (listed in private rooms).
+        device: Option<String>,
         peer: Peer,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// A member connected to another node of the cluster joins (their edge asked).
     RemoteJoin {
         user: User,
+        device: Option<String>,
         addr: IpAddr,
         connection: u64,
         node: String,
@@ -88,6 +91,8 @@ pub enum RoomCommand {
 pub struct RoomHandle {
     pub tx: mpsc::Sender<RoomCommand>,
     pub summary: watch::Receiver<RoomSummary>,
+    /// A private room's sharing: who may see and join it.
+    pub access: Option<Arc<crate::server::access::Access>>,
     /// A room homed here whose fan-out may be spread over cores.
     pub shards: Option<Arc<Shards>>,
 }
@@ -138,14 +143,19 @@ impl Shards {
 /// dropped and counted instead.
 pub const ROOM_QUEUE: usize = 1_024;
 
-/// Starts the actor for a new room and returns its handle.
-pub fn spawn(shared: Arc<Shared>, room: Room) -> RoomHandle {
-    spawn_claimed(shared, room, None)
-}
-
 /// Starts the actor for a room; `claimed` is the directory revision of a room this node
 /// has just taken over in a cluster (see `Room::resume`).
-pub fn spawn_claimed(shared: Arc<Shared>, room: Room, claimed: Option<u64>) -> RoomHandle {
+///
+/// A private room has its `access` (and is made private, see `Room::make_private`).
+pub fn spawn_claimed(
+    shared: Arc<Shared>,
+    mut room: Room,
+    claimed: Option<u64>,
+    access: Option<Arc<crate::server::access::Access>>,
+) -> RoomHandle {
+    if let Some(access) = &access {
+        room.make_private(access.link_secret.clone());
+    }
     let (tx, rx) = mpsc::channel(ROOM_QUEUE);
     let (summary_tx, summary) = watch::channel(room.summary());
     let (banned_tx, banned) = watch::channel(room.banned());
@@ -189,6 +199,7 @@ pub fn spawn_claimed(shared: Arc<Shared>, room: Room, claimed: Option<u64>) -> R
             cluster.clone(),
             summary.clone(),
             banned,
+            access.clone(),
             tx.downgrade(),
             shared.shutdown.clone(),
             claimed,
@@ -198,6 +209,7 @@ pub fn spawn_claimed(shared: Arc<Shared>, room: Room, claimed: Option<u64>) -> R
     RoomHandle {
         tx,
         summary,
+        access,
         shards,
     }
 }
@@ -434,9 +446,14 @@ impl RoomActor {
                     self.deliver(out);
                 }
             }
-            RoomCommand::Join { user, peer, reply } => match self
+            RoomCommand::Join {
+                user,
+                device,
+                peer,
+                reply,
+            } => match self
                 .admission(&user, peer.addr)
-                .and_then(|()| self.room.join(&user, unix_ms()))
+                .and_then(|()| self.room.join_with_device(&user, device, unix_ms()))
             {
                 Ok(out) => {
                     self.replace(user.id);
@@ -453,6 +470,7 @@ impl RoomActor {
             },
             RoomCommand::RemoteJoin {
                 user,
+                device,
                 addr,
                 connection,
                 node,
@@ -460,7 +478,7 @@ impl RoomActor {
             } => {
                 let joined = self
                     .admission(&user, addr)
-                    .and_then(|()| self.room.join(&user, unix_ms()));
+                    .and_then(|()| self.room.join_with_device(&user, device, unix_ms()));
                 let Some(link) = &mut self.link else {
                     return false;
                 };

@@ -50,6 +50,7 @@ pub async fn serve<S>(
     io: S,
     shared: Arc<Shared>,
     user: User,
+    device: Option<String>,
     room: RoomHandle,
     addr: std::net::IpAddr,
     guard: Arc<ConnGuard>,
@@ -89,6 +90,7 @@ pub async fn serve<S>(
         .tx
         .send(RoomCommand::Join {
             user: user.clone(),
+            device,
             peer,
             reply: reply_tx,
         })

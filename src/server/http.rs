@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use super::access::{Access, Verdict};
 use super::actor::{self, RoomCommand, RoomHandle};
 use super::addr::AddrKey;
 use super::budget::Spend;
@@ -28,8 +29,18 @@ use super::{SessionEntry, Shared, accounts, cluster, connection, monotonic_ms, u
 use crate::protocol::text::{self, TextKind};
 use crate::protocol::{
     ClusterNode, ClusterStatus, CreateRoom, ErrorBody, ErrorCode, ErrorDetail, PROTOCOL_VERSION,
-    RoomDetail, RoomList, RoomSummary, ServerInfo, UserId,
+    RoomDetail, RoomList, RoomSummary, ServerInfo, Share, UserId,
 };
+
+/// The most people a private room is shared with by handle (the rest: followers, a link).
+pub const MAX_SHARED_HANDLES: usize = 100;
+
+/// `?share=SECRET` on a private room's URLs: the share link's secret.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ShareQuery {
+    #[serde(default)]
+    share: Option<String>,
+}
 
 /// Request bodies are small JSON objects; anything larger is refused with 413.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -421,16 +432,29 @@ async fn list_rooms(
         }
         None => HashSet::new(),
     };
-    let mut rooms: Vec<_> = {
+    let mut listed: Vec<(RoomSummary, Option<Arc<Access>>)> = {
         let rooms = shared.rooms.read().map_err(|_| internal())?;
         rooms
             .values()
-            .map(|handle| handle.summary.borrow().clone())
+            .map(|handle| (handle.summary.borrow().clone(), handle.access.clone()))
             .collect()
     };
     // In a cluster, every node lists every live room.
     if let Some(cluster) = &shared.cluster {
-        rooms.extend(cluster.remote_rooms());
+        listed.extend(
+            cluster
+                .remote_entries()
+                .into_iter()
+                .map(|entry| (entry.summary, entry.access.map(Arc::new))),
+        );
+    }
+    // Private rooms only to those they are shared with.
+    let viewer = auth.0.as_ref().map(|Authed(session)| session.user.id);
+    let mut rooms = Vec::with_capacity(listed.len());
+    for (summary, access) in listed {
+        if admitted(&shared, access.as_deref(), viewer, None).await? {
+            rooms.push(summary);
+        }
     }
     order_rooms(&mut rooms, &following);
     Ok(Json(RoomList { rooms }))
@@ -459,6 +483,10 @@ async fn create_room(
     let Json(request) = body?;
     let limits = &shared.config.limits;
     let title = clean_text(&request.title, limits.max_title_chars, TextKind::RoomTitle)?;
+    let access = match &request.private {
+        Some(share) => Some(Arc::new(private_access(&shared, &session, share).await?)),
+        None => None,
+    };
     if !session.take_room() {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
@@ -495,9 +523,16 @@ async fn create_room(
                 break id;
             }
         };
-        let room = Room::new(id.clone(), title, session.user.id, unix_ms(), limits.room);
-        let detail = room.detail();
-        rooms.insert(id, actor::spawn(shared.clone(), room));
+        let mut room = Room::new(id.clone(), title, session.user.id, unix_ms(), limits.room);
+        if let Some(access) = &access {
+            room.make_private(access.link_secret.clone());
+        }
+        // The maker's own copy tells them the share link's secret.
+        let detail = room.view_for(session.user.id);
+        rooms.insert(
+            id,
+            actor::spawn_claimed(shared.clone(), room, None, access),
+        );
         detail
     };
     shared.metrics.rooms.inc();
@@ -572,7 +607,12 @@ async fn room_handle(shared: &Arc<Shared>, id: &str) -> Result<RoomHandle, ApiEr
         .or_insert_with(|| {
             tracing::info!(room = %id, from = %entry.home, "carrying on a room whose server is gone");
             shared.metrics.rooms.inc();
-            actor::spawn_claimed(shared.clone(), room, Some(claimed))
+            actor::spawn_claimed(
+                shared.clone(),
+                room,
+                Some(claimed),
+                entry.access.clone().map(Arc::new),
+            )
         })
         .clone();
     Ok(handle)
@@ -582,6 +622,7 @@ async fn get_room(
     State(shared): SharedState,
     auth: MaybeAuthed,
     Path(id): Path<String>,
+    Query(query): Query<ShareQuery>,
 ) -> Result<Json<RoomDetail>, ApiError> {
     if shared.config.invite_only && auth.0.is_none() {
         return Err(unauthorized(
@@ -589,12 +630,33 @@ async fn get_room(
         ));
     }
     let gone = || ApiError::new(ErrorCode::RoomNotFound, format!("room {id:?} has ended"));
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::RoomNotFound,
+            format!("no live room {id:?}; it may have ended"),
+        )
+    };
+    let viewer = auth.0.as_ref().map(|Authed(session)| session.user.id);
+    let share = query.share.as_deref();
     let here = shared
         .rooms
         .read()
         .map_err(|_| internal())?
         .get(&id)
         .cloned();
+    // A private room is described only to those it is shared with; to anyone else it is
+    // not there.
+    let access = match (&here, &shared.cluster) {
+        (Some(handle), _) => handle.access.clone(),
+        (None, Some(cluster)) if cluster::wire::valid_room_id(&id) => cluster
+            .remote_room(&id)
+            .and_then(|entry| entry.access)
+            .map(Arc::new),
+        (None, _) => None,
+    };
+    if !admitted(&shared, access.as_deref(), viewer, share).await? {
+        return Err(not_found());
+    }
     let handle = match (here, &shared.cluster) {
         (Some(handle), _) => handle,
         // Homed elsewhere: asked of its home directly. A look at a room opens no edge here
@@ -605,12 +667,7 @@ async fn get_room(
         {
             return cluster.describe(&id).await.map(Json).ok_or_else(gone);
         }
-        (None, _) => {
-            return Err(ApiError::new(
-                ErrorCode::RoomNotFound,
-                format!("no live room {id:?}; it may have ended"),
-            ));
-        }
+        (None, _) => return Err(not_found()),
     };
     let (reply, answer) = oneshot::channel();
     handle
@@ -625,6 +682,7 @@ async fn live(
     State(shared): SharedState,
     Authed(session): Authed,
     Path(id): Path<String>,
+    Query(query): Query<ShareQuery>,
     upgrade: Result<Upgrade, ApiError>,
     client: Client,
 ) -> Result<Response, ApiError> {
@@ -646,6 +704,21 @@ async fn live(
     }
     let peer = client.addr;
     let handle = room_handle(&shared, &id).await?;
+    // Refused as if there were no such room: a stranger learns nothing of a private one.
+    if !admitted(
+        &shared,
+        handle.access.as_deref(),
+        Some(session.user.id),
+        query.share.as_deref(),
+    )
+    .await?
+    {
+        return Err(ApiError::new(
+            ErrorCode::RoomNotFound,
+            format!("no live room {id:?}; it may have ended"),
+        ));
+    }
+    let device = Some(crate::identity::b64(&session.agree_key));
     // A big room homed here serves its newcomers from its fan-out shards, in turn.
     let handle = match &handle.shards {
         Some(shards) => {
@@ -734,7 +807,7 @@ async fn live(
                         () = served.cancelled() => {}
                     }
                 });
-                connection::serve(io, shared, user, handle, peer, client.guard).await;
+                connection::serve(io, shared, user, device, handle, peer, client.guard).await;
                 served.cancel();
                 session.live.fetch_sub(1, Ordering::Relaxed);
                 session
@@ -808,6 +881,76 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// A private room's sharing, from the maker's request: the handles must all exist.
+async fn private_access(
+    shared: &Shared,
+    session: &SessionEntry,
+    share: &Share,
+) -> Result<Access, ApiError> {
+    if share.handles.is_empty() && !share.followers && !share.link {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "a private room must be shared with someone: handles, the people you follow, or a link",
+        ));
+    }
+    if share.handles.len() > MAX_SHARED_HANDLES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "a private room is shared with at most {MAX_SHARED_HANDLES} handles; share it with the people you follow or by link"
+            ),
+        ));
+    }
+    let mut shared_with = Vec::with_capacity(share.handles.len());
+    for handle in &share.handles {
+        let account = accounts::target(shared, handle).await.map_err(|e| {
+            ApiError::new(
+                e.code,
+                format!(
+                    "cannot share with @{}: {}",
+                    text::terminal_safe(handle.trim_start_matches('@')),
+                    e.message
+                ),
+            )
+        })?;
+        shared_with.push(account.id);
+    }
+    Ok(Access::new(
+        session.user.id,
+        shared_with,
+        share.followers,
+        share.link.then(|| crate::identity::random_code(16)),
+    ))
+}
+
+/// Whether `viewer` may see and join a room: everyone a public one, a private one only
+/// those it is shared with (`secret`: the share link's, if they came by it).
+async fn admitted(
+    shared: &Shared,
+    access: Option<&Access>,
+    viewer: Option<UserId>,
+    secret: Option<&str>,
+) -> Result<bool, ApiError> {
+    let Some(access) = access else {
+        return Ok(true);
+    };
+    let Some(viewer) = viewer else {
+        return Ok(false);
+    };
+    Ok(match access.check(viewer, secret) {
+        Verdict::Yes => true,
+        Verdict::No => false,
+        Verdict::IfFollowed => {
+            let owner = access.owner;
+            shared
+                .store
+                .call(move |s| s.following(owner))
+                .await?
+                .contains(&viewer)
+        }
+    })
 }
 
 /// A short room id for links: 8 characters from an alphabet without look-alikes (about 40 bits).

@@ -6,6 +6,7 @@
 //! The room actor's command channel is the seam where a cluster backbone could carry rooms
 //! across servers later: nothing else touches room state.
 
+pub mod access;
 mod accounts;
 mod actor;
 pub mod addr;
@@ -246,6 +247,8 @@ pub enum ServerError {
 pub(crate) struct SessionEntry {
     pub user: User,
     pub device: DeviceId,
+    /// The device's X25519 key, which private rooms' keys are wrapped to.
+    pub agree_key: [u8; 32],
     pub admin: bool,
     /// When the token stops being good (Unix ms).
     pub expires_ms: u64,
@@ -755,7 +758,7 @@ impl Shared {
         &self,
         token: SecretHash,
         account: &store::Account,
-        device: DeviceId,
+        device: &store::Device,
         expires_ms: u64,
         mark: u64,
     ) -> Result<Arc<SessionEntry>, http::ApiError> {
@@ -782,7 +785,8 @@ impl Shared {
                 handle: account.handle.clone(),
                 name: account.name.clone(),
             },
-            device,
+            device: device.id,
+            agree_key: device.agree_key,
             admin: account.admin,
             expires_ms,
             limits: account_limits,

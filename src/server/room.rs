@@ -194,6 +194,10 @@ struct Member {
     toggled_at_ms: Option<u64>,
     /// Their own toggles waiting for [`TOGGLE_EVERY_MS`] to pass: the latest wanted state.
     pending: Pending,
+    /// Private rooms: the X25519 key of the device they joined with (base64url).
+    device_key: Option<String>,
+    /// Private rooms: the newest key epoch their client says it holds.
+    key_epoch: Option<u32>,
 }
 
 /// The states a member toggles for themselves.
@@ -260,7 +264,20 @@ pub struct Room {
     audience_changed: bool,
     audience_told_at_ms: Option<u64>,
     audience_due_ms: Option<u64>,
+    /// Audio end-to-end encrypted; keys handed out by moderators' clients (#13).
+    private: bool,
+    /// The secret of the room's share link, for its moderators to pass on.
+    share_secret: Option<String>,
+    /// The newest key epoch a moderator handed out: members may claim to hold no newer.
+    key_epoch: u32,
 }
+
+/// The most wrapped keys one `share_key` carries: 512 of about 200 bytes stay well inside
+/// a WebSocket message (64 KiB); a leader splits a rotation for thousands into several.
+pub const MAX_KEYS_PER_SHARE: usize = 256;
+/// The longest wrapped key, in base64url characters (ours are 132: 32 bytes of
+/// encapsulated key, 49 of payload and 16 of tag).
+pub const MAX_SEALED_CHARS: usize = 256;
 
 impl Room {
     /// A new room created by `host`, who is expected to join within [`REJOIN_GRACE_MS`].
@@ -288,7 +305,22 @@ impl Room {
             audience_changed: false,
             audience_told_at_ms: None,
             audience_due_ms: None,
+            private: false,
+            share_secret: None,
+            key_epoch: 0,
         }
+    }
+
+    /// Makes the room private: its members' device keys are listed (for the key leader
+    /// to wrap the room key to) and moderators may hand out keys. `share_secret` is the
+    /// share link's secret, if it has one.
+    pub fn make_private(&mut self, share_secret: Option<String>) {
+        self.private = true;
+        self.share_secret = share_secret;
+    }
+
+    pub fn is_private(&self) -> bool {
+        self.private
     }
 
     /// A room carried on from its directory entry after the node it ran on died: the same
@@ -325,6 +357,7 @@ impl Room {
         );
         room.created_at_ms = summary.created_at_ms;
         room.banned.extend(banned);
+        room.private = summary.private;
         for member in &summary.speakers {
             let role = if member.id == host {
                 Role::Host
@@ -418,7 +451,19 @@ impl Room {
     /// `user` joins (or rejoins). The joiner gets a snapshot; everyone else a `participant_joined`.
     /// A user already present (a second connection) just gets a fresh snapshot.
     pub fn join(&mut self, user: &User, now_ms: u64) -> Result<Vec<Delivery>, Refusal> {
+        self.join_with_device(user, None, now_ms)
+    }
+
+    /// [`Room::join`] from a device whose X25519 key (base64url) the room lists when it
+    /// is private.
+    pub fn join_with_device(
+        &mut self,
+        user: &User,
+        device_key: Option<String>,
+        now_ms: u64,
+    ) -> Result<Vec<Delivery>, Refusal> {
         self.admission(user)?;
+        let device_key = device_key.filter(|_| self.private);
         if self.members.contains_key(&user.id) {
             return Ok(vec![Delivery::To(user.id, self.snapshot(user.id))]);
         }
@@ -458,6 +503,8 @@ impl Room {
             listed,
             toggled_at_ms: None,
             pending: Pending::default(),
+            device_key,
+            key_epoch: None,
         };
         self.members.insert(user.id, member);
         self.names.insert(skeleton(&user.name), user.id);
@@ -1075,6 +1122,53 @@ impl Room {
                 self.require_moderator(my_role, "end the room")?;
                 self.end(RoomEndReason::EndedByModerator, Some(user))
             }
+            ShareKey { epoch, ref keys } => {
+                self.require_moderator(my_role, "hand out the room's key")?;
+                self.require_private()?;
+                if keys.len() > MAX_KEYS_PER_SHARE {
+                    return refuse(
+                        ErrorCode::PayloadTooLarge,
+                        format!("at most {MAX_KEYS_PER_SHARE} keys in one share_key; send several"),
+                    );
+                }
+                if keys.iter().any(|k| k.sealed.len() > MAX_SEALED_CHARS) {
+                    return refuse(
+                        ErrorCode::BadRequest,
+                        format!("a wrapped key is at most {MAX_SEALED_CHARS} characters"),
+                    );
+                }
+                self.key_epoch = self.key_epoch.max(epoch);
+                // Each member gets their own copy only; one who left meanwhile gets none.
+                keys.iter()
+                    .filter(|k| k.to != user && self.members.contains_key(&k.to))
+                    .map(|k| {
+                        Delivery::To(
+                            k.to,
+                            ServerMessage::Key {
+                                from: user,
+                                epoch,
+                                sealed: k.sealed.clone(),
+                            },
+                        )
+                    })
+                    .collect()
+            }
+            KeyHeld { epoch } => {
+                self.require_private()?;
+                if epoch > self.key_epoch {
+                    return refuse(
+                        ErrorCode::BadRequest,
+                        format!("no key of epoch {epoch} was handed out in this room"),
+                    );
+                }
+                // Only ever forward: each epoch is announced once per member, so a client
+                // repeating itself costs the room nothing.
+                if me.key_epoch.is_some_and(|held| held >= epoch) {
+                    return Ok(Vec::new());
+                }
+                self.member_mut(user).key_epoch = Some(epoch);
+                vec![self.about(user, ServerMessage::KeyHeld { user_id: user, epoch })]
+            }
         };
         self.count_audience(now_ms);
         Ok(out)
@@ -1112,6 +1206,7 @@ impl Room {
             listener_count: self.members.len() - stage.len(),
             created_at_ms: self.created_at_ms,
             recording: self.members.values().any(|m| m.recording),
+            private: self.private,
         }
     }
 
@@ -1124,7 +1219,9 @@ impl Room {
     /// part and yourself.
     pub fn view_for(&self, you: UserId) -> RoomDetail {
         if self.sees_everyone(you) {
-            self.detail()
+            let mut detail = self.detail();
+            detail.share_secret = self.share_secret.clone();
+            detail
         } else {
             self.view(|id, m| m.listed || id == you)
         }
@@ -1155,6 +1252,7 @@ impl Room {
             hands: hands.into_iter().map(|(_, id)| id).collect(),
             stage_limit: self.limits.stage_limit,
             unlisted,
+            share_secret: None,
         }
     }
 
@@ -1178,6 +1276,8 @@ impl Room {
             invited: m.invited,
             speaking: m.speaking_until_ms.is_some(),
             recording: m.recording,
+            device_key: m.device_key.clone(),
+            key_epoch: m.key_epoch,
         })
     }
 
@@ -1221,6 +1321,8 @@ impl Room {
             listed: true,
             toggled_at_ms: None,
             pending: Pending::default(),
+            device_key: None,
+            key_epoch: None,
         })
     }
 
@@ -1231,6 +1333,17 @@ impl Room {
                 ErrorCode::UserNotFound,
                 format!("user {id} is not in this room"),
             ),
+        }
+    }
+
+    fn require_private(&self) -> Result<(), Refusal> {
+        if self.private {
+            Ok(())
+        } else {
+            refuse(
+                ErrorCode::BadRequest,
+                "this room is not private: its audio is not encrypted and has no keys",
+            )
         }
     }
 

@@ -74,6 +74,7 @@ fn open_numbered(
 ) -> RoomHandle {
     let (tx, rx) = mpsc::channel(ROOM_QUEUE);
     let (summary_tx, summary) = watch::channel(entry.summary.clone());
+    let access = entry.access.map(Arc::new);
     shared.metrics.edges.inc();
     let edge = Edge {
         shared: shared.clone(),
@@ -93,6 +94,7 @@ fn open_numbered(
     RoomHandle {
         tx,
         summary,
+        access,
         shards: None,
     }
 }
@@ -126,6 +128,7 @@ pub(crate) fn shard(
     RoomHandle {
         tx,
         summary,
+        access: None,
         shards: None,
     }
 }
@@ -204,7 +207,8 @@ struct Edge {
     /// Members the home has let in.
     local: LocalMembers,
     /// Who each member here is, as they joined (to join them again after a gap).
-    who: HashMap<UserId, crate::protocol::User>,
+    /// Each member, and the device key they joined with.
+    who: HashMap<UserId, (crate::protocol::User, Option<String>)>,
     /// Connections waiting for the home's answer to their join, since when.
     pending: HashMap<UserId, Pending>,
     /// The number the next event must carry; `None` before the first.
@@ -496,11 +500,17 @@ impl Edge {
                     }
                 });
             }
-            RoomCommand::Join { user, peer, reply } => {
-                self.who.insert(user.id, user.clone());
+            RoomCommand::Join {
+                user,
+                device,
+                peer,
+                reply,
+            } => {
+                self.who.insert(user.id, (user.clone(), device.clone()));
                 let (node, instance) = self.node();
                 let join = ToHome::Join {
                     user: user.clone(),
+                    device,
                     addr: peer.addr,
                     connection: peer.connection,
                     node,
@@ -703,8 +713,10 @@ impl Edge {
             .local
             .iter()
             .filter_map(|(id, peer)| {
+                let (user, device) = self.who.get(&id)?.clone();
                 Some(ToHome::Join {
-                    user: self.who.get(&id)?.clone(),
+                    user,
+                    device,
                     addr: peer.addr,
                     connection: peer.connection,
                     node: node.clone(),

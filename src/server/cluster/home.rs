@@ -210,12 +210,14 @@ pub fn command_of(message: ToHome) -> RoomCommand {
     match message {
         ToHome::Join {
             user,
+            device,
             addr,
             connection,
             node,
             instance,
         } => RoomCommand::RemoteJoin {
             user,
+            device,
             addr,
             connection,
             node,
@@ -370,6 +372,7 @@ pub async fn list_room(
     cluster: Arc<Cluster>,
     mut summary: watch::Receiver<RoomSummary>,
     mut banned: watch::Receiver<Vec<UserId>>,
+    access: Option<std::sync::Arc<crate::server::access::Access>>,
     actor: mpsc::WeakSender<RoomCommand>,
     shutdown: CancellationToken,
     claimed: Option<u64>,
@@ -387,7 +390,9 @@ pub async fn list_room(
         let bans = banned.borrow_and_update().clone();
         let put_at = tokio::time::Instant::now();
         if !keep_claimed {
-            match cluster.write_room(&published, &bans, revision).await {
+            match cluster
+                .write_room(&published, &bans, access.as_deref(), revision)
+                .await {
                 super::Written::At(now) => revision = Some(now),
                 super::Written::Taken => {
                     if let Some(actor) = actor.upgrade() {

@@ -95,6 +95,9 @@ pub struct RoomEntry {
     /// Those removed from the room: a node carrying it on keeps them out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub banned: Vec<crate::protocol::UserId>,
+    /// A private room's sharing: every node keeps the same door.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<crate::server::access::Access>,
 }
 
 /// How a write to a room's directory entry went.
@@ -391,13 +394,21 @@ impl Cluster {
 
     /// The rooms homed on other live nodes.
     pub fn remote_rooms(&self) -> Vec<RoomSummary> {
+        self.remote_entries()
+            .into_iter()
+            .map(|entry| entry.summary)
+            .collect()
+    }
+
+    /// [`Cluster::remote_rooms`] with their private rooms' sharing.
+    pub fn remote_entries(&self) -> Vec<RoomEntry> {
         let Ok(rooms) = self.rooms.read() else {
             return Vec::new();
         };
         rooms
             .values()
             .filter(|(r, _, _)| r.home != self.node && !self.is_gone(&r.home, r.instance))
-            .map(|(r, _, _)| r.summary.clone())
+            .map(|(r, _, _)| r.clone())
             .collect()
     }
 
@@ -435,7 +446,12 @@ impl Cluster {
     /// keeps the stage it had (who gets their role back), until the room here changes it.
     pub async fn claim_room(&self, entry: &RoomEntry, revision: u64) -> Option<u64> {
         match self
-            .write_room(&entry.summary, &entry.banned, Some(revision))
+            .write_room(
+                &entry.summary,
+                &entry.banned,
+                entry.access.as_ref(),
+                Some(revision),
+            )
             .await
         {
             Written::At(revision) => Some(revision),
@@ -453,6 +469,7 @@ impl Cluster {
         &self,
         summary: &RoomSummary,
         banned: &[crate::protocol::UserId],
+        access: Option<&crate::server::access::Access>,
         revision: Option<u64>,
     ) -> Written {
         let entry = RoomEntry {
@@ -460,6 +477,7 @@ impl Cluster {
             instance: self.instance,
             summary: summary.clone(),
             banned: banned.to_vec(),
+            access: access.map(|a| a.copy()),
         };
         let Ok(json) = serde_json::to_vec(&entry) else {
             return Written::Failed;

@@ -91,6 +91,9 @@ pub enum ToHome {
     /// A member connected to `node` joins.
     Join {
         user: User,
+        /// A private room's member's device key (base64url X25519).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
         addr: IpAddr,
         connection: u64,
         node: String,
