@@ -1,1 +1,629 @@
-//! The key agent (placeholder while being written).
+//! The key agent: one per member of a private room, fed the room's events and every audio
+//! frame in and out. Pure: it returns the commands to send; the live session sends them.
+//!
+//! # The model
+//!
+//! - **Epochs.** The room's audio is keyed by a 32-byte room secret per *epoch*. Each
+//!   sender's frames are sealed (`sframe`) with a key of its own, derived from the secret
+//!   and its user id, so no two senders ever share a (key, counter) pair.
+//! - **The key leader** is the room's host (exactly one while any moderator is present, so
+//!   every member's client agrees on who it is from the same events). The leader makes a
+//!   new secret and wraps it (`wrap`, HPKE to each member's device key) to everyone in the
+//!   room. Moderators see the whole room, so the leader knows every member and their key.
+//!   Any client can be the leader: when the host leaves, the server hands the role to
+//!   another moderator, whose client then starts a new epoch. Until that key arrives
+//!   everyone goes on with the old one, so audio has no gap.
+//! - **Joins cost one wrap.** The leader wraps the current secret to a newcomer within
+//!   [`FLUSH_MS`]. A wrap to someone who already had this epoch (a reconnect, a new device)
+//!   carries a new *generation*, part of the frame key's id, so a sender who starts over
+//!   never reuses a counter under the same key.
+//! - **Leaves rotate.** When anyone leaves, is removed or moves out, the leader starts a
+//!   new epoch for everyone who stays: at most one rotation every [`ROTATE_MIN_MS`] (leaves
+//!   in between are batched into it), and one every [`ROTATE_EVERY_MS`] anyway. Someone
+//!   who left cannot open frames sealed after the rotation reached the senders.
+//! - **Sending** uses the newest epoch held; **receiving** keeps the last [`EPOCHS_KEPT`]
+//!   epochs, so frames sealed just before a rotation still open.
+//! - **Frame key ids**: `kid = epoch << 4 | generation` ([`GEN_LIMIT`] generations per
+//!   epoch; the leader rotates before running out). With epochs below 2^20 the SFrame
+//!   header stays within 8 bytes: 24 bytes of overhead per frame, tag included.
+//! - **Authenticated data**: the sender's user id and the Hallway header's sequence,
+//!   timestamp, level and voice flag. The server stamps the speaker id, and cannot change
+//!   who a frame is from, or when, without the frame failing to open.
+//!
+//! What the server can still do (docs/security.md): see who is in the room and when each
+//! speaks; drop, delay or withhold frames and keys (members see "waiting for the key");
+//! list a device key that is not the person's (the safety code and fingerprints show it).
+
+use std::collections::{BTreeMap, HashMap};
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+use super::sframe::{self, Header, ReplayWindow, Sealer, SenderKey, SframeError};
+use super::wrap::{self, KeyContext, KeyPayload, RoomSecret, WrapError};
+use crate::identity::{self, DeviceKey};
+use crate::protocol::{
+    AudioFrame, ClientCommand, Participant, Role, ServerMessage, UserId, WrappedKey,
+};
+use crate::protocol::control::MAX_KEYS_PER_SHARE;
+
+/// The shortest time between two rotations: leaves within it share one.
+pub const ROTATE_MIN_MS: u64 = 2_000;
+/// Keys rotate this often even when nobody leaves.
+pub const ROTATE_EVERY_MS: u64 = 5 * 60_000;
+/// Newcomers' wraps wait at most this long, so a join storm costs a few messages.
+pub const FLUSH_MS: u64 = 50;
+/// A member without the current key this long is wrapped it again.
+pub const REWRAP_MS: u64 = 3_000;
+/// A member still without any key this long is told why.
+pub const KEY_WAIT_MS: u64 = 5_000;
+/// Epochs kept for receiving.
+pub const EPOCHS_KEPT: usize = 3;
+/// Generations per epoch.
+pub const GEN_LIMIT: u8 = 16;
+
+/// What the person sees of the room's keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The newest key epoch held.
+    pub epoch: Option<u32>,
+    /// The code people read aloud to check they hold the same key (for `epoch`).
+    pub safety_code: Option<String>,
+    /// The client handing out keys (the host).
+    pub leader: Option<UserId>,
+    /// This client is the key leader.
+    pub leading: bool,
+    /// Why audio is silent for now, when it is.
+    pub waiting: Option<String>,
+    /// The last key message that was refused, and why.
+    pub problem: Option<String>,
+}
+
+/// Why an incoming frame was dropped (and counted) rather than played.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Dropped {
+    /// Sealed with an epoch this client does not hold (yet, or any more).
+    #[error("no key for epoch {0}")]
+    NoKey(u32),
+    /// From someone who is not on the stage here.
+    #[error("audio from user {0}, who is not on the stage")]
+    NotOnStage(UserId),
+    /// Not SFrame, altered, replayed, or sealed with another key.
+    #[error(transparent)]
+    Frame(#[from] SframeError),
+}
+
+/// Why an outgoing frame was not sent.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unsent {
+    /// No key yet: a private room never carries audio in the clear.
+    #[error("no room key yet")]
+    NoKey,
+    #[error(transparent)]
+    Frame(#[from] SframeError),
+}
+
+#[derive(Debug, Clone)]
+struct Person {
+    role: Role,
+    device_key: Option<[u8; 32]>,
+    /// Joining order, for nothing but stable iteration.
+    seq: u64,
+}
+
+struct Epoch {
+    secret: RoomSecret,
+    roster: [u8; 32],
+}
+
+/// The leader's own bookkeeping for the epoch it made or carries.
+struct Leading {
+    epoch: u32,
+    /// Generations handed out in this epoch, per member.
+    gens: HashMap<UserId, u8>,
+    /// When each member was last wrapped the current epoch.
+    wrapped_ms: HashMap<UserId, u64>,
+    /// Newcomers to wrap at the next flush.
+    pending: Vec<UserId>,
+    flush_due_ms: Option<u64>,
+    rotated_ms: u64,
+    /// A rotation is owed (someone left) and due then.
+    rotate_due_ms: Option<u64>,
+}
+
+/// One member's key agent.
+pub struct KeyAgent {
+    room: String,
+    me: UserId,
+    agree_secret: [u8; 32],
+    people: HashMap<UserId, Person>,
+    /// Key epochs who holds what (from `key_held`), for re-wraps.
+    held: HashMap<UserId, u32>,
+    seq: u64,
+    epochs: BTreeMap<u32, Epoch>,
+    /// My generation in each epoch held.
+    my_gen: HashMap<u32, u8>,
+    sealer: Option<(u32, Sealer)>,
+    openers: HashMap<(UserId, u64), (SenderKey, ReplayWindow)>,
+    leading: Option<Leading>,
+    joined_ms: u64,
+    status: KeyStatus,
+    buf: Vec<u8>,
+}
+
+impl KeyAgent {
+    /// The agent for `room`, on this device.
+    pub fn new(room: &str, device: &DeviceKey, now_ms: u64) -> Self {
+        Self {
+            room: room.to_string(),
+            me: 0,
+            agree_secret: device.agree_secret(),
+            people: HashMap::new(),
+            held: HashMap::new(),
+            seq: 0,
+            epochs: BTreeMap::new(),
+            my_gen: HashMap::new(),
+            sealer: None,
+            openers: HashMap::new(),
+            leading: None,
+            joined_ms: now_ms,
+            status: KeyStatus::default(),
+            buf: Vec::with_capacity(1_400),
+        }
+    }
+
+    pub fn status(&self) -> &KeyStatus {
+        &self.status
+    }
+
+    /// Takes in one server message; returns the commands to send.
+    pub fn on_message(&mut self, message: &ServerMessage, now_ms: u64) -> Vec<ClientCommand> {
+        let mut out = Vec::new();
+        match message {
+            ServerMessage::RoomSnapshot { you, room, .. } => {
+                self.me = *you;
+                self.people.clear();
+                self.held.clear();
+                for p in &room.participants {
+                    self.add(p);
+                }
+                if self.status.epoch.is_none() {
+                    self.joined_ms = now_ms;
+                }
+                // A (re)connected leader starts afresh: what it handed out before may not
+                // have reached everyone.
+                if self.is_leader() {
+                    self.leading = None;
+                }
+            }
+            ServerMessage::ParticipantJoined { participant } => {
+                self.add(participant);
+                if let Some(lead) = &mut self.leading
+                    && participant.id != self.me
+                {
+                    lead.pending.push(participant.id);
+                    lead.flush_due_ms.get_or_insert(now_ms + FLUSH_MS);
+                }
+            }
+            ServerMessage::ParticipantLeft { user_id, .. } => {
+                self.people.remove(user_id);
+                self.held.remove(user_id);
+                self.openers.retain(|(sender, _), _| sender != user_id);
+                if let Some(lead) = &mut self.leading {
+                    lead.pending.retain(|id| id != user_id);
+                    let due = now_ms.max(lead.rotated_ms + ROTATE_MIN_MS);
+                    lead.rotate_due_ms = Some(lead.rotate_due_ms.map_or(due, |d| d.min(due)));
+                }
+            }
+            ServerMessage::RoleChanged { user_id, role, .. } => {
+                if let Some(p) = self.people.get_mut(user_id) {
+                    p.role = *role;
+                }
+            }
+            ServerMessage::KeyHeld { user_id, epoch } => {
+                self.held.insert(*user_id, *epoch);
+            }
+            ServerMessage::Key {
+                from,
+                epoch,
+                sealed,
+            } => {
+                if let Some(command) = self.take_key(*from, *epoch, sealed) {
+                    out.push(command);
+                }
+            }
+            _ => {}
+        }
+        out.extend(self.tick(now_ms));
+        out
+    }
+
+    /// Timers: leadership, rotations, newcomers' wraps, re-wraps. Call every
+    /// [`FLUSH_MS`] or so while in a private room.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<ClientCommand> {
+        let mut out = Vec::new();
+        let leader = self.leader();
+        self.status.leader = leader;
+        let leading_now = leader.is_some() && leader == Some(self.me) && self.me != 0;
+        if !leading_now {
+            self.leading = None;
+        } else if self.leading.is_none() {
+            // Taking over (or starting the room): a new epoch for everyone.
+            out.extend(self.rotate(now_ms));
+        } else if let Some(lead) = &self.leading {
+            let rotate = lead.rotate_due_ms.is_some_and(|due| now_ms >= due)
+                || now_ms >= lead.rotated_ms + ROTATE_EVERY_MS;
+            if rotate {
+                out.extend(self.rotate(now_ms));
+            } else {
+                out.extend(self.flush(now_ms));
+            }
+        }
+        self.status.leading = self.leading.is_some();
+        self.status.waiting = if self.status.epoch.is_some() {
+            None
+        } else if now_ms.saturating_sub(self.joined_ms) < KEY_WAIT_MS {
+            Some("waiting for the room key".into())
+        } else if leader.is_none() {
+            Some(
+                "no key yet: no host is here to hand out the room key; audio stays silent until one is"
+                    .into(),
+            )
+        } else {
+            Some(format!(
+                "no key yet after {} s: the host's client has not sent one (it may not support private rooms); audio stays silent until it does",
+                now_ms.saturating_sub(self.joined_ms) / 1_000
+            ))
+        };
+        out
+    }
+
+    /// Seals an outgoing frame; a private room sends nothing in the clear.
+    pub fn seal(&mut self, frame: &AudioFrame) -> Result<AudioFrame, Unsent> {
+        let Some((_, sealer)) = &mut self.sealer else {
+            return Err(Unsent::NoKey);
+        };
+        let metadata = metadata(self.me, frame);
+        self.buf.clear();
+        sealer.seal(&metadata, frame.opus(), &mut self.buf)?;
+        AudioFrame::new(frame.header, &self.buf).map_err(|_| Unsent::Frame(SframeError::TooLong))
+    }
+
+    /// Opens an incoming frame: the same frame with the Opus packet in the clear.
+    pub fn open(&mut self, frame: &AudioFrame) -> Result<AudioFrame, Dropped> {
+        let sender = frame.header.speaker_id;
+        if !self.people.get(&sender).is_some_and(|p| p.role.on_stage()) {
+            return Err(Dropped::NotOnStage(sender));
+        }
+        let payload = frame.opus();
+        let (header, header_len) = Header::parse(payload)?;
+        let epoch = (header.kid >> 4) as u32;
+        let key_id = (sender, header.kid);
+        let fresh = !self.openers.contains_key(&key_id);
+        if fresh {
+            let Some(keys) = self.epochs.get(&epoch) else {
+                return Err(Dropped::NoKey(epoch));
+            };
+            let key = SenderKey::derive(header.kid, &sender_base(&keys.secret, sender));
+            self.openers.insert(key_id, (key, ReplayWindow::new()));
+        }
+        let Some((key, window)) = self.openers.get_mut(&key_id) else {
+            return Err(Dropped::NoKey(epoch));
+        };
+        window.ensure_fresh(header.ctr)?;
+        self.buf.clear();
+        let opened = sframe::open(
+            key,
+            &header,
+            header_len,
+            &metadata(sender, frame),
+            payload,
+            &mut self.buf,
+        );
+        match opened {
+            Ok(()) => window.mark(header.ctr),
+            Err(e) => {
+                // A key made for a frame that did not open is not kept: a hostile sender
+                // cannot fill the table with made-up key ids.
+                if fresh {
+                    self.openers.remove(&key_id);
+                }
+                return Err(e.into());
+            }
+        }
+        AudioFrame::new(frame.header, &self.buf).map_err(|_| Dropped::Frame(SframeError::TooLong))
+    }
+
+    fn add(&mut self, p: &Participant) {
+        self.seq += 1;
+        let device_key = p
+            .device_key
+            .as_deref()
+            .and_then(identity::unb64)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        self.people.insert(
+            p.id,
+            Person {
+                role: p.role,
+                device_key,
+                seq: self.seq,
+            },
+        );
+        if let Some(epoch) = p.key_epoch {
+            self.held.insert(p.id, epoch);
+        }
+    }
+
+    /// The host: the one client that hands out keys.
+    fn leader(&self) -> Option<UserId> {
+        self.people
+            .iter()
+            .find(|(_, p)| p.role == Role::Host)
+            .map(|(id, _)| *id)
+    }
+
+    fn is_leader(&self) -> bool {
+        self.me != 0 && self.leader() == Some(self.me)
+    }
+
+    /// A new epoch, wrapped to everyone in the room.
+    fn rotate(&mut self, now_ms: u64) -> Vec<ClientCommand> {
+        let epoch = self
+            .epochs
+            .keys()
+            .next_back()
+            .copied()
+            .into_iter()
+            .chain(self.held.values().copied())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let secret = wrap::new_secret();
+        let mut members: Vec<(u64, UserId, [u8; 32])> = self
+            .people
+            .iter()
+            .filter_map(|(id, p)| Some((p.seq, *id, p.device_key?)))
+            .collect();
+        members.sort_unstable();
+        let holders: Vec<(u32, [u8; 32])> = members.iter().map(|(_, id, k)| (*id, *k)).collect();
+        let roster = wrap::roster_digest(&self.room, epoch, &holders);
+        let mut lead = Leading {
+            epoch,
+            gens: HashMap::new(),
+            wrapped_ms: HashMap::new(),
+            pending: Vec::new(),
+            flush_due_ms: None,
+            rotated_ms: now_ms,
+            rotate_due_ms: None,
+        };
+        let mut keys = Vec::with_capacity(members.len());
+        for (_, id, key) in &members {
+            if *id == self.me {
+                continue;
+            }
+            if let Some(wrapped) = self.wrap_for(&mut lead, epoch, &secret, &roster, *id, key)
+            {
+                lead.wrapped_ms.insert(*id, now_ms);
+                keys.push(wrapped);
+            }
+        }
+        lead.gens.insert(self.me, 0);
+        self.install(epoch, secret, roster, 0);
+        self.leading = Some(lead);
+        share_commands(epoch, keys)
+    }
+
+    /// Newcomers' wraps, and re-wraps to those still without the current key.
+    fn flush(&mut self, now_ms: u64) -> Vec<ClientCommand> {
+        let Some(mut lead) = self.leading.take() else {
+            return Vec::new();
+        };
+        let epoch = lead.epoch;
+        let Some(Epoch { secret, roster }) = self.epochs.get(&epoch).map(|e| Epoch {
+            secret: e.secret,
+            roster: e.roster,
+        }) else {
+            self.leading = Some(lead);
+            return Vec::new();
+        };
+        let mut due: Vec<UserId> = Vec::new();
+        if lead.flush_due_ms.is_some_and(|at| now_ms >= at) {
+            due.append(&mut lead.pending);
+            lead.flush_due_ms = None;
+        }
+        for (id, p) in &self.people {
+            let behind = self.held.get(id).is_none_or(|held| *held < epoch);
+            let last = lead.wrapped_ms.get(id).copied();
+            if *id != self.me
+                && p.device_key.is_some()
+                && behind
+                && last.is_some_and(|at| now_ms >= at + REWRAP_MS)
+            {
+                due.push(*id);
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
+        let mut keys = Vec::new();
+        let mut exhausted = false;
+        for id in due {
+            let Some(key) = self.people.get(&id).and_then(|p| p.device_key) else {
+                continue;
+            };
+            match self.wrap_for(&mut lead, epoch, &secret, &roster, id, &key) {
+                Some(wrapped) => {
+                    lead.wrapped_ms.insert(id, now_ms);
+                    keys.push(wrapped);
+                }
+                None => exhausted = true,
+            }
+        }
+        if exhausted {
+            lead.rotate_due_ms = Some(now_ms.max(lead.rotated_ms + ROTATE_MIN_MS));
+        }
+        self.leading = Some(lead);
+        share_commands(epoch, keys)
+    }
+
+    /// One member's wrap, with their next generation; None when they have had them all
+    /// (a rotation is owed) or the wrap failed (a bad key listed for them).
+    fn wrap_for(
+        &mut self,
+        lead: &mut Leading,
+        epoch: u32,
+        secret: &RoomSecret,
+        roster: &[u8; 32],
+        to: UserId,
+        key: &[u8; 32],
+    ) -> Option<WrappedKey> {
+        let next = lead.gens.get(&to).map_or(0, |g| g + 1);
+        if next >= GEN_LIMIT {
+            return None;
+        }
+        let payload = KeyPayload {
+            secret: *secret,
+            roster: *roster,
+            r#gen: next,
+        };
+        let context = KeyContext {
+            room: &self.room,
+            epoch,
+            sender: self.me,
+            recipient: to,
+        };
+        match wrap::wrap(&self.agree_secret, key, &context, &payload) {
+            Ok(sealed) => {
+                lead.gens.insert(to, next);
+                Some(WrappedKey {
+                    to,
+                    sealed: identity::b64(&sealed),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(user = to, "cannot wrap the room key to their device: {e}");
+                None
+            }
+        }
+    }
+
+    /// A key from a moderator's client: opened, kept, and announced.
+    fn take_key(&mut self, from: UserId, epoch: u32, sealed: &str) -> Option<ClientCommand> {
+        let refused = |why: String| Some(why);
+        let problem = match self.people.get(&from) {
+            None => refused(format!("a key from user {from}, who is not in the room")),
+            Some(p) if !p.role.is_moderator() => {
+                refused(format!("a key from user {from}, who is not a moderator"))
+            }
+            Some(Person {
+                device_key: None, ..
+            }) => refused(format!("a key from user {from}, whose device key is unknown")),
+            Some(Person {
+                device_key: Some(sender_key),
+                ..
+            }) => {
+                let context = KeyContext {
+                    room: &self.room,
+                    epoch,
+                    sender: from,
+                    recipient: self.me,
+                };
+                match identity::unb64(sealed)
+                    .ok_or(WrapError::Truncated { len: 0 })
+                    .and_then(|bytes| {
+                        wrap::unwrap(&self.agree_secret, sender_key, &context, &bytes)
+                    }) {
+                    Ok(payload) => {
+                        if self.epochs.contains_key(&epoch)
+                            && self.my_gen.get(&epoch) == Some(&payload.r#gen)
+                        {
+                            return None;
+                        }
+                        self.install(epoch, payload.secret, payload.roster, payload.r#gen);
+                        self.status.problem = None;
+                        return Some(ClientCommand::KeyHeld {
+                            epoch: self.status.epoch.unwrap_or(epoch),
+                        });
+                    }
+                    Err(e) => refused(format!("a key from user {from} did not open: {e}")),
+                }
+            }
+        };
+        if let Some(problem) = &problem {
+            tracing::warn!("room key refused: {problem}");
+        }
+        self.status.problem = problem;
+        None
+    }
+
+    /// Keeps an epoch's secret; the newest is the one to send with.
+    fn install(&mut self, epoch: u32, secret: RoomSecret, roster: [u8; 32], generation: u8) {
+        // A re-sent key for an epoch held (a reconnect) replaces it: the new generation
+        // is what this client must seal with now.
+        if let Some(old) = self.epochs.get(&epoch)
+            && old.secret != secret
+        {
+            self.openers.retain(|(_, kid), _| (kid >> 4) as u32 != epoch);
+        }
+        self.epochs.insert(epoch, Epoch { secret, roster });
+        self.my_gen.insert(epoch, generation);
+        while self.epochs.len() > EPOCHS_KEPT {
+            if let Some((&old, _)) = self.epochs.iter().next() {
+                self.epochs.remove(&old);
+                self.my_gen.remove(&old);
+                self.openers.retain(|(_, kid), _| (kid >> 4) as u32 != old);
+            }
+        }
+        let newest = self.epochs.keys().next_back().copied();
+        if newest == Some(epoch) {
+            let kid = key_id(epoch, generation);
+            let restart = self
+                .sealer
+                .as_ref()
+                .is_none_or(|(_, sealer)| sealer.kid() != kid);
+            if restart {
+                let base = sender_base(&secret, self.me);
+                self.sealer = Some((epoch, Sealer::new(SenderKey::derive(kid, &base))));
+            }
+            self.status.epoch = Some(epoch);
+            self.status.safety_code = Some(wrap::safety_code(&self.room, epoch, &secret, &roster));
+            self.status.waiting = None;
+        }
+    }
+}
+
+/// The SFrame key id of an epoch and generation.
+pub fn key_id(epoch: u32, generation: u8) -> u64 {
+    (u64::from(epoch) << 4) | u64::from(generation & 0x0f)
+}
+
+/// The base key of one sender's frames in one epoch.
+fn sender_base(secret: &RoomSecret, sender: UserId) -> [u8; 32] {
+    let hkdf = Hkdf::<Sha256>::new(Some(b"hallway sender key v1"), secret);
+    let mut base = [0u8; 32];
+    // 32 bytes is well within HKDF-SHA256's limit (8,160), so this cannot fail.
+    let _ = hkdf.expand(&sender.to_be_bytes(), &mut base);
+    base
+}
+
+/// What a frame's seal covers besides its payload: who sent it (the server stamps the id
+/// on the way, so the sender's own id stands in for it) and the rest of its header.
+fn metadata(sender: UserId, frame: &AudioFrame) -> [u8; 14] {
+    let h = &frame.header;
+    let mut m = [0u8; 14];
+    m[..4].copy_from_slice(&sender.to_be_bytes());
+    m[4..8].copy_from_slice(&h.sequence.to_be_bytes());
+    m[8..12].copy_from_slice(&h.timestamp_48k.to_be_bytes());
+    m[12] = h.level;
+    m[13] = u8::from(h.voice);
+    m
+}
+
+/// `share_key` commands of at most [`MAX_KEYS_PER_SHARE`] wraps each.
+fn share_commands(epoch: u32, keys: Vec<WrappedKey>) -> Vec<ClientCommand> {
+    keys.chunks(MAX_KEYS_PER_SHARE)
+        .map(|chunk| ClientCommand::ShareKey {
+            epoch,
+            keys: chunk.to_vec(),
+        })
+        .collect()
+}

@@ -53,7 +53,7 @@ const KEY_LABEL: &[u8] = b"SFrame 1.0 Secret key ";
 const SALT_LABEL: &[u8] = b"SFrame 1.0 Secret salt ";
 
 /// Why a frame could not be sealed, parsed or opened.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum SframeError {
     /// The bytes end inside the header, or are too short to hold the 16-byte tag.
     #[error("SFrame ciphertext is truncated; the frame was cut short and must be dropped")]

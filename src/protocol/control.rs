@@ -70,6 +70,14 @@ pub enum ClientCommand {
     KeyHeld { epoch: u32 },
 }
 
+/// The most wrapped keys one `share_key` carries: 256 of about 180 bytes of JSON stay well
+/// inside a WebSocket message (64 KiB); a leader splits a rotation for thousands into
+/// several.
+pub const MAX_KEYS_PER_SHARE: usize = 256;
+/// The longest wrapped key, in base64url characters (ours are 152: 32 bytes of
+/// encapsulated key, 66 of payload and 16 of tag).
+pub const MAX_SEALED_CHARS: usize = 256;
+
 /// One member's copy of a room key: HPKE-sealed to their device (`e2e::wrap`), base64url.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrappedKey {

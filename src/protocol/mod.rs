@@ -14,7 +14,7 @@ pub mod rest;
 pub mod text;
 
 pub use audio::{AudioFrame, AudioFrameError, AudioHeader};
-pub use control::{ClientCommand, ClientMessage, ControlDecodeError, ServerMessage};
+pub use control::{ClientCommand, ClientMessage, ControlDecodeError, ServerMessage, WrappedKey};
 pub use error::ErrorCode;
 pub use rest::*;
 

@@ -16,7 +16,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::protocol::control::{LeaveReason, RoomEndReason};
+use crate::protocol::control::{
+    LeaveReason, MAX_KEYS_PER_SHARE, MAX_SEALED_CHARS, RoomEndReason,
+};
 use crate::protocol::text::skeleton;
 use crate::protocol::{
     ClientCommand, ErrorCode, Participant, Role, RoomDetail, RoomSummary, ServerMessage,
@@ -271,13 +273,6 @@ pub struct Room {
     /// The newest key epoch a moderator handed out: members may claim to hold no newer.
     key_epoch: u32,
 }
-
-/// The most wrapped keys one `share_key` carries: 512 of about 200 bytes stay well inside
-/// a WebSocket message (64 KiB); a leader splits a rotation for thousands into several.
-pub const MAX_KEYS_PER_SHARE: usize = 256;
-/// The longest wrapped key, in base64url characters (ours are 132: 32 bytes of
-/// encapsulated key, 49 of payload and 16 of tag).
-pub const MAX_SEALED_CHARS: usize = 256;
 
 impl Room {
     /// A new room created by `host`, who is expected to join within [`REJOIN_GRACE_MS`].
