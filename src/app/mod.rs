@@ -157,6 +157,8 @@ pub struct RoomScreen {
     pub volumes: HashMap<UserId, f32>,
     /// Space is held (push-to-talk) and unmuted us.
     pub talking_by_space: bool,
+    /// A private room's keys, as this client's key agent last said.
+    pub keys: Option<crate::e2e::agent::KeyStatus>,
 }
 
 /// The live connection's state.
@@ -672,6 +674,7 @@ impl App {
             connection: Connection::Connecting,
             volumes: HashMap::new(),
             talking_by_space: false,
+            keys: None,
         }));
         vec![Effect::JoinRoom { id }]
     }
@@ -712,6 +715,10 @@ impl App {
                 let effects = self.back_to_hallway();
                 self.say(text);
                 effects
+            }
+            NetEvent::Keys(status) => {
+                room.keys = Some(status);
+                Vec::new()
             }
             NetEvent::Server(message) => self.on_server(message),
         }

@@ -291,6 +291,14 @@ impl Api {
         Ok(session)
     }
 
+    /// The device key this client signs in with, if it has one.
+    pub fn device_key(&self) -> Option<Arc<DeviceKey>> {
+        self.session
+            .read()
+            .ok()
+            .and_then(|s| s.credentials.as_ref().map(|c| c.key.clone()))
+    }
+
     pub fn base(&self) -> &Url {
         &self.base
     }
@@ -466,7 +474,15 @@ impl Api {
 
     /// The WebSocket URL of a room's live session.
     pub fn live_url(&self, room: &str) -> String {
-        let http = self.url(&format!("/api/v2/rooms/{room}/live"));
+        self.live_url_shared(room, None)
+    }
+
+    /// [`Api::live_url`] with a private room's share secret, from its share link.
+    pub fn live_url_shared(&self, room: &str, share: Option<&str>) -> String {
+        let mut http = self.url(&format!("/api/v2/rooms/{room}/live"));
+        if let Some(share) = share {
+            http = format!("{http}?share={}", url::form_urlencoded::byte_serialize(share.as_bytes()).collect::<String>());
+        }
         match http.strip_prefix("https://") {
             Some(rest) => format!("wss://{rest}"),
             None => format!("ws://{}", http.trim_start_matches("http://")),

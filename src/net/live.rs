@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::Api;
+use crate::e2e::agent::{KeyAgent, KeyStatus};
 use crate::protocol::{
     AudioFrame, ClientCommand, ClientMessage, ErrorBody, ErrorCode, ServerMessage,
 };
@@ -29,6 +30,9 @@ pub enum NetEvent {
     Reconnecting { attempt: u32, reason: String },
     /// A round trip measured by ping/pong.
     RoundTrip { rtt_ms: u32 },
+    /// A private room's keys changed: the epoch held, its safety code, or why audio is
+    /// silent for now.
+    Keys(KeyStatus),
     /// The session is over for good (left, removed, room ended, refused); no reconnect.
     Closed {
         code: Option<ErrorCode>,
@@ -45,6 +49,13 @@ pub struct LiveStats {
     pub audio_in: AtomicU64,
     /// Reconnects since the session started.
     pub reconnects: AtomicU64,
+    /// Private rooms: frames received that did not open (no key, altered, replayed), and
+    /// dropped instead of played.
+    pub undecryptable: AtomicU64,
+    /// Private rooms: frames opened and played.
+    pub decrypted: AtomicU64,
+    /// Private rooms: own frames not sent for want of a key.
+    pub unsealed: AtomicU64,
 }
 
 /// Reconnect timing.
@@ -104,11 +115,26 @@ impl LiveSession {
         on_audio: AudioHandler,
         backoff: Backoff,
     ) -> Self {
+        Self::start_shared(api, room, None, events_tx, on_audio, backoff)
+    }
+
+    /// [`LiveSession::start`] with a private room's share secret (from its share link).
+    pub fn start_shared(
+        api: &Api,
+        room: &str,
+        share: Option<String>,
+        events_tx: mpsc::Sender<NetEvent>,
+        on_audio: AudioHandler,
+        backoff: Backoff,
+    ) -> Self {
         let (control_tx, control_rx) = mpsc::channel(CONTROL_OUT_QUEUE);
         let (audio_tx, audio_rx) = mpsc::channel(AUDIO_OUT_QUEUE);
         let stats = Arc::new(LiveStats::default());
         let worker = Worker {
             room: room.to_string(),
+            share,
+            keys: None,
+            clock: std::time::Instant::now(),
             nodes: vec![api.clone()],
             current: 0,
             siblings: Arc::default(),
@@ -169,6 +195,12 @@ impl Drop for LiveSession {
 
 struct Worker {
     room: String,
+    /// A private room's share secret, from its link.
+    share: Option<String>,
+    /// A private room's key agent, from its first snapshot on; kept across reconnects
+    /// (its counters must never start over under the same key).
+    keys: Option<KeyAgent>,
+    clock: std::time::Instant,
     /// The server, then the other nodes of its cluster (learnt once connected): a
     /// connection that cannot be made again moves to the next.
     nodes: Vec<Api>,
@@ -299,7 +331,7 @@ impl Worker {
     }
 
     async fn connect(&self) -> Result<Ws, Ended> {
-        let url = self.api.live_url(&self.room);
+        let url = self.api.live_url_shared(&self.room, self.share.as_deref());
         let mut request = url
             .as_str()
             .into_client_request()
@@ -352,6 +384,9 @@ impl Worker {
         let mut last_heard = Instant::now();
         let mut goodbye: Option<(ErrorCode, String)> = None;
         let mut leaving = false;
+        // Private rooms only: the key agent's timers (rotations, newcomers' keys).
+        let mut key_tick = tokio::time::interval(KEY_TICK);
+        key_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = ws.next() => {
@@ -367,8 +402,17 @@ impl Worker {
                                 // In the room: the next drop starts counting attempts again.
                                 // (Not at the upgrade: a join refused after it, as a node
                                 // that cannot reach the room refuses, must count.)
-                                if matches!(message, ServerMessage::RoomSnapshot { .. }) {
+                                if let ServerMessage::RoomSnapshot { room, .. } = &message {
                                     self.joined = true;
+                                    if room.summary.private && self.keys.is_none() {
+                                        self.keys = self.new_agent();
+                                    }
+                                }
+                                if let Err(ended) = self.keys_take(&mut ws, &message).await {
+                                    return ended;
+                                }
+                                if matches!(message, ServerMessage::Key { .. }) {
+                                    continue;
                                 }
                                 if self.events_tx.send(NetEvent::Server(message)).await.is_err() {
                                     return Ended::Final(None, "closed".into());
@@ -379,7 +423,19 @@ impl Worker {
                         Some(Ok(Message::Binary(bytes))) => {
                             if let Ok(frame) = AudioFrame::parse(bytes) {
                                 self.stats.audio_in.fetch_add(1, Ordering::Relaxed);
-                                (self.on_audio)(frame);
+                                match &mut self.keys {
+                                    None => (self.on_audio)(frame),
+                                    Some(keys) => match keys.open(&frame) {
+                                        Ok(frame) => {
+                                            self.stats.decrypted.fetch_add(1, Ordering::Relaxed);
+                                            (self.on_audio)(frame);
+                                        }
+                                        Err(why) => {
+                                            self.stats.undecryptable.fetch_add(1, Ordering::Relaxed);
+                                            tracing::trace!("dropped a frame that did not open: {why}");
+                                        }
+                                    },
+                                }
                             }
                         }
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
@@ -405,8 +461,23 @@ impl Worker {
                     }
                 }
                 Some(frame) = self.audio_rx.recv() => {
+                    let frame = match &mut self.keys {
+                        None => frame,
+                        Some(keys) => match AudioFrame::parse(frame).map(|f| keys.seal(&f)) {
+                            Ok(Ok(sealed)) => sealed.bytes().clone(),
+                            _ => {
+                                self.stats.unsealed.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                        },
+                    };
                     if ws.send(Message::Binary(frame)).await.is_err() {
                         return Ended::Dropped("the connection dropped while sending audio".into());
+                    }
+                }
+                _ = key_tick.tick(), if self.keys.is_some() => {
+                    if let Err(ended) = self.keys_tick(&mut ws).await {
+                        return ended;
                     }
                 }
                 _ = ping.tick() => {
@@ -421,6 +492,66 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// How often a private room's key agent looks at its timers.
+const KEY_TICK: Duration = Duration::from_millis(100);
+
+impl Worker {
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn new_agent(&self) -> Option<KeyAgent> {
+        match self.api.device_key() {
+            Some(device) => Some(KeyAgent::new(&self.room, &device, self.now_ms())),
+            None => {
+                tracing::warn!("a private room, but this client has no device key: its audio cannot be opened");
+                None
+            }
+        }
+    }
+
+    /// Feeds a message to the key agent, sends what it says, tells the owner of changes.
+    async fn keys_take(&mut self, ws: &mut Ws, message: &ServerMessage) -> Result<(), Ended> {
+        let now = self.now_ms();
+        let Some(keys) = &mut self.keys else {
+            return Ok(());
+        };
+        let before = keys.status().clone();
+        let commands = keys.on_message(message, now);
+        self.keys_send(ws, commands, before).await
+    }
+
+    async fn keys_tick(&mut self, ws: &mut Ws) -> Result<(), Ended> {
+        let now = self.now_ms();
+        let Some(keys) = &mut self.keys else {
+            return Ok(());
+        };
+        let before = keys.status().clone();
+        let commands = keys.tick(now);
+        self.keys_send(ws, commands, before).await
+    }
+
+    async fn keys_send(
+        &mut self,
+        ws: &mut Ws,
+        commands: Vec<ClientCommand>,
+        before: KeyStatus,
+    ) -> Result<(), Ended> {
+        for command in commands {
+            let text = ClientMessage { id: None, command }.encode();
+            if ws.send(Message::Text(text.into())).await.is_err() {
+                return Err(Ended::Dropped("the connection dropped while sending keys".into()));
+            }
+        }
+        if let Some(keys) = &self.keys
+            && *keys.status() != before
+        {
+            let _ = self.events_tx.send(NetEvent::Keys(keys.status().clone())).await;
+        }
+        Ok(())
     }
 }
 
