@@ -171,6 +171,15 @@ pub struct PlayArgs {
     /// Create a room with this title and speak in it as its host; prints its link.
     #[arg(long, value_name = "TITLE", group = "where")]
     pub create: Option<String>,
+    /// With --create: a private room, its audio end-to-end encrypted, listed to and joined
+    /// by only those it is shared with (--share; by default, whoever has its link, which is
+    /// printed).
+    #[arg(long, requires = "create")]
+    pub private: bool,
+    /// Who a private room is shared with, comma-separated: handles (`@bob,@carol`),
+    /// `followers` (everyone you follow) and `link` (whoever has the printed link).
+    #[arg(long, value_name = "WHO", requires = "private", value_parser = parse_share)]
+    pub share: Option<crate::protocol::Share>,
     /// Start again at the end, until stopped.
     #[arg(long = "loop")]
     pub looping: bool,
@@ -1018,7 +1027,15 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
     let input: crate::audio::InputDevice = args.input.parse()?;
     let output: crate::audio::OutputDevice = args.output.parse()?;
     let audio = client::AudioLink::start(&input, &output, !args.no_noise_suppression);
-    let result = client::run(api, name, target.room, audio, config.latency, keys).await;
+    let result = client::run(
+        api,
+        name,
+        target.room,
+        target.share,
+        audio,
+        config.latency,
+        keys,
+    ).await;
     if let Some(demo) = demo {
         demo.stop().await;
     }
@@ -1135,6 +1152,41 @@ fn stop_signal() -> impl std::future::Future<Output = &'static str> {
     }
 }
 
+/// A room given as an id, or as a room link (a private room's share link carries its
+/// secret); a bare id on the server's own link takes that link's secret.
+fn room_and_share(room: &str, server: &Target) -> anyhow::Result<(String, Option<String>)> {
+    if room.contains('/') {
+        let link = Target::parse(room)?;
+        let id = link
+            .room
+            .context("that link names no room: give a room id or a link like URL/rooms/ID")?;
+        return Ok((id, link.share));
+    }
+    let share = server
+        .share
+        .clone()
+        .filter(|_| server.room.as_deref() == Some(room));
+    Ok((room.to_string(), share))
+}
+
+/// `--share`: handles, `followers` and `link`, comma-separated.
+fn parse_share(text: &str) -> Result<crate::protocol::Share, String> {
+    let mut share = crate::protocol::Share::default();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        match item {
+            "followers" => share.followers = true,
+            "link" => share.link = true,
+            handle => share
+                .handles
+                .push(handle.trim_start_matches('@').to_string()),
+        }
+    }
+    if share.handles.is_empty() && !share.followers && !share.link {
+        return Err("say who: @handles, `followers` or `link`, comma-separated".into());
+    }
+    Ok(share)
+}
+
 /// Signs in for a headless command as this device (`--key FILE` for another identity, so
 /// a player and a recorder on one machine can be two people), making an account when the
 /// device has none. It keeps no token: signing in with the key is one request more.
@@ -1148,10 +1200,25 @@ pub(crate) async fn headless_api(args: &ClientArgs) -> anyhow::Result<(Api, Targ
 
 async fn play(args: &ClientArgs, play: PlayArgs) -> anyhow::Result<()> {
     let (api, target) = headless_api(args).await?;
-    let where_to = match (play.create, play.room.or(target.room)) {
-        (Some(title), _) => PlayTarget::Create(title),
-        (None, Some(room)) => PlayTarget::Room(room),
-        (None, None) => anyhow::bail!("say where to play: --room ID or --create TITLE"),
+    let private = play.private.then(|| {
+        play.share.unwrap_or(crate::protocol::Share {
+            link: true,
+            ..Default::default()
+        })
+    });
+    let where_to = match (play.create, play.room) {
+        (Some(title), _) => PlayTarget::Create { title, private },
+        (None, Some(room)) => {
+            let (id, share) = room_and_share(&room, &target)?;
+            PlayTarget::Room { id, share }
+        }
+        (None, None) => match target.room {
+            Some(id) => PlayTarget::Room {
+                id,
+                share: target.share,
+            },
+            None => anyhow::bail!("say where to play: --room ID or --create TITLE"),
+        },
     };
     let stop = stop_signal();
     tokio::select! {
@@ -1173,7 +1240,8 @@ async fn record(args: &ClientArgs, record: RecordArgs) -> anyhow::Result<()> {
     if record.seconds.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
         anyhow::bail!("--seconds must be a positive number");
     }
-    let (api, _) = headless_api(args).await?;
+    let (api, target) = headless_api(args).await?;
+    let (room, share) = room_and_share(&record.room, &target)?;
     let stop = tokio_util::sync::CancellationToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -1182,7 +1250,8 @@ async fn record(args: &ClientArgs, record: RecordArgs) -> anyhow::Result<()> {
     });
     let recorded = headless::record(
         &api,
-        &record.room,
+        &room,
+        share,
         &record.out,
         record.tracks.as_deref(),
         record.seconds,

@@ -17,7 +17,8 @@ use crate::net::live::AudioHandler;
 use crate::net::live::Backoff;
 use crate::net::{Api, LiveSession, NetError, NetEvent, Target};
 use crate::protocol::{
-    AudioFrame, ClientCommand, ErrorCode, Role, RoomDetail, ServerMessage, UserId,
+    AudioFrame, ClientCommand, CreateRoom, ErrorCode, Role, RoomDetail, ServerMessage, Share,
+    UserId,
 };
 
 /// How long `play` waits, by default, for a moderator to invite it after raising its hand.
@@ -55,9 +56,17 @@ pub enum HeadlessError {
 
 /// Where `play` streams to.
 pub enum PlayTarget {
-    Room(String),
-    Create(String),
+    /// A live room, with its share secret when it came by a private room's share link.
+    Room { id: String, share: Option<String> },
+    /// A new room with this title; private when `private` says who it is shared with.
+    Create {
+        title: String,
+        private: Option<Share>,
+    },
 }
+
+/// How long a speaker in a private room waits for the room key before giving up.
+pub const KEY_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Joins a room as a speaker and streams `file` in real time; returns at the end of the file
 /// (never, with `looping`, until the room ends or the process is stopped). Off stage, it
@@ -73,19 +82,26 @@ pub async fn play(
     let clip = tokio::task::spawn_blocking(move || Clip::from_file(&path))
         .await
         .map_err(|e| HeadlessError::Ended(format!("encoding failed: {e}")))??;
-    let room = match target {
-        PlayTarget::Room(id) => id,
-        PlayTarget::Create(title) => {
-            let detail = api.create_room(&title).await?;
+    let (room, share) = match target {
+        PlayTarget::Room { id, share } => (id, share),
+        PlayTarget::Create { title, private } => {
+            let detail = api.create(&CreateRoom { title, private }).await?;
+            let id = detail.summary.id.clone();
             // Scripts read the link from stdout to share it.
-            println!("{}", Target::room_link(api.base(), &detail.summary.id));
-            detail.summary.id
+            match &detail.share_secret {
+                Some(secret) => println!("{}", Target::share_link(api.base(), &id, secret)),
+                None => println!("{}", Target::room_link(api.base(), &id)),
+            }
+            (id, None)
         }
     };
     let (events_tx, mut events) = mpsc::channel(256);
-    let live = LiveSession::start(api, &room, events_tx, Box::new(|_| {}), BACKOFF);
-    let (me, _) = joined(&mut events).await?;
+    let live = LiveSession::start_shared(api, &room, share, events_tx, Box::new(|_| {}), BACKOFF);
+    let (me, detail) = joined(&mut events).await?;
     get_on_stage(&live, &mut events, &room, me, invite_patience).await?;
+    if detail.summary.private {
+        wait_for_key(&live, &mut events).await?;
+    }
     tracing::info!(room = %room, seconds = clip.duration().as_secs_f32(), "playing {}", file.display());
     let mut clock = clip::Sender::default();
     let mut tick = tokio::time::interval(clip::FRAME);
@@ -118,6 +134,33 @@ pub async fn play(
     // Let the last frames leave before saying goodbye.
     tokio::time::sleep(Duration::from_millis(200)).await;
     live.leave().await;
+    Ok(())
+}
+
+/// Waits until the live session holds a private room's key (its frames are sealed from
+/// then on; before, they would be dropped unsent).
+async fn wait_for_key(
+    live: &LiveSession,
+    events: &mut mpsc::Receiver<NetEvent>,
+) -> Result<(), HeadlessError> {
+    let deadline = tokio::time::Instant::now() + KEY_PATIENCE;
+    let mut why = String::from("no moderator's client sent the room key");
+    while live.stats.key_epoch.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => {
+                return Err(HeadlessError::Ended(format!(
+                    "no room key after {} s: {why}",
+                    KEY_PATIENCE.as_secs()
+                )));
+            }
+            Ok(Some(NetEvent::Keys(status))) => {
+                if let Some(waiting) = status.waiting.or(status.problem) {
+                    why = waiting;
+                }
+            }
+            Ok(event) => check_still_there(event)?,
+        }
+    }
     Ok(())
 }
 
@@ -216,6 +259,7 @@ pub struct Recorded {
 pub async fn record(
     api: &Api,
     room: &str,
+    share: Option<String>,
     out: &Path,
     tracks: Option<&Path>,
     seconds: Option<f64>,
@@ -244,7 +288,7 @@ pub async fn record(
         sender.push(frame);
     });
     let (events_tx, mut events) = mpsc::channel(256);
-    let live = LiveSession::start(api, room, events_tx, on_audio, BACKOFF);
+    let live = LiveSession::start_shared(api, room, share, events_tx, on_audio, BACKOFF);
     let mut was_in_room = false;
     // Who is who, to name the per-speaker tracks.
     let mut names: HashMap<UserId, String> = HashMap::new();

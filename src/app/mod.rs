@@ -72,6 +72,8 @@ pub enum Effect {
     RefreshRooms,
     CreateRoom {
         title: String,
+        /// A private room, shared as this says.
+        private: Option<crate::protocol::Share>,
     },
     JoinRoom {
         id: String,
@@ -175,7 +177,9 @@ pub enum Overlay {
     /// Every binding; `scroll` rows down where the screen is too small for all of them.
     Help { scroll: u16 },
     /// Typing a new room's title.
-    NewRoom { title: String },
+    /// Typing a new room's title; Tab makes it private (for the people you follow and
+    /// whoever has its link, its audio end-to-end encrypted) or public again.
+    NewRoom { title: String, private: bool },
     /// Confirming a removal.
     ConfirmRemove { user_id: UserId, name: String },
     /// Someone's profile card.
@@ -872,7 +876,7 @@ impl App {
                 self.overlay = scrolled.map(|s| Overlay::Help { scroll: s.min(max) });
                 Vec::new()
             }
-            Overlay::NewRoom { mut title } => match key.code {
+            Overlay::NewRoom { mut title, private } => match key.code {
                 KeyCode::Esc => {
                     self.overlay = None;
                     Vec::new()
@@ -884,16 +888,28 @@ impl App {
                     }
                     self.overlay = None;
                     self.say(format!("Creating \u{201c}{title}\u{201d}\u{2026}"));
-                    vec![Effect::CreateRoom { title }]
+                    let private = private.then(|| crate::protocol::Share {
+                        followers: true,
+                        link: true,
+                        ..Default::default()
+                    });
+                    vec![Effect::CreateRoom { title, private }]
+                }
+                KeyCode::Tab => {
+                    self.overlay = Some(Overlay::NewRoom {
+                        title,
+                        private: !private,
+                    });
+                    Vec::new()
                 }
                 KeyCode::Backspace => {
                     title.pop();
-                    self.overlay = Some(Overlay::NewRoom { title });
+                    self.overlay = Some(Overlay::NewRoom { title, private });
                     Vec::new()
                 }
                 KeyCode::Char(c) if title.chars().count() < 100 => {
                     title.push(c);
-                    self.overlay = Some(Overlay::NewRoom { title });
+                    self.overlay = Some(Overlay::NewRoom { title, private });
                     Vec::new()
                 }
                 _ => Vec::new(),
@@ -984,6 +1000,7 @@ impl App {
             Action::NewRoom => {
                 self.overlay = Some(Overlay::NewRoom {
                     title: String::new(),
+                    private: false,
                 });
                 Vec::new()
             }

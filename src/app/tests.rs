@@ -528,7 +528,8 @@ fn n_opens_a_title_box_that_enter_submits() {
     assert_eq!(
         app.overlay,
         Some(Overlay::NewRoom {
-            title: String::new()
+            title: String::new(),
+            private: false,
         })
     );
     assert!(
@@ -542,14 +543,16 @@ fn n_opens_a_title_box_that_enter_submits() {
     assert_eq!(
         app.overlay,
         Some(Overlay::NewRoom {
-            title: " Jazz?q/j".into()
+            title: " Jazz?q/j".into(),
+            private: false,
         })
     );
     assert!(!app.quit && !app.filtering);
     assert_eq!(
         app.update(key(KeyCode::Enter)),
         vec![Effect::CreateRoom {
-            title: "Jazz?q/j".into()
+            title: "Jazz?q/j".into(),
+            private: None,
         }]
     );
     assert_eq!(app.overlay, None);
@@ -567,7 +570,8 @@ fn a_title_stops_at_one_hundred_characters() {
     assert_eq!(
         app.overlay,
         Some(Overlay::NewRoom {
-            title: "x".repeat(100)
+            title: "x".repeat(100),
+            private: false,
         })
     );
 }
@@ -584,7 +588,8 @@ fn esc_closes_the_title_box_without_creating() {
     assert_eq!(
         app.overlay,
         Some(Overlay::NewRoom {
-            title: String::new()
+            title: String::new(),
+            private: false,
         })
     );
 }

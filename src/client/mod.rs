@@ -197,6 +197,7 @@ pub async fn run(
     api: Api,
     my_name: String,
     room: Option<String>,
+    share: Option<String>,
     audio: AudioLink,
     latency: crate::config::Latency,
     keys: crate::app::keymap::Keymap,
@@ -211,6 +212,9 @@ pub async fn run(
     app.latency = latency;
     app.keys = keys;
     let mut shell = Shell::new(api, audio);
+    if let (Some(room), Some(share)) = (&room, share) {
+        shell.shares.insert(room.clone(), share);
+    }
     let mut meters = tokio::time::interval(METERS);
     meters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut keys = EventStream::new();
@@ -276,6 +280,9 @@ struct Shell {
     msg_rx: mpsc::Receiver<Msg>,
     live: Option<LiveSession>,
     audio: AudioLink,
+    /// Private rooms' share secrets, by room id, from a share link on the command line:
+    /// joining those rooms presents it.
+    shares: std::collections::HashMap<String, String>,
 }
 
 impl Shell {
@@ -287,6 +294,7 @@ impl Shell {
             msg_rx,
             live: None,
             audio,
+            shares: std::collections::HashMap::new(),
         }
     }
 
@@ -325,11 +333,11 @@ impl Shell {
                     let _ = tx.send(Msg::Rooms(result)).await;
                 });
             }
-            Effect::CreateRoom { title } => {
+            Effect::CreateRoom { title, private } => {
                 let (api, tx) = (self.api.clone(), self.msg_tx.clone());
                 tokio::spawn(async move {
                     let result = api
-                        .create_room(&title)
+                        .create(&crate::protocol::CreateRoom { title, private })
                         .await
                         .map(|d| d.summary.id)
                         .map_err(|e| e.to_string());
@@ -347,9 +355,10 @@ impl Shell {
                         }
                     }
                 });
-                let live = LiveSession::start(
+                let live = LiveSession::start_shared(
                     &self.api,
                     &id,
+                    self.shares.get(&id).cloned(),
                     net_tx,
                     self.audio.audio_handler(),
                     Backoff::default(),

@@ -56,6 +56,8 @@ pub struct LiveStats {
     pub decrypted: AtomicU64,
     /// Private rooms: own frames not sent for want of a key.
     pub unsealed: AtomicU64,
+    /// Private rooms: the newest key epoch held (0: none yet).
+    pub key_epoch: std::sync::atomic::AtomicU32,
 }
 
 /// Reconnect timing.
@@ -549,6 +551,9 @@ impl Worker {
         if let Some(keys) = &self.keys
             && *keys.status() != before
         {
+            self.stats
+                .key_epoch
+                .store(keys.status().epoch.unwrap_or(0), Ordering::Relaxed);
             let _ = self.events_tx.send(NetEvent::Keys(keys.status().clone())).await;
         }
         Ok(())

@@ -1,5 +1,6 @@
-//! Where to connect: a server URL, a room link (`URL/rooms/ID`) naming a room on it, or an
-//! invitation link (`URL/invite/CODE`) that makes an account there.
+//! Where to connect: a server URL, a room link (`URL/rooms/ID`, with `?share=SECRET` for a
+//! private room shared by link) naming a room on it, or an invitation link
+//! (`URL/invite/CODE`) that makes an account there.
 
 use url::Url;
 
@@ -10,6 +11,8 @@ use super::NetError;
 pub struct Target {
     pub server: Url,
     pub room: Option<String>,
+    /// A private room's share secret, from its share link.
+    pub share: Option<String>,
     pub invitation: Option<String>,
 }
 
@@ -38,14 +41,27 @@ impl Target {
             [invite, code] if invite == "invite" && !code.is_empty() => (None, Some(code.clone())),
             _ => return Err(invalid()),
         };
+        let share = room.as_ref().and_then(|_| {
+            url.query_pairs()
+                .find(|(k, _)| k == "share")
+                .map(|(_, v)| v.into_owned())
+                .filter(|v| !v.is_empty())
+        });
         url.set_path("/");
         url.set_query(None);
         url.set_fragment(None);
         Ok(Self {
             server: url,
             room,
+            share,
             invitation,
         })
+    }
+
+    /// The link to a private room shared by link: whoever holds it may join.
+    pub fn share_link(server: &Url, room: &str, secret: &str) -> String {
+        let secret: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        format!("{}?share={secret}", Self::room_link(server, room))
     }
 
     /// The link people can share to a room on a server.
@@ -103,5 +119,11 @@ mod tests {
         let link = Target::room_link(&t.server, "r1");
         assert_eq!(link, "http://h:1/rooms/r1");
         assert_eq!(Target::parse(&link).unwrap().room.as_deref(), Some("r1"));
+        let shared = Target::share_link(&t.server, "r1", "s3-cr_et");
+        assert_eq!(shared, "http://h:1/rooms/r1?share=s3-cr_et");
+        let back = Target::parse(&shared).unwrap();
+        assert_eq!(back.room.as_deref(), Some("r1"));
+        assert_eq!(back.share.as_deref(), Some("s3-cr_et"));
+        assert_eq!(back.server.as_str(), "http://h:1/", "the secret is not in the server URL");
     }
 }

@@ -20,7 +20,7 @@ const TITLE_MAX_CHARS: usize = 100;
 pub fn render(overlay: &Overlay, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect) {
     match overlay {
         Overlay::Help { scroll } => help(*scroll, keys, theme, frame, area),
-        Overlay::NewRoom { title } => new_room(title, theme, frame, area),
+        Overlay::NewRoom { title, private } => new_room(title, *private, theme, frame, area),
         Overlay::ConfirmRemove { name, .. } => confirm_remove(name, theme, frame, area),
         Overlay::Card(c) => card(c, keys, theme, frame, area),
         Overlay::Report { handle, reason } => report(handle, reason, theme, frame, area),
@@ -223,10 +223,18 @@ fn text_box(text_box: &TextBox<'_>, theme: &Theme, frame: &mut Frame, area: Rect
 }
 
 /// The title box for a new room.
-fn new_room(title: &str, theme: &Theme, frame: &mut Frame, area: Rect) {
+fn new_room(title: &str, private: bool, theme: &Theme, frame: &mut Frame, area: Rect) {
     let new_room = TextBox {
-        title: "Start a room",
-        prompt: "What is the room about?",
+        title: if private {
+            "Start a private room"
+        } else {
+            "Start a room"
+        },
+        prompt: if private {
+            "Private: people you follow and whoever has its link (Tab: public)"
+        } else {
+            "What is the room about? (Tab: private, end-to-end encrypted)"
+        },
         placeholder: "a title people will see in the hallway",
         value: title,
         max_chars: TITLE_MAX_CHARS,
