@@ -277,6 +277,7 @@ mod tests {
             invited: false,
             speaking: false,
             recording: false,
+            device_key: None, key_epoch: None,
         }
     }
 
@@ -290,6 +291,7 @@ mod tests {
             listener_count: 0,
             created_at_ms: 0,
             recording: false,
+            private: false,
         };
         let detail = RoomDetail {
             summary,
@@ -297,6 +299,7 @@ mod tests {
             hands: Vec::new(),
             stage_limit: 20,
             unlisted: 0,
+            share_secret: None,
         };
         RoomView::new(detail, me)
     }

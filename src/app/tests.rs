@@ -83,6 +83,7 @@ fn summary(id: &str, title: &str, speakers: &[&str]) -> RoomSummary {
         listener_count: 3,
         created_at_ms: 0,
         recording: false,
+        private: false,
     }
 }
 

@@ -84,6 +84,7 @@ fn summary(
         listener_count: listeners,
         created_at_ms: NOW - age_min * MINUTE,
         recording: false,
+        private: false,
     }
 }
 
@@ -186,6 +187,7 @@ fn participant(id: UserId, name: &str, role: Role) -> Participant {
         invited: false,
         speaking: false,
         recording: false,
+        device_key: None, key_epoch: None,
     }
 }
 
@@ -238,11 +240,13 @@ fn room_detail(my_role: Role, extra_listeners: usize) -> RoomDetail {
             listener_count: 0,
             created_at_ms: NOW - 12 * MINUTE,
             recording: false,
+            private: false,
         },
         participants,
         hands: Vec::new(),
         stage_limit: 13,
         unlisted: 0,
+        share_secret: None,
     }
 }
 
