@@ -1035,7 +1035,8 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
         audio,
         config.latency,
         keys,
-    ).await;
+    )
+    .await;
     if let Some(demo) = demo {
         demo.stop().await;
     }

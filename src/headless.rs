@@ -145,7 +145,12 @@ async fn wait_for_key(
 ) -> Result<(), HeadlessError> {
     let deadline = tokio::time::Instant::now() + KEY_PATIENCE;
     let mut why = String::from("no moderator's client sent the room key");
-    while live.stats.key_epoch.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+    while live
+        .stats
+        .key_epoch
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Err(_) => {
                 return Err(HeadlessError::Ended(format!(

@@ -277,7 +277,8 @@ mod tests {
             invited: false,
             speaking: false,
             recording: false,
-            device_key: None, key_epoch: None,
+            device_key: None,
+            key_epoch: None,
         }
     }
 

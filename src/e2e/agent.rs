@@ -42,10 +42,10 @@ use sha2::Sha256;
 use super::sframe::{self, Header, ReplayWindow, Sealer, SenderKey, SframeError};
 use super::wrap::{self, KeyContext, KeyPayload, RoomSecret, WrapError};
 use crate::identity::{self, DeviceKey};
+use crate::protocol::control::MAX_KEYS_PER_SHARE;
 use crate::protocol::{
     AudioFrame, ClientCommand, Participant, Role, ServerMessage, UserId, WrappedKey,
 };
-use crate::protocol::control::MAX_KEYS_PER_SHARE;
 
 /// The shortest time between two rotations: leaves within it share one.
 pub const ROTATE_MIN_MS: u64 = 2_000;
@@ -401,8 +401,7 @@ impl KeyAgent {
             if *id == self.me {
                 continue;
             }
-            if let Some(wrapped) = self.wrap_for(&mut lead, epoch, &secret, &roster, *id, key)
-            {
+            if let Some(wrapped) = self.wrap_for(&mut lead, epoch, &secret, &roster, *id, key) {
                 lead.wrapped_ms.insert(*id, now_ms);
                 keys.push(wrapped);
             }
@@ -410,7 +409,10 @@ impl KeyAgent {
         lead.gens.insert(self.me, 0);
         self.install(epoch, secret, roster, 0);
         self.leading = Some(lead);
-        share_commands(epoch, keys)
+        // The leader holds it too (after the share, which tells the room the epoch exists).
+        let mut out = share_commands(epoch, keys);
+        out.push(ClientCommand::KeyHeld { epoch });
+        out
     }
 
     /// Newcomers' wraps, and re-wraps to those still without the current key.
@@ -462,6 +464,9 @@ impl KeyAgent {
             lead.rotate_due_ms = Some(now_ms.max(lead.rotated_ms + ROTATE_MIN_MS));
         }
         self.leading = Some(lead);
+        if keys.is_empty() {
+            return Vec::new();
+        }
         share_commands(epoch, keys)
     }
 
@@ -516,7 +521,9 @@ impl KeyAgent {
             }
             Some(Person {
                 device_key: None, ..
-            }) => refused(format!("a key from user {from}, whose device key is unknown")),
+            }) => refused(format!(
+                "a key from user {from}, whose device key is unknown"
+            )),
             Some(Person {
                 device_key: Some(sender_key),
                 ..
@@ -562,7 +569,8 @@ impl KeyAgent {
         if let Some(old) = self.epochs.get(&epoch)
             && old.secret != secret
         {
-            self.openers.retain(|(_, kid), _| (kid >> 4) as u32 != epoch);
+            self.openers
+                .retain(|(_, kid), _| (kid >> 4) as u32 != epoch);
         }
         self.epochs.insert(epoch, Epoch { secret, roster });
         self.my_gen.insert(epoch, generation);
@@ -618,12 +626,431 @@ fn metadata(sender: UserId, frame: &AudioFrame) -> [u8; 14] {
     m
 }
 
-/// `share_key` commands of at most [`MAX_KEYS_PER_SHARE`] wraps each.
+/// `share_key` commands of at most [`MAX_KEYS_PER_SHARE`] wraps each; one even with none,
+/// for a new epoch: it tells the room the epoch exists.
 fn share_commands(epoch: u32, keys: Vec<WrappedKey>) -> Vec<ClientCommand> {
+    if keys.is_empty() {
+        return vec![ClientCommand::ShareKey {
+            epoch,
+            keys: Vec::new(),
+        }];
+    }
     keys.chunks(MAX_KEYS_PER_SHARE)
         .map(|chunk| ClientCommand::ShareKey {
             epoch,
             keys: chunk.to_vec(),
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! Agents of a whole room, wired through the real room rules (`server::room`): each
+    //! command an agent returns goes to the room, and what the room says goes to the
+    //! agents it addresses, as the server and the live session do.
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::protocol::control::LeaveReason;
+    use crate::protocol::{AudioHeader, User};
+    use crate::server::room::{Addressed, Delivery, Room, RoomLimits};
+
+    const HOST: UserId = 1;
+
+    struct Net {
+        room: Room,
+        agents: HashMap<UserId, KeyAgent>,
+        now: u64,
+        /// Every command each member sent, in order, with when.
+        sent: Vec<(u64, UserId, ClientCommand)>,
+    }
+
+    impl Net {
+        fn new() -> Self {
+            let mut room = Room::new("r1".into(), "t".into(), HOST, 0, RoomLimits::default());
+            room.make_private(None);
+            let mut net = Self {
+                room,
+                agents: HashMap::new(),
+                now: 0,
+                sent: Vec::new(),
+            };
+            net.join(HOST);
+            net
+        }
+
+        fn join(&mut self, id: UserId) {
+            let device = DeviceKey::generate();
+            let user = User {
+                id,
+                handle: format!("u{id}"),
+                name: format!("User {id}"),
+            };
+            let key = identity::b64(&device.public().agree);
+            let out = self
+                .room
+                .join_with_device(&user, Some(key), self.now)
+                .unwrap();
+            self.agents
+                .insert(id, KeyAgent::new("r1", &device, self.now));
+            self.deliver(out);
+        }
+
+        fn leave(&mut self, id: UserId) {
+            let out = self.room.depart(id, LeaveReason::Left, self.now);
+            self.deliver(out);
+        }
+
+        fn command(&mut self, id: UserId, command: ClientCommand) {
+            let out = self.room.command(id, &command, self.now).unwrap();
+            self.deliver(out);
+        }
+
+        /// Delivers the room's messages, and the commands they prompt, until all is quiet.
+        fn deliver(&mut self, out: Vec<Delivery>) {
+            let mut queue: VecDeque<Vec<Delivery>> = VecDeque::from([out]);
+            while let Some(out) = queue.pop_front() {
+                for addressed in self.room.address(out) {
+                    let Addressed::Message { to, message } = addressed else {
+                        continue;
+                    };
+                    let mut ids: Vec<UserId> = self.agents.keys().copied().collect();
+                    ids.sort_unstable();
+                    for id in ids {
+                        if !to.includes(id) || !self.room.contains(id) {
+                            continue;
+                        }
+                        let Some(agent) = self.agents.get_mut(&id) else {
+                            continue;
+                        };
+                        for command in agent.on_message(&message, self.now) {
+                            self.sent.push((self.now, id, command.clone()));
+                            queue.push_back(self.room.command(id, &command, self.now).unwrap());
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Moves the clock on, running every agent's timers on the way (every 50 ms).
+        fn run_for(&mut self, ms: u64) {
+            let end = self.now + ms;
+            while self.now < end {
+                self.now = (self.now + FLUSH_MS).min(end);
+                let mut ids: Vec<UserId> = self.agents.keys().copied().collect();
+                ids.sort_unstable();
+                for id in ids {
+                    if !self.room.contains(id) {
+                        continue;
+                    }
+                    let commands = self.agents.get_mut(&id).unwrap().tick(self.now);
+                    for command in commands {
+                        self.sent.push((self.now, id, command.clone()));
+                        let out = self.room.command(id, &command, self.now).unwrap();
+                        self.deliver(out);
+                    }
+                }
+            }
+        }
+
+        fn agent(&mut self, id: UserId) -> &mut KeyAgent {
+            self.agents.get_mut(&id).unwrap()
+        }
+
+        /// A frame from `speaker` as the server forwards it: sealed by its agent, then
+        /// stamped with its id.
+        fn speak(&mut self, speaker: UserId, sequence: u32) -> Option<AudioFrame> {
+            let plain = plain(sequence);
+            let sealed = self.agent(speaker).seal(&plain).ok()?;
+            Some(sealed.stamped(speaker))
+        }
+
+        /// Each epoch handed out, with when it first was.
+        fn rotations(&self) -> Vec<(u32, u64)> {
+            let mut epochs: Vec<(u32, u64)> = self
+                .sent
+                .iter()
+                .filter_map(|(at, _, c)| match c {
+                    ClientCommand::ShareKey { epoch, .. } => Some((*epoch, *at)),
+                    _ => None,
+                })
+                .collect();
+            epochs.dedup_by_key(|(epoch, _)| *epoch);
+            epochs
+        }
+
+        fn epochs(&self) -> Vec<u32> {
+            self.rotations().into_iter().map(|(e, _)| e).collect()
+        }
+    }
+
+    fn payload(sequence: u32) -> Vec<u8> {
+        let mut p = vec![0xfc];
+        p.extend_from_slice(&sequence.to_be_bytes());
+        p.extend_from_slice(b"opus payload");
+        p
+    }
+
+    fn plain(sequence: u32) -> AudioFrame {
+        let header = AudioHeader {
+            speaker_id: 0,
+            sequence,
+            timestamp_48k: sequence * 960,
+            level: 30,
+            voice: true,
+        };
+        AudioFrame::new(header, &payload(sequence)).unwrap()
+    }
+
+    fn opens(net: &mut Net, listener: UserId, frame: &AudioFrame) -> Result<Vec<u8>, Dropped> {
+        net.agent(listener).open(frame).map(|f| f.opus().to_vec())
+    }
+
+    #[test]
+    fn everyone_gets_the_key_and_hears_the_host_with_one_safety_code() {
+        let mut net = Net::new();
+        net.join(2);
+        net.join(3);
+        net.run_for(200);
+        let codes: Vec<_> = [HOST, 2, 3]
+            .iter()
+            .map(|id| net.agent(*id).status().safety_code.clone())
+            .collect();
+        assert!(codes[0].is_some(), "{:?}", net.agent(HOST).status());
+        assert!(codes.iter().all(|c| *c == codes[0]), "{codes:?}");
+        assert_eq!(net.agent(2).status().leader, Some(HOST));
+        assert!(net.agent(HOST).status().leading);
+        let frame = net.speak(HOST, 7).unwrap();
+        assert_ne!(frame.opus(), &payload(7)[..], "sealed on the wire");
+        assert!(frame.opus().len() <= payload(7).len() + sframe::MAX_OVERHEAD);
+        for listener in [2, 3] {
+            assert_eq!(opens(&mut net, listener, &frame).unwrap(), payload(7));
+        }
+        // Everyone said they hold it, and the room shows it.
+        let detail = net.room.detail();
+        assert!(
+            detail.participants.iter().all(|p| p.key_epoch == Some(1)),
+            "{:?}",
+            detail.participants
+        );
+    }
+
+    #[test]
+    fn a_leave_rotates_and_who_left_cannot_open_what_follows() {
+        let mut net = Net::new();
+        net.join(2);
+        net.join(3);
+        net.run_for(200);
+        let before = net.speak(HOST, 1).unwrap();
+        assert!(opens(&mut net, 3, &before).is_ok());
+        net.leave(3);
+        net.run_for(ROTATE_MIN_MS + 100);
+        assert_eq!(net.agent(HOST).status().epoch, Some(2));
+        assert_eq!(net.agent(2).status().epoch, Some(2));
+        let after = net.speak(HOST, 2).unwrap();
+        assert_eq!(opens(&mut net, 2, &after).unwrap(), payload(2));
+        // Number 3 kept its agent (and so every key it was given): still nothing.
+        assert_eq!(opens(&mut net, 3, &after), Err(Dropped::NoKey(2)));
+        let gone = net.agent(3).status().safety_code.clone();
+        assert_ne!(gone, net.agent(2).status().safety_code);
+    }
+
+    #[test]
+    fn leaves_close_together_share_one_rotation_and_keys_rotate_anyway() {
+        let mut net = Net::new();
+        for id in 2..=6 {
+            net.join(id);
+        }
+        net.run_for(ROTATE_MIN_MS + 100);
+        assert_eq!(net.epochs(), vec![1]);
+        // The first leave rotates at once; the two soon after wait for the bound, and
+        // share one rotation.
+        net.leave(4);
+        net.run_for(100);
+        net.leave(5);
+        net.run_for(100);
+        net.leave(6);
+        net.run_for(ROTATE_MIN_MS + 100);
+        let rotations = net.rotations();
+        assert_eq!(net.epochs(), vec![1, 2, 3], "{rotations:?}");
+        assert!(
+            rotations[2].1 - rotations[1].1 >= ROTATE_MIN_MS,
+            "{rotations:?}"
+        );
+        net.run_for(ROTATE_EVERY_MS);
+        assert_eq!(net.epochs(), vec![1, 2, 3, 4], "and one every five minutes");
+        assert_eq!(net.agent(2).status().epoch, Some(4));
+    }
+
+    #[test]
+    fn a_join_costs_the_leader_one_wrap() {
+        let mut net = Net::new();
+        net.join(2);
+        net.run_for(200);
+        let shares = |net: &Net| {
+            net.sent
+                .iter()
+                .filter_map(|(_, _, c)| match c {
+                    ClientCommand::ShareKey { keys, .. } => Some(keys.len()),
+                    _ => None,
+                })
+                .sum::<usize>()
+        };
+        let before = shares(&net);
+        net.join(3);
+        net.run_for(200);
+        assert_eq!(shares(&net) - before, 1);
+        assert_eq!(net.agent(3).status().epoch, Some(1));
+        assert_eq!(net.epochs(), vec![1], "no rotation for a join");
+    }
+
+    #[test]
+    fn the_next_host_takes_over_and_no_frame_is_lost() {
+        let mut net = Net::new();
+        net.join(2);
+        net.join(3);
+        net.join(4);
+        net.run_for(200);
+        net.command(HOST, ClientCommand::MakeModerator { user_id: 2 });
+        net.command(HOST, ClientCommand::InviteToSpeak { user_id: 4 });
+        net.command(4, ClientCommand::AcceptInvite);
+        net.run_for(100);
+        let mut heard = Vec::new();
+        for sequence in 0..200u32 {
+            if sequence == 50 {
+                net.leave(HOST);
+            }
+            let frame = net.speak(4, sequence).unwrap();
+            heard.push(opens(&mut net, 3, &frame).unwrap());
+            net.run_for(20);
+        }
+        assert_eq!(heard, (0..200).map(payload).collect::<Vec<_>>());
+        assert_eq!(net.agent(3).status().leader, Some(2));
+        assert!(net.agent(2).status().leading);
+        assert!(
+            net.agent(3).status().epoch >= Some(2),
+            "the new leader rotated: {:?}",
+            net.agent(3).status()
+        );
+    }
+
+    #[test]
+    fn a_second_connection_gets_a_new_generation_and_never_reuses_a_counter() {
+        let mut net = Net::new();
+        net.join(2);
+        net.run_for(200);
+        net.command(HOST, ClientCommand::InviteToSpeak { user_id: 2 });
+        net.command(2, ClientCommand::AcceptInvite);
+        let first = net.speak(2, 1).unwrap();
+        // The same person from a fresh process: a new agent, no key, same epoch.
+        let device = DeviceKey::generate();
+        net.agents.insert(2, KeyAgent::new("r1", &device, net.now));
+        let user = User {
+            id: 2,
+            handle: "u2".into(),
+            name: "User 2".into(),
+        };
+        let out = net.room.join(&user, net.now).unwrap();
+        net.deliver(out);
+        net.leave(2);
+        let key = identity::b64(&device.public().agree);
+        let out = net
+            .room
+            .join_with_device(&user, Some(key), net.now)
+            .unwrap();
+        net.deliver(out);
+        net.command(HOST, ClientCommand::InviteToSpeak { user_id: 2 });
+        net.command(2, ClientCommand::AcceptInvite);
+        net.run_for(200);
+        let second = net.speak(2, 1).unwrap();
+        let kid = |f: &AudioFrame| Header::parse(f.opus()).unwrap().0.kid;
+        assert_ne!(
+            kid(&first),
+            kid(&second),
+            "a new key, so counter 0 again is safe"
+        );
+        assert_eq!(opens(&mut net, HOST, &second).unwrap(), payload(1));
+    }
+
+    #[test]
+    fn altered_replayed_and_misattributed_frames_are_dropped() {
+        let mut net = Net::new();
+        net.join(2);
+        net.join(3);
+        net.run_for(200);
+        net.command(HOST, ClientCommand::InviteToSpeak { user_id: 3 });
+        net.command(3, ClientCommand::AcceptInvite);
+        let frame = net.speak(HOST, 9).unwrap();
+        assert!(opens(&mut net, 2, &frame).is_ok());
+        assert!(matches!(
+            opens(&mut net, 2, &frame),
+            Err(Dropped::Frame(SframeError::Replayed(_)))
+        ));
+        let mut bytes = frame.opus().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let altered = AudioFrame::new(frame.header, &bytes).unwrap();
+        assert!(matches!(
+            opens(&mut net, 3, &altered),
+            Err(Dropped::Frame(SframeError::Decrypt))
+        ));
+        // The server says it came from another speaker: it does not open.
+        let fresh = net.speak(HOST, 10).unwrap();
+        let moved = fresh.stamped(3);
+        assert!(opens(&mut net, 2, &moved).is_err());
+        // A later sequence number stamped on it: the seal covers the header too.
+        let fresh = net.speak(HOST, 11).unwrap();
+        let mut header = fresh.header;
+        header.sequence += 1;
+        assert!(opens(&mut net, 2, &fresh.with_header(header)).is_err());
+        // Not SFrame at all, from a listener, or from nobody here: dropped, never a panic.
+        let junk = AudioFrame::new(frame.header, &[0xff]).unwrap();
+        assert!(opens(&mut net, 2, &junk).is_err());
+        let as_listener = net.speak(HOST, 12).unwrap().stamped(2);
+        assert_eq!(
+            opens(&mut net, 3, &as_listener),
+            Err(Dropped::NotOnStage(2))
+        );
+        assert!(opens(&mut net, 2, &frame.stamped(99)).is_err());
+    }
+
+    #[test]
+    fn a_bad_key_message_is_refused_and_said() {
+        let mut net = Net::new();
+        net.join(2);
+        let agent = net.agent(2);
+        let bad = ServerMessage::Key {
+            from: HOST,
+            epoch: 1,
+            sealed: "not a wrapped key".into(),
+        };
+        assert!(agent.on_message(&bad, 10).is_empty(), "no key_held for it");
+        let problem = agent.status().problem.clone().unwrap();
+        assert!(problem.contains("did not open"), "{problem}");
+        let from_listener = ServerMessage::Key {
+            from: 2,
+            epoch: 1,
+            sealed: identity::b64(&[0u8; wrap::WRAPPED_LEN]),
+        };
+        agent.on_message(&from_listener, 20);
+        let problem = agent.status().problem.clone().unwrap();
+        assert!(problem.contains("not a moderator"), "{problem}");
+        assert_eq!(agent.status().epoch, None);
+    }
+
+    #[test]
+    fn a_member_without_a_key_is_told_why_and_sends_nothing() {
+        let device = DeviceKey::generate();
+        let mut agent = KeyAgent::new("r1", &device, 0);
+        agent.tick(100);
+        assert_eq!(
+            agent.status().waiting.as_deref(),
+            Some("waiting for the room key")
+        );
+        agent.tick(KEY_WAIT_MS + 1);
+        let why = agent.status().waiting.clone().unwrap();
+        assert!(why.contains("no host is here"), "{why}");
+        assert_eq!(agent.seal(&plain(1)), Err(Unsent::NoKey));
+    }
 }

@@ -250,12 +250,7 @@ pub fn wrap(
     context: &KeyContext,
     payload: &KeyPayload,
 ) -> Result<Vec<u8>, WrapError> {
-    seal_bytes(
-        sender_secret,
-        recipient_public,
-        context,
-        &payload.encode(),
-    )
+    seal_bytes(sender_secret, recipient_public, context, &payload.encode())
 }
 
 /// The HPKE seal behind [`wrap`], for any plaintext (tests use it to seal bad payloads).
@@ -486,8 +481,7 @@ mod tests {
     #[test]
     fn two_wraps_of_one_payload_differ() {
         let f = fixture();
-        let again = wrap(&f.leader_secret, &f.member_public, &context(), &f.payload)
-            .expect("wrap");
+        let again = wrap(&f.leader_secret, &f.member_public, &context(), &f.payload).expect("wrap");
         assert_ne!(again, f.sealed, "each wrap has its own ephemeral key");
         assert_eq!(open(f, &context(), &again), Ok(f.payload.clone()));
     }
@@ -613,8 +607,8 @@ mod tests {
         let f = fixture();
         let mut bytes = f.payload.encode();
         bytes[0] = 2;
-        let sealed = seal_bytes(&f.leader_secret, &f.member_public, &context(), &bytes)
-            .expect("seal");
+        let sealed =
+            seal_bytes(&f.leader_secret, &f.member_public, &context(), &bytes).expect("seal");
         assert_eq!(
             open(f, &context(), &sealed),
             Err(WrapError::UnknownVersion { version: 2 })
@@ -622,8 +616,8 @@ mod tests {
         // A newer, longer format is still reported by its version, not as damage.
         let mut longer = bytes.to_vec();
         longer.extend_from_slice(&[0; 40]);
-        let sealed = seal_bytes(&f.leader_secret, &f.member_public, &context(), &longer)
-            .expect("seal");
+        let sealed =
+            seal_bytes(&f.leader_secret, &f.member_public, &context(), &longer).expect("seal");
         assert_eq!(
             open(f, &context(), &sealed),
             Err(WrapError::UnknownVersion { version: 2 })
@@ -637,8 +631,8 @@ mod tests {
         for len in [1, PAYLOAD_LEN - 1, PAYLOAD_LEN + 1] {
             let mut payload = bytes.to_vec();
             payload.resize(len, 0);
-            let sealed = seal_bytes(&f.leader_secret, &f.member_public, &context(), &payload)
-                .expect("seal");
+            let sealed =
+                seal_bytes(&f.leader_secret, &f.member_public, &context(), &payload).expect("seal");
             assert_eq!(
                 open(f, &context(), &sealed),
                 Err(WrapError::MalformedPayload { len })
@@ -708,8 +702,7 @@ mod tests {
             room: &longest,
             ..context()
         };
-        let sealed =
-            wrap(&f.leader_secret, &f.member_public, &context, &f.payload).expect("wrap");
+        let sealed = wrap(&f.leader_secret, &f.member_public, &context, &f.payload).expect("wrap");
         assert_eq!(open(f, &context, &sealed), Ok(f.payload.clone()));
     }
 
@@ -723,7 +716,10 @@ mod tests {
         let debug = format!("{payload:?}");
         assert!(debug.contains("<hidden>"), "{debug}");
         assert!(!debug.contains("65, 65"), "{debug}");
-        assert!(!debug.contains(&crate::identity::b64(&[0x41; 32])), "{debug}");
+        assert!(
+            !debug.contains(&crate::identity::b64(&[0x41; 32])),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -734,9 +730,8 @@ mod tests {
 
     #[test]
     fn the_roster_digest_ignores_order_and_sees_every_change() {
-        let keys: Vec<(u32, [u8; 32])> = (0..5u8)
-            .map(|i| (u32::from(i) * 10 + 3, [i; 32]))
-            .collect();
+        let keys: Vec<(u32, [u8; 32])> =
+            (0..5u8).map(|i| (u32::from(i) * 10 + 3, [i; 32])).collect();
         let digest = roster_digest(ROOM, 7, &keys);
         let mut reversed = keys.clone();
         reversed.reverse();

@@ -481,7 +481,10 @@ impl Api {
     pub fn live_url_shared(&self, room: &str, share: Option<&str>) -> String {
         let mut http = self.url(&format!("/api/v2/rooms/{room}/live"));
         if let Some(share) = share {
-            http = format!("{http}?share={}", url::form_urlencoded::byte_serialize(share.as_bytes()).collect::<String>());
+            http = format!(
+                "{http}?share={}",
+                url::form_urlencoded::byte_serialize(share.as_bytes()).collect::<String>()
+            );
         }
         match http.strip_prefix("https://") {
             Some(rest) => format!("wss://{rest}"),

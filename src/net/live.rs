@@ -509,7 +509,9 @@ impl Worker {
         match self.api.device_key() {
             Some(device) => Some(KeyAgent::new(&self.room, &device, self.now_ms())),
             None => {
-                tracing::warn!("a private room, but this client has no device key: its audio cannot be opened");
+                tracing::warn!(
+                    "a private room, but this client has no device key: its audio cannot be opened"
+                );
                 None
             }
         }
@@ -545,7 +547,9 @@ impl Worker {
         for command in commands {
             let text = ClientMessage { id: None, command }.encode();
             if ws.send(Message::Text(text.into())).await.is_err() {
-                return Err(Ended::Dropped("the connection dropped while sending keys".into()));
+                return Err(Ended::Dropped(
+                    "the connection dropped while sending keys".into(),
+                ));
             }
         }
         if let Some(keys) = &self.keys
@@ -554,7 +558,10 @@ impl Worker {
             self.stats
                 .key_epoch
                 .store(keys.status().epoch.unwrap_or(0), Ordering::Relaxed);
-            let _ = self.events_tx.send(NetEvent::Keys(keys.status().clone())).await;
+            let _ = self
+                .events_tx
+                .send(NetEvent::Keys(keys.status().clone()))
+                .await;
         }
         Ok(())
     }

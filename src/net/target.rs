@@ -124,6 +124,10 @@ mod tests {
         let back = Target::parse(&shared).unwrap();
         assert_eq!(back.room.as_deref(), Some("r1"));
         assert_eq!(back.share.as_deref(), Some("s3-cr_et"));
-        assert_eq!(back.server.as_str(), "http://h:1/", "the secret is not in the server URL");
+        assert_eq!(
+            back.server.as_str(),
+            "http://h:1/",
+            "the secret is not in the server URL"
+        );
     }
 }

@@ -529,10 +529,7 @@ async fn create_room(
         }
         // The maker's own copy tells them the share link's secret.
         let detail = room.view_for(session.user.id);
-        rooms.insert(
-            id,
-            actor::spawn_claimed(shared.clone(), room, None, access),
-        );
+        rooms.insert(id, actor::spawn_claimed(shared.clone(), room, None, access));
         detail
     };
     shared.metrics.rooms.inc();

@@ -16,9 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::protocol::control::{
-    LeaveReason, MAX_KEYS_PER_SHARE, MAX_SEALED_CHARS, RoomEndReason,
-};
+use crate::protocol::control::{LeaveReason, MAX_KEYS_PER_SHARE, MAX_SEALED_CHARS, RoomEndReason};
 use crate::protocol::text::skeleton;
 use crate::protocol::{
     ClientCommand, ErrorCode, Participant, Role, RoomDetail, RoomSummary, ServerMessage,
@@ -1162,7 +1160,13 @@ impl Room {
                     return Ok(Vec::new());
                 }
                 self.member_mut(user).key_epoch = Some(epoch);
-                vec![self.about(user, ServerMessage::KeyHeld { user_id: user, epoch })]
+                vec![self.about(
+                    user,
+                    ServerMessage::KeyHeld {
+                        user_id: user,
+                        epoch,
+                    },
+                )]
             }
         };
         self.count_audience(now_ms);

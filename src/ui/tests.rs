@@ -187,7 +187,8 @@ fn participant(id: UserId, name: &str, role: Role) -> Participant {
         invited: false,
         speaking: false,
         recording: false,
-        device_key: None, key_epoch: None,
+        device_key: None,
+        key_epoch: None,
     }
 }
 

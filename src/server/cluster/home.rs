@@ -392,7 +392,8 @@ pub async fn list_room(
         if !keep_claimed {
             match cluster
                 .write_room(&published, &bans, access.as_deref(), revision)
-                .await {
+                .await
+            {
                 super::Written::At(now) => revision = Some(now),
                 super::Written::Taken => {
                     if let Some(actor) = actor.upgrade() {
