@@ -528,7 +528,8 @@ async fn create_room(
             room.make_private(access.link_secret.clone());
         }
         // The maker's own copy tells them the share link's secret.
-        let detail = room.view_for(session.user.id);
+        let mut detail = room.detail();
+        detail.share_secret = access.as_ref().and_then(|a| a.link_secret.clone());
         rooms.insert(id, actor::spawn_claimed(shared.clone(), room, None, access));
         detail
     };

@@ -1,0 +1,538 @@
+//! Private rooms (#13) against a real server: who sees and joins them, audio sealed end to
+//! end between real clients (the client library, `LiveSession`), what a member without the
+//! key gets, what someone removed can still open, and the key leader leaving mid-speech.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Live, PATIENCE, TestServer, assert_api_error, eventually, next_event};
+use futures_util::{SinkExt, StreamExt};
+use hallway::e2e::agent::{Dropped, KeyAgent};
+use hallway::identity::DeviceKey;
+use hallway::net::live::Backoff;
+use hallway::net::{Api, Credentials, Enroll, LiveSession, NetEvent};
+use hallway::protocol::{
+    AudioFrame, AudioHeader, ClientCommand, ClientMessage, CreateRoom, RoomDetail,
+    ServerMessage, Share, UserId,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// A client on the real client library, with a device key of its own.
+async fn client(server: &TestServer, name: &str) -> Api {
+    let api = Api::new(url::Url::parse(&server.base).unwrap()).with_credentials(Credentials {
+        key: Arc::new(DeviceKey::generate()),
+        enroll: Some(Enroll {
+            name: name.into(),
+            ..Enroll::default()
+        }),
+    });
+    api.sign_in().await.unwrap();
+    api
+}
+
+fn fast() -> Backoff {
+    Backoff {
+        first: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        max_attempts: Some(20),
+    }
+}
+
+/// Frames heard by a client, by sequence number, with their payloads.
+type Heard = Arc<Mutex<Vec<(u32, Vec<u8>)>>>;
+
+/// Joins with the client library; returns the session, its events and what it hears.
+async fn join(
+    api: &Api,
+    room: &str,
+    share: Option<&str>,
+) -> (LiveSession, mpsc::Receiver<NetEvent>, Heard, UserId) {
+    let heard: Heard = Arc::default();
+    let sink = heard.clone();
+    let on_audio = Box::new(move |frame: AudioFrame| {
+        sink.lock()
+            .unwrap()
+            .push((frame.header.sequence, frame.opus().to_vec()));
+    });
+    let (tx, mut events) = mpsc::channel(4096);
+    let live = LiveSession::start_shared(api, room, share.map(str::to_string), tx, on_audio, fast());
+    let you = match next_event(&mut events, |e| {
+        matches!(e, NetEvent::Server(ServerMessage::RoomSnapshot { .. }))
+    })
+    .await
+    {
+        NetEvent::Server(ServerMessage::RoomSnapshot { you, .. }) => you,
+        _ => unreachable!(),
+    };
+    (live, events, heard, you)
+}
+
+/// Waits until a client holds a room key of at least `epoch`.
+async fn holds_key(live: &LiveSession, epoch: u32) {
+    eventually(&format!("the client holds key epoch {epoch}"), || async {
+        live.stats
+            .key_epoch
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= epoch
+    })
+    .await;
+}
+
+/// Speech-like payload: unique per frame, with a marker that must never show on the wire.
+fn payload(sequence: u32) -> Vec<u8> {
+    let mut p = vec![0xfc];
+    p.extend_from_slice(b"PLAINTEXT-SPEECH-");
+    p.extend_from_slice(&sequence.to_be_bytes());
+    p
+}
+
+fn frame(sequence: u32) -> AudioFrame {
+    let header = AudioHeader {
+        speaker_id: 0,
+        sequence,
+        timestamp_48k: sequence.wrapping_mul(960),
+        level: 20,
+        voice: true,
+    };
+    AudioFrame::new(header, &payload(sequence)).unwrap()
+}
+
+/// Speaks frames `from..=to`, one every 20 ms.
+async fn speak(speaker: &LiveSession, from: u32, to: u32) {
+    for sequence in from..=to {
+        speaker.send_audio(&frame(sequence));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `heard` has frame `last`; returns the sequence numbers heard in `range`.
+async fn heard_through(heard: &Heard, last: u32) -> Vec<(u32, Vec<u8>)> {
+    eventually(&format!("frame {last} is heard"), || {
+        let heard = heard.clone();
+        async move { heard.lock().unwrap().iter().any(|(s, _)| *s == last) }
+    })
+    .await;
+    heard.lock().unwrap().clone()
+}
+
+/// Opens a raw WebSocket to a room, with a share secret; the refusal's status and body.
+async fn connect_shared(
+    server: &TestServer,
+    room: &str,
+    token: &str,
+    share: &str,
+) -> Result<Live, (u16, Value)> {
+    let url = format!("{}?share={share}", server.ws_url(room));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => {
+            let mut live = Live {
+                ws,
+                me: 0,
+                snapshot: serde_json::from_value(json!({
+                    "id": "", "title": "", "host": null, "speakers": [], "listener_count": 0,
+                    "created_at_ms": 0, "participants": [], "hands": [], "stage_limit": 0
+                }))
+                .unwrap(),
+            };
+            if let ServerMessage::RoomSnapshot { you, room, .. } = live.next().await {
+                live.me = you;
+                live.snapshot = room;
+            }
+            Ok(live)
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("connect failed: {e}"),
+    }
+}
+
+fn listed(body: &Value, room: &str) -> bool {
+    body["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["id"] == room)
+}
+
+#[tokio::test]
+async fn a_private_room_is_seen_and_joined_only_by_those_it_is_shared_with() {
+    let server = TestServer::start();
+    let hera = server.session("Hera").await;
+    let bob = server.session("Bob").await;
+    let dan = server.session("Dan").await;
+    let eve = server.session("Eve").await;
+    let lin = server.session("Lin").await;
+    // Hera follows Dan: "followers" shares with him.
+    let (status, body) = server
+        .request(
+            reqwest::Method::PUT,
+            &format!("/api/v2/users/{}/follow", dan.user.handle),
+            Some(&hera.token),
+            None,
+        )
+        .await;
+    assert!(status < 300, "{status} {body}");
+
+    let (status, created) = server
+        .post_json(
+            "/api/v2/rooms",
+            Some(&hera.token),
+            json!({"title": "Board meeting", "private": {
+                "handles": [format!("@{}", bob.user.handle)], "followers": true, "link": true}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["private"], json!(true));
+    let room = created["id"].as_str().unwrap().to_string();
+    let secret = created["share_secret"].as_str().unwrap().to_string();
+    assert!(secret.len() >= 20, "a secret worth the name: {secret}");
+
+    // The listing, the room's page and the door: the same answer everywhere.
+    for (who, token, admitted) in [
+        ("the host", Some(&hera.token), true),
+        ("someone named", Some(&bob.token), true),
+        ("someone the host follows", Some(&dan.token), true),
+        ("a stranger", Some(&eve.token), false),
+        ("the link's holder before using it", Some(&lin.token), false),
+        ("nobody signed in", None, false),
+    ] {
+        let (_, list) = server.get("/api/v2/rooms", token.map(|t| t.as_str())).await;
+        assert_eq!(listed(&list, &room), admitted, "{who}: {list}");
+        let got = server
+            .get(&format!("/api/v2/rooms/{room}"), token.map(|t| t.as_str()))
+            .await;
+        if admitted {
+            assert_eq!(got.0, 200, "{who}: {}", got.1);
+            assert!(got.1["share_secret"].is_null(), "the page never shows the secret");
+        } else {
+            assert_api_error(&got, 404, "room_not_found");
+        }
+    }
+    let refused = common::connect_refusal(&server, &room, Some(&eve.token)).await;
+    assert_api_error(&refused, 404, "room_not_found");
+    // A stranger guessing the secret is refused like any stranger.
+    let guessed = connect_shared(&server, &room, &eve.token, "guess").await.err().unwrap();
+    assert_api_error(&guessed, 404, "room_not_found");
+
+    // Named people, and holders of the link, get in; the link is remembered.
+    let mut bob_live = Live::join(&server, &room, &bob).await;
+    assert!(bob_live.snapshot.summary.private);
+    let bob_key = bob_live
+        .snapshot
+        .participants
+        .iter()
+        .find(|p| p.id == bob.user.id)
+        .and_then(|p| p.device_key.clone());
+    assert!(bob_key.is_some(), "a private room lists members' device keys");
+    let _lin_live = connect_shared(&server, &room, &lin.token, &secret).await.unwrap();
+    let (_, list) = server.get("/api/v2/rooms", Some(&lin.token)).await;
+    assert!(listed(&list, &room), "{list}");
+
+    // Keys: only moderators hand them out; nobody claims an epoch never handed out.
+    let code = bob_live
+        .refused(json!({"type": "share_key", "epoch": 1, "keys": []}))
+        .await;
+    assert_eq!(code, "forbidden");
+    let code = bob_live
+        .refused(json!({"type": "key_held", "epoch": 999}))
+        .await;
+    assert_eq!(code, "bad_request");
+
+    // Bad shares are refused with the reason.
+    for (share, status, code) in [
+        (json!({}), 400, "bad_request"),
+        (json!({"handles": ["@nobody_here"]}), 404, ""),
+        (
+            json!({"handles": (0..101).map(|i| format!("u{i}")).collect::<Vec<_>>()}),
+            413,
+            "payload_too_large",
+        ),
+    ] {
+        let got = server
+            .post_json(
+                "/api/v2/rooms",
+                Some(&hera.token),
+                json!({"title": "x", "private": share}),
+            )
+            .await;
+        assert_eq!(got.0, status, "{share}: {}", got.1);
+        if !code.is_empty() {
+            assert_api_error(&got, status, code);
+        }
+        let message = got.1["error"]["message"].as_str().unwrap();
+        assert!(!message.is_empty(), "{message}");
+    }
+
+    // A public room has no keys to hand out.
+    let public = server.create_room(&hera, "open to all").await;
+    let mut host = Live::join(&server, &public, &hera).await;
+    let code = host
+        .refused(json!({"type": "share_key", "epoch": 1, "keys": []}))
+        .await;
+    assert_eq!(code, "bad_request");
+}
+
+#[tokio::test]
+async fn audio_is_sealed_end_to_end_and_only_members_clients_open_it() {
+    let server = TestServer::start();
+    let hera_api = client(&server, "Hera").await;
+    let detail: RoomDetail = hera_api
+        .create(&CreateRoom {
+            title: "Secret talk".into(),
+            private: Some(Share {
+                link: true,
+                ..Share::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let room = detail.summary.id.clone();
+    let secret = detail.share_secret.clone().unwrap();
+    let (hera, _hera_events, _, _) = join(&hera_api, &room, None).await;
+    hera.send(ClientCommand::Unmute);
+
+    let lu_api = client(&server, "Lu").await;
+    let (lu, _lu_events, lu_heard, _) = join(&lu_api, &room, Some(&secret)).await;
+    // A member without a key agent: a raw WebSocket, as any other program could be.
+    let spy_session = server.session("Spy").await;
+    let mut spy = connect_shared(&server, &room, &spy_session.token, &secret)
+        .await
+        .unwrap();
+    holds_key(&hera, 1).await;
+    holds_key(&lu, 1).await;
+
+    speak(&hera, 1, 50).await;
+    let heard = heard_through(&lu_heard, 50).await;
+    let expected: Vec<(u32, Vec<u8>)> = (1..=50).map(|s| (s, payload(s))).collect();
+    assert_eq!(heard, expected, "Lu hears every frame, byte for byte, in order");
+    assert_eq!(
+        lu.stats
+            .undecryptable
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    // The spy got the same frames, sealed: never the payload, at most 24 bytes more.
+    let mut sealed = Vec::new();
+    while sealed.len() < 50 {
+        if let Message::Binary(bytes) = spy.next_any().await {
+            sealed.push(AudioFrame::parse(bytes).unwrap());
+        }
+    }
+    for frame in &sealed {
+        let plain = payload(frame.header.sequence);
+        let opus = frame.opus();
+        assert!(opus.len() > plain.len() && opus.len() <= plain.len() + 24);
+        assert!(
+            !opus.windows(8).any(|w| w == b"PLAINTEX"),
+            "plaintext on the wire: {opus:?}"
+        );
+    }
+    // The room's page, to someone not signed in: there is no such room.
+    let status = server.get(&format!("/api/v2/rooms/{room}"), None).await;
+    assert_eq!(status.0, 404, "a private room is described to nobody outside it");
+}
+
+/// Someone removed from the room keeps every key they were given, and still cannot open
+/// what is said after the rotation (here: a member whose client is the test itself, so
+/// that its keys outlive its connection).
+#[tokio::test]
+async fn someone_removed_cannot_open_what_is_said_after_the_rotation() {
+    let server = TestServer::start();
+    let hera_api = client(&server, "Hera").await;
+    let detail = hera_api
+        .create(&CreateRoom {
+            title: "No eavesdroppers".into(),
+            private: Some(Share {
+                link: true,
+                ..Share::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let (room, secret) = (detail.summary.id.clone(), detail.share_secret.unwrap());
+    let (hera, _hera_events, _, _) = join(&hera_api, &room, None).await;
+    hera.send(ClientCommand::Unmute);
+    let lu_api = client(&server, "Lu").await;
+    let (lu, _lu_events, lu_heard, _) = join(&lu_api, &room, Some(&secret)).await;
+    // Keeps every frame the room sends it, to hand to Mallory's keys afterwards.
+    let spy_session = server.session("Spy").await;
+    let mut spy = connect_shared(&server, &room, &spy_session.token, &secret)
+        .await
+        .unwrap();
+
+    // Mallory: a raw connection driven by a key agent of the test's own.
+    let (mallory_session, mallory_key) = server.account("Mallory", None).await;
+    let mut mallory = connect_shared(&server, &room, &mallory_session.token, &secret)
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let now = || started.elapsed().as_millis() as u64;
+    let mut agent = KeyAgent::new(&room, &mallory_key, now());
+    let snapshot = ServerMessage::RoomSnapshot {
+        protocol_version: hallway::protocol::PROTOCOL_VERSION,
+        you: mallory.me,
+        room: mallory.snapshot.clone(),
+    };
+    for command in agent.on_message(&snapshot, now()) {
+        send(&mut mallory, command).await;
+    }
+    holds_key(&lu, 1).await;
+    // Mallory's key comes a moment after joining (the leader batches newcomers' wraps).
+    while agent.status().epoch.is_none() {
+        let message = mallory.next().await;
+        for command in agent.on_message(&message, now()) {
+            send(&mut mallory, command).await;
+        }
+    }
+    speak(&hera, 1, 20).await;
+    let mut opened_before = 0;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while opened_before < 20 && tokio::time::Instant::now() < deadline {
+        let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_millis(200), mallory.ws.next()).await
+        else {
+            continue;
+        };
+        match message {
+            Message::Text(text) => {
+                let message = ServerMessage::decode(&text).unwrap();
+                for command in agent.on_message(&message, now()) {
+                    send(&mut mallory, command).await;
+                }
+            }
+            Message::Binary(bytes) => {
+                let frame = AudioFrame::parse(bytes).unwrap();
+                let opened = agent
+                    .open(&frame)
+                    .unwrap_or_else(|e| panic!("{e}: {:?}", agent.status()));
+                assert_eq!(opened.opus(), payload(frame.header.sequence));
+                opened_before += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(opened_before, 20, "Mallory heard the room while in it");
+    let held = agent.status().epoch.unwrap();
+
+    // Removed. The key leader (Hera's client) rotates for everyone who stays.
+    hera.send(ClientCommand::Remove {
+        user_id: mallory.me,
+    });
+    assert_eq!(mallory.closed().await.as_deref(), Some("removed"));
+    holds_key(&lu, held + 1).await;
+    holds_key(&hera, held + 1).await;
+    speak(&hera, 21, 60).await;
+    let heard = heard_through(&lu_heard, 60).await;
+    assert!(heard.iter().any(|(s, p)| *s == 60 && *p == payload(60)));
+
+    // Everything the room sent after the rotation, as a server that kept feeding Mallory
+    // (or a recording of the wire) would have it: none of it opens with Mallory's keys.
+    let mut after = 0;
+    while after < 40 {
+        let Message::Binary(bytes) = spy.next_any().await else {
+            continue;
+        };
+        let frame = AudioFrame::parse(bytes).unwrap();
+        if frame.header.sequence <= 20 {
+            continue;
+        }
+        after += 1;
+        let sealed_epoch = (hallway::e2e::sframe::Header::parse(frame.opus())
+            .unwrap()
+            .0
+            .kid
+            >> 4) as u32;
+        // Frames sealed before the rotation reached Hera's sealer still use the old key.
+        if sealed_epoch > held {
+            assert!(
+                matches!(agent.open(&frame), Err(Dropped::NoKey(e)) if e > held),
+                "frame {} opened with a removed member's keys",
+                frame.header.sequence
+            );
+        }
+    }
+    let last_epoch = hera.stats.key_epoch.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(last_epoch > held, "Hera seals with a newer key now");
+}
+
+async fn send(live: &mut Live, command: ClientCommand) {
+    let text = ClientMessage { id: None, command }.encode();
+    live.ws.send(Message::Text(text.into())).await.unwrap();
+}
+
+/// The key leader (the host's client) leaves while a speaker talks: the next host's client
+/// takes over, keys rotate, and the audience hears every frame.
+#[tokio::test]
+async fn the_key_leader_leaves_mid_speech_and_no_frame_is_lost() {
+    let server = TestServer::start();
+    let hera_api = client(&server, "Hera").await;
+    let detail = hera_api
+        .create(&CreateRoom {
+            title: "Relay".into(),
+            private: Some(Share {
+                link: true,
+                ..Share::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let (room, secret) = (detail.summary.id.clone(), detail.share_secret.unwrap());
+    let (hera, _hera_events, _, _) = join(&hera_api, &room, None).await;
+    let mo_api = client(&server, "Mo").await;
+    let (mo, _mo_events, _, mo_id) = join(&mo_api, &room, Some(&secret)).await;
+    let sam_api = client(&server, "Sam").await;
+    let (sam, mut sam_events, _, sam_id) = join(&sam_api, &room, Some(&secret)).await;
+    let lu_api = client(&server, "Lu").await;
+    let (lu, _lu_events, lu_heard, _) = join(&lu_api, &room, Some(&secret)).await;
+    holds_key(&lu, 1).await;
+
+    hera.send(ClientCommand::MakeModerator { user_id: mo_id });
+    hera.send(ClientCommand::InviteToSpeak { user_id: sam_id });
+    next_event(&mut sam_events, |e| {
+        matches!(e, NetEvent::Server(ServerMessage::Invited { user_id, .. }) if *user_id == sam_id)
+    })
+    .await;
+    sam.send(ClientCommand::AcceptInvite);
+    sam.send(ClientCommand::Unmute);
+    next_event(&mut sam_events, |e| {
+        matches!(e, NetEvent::Server(ServerMessage::MuteChanged { user_id, muted: false, .. }) if *user_id == sam_id)
+    })
+    .await;
+
+    let talk = tokio::spawn(async move {
+        speak(&sam, 1, 150).await;
+        sam
+    });
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    hera.leave().await;
+    let sam = talk.await.unwrap();
+    let heard = heard_through(&lu_heard, 150).await;
+    let expected: Vec<(u32, Vec<u8>)> = (1..=150).map(|s| (s, payload(s))).collect();
+    assert_eq!(heard, expected, "every frame, in order, across the hand-over");
+    holds_key(&lu, 2).await;
+    holds_key(&mo, 2).await;
+    assert_eq!(
+        lu.stats
+            .undecryptable
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    drop(sam);
+}
