@@ -15,8 +15,8 @@ use hallway::identity::DeviceKey;
 use hallway::net::live::Backoff;
 use hallway::net::{Api, Credentials, Enroll, LiveSession, NetEvent};
 use hallway::protocol::{
-    AudioFrame, AudioHeader, ClientCommand, ClientMessage, CreateRoom, RoomDetail,
-    ServerMessage, Share, UserId,
+    AudioFrame, AudioHeader, ClientCommand, ClientMessage, CreateRoom, RoomDetail, ServerMessage,
+    Share, UserId,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -61,7 +61,8 @@ async fn join(
             .push((frame.header.sequence, frame.opus().to_vec()));
     });
     let (tx, mut events) = mpsc::channel(4096);
-    let live = LiveSession::start_shared(api, room, share.map(str::to_string), tx, on_audio, fast());
+    let live =
+        LiveSession::start_shared(api, room, share.map(str::to_string), tx, on_audio, fast());
     let you = match next_event(&mut events, |e| {
         matches!(e, NetEvent::Server(ServerMessage::RoomSnapshot { .. }))
     })
@@ -219,7 +220,10 @@ async fn a_private_room_is_seen_and_joined_only_by_those_it_is_shared_with() {
             .await;
         if admitted {
             assert_eq!(got.0, 200, "{who}: {}", got.1);
-            assert!(got.1["share_secret"].is_null(), "the page never shows the secret");
+            assert!(
+                got.1["share_secret"].is_null(),
+                "the page never shows the secret"
+            );
         } else {
             assert_api_error(&got, 404, "room_not_found");
         }
@@ -227,7 +231,10 @@ async fn a_private_room_is_seen_and_joined_only_by_those_it_is_shared_with() {
     let refused = common::connect_refusal(&server, &room, Some(&eve.token)).await;
     assert_api_error(&refused, 404, "room_not_found");
     // A stranger guessing the secret is refused like any stranger.
-    let guessed = connect_shared(&server, &room, &eve.token, "guess").await.err().unwrap();
+    let guessed = connect_shared(&server, &room, &eve.token, "guess")
+        .await
+        .err()
+        .unwrap();
     assert_api_error(&guessed, 404, "room_not_found");
 
     // Named people, and holders of the link, get in; the link is remembered.
@@ -239,8 +246,13 @@ async fn a_private_room_is_seen_and_joined_only_by_those_it_is_shared_with() {
         .iter()
         .find(|p| p.id == bob.user.id)
         .and_then(|p| p.device_key.clone());
-    assert!(bob_key.is_some(), "a private room lists members' device keys");
-    let _lin_live = connect_shared(&server, &room, &lin.token, &secret).await.unwrap();
+    assert!(
+        bob_key.is_some(),
+        "a private room lists members' device keys"
+    );
+    let _lin_live = connect_shared(&server, &room, &lin.token, &secret)
+        .await
+        .unwrap();
     let (_, list) = server.get("/api/v2/rooms", Some(&lin.token)).await;
     assert!(listed(&list, &room), "{list}");
 
@@ -320,7 +332,10 @@ async fn audio_is_sealed_end_to_end_and_only_members_clients_open_it() {
     speak(&hera, 1, 50).await;
     let heard = heard_through(&lu_heard, 50).await;
     let expected: Vec<(u32, Vec<u8>)> = (1..=50).map(|s| (s, payload(s))).collect();
-    assert_eq!(heard, expected, "Lu hears every frame, byte for byte, in order");
+    assert_eq!(
+        heard, expected,
+        "Lu hears every frame, byte for byte, in order"
+    );
     assert_eq!(
         lu.stats
             .undecryptable
@@ -346,7 +361,10 @@ async fn audio_is_sealed_end_to_end_and_only_members_clients_open_it() {
     }
     // The room's page, to someone not signed in: there is no such room.
     let status = server.get(&format!("/api/v2/rooms/{room}"), None).await;
-    assert_eq!(status.0, 404, "a private room is described to nobody outside it");
+    assert_eq!(
+        status.0, 404,
+        "a private room is described to nobody outside it"
+    );
 }
 
 /// Someone removed from the room keeps every key they were given, and still cannot open
@@ -468,7 +486,10 @@ async fn someone_removed_cannot_open_what_is_said_after_the_rotation() {
             );
         }
     }
-    let last_epoch = hera.stats.key_epoch.load(std::sync::atomic::Ordering::Relaxed);
+    let last_epoch = hera
+        .stats
+        .key_epoch
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert!(last_epoch > held, "Hera seals with a newer key now");
 }
 
@@ -525,7 +546,10 @@ async fn the_key_leader_leaves_mid_speech_and_no_frame_is_lost() {
     let sam = talk.await.unwrap();
     let heard = heard_through(&lu_heard, 150).await;
     let expected: Vec<(u32, Vec<u8>)> = (1..=150).map(|s| (s, payload(s))).collect();
-    assert_eq!(heard, expected, "every frame, in order, across the hand-over");
+    assert_eq!(
+        heard, expected,
+        "every frame, in order, across the hand-over"
+    );
     holds_key(&lu, 2).await;
     holds_key(&mo, 2).await;
     assert_eq!(

@@ -150,6 +150,9 @@ pub enum Screen {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomScreen {
     pub id: String,
+    /// The link to share: the room's, or a private room's share link for its moderators.
+    /// Made once, not at every frame.
+    pub link: String,
     /// None until the snapshot arrives.
     pub view: Option<RoomView>,
     /// Index into `view.listed()`.
@@ -671,8 +674,10 @@ impl App {
         self.overlay = None;
         // A created room can arrive while the filter is being typed; keys go to the room.
         self.filtering = false;
+        let link = self.room_link(&id, None);
         self.screen = Screen::Room(Box::new(RoomScreen {
             id: id.clone(),
+            link,
             view: None,
             selected: 0,
             connection: Connection::Connecting,
@@ -681,6 +686,17 @@ impl App {
             keys: None,
         }));
         vec![Effect::JoinRoom { id }]
+    }
+
+    /// A room's link on this server; with `share`, a private room's share link.
+    fn room_link(&self, id: &str, share: Option<&str>) -> String {
+        match (crate::net::Target::parse(&self.server), share) {
+            (Ok(target), Some(secret)) => {
+                crate::net::Target::share_link(&target.server, id, secret)
+            }
+            (Ok(target), None) => crate::net::Target::room_link(&target.server, id),
+            (Err(_), _) => format!("{}/rooms/{id}", self.server.trim_end_matches('/')),
+        }
     }
 
     fn back_to_hallway(&mut self) -> Vec<Effect> {
@@ -748,6 +764,14 @@ impl App {
             &message,
             ServerMessage::HandRaised { user_id, .. } if self.blocking.contains(user_id)
         );
+        if let ServerMessage::RoomSnapshot { room: detail, .. } = &message
+            && let Some(secret) = &detail.share_secret
+        {
+            let link = self.room_link(&detail.summary.id, Some(secret));
+            if let Some(room) = self.room_mut() {
+                room.link = link;
+            }
+        }
         let Some(room) = self.room_mut() else {
             return Vec::new();
         };

@@ -249,11 +249,14 @@ fn card(
     );
     // Rooms with someone I follow on the stage come first, marked.
     let followed = if room.followed { "★ " } else { "" };
-    let title_cols = cols.saturating_sub(2 + text::width(followed) + text::width(&age) + 1);
+    let lock = if room.private { "\u{1f512} " } else { "" };
+    let title_cols =
+        cols.saturating_sub(2 + text::width(followed) + text::width(lock) + text::width(&age) + 1);
     let title_line = text::spread(
         vec![
             marker.clone(),
             Span::styled(followed, theme.hand),
+            Span::styled(lock, theme.badge),
             Span::styled(text::fit(&room.title, title_cols), theme.room_title),
         ],
         vec![Span::styled(age, theme.dim)],

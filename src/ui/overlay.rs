@@ -231,9 +231,9 @@ fn new_room(title: &str, private: bool, theme: &Theme, frame: &mut Frame, area: 
             "Start a room"
         },
         prompt: if private {
-            "Private: people you follow and whoever has its link (Tab: public)"
+            "Private (follows + link). Tab: public"
         } else {
-            "What is the room about? (Tab: private, end-to-end encrypted)"
+            "What is the room about? Tab: private"
         },
         placeholder: "a title people will see in the hallway",
         value: title,

@@ -15,7 +15,6 @@ use super::Theme;
 use super::text::{self, put};
 use crate::app::keymap::{Action, Keymap};
 use crate::app::{App, Connection, RoomScreen, RoomView};
-use crate::net::Target;
 use crate::protocol::{Participant, Role};
 
 /// Narrowest stage cell: mark, a short name, a badge and a meter.
@@ -151,7 +150,7 @@ fn in_room(
     let keys = next(plan.keys);
     let moderation = next(plan.moderation);
 
-    room_header(app, room, view, theme, buf, header);
+    room_header(room, view, theme, buf, header);
     let ctx = Ctx {
         app,
         room,
@@ -169,19 +168,9 @@ fn in_room(
 }
 
 /// The title on the left, the link to share on the right when there is room for both.
-fn room_header(
-    app: &App,
-    room: &RoomScreen,
-    view: &RoomView,
-    theme: &Theme,
-    buf: &mut Buffer,
-    area: Rect,
-) {
+fn room_header(room: &RoomScreen, view: &RoomView, theme: &Theme, buf: &mut Buffer, area: Rect) {
     let cols = usize::from(area.width);
-    let link = match Target::parse(&app.server) {
-        Ok(target) => Target::room_link(&target.server, &room.id),
-        Err(_) => format!("{}/rooms/{}", app.server.trim_end_matches('/'), room.id),
-    };
+    let link = &room.link;
     // Everyone sees that the room is being recorded, and by whom.
     let recorders: Vec<&str> = view
         .detail
@@ -195,16 +184,19 @@ fn room_header(
     } else {
         format!("\u{25cf} REC by {} ", recorders.join(", "))
     };
+    let private = view.detail.summary.private;
+    let lock = if private { "\u{1f512} " } else { "" };
     let title = &view.detail.summary.title;
     // The title wins: the link is shown only when the title still gets 20 columns.
-    let with_link = cols > text::width(&link) + 1 + text::width(title).min(20);
+    let with_link = cols > text::width(&link) + 1 + text::width(lock) + text::width(title).min(20);
     let title_cols = if with_link {
-        cols - text::width(&link) - 2
+        cols - text::width(&link) - 2 - text::width(lock)
     } else {
-        cols.saturating_sub(1)
+        cols.saturating_sub(1 + text::width(lock))
     };
     let left = vec![
         Span::raw(" "),
+        Span::styled(lock, theme.badge),
         Span::styled(text::fit(title, title_cols), theme.room_title),
     ];
     let right = if with_link {
@@ -231,6 +223,11 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn is_me(&self, p: &Participant) -> bool {
         p.id == self.view.me
+    }
+
+    /// In a private room, someone whose client does not hold the room's key yet.
+    fn waits_for_key(&self, p: &Participant) -> bool {
+        self.view.detail.summary.private && p.key_epoch.is_none()
     }
 
     /// Someone I block: their hand is not shown (and they are not heard).
@@ -552,6 +549,8 @@ fn hand_row(ctx: &Ctx, p: &Participant, selected: bool, cols: usize) -> Vec<Span
 fn audience_cell(ctx: &Ctx, p: &Participant, selected: bool, cols: usize) -> Vec<Span<'static>> {
     let tag = if ctx.blocked(p) {
         " blocked"
+    } else if ctx.waits_for_key(p) {
+        " no key yet"
     } else if p.invited {
         " invited"
     } else {
@@ -678,6 +677,15 @@ fn connection_line(app: &App, room: &RoomScreen, theme: &Theme, buf: &mut Buffer
         }
     }
     let separator = "  ·  ";
+    // A private room: who holds the key and the code to compare, or why audio is silent.
+    if let Some(keys) = key_status(room, theme) {
+        let room_left = cols.saturating_sub(text::spans_width(&spans) + separator.len());
+        if room_left >= 12 {
+            spans.push(Span::styled(separator, theme.dim));
+            let style = keys.style;
+            spans.push(Span::styled(text::fit(&keys.text, room_left), style));
+        }
+    }
     let room_left = cols.saturating_sub(text::spans_width(&spans) + separator.len());
     let audio = match &app.audio.unavailable {
         Some(reason) if room_left >= 16 => Some(Span::styled(
@@ -705,6 +713,43 @@ fn connection_line(app: &App, room: &RoomScreen, theme: &Theme, buf: &mut Buffer
         spans.push(audio);
     }
     put(buf, area, 0, Line::from(spans));
+}
+
+struct KeyLine {
+    text: String,
+    style: Style,
+}
+
+/// "🔒 4/5 hold the key · code 0412 8833 1907", or why there is no key yet.
+fn key_status(room: &RoomScreen, theme: &Theme) -> Option<KeyLine> {
+    let view = room.view.as_ref()?;
+    if !view.detail.summary.private {
+        return None;
+    }
+    let keys = room.keys.clone().unwrap_or_default();
+    let Some(epoch) = keys.epoch else {
+        let why = keys
+            .waiting
+            .or(keys.problem)
+            .unwrap_or_else(|| "waiting for the room key".into());
+        return Some(KeyLine {
+            text: format!("\u{1f512} {why}"),
+            style: theme.warn,
+        });
+    };
+    let listed = &view.detail.participants;
+    let holding = listed
+        .iter()
+        .filter(|p| p.key_epoch.is_some_and(|e| e >= epoch))
+        .count();
+    let code = keys.safety_code.unwrap_or_default();
+    Some(KeyLine {
+        text: format!(
+            "\u{1f512} {holding}/{} hold the key  code {code}",
+            listed.len()
+        ),
+        style: theme.dim,
+    })
 }
 
 /// The event line: the latest notice until it fades.

@@ -883,3 +883,72 @@ fn the_title_bar_names_my_handle_and_my_help_key() {
             .contains("F1 help")
     );
 }
+
+/// A private room as its host sees it: the lock, the share link, who holds the key and the
+/// code to compare; someone still without the key says so.
+fn private_room(keys: Option<crate::e2e::agent::KeyStatus>) -> App {
+    let mut app = new_app();
+    app.update(Msg::RoomCreated(Ok(ROOM_ID.into())));
+    app.update(Msg::Net(NetEvent::Connected));
+    app.update(Msg::Net(NetEvent::RoundTrip { rtt_ms: 42 }));
+    let mut detail = room_detail(Role::Moderator, 0);
+    detail.summary.private = true;
+    detail.share_secret = Some("Zm9vYmFyYmF6cXV4".into());
+    for p in &mut detail.participants {
+        // Everyone but carol has opened the key.
+        p.key_epoch = (p.name != "carol").then_some(3);
+    }
+    server(
+        &mut app,
+        ServerMessage::RoomSnapshot {
+            protocol_version: PROTOCOL_VERSION,
+            you: ME,
+            room: detail,
+        },
+    );
+    if let Some(keys) = keys {
+        app.update(Msg::Net(NetEvent::Keys(keys)));
+    }
+    app
+}
+
+#[test]
+fn room_private_with_the_key() {
+    let app = private_room(Some(crate::e2e::agent::KeyStatus {
+        epoch: Some(3),
+        safety_code: Some("0412 8833 1907".into()),
+        leader: Some(10),
+        ..Default::default()
+    }));
+    insta::assert_snapshot!(screen(&app, 120, 30));
+}
+
+#[test]
+fn room_private_waiting_for_the_key() {
+    let app = private_room(Some(crate::e2e::agent::KeyStatus {
+        waiting: Some(
+            "no key yet after 6 s: the host's client has not sent one (it may not support private rooms); audio stays silent until it does".into(),
+        ),
+        ..Default::default()
+    }));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn hallway_lists_a_private_room_with_a_lock() {
+    let mut rooms = many_rooms();
+    rooms[1].private = true;
+    let app = hallway_with(rooms);
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn overlay_new_private_room() {
+    let mut app = hallway_with(many_rooms());
+    app.update(char_key('n'));
+    for c in "Board".chars() {
+        app.update(char_key(c));
+    }
+    app.update(key(KeyCode::Tab));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
