@@ -952,3 +952,99 @@ async fn account_commands_make_follow_and_list_followed_rooms_first() {
     let kept = std::fs::read_to_string(config).unwrap();
     assert_eq!(kept.matches(server.base.as_str()).count(), 2, "{kept}");
 }
+
+/// A private room (#13): `play --private` prints a share link; `record` with that link
+/// holds the key and gets the speech; a member's raw connection without the key gets
+/// frames that are not the speech whatever an Opus decoder makes of them.
+#[tokio::test]
+async fn speech_in_a_private_room_is_recorded_by_a_member_and_is_noise_on_the_wire() {
+    let _one_at_a_time = REAL_TIME.lock().await;
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("private.wav");
+    let clip = audio_support::speech_clip("alice");
+    let clip_s = clip.len() as f64 / RATE as f64;
+    let alice = speech_path("alice");
+    let mut player = Hallway::start(&[
+        "play",
+        "--server",
+        &server.base,
+        "--name",
+        "alice",
+        "--create",
+        "Read aloud, privately",
+        "--private",
+        "--share",
+        "link",
+        alice.to_str().unwrap(),
+    ]);
+    let link = player
+        .stdout_line(|l| l.starts_with(&format!("{}/rooms/", server.base)))
+        .await;
+    let target = hallway::net::Target::parse(&link).unwrap();
+    let (room, secret) = (target.room.unwrap(), target.share.unwrap());
+
+    // Someone let in by the link, on a raw connection: no key agent, no key.
+    let spy = server.session("spy").await;
+    let url = format!("{}?share={secret}", server.ws_url(&room));
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", spy.token).parse().unwrap(),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut spy = Live::joined(ws, &spy).await;
+    assert!(spy.snapshot.summary.private);
+
+    let seconds = format!("{:.1}", clip_s + 2.0);
+    let mut recorder = Hallway::start(&[
+        "record",
+        "--server",
+        &server.base,
+        "--name",
+        "rec",
+        "--room",
+        &link,
+        "--seconds",
+        &seconds,
+        out.to_str().unwrap(),
+    ]);
+    player.succeeds().await;
+    recorder.succeeds().await;
+    assert_holds(
+        &clip,
+        &read_wav(&out),
+        "a member's recording of a private room",
+    );
+
+    // What the wire carried, decoded as if it were Opus.
+    let mut decoder = hallway::audio::codec::OpusDecoder::new().unwrap();
+    let mut wire = Vec::new();
+    let (mut frames, mut not_opus) = (0, 0);
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(500), spy.ws.next()).await
+    {
+        if let Message::Binary(bytes) = message {
+            let frame = hallway::protocol::AudioFrame::parse(bytes).unwrap();
+            frames += 1;
+            if opus::packet::get_nb_samples(frame.opus(), 48_000).ok() != Some(960) {
+                not_opus += 1;
+            }
+            let mut pcm = vec![0.0f32; 960];
+            decoder.decode(frame.opus(), &mut pcm).unwrap();
+            wire.extend_from_slice(&pcm);
+        }
+    }
+    assert!(
+        frames as f64 > clip_s * 40.0,
+        "the spy got the room's frames: {frames}"
+    );
+    let found = align(&clip, &wire);
+    assert!(
+        found.correlation < 0.5,
+        "the speech is in what the wire carried: correlation {:.3} ({not_opus} of {frames} frames not even Opus)",
+        found.correlation
+    );
+}

@@ -19,7 +19,7 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 use thiserror::Error;
 
-/// The cipher suite this module implements: AES_128_GCM_SHA256_128 (RFC 9605 §8.1).
+/// Our one cipher suite, AES_128_GCM_SHA256_128 (RFC 9605 §4.5; registry, §8.1).
 pub const CIPHER_SUITE: u16 = 0x0004;
 /// AEAD key length in bytes (`Nk`).
 pub const KEY_LEN: usize = 16;
