@@ -772,3 +772,83 @@ async fn a_flood_of_cluster_status_from_one_address_leaves_another_served() {
     }
     assert!(flood.await.unwrap() > 0, "the flood was answered too");
 }
+
+/// A private room homed on one node, reached through another: the other node keeps the
+/// same door (its listing and its 404 for strangers), lets in the link's holder, and the
+/// room key and the sealed audio cross NATS to a listener there, who opens every frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_room_keeps_its_door_and_its_keys_across_nodes() {
+    let (nats, pg) = backbone(1).await;
+    let a = node(&pg, &nats, "a");
+    let b = node(&pg, &nats, "b");
+    let hera_api = client(&a, "Hera").await;
+    let detail = hera_api
+        .create(&hallway::protocol::CreateRoom {
+            title: "Behind two doors".into(),
+            private: Some(hallway::protocol::Share {
+                link: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let room = detail.summary.id.clone();
+    let secret = detail.share_secret.clone().unwrap();
+    let (hera_tx, mut hera_events) = mpsc::channel(1024);
+    let hera = LiveSession::start(&hera_api, &room, hera_tx, Box::new(|_| {}), fast());
+    rejoined(&mut hera_events).await;
+    hera.send(ClientCommand::Unmute);
+
+    // Node b knows the room is there, and shows it to nobody who is not let in.
+    let stranger = b.session("Stranger").await;
+    let hera_token = hera_api.token().unwrap();
+    eventually("node b describes the room to its host", || async {
+        let (status, _) = b
+            .get(&format!("/api/v2/rooms/{room}"), Some(&hera_token))
+            .await;
+        status == 200
+    })
+    .await;
+    let (_, list) = b.get("/api/v2/rooms", Some(&stranger.token)).await;
+    assert!(!ids(&list).contains(&room), "{list}");
+    let refused = common::connect_refusal(&b, &room, Some(&b.session("Eve").await.token)).await;
+    common::assert_api_error(&refused, 404, "room_not_found");
+
+    // Lu joins on node b with the link and hears Hera, on node a, through the seal.
+    let lu_api = client(&b, "Lu").await;
+    let heard: Arc<Mutex<Vec<(u32, Vec<u8>)>>> = Arc::default();
+    let sink = heard.clone();
+    let on_audio = Box::new(move |frame: AudioFrame| {
+        sink.lock()
+            .unwrap()
+            .push((frame.header.sequence, frame.opus().to_vec()));
+    });
+    let (lu_tx, mut lu_events) = mpsc::channel(1024);
+    let lu = LiveSession::start_shared(&lu_api, &room, Some(secret), lu_tx, on_audio, fast());
+    rejoined(&mut lu_events).await;
+    eventually("Lu holds the room key", || async {
+        lu.stats
+            .key_epoch
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    })
+    .await;
+    for sequence in 1..=40u32 {
+        hera.send_audio(&frame(sequence));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eventually("Lu hears frame 40", || {
+        let heard = heard.clone();
+        async move { heard.lock().unwrap().iter().any(|(s, _)| *s == 40) }
+    })
+    .await;
+    let got = heard.lock().unwrap().clone();
+    let want: Vec<(u32, Vec<u8>)> = (1..=40).map(|s| (s, payload(s))).collect();
+    assert_eq!(got, want, "every frame, opened, in order, across nodes");
+    assert_eq!(
+        lu.stats
+            .undecryptable
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
