@@ -291,6 +291,65 @@ async fn a_private_room_is_seen_and_joined_only_by_those_it_is_shared_with() {
         assert!(!message.is_empty(), "{message}");
     }
 
+    // The host's client hands out keys for hundreds at once: a full share (256 wraps,
+    // about 45 KB, over the 4 KiB control limit) is taken; more wraps, or more bytes, are
+    // refused with the reason; a flood of shares runs out of its budget while Bob is
+    // still answered.
+    let mut hera_live = Live::join(&server, &room, &hera).await;
+    let wraps = |n: u32| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"to": 1_000_000 + i, "sealed": "A".repeat(152)}))
+            .collect()
+    };
+    hera_live
+        .command(json!({"type": "share_key", "epoch": 1, "keys": wraps(256)}))
+        .await;
+    let code = hera_live
+        .refused(json!({"type": "share_key", "epoch": 1, "keys": wraps(257)}))
+        .await;
+    assert_eq!(code, "payload_too_large");
+    let huge = json!({"type": "share_key", "epoch": 1,
+        "keys": [{"to": 1, "sealed": "A".repeat(60_000)}]});
+    hera_live.send(huge).await;
+    match hera_live
+        .wait_for(|m| matches!(m, ServerMessage::Error { .. }))
+        .await
+    {
+        ServerMessage::Error { code, .. } => assert_eq!(code.as_str(), "payload_too_large"),
+        _ => unreachable!(),
+    }
+    let other = json!({"type": "raise_hand", "padding": "x".repeat(5_000)});
+    hera_live.send(other).await;
+    match hera_live
+        .wait_for(|m| matches!(m, ServerMessage::Error { .. }))
+        .await
+    {
+        ServerMessage::Error { code, message, .. } => {
+            assert_eq!(code.as_str(), "payload_too_large", "{message}");
+            assert!(message.contains("4096"), "{message}");
+        }
+        _ => unreachable!(),
+    }
+    let mut limited = false;
+    for _ in 0..100 {
+        hera_live
+            .send(json!({"type": "share_key", "epoch": 1, "keys": wraps(1)}))
+            .await;
+    }
+    for _ in 0..100 {
+        if let ServerMessage::Error { code, .. } = hera_live
+            .wait_for(|m| matches!(m, ServerMessage::Error { .. } | ServerMessage::Pong { .. }))
+            .await
+        {
+            if code.as_str() == "rate_limited" {
+                limited = true;
+                break;
+            }
+        }
+    }
+    assert!(limited, "a flood of key shares runs out of its budget");
+    bob_live.ping(7).await;
+
     // A public room has no keys to hand out.
     let public = server.create_room(&hera, "open to all").await;
     let mut host = Live::join(&server, &public, &hera).await;

@@ -74,6 +74,11 @@ pub enum ClientCommand {
 /// inside a WebSocket message (64 KiB); a leader splits a rotation for thousands into
 /// several.
 pub const MAX_KEYS_PER_SHARE: usize = 256;
+/// The largest `share_key` message in bytes: [`MAX_KEYS_PER_SHARE`] wraps of about 180
+/// bytes of JSON each, with room to spare. Every other command stays within the server's
+/// small control limit (4 KiB).
+pub const MAX_SHARE_KEY_BYTES: usize = 56 * 1024;
+
 /// The longest wrapped key, in base64url characters (ours are 152: 32 bytes of
 /// encapsulated key, 66 of payload and 16 of tag).
 pub const MAX_SEALED_CHARS: usize = 256;
@@ -148,6 +153,16 @@ impl ControlDecodeError {
             | Self::BadFields { id, .. } => id.clone(),
         }
     }
+}
+
+/// The `type` of a command, read without decoding the rest (None when it has none).
+pub fn command_type(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    serde_json::from_str::<Typed>(text).ok()?.kind
 }
 
 impl ClientMessage {

@@ -28,6 +28,7 @@ use super::outgoing::{CLOSE_NORMAL, Drive, Kind, Outgoing, Wire, goodbye};
 use super::rate::TokenBucket;
 use super::room::is_own_toggle;
 use crate::protocol::audio::MAX_FRAME_LEN;
+use crate::protocol::control::{MAX_SHARE_KEY_BYTES, command_type};
 use crate::protocol::{AudioFrame, ClientCommand, ClientMessage, ErrorCode, ServerMessage, User};
 
 /// How long a closing connection waits for the client's close frame before dropping it.
@@ -37,6 +38,10 @@ const LAST_WORDS: Duration = Duration::from_millis(200);
 /// WebSocket messages above this are a protocol violation and close the connection; smaller
 /// oversize messages get a `payload_too_large` error and the connection stays up.
 const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
+/// `share_key` messages a second (burst): a rotation for 5,000 is 20, at most one rotation
+/// every 2 s, and newcomers' keys go in batches at most every 50 ms.
+const KEY_SHARES_PER_SEC: f64 = 40.0;
+const KEY_SHARES_BURST: f64 = 80.0;
 /// Bytes a WebSocket read takes at once: the largest audio frame (1,291 bytes) and then
 /// some. Larger control messages arrive over several reads. Every connection keeps one,
 /// and tungstenite zero-fills it before each read: small is lighter on both counts (with
@@ -233,6 +238,10 @@ struct Reader<'a> {
     /// A member's own hand and recording toggles: the room shows one change a second
     /// anyway; faster toggling is a flood and earns strikes.
     toggle_bucket: TokenBucket,
+    /// A private room's key leader's `share_key` messages, on a budget of their own: a
+    /// rotation for 5,000 is 20 of them at once, and must not starve (or be starved by)
+    /// the person's other commands.
+    keys_bucket: TokenBucket,
     told_audio_rate: bool,
     /// False once the room has been told this connection is gone.
     in_room: bool,
@@ -257,6 +266,7 @@ impl<'a> Reader<'a> {
             audio_bucket: TokenBucket::new(limits.audio_per_sec, limits.audio_burst),
             strikes: TokenBucket::new(limits.strikes_per_sec, limits.strikes_burst),
             toggle_bucket: TokenBucket::new(limits.toggles_per_sec, limits.toggles_burst),
+            keys_bucket: TokenBucket::new(KEY_SHARES_PER_SEC, KEY_SHARES_BURST),
             told_audio_rate: false,
             in_room: true,
         }
@@ -304,7 +314,25 @@ impl<'a> Reader<'a> {
         match message {
             Message::Text(text) => {
                 self.shared.metrics.control_messages_in.inc();
-                if text.len() > limits.max_control_bytes {
+                // Only a key share may be bigger than the control limit (its type is read
+                // first), up to a limit of its own, and on a budget of its own.
+                let share = (text.len() > limits.max_control_bytes || text.contains("share_key"))
+                    && command_type(text.as_str()).as_deref() == Some("share_key");
+                if share && text.len() > MAX_SHARE_KEY_BYTES {
+                    return self.reject(
+                        ErrorCode::PayloadTooLarge,
+                        None,
+                        format!("a share_key message is at most {MAX_SHARE_KEY_BYTES} bytes"),
+                    );
+                }
+                if share && !self.keys_bucket.try_take() {
+                    return self.reject(
+                        ErrorCode::RateLimited,
+                        None,
+                        format!("at most {KEY_SHARES_PER_SEC} key shares a second; slow down"),
+                    );
+                }
+                if !share && text.len() > limits.max_control_bytes {
                     return self.reject(
                         ErrorCode::PayloadTooLarge,
                         None,
@@ -314,7 +342,7 @@ impl<'a> Reader<'a> {
                         ),
                     );
                 }
-                if !self.control_bucket.try_take() {
+                if !share && !self.control_bucket.try_take() {
                     return self.reject(
                         ErrorCode::RateLimited,
                         None,
