@@ -113,19 +113,31 @@ struct Person {
 
 struct Epoch {
     secret: RoomSecret,
-    roster: [u8; 32],
 }
 
 /// The leader's own bookkeeping for the epoch it made or carries.
 struct Leading {
     epoch: u32,
+    secret: RoomSecret,
+    roster: [u8; 32],
     /// Generations handed out in this epoch, per member.
     gens: HashMap<UserId, u8>,
     /// When each member was last wrapped the current epoch.
     wrapped_ms: HashMap<UserId, u64>,
-    /// Newcomers to wrap at the next flush.
-    pending: Vec<UserId>,
+    /// Members still to wrap the epoch to, at most [`MAX_KEYS_PER_SHARE`] a tick: the
+    /// audience first and the stage last, so that a speaker (who seals with a new key as
+    /// soon as theirs arrives) is sent it only once every listener has been.
+    queue: std::collections::VecDeque<UserId>,
+    /// The room has been told of the epoch (a `share_key`, even an empty one).
+    announced: bool,
+    /// The leader seals with the epoch once the queue of its rotation is through.
+    switched: bool,
+    /// Newcomers wait in the queue until then, to go in one batch.
     flush_due_ms: Option<u64>,
+    /// When wraps last went out: at most one share every [`FLUSH_MS`], however many
+    /// messages come in meanwhile, so a rotation for thousands never holds the live
+    /// session for long.
+    flushed_ms: Option<u64>,
     rotated_ms: u64,
     /// A rotation is owed (someone left) and due then.
     rotate_due_ms: Option<u64>,
@@ -146,6 +158,8 @@ pub struct KeyAgent {
     sealer: Option<(u32, Sealer)>,
     openers: HashMap<(UserId, u64), (SenderKey, ReplayWindow)>,
     leading: Option<Leading>,
+    /// This device's key made ready for wrapping, once it leads.
+    wrapper: Option<wrap::Wrapper>,
     joined_ms: u64,
     status: KeyStatus,
     buf: Vec<u8>,
@@ -166,6 +180,7 @@ impl KeyAgent {
             sealer: None,
             openers: HashMap::new(),
             leading: None,
+            wrapper: None,
             joined_ms: now_ms,
             status: KeyStatus::default(),
             buf: Vec::with_capacity(1_400),
@@ -201,7 +216,7 @@ impl KeyAgent {
                 if let Some(lead) = &mut self.leading
                     && participant.id != self.me
                 {
-                    lead.pending.push(participant.id);
+                    lead.queue.push_back(participant.id);
                     lead.flush_due_ms.get_or_insert(now_ms + FLUSH_MS);
                 }
             }
@@ -210,7 +225,7 @@ impl KeyAgent {
                 self.held.remove(user_id);
                 self.openers.retain(|(sender, _), _| sender != user_id);
                 if let Some(lead) = &mut self.leading {
-                    lead.pending.retain(|id| id != user_id);
+                    lead.queue.retain(|id| id != user_id);
                     let due = now_ms.max(lead.rotated_ms + ROTATE_MIN_MS);
                     lead.rotate_due_ms = Some(lead.rotate_due_ms.map_or(due, |d| d.min(due)));
                 }
@@ -366,7 +381,8 @@ impl KeyAgent {
         self.me != 0 && self.leader() == Some(self.me)
     }
 
-    /// A new epoch, wrapped to everyone in the room.
+    /// A new epoch, for everyone in the room: the wraps go out from this tick on (see
+    /// [`Leading::queue`]); the leader seals with it once they all have.
     fn rotate(&mut self, now_ms: u64) -> Vec<ClientCommand> {
         let epoch = self
             .epochs
@@ -379,60 +395,47 @@ impl KeyAgent {
             .unwrap_or(0)
             + 1;
         let secret = wrap::new_secret();
-        let mut members: Vec<(u64, UserId, [u8; 32])> = self
+        // (on stage, joining order, id, key): the audience first.
+        let mut members: Vec<(bool, u64, UserId, [u8; 32])> = self
             .people
             .iter()
-            .filter_map(|(id, p)| Some((p.seq, *id, p.device_key?)))
+            .filter_map(|(id, p)| Some((p.role.on_stage(), p.seq, *id, p.device_key?)))
             .collect();
         members.sort_unstable();
-        let holders: Vec<(u32, [u8; 32])> = members.iter().map(|(_, id, k)| (*id, *k)).collect();
+        let holders: Vec<(u32, [u8; 32])> = members.iter().map(|(_, _, id, k)| (*id, *k)).collect();
         let roster = wrap::roster_digest(&self.room, epoch, &holders);
-        let mut lead = Leading {
+        let mut gens = HashMap::new();
+        gens.insert(self.me, 0);
+        self.leading = Some(Leading {
             epoch,
-            gens: HashMap::new(),
+            secret,
+            roster,
+            gens,
             wrapped_ms: HashMap::new(),
-            pending: Vec::new(),
-            flush_due_ms: None,
+            queue: members
+                .iter()
+                .map(|(_, _, id, _)| *id)
+                .filter(|id| *id != self.me)
+                .collect(),
+            announced: false,
+            switched: false,
+            flush_due_ms: Some(now_ms),
+            flushed_ms: None,
             rotated_ms: now_ms,
             rotate_due_ms: None,
-        };
-        let mut keys = Vec::with_capacity(members.len());
-        for (_, id, key) in &members {
-            if *id == self.me {
-                continue;
-            }
-            if let Some(wrapped) = self.wrap_for(&mut lead, epoch, &secret, &roster, *id, key) {
-                lead.wrapped_ms.insert(*id, now_ms);
-                keys.push(wrapped);
-            }
-        }
-        lead.gens.insert(self.me, 0);
-        self.install(epoch, secret, roster, 0);
-        self.leading = Some(lead);
-        // The leader holds it too (after the share, which tells the room the epoch exists).
-        let mut out = share_commands(epoch, keys);
-        out.push(ClientCommand::KeyHeld { epoch });
-        out
+        });
+        // Kept for opening at once (a speaker may switch before the leader does).
+        self.keep(epoch, secret);
+        self.flush(now_ms)
     }
 
-    /// Newcomers' wraps, and re-wraps to those still without the current key.
+    /// The next wraps from the queue, re-wraps to those still without the current key,
+    /// and the leader's own switch once a rotation's wraps are all out.
     fn flush(&mut self, now_ms: u64) -> Vec<ClientCommand> {
         let Some(mut lead) = self.leading.take() else {
             return Vec::new();
         };
         let epoch = lead.epoch;
-        let Some(Epoch { secret, roster }) = self.epochs.get(&epoch).map(|e| Epoch {
-            secret: e.secret,
-            roster: e.roster,
-        }) else {
-            self.leading = Some(lead);
-            return Vec::new();
-        };
-        let mut due: Vec<UserId> = Vec::new();
-        if lead.flush_due_ms.is_some_and(|at| now_ms >= at) {
-            due.append(&mut lead.pending);
-            lead.flush_due_ms = None;
-        }
         for (id, p) in &self.people {
             let behind = self.held.get(id).is_none_or(|held| *held < epoch);
             let last = lead.wrapped_ms.get(id).copied();
@@ -440,63 +443,80 @@ impl KeyAgent {
                 && p.device_key.is_some()
                 && behind
                 && last.is_some_and(|at| now_ms >= at + REWRAP_MS)
+                && !lead.queue.contains(id)
             {
-                due.push(*id);
+                lead.queue.push_back(*id);
+                lead.flush_due_ms.get_or_insert(now_ms);
             }
         }
-        due.sort_unstable();
-        due.dedup();
         let mut keys = Vec::new();
         let mut exhausted = false;
-        for id in due {
-            let Some(key) = self.people.get(&id).and_then(|p| p.device_key) else {
-                continue;
-            };
-            match self.wrap_for(&mut lead, epoch, &secret, &roster, id, &key) {
-                Some(wrapped) => {
-                    lead.wrapped_ms.insert(id, now_ms);
-                    keys.push(wrapped);
+        let paced = lead.flushed_ms.is_none_or(|at| now_ms >= at + FLUSH_MS);
+        if paced && lead.flush_due_ms.is_some_and(|at| now_ms >= at) {
+            lead.flushed_ms = Some(now_ms);
+            while keys.len() < MAX_KEYS_PER_SHARE {
+                let Some(id) = lead.queue.pop_front() else {
+                    break;
+                };
+                let Some(key) = self.people.get(&id).and_then(|p| p.device_key) else {
+                    continue;
+                };
+                match self.wrap_for(&mut lead, id, &key) {
+                    Some(wrapped) => {
+                        lead.wrapped_ms.insert(id, now_ms);
+                        keys.push(wrapped);
+                    }
+                    None => exhausted = true,
                 }
-                None => exhausted = true,
+            }
+            if lead.queue.is_empty() {
+                lead.flush_due_ms = None;
             }
         }
         if exhausted {
             lead.rotate_due_ms = Some(now_ms.max(lead.rotated_ms + ROTATE_MIN_MS));
         }
-        self.leading = Some(lead);
-        if keys.is_empty() {
-            return Vec::new();
+        let mut out = Vec::new();
+        if !keys.is_empty() || !lead.announced {
+            lead.announced = true;
+            out.extend(share_commands(epoch, keys));
         }
-        share_commands(epoch, keys)
+        if !lead.switched && lead.queue.is_empty() {
+            lead.switched = true;
+            let (secret, roster) = (lead.secret, lead.roster);
+            self.install(epoch, secret, roster, 0);
+            // The leader holds it too (after the share, which tells the room it exists).
+            out.push(ClientCommand::KeyHeld { epoch });
+        }
+        self.leading = Some(lead);
+        out
     }
 
     /// One member's wrap, with their next generation; None when they have had them all
     /// (a rotation is owed) or the wrap failed (a bad key listed for them).
-    fn wrap_for(
-        &mut self,
-        lead: &mut Leading,
-        epoch: u32,
-        secret: &RoomSecret,
-        roster: &[u8; 32],
-        to: UserId,
-        key: &[u8; 32],
-    ) -> Option<WrappedKey> {
+    fn wrap_for(&mut self, lead: &mut Leading, to: UserId, key: &[u8; 32]) -> Option<WrappedKey> {
         let next = lead.gens.get(&to).map_or(0, |g| g + 1);
         if next >= GEN_LIMIT {
             return None;
         }
         let payload = KeyPayload {
-            secret: *secret,
-            roster: *roster,
+            secret: lead.secret,
+            roster: lead.roster,
             r#gen: next,
         };
         let context = KeyContext {
             room: &self.room,
-            epoch,
+            epoch: lead.epoch,
             sender: self.me,
             recipient: to,
         };
-        match wrap::wrap(&self.agree_secret, key, &context, &payload) {
+        let wrapper = match &self.wrapper {
+            Some(wrapper) => wrapper,
+            None => self
+                .wrapper
+                .insert(wrap::Wrapper::new(&self.agree_secret).ok()?),
+        };
+        match wrapper.wrap(key, &context, &payload) {
             Ok(sealed) => {
                 lead.gens.insert(to, next);
                 Some(WrappedKey {
@@ -562,6 +582,22 @@ impl KeyAgent {
         None
     }
 
+    /// Keeps an epoch's secret for opening only (the leader's, until its wraps are out).
+    fn keep(&mut self, epoch: u32, secret: RoomSecret) {
+        self.epochs.insert(epoch, Epoch { secret });
+        self.prune();
+    }
+
+    fn prune(&mut self) {
+        while self.epochs.len() > EPOCHS_KEPT {
+            if let Some((&old, _)) = self.epochs.iter().next() {
+                self.epochs.remove(&old);
+                self.my_gen.remove(&old);
+                self.openers.retain(|(_, kid), _| (kid >> 4) as u32 != old);
+            }
+        }
+    }
+
     /// Keeps an epoch's secret; the newest is the one to send with.
     fn install(&mut self, epoch: u32, secret: RoomSecret, roster: [u8; 32], generation: u8) {
         // A re-sent key for an epoch held (a reconnect) replaces it: the new generation
@@ -572,15 +608,9 @@ impl KeyAgent {
             self.openers
                 .retain(|(_, kid), _| (kid >> 4) as u32 != epoch);
         }
-        self.epochs.insert(epoch, Epoch { secret, roster });
+        self.epochs.insert(epoch, Epoch { secret });
         self.my_gen.insert(epoch, generation);
-        while self.epochs.len() > EPOCHS_KEPT {
-            if let Some((&old, _)) = self.epochs.iter().next() {
-                self.epochs.remove(&old);
-                self.my_gen.remove(&old);
-                self.openers.retain(|(_, kid), _| (kid >> 4) as u32 != old);
-            }
-        }
+        self.prune();
         let newest = self.epochs.keys().next_back().copied();
         if newest == Some(epoch) {
             let kid = key_id(epoch, generation);
@@ -903,6 +933,46 @@ mod tests {
         assert_eq!(shares(&net) - before, 1);
         assert_eq!(net.agent(3).status().epoch, Some(1));
         assert_eq!(net.epochs(), vec![1], "no rotation for a join");
+    }
+
+    #[test]
+    fn a_big_rotation_goes_out_in_shares_audience_first_and_the_leader_switches_last() {
+        let mut net = Net::new();
+        for id in 2..=600 {
+            net.join(id);
+        }
+        net.command(HOST, ClientCommand::InviteToSpeak { user_id: 5 });
+        net.command(5, ClientCommand::AcceptInvite);
+        net.run_for(ROTATE_MIN_MS + 500);
+        let before = net.sent.len();
+        net.leave(600);
+        let kid_epoch = |f: &AudioFrame| (Header::parse(f.opus()).unwrap().0.kid >> 4) as u32;
+        let mut leader_epochs = Vec::new();
+        for _ in 0..10 {
+            net.run_for(FLUSH_MS);
+            let frame = net.speak(HOST, 1).unwrap();
+            leader_epochs.push(kid_epoch(&frame));
+        }
+        let shares: Vec<Vec<UserId>> = net.sent[before..]
+            .iter()
+            .filter_map(|(_, _, c)| match c {
+                ClientCommand::ShareKey { epoch: 2, keys } => {
+                    Some(keys.iter().map(|k| k.to).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(shares.len() >= 3, "{} shares", shares.len());
+        assert!(shares.iter().all(|s| s.len() <= MAX_KEYS_PER_SHARE));
+        let order: Vec<UserId> = shares.concat();
+        assert_eq!(order.len(), 598, "everyone but the leader and who left");
+        assert_eq!(order.last(), Some(&5), "the speaker is sent the key last");
+        // The leader goes on with the old key until every wrap is out, then switches.
+        assert_eq!(leader_epochs[0], 1, "{leader_epochs:?}");
+        assert_eq!(leader_epochs.last(), Some(&2), "{leader_epochs:?}");
+        let frame = net.speak(5, 1).unwrap();
+        assert_eq!(kid_epoch(&frame), 2);
+        assert_eq!(opens(&mut net, 77, &frame).unwrap(), payload(1));
     }
 
     #[test]

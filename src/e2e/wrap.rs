@@ -84,7 +84,7 @@ const ROSTER_LABEL: &[u8] = b"hallway roster v1";
 const SAFETY_LABEL: &[u8] = b"hallway safety code v1";
 
 /// How many codes [`safety_code`] can show: 12 decimal digits, about 39.9 bits.
-const CODE_SPACE: u128 = 1_000_000_000_000;
+const CODE_SPACE: u128 = 100_000_000_000_000_000_000;
 
 type Kem = X25519HkdfSha256;
 type KemPrivateKey = <Kem as hpke::Kem>::PrivateKey;
@@ -260,30 +260,65 @@ fn seal_bytes(
     context: &KeyContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, WrapError> {
-    let info = context.info()?;
-    // X25519 accepts any 32 bytes as a key, so these conversions cannot fail; a degenerate
-    // point shows up below as an all-zero DH.
-    let sender_sk = KemPrivateKey::from_bytes(sender_secret).map_err(WrapError::SealFailed)?;
-    let sender_pk = Kem::sk_to_pk(&sender_sk);
-    let recipient_pk =
-        KemPublicKey::from_bytes(recipient_public).map_err(|_| WrapError::BadRecipientKey)?;
-    let (enc, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem>(
-        &OpModeS::Auth((sender_sk, sender_pk)),
-        &recipient_pk,
-        &info,
-        plaintext,
-        b"",
-    )
-    .map_err(|err| match err {
-        // Both DHs of AuthEncap are with the recipient's key and a clamped scalar, so an
-        // all-zero result means that key is of small order: not a real device's key.
-        HpkeError::EncapError => WrapError::BadRecipientKey,
-        other => WrapError::SealFailed(other),
-    })?;
-    let mut sealed = Vec::with_capacity(ENCAPSULATED_KEY_LEN + ciphertext.len());
-    sealed.extend_from_slice(&enc.to_bytes());
-    sealed.extend_from_slice(&ciphertext);
-    Ok(sealed)
+    Wrapper::new(sender_secret)?.seal(recipient_public, context, plaintext)
+}
+
+/// A key leader's own device key made ready once for a rotation's thousands of wraps: its
+/// public half is computed here, not at every wrap (one scalar multiplication of four).
+pub struct Wrapper {
+    sender_sk: KemPrivateKey,
+    sender_pk: KemPublicKey,
+}
+
+impl Wrapper {
+    pub fn new(sender_secret: &[u8; 32]) -> Result<Self, WrapError> {
+        // X25519 accepts any 32 bytes as a key, so this cannot fail; a degenerate point
+        // shows up in `seal` as an all-zero DH.
+        let sender_sk = KemPrivateKey::from_bytes(sender_secret).map_err(WrapError::SealFailed)?;
+        let sender_pk = Kem::sk_to_pk(&sender_sk);
+        Ok(Self {
+            sender_sk,
+            sender_pk,
+        })
+    }
+
+    /// [`wrap`] from this sender.
+    pub fn wrap(
+        &self,
+        recipient_public: &[u8; 32],
+        context: &KeyContext,
+        payload: &KeyPayload,
+    ) -> Result<Vec<u8>, WrapError> {
+        self.seal(recipient_public, context, &payload.encode())
+    }
+
+    fn seal(
+        &self,
+        recipient_public: &[u8; 32],
+        context: &KeyContext,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, WrapError> {
+        let info = context.info()?;
+        let recipient_pk =
+            KemPublicKey::from_bytes(recipient_public).map_err(|_| WrapError::BadRecipientKey)?;
+        let (enc, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem>(
+            &OpModeS::Auth((self.sender_sk.clone(), self.sender_pk.clone())),
+            &recipient_pk,
+            &info,
+            plaintext,
+            b"",
+        )
+        .map_err(|err| match err {
+            // Both DHs of AuthEncap are with the recipient's key and a clamped scalar, so
+            // an all-zero result means that key is of small order: not a real device's key.
+            HpkeError::EncapError => WrapError::BadRecipientKey,
+            other => WrapError::SealFailed(other),
+        })?;
+        let mut sealed = Vec::with_capacity(ENCAPSULATED_KEY_LEN + ciphertext.len());
+        sealed.extend_from_slice(&enc.to_bytes());
+        sealed.extend_from_slice(&ciphertext);
+        Ok(sealed)
+    }
 }
 
 /// Opens a [`wrap`] with this device's X25519 secret, checking that it came from the device
@@ -357,18 +392,19 @@ pub fn roster_digest(room: &str, epoch: u32, holders: &[(u32, [u8; 32])]) -> [u8
 }
 
 /// The code people read aloud to check they share one key with the same devices, e.g.
-/// `"0412 8833 1907"`: 12 decimal digits in 3 groups of 4 (14 characters).
+/// `"04128 83319 07551 29384"`: 20 decimal digits in 4 groups of 5 (23 characters).
 ///
 /// HKDF-SHA256 with the secret as input key material (so only key holders can compute
 /// it) and info = `field(label) ‖ field(room) ‖ epoch (u32 BE) ‖ roster`. Anyone holding
 /// the same epoch's secret and roster digest gets the same code.
 ///
-/// Uniformity: 16 bytes of HKDF output read as a u128 and reduced mod 10¹². As
-/// 2¹²⁸ = q·10¹² + r, the r smallest codes come up q+1 times and the rest q times, a
-/// relative excess of 1/q < 3·10⁻²⁷: no measurable bias.
+/// Uniformity: 16 bytes of HKDF output read as a u128 and reduced mod 10²⁰. As
+/// 2¹²⁸ = q·10²⁰ + r, the r smallest codes come up q+1 times and the rest q times, a
+/// relative excess of 1/q < 3·10⁻¹⁹: no measurable bias.
 ///
-/// Strength: 12 digits are about 39.9 bits. Someone who knows one side's secret and can
-/// pick the other's freely could search about 10¹² secrets for a colliding code.
+/// Strength: 20 digits are about 66.4 bits. A server in the middle that knows one side's
+/// secret and picks the other's freely must search about 10²⁰ secrets for a colliding
+/// code; 12 digits (40 bits) would be minutes on a GPU.
 pub fn safety_code(room: &str, epoch: u32, secret: &RoomSecret, roster: &[u8; 32]) -> String {
     let mut info = Vec::with_capacity(64 + room.len());
     put_field(&mut info, SAFETY_LABEL);
@@ -382,10 +418,16 @@ pub fn safety_code(room: &str, epoch: u32, secret: &RoomSecret, roster: &[u8; 32
     render_code(u128::from_be_bytes(okm))
 }
 
-/// `value mod 10¹²` as "dddd dddd dddd", leading zeros kept.
+/// `value mod 10²⁰` as "ddddd ddddd ddddd ddddd", leading zeros kept.
 fn render_code(value: u128) -> String {
-    let digits = format!("{:012}", value % CODE_SPACE);
-    format!("{} {} {}", &digits[..4], &digits[4..8], &digits[8..])
+    let digits = format!("{:020}", value % CODE_SPACE);
+    format!(
+        "{} {} {} {}",
+        &digits[..5],
+        &digits[5..10],
+        &digits[10..15],
+        &digits[15..]
+    )
 }
 
 /// Appends `bytes` preceded by their length as a big-endian u64, so fields cannot run
@@ -770,11 +812,11 @@ mod tests {
 
     fn is_code(code: &str) -> bool {
         let groups: Vec<&str> = code.split(' ').collect();
-        code.len() == 14
-            && groups.len() == 3
+        code.len() == 23
+            && groups.len() == 4
             && groups
                 .iter()
-                .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_digit()))
+                .all(|g| g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit()))
     }
 
     #[test]
@@ -792,10 +834,13 @@ mod tests {
     }
 
     #[test]
-    fn codes_keep_leading_zeros_and_reduce_mod_ten_to_the_twelve() {
-        assert_eq!(render_code(412_8833_1907), "0412 8833 1907");
-        assert_eq!(render_code(0), "0000 0000 0000");
-        assert_eq!(render_code(CODE_SPACE + 5), "0000 0000 0005");
+    fn codes_keep_leading_zeros_and_reduce_mod_ten_to_the_twenty() {
+        assert_eq!(
+            render_code(4_128_833_190_755_129_384),
+            "04128 83319 07551 29384"
+        );
+        assert_eq!(render_code(0), "00000 00000 00000 00000");
+        assert_eq!(render_code(CODE_SPACE + 5), "00000 00000 00000 00005");
         assert_eq!(render_code(u128::MAX), render_code(u128::MAX % CODE_SPACE));
     }
 
@@ -803,7 +848,7 @@ mod tests {
     fn codes_use_every_digit_in_every_place() {
         // A coarse check of uniformity: over 400 random secrets each position shows all
         // ten digits (a stuck or biased position would show far fewer).
-        let mut seen = [[false; 10]; 12];
+        let mut seen = [[false; 10]; 20];
         for _ in 0..400 {
             let code = safety_code(ROOM, 1, &new_secret(), &[0; 32]);
             for (place, digit) in code.bytes().filter(u8::is_ascii_digit).enumerate() {

@@ -720,7 +720,7 @@ struct KeyLine {
     style: Style,
 }
 
-/// "🔒 4/5 hold the key · code 0412 8833 1907", or why there is no key yet.
+/// "🔒 4/5 hold the key · code 04128 83319 07551 29384", or why there is no key yet.
 fn key_status(room: &RoomScreen, theme: &Theme) -> Option<KeyLine> {
     let view = room.view.as_ref()?;
     if !view.detail.summary.private {

@@ -916,7 +916,7 @@ fn private_room(keys: Option<crate::e2e::agent::KeyStatus>) -> App {
 fn room_private_with_the_key() {
     let app = private_room(Some(crate::e2e::agent::KeyStatus {
         epoch: Some(3),
-        safety_code: Some("0412 8833 1907".into()),
+        safety_code: Some("04128 83319 07551 29384".into()),
         leader: Some(10),
         ..Default::default()
     }));
