@@ -340,11 +340,10 @@ async fn a_private_room_is_seen_and_joined_only_by_those_it_is_shared_with() {
         if let ServerMessage::Error { code, .. } = hera_live
             .wait_for(|m| matches!(m, ServerMessage::Error { .. } | ServerMessage::Pong { .. }))
             .await
+            && code.as_str() == "rate_limited"
         {
-            if code.as_str() == "rate_limited" {
-                limited = true;
-                break;
-            }
+            limited = true;
+            break;
         }
     }
     assert!(limited, "a flood of key shares runs out of its budget");

@@ -816,7 +816,8 @@ async fn a_private_room_keeps_its_door_and_its_keys_across_nodes() {
 
     // Lu joins on node b with the link and hears Hera, on node a, through the seal.
     let lu_api = client(&b, "Lu").await;
-    let heard: Arc<Mutex<Vec<(u32, Vec<u8>)>>> = Arc::default();
+    type Heard = Arc<Mutex<Vec<(u32, Vec<u8>)>>>;
+    let heard: Heard = Arc::default();
     let sink = heard.clone();
     let on_audio = Box::new(move |frame: AudioFrame| {
         sink.lock()
