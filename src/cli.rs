@@ -34,7 +34,7 @@ pub struct Cli {
 }
 
 /// Where to connect and as whom; flags win over the config file.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Server URL, or a room link (URL/rooms/ID) to go straight into that room.
     #[arg(long, global = true, env = "HALLWAY_SERVER", value_name = "URL")]
@@ -1153,6 +1153,18 @@ fn stop_signal() -> impl std::future::Future<Output = &'static str> {
     }
 }
 
+/// With a room link for `--room` and no `--server`, the link names the server too.
+fn server_from_link(args: &ClientArgs, room: Option<&str>) -> ClientArgs {
+    let mut args = args.clone();
+    if args.server.is_none()
+        && let Some(link) = room.filter(|r| r.contains("://"))
+    {
+        args.server = Some(link.to_string());
+        args.room = None;
+    }
+    args
+}
+
 /// A room given as an id, or as a room link (a private room's share link carries its
 /// secret); a bare id on the server's own link takes that link's secret.
 fn room_and_share(room: &str, server: &Target) -> anyhow::Result<(String, Option<String>)> {
@@ -1200,6 +1212,7 @@ pub(crate) async fn headless_api(args: &ClientArgs) -> anyhow::Result<(Api, Targ
 }
 
 async fn play(args: &ClientArgs, play: PlayArgs) -> anyhow::Result<()> {
+    let args = &server_from_link(args, play.room.as_deref());
     let (api, target) = headless_api(args).await?;
     let private = play.private.then(|| {
         play.share.unwrap_or(crate::protocol::Share {
@@ -1241,6 +1254,7 @@ async fn record(args: &ClientArgs, record: RecordArgs) -> anyhow::Result<()> {
     if record.seconds.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
         anyhow::bail!("--seconds must be a positive number");
     }
+    let args = &server_from_link(args, Some(&record.room));
     let (api, target) = headless_api(args).await?;
     let (room, share) = room_and_share(&record.room, &target)?;
     let stop = tokio_util::sync::CancellationToken::new();

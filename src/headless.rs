@@ -159,7 +159,7 @@ async fn wait_for_key(
                 )));
             }
             Ok(Some(NetEvent::Keys(status))) => {
-                if let Some(waiting) = status.waiting.or(status.problem) {
+                if let Some(waiting) = status.problem.or(status.waiting) {
                     why = waiting;
                 }
             }

@@ -148,7 +148,11 @@ pub struct KeyAgent {
     room: String,
     me: UserId,
     agree_secret: [u8; 32],
+    agree_public: [u8; 32],
     people: HashMap<UserId, Person>,
+    /// Members whose listed device key cannot be wrapped to (not a real X25519 key): left
+    /// out, rather than retried at every rotation.
+    unwrappable: std::collections::HashSet<UserId>,
     /// Key epochs who holds what (from `key_held`), for re-wraps.
     held: HashMap<UserId, u32>,
     seq: u64,
@@ -172,6 +176,8 @@ impl KeyAgent {
             room: room.to_string(),
             me: 0,
             agree_secret: device.agree_secret(),
+            agree_public: device.public().agree,
+            unwrappable: std::collections::HashSet::new(),
             people: HashMap::new(),
             held: HashMap::new(),
             seq: 0,
@@ -223,7 +229,8 @@ impl KeyAgent {
             ServerMessage::ParticipantLeft { user_id, .. } => {
                 self.people.remove(user_id);
                 self.held.remove(user_id);
-                self.openers.retain(|(sender, _), _| sender != user_id);
+                // Their replay windows stay until their epochs go: a leave and a rejoin
+                // (which a server can fake) must not open the way to replaying old frames.
                 if let Some(lead) = &mut self.leading {
                     lead.queue.retain(|id| id != user_id);
                     let due = now_ms.max(lead.rotated_ms + ROTATE_MIN_MS);
@@ -356,6 +363,8 @@ impl KeyAgent {
             .as_deref()
             .and_then(identity::unb64)
             .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        // A new device (or the same one again) gets a fresh try.
+        self.unwrappable.remove(&p.id);
         self.people.insert(
             p.id,
             Person {
@@ -384,16 +393,15 @@ impl KeyAgent {
     /// A new epoch, for everyone in the room: the wraps go out from this tick on (see
     /// [`Leading::queue`]); the leader seals with it once they all have.
     fn rotate(&mut self, now_ms: u64) -> Vec<ClientCommand> {
+        // From the keys this client holds, never from what others claim to hold (a
+        // claim is the server's word).
         let epoch = self
             .epochs
             .keys()
             .next_back()
             .copied()
-            .into_iter()
-            .chain(self.held.values().copied())
-            .max()
             .unwrap_or(0)
-            + 1;
+            .saturating_add(1);
         let secret = wrap::new_secret();
         // (on stage, joining order, id, key): the audience first.
         let mut members: Vec<(bool, u64, UserId, [u8; 32])> = self
@@ -415,7 +423,7 @@ impl KeyAgent {
             queue: members
                 .iter()
                 .map(|(_, _, id, _)| *id)
-                .filter(|id| *id != self.me)
+                .filter(|id| *id != self.me && !self.unwrappable.contains(id))
                 .collect(),
             announced: false,
             switched: false,
@@ -441,6 +449,7 @@ impl KeyAgent {
             let last = lead.wrapped_ms.get(id).copied();
             if *id != self.me
                 && p.device_key.is_some()
+                && !self.unwrappable.contains(id)
                 && behind
                 && last.is_some_and(|at| now_ms >= at + REWRAP_MS)
                 && !lead.queue.contains(id)
@@ -462,11 +471,15 @@ impl KeyAgent {
                     continue;
                 };
                 match self.wrap_for(&mut lead, id, &key) {
-                    Some(wrapped) => {
+                    Ok(wrapped) => {
                         lead.wrapped_ms.insert(id, now_ms);
                         keys.push(wrapped);
                     }
-                    None => exhausted = true,
+                    Err(Unwrapped::Exhausted) => exhausted = true,
+                    // Left out, not retried: a rotation would not mend their key.
+                    Err(Unwrapped::BadKey) => {
+                        self.unwrappable.insert(id);
+                    }
                 }
             }
             if lead.queue.is_empty() {
@@ -483,8 +496,8 @@ impl KeyAgent {
         }
         if !lead.switched && lead.queue.is_empty() {
             lead.switched = true;
-            let (secret, roster) = (lead.secret, lead.roster);
-            self.install(epoch, secret, roster, 0);
+            let (secret, roster, mine) = (lead.secret, lead.roster, self.agree_public);
+            self.install(epoch, secret, roster, 0, &mine);
             // The leader holds it too (after the share, which tells the room it exists).
             out.push(ClientCommand::KeyHeld { epoch });
         }
@@ -492,12 +505,16 @@ impl KeyAgent {
         out
     }
 
-    /// One member's wrap, with their next generation; None when they have had them all
-    /// (a rotation is owed) or the wrap failed (a bad key listed for them).
-    fn wrap_for(&mut self, lead: &mut Leading, to: UserId, key: &[u8; 32]) -> Option<WrappedKey> {
+    /// One member's wrap, with their next generation.
+    fn wrap_for(
+        &mut self,
+        lead: &mut Leading,
+        to: UserId,
+        key: &[u8; 32],
+    ) -> Result<WrappedKey, Unwrapped> {
         let next = lead.gens.get(&to).map_or(0, |g| g + 1);
         if next >= GEN_LIMIT {
-            return None;
+            return Err(Unwrapped::Exhausted);
         }
         let payload = KeyPayload {
             secret: lead.secret,
@@ -514,19 +531,19 @@ impl KeyAgent {
             Some(wrapper) => wrapper,
             None => self
                 .wrapper
-                .insert(wrap::Wrapper::new(&self.agree_secret).ok()?),
+                .insert(wrap::Wrapper::new(&self.agree_secret).map_err(|_| Unwrapped::BadKey)?),
         };
         match wrapper.wrap(key, &context, &payload) {
             Ok(sealed) => {
                 lead.gens.insert(to, next);
-                Some(WrappedKey {
+                Ok(WrappedKey {
                     to,
                     sealed: identity::b64(&sealed),
                 })
             }
             Err(e) => {
                 tracing::warn!(user = to, "cannot wrap the room key to their device: {e}");
-                None
+                Err(Unwrapped::BadKey)
             }
         }
     }
@@ -560,12 +577,24 @@ impl KeyAgent {
                         wrap::unwrap(&self.agree_secret, sender_key, &context, &bytes)
                     }) {
                     Ok(payload) => {
-                        if self.epochs.contains_key(&epoch)
-                            && self.my_gen.get(&epoch) == Some(&payload.r#gen)
+                        // Only ever forward: a generation of this epoch already had (or
+                        // gone past) is a replay, and taking it would start a sealer over
+                        // under a key id already used, reusing AES-GCM nonces.
+                        if self
+                            .my_gen
+                            .get(&epoch)
+                            .is_some_and(|had| payload.r#gen <= *had)
                         {
                             return None;
                         }
-                        self.install(epoch, payload.secret, payload.roster, payload.r#gen);
+                        let leader_key = *sender_key;
+                        self.install(
+                            epoch,
+                            payload.secret,
+                            payload.roster,
+                            payload.r#gen,
+                            &leader_key,
+                        );
                         self.status.problem = None;
                         return Some(ClientCommand::KeyHeld {
                             epoch: self.status.epoch.unwrap_or(epoch),
@@ -599,7 +628,19 @@ impl KeyAgent {
     }
 
     /// Keeps an epoch's secret; the newest is the one to send with.
-    fn install(&mut self, epoch: u32, secret: RoomSecret, roster: [u8; 32], generation: u8) {
+    ///
+    /// `leader_key` is the device key of the leader who wrapped it, as this client was told:
+    /// it is part of the safety code, so that a server which gave this member a key of its
+    /// own for the leader (as it must, to read and re-wrap the room key to them) shows them
+    /// a code nobody else has.
+    fn install(
+        &mut self,
+        epoch: u32,
+        secret: RoomSecret,
+        roster: [u8; 32],
+        generation: u8,
+        leader_key: &[u8; 32],
+    ) {
         // A re-sent key for an epoch held (a reconnect) replaces it: the new generation
         // is what this client must seal with now.
         if let Some(old) = self.epochs.get(&epoch)
@@ -620,13 +661,28 @@ impl KeyAgent {
                 .is_none_or(|(_, sealer)| sealer.kid() != kid);
             if restart {
                 let base = sender_base(&secret, self.me);
-                self.sealer = Some((epoch, Sealer::new(SenderKey::derive(kid, &base))));
+                // From a random point below 2^31: another run of this client handed the same
+                // key again (by a server replaying an old wrap) counts elsewhere.
+                let first = u64::from(rand::random::<u32>() >> 1);
+                let key = SenderKey::derive(kid, &base);
+                self.sealer = Some((epoch, Sealer::starting_at(key, first)));
             }
+            let mut bound = roster.to_vec();
+            bound.extend_from_slice(leader_key);
+            let bound = identity::sha256(&bound);
             self.status.epoch = Some(epoch);
-            self.status.safety_code = Some(wrap::safety_code(&self.room, epoch, &secret, &roster));
+            self.status.safety_code = Some(wrap::safety_code(&self.room, epoch, &secret, &bound));
             self.status.waiting = None;
         }
     }
+}
+
+/// Why a member got no wrap.
+enum Unwrapped {
+    /// They have had every generation of this epoch: a rotation is owed.
+    Exhausted,
+    /// Their listed device key is not one a key can be wrapped to.
+    BadKey,
 }
 
 /// The SFrame key id of an epoch and generation.
@@ -1005,15 +1061,35 @@ mod tests {
         );
     }
 
+    /// The wraps the leader sent to `to`, as the messages `to` received.
+    fn keys_sent_to(net: &Net, to: UserId) -> Vec<ServerMessage> {
+        net.sent
+            .iter()
+            .flat_map(|(_, from, c)| match c {
+                ClientCommand::ShareKey { epoch, keys } => keys
+                    .iter()
+                    .filter(|k| k.to == to)
+                    .map(|k| ServerMessage::Key {
+                        from: *from,
+                        epoch: *epoch,
+                        sealed: k.sealed.clone(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
     #[test]
-    fn a_second_connection_gets_a_new_generation_and_never_reuses_a_counter() {
+    fn a_second_device_gets_the_key_under_a_new_generation_and_replays_change_nothing() {
         let mut net = Net::new();
         net.join(2);
         net.run_for(200);
         net.command(HOST, ClientCommand::InviteToSpeak { user_id: 2 });
         net.command(2, ClientCommand::AcceptInvite);
         let first = net.speak(2, 1).unwrap();
-        // The same person from a fresh process: a new agent, no key, same epoch.
+        // The same person from another device, without leaving: the room lists the new
+        // device's key and the leader wraps to it.
         let device = DeviceKey::generate();
         net.agents.insert(2, KeyAgent::new("r1", &device, net.now));
         let user = User {
@@ -1021,26 +1097,78 @@ mod tests {
             handle: "u2".into(),
             name: "User 2".into(),
         };
-        let out = net.room.join(&user, net.now).unwrap();
-        net.deliver(out);
-        net.leave(2);
         let key = identity::b64(&device.public().agree);
         let out = net
             .room
-            .join_with_device(&user, Some(key), net.now)
+            .join_with_device(&user, Some(key.clone()), net.now)
             .unwrap();
         net.deliver(out);
-        net.command(HOST, ClientCommand::InviteToSpeak { user_id: 2 });
-        net.command(2, ClientCommand::AcceptInvite);
         net.run_for(200);
-        let second = net.speak(2, 1).unwrap();
+        let listed = net.room.detail();
+        let me = listed.participants.iter().find(|p| p.id == 2).unwrap();
+        assert_eq!(me.device_key.as_deref(), Some(key.as_str()));
+        let second = net.speak(2, 1).expect("the new device holds the key");
         let kid = |f: &AudioFrame| Header::parse(f.opus()).unwrap().0.kid;
         assert_ne!(
             kid(&first),
             kid(&second),
-            "a new key, so counter 0 again is safe"
+            "a new key id, so no counter is reused"
         );
         assert_eq!(opens(&mut net, HOST, &second).unwrap(), payload(1));
+        // An older wrap replayed (the server kept it): taken as nothing, the sealer goes on.
+        let wraps = keys_sent_to(&net, 2);
+        assert!(wraps.len() >= 2, "{wraps:?}");
+        let now = net.now;
+        for old in &wraps {
+            let agent = net.agent(2);
+            assert!(agent.on_message(old, now).is_empty());
+        }
+        let third = net.speak(2, 2).unwrap();
+        assert_eq!(kid(&third), kid(&second));
+        assert_eq!(opens(&mut net, HOST, &third).unwrap(), payload(2));
+    }
+
+    #[test]
+    fn a_forged_claim_of_a_huge_epoch_does_not_stop_rotations() {
+        let mut net = Net::new();
+        net.join(2);
+        net.join(3);
+        net.run_for(200);
+        // The server says someone holds epoch u32::MAX.
+        let claim = ServerMessage::KeyHeld {
+            user_id: 3,
+            epoch: u32::MAX,
+        };
+        let now = net.now;
+        net.agent(HOST).on_message(&claim, now);
+        net.leave(3);
+        net.run_for(ROTATE_MIN_MS + 200);
+        assert_eq!(net.agent(HOST).status().epoch, Some(2));
+        assert_eq!(net.agent(2).status().epoch, Some(2));
+    }
+
+    #[test]
+    fn a_member_with_a_key_nothing_can_be_wrapped_to_does_not_make_the_leader_rotate() {
+        let mut net = Net::new();
+        net.join(2);
+        // Number 9 lists an all-zero key (the server accepts any 32 bytes).
+        let user = User {
+            id: 9,
+            handle: "u9".into(),
+            name: "User 9".into(),
+        };
+        let out = net
+            .room
+            .join_with_device(&user, Some(identity::b64(&[0u8; 32])), net.now)
+            .unwrap();
+        net.deliver(out);
+        net.run_for(ROTATE_MIN_MS * 3);
+        assert_eq!(
+            net.epochs(),
+            vec![1],
+            "no rotation for a key that cannot be used"
+        );
+        assert_eq!(net.agent(2).status().epoch, Some(1));
     }
 
     #[test]

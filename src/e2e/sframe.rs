@@ -316,9 +316,11 @@ impl Sealer {
         Ok(())
     }
 
-    /// A sealer that resumes at `next_ctr`: only tests may skip counters this way.
-    #[cfg(test)]
-    fn starting_at(key: SenderKey, next_ctr: u64) -> Sealer {
+    /// A sealer whose first frame has counter `next_ctr`. A sender that cannot be sure
+    /// no earlier run of it sealed under this key (a restarted client handed an old key
+    /// again) starts at a random point, so that the two runs' counters, and nonces, stay
+    /// apart however the key came back.
+    pub fn starting_at(key: SenderKey, next_ctr: u64) -> Sealer {
         Sealer { key, next_ctr }
     }
 }

@@ -33,8 +33,11 @@
 //!
 //! [`roster_digest`] names who holds an epoch's key (user id and device key, sorted by
 //! user id); the leader puts it in every payload. [`safety_code`] turns secret, room, epoch
-//! and roster into 12 digits people read aloud: equal codes mean the same key shared with
-//! the same devices.
+//! and roster into 20 digits people read aloud: equal codes mean the same key from the
+//! same leader's device (the key agent binds the leader's device key, as each member was
+//! told it, into the roster it passes here). The roster itself is not checked against the
+//! room by members, who may see only part of it: a device the server added shows in the
+//! room as a member.
 
 use hkdf::Hkdf;
 use hpke::aead::ChaCha20Poly1305;
@@ -83,7 +86,7 @@ const ROSTER_LABEL: &[u8] = b"hallway roster v1";
 /// Label that starts the safety code's HKDF info.
 const SAFETY_LABEL: &[u8] = b"hallway safety code v1";
 
-/// How many codes [`safety_code`] can show: 12 decimal digits, about 39.9 bits.
+/// How many codes [`safety_code`] can show: 20 decimal digits, about 66.4 bits.
 const CODE_SPACE: u128 = 100_000_000_000_000_000_000;
 
 type Kem = X25519HkdfSha256;

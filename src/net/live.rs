@@ -136,6 +136,7 @@ impl LiveSession {
             room: room.to_string(),
             share,
             keys: None,
+            private: false,
             clock: std::time::Instant::now(),
             nodes: vec![api.clone()],
             current: 0,
@@ -202,6 +203,9 @@ struct Worker {
     /// A private room's key agent, from its first snapshot on; kept across reconnects
     /// (its counters must never start over under the same key).
     keys: Option<KeyAgent>,
+    /// The room is private: without a key agent (no device key), nothing is sent or
+    /// played, never audio in the clear.
+    private: bool,
     clock: std::time::Instant,
     /// The server, then the other nodes of its cluster (learnt once connected): a
     /// connection that cannot be made again moves to the next.
@@ -407,6 +411,7 @@ impl Worker {
                                 if let ServerMessage::RoomSnapshot { room, .. } = &message {
                                     self.joined = true;
                                     if room.summary.private && self.keys.is_none() {
+                                        self.private = true;
                                         self.keys = self.new_agent();
                                     }
                                 }
@@ -426,6 +431,9 @@ impl Worker {
                             if let Ok(frame) = AudioFrame::parse(bytes) {
                                 self.stats.audio_in.fetch_add(1, Ordering::Relaxed);
                                 match &mut self.keys {
+                                    None if self.private => {
+                                        self.stats.undecryptable.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     None => (self.on_audio)(frame),
                                     Some(keys) => match keys.open(&frame) {
                                         Ok(frame) => {
@@ -464,6 +472,10 @@ impl Worker {
                 }
                 Some(frame) = self.audio_rx.recv() => {
                     let frame = match &mut self.keys {
+                        None if self.private => {
+                            self.stats.unsealed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         None => frame,
                         Some(keys) => match AudioFrame::parse(frame).map(|f| keys.seal(&f)) {
                             Ok(Ok(sealed)) => sealed.bytes().clone(),

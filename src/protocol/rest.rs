@@ -260,7 +260,7 @@ pub struct Share {
     /// These people, by handle (without `@`); every handle must exist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handles: Vec<String>,
-    /// Everyone the host follows.
+    /// Everyone the room's maker follows (looked up at each check).
     #[serde(default, skip_serializing_if = "is_false")]
     pub followers: bool,
     /// Anyone holding the room's share link (its secret is in the room's detail, for

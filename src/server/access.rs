@@ -1,7 +1,7 @@
 //! Who may see and join a private room (#13).
 //!
 //! A private room is listed to, described to and joined by only those it is shared with:
-//! its host, the people named by handle when it was made, everyone the host follows (when
+//! its maker, the people named by handle when it was made, everyone the maker follows (when
 //! asked; looked up at each check, so a follow made later counts), and anyone who came in
 //! with the share link's secret (remembered, so the room stays in their list). Everyone
 //! else is answered as if there were no such room: a refusal that said "private" would

@@ -483,10 +483,6 @@ async fn create_room(
     let Json(request) = body?;
     let limits = &shared.config.limits;
     let title = clean_text(&request.title, limits.max_title_chars, TextKind::RoomTitle)?;
-    let access = match &request.private {
-        Some(share) => Some(Arc::new(private_access(&shared, &session, share).await?)),
-        None => None,
-    };
     if !session.take_room() {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
@@ -505,6 +501,11 @@ async fn create_room(
             ),
         ));
     }
+    // After the budgets: the handles cost store calls.
+    let access = match &request.private {
+        Some(share) => Some(Arc::new(private_access(&shared, &session, share).await?)),
+        None => None,
+    };
     let detail = {
         let mut rooms = shared.rooms.write().map_err(|_| internal())?;
         if rooms.len() >= limits.max_rooms {
@@ -701,11 +702,11 @@ async fn live(
         ));
     }
     let peer = client.addr;
-    let handle = room_handle(&shared, &id).await?;
-    // Refused as if there were no such room: a stranger learns nothing of a private one.
+    // The door first, refused as if there were no such room: a stranger learns nothing of
+    // a private one, and starts nothing (in a cluster, no edge, no carrying on).
     if !admitted(
         &shared,
-        handle.access.as_deref(),
+        access_of(&shared, &id)?.as_deref(),
         Some(session.user.id),
         query.share.as_deref(),
     )
@@ -716,6 +717,7 @@ async fn live(
             format!("no live room {id:?}; it may have ended"),
         ));
     }
+    let handle = room_handle(&shared, &id).await?;
     let device = Some(crate::identity::b64(&session.agree_key));
     // A big room homed here serves its newcomers from its fan-out shards, in turn.
     let handle = match &handle.shards {
@@ -921,6 +923,23 @@ async fn private_access(
         share.followers,
         share.link.then(|| crate::identity::random_code(16)),
     ))
+}
+
+/// A room's sharing, if it is private: homed here, on another node, or orphaned.
+fn access_of(shared: &Shared, id: &str) -> Result<Option<Arc<Access>>, ApiError> {
+    if let Some(handle) = shared.rooms.read().map_err(|_| internal())?.get(id) {
+        return Ok(handle.access.clone());
+    }
+    let Some(cluster) = &shared.cluster else {
+        return Ok(None);
+    };
+    if !cluster::wire::valid_room_id(id) {
+        return Ok(None);
+    }
+    let entry = cluster
+        .remote_room(id)
+        .or_else(|| cluster.orphan(id).map(|(entry, _)| entry));
+    Ok(entry.and_then(|entry| entry.access).map(Arc::new))
 }
 
 /// Whether `viewer` may see and join a room: everyone a public one, a private one only

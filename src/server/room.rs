@@ -457,7 +457,33 @@ impl Room {
     ) -> Result<Vec<Delivery>, Refusal> {
         self.admission(user)?;
         let device_key = device_key.filter(|_| self.private);
-        if self.members.contains_key(&user.id) {
+        if let Some(member) = self.members.get(&user.id) {
+            // From another device, in a private room: the room lists the new device's key
+            // (the key leader wraps the room key to it) and tells of them as joining anew,
+            // last in the order, as every client's copy of the room puts them.
+            if device_key.is_some() && member.device_key != device_key {
+                self.seq += 1;
+                let seq = self.seq;
+                let m = self.member_mut(user.id);
+                m.device_key = device_key;
+                m.key_epoch = None;
+                m.joined_seq = seq;
+                let listed = m.listed;
+                let mut out = vec![Delivery::To(user.id, self.snapshot(user.id))];
+                if let Some(participant) = self.participant(user.id) {
+                    let message = ServerMessage::ParticipantJoined { participant };
+                    out.push(if listed {
+                        Delivery::AllExcept(user.id, message)
+                    } else {
+                        Delivery::Moderators {
+                            and: None,
+                            except: Some(user.id),
+                            message,
+                        }
+                    });
+                }
+                return Ok(out);
+            }
             return Ok(vec![Delivery::To(user.id, self.snapshot(user.id))]);
         }
         let mut out = Vec::new();

@@ -179,12 +179,17 @@ fn room_header(room: &RoomScreen, view: &RoomView, theme: &Theme, buf: &mut Buff
         .filter(|p| p.recording)
         .map(|p| p.name.as_str())
         .collect();
-    let link = if recorders.is_empty() {
+    let private = view.detail.summary.private;
+    // A private room's link without its secret opens nothing: only those who run the
+    // room (who were given the secret) show it; others see whose room it is.
+    let shareable = !private || view.detail.share_secret.is_some();
+    let link = if !recorders.is_empty() {
+        format!("\u{25cf} REC by {} ", recorders.join(", "))
+    } else if shareable {
         format!("link {link} ")
     } else {
-        format!("\u{25cf} REC by {} ", recorders.join(", "))
+        "private: shared by its host ".to_string()
     };
-    let private = view.detail.summary.private;
     let lock = if private { "\u{1f512} " } else { "" };
     let title = &view.detail.summary.title;
     // The title wins: the link is shown only when the title still gets 20 columns.
@@ -720,7 +725,7 @@ struct KeyLine {
     style: Style,
 }
 
-/// "🔒 4/5 hold the key · code 04128 83319 07551 29384", or why there is no key yet.
+/// "🔒 4/5 hold the key  code 04128 83319 07551 29384", or why there is no key yet.
 fn key_status(room: &RoomScreen, theme: &Theme) -> Option<KeyLine> {
     let view = room.view.as_ref()?;
     if !view.detail.summary.private {
@@ -728,9 +733,10 @@ fn key_status(room: &RoomScreen, theme: &Theme) -> Option<KeyLine> {
     }
     let keys = room.keys.clone().unwrap_or_default();
     let Some(epoch) = keys.epoch else {
+        // A key that came and was refused says more than "waiting".
         let why = keys
-            .waiting
-            .or(keys.problem)
+            .problem
+            .or(keys.waiting)
             .unwrap_or_else(|| "waiting for the room key".into());
         return Some(KeyLine {
             text: format!("\u{1f512} {why}"),
