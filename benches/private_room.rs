@@ -11,6 +11,11 @@
 //!   until every listener holds a key, as a share of one core and per join, against the same
 //!   storm in a public room.
 //!
+//! - **fan-out**: one speaker (the client library, sealing in a private room) and 500
+//!   listeners on raw connections for 10 s: the server's CPU per delivered frame, private
+//!   against public. The server forwards sealed frames as it forwards any: the difference
+//!   is 24 more bytes a frame, and the key messages.
+//!
 //! ```sh
 //! cargo bench --bench private_room -- --runs 5
 //! ```
@@ -70,6 +75,25 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
+        let (listeners, seconds) = if bench { (500, 10) } else { (10, 1) };
+        let mut per_frame = [Vec::new(), Vec::new()];
+        for _ in 0..if bench { runs } else { 1 } {
+            for private in [false, true] {
+                let (us, frames) = fan_out(private, listeners, seconds).await;
+                eprintln!(
+                    "fan-out run ({}): {us:.2} µs of server CPU per delivered frame, {frames} frames",
+                    kind(private)
+                );
+                per_frame[usize::from(private)].push(us);
+            }
+        }
+        let public = median(&mut per_frame[0]);
+        let private = median(&mut per_frame[1]);
+        println!(
+            "fanout 1 speaker x {listeners} listeners, {seconds} s: server CPU per delivered frame {public:.2} µs public, {private:.2} µs private ({:.2}x; medians of {})",
+            private / public,
+            per_frame[0].len()
+        );
         for private in [false, true] {
             let mut waits = Vec::new();
             for _ in 0..if bench { runs } else { 1 } {
@@ -330,6 +354,80 @@ async fn join_to_first_audio(private: bool, joins: usize) -> Vec<f64> {
     speaking.store(false, Ordering::Relaxed);
     let _host = talk.await;
     waits
+}
+
+/// The server's CPU per frame delivered to `listeners` raw listeners over `seconds`, while
+/// one client-library speaker talks (sealing, in a private room); and the frames counted.
+async fn fan_out(private: bool, listeners: usize, seconds: u64) -> (f64, u64) {
+    let server = Server::start(packets::LIFTED_LIMITS);
+    let host_api = device_api(&server.addr, "Hera");
+    host_api.sign_in().await.unwrap();
+    let detail = host_api
+        .create(&CreateRoom {
+            title: "fan-out".into(),
+            private: private.then(|| Share {
+                link: true,
+                ..Share::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let room = detail.summary.id.clone();
+    let share = detail
+        .share_secret
+        .map(|s| format!("?share={s}"))
+        .unwrap_or_default();
+    let (tx, mut events) = mpsc::channel(4096);
+    let host = LiveSession::start(&host_api, &room, tx, Box::new(|_| {}), Backoff::default());
+    loop {
+        if let Some(NetEvent::Server(ServerMessage::RoomSnapshot { .. })) = events.recv().await {
+            break;
+        }
+    }
+    host.send(hallway::protocol::ClientCommand::Unmute);
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let http = reqwest::Client::new();
+    let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counting = Arc::new(AtomicBool::new(false));
+    for i in 0..listeners {
+        let token = accounts::sign_up(&http, &server.addr, &format!("l{i}"))
+            .await
+            .0;
+        let url = format!("ws://{}/api/v2/rooms/{room}/live{share}", server.addr);
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let (frames, counting) = (frames.clone(), counting.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                if matches!(message, Message::Binary(_)) && counting.load(Ordering::Relaxed) {
+                    frames.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    // Keys handed out, everyone settled.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let talk = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for sequence in 0..(seconds * 50 + 100) as u32 {
+            tick.tick().await;
+            host.send_audio(&frame(sequence));
+        }
+        host
+    });
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let cpu = server.cpu_s();
+    counting.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    counting.store(false, Ordering::Relaxed);
+    let cpu = server.cpu_s() - cpu;
+    let _host = talk.await;
+    let delivered = frames.load(Ordering::Relaxed);
+    assert!(delivered > 0, "the listeners got frames");
+    (cpu * 1e6 / delivered as f64, delivered)
 }
 
 /// A `hallway play` child: the room's host, and in a private room its key leader.
