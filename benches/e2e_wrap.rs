@@ -10,19 +10,23 @@ use std::time::{Duration, Instant};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use hallway::e2e::wrap::{KeyContext, KeyPayload, new_secret, roster_digest, unwrap, wrap};
+use hallway::e2e::wrap::{
+    KeyContext, KeyPayload, Wrapper, new_secret, roster_digest, unwrap, wrap,
+};
 use hallway::identity::DeviceKey;
 
 const ROOM: &str = "town hall";
 const EPOCH: u32 = 42;
 const LEADER: u32 = 1;
 
-/// Wraps one payload to every member, as the leader does at each rotation.
+/// Wraps one payload to every member, as the leader does at each rotation (with its key
+/// made ready once, as the key agent keeps it).
 fn rotate(
     leader_secret: &[u8; 32],
     members: &[(u32, [u8; 32])],
     payload: &KeyPayload,
 ) -> Vec<Vec<u8>> {
+    let wrapper = Wrapper::new(leader_secret).unwrap();
     members
         .iter()
         .map(|&(user, agree)| {
@@ -32,7 +36,7 @@ fn rotate(
                 sender: LEADER,
                 recipient: user,
             };
-            wrap(leader_secret, &agree, &context, payload).unwrap()
+            wrapper.wrap(&agree, &context, payload).unwrap()
         })
         .collect()
 }
