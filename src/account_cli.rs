@@ -64,7 +64,7 @@ pub fn account_text(me: &Me) -> String {
             "  {:>4}  {:<20} {}  added {}{}\n",
             device.id,
             terminal_safe(&device.label),
-            crate::identity::fingerprint_of(&device.sign_key),
+            crate::identity::fingerprint_of(&device.sign_key, &device.agree_key),
             date(device.created_at_ms),
             if device.current {
                 "  (this device)"
@@ -101,7 +101,7 @@ pub fn profile_text(p: &Profile) -> String {
     for device in &p.devices {
         out.push_str(&format!(
             "device key {}\n",
-            crate::identity::fingerprint_of(&device.sign_key)
+            crate::identity::fingerprint_of(&device.sign_key, &device.agree_key)
         ));
     }
     out

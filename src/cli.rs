@@ -1029,12 +1029,16 @@ async fn tui(args: ClientArgs, force_demo: bool) -> anyhow::Result<()> {
     let audio = client::AudioLink::start(&input, &output, !args.no_noise_suppression);
     let result = client::run(
         api,
-        name,
-        target.room,
-        target.share,
         audio,
-        config.latency,
-        keys,
+        client::RunOptions {
+            my_name: name,
+            room: target.room,
+            share: target.share,
+            latency: config.latency,
+            keys,
+            config_path: options.config_path.clone(),
+            config,
+        },
     )
     .await;
     if let Some(demo) = demo {

@@ -31,6 +31,10 @@ pub struct Config {
     /// [`crate::app::keymap`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub keys: BTreeMap<String, Keys>,
+    /// People whose device fingerprints were compared with them, by `"SERVER @handle"`:
+    /// their devices' X25519 keys (base64url), marked ✓ in private rooms.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verified: BTreeMap<String, Vec<String>>,
 }
 
 /// One key or several, for an action in `[keys]`.
@@ -96,6 +100,39 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The device keys marked verified for people on `server`, by lowercase handle.
+    pub fn verified_on(
+        &self,
+        server: &str,
+    ) -> std::collections::HashMap<String, std::collections::BTreeSet<String>> {
+        let prefix = format!("{server} @");
+        self.verified
+            .iter()
+            .filter_map(|(slot, keys)| {
+                let handle = slot.strip_prefix(&prefix)?;
+                Some((handle.to_lowercase(), keys.iter().cloned().collect()))
+            })
+            .collect()
+    }
+
+    /// Keeps (`on`) or forgets that `keys` of `handle` on `server` were compared.
+    pub fn set_verified(&mut self, server: &str, handle: &str, keys: &[String], on: bool) {
+        let slot = format!("{server} @{}", handle.to_lowercase());
+        let kept = self.verified.entry(slot.clone()).or_default();
+        if on {
+            for key in keys {
+                if !kept.contains(key) {
+                    kept.push(key.clone());
+                }
+            }
+        } else {
+            kept.retain(|k| !keys.contains(k));
+        }
+        if kept.is_empty() {
+            self.verified.remove(&slot);
+        }
+    }
+
     /// The default path, `$XDG_CONFIG_HOME/hallway/config.toml`.
     pub fn default_path() -> Result<PathBuf, ConfigError> {
         directories::ProjectDirs::from("", "", "hallway")
@@ -173,6 +210,23 @@ mod tests {
         let clash: Config = toml::from_str("[keys]\nmute = \"h\"\n").expect("parses");
         let error = clash.keymap().expect_err("h is the hand's").to_string();
         assert!(error.contains("mean both"), "{error}");
+    }
+
+    #[test]
+    fn verified_keys_are_kept_per_server_and_handle_and_forgotten() {
+        let mut config = Config::default();
+        let a = "http://a:1/";
+        config.set_verified(a, "Ada", &["k1".into(), "k2".into()], true);
+        config.set_verified("http://b:1/", "ada", &["k9".into()], true);
+        let on_a = config.verified_on(a);
+        assert_eq!(on_a.len(), 1);
+        assert_eq!(on_a["ada"].iter().collect::<Vec<_>>(), ["k1", "k2"]);
+        let text = toml::to_string(&config).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+        config.set_verified(a, "ada", &["k1".into(), "k2".into()], false);
+        assert!(config.verified_on(a).is_empty());
+        assert_eq!(config.verified.len(), 1, "b's entry stays");
     }
 
     #[test]

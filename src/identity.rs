@@ -260,10 +260,15 @@ impl DevicePublic {
             .is_ok()
     }
 
-    /// Short human-comparable fingerprint of the signing key: the first 10 bytes of its
-    /// SHA-256, as 5 groups of 4 hex digits separated by spaces, e.g. "3f2a 91c0 ...".
+    /// Short human-comparable fingerprint of the device: the first 10 bytes of the
+    /// SHA-256 of both public keys (the one that signs in, then the one private rooms'
+    /// keys are wrapped to), as 5 groups of 4 hex digits, e.g. "3f2a 91c0 ...". Two people
+    /// who compare it know both keys, so a server cannot slip in another key for either.
     pub fn fingerprint(&self) -> String {
-        let hash = sha256(&self.sign);
+        let mut both = [0u8; 64];
+        both[..32].copy_from_slice(&self.sign);
+        both[32..].copy_from_slice(&self.agree);
+        let hash = sha256(&both);
         hash[..10]
             .chunks(2)
             .map(|pair| format!("{:02x}{:02x}", pair[0], pair[1]))
@@ -294,16 +299,14 @@ pub fn origin_of(url: &url::Url) -> Option<String> {
     })
 }
 
-/// The fingerprint of a signing key as the wire carries it (base64url), computed here and
-/// not taken from a server; "invalid key" when it is not 32 bytes of base64url.
-pub fn fingerprint_of(sign_key: &str) -> String {
-    match unb64(sign_key).and_then(|b| <[u8; 32]>::try_from(b).ok()) {
-        Some(sign) => DevicePublic {
-            sign,
-            agree: [0; 32],
-        }
-        .fingerprint(),
-        None => "invalid key".to_string(),
+/// The fingerprint of a device from its two keys as the wire carries them (base64url),
+/// computed here and not taken from a server; "invalid key" when either is not 32 bytes
+/// of base64url.
+pub fn fingerprint_of(sign_key: &str, agree_key: &str) -> String {
+    let key = |text: &str| unb64(text).and_then(|b| <[u8; 32]>::try_from(b).ok());
+    match (key(sign_key), key(agree_key)) {
+        (Some(sign), Some(agree)) => DevicePublic { sign, agree }.fingerprint(),
+        _ => "invalid key".to_string(),
     }
 }
 

@@ -54,13 +54,15 @@ pub enum Action {
     Block,
     /// On a card: report to the server's admins.
     Report,
+    /// On a card: mark their device keys as compared (verified), or not any more.
+    Verify,
     /// Close the card.
     Close,
 }
 
 impl Action {
     /// Every action, for the config's names.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 29] = [
         Action::Quit,
         Action::Help,
         Action::Down,
@@ -88,6 +90,7 @@ impl Action {
         Action::Follow,
         Action::Block,
         Action::Report,
+        Action::Verify,
         Action::Close,
     ];
 
@@ -121,6 +124,7 @@ impl Action {
             Action::Follow => "follow",
             Action::Block => "block",
             Action::Report => "report",
+            Action::Verify => "verify",
             Action::Close => "close",
         }
     }
@@ -325,6 +329,11 @@ pub const CARD: Group = Group {
             keys: &[(c('r'), Action::Report)],
         },
         Entry {
+            label: "v",
+            help: "mark verified (compared)",
+            keys: &[(c('v'), Action::Verify)],
+        },
+        Entry {
             label: "Esc p",
             help: "close the card",
             keys: &[(KeyCode::Esc, Action::Close), (c('p'), Action::Close)],
@@ -353,7 +362,7 @@ pub struct HelpLayout {
 impl HelpLayout {
     pub fn new(cols: u16, rows: u16) -> Self {
         let two_columns = cols >= 72;
-        let (width, height) = if two_columns { (78, 23) } else { (44, 40) };
+        let (width, height) = if two_columns { (78, 23) } else { (44, 41) };
         // Borders, then the footer line and the blank above it.
         let visible = height.min(rows).saturating_sub(4);
         let rows_of = |g: &Group| g.entries.len() + 1;

@@ -110,6 +110,12 @@ pub enum Effect {
         handle: String,
         on: bool,
     },
+    /// Keep (or forget) that these device keys of `handle` were compared with them.
+    SetVerified {
+        handle: String,
+        agree_keys: Vec<String>,
+        on: bool,
+    },
     Report {
         handle: String,
         reason: String,
@@ -241,6 +247,9 @@ pub struct App {
     pub my_handle: Option<String>,
     /// Everyone I follow: their rooms come first, and their arrivals on a stage are told.
     pub following: HashSet<UserId>,
+    /// Device keys (X25519, base64url) of people whose fingerprints I compared with them, by
+    /// lowercase handle: a private room marks them when it is with one of these.
+    pub verified: HashMap<String, std::collections::BTreeSet<String>>,
     /// Everyone I block: not heard, their hands not shown.
     pub blocking: HashSet<UserId>,
     pub now_ms: u64,
@@ -313,6 +322,7 @@ impl App {
             keys: keymap::Keymap::default(),
             my_handle: None,
             following: HashSet::new(),
+            verified: HashMap::new(),
             blocking: HashSet::new(),
             now_ms: 0,
             quit: false,
@@ -613,11 +623,11 @@ impl App {
                 self.overlay = None;
                 Vec::new()
             }
-            Action::Follow | Action::Block | Action::Report if mine => {
+            Action::Follow | Action::Block | Action::Report | Action::Verify if mine => {
                 self.say("That is your own card.");
                 Vec::new()
             }
-            Action::Follow | Action::Block if card.profile.is_none() => {
+            Action::Follow | Action::Block | Action::Verify if card.profile.is_none() => {
                 self.say("The card is still loading.");
                 Vec::new()
             }
@@ -635,6 +645,42 @@ impl App {
                 }],
                 None => Vec::new(),
             },
+            Action::Verify => {
+                let Some(profile) = &card.profile else {
+                    return Vec::new();
+                };
+                let handle = card.handle.to_lowercase();
+                let agree_keys: Vec<String> = profile
+                    .devices
+                    .iter()
+                    .map(|d| d.agree_key.clone())
+                    .collect();
+                let known = self.verified.entry(handle.clone()).or_default();
+                let on = !agree_keys.iter().all(|k| known.contains(k));
+                if on {
+                    known.extend(agree_keys.iter().cloned());
+                } else {
+                    for key in &agree_keys {
+                        known.remove(key);
+                    }
+                }
+                if known.is_empty() {
+                    self.verified.remove(&handle);
+                }
+                self.say(if on {
+                    format!(
+                        "@{} marked verified: their device keys are the ones you compared.",
+                        card.handle
+                    )
+                } else {
+                    format!("@{} is no longer marked verified.", card.handle)
+                });
+                vec![Effect::SetVerified {
+                    handle,
+                    agree_keys,
+                    on,
+                }]
+            }
             Action::Report => {
                 self.overlay = Some(Overlay::Report {
                     handle: card.handle,
@@ -1077,6 +1123,7 @@ impl App {
             | Action::Follow
             | Action::Block
             | Action::Report
+            | Action::Verify
             | Action::Close => Vec::new(),
         }
     }
@@ -1269,6 +1316,7 @@ impl App {
             | Action::Follow
             | Action::Block
             | Action::Report
+            | Action::Verify
             | Action::Close => Vec::new(),
         }
     }

@@ -512,7 +512,7 @@ fn the_help_scrolls_where_the_screen_is_too_small_and_other_keys_close_it() {
     );
     // Growing the screen takes back scrolling that is no longer needed.
     app.update(key(KeyCode::End));
-    app.update(Msg::Resize { cols: 50, rows: 40 });
+    app.update(Msg::Resize { cols: 50, rows: 60 });
     assert_eq!(app.overlay, Some(Overlay::Help { scroll: 0 }));
     app.update(Msg::Resize { cols: 50, rows: 20 });
     assert!(
@@ -1805,4 +1805,64 @@ fn the_event_line_tells_when_someone_followed_starts_a_room_or_steps_on_a_stage(
         app.current_notice(),
         Some("@linus (you follow them) is on the stage in \u{201c}Late night JAZZ\u{201d}.")
     );
+}
+
+#[test]
+fn a_card_marks_someones_device_keys_verified_and_unmarks_them() {
+    let mut app = hallway();
+    app.update(Msg::Me(me_with("ada", Vec::new(), Vec::new())));
+    let mut rooms = rooms();
+    rooms[0].host = Some(User {
+        id: 7,
+        handle: "Grace_H".into(),
+        name: "Grace".into(),
+    });
+    app.update(Msg::Rooms(Ok(rooms)));
+    app.update(ch('p'));
+    assert!(
+        app.update(ch('v')).is_empty(),
+        "nothing until the card is there"
+    );
+    let mut card = card_of("Grace_H", false, false);
+    card.devices = vec![
+        crate::protocol::PublicDevice {
+            sign_key: "s1".into(),
+            agree_key: "a1".into(),
+            fingerprint: String::new(),
+        },
+        crate::protocol::PublicDevice {
+            sign_key: "s2".into(),
+            agree_key: "a2".into(),
+            fingerprint: String::new(),
+        },
+    ];
+    app.update(Msg::Profile {
+        handle: "Grace_H".into(),
+        result: Ok(card),
+    });
+    assert_eq!(
+        app.update(ch('v')),
+        vec![Effect::SetVerified {
+            handle: "grace_h".into(),
+            agree_keys: vec!["a1".into(), "a2".into()],
+            on: true,
+        }]
+    );
+    assert_eq!(
+        app.verified["grace_h"].iter().collect::<Vec<_>>(),
+        ["a1", "a2"]
+    );
+    assert!(
+        matches!(app.overlay, Some(Overlay::Card(_))),
+        "the card stays open"
+    );
+    assert_eq!(
+        app.update(ch('v')),
+        vec![Effect::SetVerified {
+            handle: "grace_h".into(),
+            agree_keys: vec!["a1".into(), "a2".into()],
+            on: false,
+        }]
+    );
+    assert!(!app.verified.contains_key("grace_h"));
 }

@@ -193,26 +193,34 @@ impl Drop for TerminalGuard {
 }
 
 /// Runs the terminal client until the user quits.
-pub async fn run(
-    api: Api,
-    my_name: String,
-    room: Option<String>,
-    share: Option<String>,
-    audio: AudioLink,
-    latency: crate::config::Latency,
-    keys: crate::app::keymap::Keymap,
-) -> anyhow::Result<()> {
+/// What the terminal client starts with, besides the server and the audio.
+pub struct RunOptions {
+    pub my_name: String,
+    /// Go straight into this room, with a private room's share secret from its link.
+    pub room: Option<String>,
+    pub share: Option<String>,
+    pub latency: crate::config::Latency,
+    pub keys: crate::app::keymap::Keymap,
+    /// The config as loaded (people marked verified), and where to keep changes to it.
+    pub config: Config,
+    pub config_path: Option<std::path::PathBuf>,
+}
+
+pub async fn run(api: Api, audio: AudioLink, options: RunOptions) -> anyhow::Result<()> {
     let (guard, mut terminal) = TerminalGuard::enter()?;
     let theme = Theme::from_env();
     let mut app = App::new(
         api.base().as_str().trim_end_matches('/'),
-        my_name,
+        options.my_name,
         guard.enhanced_keys,
     );
-    app.latency = latency;
-    app.keys = keys;
+    app.latency = options.latency;
+    app.keys = options.keys;
+    app.verified = options.config.verified_on(api.base().as_str());
+    let room = options.room;
     let mut shell = Shell::new(api, audio);
-    if let (Some(room), Some(share)) = (&room, share) {
+    shell.config_path = options.config_path;
+    if let (Some(room), Some(share)) = (&room, options.share) {
         shell.shares.insert(room.clone(), share);
     }
     let mut meters = tokio::time::interval(METERS);
@@ -283,6 +291,8 @@ struct Shell {
     /// Private rooms' share secrets, by room id, from a share link on the command line:
     /// joining those rooms presents it.
     shares: std::collections::HashMap<String, String>,
+    /// Where the config file is, to keep who was marked verified (None: keep nothing).
+    config_path: Option<std::path::PathBuf>,
 }
 
 impl Shell {
@@ -295,6 +305,7 @@ impl Shell {
             live: None,
             audio,
             shares: std::collections::HashMap::new(),
+            config_path: None,
         }
     }
 
@@ -393,6 +404,23 @@ impl Shell {
             }
             Effect::SetFollow { handle, on } => self.change(handle, Change::Follow(on), None),
             Effect::SetBlock { handle, on } => self.change(handle, Change::Block(on), None),
+            Effect::SetVerified {
+                handle,
+                agree_keys,
+                on,
+            } => {
+                // Read afresh and written back: another client may have kept a token since.
+                if let Some(path) = &self.config_path {
+                    let server = self.api.base().as_str().to_string();
+                    let kept = Config::load(path).and_then(|mut config| {
+                        config.set_verified(&server, &handle, &agree_keys, on);
+                        config.save(path)
+                    });
+                    if let Err(e) = kept {
+                        tracing::warn!("could not keep who is verified: {e}");
+                    }
+                }
+            }
             Effect::Report { handle, reason } => self.change(handle, Change::Report, Some(reason)),
             Effect::FetchMe => {
                 let (api, tx) = (self.api.clone(), self.msg_tx.clone());

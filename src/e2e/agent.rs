@@ -55,6 +55,10 @@ pub const ROTATE_EVERY_MS: u64 = 5 * 60_000;
 pub const FLUSH_MS: u64 = 50;
 /// A member without the current key this long is wrapped it again.
 pub const REWRAP_MS: u64 = 3_000;
+/// Re-wraps of one epoch to a member who never says it holds it: then it is left alone
+/// until it joins again. A client that never answers (an old one, a raw WebSocket) must
+/// not run the room out of generations and into a rotation every minute.
+pub const REWRAPS: u8 = 2;
 /// A member still without any key this long is told why.
 pub const KEY_WAIT_MS: u64 = 5_000;
 /// Epochs kept for receiving.
@@ -128,12 +132,17 @@ struct Leading {
     /// audience first and the stage last, so that a speaker (who seals with a new key as
     /// soon as theirs arrives) is sent it only once every listener has been.
     queue: std::collections::VecDeque<UserId>,
+    /// Who is in `queue`, to ask in O(1).
+    queued: std::collections::HashSet<UserId>,
     /// The room has been told of the epoch (a `share_key`, even an empty one).
     announced: bool,
     /// The leader seals with the epoch once the queue of its rotation is through.
     switched: bool,
     /// Newcomers wait in the queue until then, to go in one batch.
     flush_due_ms: Option<u64>,
+    /// When the room was last looked over for members still without the key: once a
+    /// second, not at every message (a storm of thousands would make that quadratic).
+    scanned_ms: Option<u64>,
     /// When wraps last went out: at most one share every [`FLUSH_MS`], however many
     /// messages come in meanwhile, so a rotation for thousands never holds the live
     /// session for long.
@@ -141,6 +150,18 @@ struct Leading {
     rotated_ms: u64,
     /// A rotation is owed (someone left) and due then.
     rotate_due_ms: Option<u64>,
+}
+
+impl Leading {
+    fn queued(&self, id: UserId) -> bool {
+        self.queued.contains(&id)
+    }
+
+    fn push(&mut self, id: UserId) {
+        if self.queued.insert(id) {
+            self.queue.push_back(id);
+        }
+    }
 }
 
 /// One member's key agent.
@@ -222,7 +243,7 @@ impl KeyAgent {
                 if let Some(lead) = &mut self.leading
                     && participant.id != self.me
                 {
-                    lead.queue.push_back(participant.id);
+                    lead.push(participant.id);
                     lead.flush_due_ms.get_or_insert(now_ms + FLUSH_MS);
                 }
             }
@@ -232,7 +253,9 @@ impl KeyAgent {
                 // Their replay windows stay until their epochs go: a leave and a rejoin
                 // (which a server can fake) must not open the way to replaying old frames.
                 if let Some(lead) = &mut self.leading {
-                    lead.queue.retain(|id| id != user_id);
+                    if lead.queued.remove(user_id) {
+                        lead.queue.retain(|id| id != user_id);
+                    }
                     let due = now_ms.max(lead.rotated_ms + ROTATE_MIN_MS);
                     lead.rotate_due_ms = Some(lead.rotate_due_ms.map_or(due, |d| d.min(due)));
                 }
@@ -425,10 +448,16 @@ impl KeyAgent {
                 .map(|(_, _, id, _)| *id)
                 .filter(|id| *id != self.me && !self.unwrappable.contains(id))
                 .collect(),
+            queued: members
+                .iter()
+                .map(|(_, _, id, _)| *id)
+                .filter(|id| *id != self.me && !self.unwrappable.contains(id))
+                .collect(),
             announced: false,
             switched: false,
             flush_due_ms: Some(now_ms),
             flushed_ms: None,
+            scanned_ms: Some(now_ms),
             rotated_ms: now_ms,
             rotate_due_ms: None,
         });
@@ -444,7 +473,11 @@ impl KeyAgent {
             return Vec::new();
         };
         let epoch = lead.epoch;
-        for (id, p) in &self.people {
+        let scan = lead.scanned_ms.is_none_or(|at| now_ms >= at + 1_000);
+        if scan {
+            lead.scanned_ms = Some(now_ms);
+        }
+        for (id, p) in self.people.iter().filter(|_| scan) {
             let behind = self.held.get(id).is_none_or(|held| *held < epoch);
             let last = lead.wrapped_ms.get(id).copied();
             if *id != self.me
@@ -452,9 +485,10 @@ impl KeyAgent {
                 && !self.unwrappable.contains(id)
                 && behind
                 && last.is_some_and(|at| now_ms >= at + REWRAP_MS)
-                && !lead.queue.contains(id)
+                && lead.gens.get(id).is_none_or(|g| *g < REWRAPS)
+                && !lead.queued(*id)
             {
-                lead.queue.push_back(*id);
+                lead.push(*id);
                 lead.flush_due_ms.get_or_insert(now_ms);
             }
         }
@@ -467,6 +501,7 @@ impl KeyAgent {
                 let Some(id) = lead.queue.pop_front() else {
                     break;
                 };
+                lead.queued.remove(&id);
                 let Some(key) = self.people.get(&id).and_then(|p| p.device_key) else {
                     continue;
                 };
@@ -1145,6 +1180,28 @@ mod tests {
         net.run_for(ROTATE_MIN_MS + 200);
         assert_eq!(net.agent(HOST).status().epoch, Some(2));
         assert_eq!(net.agent(2).status().epoch, Some(2));
+    }
+
+    #[test]
+    fn a_member_that_never_says_it_holds_the_key_is_wrapped_it_three_times_and_no_rotation() {
+        let mut net = Net::new();
+        net.join(2);
+        // Number 9 is a raw connection: listed with a real key, but no agent answers.
+        let device = DeviceKey::generate();
+        let user = User {
+            id: 9,
+            handle: "u9".into(),
+            name: "User 9".into(),
+        };
+        let key = identity::b64(&device.public().agree);
+        let out = net
+            .room
+            .join_with_device(&user, Some(key), net.now)
+            .unwrap();
+        net.deliver(out);
+        net.run_for(60_000);
+        assert_eq!(keys_sent_to(&net, 9).len(), 3, "the wrap and two more");
+        assert_eq!(net.epochs(), vec![1], "and no rotation");
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
         Screen::Room(room) => room::render(app, room, theme, frame, body),
     }
     if let Some(overlay) = &app.overlay {
-        overlay::render(overlay, &app.keys, theme, frame, area);
+        overlay::render(overlay, app, theme, frame, area);
     }
 }
 

@@ -12,17 +12,18 @@ use super::text::{self, put};
 use crate::app::keymap::{
     Action, CARD, Group, HALLWAY, HelpLayout, Keymap, MODERATORS, ROOM, STAGE,
 };
-use crate::app::{Card, Overlay, REPORT_MAX_CHARS};
+use crate::app::{App, Card, Overlay, REPORT_MAX_CHARS};
 
 /// Longest title the model accepts (it stops taking characters there).
 const TITLE_MAX_CHARS: usize = 100;
 
-pub fn render(overlay: &Overlay, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect) {
+pub fn render(overlay: &Overlay, app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let keys = &app.keys;
     match overlay {
         Overlay::Help { scroll } => help(*scroll, keys, theme, frame, area),
         Overlay::NewRoom { title, private } => new_room(title, *private, theme, frame, area),
         Overlay::ConfirmRemove { name, .. } => confirm_remove(name, theme, frame, area),
-        Overlay::Card(c) => card(c, keys, theme, frame, area),
+        Overlay::Card(c) => card(c, app, keys, theme, frame, area),
         Overlay::Report { handle, reason } => report(handle, reason, theme, frame, area),
     }
 }
@@ -259,7 +260,7 @@ fn report(handle: &str, reason: &str, theme: &Theme, frame: &mut Frame, area: Re
 
 /// Someone's profile card: name and handle, bio, joined and invited by, followers, what
 /// I have done (follow, block), their device keys, and the card's keys.
-fn card(card: &Card, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect) {
+fn card(card: &Card, app: &App, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect) {
     let title = format!("@{}", text::fit(&card.handle, 24));
     let inner = modal(frame, area, 60, 13, &title, theme.border);
     if inner.is_empty() {
@@ -297,12 +298,16 @@ fn card(card: &Card, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect
             if !yours.is_empty() {
                 lines.push(Line::from(yours));
             }
+            let verified = app.verified.get(&card.handle.to_lowercase());
             for device in p.devices.iter().take(2) {
-                lines.push(Line::styled(
-                    // Computed here from the key: a server's own fingerprint could lie.
-                    format!("key {}", crate::identity::fingerprint_of(&device.sign_key)),
-                    theme.dim,
-                ));
+                // Computed here from the keys: a server's own fingerprint could lie.
+                let fingerprint =
+                    crate::identity::fingerprint_of(&device.sign_key, &device.agree_key);
+                let mut line = vec![Span::styled(format!("key {fingerprint}"), theme.dim)];
+                if verified.is_some_and(|v| v.contains(&device.agree_key)) {
+                    line.push(Span::styled("  ✓ verified", theme.speaking));
+                }
+                lines.push(Line::from(line));
             }
         }
         (None, Some(error)) => lines.push(Line::styled(
@@ -339,6 +344,7 @@ fn card(card: &Card, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect
         (Action::Follow, follow),
         (Action::Block, block),
         (Action::Report, "report"),
+        (Action::Verify, "verified"),
         (Action::Close, "close"),
     ]
     .into_iter()

@@ -230,6 +230,17 @@ impl Ctx<'_> {
         p.id == self.view.me
     }
 
+    /// In a private room, someone in it from a device whose keys I compared with them.
+    fn verified(&self, p: &Participant) -> bool {
+        self.view.detail.summary.private
+            && p.device_key.as_ref().is_some_and(|key| {
+                self.app
+                    .verified
+                    .get(&p.handle.to_lowercase())
+                    .is_some_and(|keys| keys.contains(key))
+            })
+    }
+
     /// In a private room, someone whose client does not hold the room's key yet.
     fn waits_for_key(&self, p: &Participant) -> bool {
         self.view.detail.summary.private && p.key_epoch.is_none()
@@ -243,10 +254,11 @@ impl Ctx<'_> {
     /// Their display name, and on the selected row their handle too: two people with one
     /// name are told apart there.
     fn name(&self, p: &Participant, selected: bool) -> String {
+        let mark = if self.verified(p) { " ✓" } else { "" };
         if selected {
-            format!("{} @{}", p.name, p.handle)
+            format!("{}{mark} @{}", p.name, p.handle)
         } else {
-            p.name.clone()
+            format!("{}{mark}", p.name)
         }
     }
 }

@@ -897,6 +897,9 @@ fn private_room(keys: Option<crate::e2e::agent::KeyStatus>) -> App {
     for p in &mut detail.participants {
         // Everyone but carol has opened the key.
         p.key_epoch = (p.name != "carol").then_some(3);
+        if p.handle == "grace" {
+            p.device_key = Some(crate::identity::b64(&[8; 32]));
+        }
     }
     server(
         &mut app,
@@ -951,4 +954,22 @@ fn overlay_new_private_room() {
     }
     app.update(key(KeyCode::Tab));
     insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+/// A card whose device keys I compared, and that person in a private room: both marked.
+#[test]
+fn a_verified_person_on_their_card_and_in_a_private_room() {
+    let mut app = private_room(None);
+    // The key grace is in the room with, and her card's device, is [8; 32].
+    let grace_key = crate::identity::b64(&[8; 32]);
+    app.verified
+        .insert("grace".into(), [grace_key].into_iter().collect());
+    insta::assert_snapshot!("private_room_verified_person", screen(&app, 80, 24));
+    select(&mut app, "grace");
+    app.update(char_key('p'));
+    app.update(Msg::Profile {
+        handle: "grace".into(),
+        result: Ok(profile(10, "grace", "grace")),
+    });
+    insta::assert_snapshot!("card_verified", screen(&app, 80, 24));
 }
