@@ -11,9 +11,8 @@ use std::time::Duration;
 use common::{Live, PATIENCE, TestServer, assert_api_error, eventually, next_event};
 use futures_util::{SinkExt, StreamExt};
 use hallway::e2e::agent::{Dropped, KeyAgent};
-use hallway::identity::DeviceKey;
 use hallway::net::live::Backoff;
-use hallway::net::{Api, Credentials, Enroll, LiveSession, NetEvent};
+use hallway::net::{Api, LiveSession, NetEvent};
 use hallway::protocol::{
     AudioFrame, AudioHeader, ClientCommand, ClientMessage, CreateRoom, RoomDetail, ServerMessage,
     Share, UserId,
@@ -21,19 +20,9 @@ use hallway::protocol::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// A client on the real client library, with a device key of its own.
 async fn client(server: &TestServer, name: &str) -> Api {
-    let api = Api::new(url::Url::parse(&server.base).unwrap()).with_credentials(Credentials {
-        key: Arc::new(DeviceKey::generate()),
-        enroll: Some(Enroll {
-            name: name.into(),
-            ..Enroll::default()
-        }),
-    });
-    api.sign_in().await.unwrap();
-    api
+    common::signed_in_client(server, name).await
 }
 
 fn fast() -> Backoff {
@@ -122,46 +111,7 @@ async fn heard_through(heard: &Heard, last: u32) -> Vec<(u32, Vec<u8>)> {
     heard.lock().unwrap().clone()
 }
 
-/// Opens a raw WebSocket to a room, with a share secret; the refusal's status and body.
-async fn connect_shared(
-    server: &TestServer,
-    room: &str,
-    token: &str,
-    share: &str,
-) -> Result<Live, (u16, Value)> {
-    let url = format!("{}?share={share}", server.ws_url(room));
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((ws, _)) => {
-            let mut live = Live {
-                ws,
-                me: 0,
-                snapshot: serde_json::from_value(json!({
-                    "id": "", "title": "", "host": null, "speakers": [], "listener_count": 0,
-                    "created_at_ms": 0, "participants": [], "hands": [], "stage_limit": 0
-                }))
-                .unwrap(),
-            };
-            if let ServerMessage::RoomSnapshot { you, room, .. } = live.next().await {
-                live.me = you;
-                live.snapshot = room;
-            }
-            Ok(live)
-        }
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp
-                .body()
-                .as_deref()
-                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null);
-            Err((resp.status().as_u16(), body))
-        }
-        Err(e) => panic!("connect failed: {e}"),
-    }
-}
+use common::connect_shared;
 
 fn listed(body: &Value, room: &str) -> bool {
     body["rooms"]

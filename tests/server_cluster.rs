@@ -14,7 +14,7 @@ use common::{Live, PATIENCE, TestServer, eventually, next_event};
 use hallway::app::RoomView;
 use hallway::identity::DeviceKey;
 use hallway::net::live::Backoff;
-use hallway::net::{Api, Credentials, Enroll, LiveSession, NetEvent};
+use hallway::net::{Api, LiveSession, NetEvent};
 use hallway::protocol::{
     AudioFrame, AudioHeader, ClientCommand, RoomDetail, ServerMessage, Session, UserId,
 };
@@ -304,15 +304,7 @@ async fn a_room_id_with_subject_syntax_is_no_room() {
 
 /// A client on the real client library, signed in with a new device on `node`.
 async fn client(node: &TestServer, name: &str) -> Api {
-    let api = Api::new(url::Url::parse(&node.base).unwrap()).with_credentials(Credentials {
-        key: Arc::new(DeviceKey::generate()),
-        enroll: Some(Enroll {
-            name: name.into(),
-            ..Enroll::default()
-        }),
-    });
-    api.sign_in().await.unwrap();
-    api
+    common::signed_in_client(node, name).await
 }
 
 /// The snapshot after the client's next (re)connection: who it is in the room.

@@ -63,21 +63,25 @@ impl Server {
 
     /// utime + stime of the server process so far, in seconds.
     pub fn cpu_s(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // Fields after the command name: utime is the 12th, stime the 13th (0-based 11, 12).
-        (ticks(11) + ticks(12)) / 100.0
+        cpu_s_of(self.child.id())
     }
+}
+
+/// utime + stime of process `pid` so far, in seconds.
+pub fn cpu_s_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields after the command name: utime is the 12th, stime the 13th (0-based 11, 12).
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl Drop for Server {

@@ -468,20 +468,8 @@ impl Room {
                 m.device_key = device_key;
                 m.key_epoch = None;
                 m.joined_seq = seq;
-                let listed = m.listed;
                 let mut out = vec![Delivery::To(user.id, self.snapshot(user.id))];
-                if let Some(participant) = self.participant(user.id) {
-                    let message = ServerMessage::ParticipantJoined { participant };
-                    out.push(if listed {
-                        Delivery::AllExcept(user.id, message)
-                    } else {
-                        Delivery::Moderators {
-                            and: None,
-                            except: Some(user.id),
-                            message,
-                        }
-                    });
-                }
+                out.extend(self.announce_join(user.id));
                 return Ok(out);
             }
             return Ok(vec![Delivery::To(user.id, self.snapshot(user.id))]);
@@ -529,20 +517,26 @@ impl Room {
         self.names.insert(skeleton(&user.name), user.id);
         self.audience_changed |= !listed;
         out.push(Delivery::To(user.id, self.snapshot(user.id)));
-        if let Some(participant) = self.participant(user.id) {
-            let message = ServerMessage::ParticipantJoined { participant };
-            out.push(if listed {
-                Delivery::AllExcept(user.id, message)
-            } else {
-                Delivery::Moderators {
-                    and: None,
-                    except: Some(user.id),
-                    message,
-                }
-            });
-        }
+        out.extend(self.announce_join(user.id));
         self.count_audience(now_ms);
         Ok(out)
+    }
+
+    /// `participant_joined` for `user`: to everyone else if they are listed, else to
+    /// those who see the whole room.
+    fn announce_join(&self, user: UserId) -> Option<Delivery> {
+        let participant = self.participant(user)?;
+        let listed = self.members.get(&user).is_some_and(|m| m.listed);
+        let message = ServerMessage::ParticipantJoined { participant };
+        Some(if listed {
+            Delivery::AllExcept(user, message)
+        } else {
+            Delivery::Moderators {
+                and: None,
+                except: Some(user),
+                message,
+            }
+        })
     }
 
     /// The server puts `user` out (a moderator blocked them, an admin suspended them): told

@@ -456,6 +456,59 @@ pub async fn connect_from(
     }
 }
 
+/// A client on the real client library, signed in on `server` with a device key of its
+/// own (an account named `name` made for it).
+pub async fn signed_in_client(server: &TestServer, name: &str) -> hallway::net::Api {
+    use hallway::net::{Api, Credentials, Enroll};
+    let api = Api::new(url::Url::parse(&server.base).unwrap()).with_credentials(Credentials {
+        key: std::sync::Arc::new(DeviceKey::generate()),
+        enroll: Some(Enroll {
+            name: name.into(),
+            ..Enroll::default()
+        }),
+    });
+    api.sign_in().await.unwrap();
+    api
+}
+
+/// Joins a private room with its share link's secret, or returns the refusal's status and
+/// body.
+pub async fn connect_shared(
+    server: &TestServer,
+    room: &str,
+    token: &str,
+    share: &str,
+) -> Result<Live, (u16, Value)> {
+    let url = format!("{}?share={share}", server.ws_url(room));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => {
+            let mut live = Live {
+                ws,
+                me: 0,
+                snapshot: empty_detail(),
+            };
+            if let ServerMessage::RoomSnapshot { you, room, .. } = live.next().await {
+                live.me = you;
+                live.snapshot = room;
+            }
+            Ok(live)
+        }
+        Err(tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("websocket connect failed: {e}"),
+    }
+}
+
 /// Tries to open the WebSocket and expects an HTTP refusal: returns its status and JSON body.
 pub async fn connect_refusal(server: &TestServer, room: &str, token: Option<&str>) -> (u16, Value) {
     let mut request = server.ws_url(room).into_client_request().unwrap();
