@@ -288,14 +288,18 @@ fn frame(sequence: u32) -> AudioFrame {
     AudioFrame::new(header, &[0x5a; 60]).unwrap()
 }
 
-/// Milliseconds from each newcomer's start to the first frame it plays.
-async fn join_to_first_audio(private: bool, joins: usize) -> Vec<f64> {
-    let server = Server::start(packets::LIFTED_LIMITS);
+/// A room (private, shared by link, or public) whose host is in it, unmuted, on the client
+/// library: the host's session, the room and its share secret.
+async fn hosted_room(
+    server: &Server,
+    private: bool,
+    title: &str,
+) -> (LiveSession, String, Option<String>) {
     let host_api = device_api(&server.addr, "Hera");
     host_api.sign_in().await.unwrap();
     let detail = host_api
         .create(&CreateRoom {
-            title: "join bench".into(),
+            title: title.into(),
             private: private.then(|| Share {
                 link: true,
                 ..Share::default()
@@ -313,6 +317,13 @@ async fn join_to_first_audio(private: bool, joins: usize) -> Vec<f64> {
     }
     host.send(hallway::protocol::ClientCommand::Unmute);
     tokio::spawn(async move { while events.recv().await.is_some() {} });
+    (host, room, share)
+}
+
+/// Milliseconds from each newcomer's start to the first frame it plays.
+async fn join_to_first_audio(private: bool, joins: usize) -> Vec<f64> {
+    let server = Server::start(packets::LIFTED_LIMITS);
+    let (host, room, share) = hosted_room(&server, private, "join bench").await;
     let speaking = Arc::new(AtomicBool::new(true));
     let talk = {
         let speaking = speaking.clone();
@@ -360,32 +371,8 @@ async fn join_to_first_audio(private: bool, joins: usize) -> Vec<f64> {
 /// one client-library speaker talks (sealing, in a private room); and the frames counted.
 async fn fan_out(private: bool, listeners: usize, seconds: u64) -> (f64, u64) {
     let server = Server::start(packets::LIFTED_LIMITS);
-    let host_api = device_api(&server.addr, "Hera");
-    host_api.sign_in().await.unwrap();
-    let detail = host_api
-        .create(&CreateRoom {
-            title: "fan-out".into(),
-            private: private.then(|| Share {
-                link: true,
-                ..Share::default()
-            }),
-        })
-        .await
-        .unwrap();
-    let room = detail.summary.id.clone();
-    let share = detail
-        .share_secret
-        .map(|s| format!("?share={s}"))
-        .unwrap_or_default();
-    let (tx, mut events) = mpsc::channel(4096);
-    let host = LiveSession::start(&host_api, &room, tx, Box::new(|_| {}), Backoff::default());
-    loop {
-        if let Some(NetEvent::Server(ServerMessage::RoomSnapshot { .. })) = events.recv().await {
-            break;
-        }
-    }
-    host.send(hallway::protocol::ClientCommand::Unmute);
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let (host, room, share) = hosted_room(&server, private, "fan-out").await;
+    let share = share.map(|s| format!("?share={s}")).unwrap_or_default();
     let http = reqwest::Client::new();
     let frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counting = Arc::new(AtomicBool::new(false));

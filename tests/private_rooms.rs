@@ -14,8 +14,7 @@ use hallway::e2e::agent::{Dropped, KeyAgent};
 use hallway::net::live::Backoff;
 use hallway::net::{Api, LiveSession, NetEvent};
 use hallway::protocol::{
-    AudioFrame, AudioHeader, ClientCommand, ClientMessage, CreateRoom, RoomDetail, ServerMessage,
-    Share, UserId,
+    AudioFrame, ClientCommand, ClientMessage, CreateRoom, RoomDetail, ServerMessage, Share, UserId,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -23,6 +22,23 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn client(server: &TestServer, name: &str) -> Api {
     common::signed_in_client(server, name).await
+}
+
+/// Hera's private room shared by link: her client, the room and the link's secret.
+async fn linked_room(server: &TestServer, title: &str) -> (Api, String, String) {
+    let hera_api = client(server, "Hera").await;
+    let detail: RoomDetail = hera_api
+        .create(&CreateRoom {
+            title: title.into(),
+            private: Some(Share {
+                link: true,
+                ..Share::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let secret = detail.share_secret.unwrap();
+    (hera_api, detail.summary.id, secret)
 }
 
 fn fast() -> Backoff {
@@ -83,14 +99,7 @@ fn payload(sequence: u32) -> Vec<u8> {
 }
 
 fn frame(sequence: u32) -> AudioFrame {
-    let header = AudioHeader {
-        speaker_id: 0,
-        sequence,
-        timestamp_48k: sequence.wrapping_mul(960),
-        level: 20,
-        voice: true,
-    };
-    AudioFrame::new(header, &payload(sequence)).unwrap()
+    common::audio_frame(sequence, &payload(sequence))
 }
 
 /// Speaks frames `from..=to`, one every 20 ms.
@@ -311,19 +320,7 @@ async fn a_private_room_is_seen_and_joined_only_by_those_it_is_shared_with() {
 #[tokio::test]
 async fn audio_is_sealed_end_to_end_and_only_members_clients_open_it() {
     let server = TestServer::start();
-    let hera_api = client(&server, "Hera").await;
-    let detail: RoomDetail = hera_api
-        .create(&CreateRoom {
-            title: "Secret talk".into(),
-            private: Some(Share {
-                link: true,
-                ..Share::default()
-            }),
-        })
-        .await
-        .unwrap();
-    let room = detail.summary.id.clone();
-    let secret = detail.share_secret.clone().unwrap();
+    let (hera_api, room, secret) = linked_room(&server, "Secret talk").await;
     let (hera, _hera_events, _, _) = join(&hera_api, &room, None).await;
     hera.send(ClientCommand::Unmute);
 
@@ -381,18 +378,7 @@ async fn audio_is_sealed_end_to_end_and_only_members_clients_open_it() {
 #[tokio::test]
 async fn someone_removed_cannot_open_what_is_said_after_the_rotation() {
     let server = TestServer::start();
-    let hera_api = client(&server, "Hera").await;
-    let detail = hera_api
-        .create(&CreateRoom {
-            title: "No eavesdroppers".into(),
-            private: Some(Share {
-                link: true,
-                ..Share::default()
-            }),
-        })
-        .await
-        .unwrap();
-    let (room, secret) = (detail.summary.id.clone(), detail.share_secret.unwrap());
+    let (hera_api, room, secret) = linked_room(&server, "No eavesdroppers").await;
     let (hera, _hera_events, _, _) = join(&hera_api, &room, None).await;
     hera.send(ClientCommand::Unmute);
     let lu_api = client(&server, "Lu").await;
@@ -511,18 +497,7 @@ async fn send(live: &mut Live, command: ClientCommand) {
 #[tokio::test]
 async fn the_key_leader_leaves_mid_speech_and_no_frame_is_lost() {
     let server = TestServer::start();
-    let hera_api = client(&server, "Hera").await;
-    let detail = hera_api
-        .create(&CreateRoom {
-            title: "Relay".into(),
-            private: Some(Share {
-                link: true,
-                ..Share::default()
-            }),
-        })
-        .await
-        .unwrap();
-    let (room, secret) = (detail.summary.id.clone(), detail.share_secret.unwrap());
+    let (hera_api, room, secret) = linked_room(&server, "Relay").await;
     let (hera, _hera_events, _, _) = join(&hera_api, &room, None).await;
     let mo_api = client(&server, "Mo").await;
     let (mo, _mo_events, _, mo_id) = join(&mo_api, &room, Some(&secret)).await;

@@ -15,9 +15,7 @@ use hallway::app::RoomView;
 use hallway::identity::DeviceKey;
 use hallway::net::live::Backoff;
 use hallway::net::{Api, LiveSession, NetEvent};
-use hallway::protocol::{
-    AudioFrame, AudioHeader, ClientCommand, RoomDetail, ServerMessage, Session, UserId,
-};
+use hallway::protocol::{AudioFrame, ClientCommand, RoomDetail, ServerMessage, Session, UserId};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -321,14 +319,7 @@ async fn rejoined(events: &mut mpsc::Receiver<NetEvent>) -> (UserId, RoomDetail)
 }
 
 fn frame(sequence: u32) -> AudioFrame {
-    let header = AudioHeader {
-        speaker_id: 0,
-        sequence,
-        timestamp_48k: sequence.wrapping_mul(960),
-        level: 20,
-        voice: true,
-    };
-    AudioFrame::new(header, &payload(sequence)).unwrap()
+    common::audio_frame(sequence, &payload(sequence))
 }
 
 /// Speaks frames `from..to` through the client until `heard` has frame `to - 1`: whatever

@@ -456,6 +456,19 @@ pub async fn connect_from(
     }
 }
 
+/// An audio frame as a client sends it: sequence `sequence`, its timestamp 960 samples a
+/// frame, voice at -20 dBov.
+pub fn audio_frame(sequence: u32, opus: &[u8]) -> AudioFrame {
+    let header = AudioHeader {
+        speaker_id: 0,
+        sequence,
+        timestamp_48k: sequence.wrapping_mul(960),
+        level: 20,
+        voice: true,
+    };
+    AudioFrame::new(header, opus).unwrap()
+}
+
 /// A client on the real client library, signed in on `server` with a device key of its
 /// own (an account named `name` made for it).
 pub async fn signed_in_client(server: &TestServer, name: &str) -> hallway::net::Api {
@@ -721,14 +734,7 @@ impl Live {
 
     /// Sends one audio frame with this sequence number and payload.
     pub async fn send_audio(&mut self, sequence: u32, opus: &[u8]) {
-        let header = AudioHeader {
-            speaker_id: 0,
-            sequence,
-            timestamp_48k: sequence.wrapping_mul(960),
-            level: 20,
-            voice: true,
-        };
-        let frame = AudioFrame::new(header, opus).unwrap();
+        let frame = audio_frame(sequence, opus);
         self.ws
             .send(Message::Binary(frame.bytes().clone()))
             .await
