@@ -1174,6 +1174,14 @@ fn server_from_link(args: &ClientArgs, room: Option<&str>) -> ClientArgs {
 fn room_and_share(room: &str, server: &Target) -> anyhow::Result<(String, Option<String>)> {
     if room.contains('/') {
         let link = Target::parse(room)?;
+        // A share secret goes only to the server it is for.
+        if link.server != server.server {
+            anyhow::bail!(
+                "that link is for {}, but the server is {}: leave out --server (and HALLWAY_SERVER) to use the link's",
+                link.server,
+                server.server
+            );
+        }
         let id = link
             .room
             .context("that link names no room: give a room id or a link like URL/rooms/ID")?;
@@ -1304,6 +1312,16 @@ async fn record(args: &ClientArgs, record: RecordArgs) -> anyhow::Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_link_goes_only_to_its_own_server() {
+        let target = Target::parse("http://a:1").unwrap();
+        assert!(room_and_share("http://b:2/rooms/x?share=s", &target).is_err());
+        let (id, share) = room_and_share("http://a:1/rooms/x?share=s", &target).unwrap();
+        assert_eq!((id.as_str(), share.as_deref()), ("x", Some("s")));
+        let (id, share) = room_and_share("x", &target).unwrap();
+        assert_eq!((id.as_str(), share), ("x", None));
+    }
 
     /// Node names and URLs come from other servers: shown escaped.
     #[test]

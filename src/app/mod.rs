@@ -207,6 +207,9 @@ pub struct Card {
     pub error: Option<String>,
 }
 
+/// Devices a profile card shows (and `v` marks verified); more are said as a count.
+pub const CARD_DEVICES: usize = 2;
+
 /// The longest report reason (the server's limit).
 pub const REPORT_MAX_CHARS: usize = 500;
 
@@ -650,9 +653,11 @@ impl App {
                     return Vec::new();
                 };
                 let handle = card.handle.to_lowercase();
+                // Only the devices the card shows: a key nobody looked at is not verified.
                 let agree_keys: Vec<String> = profile
                     .devices
                     .iter()
+                    .take(CARD_DEVICES)
                     .map(|d| d.agree_key.clone())
                     .collect();
                 let known = self.verified.entry(handle.clone()).or_default();

@@ -110,12 +110,20 @@ impl RoomView {
                 None
             }
             ServerMessage::ParticipantJoined { participant } => {
+                let was_here = self.participant(participant.id).is_some();
                 self.detail.participants.retain(|p| p.id != participant.id);
                 self.detail.participants.push(participant.clone());
+                // Someone already here (joining again from another device) keeps their
+                // place among the hands.
+                let kept_hand = was_here
+                    && participant.hand_raised_at_ms.is_some()
+                    && self.detail.hands.contains(&participant.id);
                 // Someone newly listed in a big room may have had a hand up for a while:
                 // it takes its place among the hands by when it went up.
-                self.detail.hands.retain(|id| *id != participant.id);
-                if let Some(raised) = participant.hand_raised_at_ms {
+                if !kept_hand {
+                    self.detail.hands.retain(|id| *id != participant.id);
+                }
+                if let Some(raised) = participant.hand_raised_at_ms.filter(|_| !kept_hand) {
                     let at = self
                         .detail
                         .hands
@@ -864,6 +872,9 @@ mod tests {
         Speak(UserId),
         Tick(u64),
         Join(UserId),
+        /// Joins (or joins again) from a device: in a private room a new device's key is
+        /// listed and the member announced anew.
+        JoinFrom(UserId, u8),
         Depart(UserId, LeaveReason),
     }
 
@@ -874,6 +885,7 @@ mod tests {
             2 => who.clone().prop_map(Op::Speak),
             1 => (0..2_000u64).prop_map(Op::Tick),
             2 => who.clone().prop_map(Op::Join),
+            2 => (who.clone(), 1..4u8).prop_map(|(id, device)| Op::JoinFrom(id, device)),
             1 => (who, prop_oneof![Just(LeaveReason::Left), Just(LeaveReason::Disconnected)])
                 .prop_map(|(id, reason)| Op::Depart(id, reason)),
         ]
@@ -910,8 +922,12 @@ mod tests {
             ops in prop::collection::vec(op(), 1..80),
             // Front rows of one or two listeners: most of the audience is unlisted.
             listed_audience in prop_oneof![Just(1usize), Just(2), Just(50)],
+            private in any::<bool>(),
         ) {
             let mut w = World::new(RoomLimits { listed_audience, ..RoomLimits::default() });
+            if private {
+                w.room.make_private(None);
+            }
             w.join(HOST);
             for (n, op) in ops.into_iter().enumerate() {
                 if w.room.is_ended() {
@@ -930,6 +946,10 @@ mod tests {
                         w.room.tick(w.now_ms)
                     }
                     Op::Join(id) => w.room.join(&user(*id), now).unwrap_or_default(),
+                    Op::JoinFrom(id, device) => {
+                        let key = crate::identity::b64(&[*device; 32]);
+                        w.room.join_with_device(&user(*id), Some(key), now).unwrap_or_default()
+                    }
                     Op::Depart(id, reason) => w.room.depart(*id, *reason, now),
                 };
                 w.step(out, &format!("step {n}: {op:?}"));

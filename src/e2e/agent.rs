@@ -61,6 +61,8 @@ pub const REWRAP_MS: u64 = 3_000;
 pub const REWRAPS: u8 = 2;
 /// A member still without any key this long is told why.
 pub const KEY_WAIT_MS: u64 = 5_000;
+/// Epochs stay below this (the wire's limit): a key or a claim of a larger one is refused.
+pub const MAX_EPOCH: u32 = crate::protocol::control::MAX_KEY_EPOCH;
 /// Epochs kept for receiving.
 pub const EPOCHS_KEPT: usize = 3;
 /// Generations per epoch.
@@ -296,8 +298,11 @@ impl KeyAgent {
             // Taking over (or starting the room): a new epoch for everyone.
             out.extend(self.rotate(now_ms));
         } else if let Some(lead) = &self.leading {
-            let rotate = lead.rotate_due_ms.is_some_and(|due| now_ms >= due)
-                || now_ms >= lead.rotated_ms + ROTATE_EVERY_MS;
+            // Not while the last rotation's wraps are still going out (a big room on a
+            // slow leader): cutting it short would leave the stage, wrapped last, behind.
+            let rotate = lead.switched
+                && (lead.rotate_due_ms.is_some_and(|due| now_ms >= due)
+                    || now_ms >= lead.rotated_ms + ROTATE_EVERY_MS);
             if rotate {
                 out.extend(self.rotate(now_ms));
             } else {
@@ -396,9 +401,11 @@ impl KeyAgent {
                 seq: self.seq,
             },
         );
-        if let Some(epoch) = p.key_epoch {
-            self.held.insert(p.id, epoch);
-        }
+        // As the room says now: a new device holds nothing yet.
+        match p.key_epoch {
+            Some(epoch) => self.held.insert(p.id, epoch),
+            None => self.held.remove(&p.id),
+        };
     }
 
     /// The host: the one client that hands out keys.
@@ -416,15 +423,22 @@ impl KeyAgent {
     /// A new epoch, for everyone in the room: the wraps go out from this tick on (see
     /// [`Leading::queue`]); the leader seals with it once they all have.
     fn rotate(&mut self, now_ms: u64) -> Vec<ClientCommand> {
-        // From the keys this client holds, never from what others claim to hold (a
-        // claim is the server's word).
+        // Past the newest this client holds and the newest anyone says they hold (a new
+        // host may not have had the last one), so that members take it as new; claims
+        // past the largest epoch are ignored (they are the server's word), and so the
+        // numbers never run out.
+        let newest_claimed = self.held.values().copied().filter(|e| *e < MAX_EPOCH).max();
         let epoch = self
             .epochs
             .keys()
             .next_back()
             .copied()
+            .into_iter()
+            .chain(newest_claimed)
+            .max()
             .unwrap_or(0)
-            .saturating_add(1);
+            .saturating_add(1)
+            .min(MAX_EPOCH - 1);
         let secret = wrap::new_secret();
         // (on stage, joining order, id, key): the audience first.
         let mut members: Vec<(bool, u64, UserId, [u8; 32])> = self
@@ -588,9 +602,14 @@ impl KeyAgent {
         let refused = |why: String| Some(why);
         let problem = match self.people.get(&from) {
             None => refused(format!("a key from user {from}, who is not in the room")),
-            Some(p) if !p.role.is_moderator() => {
-                refused(format!("a key from user {from}, who is not a moderator"))
+            // Only the key leader (the host) hands out keys: any moderator's would let one
+            // device the server lists (a moderator "on another device") key the room.
+            Some(p) if p.role != Role::Host => {
+                refused(format!("a key from user {from}, who is not the host"))
             }
+            Some(_) if epoch >= MAX_EPOCH => refused(format!(
+                "a key of epoch {epoch}, past the largest ({MAX_EPOCH})"
+            )),
             Some(Person {
                 device_key: None, ..
             }) => refused(format!(
@@ -612,13 +631,19 @@ impl KeyAgent {
                         wrap::unwrap(&self.agree_secret, sender_key, &context, &bytes)
                     }) {
                     Ok(payload) => {
-                        // Only ever forward: a generation of this epoch already had (or
-                        // gone past) is a replay, and taking it would start a sealer over
-                        // under a key id already used, reusing AES-GCM nonces.
-                        if self
-                            .my_gen
+                        // Only ever forward: a generation of this epoch's secret already had
+                        // (or gone past) is a replay, and taking it would start a sealer
+                        // over under a key id already used, reusing AES-GCM nonces. (Another
+                        // secret under the same epoch number, from a new leader, is new.)
+                        let same_secret = self
+                            .epochs
                             .get(&epoch)
-                            .is_some_and(|had| payload.r#gen <= *had)
+                            .is_some_and(|e| e.secret == payload.secret);
+                        if same_secret
+                            && self
+                                .my_gen
+                                .get(&epoch)
+                                .is_some_and(|had| payload.r#gen <= *had)
                         {
                             return None;
                         }
@@ -677,10 +702,13 @@ impl KeyAgent {
         leader_key: &[u8; 32],
     ) {
         // A re-sent key for an epoch held (a reconnect) replaces it: the new generation
-        // is what this client must seal with now.
-        if let Some(old) = self.epochs.get(&epoch)
-            && old.secret != secret
-        {
+        // is what this client must seal with now. Another secret under the same number
+        // (a new leader) replaces the openers, and the sealer below.
+        let changed = self
+            .epochs
+            .get(&epoch)
+            .is_some_and(|old| old.secret != secret);
+        if changed {
             self.openers
                 .retain(|(_, kid), _| (kid >> 4) as u32 != epoch);
         }
@@ -690,10 +718,11 @@ impl KeyAgent {
         let newest = self.epochs.keys().next_back().copied();
         if newest == Some(epoch) {
             let kid = key_id(epoch, generation);
-            let restart = self
-                .sealer
-                .as_ref()
-                .is_none_or(|(_, sealer)| sealer.kid() != kid);
+            let restart = changed
+                || self
+                    .sealer
+                    .as_ref()
+                    .is_none_or(|(_, sealer)| sealer.kid() != kid);
             if restart {
                 let base = sender_base(&secret, self.me);
                 // From a random point below 2^31: another run of this client handed the same
@@ -1169,9 +1198,9 @@ mod tests {
         net.join(2);
         net.join(3);
         net.run_for(200);
-        // The server says someone holds epoch u32::MAX.
+        // The server says someone who stays holds epoch u32::MAX.
         let claim = ServerMessage::KeyHeld {
-            user_id: 3,
+            user_id: 2,
             epoch: u32::MAX,
         };
         let now = net.now;
@@ -1290,7 +1319,7 @@ mod tests {
         };
         agent.on_message(&from_listener, 20);
         let problem = agent.status().problem.clone().unwrap();
-        assert!(problem.contains("not a moderator"), "{problem}");
+        assert!(problem.contains("not the host"), "{problem}");
         assert_eq!(agent.status().epoch, None);
     }
 

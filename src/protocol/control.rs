@@ -74,6 +74,10 @@ pub enum ClientCommand {
 /// inside a WebSocket message (64 KiB); a leader splits a rotation for thousands into
 /// several.
 pub const MAX_KEYS_PER_SHARE: usize = 256;
+/// Key epochs stay below this (20 bits, so that a frame's key id fits the 8-byte SFrame
+/// header): a `share_key`, `key` or `key_held` past it is refused.
+pub const MAX_KEY_EPOCH: u32 = 1 << 20;
+
 /// The largest `share_key` message in bytes: [`MAX_KEYS_PER_SHARE`] wraps of about 180
 /// bytes of JSON each, with room to spare. Every other command stays within the server's
 /// small control limit (4 KiB).

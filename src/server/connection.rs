@@ -316,7 +316,17 @@ impl<'a> Reader<'a> {
                 self.shared.metrics.control_messages_in.inc();
                 // Only a key share may be bigger than the control limit (its type is read
                 // first), up to a limit of its own, and on a budget of its own.
-                let share = (text.len() > limits.max_control_bytes || text.contains("share_key"))
+                // Only the host's client hands out keys: anyone else's share is an ordinary
+                // command, held to the ordinary limits.
+                let host = self
+                    .room
+                    .summary
+                    .borrow()
+                    .host
+                    .as_ref()
+                    .is_some_and(|h| h.id == self.user.id);
+                let share = host
+                    && (text.len() > limits.max_control_bytes || text.contains("share_key"))
                     && command_type(text.as_str()).as_deref() == Some("share_key");
                 if share && text.len() > MAX_SHARE_KEY_BYTES {
                     return self.reject(

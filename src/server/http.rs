@@ -1,7 +1,7 @@
 //! The REST API and the WebSocket upgrade: routes, authentication, validation and errors;
 //! and serving one accepted connection (TLS, HTTP/1.1, the upgrade) with its deadlines.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -448,11 +448,34 @@ async fn list_rooms(
                 .map(|entry| (entry.summary, entry.access.map(Arc::new))),
         );
     }
-    // Private rooms only to those they are shared with.
+    // Private rooms only to those they are shared with; whether an owner follows the
+    // viewer is asked of the store once per owner, not once per room.
     let viewer = auth.0.as_ref().map(|Authed(session)| session.user.id);
+    let mut owner_follows: HashMap<UserId, bool> = HashMap::new();
     let mut rooms = Vec::with_capacity(listed.len());
     for (summary, access) in listed {
-        if admitted(&shared, access.as_deref(), viewer, None).await? {
+        let shown = match (access, viewer) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(access), Some(viewer)) => match access.check(viewer, None) {
+                Verdict::Yes => true,
+                Verdict::No => false,
+                Verdict::IfFollowed => match owner_follows.get(&access.owner) {
+                    Some(follows) => *follows,
+                    None => {
+                        let owner = access.owner;
+                        let follows = shared
+                            .store
+                            .call(move |s| s.following(owner))
+                            .await?
+                            .contains(&viewer);
+                        owner_follows.insert(owner, follows);
+                        follows
+                    }
+                },
+            },
+        };
+        if shown {
             rooms.push(summary);
         }
     }

@@ -16,7 +16,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::protocol::control::{LeaveReason, MAX_KEYS_PER_SHARE, MAX_SEALED_CHARS, RoomEndReason};
+use crate::protocol::control::{
+    LeaveReason, MAX_KEY_EPOCH, MAX_KEYS_PER_SHARE, MAX_SEALED_CHARS, RoomEndReason,
+};
 use crate::protocol::text::skeleton;
 use crate::protocol::{
     ClientCommand, ErrorCode, Participant, Role, RoomDetail, RoomSummary, ServerMessage,
@@ -1136,8 +1138,21 @@ impl Room {
                 self.end(RoomEndReason::EndedByModerator, Some(user))
             }
             ShareKey { epoch, ref keys } => {
-                self.require_moderator(my_role, "hand out the room's key")?;
+                // The host's client is the key leader; nobody else hands out keys (a
+                // moderator's would let any one device key the room).
+                if my_role != Role::Host {
+                    return refuse(
+                        ErrorCode::Forbidden,
+                        "only the host's client hands out the room's key",
+                    );
+                }
                 self.require_private()?;
+                if epoch >= MAX_KEY_EPOCH {
+                    return refuse(
+                        ErrorCode::BadRequest,
+                        format!("key epochs stay below {MAX_KEY_EPOCH}"),
+                    );
+                }
                 if keys.len() > MAX_KEYS_PER_SHARE {
                     return refuse(
                         ErrorCode::PayloadTooLarge,

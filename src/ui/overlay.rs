@@ -299,7 +299,7 @@ fn card(card: &Card, app: &App, keys: &Keymap, theme: &Theme, frame: &mut Frame,
                 lines.push(Line::from(yours));
             }
             let verified = app.verified.get(&card.handle.to_lowercase());
-            for device in p.devices.iter().take(2) {
+            for device in p.devices.iter().take(crate::app::CARD_DEVICES) {
                 // Computed here from the keys: a server's own fingerprint could lie.
                 let fingerprint =
                     crate::identity::fingerprint_of(&device.sign_key, &device.agree_key);
@@ -308,6 +308,15 @@ fn card(card: &Card, app: &App, keys: &Keymap, theme: &Theme, frame: &mut Frame,
                     line.push(Span::styled("  ✓ verified", theme.speaking));
                 }
                 lines.push(Line::from(line));
+            }
+            if p.devices.len() > crate::app::CARD_DEVICES {
+                lines.push(Line::styled(
+                    format!(
+                        "+{} more devices (not shown, not verified)",
+                        p.devices.len() - crate::app::CARD_DEVICES
+                    ),
+                    theme.warn,
+                ));
             }
         }
         (None, Some(error)) => lines.push(Line::styled(
