@@ -37,6 +37,9 @@ pub enum Msg {
     OpenRoom { id: String },
     /// Something from the live session.
     Net(NetEvent),
+    /// A private room's frames so far that did not open (dropped, never played), and own
+    /// frames not sent for want of a key (from the live session's counters).
+    Sealing { not_opened: u64, not_sent: u64 },
     /// Audio meters and counters, a few times a second.
     Audio(AudioStatus),
     /// The terminal's size, at the start and when it changes.
@@ -170,6 +173,10 @@ pub struct RoomScreen {
     pub talking_by_space: bool,
     /// A private room's keys, as this client's key agent last said.
     pub keys: Option<crate::e2e::agent::KeyStatus>,
+    /// A private room's frames that did not open, and own frames not sent for want of a
+    /// key, since joining.
+    pub not_opened: u64,
+    pub not_sent: u64,
 }
 
 /// The live connection's state.
@@ -471,6 +478,16 @@ impl App {
                 }
                 Vec::new()
             }
+            Msg::Sealing {
+                not_opened,
+                not_sent,
+            } => {
+                if let Some(room) = self.room_mut() {
+                    room.not_opened = not_opened;
+                    room.not_sent = not_sent;
+                }
+                Vec::new()
+            }
             Msg::Audio(status) => {
                 self.audio_quality
                     .observe(status.concealed + status.underruns, self.now_ms);
@@ -735,6 +752,8 @@ impl App {
             volumes: HashMap::new(),
             talking_by_space: false,
             keys: None,
+            not_opened: 0,
+            not_sent: 0,
         }));
         vec![Effect::JoinRoom { id }]
     }

@@ -261,7 +261,16 @@ pub async fn run(api: Api, audio: AudioLink, options: RunOptions) -> anyhow::Res
                 None => break,
             },
             Some(msg) = shell.msg_rx.recv() => pending.push(msg),
-            _ = meters.tick() => pending.push(Msg::Audio(shell.audio.status())),
+            _ = meters.tick() => {
+                pending.push(Msg::Audio(shell.audio.status()));
+                if let Some(live) = &shell.live {
+                    let stats = &live.stats;
+                    pending.push(Msg::Sealing {
+                        not_opened: stats.undecryptable.load(std::sync::atomic::Ordering::Relaxed),
+                        not_sent: stats.unsealed.load(std::sync::atomic::Ordering::Relaxed),
+                    });
+                }
+            }
             _ = refresh.tick() => if app.room().is_none() {
                 shell.run(Effect::RefreshRooms).await;
             },

@@ -441,7 +441,13 @@ impl Worker {
                                             (self.on_audio)(frame);
                                         }
                                         Err(why) => {
-                                            self.stats.undecryptable.fetch_add(1, Ordering::Relaxed);
+                                            // Frames before the first key (a newcomer's first
+                                            // moments) are expected, not trouble.
+                                            let waiting = matches!(why, crate::e2e::agent::Dropped::NoKey(_))
+                                                && keys.status().epoch.is_none();
+                                            if !waiting {
+                                                self.stats.undecryptable.fetch_add(1, Ordering::Relaxed);
+                                            }
                                             tracing::trace!("dropped a frame that did not open: {why}");
                                         }
                                     },

@@ -761,12 +761,22 @@ fn key_status(room: &RoomScreen, theme: &Theme) -> Option<KeyLine> {
         .filter(|p| p.key_epoch.is_some_and(|e| e >= epoch))
         .count();
     let code = keys.safety_code.unwrap_or_default();
+    // Frames that did not open are worth a warning: a key missing, or someone tampering.
+    let (trouble, style) = match (room.not_opened, room.not_sent) {
+        (0, 0) => (String::new(), theme.dim),
+        (opened, 0) => (format!("  {opened} frames did not open"), theme.warn),
+        (0, sent) => (format!("  {sent} not sent (no key)"), theme.warn),
+        (opened, sent) => (
+            format!("  {opened} frames did not open, {sent} not sent"),
+            theme.warn,
+        ),
+    };
     Some(KeyLine {
         text: format!(
-            "\u{1f512} {holding}/{} hold the key  code {code}",
+            "\u{1f512} {holding}/{} hold the key  code {code}{trouble}",
             listed.len()
         ),
-        style: theme.dim,
+        style,
     })
 }
 

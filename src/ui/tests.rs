@@ -973,3 +973,18 @@ fn a_verified_person_on_their_card_and_in_a_private_room() {
     });
     insta::assert_snapshot!("card_verified", screen(&app, 80, 24));
 }
+
+#[test]
+fn room_private_with_frames_that_did_not_open() {
+    let mut app = private_room(Some(crate::e2e::agent::KeyStatus {
+        epoch: Some(3),
+        safety_code: Some("04128 83319 07551 29384".into()),
+        leader: Some(10),
+        ..Default::default()
+    }));
+    app.update(Msg::Sealing {
+        not_opened: 12,
+        not_sent: 0,
+    });
+    insta::assert_snapshot!(screen(&app, 120, 30));
+}
