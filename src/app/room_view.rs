@@ -914,6 +914,31 @@ mod tests {
         }
     }
 
+    /// Two hands raised in the same millisecond, then the first of them joins again from
+    /// another device in a private room: every client keeps the hands in the server's order.
+    #[test]
+    fn a_member_joining_again_from_another_device_keeps_their_hand_in_line() {
+        let mut room = Room::new("r1".into(), "t".into(), HOST, 0, RoomLimits::default());
+        room.make_private(None);
+        let device = |n: u8| Some(crate::identity::b64(&[n; 32]));
+        room.join_with_device(&user(HOST), device(1), 0).unwrap();
+        room.join_with_device(&user(2), device(2), 0).unwrap();
+        room.join_with_device(&user(3), device(3), 0).unwrap();
+        let mut host = RoomView::new(room.view_for(HOST), HOST);
+        let mut out = room.command(2, &ClientCommand::RaiseHand, 5).unwrap();
+        out.extend(room.command(3, &ClientCommand::RaiseHand, 5).unwrap());
+        out.extend(room.join_with_device(&user(2), device(9), 6).unwrap());
+        for addressed in room.address(out) {
+            if let Addressed::Message { to, message } = addressed
+                && to.includes(HOST)
+            {
+                host.apply(&message);
+            }
+        }
+        assert_eq!(host.detail.hands, vec![2, 3]);
+        assert_eq!(host.detail, room.view_for(HOST));
+    }
+
     proptest! {
         // The default stage limit is never reached by six people, which keeps clear of the
         // silent `invited` reset above.

@@ -119,7 +119,13 @@ struct Person {
 
 struct Epoch {
     secret: RoomSecret,
+    /// Secrets this epoch number had before (a new leader reused the number): never taken
+    /// again, or a replay of one would restart a sealer under a key already used.
+    retired: Vec<RoomSecret>,
 }
+
+/// Secrets remembered as replaced under one epoch number; a further new one is refused.
+const RETIRED_KEPT: usize = 8;
 
 /// The leader's own bookkeeping for the epoch it made or carries.
 struct Leading {
@@ -427,18 +433,29 @@ impl KeyAgent {
         // host may not have had the last one), so that members take it as new; claims
         // past the largest epoch are ignored (they are the server's word), and so the
         // numbers never run out.
-        let newest_claimed = self.held.values().copied().filter(|e| *e < MAX_EPOCH).max();
-        let epoch = self
-            .epochs
-            .keys()
-            .next_back()
+        // A leader taking over skips a number: the old leader may have started one it
+        // never finished handing out, and members' claims of it may still be on the way.
+        let own = self.epochs.keys().next_back().copied().unwrap_or(0);
+        // Claims past half the numbers are the server's word (2^19 rotations, one every
+        // 2 s at most, are twelve days) and ignored.
+        let newest_claimed = self
+            .held
+            .values()
             .copied()
-            .into_iter()
-            .chain(newest_claimed)
+            .filter(|e| *e < MAX_EPOCH / 2)
             .max()
-            .unwrap_or(0)
-            .saturating_add(1)
-            .min(MAX_EPOCH - 1);
+            .unwrap_or(0);
+        let base = own.max(newest_claimed);
+        let step = if self.leading.is_none() && base > 0 {
+            2
+        } else {
+            1
+        };
+        // Claims that would run the numbers out are the server's word and ignored.
+        let epoch = match base.saturating_add(step) {
+            next if next < MAX_EPOCH => next,
+            _ => own.saturating_add(1).min(MAX_EPOCH - 1),
+        };
         let secret = wrap::new_secret();
         // (on stage, joining order, id, key): the audience first.
         let mut members: Vec<(bool, u64, UserId, [u8; 32])> = self
@@ -635,6 +652,15 @@ impl KeyAgent {
                         // (or gone past) is a replay, and taking it would start a sealer
                         // over under a key id already used, reusing AES-GCM nonces. (Another
                         // secret under the same epoch number, from a new leader, is new.)
+                        if self.epochs.get(&epoch).is_some_and(|e| {
+                            e.retired.contains(&payload.secret)
+                                || (e.secret != payload.secret && e.retired.len() >= RETIRED_KEPT)
+                        }) {
+                            self.status.problem = Some(format!(
+                                "a key of epoch {epoch} that was replaced before came again"
+                            ));
+                            return None;
+                        }
                         let same_secret = self
                             .epochs
                             .get(&epoch)
@@ -673,8 +699,20 @@ impl KeyAgent {
 
     /// Keeps an epoch's secret for opening only (the leader's, until its wraps are out).
     fn keep(&mut self, epoch: u32, secret: RoomSecret) {
-        self.epochs.insert(epoch, Epoch { secret });
+        self.store(epoch, secret);
         self.prune();
+    }
+
+    /// Keeps `secret` as epoch `epoch`'s, retiring a different one it had.
+    fn store(&mut self, epoch: u32, secret: RoomSecret) {
+        let mut retired = Vec::new();
+        if let Some(old) = self.epochs.remove(&epoch) {
+            retired = old.retired;
+            if old.secret != secret {
+                retired.push(old.secret);
+            }
+        }
+        self.epochs.insert(epoch, Epoch { secret, retired });
     }
 
     fn prune(&mut self) {
@@ -712,7 +750,7 @@ impl KeyAgent {
             self.openers
                 .retain(|(_, kid), _| (kid >> 4) as u32 != epoch);
         }
-        self.epochs.insert(epoch, Epoch { secret });
+        self.store(epoch, secret);
         self.my_gen.insert(epoch, generation);
         self.prune();
         let newest = self.epochs.keys().next_back().copied();
@@ -814,6 +852,8 @@ mod tests {
         now: u64,
         /// Every command each member sent, in order, with when.
         sent: Vec<(u64, UserId, ClientCommand)>,
+        /// Each member's device.
+        devices: HashMap<UserId, DeviceKey>,
     }
 
     impl Net {
@@ -825,6 +865,7 @@ mod tests {
                 agents: HashMap::new(),
                 now: 0,
                 sent: Vec::new(),
+                devices: HashMap::new(),
             };
             net.join(HOST);
             net
@@ -844,6 +885,7 @@ mod tests {
                 .unwrap();
             self.agents
                 .insert(id, KeyAgent::new("r1", &device, self.now));
+            self.devices.insert(id, device);
             self.deliver(out);
         }
 
@@ -1198,13 +1240,12 @@ mod tests {
         net.join(2);
         net.join(3);
         net.run_for(200);
-        // The server says someone who stays holds epoch u32::MAX.
-        let claim = ServerMessage::KeyHeld {
-            user_id: 2,
-            epoch: u32::MAX,
-        };
+        // The server says someone who stays holds an epoch near the end of the numbers.
         let now = net.now;
-        net.agent(HOST).on_message(&claim, now);
+        for epoch in [u32::MAX, MAX_EPOCH - 1, MAX_EPOCH - 3] {
+            let claim = ServerMessage::KeyHeld { user_id: 2, epoch };
+            net.agent(HOST).on_message(&claim, now);
+        }
         net.leave(3);
         net.run_for(ROTATE_MIN_MS + 200);
         assert_eq!(net.agent(HOST).status().epoch, Some(2));
@@ -1231,6 +1272,48 @@ mod tests {
         net.run_for(60_000);
         assert_eq!(keys_sent_to(&net, 9).len(), 3, "the wrap and two more");
         assert_eq!(net.epochs(), vec![1], "and no rotation");
+    }
+
+    #[test]
+    fn a_secret_replaced_under_one_epoch_number_is_never_taken_again() {
+        let mut net = Net::new();
+        net.join(2);
+        net.run_for(200);
+        let first = keys_sent_to(&net, 2)[0].clone();
+        // A key of epoch 1 with another secret, from the host's device (as a new host
+        // reusing the number would send it), replaces the first.
+        let context = wrap::KeyContext {
+            room: "r1",
+            epoch: 1,
+            sender: HOST,
+            recipient: 2,
+        };
+        let payload = wrap::KeyPayload {
+            secret: wrap::new_secret(),
+            roster: [0; 32],
+            r#gen: 0,
+        };
+        let sealed = wrap::wrap(
+            &net.devices[&HOST].agree_secret(),
+            &net.devices[&2].public().agree,
+            &context,
+            &payload,
+        )
+        .unwrap();
+        let second = ServerMessage::Key {
+            from: HOST,
+            epoch: 1,
+            sealed: identity::b64(&sealed),
+        };
+        let now = net.now;
+        assert_eq!(
+            net.agent(2).on_message(&second, now),
+            vec![ClientCommand::KeyHeld { epoch: 1 }]
+        );
+        // The first, replayed: refused, and said.
+        assert!(net.agent(2).on_message(&first, now).is_empty());
+        let problem = net.agent(2).status().problem.clone().unwrap();
+        assert!(problem.contains("replaced before"), "{problem}");
     }
 
     #[test]

@@ -318,13 +318,18 @@ impl<'a> Reader<'a> {
                 // first), up to a limit of its own, and on a budget of its own.
                 // Only the host's client hands out keys: anyone else's share is an ordinary
                 // command, held to the ordinary limits.
-                let host = self
-                    .room
-                    .summary
-                    .borrow()
-                    .host
-                    .as_ref()
-                    .is_some_and(|h| h.id == self.user.id);
+                // (The summary may lag the room a moment on another node of a cluster, so a
+                // moderator, or anyone while no host is listed, passes here; the room itself
+                // refuses all but its host.)
+                let host = {
+                    let summary = self.room.summary.borrow();
+                    let me = self.user.id;
+                    summary.host.as_ref().is_none_or(|h| h.id == me)
+                        || summary
+                            .speakers
+                            .iter()
+                            .any(|s| s.id == me && s.role.is_moderator())
+                };
                 let share = host
                     && (text.len() > limits.max_control_bytes || text.contains("share_key"))
                     && command_type(text.as_str()).as_deref() == Some("share_key");
