@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Live, PATIENCE, TestServer, assert_api_error, eventually, next_event};
@@ -41,6 +40,41 @@ async fn linked_room(server: &TestServer, title: &str) -> (Api, String, String) 
     (hera_api, detail.summary.id, secret)
 }
 
+/// Hera's private room shared by link, with Hera in it unmuted, Lu listening (both on the
+/// client library), and a spy: a member on a raw WebSocket without a key agent, as any
+/// other program could be.
+struct Scene {
+    hera: LiveSession,
+    lu: LiveSession,
+    lu_heard: Heard,
+    spy: Live,
+    room: String,
+    secret: String,
+    /// Kept so the sessions' event queues stay open.
+    _events: Vec<mpsc::Receiver<NetEvent>>,
+}
+
+async fn scene(server: &TestServer, title: &str) -> Scene {
+    let (hera_api, room, secret) = linked_room(server, title).await;
+    let (hera, hera_events, _, _) = join(&hera_api, &room, None).await;
+    hera.send(ClientCommand::Unmute);
+    let lu_api = client(server, "Lu").await;
+    let (lu, lu_events, lu_heard, _) = join(&lu_api, &room, Some(&secret)).await;
+    let spy_session = server.session("Spy").await;
+    let spy = connect_shared(server, &room, &spy_session.token, &secret)
+        .await
+        .unwrap();
+    Scene {
+        hera,
+        lu,
+        lu_heard,
+        spy,
+        room,
+        secret,
+        _events: vec![hera_events, lu_events],
+    }
+}
+
 fn fast() -> Backoff {
     Backoff {
         first: Duration::from_millis(50),
@@ -49,8 +83,7 @@ fn fast() -> Backoff {
     }
 }
 
-/// Frames heard by a client, by sequence number, with their payloads.
-type Heard = Arc<Mutex<Vec<(u32, Vec<u8>)>>>;
+use common::Heard;
 
 /// Joins with the client library; returns the session, its events and what it hears.
 async fn join(
@@ -58,13 +91,7 @@ async fn join(
     room: &str,
     share: Option<&str>,
 ) -> (LiveSession, mpsc::Receiver<NetEvent>, Heard, UserId) {
-    let heard: Heard = Arc::default();
-    let sink = heard.clone();
-    let on_audio = Box::new(move |frame: AudioFrame| {
-        sink.lock()
-            .unwrap()
-            .push((frame.header.sequence, frame.opus().to_vec()));
-    });
+    let (heard, on_audio) = common::hearing();
     let (tx, mut events) = mpsc::channel(4096);
     let live =
         LiveSession::start_shared(api, room, share.map(str::to_string), tx, on_audio, fast());
@@ -320,17 +347,15 @@ async fn a_private_room_is_seen_and_joined_only_by_those_it_is_shared_with() {
 #[tokio::test]
 async fn audio_is_sealed_end_to_end_and_only_members_clients_open_it() {
     let server = TestServer::start();
-    let (hera_api, room, secret) = linked_room(&server, "Secret talk").await;
-    let (hera, _hera_events, _, _) = join(&hera_api, &room, None).await;
-    hera.send(ClientCommand::Unmute);
-
-    let lu_api = client(&server, "Lu").await;
-    let (lu, _lu_events, lu_heard, _) = join(&lu_api, &room, Some(&secret)).await;
-    // A member without a key agent: a raw WebSocket, as any other program could be.
-    let spy_session = server.session("Spy").await;
-    let mut spy = connect_shared(&server, &room, &spy_session.token, &secret)
-        .await
-        .unwrap();
+    let Scene {
+        hera,
+        lu,
+        lu_heard,
+        mut spy,
+        room,
+        secret: _,
+        _events,
+    } = scene(&server, "Secret talk").await;
     holds_key(&hera, 1).await;
     holds_key(&lu, 1).await;
 
@@ -378,16 +403,16 @@ async fn audio_is_sealed_end_to_end_and_only_members_clients_open_it() {
 #[tokio::test]
 async fn someone_removed_cannot_open_what_is_said_after_the_rotation() {
     let server = TestServer::start();
-    let (hera_api, room, secret) = linked_room(&server, "No eavesdroppers").await;
-    let (hera, _hera_events, _, _) = join(&hera_api, &room, None).await;
-    hera.send(ClientCommand::Unmute);
-    let lu_api = client(&server, "Lu").await;
-    let (lu, _lu_events, lu_heard, _) = join(&lu_api, &room, Some(&secret)).await;
-    // Keeps every frame the room sends it, to hand to Mallory's keys afterwards.
-    let spy_session = server.session("Spy").await;
-    let mut spy = connect_shared(&server, &room, &spy_session.token, &secret)
-        .await
-        .unwrap();
+    // The spy keeps every frame the room sends it, to hand to Mallory's keys afterwards.
+    let Scene {
+        hera,
+        lu,
+        lu_heard,
+        mut spy,
+        room,
+        secret,
+        _events,
+    } = scene(&server, "No eavesdroppers").await;
 
     // Mallory: a raw connection driven by a key agent of the test's own.
     let (mallory_session, mallory_key) = server.account("Mallory", None).await;

@@ -799,14 +799,7 @@ async fn a_private_room_keeps_its_door_and_its_keys_across_nodes() {
 
     // Lu joins on node b with the link and hears Hera, on node a, through the seal.
     let lu_api = client(&b, "Lu").await;
-    type Heard = Arc<Mutex<Vec<(u32, Vec<u8>)>>>;
-    let heard: Heard = Arc::default();
-    let sink = heard.clone();
-    let on_audio = Box::new(move |frame: AudioFrame| {
-        sink.lock()
-            .unwrap()
-            .push((frame.header.sequence, frame.opus().to_vec()));
-    });
+    let (heard, on_audio) = common::hearing();
     let (lu_tx, mut lu_events) = mpsc::channel(1024);
     let lu = LiveSession::start_shared(&lu_api, &room, Some(secret), lu_tx, on_audio, fast());
     rejoined(&mut lu_events).await;

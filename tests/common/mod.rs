@@ -444,16 +444,34 @@ pub async fn connect_from(
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await {
         Ok((ws, _)) => Ok(ws),
-        Err(tungstenite::Error::Http(resp)) => {
-            let body = resp
-                .body()
-                .as_deref()
-                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null);
-            Err((resp.status().as_u16(), body))
-        }
+        Err(tungstenite::Error::Http(resp)) => Err(refusal_of(&resp)),
         Err(e) => panic!("websocket connect failed: {e}"),
     }
+}
+
+/// A refused handshake's status and JSON body (Null when it has none).
+fn refusal_of(resp: &tungstenite::http::Response<Option<Vec<u8>>>) -> (u16, Value) {
+    let body = resp
+        .body()
+        .as_deref()
+        .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    (resp.status().as_u16(), body)
+}
+
+/// Frames a client library session played, by sequence number, with their payloads.
+pub type Heard = std::sync::Arc<std::sync::Mutex<Vec<(u32, Vec<u8>)>>>;
+
+/// An audio handler for `LiveSession` that keeps what it is given, and what it kept.
+pub fn hearing() -> (Heard, hallway::net::live::AudioHandler) {
+    let heard: Heard = Default::default();
+    let sink = heard.clone();
+    let on_audio = Box::new(move |frame: AudioFrame| {
+        sink.lock()
+            .unwrap()
+            .push((frame.header.sequence, frame.opus().to_vec()));
+    });
+    (heard, on_audio)
 }
 
 /// An audio frame as a client sends it: sequence `sequence`, its timestamp 960 samples a
@@ -510,14 +528,7 @@ pub async fn connect_shared(
             }
             Ok(live)
         }
-        Err(tungstenite::Error::Http(resp)) => {
-            let body = resp
-                .body()
-                .as_deref()
-                .map(|b| serde_json::from_slice(b).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null);
-            Err((resp.status().as_u16(), body))
-        }
+        Err(tungstenite::Error::Http(resp)) => Err(refusal_of(&resp)),
         Err(e) => panic!("websocket connect failed: {e}"),
     }
 }
