@@ -195,6 +195,7 @@ fn agents() -> (KeyAgent, KeyAgent) {
         recording: false,
         device_key: Some(hallway::identity::b64(&key.public().agree)),
         key_epoch: None,
+        chat_silenced: false,
     };
     let detail = RoomDetail {
         summary: RoomSummary {
@@ -216,6 +217,7 @@ fn agents() -> (KeyAgent, KeyAgent) {
         hands: Vec::new(),
         stage_limit: 20,
         share_secret: None,
+        life: Default::default(),
     };
     let snapshot = |you| ServerMessage::RoomSnapshot {
         protocol_version: PROTOCOL_VERSION,

@@ -1423,6 +1423,16 @@ pub fn describe(notice: &Notice, keys: &keymap::Keymap) -> String {
             name,
             recording: false,
         } => format!("{name} stopped recording."),
+        Notice::ChatSilenced { by, silenced: true } => {
+            format!("{by} silenced your chat in this room; you can still listen and react.")
+        }
+        Notice::ChatSilenced {
+            by,
+            silenced: false,
+        } => format!("{by} let you chat again."),
+        Notice::ChatPolicy { by, who } => format!("{by}: {}.", who.describe()),
+        Notice::Pinned { by, pinned: true } => format!("{by} pinned a line at the top."),
+        Notice::Pinned { by, pinned: false } => format!("{by} took the pin down."),
     }
 }
 

@@ -1,34 +1,80 @@
 //! A client's copy of one room, kept equal to the server's by applying its events in order.
 
+use std::collections::VecDeque;
+
+use crate::protocol::chat::{ChatLine, ChatPolicy};
 use crate::protocol::control::LeaveReason;
 use crate::protocol::{Participant, Role, RoomDetail, ServerMessage, UserId};
 
 /// The room as this client sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomView {
+    /// The room as the server last described it, kept up by its events; its `chat_log`
+    /// stays empty (the lines move to `chat`).
     pub detail: RoomDetail,
     pub me: UserId,
+    /// The chat since joining (the snapshot's lines first), oldest first, at most
+    /// [`CHAT_KEPT`] lines; deleted lines are gone.
+    pub chat: VecDeque<ChatLine>,
 }
+
+/// How many chat lines a client keeps for scrolling back.
+pub const CHAT_KEPT: usize = 500;
 
 /// What an applied event means for the person at the keyboard, for the event line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    InvitedYou { by: String },
+    InvitedYou {
+        by: String,
+    },
     YouSpeak,
-    MovedYouToAudience { by: String },
-    MutedYou { by: String },
-    MadeYouModerator { by: String },
+    MovedYouToAudience {
+        by: String,
+    },
+    MutedYou {
+        by: String,
+    },
+    MadeYouModerator {
+        by: String,
+    },
     YouAreHost,
-    HandRaised { name: String },
-    Joined { name: String },
-    Left { name: String, reason: LeaveReason },
-    Declined { name: String },
-    Recording { name: String, recording: bool },
+    HandRaised {
+        name: String,
+    },
+    Joined {
+        name: String,
+    },
+    Left {
+        name: String,
+        reason: LeaveReason,
+    },
+    Declined {
+        name: String,
+    },
+    Recording {
+        name: String,
+        recording: bool,
+    },
+    /// A moderator silenced my chat, or let me write again.
+    ChatSilenced {
+        by: String,
+        silenced: bool,
+    },
+    ChatPolicy {
+        by: String,
+        who: ChatPolicy,
+    },
+    /// A moderator pinned something (or took the pin down).
+    Pinned {
+        by: String,
+        pinned: bool,
+    },
 }
 
 impl RoomView {
-    pub fn new(detail: RoomDetail, me: UserId) -> Self {
-        Self { detail, me }
+    pub fn new(mut detail: RoomDetail, me: UserId) -> Self {
+        let chat = std::mem::take(&mut detail.life.chat_log).into();
+        Self { detail, me, chat }
     }
 
     pub fn participant(&self, id: UserId) -> Option<&Participant> {
@@ -105,8 +151,7 @@ impl RoomView {
         let me = self.me;
         match message {
             ServerMessage::RoomSnapshot { room, you, .. } => {
-                self.detail = room.clone();
-                self.me = *you;
+                *self = Self::new(room.clone(), *you);
                 None
             }
             ServerMessage::ParticipantJoined { participant } => {
@@ -245,7 +290,44 @@ impl RoomView {
                 self.detail.unlisted = *unlisted;
                 None
             }
-            ServerMessage::RoomEnded { .. }
+            ServerMessage::Chat { lines } => {
+                self.chat.extend(lines.iter().cloned());
+                let extra = self.chat.len().saturating_sub(CHAT_KEPT);
+                self.chat.drain(..extra);
+                None
+            }
+            ServerMessage::ChatDeleted { message_id, .. } => {
+                self.chat.retain(|l| l.id != *message_id);
+                None
+            }
+            ServerMessage::ChatSilenced {
+                user_id,
+                silenced,
+                by,
+            } => {
+                let by = self.name(*by);
+                self.participant_mut(*user_id)?.chat_silenced = *silenced;
+                (*user_id == me).then_some(Notice::ChatSilenced {
+                    by,
+                    silenced: *silenced,
+                })
+            }
+            ServerMessage::ChatPolicy { who, by } => {
+                self.detail.life.chat = *who;
+                Some(Notice::ChatPolicy {
+                    by: self.name(*by),
+                    who: *who,
+                })
+            }
+            ServerMessage::Pinned { text, by } => {
+                self.detail.life.pinned.clone_from(text);
+                Some(Notice::Pinned {
+                    by: self.name(*by),
+                    pinned: text.is_some(),
+                })
+            }
+            ServerMessage::Reactions { .. }
+            | ServerMessage::RoomEnded { .. }
             | ServerMessage::Ok { .. }
             | ServerMessage::Error { .. }
             | ServerMessage::Pong { .. }
@@ -263,6 +345,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::protocol::chat::Reaction;
     use crate::protocol::control::RoomEndReason;
     use crate::protocol::{ClientCommand, ErrorCode, RoomSummary, User};
     use crate::server::room::{Addressed, AudioVerdict, Delivery, Room, RoomLimits};
@@ -287,6 +370,7 @@ mod tests {
             recording: false,
             device_key: None,
             key_epoch: None,
+            chat_silenced: false,
         }
     }
 
@@ -309,6 +393,7 @@ mod tests {
             stage_limit: 20,
             unlisted: 0,
             share_secret: None,
+            life: Default::default(),
         };
         RoomView::new(detail, me)
     }
@@ -707,6 +792,21 @@ mod tests {
                     "hands seen by {me} after {step}"
                 );
                 assert_eq!(view.detail.stage_limit, detail.stage_limit);
+                assert_eq!(view.detail.life.chat, detail.life.chat, "chat policy");
+                assert_eq!(view.detail.life.pinned, detail.life.pinned, "pin");
+                assert!(view.detail.life.chat_log.is_empty());
+                // The snapshot's lines are the newest of what the client was sent, less
+                // deletions: the client's chat ends with them.
+                if room.life_deadline_ms().is_none() {
+                    let log = &detail.life.chat_log;
+                    let tail: Vec<ChatLine> = view
+                        .chat
+                        .iter()
+                        .skip(view.chat.len().saturating_sub(log.len()))
+                        .cloned()
+                        .collect();
+                    assert_eq!(&tail, log, "chat seen by {me} after {step}");
+                }
                 assert_eq!(view.detail.summary.id, detail.summary.id);
                 assert_eq!(view.detail.summary.title, detail.summary.title);
                 assert_eq!(view.me, *me);
@@ -808,6 +908,58 @@ mod tests {
         w.command(HOST, InviteToSpeak { user_id: BOB });
         w.command(BOB, DeclineInvite);
         w.command(HOST, MakeModerator { user_id: CY });
+        w.command(
+            ADA,
+            Chat {
+                text: "hello".into(),
+            },
+        );
+        w.command(
+            BOB,
+            Chat {
+                text: "hi\u{202E} all".into(),
+            },
+        );
+        w.command(
+            CY,
+            Pin {
+                text: "https://example.org/agenda".into(),
+            },
+        );
+        w.command(
+            BOB,
+            React {
+                reaction: Reaction::Clap,
+            },
+        );
+        w.command(
+            ADA,
+            React {
+                reaction: Reaction::Heart,
+            },
+        );
+        w.tick(500);
+        w.command(CY, DeleteChat { message_id: 2 });
+        w.command(
+            HOST,
+            SilenceChat {
+                user_id: BOB,
+                silenced: true,
+            },
+        );
+        w.command(
+            HOST,
+            SetChat {
+                who: ChatPolicy::Stage,
+            },
+        );
+        w.command(
+            ADA,
+            Chat {
+                text: "from the stage".into(),
+            },
+        );
+        w.tick(1_000);
         w.command(HOST, MuteSpeaker { user_id: ADA });
         w.command(ADA, Unmute);
         w.speak(ADA);

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+use super::chat::{ChatLine, ChatPolicy, Reacted, Reaction, ReactionCount};
 use super::{ErrorCode, Participant, Role, RoomDetail, UserId};
 
 /// A command from a client, with its optional request id.
@@ -68,6 +69,21 @@ pub enum ClientCommand {
     /// Private rooms: this member's client opened the room key of `epoch`; everyone who
     /// sees them is told (`key_held`), so the room shows who can hear it.
     KeyHeld { epoch: u32 },
+    /// Write a line in the room's chat (at most `chat::MAX_CHAT_CHARS` characters; cleaned
+    /// of control and direction-changing characters).
+    Chat { text: String },
+    /// Delete a chat line: your own, or anyone's as a moderator.
+    DeleteChat { message_id: u64 },
+    /// Moderator: stop someone writing in the chat (`silenced: false` lets them again).
+    SilenceChat { user_id: UserId, silenced: bool },
+    /// Moderator: who may write in the chat.
+    SetChat { who: ChatPolicy },
+    /// React (shown next to you for a moment; counted for everyone once a second).
+    React { reaction: Reaction },
+    /// Moderator: pin a link (http or https) or one line of text at the top of the room.
+    Pin { text: String },
+    /// Moderator: take the pin down.
+    Unpin,
 }
 
 /// The most wrapped keys one `share_key` carries: 256 of about 180 bytes of JSON stay well
@@ -115,6 +131,13 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "end_room",
     "share_key",
     "key_held",
+    "chat",
+    "delete_chat",
+    "silence_chat",
+    "set_chat",
+    "react",
+    "pin",
+    "unpin",
 ];
 
 /// Why a text message is not a valid command. Each keeps the request id when one could be read.
@@ -321,6 +344,42 @@ pub enum ServerMessage {
     KeyHeld {
         user_id: UserId,
         epoch: u32,
+    },
+    /// New chat lines, oldest first: all the room took since the last `chat` (at most one
+    /// of these every `chat::CHAT_EVERY_MS`).
+    Chat {
+        lines: Vec<ChatLine>,
+    },
+    /// A chat line was deleted (by its author, or `by` a moderator).
+    ChatDeleted {
+        message_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
+    },
+    /// A moderator silenced (or let back) someone's chat.
+    ChatSilenced {
+        user_id: UserId,
+        silenced: bool,
+        by: UserId,
+    },
+    /// Who may write in the chat changed.
+    ChatPolicy {
+        who: ChatPolicy,
+        by: UserId,
+    },
+    /// The reactions of the last second (at most one of these every
+    /// `chat::REACTIONS_EVERY_MS`): who reacted among those everyone sees, and counts of
+    /// everyone's.
+    Reactions {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shown: Vec<Reacted>,
+        counts: Vec<ReactionCount>,
+    },
+    /// The pin changed (`text: null` when it was taken down).
+    Pinned {
+        #[serde(default)]
+        text: Option<String>,
+        by: UserId,
     },
     /// The server is about to close this connection, and why.
     Goodbye {

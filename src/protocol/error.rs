@@ -107,6 +107,11 @@ pub enum ErrorCode {
     Yourself,
     /// The room's host or a moderator blocks you.
     Blocked,
+    /// A chat line or pin that is blank, too long, or (a pin) a link that is not http(s)
+    /// or has control characters.
+    InvalidText,
+    /// No chat line with that id in the room (it was deleted, or is too old).
+    MessageNotFound,
     /// A code from a newer server that this build does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -118,13 +123,14 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             BadRequest | MalformedJson | UnknownType | BadFrame | InvalidName | InvalidTitle
-            | InvalidHandle | Yourself => 400,
+            | InvalidHandle | Yourself | InvalidText => 400,
             Unauthorized | ChallengeExpired | BadSignature | UnknownDevice => 401,
             BadAccessCode | Forbidden | Banned | NotAllowedToSpeak | Removed
             | InvitationRequired | InvitationUnknown | NoInvitationsLeft | Suspended | Blocked => {
                 403
             }
-            RoomNotFound | UserNotFound | NotFound | RoomEnded | UnknownHandle => 404,
+            RoomNotFound | UserNotFound | NotFound | RoomEnded | UnknownHandle
+            | MessageNotFound => 404,
             StageFull | AlreadyOnStage | NotOnStage | NotInvited | Replaced | NameLookalike
             | HandleTaken | DeviceTaken => 409,
             InvitationUsed | InvitationExpired => 410,
@@ -188,6 +194,8 @@ impl ErrorCode {
             UnknownHandle => "unknown_handle",
             Yourself => "yourself",
             Blocked => "blocked",
+            InvalidText => "invalid_text",
+            MessageNotFound => "message_not_found",
             Unknown => "unknown",
         }
     }

@@ -7,6 +7,7 @@
 //! docs/protocol.md describes the same wire for people writing other clients.
 
 pub mod audio;
+pub mod chat;
 pub mod control;
 pub mod error;
 pub mod handle;

@@ -325,6 +325,9 @@ pub struct Participant {
     /// Private rooms: the newest room key epoch their client says it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_epoch: Option<u32>,
+    /// A moderator stopped them writing in the chat.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub chat_silenced: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -395,6 +398,9 @@ pub struct RoomDetail {
     /// (who pass the link on); `?share=SECRET` on the room's URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share_secret: Option<String>,
+    /// Chat, pin: what the room shows besides its people.
+    #[serde(flatten)]
+    pub life: super::chat::RoomLife,
 }
 
 /// The body of every REST error.

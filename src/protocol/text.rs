@@ -30,6 +30,10 @@ pub enum TextKind {
     Reason,
     /// What a device is called in its account's list.
     DeviceLabel,
+    /// A line in a room's chat.
+    ChatLine,
+    /// What a moderator pins at the top of a room: a link or one line.
+    Pin,
 }
 
 impl TextKind {
@@ -40,6 +44,8 @@ impl TextKind {
             TextKind::Bio => "bio",
             TextKind::Reason => "reason",
             TextKind::DeviceLabel => "device label",
+            TextKind::ChatLine => "chat line",
+            TextKind::Pin => "pinned line",
         }
     }
 
@@ -50,6 +56,8 @@ impl TextKind {
             TextKind::Bio => "bios",
             TextKind::Reason => "reasons",
             TextKind::DeviceLabel => "device labels",
+            TextKind::ChatLine => "chat lines",
+            TextKind::Pin => "pinned lines",
         }
     }
 }
@@ -344,6 +352,57 @@ pub fn clean_name(text: &str, max_chars: usize, what: TextKind) -> Result<String
         && let Some(word) = reserved_word(&cleaned)
     {
         return Err(TextError::ReservedWord { word });
+    }
+    Ok(cleaned)
+}
+
+/// A chat line cleaned on the server: NFC, control, invisible and direction-changing
+/// characters (bidi overrides, zero-width joiners outside emoji) dropped rather than refused
+/// (a pasted line keeps its words), line breaks and tabs made spaces, runs of spaces made
+/// one, private-use and unassigned characters dropped. Refused only when nothing visible is
+/// left or the line is longer than `max_chars` after cleaning. The result passes through
+/// `terminal_safe` unchanged.
+pub fn clean_chat(text: &str, max_chars: usize) -> Result<String, TextError> {
+    let what = TextKind::ChatLine;
+    let nfc: String = text.nfc().collect();
+    let mut kept = String::with_capacity(nfc.len());
+    scan(&nfc, |_, c, class| {
+        match class {
+            Class::Visible => kept.push(c),
+            // Line breaks and tabs separate words: keep the gap.
+            Class::Control if c.is_whitespace() => kept.push(' '),
+            _ => {}
+        }
+        true
+    });
+    // Dropping a character can make a new neighbour (a ZWJ left between two emoji after
+    // an invisible between them went): clean until nothing changes.
+    let mut cleaned = String::with_capacity(kept.len());
+    let mut space = false;
+    for c in kept.trim().chars() {
+        if c == ' ' || category(c) == GeneralCategory::SpaceSeparator {
+            space = true;
+            continue;
+        }
+        if space {
+            cleaned.push(' ');
+            space = false;
+        }
+        cleaned.push(c);
+    }
+    if terminal_safe(&cleaned) != cleaned {
+        return clean_chat(&cleaned, max_chars);
+    }
+    if cleaned.chars().all(|c| c == ' ' || is_invisible(c)) {
+        return Err(TextError::Blank { what });
+    }
+    let len = cleaned.chars().count();
+    if len > max_chars {
+        return Err(TextError::TooLong {
+            what,
+            max: max_chars,
+            len,
+        });
     }
     Ok(cleaned)
 }
@@ -934,6 +993,39 @@ mod tests {
                 }
                 prop_assert!(matches!(terminal_safe(&clean), Cow::Borrowed(_)));
                 prop_assert_eq!(clean_name(&clean, max, what), Ok(clean.clone()));
+            }
+        }
+    }
+
+    #[test]
+    fn chat_lines_are_cleaned_not_refused() {
+        // A bidi override (the "evil" trick), zero-width space, a bell and a line break.
+        let line = clean_chat("hi\u{202E}dlrow\u{200B} there\u{7}\nall\t ok", 280).unwrap();
+        assert_eq!(line, "hidlrow there all ok");
+        assert_eq!(terminal_safe(&line), line);
+        // Emoji sequences stay whole.
+        assert_eq!(
+            clean_chat(" 👩\u{200D}💻 🎙\u{FE0F} ", 280).unwrap(),
+            "👩\u{200D}💻 🎙\u{FE0F}"
+        );
+        // A ZWJ left between two emoji once an invisible between them goes is dropped too.
+        let line = clean_chat("👩\u{200B}\u{200D}💻", 280).unwrap();
+        assert_eq!(terminal_safe(&line), line);
+        assert!(matches!(
+            clean_chat("\u{202E}\u{200B} \n", 280),
+            Err(TextError::Blank { .. })
+        ));
+        let err = clean_chat(&"a".repeat(281), 280).unwrap_err();
+        assert!(err.to_string().contains("at most 280"), "{err}");
+        assert_eq!(clean_chat(&"a".repeat(280), 280).unwrap().len(), 280);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cleaned_chat_is_terminal_safe_and_stable(text in proptest::prelude::any::<String>()) {
+            if let Ok(line) = clean_chat(&text, 280) {
+                proptest::prop_assert_eq!(terminal_safe(&line).into_owned(), line.clone());
+                proptest::prop_assert_eq!(clean_chat(&line, 280).unwrap(), line);
             }
         }
     }

@@ -337,6 +337,7 @@ impl RoomActor {
             self.room.speaking_deadline_ms(),
             self.room.audience_deadline_ms(),
             self.room.toggle_deadline_ms(),
+            self.room.life_deadline_ms(),
         ]
         .into_iter()
         .flatten()

@@ -405,6 +405,7 @@ pub(crate) fn clean_text(text: &str, max: usize, what: TextKind) -> Result<Strin
         let code = match what {
             TextKind::DisplayName => ErrorCode::InvalidName,
             TextKind::RoomTitle => ErrorCode::InvalidTitle,
+            TextKind::ChatLine | TextKind::Pin => ErrorCode::InvalidText,
             TextKind::Bio | TextKind::Reason | TextKind::DeviceLabel => ErrorCode::BadRequest,
         };
         ApiError::new(code, e.to_string())

@@ -20,6 +20,7 @@ pub mod metrics;
 mod outgoing;
 mod rate;
 pub mod room;
+pub mod room_life;
 pub mod store;
 pub mod tls;
 

@@ -20,6 +20,8 @@ use crate::protocol::control::{
     LeaveReason, MAX_KEY_EPOCH, MAX_KEYS_PER_SHARE, MAX_SEALED_CHARS, RoomEndReason,
 };
 use crate::protocol::text::skeleton;
+
+use super::room_life::{Life, Who};
 use crate::protocol::{
     ClientCommand, ErrorCode, Participant, Role, RoomDetail, RoomSummary, ServerMessage,
     StageMember, User, UserId,
@@ -272,6 +274,8 @@ pub struct Room {
     share_secret: Option<String>,
     /// The newest key epoch a moderator handed out: members may claim to hold no newer.
     key_epoch: u32,
+    /// Chat, reactions and the pin (#15).
+    life: Life,
 }
 
 impl Room {
@@ -303,6 +307,7 @@ impl Room {
             private: false,
             share_secret: None,
             key_epoch: 0,
+            life: Life::default(),
         }
     }
 
@@ -566,6 +571,7 @@ impl Room {
             return Vec::new();
         };
         self.names.remove(&skeleton(&member.name));
+        self.life.forget(user);
         if reason == LeaveReason::Disconnected && member.role != Role::Listener {
             self.departed.insert(
                 user,
@@ -742,6 +748,7 @@ impl Room {
                 unlisted: self.unlisted(),
             });
         }
+        out.extend(self.life.tick(now_ms));
         out.extend(self.end_if_unmoderated(now_ms));
         out
     }
@@ -1203,6 +1210,53 @@ impl Room {
                     },
                 )]
             }
+            Chat { ref text } => {
+                if self.private {
+                    // The server would read it: chat is not end-to-end encrypted yet.
+                    return refuse(
+                        ErrorCode::Forbidden,
+                        "chat is off in private rooms: it is not end-to-end encrypted yet, so the server could read it",
+                    );
+                }
+                let who = Self::who(me);
+                self.life
+                    .chat(user, who, (&me.handle, &me.name), text, now_ms)?
+            }
+            DeleteChat { message_id } => {
+                self.life.delete(user, my_role.is_moderator(), message_id)?
+            }
+            SilenceChat { user_id, silenced } => {
+                self.require_moderator(my_role, "silence someone's chat")?;
+                let target = self.target(user_id)?;
+                self.require_outranks(my_role, target.role, false)?;
+                if !self.life.silence(user_id, silenced) {
+                    return Ok(Vec::new());
+                }
+                vec![self.about(
+                    user_id,
+                    ServerMessage::ChatSilenced {
+                        user_id,
+                        silenced,
+                        by: user,
+                    },
+                )]
+            }
+            SetChat { who } => {
+                self.require_moderator(my_role, "choose who may chat")?;
+                self.life.set_policy(user, who)
+            }
+            React { reaction } => {
+                let who = Self::who(me);
+                self.life.react(user, who, reaction, now_ms)
+            }
+            Pin { ref text } => {
+                self.require_moderator(my_role, "pin a link or a line")?;
+                self.life.pin(user, text)?
+            }
+            Unpin => {
+                self.require_moderator(my_role, "take the pin down")?;
+                self.life.unpin(user)
+            }
         };
         self.count_audience(now_ms);
         Ok(out)
@@ -1287,6 +1341,7 @@ impl Room {
             stage_limit: self.limits.stage_limit,
             unlisted,
             share_secret: None,
+            life: self.life.view(),
         }
     }
 
@@ -1312,6 +1367,7 @@ impl Room {
             recording: m.recording,
             device_key: m.device_key.clone(),
             key_epoch: m.key_epoch,
+            chat_silenced: self.life.is_silenced(id),
         })
     }
 
@@ -1358,6 +1414,20 @@ impl Room {
             device_key: None,
             key_epoch: None,
         })
+    }
+
+    /// What room life needs to know of a member.
+    fn who(m: &Member) -> Who {
+        Who {
+            on_stage: m.role.on_stage(),
+            moderator: m.role.is_moderator(),
+            listed: m.listed || m.role.on_stage(),
+        }
+    }
+
+    /// When waiting chat lines or reactions are due: the time to call [`Room::tick`].
+    pub fn life_deadline_ms(&self) -> Option<u64> {
+        self.life.deadline_ms()
     }
 
     fn target(&self, id: UserId) -> Result<&Member, Refusal> {

@@ -189,6 +189,7 @@ fn participant(id: UserId, name: &str, role: Role) -> Participant {
         recording: false,
         device_key: None,
         key_epoch: None,
+        chat_silenced: false,
     }
 }
 
@@ -248,6 +249,7 @@ fn room_detail(my_role: Role, extra_listeners: usize) -> RoomDetail {
         stage_limit: 13,
         unlisted: 0,
         share_secret: None,
+        life: Default::default(),
     }
 }
 
