@@ -17,6 +17,8 @@ use std::collections::HashMap;
 
 use crossterm::event::KeyCode;
 
+use crate::protocol::chat::Reaction;
+
 /// What a key asks for. Whether it can be done now (on stage, a moderator, someone
 /// selected) is the handler's business; the keymap only names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,11 +60,25 @@ pub enum Action {
     Verify,
     /// Close the card.
     Close,
+    /// Open the chat pane and write, or hide it.
+    Chat,
+    /// Write in the open chat.
+    Write,
+    /// Send a reaction.
+    React(Reaction),
+    /// Moderators: stop the chosen person writing in the chat, or let them again.
+    SilenceChat,
+    /// Moderators: delete the chosen person's newest chat line.
+    DeleteChat,
+    /// Moderators: who may chat (everyone, the stage, nobody), in turn.
+    WhoMayChat,
+    /// Moderators: pin a link or a line at the top of the room.
+    Pin,
 }
 
 impl Action {
     /// Every action, for the config's names.
-    pub const ALL: [Action; 29] = [
+    pub const ALL: [Action; 40] = [
         Action::Quit,
         Action::Help,
         Action::Down,
@@ -92,6 +108,17 @@ impl Action {
         Action::Report,
         Action::Verify,
         Action::Close,
+        Action::Chat,
+        Action::Write,
+        Action::React(Reaction::Clap),
+        Action::React(Reaction::Laugh),
+        Action::React(Reaction::Hundred),
+        Action::React(Reaction::Heart),
+        Action::React(Reaction::Thanks),
+        Action::SilenceChat,
+        Action::DeleteChat,
+        Action::WhoMayChat,
+        Action::Pin,
     ];
 
     /// Its name in the config's `[keys]` table.
@@ -126,6 +153,17 @@ impl Action {
             Action::Report => "report",
             Action::Verify => "verify",
             Action::Close => "close",
+            Action::Chat => "chat",
+            Action::Write => "write",
+            Action::React(Reaction::Clap) => "react_clap",
+            Action::React(Reaction::Laugh) => "react_laugh",
+            Action::React(Reaction::Hundred) => "react_hundred",
+            Action::React(Reaction::Heart) => "react_heart",
+            Action::React(Reaction::Thanks) => "react_thanks",
+            Action::SilenceChat => "silence_chat",
+            Action::DeleteChat => "delete_chat",
+            Action::WhoMayChat => "who_may_chat",
+            Action::Pin => "pin",
         }
     }
 
@@ -310,6 +348,38 @@ pub const MODERATORS: Group = Group {
     ],
 };
 
+pub const ROOM_LIFE: Group = Group {
+    heading: "Chat and reactions",
+    entries: &[
+        Entry {
+            label: "c / Enter",
+            help: "chat: show, hide / write",
+            keys: &[(c('c'), Action::Chat), (KeyCode::Enter, Action::Write)],
+        },
+        Entry {
+            label: "1 2 3 4 5",
+            help: "react: clap … thanks",
+            keys: &[
+                (c('1'), Action::React(Reaction::Clap)),
+                (c('2'), Action::React(Reaction::Laugh)),
+                (c('3'), Action::React(Reaction::Hundred)),
+                (c('4'), Action::React(Reaction::Heart)),
+                (c('5'), Action::React(Reaction::Thanks)),
+            ],
+        },
+        Entry {
+            label: "s / D",
+            help: "mods: silence / delete",
+            keys: &[(c('s'), Action::SilenceChat), (c('D'), Action::DeleteChat)],
+        },
+        Entry {
+            label: "W / P",
+            help: "mods: who may chat / pin",
+            keys: &[(c('W'), Action::WhoMayChat), (c('P'), Action::Pin)],
+        },
+    ],
+};
+
 pub const CARD: Group = Group {
     heading: "On a profile card",
     entries: &[
@@ -342,7 +412,13 @@ pub const CARD: Group = Group {
 };
 
 /// The groups that apply in a room.
-pub const IN_A_ROOM: [&Group; 3] = [&ROOM, &STAGE, &MODERATORS];
+pub const IN_A_ROOM: [&Group; 4] = [&ROOM, &STAGE, &MODERATORS, &ROOM_LIFE];
+
+/// Every group, in the order the one-column help lists them.
+pub const ALL_GROUPS: [&Group; 6] = [&HALLWAY, &ROOM, &STAGE, &ROOM_LIFE, &MODERATORS, &CARD];
+/// The two-column help: the left column's groups and the right's.
+pub const LEFT_COLUMN: [&Group; 3] = [&HALLWAY, &ROOM, &STAGE];
+pub const RIGHT_COLUMN: [&Group; 3] = [&ROOM_LIFE, &MODERATORS, &CARD];
 
 /// How the help box sits on a `cols`×`rows` screen: shared by the view, which draws it,
 /// and the model, which scrolls it, so the two agree on how far it can scroll.
@@ -362,22 +438,21 @@ pub struct HelpLayout {
 impl HelpLayout {
     pub fn new(cols: u16, rows: u16) -> Self {
         let two_columns = cols >= 72;
-        let (width, height) = if two_columns { (78, 23) } else { (44, 41) };
-        // Borders, then the footer line and the blank above it.
-        let visible = height.min(rows).saturating_sub(4);
         let rows_of = |g: &Group| g.entries.len() + 1;
-        let total = if two_columns {
-            let left = rows_of(&HALLWAY) + 1 + rows_of(&ROOM);
-            // A blank and "Esc closes a box" under the card.
-            let right = rows_of(&STAGE) + 1 + rows_of(&MODERATORS) + 1 + rows_of(&CARD) + 2;
-            left.max(right)
-        } else {
-            [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD]
-                .into_iter()
-                .map(rows_of)
-                .sum::<usize>()
-                + 4
+        // Groups with a blank between them.
+        let column = |groups: &[&Group]| {
+            groups.iter().map(|g| rows_of(g)).sum::<usize>() + groups.len().saturating_sub(1)
         };
+        let total = if two_columns {
+            // A blank and "Esc closes a box" under the card.
+            column(&LEFT_COLUMN).max(column(&RIGHT_COLUMN) + 2)
+        } else {
+            column(&ALL_GROUPS)
+        };
+        let width = if two_columns { 78 } else { 44 };
+        // Borders, then the footer line and the blank above it.
+        let height = u16::try_from(total + 4).unwrap_or(u16::MAX);
+        let visible = height.min(rows).saturating_sub(4);
         HelpLayout {
             two_columns,
             width,
@@ -602,9 +677,7 @@ impl Keymap {
         if let Some(codes) = self.rebound.get(&action) {
             return codes.first().map(|c| key_name(*c)).unwrap_or_default();
         }
-        let entries = [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD]
-            .into_iter()
-            .flat_map(|g| g.entries);
+        let entries = ALL_GROUPS.into_iter().flat_map(|g| g.entries);
         for entry in entries {
             let Some((code, _)) = entry.keys.iter().find(|(_, a)| *a == action) else {
                 continue;
@@ -613,7 +686,9 @@ impl Keymap {
                 return entry.label.to_string();
             }
             return match code {
-                KeyCode::Char(_) | KeyCode::Down | KeyCode::Up | KeyCode::Esc => key_name(*code),
+                KeyCode::Char(_) | KeyCode::Down | KeyCode::Up | KeyCode::Esc | KeyCode::Enter => {
+                    key_name(*code)
+                }
                 _ => entry.label.to_string(),
             };
         }

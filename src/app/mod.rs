@@ -3,6 +3,7 @@
 //! The view (`ui`) reads an `&App` and never changes it.
 
 pub mod keymap;
+pub mod life;
 pub mod room_view;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ use crate::app::keymap::Action;
 use crate::audio::LatencyProfile;
 use crate::config::Latency;
 use crate::net::NetEvent;
+use crate::protocol::chat::{MAX_CHAT_CHARS, MAX_PIN_CHARS};
 use crate::protocol::control::{LeaveReason, RoomEndReason};
 use crate::protocol::{
     ClientCommand, ErrorCode, Me, Profile, Role, RoomSummary, ServerMessage, UserId,
@@ -177,6 +179,8 @@ pub struct RoomScreen {
     /// key, since joining.
     pub not_opened: u64,
     pub not_sent: u64,
+    /// The chat pane, reactions and the pin.
+    pub life: life::LifeScreen,
 }
 
 /// The live connection's state.
@@ -202,6 +206,8 @@ pub enum Overlay {
     Card(Box<Card>),
     /// Typing why someone is reported.
     Report { handle: String, reason: String },
+    /// A moderator typing what to pin (empty takes the pin down).
+    Pin { text: String },
 }
 
 /// A profile card: who was asked for, and what arrived.
@@ -734,7 +740,14 @@ impl App {
             | Action::MuteSpeaker
             | Action::Remove
             | Action::MakeModerator
-            | Action::Card => Vec::new(),
+            | Action::Card
+            | Action::Chat
+            | Action::Write
+            | Action::React(_)
+            | Action::SilenceChat
+            | Action::DeleteChat
+            | Action::WhoMayChat
+            | Action::Pin => Vec::new(),
         }
     }
 
@@ -754,6 +767,7 @@ impl App {
             keys: None,
             not_opened: 0,
             not_sent: 0,
+            life: life::LifeScreen::default(),
         }));
         vec![Effect::JoinRoom { id }]
     }
@@ -842,6 +856,14 @@ impl App {
                 room.link = link;
             }
         }
+        if let Screen::Room(room) = &mut self.screen {
+            let me = match &message {
+                ServerMessage::RoomSnapshot { you, .. } => *you,
+                _ => room.view.as_ref().map_or(0, |v| v.me),
+            };
+            room.life
+                .on_server(&message, me, &self.blocking, self.now_ms);
+        }
         let Some(room) = self.room_mut() else {
             return Vec::new();
         };
@@ -902,9 +924,10 @@ impl App {
         // A held key repeats: fine for moving and typing, wrong for toggles (a held `h`
         // would raise and lower the hand over and over).
         let typing = self.filtering
+            || self.writing()
             || matches!(
                 self.overlay,
-                Some(Overlay::NewRoom { .. } | Overlay::Report { .. })
+                Some(Overlay::NewRoom { .. } | Overlay::Report { .. } | Overlay::Pin { .. })
             );
         let action = match self.screen {
             Screen::Hallway => self.keys.in_hallway(key.code),
@@ -933,9 +956,55 @@ impl App {
         if self.filtering {
             return self.on_filter_key(key);
         }
+        if self.writing() {
+            return self.on_chat_key(key);
+        }
         match self.screen {
             Screen::Hallway => self.on_hallway_key(key),
             Screen::Room(_) => self.on_room_key(key),
+        }
+    }
+
+    /// Writing a chat line: keys are text.
+    fn writing(&self) -> bool {
+        self.room().is_some_and(|r| r.life.draft.is_some())
+    }
+
+    fn on_chat_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Some(draft) = self.room_mut().and_then(|r| r.life.draft.as_mut()) else {
+            return Vec::new();
+        };
+        // Text, not actions: the keys of a line being typed.
+        match key.code {
+            KeyCode::Esc => {
+                if let Some(room) = self.room_mut() {
+                    room.life.draft = None;
+                }
+                Vec::new()
+            }
+            KeyCode::Enter => {
+                let text = draft.trim().to_string();
+                if text.is_empty() {
+                    return Vec::new();
+                }
+                draft.clear();
+                vec![Effect::Send(ClientCommand::Chat { text })]
+            }
+            KeyCode::Backspace => {
+                draft.pop();
+                Vec::new()
+            }
+            KeyCode::Char(c) if draft.chars().count() < MAX_CHAT_CHARS => {
+                draft.push(c);
+                Vec::new()
+            }
+            KeyCode::Char(_) => {
+                self.say(format!(
+                    "A chat line is at most {MAX_CHAT_CHARS} characters: send this one first."
+                ));
+                Vec::new()
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -1031,6 +1100,32 @@ impl App {
                 KeyCode::Char(c) if reason.chars().count() < REPORT_MAX_CHARS => {
                     reason.push(c);
                     self.overlay = Some(Overlay::Report { handle, reason });
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            },
+            Overlay::Pin { mut text } => match key.code {
+                KeyCode::Esc => {
+                    self.overlay = None;
+                    Vec::new()
+                }
+                KeyCode::Enter => {
+                    self.overlay = None;
+                    let text = text.trim().to_string();
+                    if text.is_empty() {
+                        vec![Effect::Send(ClientCommand::Unpin)]
+                    } else {
+                        vec![Effect::Send(ClientCommand::Pin { text })]
+                    }
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                    self.overlay = Some(Overlay::Pin { text });
+                    Vec::new()
+                }
+                KeyCode::Char(c) if text.chars().count() < MAX_PIN_CHARS => {
+                    text.push(c);
+                    self.overlay = Some(Overlay::Pin { text });
                     Vec::new()
                 }
                 _ => Vec::new(),
@@ -1148,7 +1243,14 @@ impl App {
             | Action::Block
             | Action::Report
             | Action::Verify
-            | Action::Close => Vec::new(),
+            | Action::Close
+            | Action::Chat
+            | Action::Write
+            | Action::React(_)
+            | Action::SilenceChat
+            | Action::DeleteChat
+            | Action::WhoMayChat
+            | Action::Pin => Vec::new(),
         }
     }
 
@@ -1159,6 +1261,7 @@ impl App {
         let hand_key = self.keys.key_label(Action::Hand);
         let mute_key = self.keys.key_label(Action::Mute);
         let leave_key = self.keys.key_label(Action::Leave);
+        let now_ms = self.now_ms;
         let Some(room) = self.room_mut() else {
             return Vec::new();
         };
@@ -1187,6 +1290,15 @@ impl App {
         let hand_up = me.as_ref().is_some_and(|p| p.hand_raised_at_ms.is_some());
         let invited = me.as_ref().is_some_and(|p| p.invited);
         let moderator = my_role.is_moderator();
+        let selected_silenced = listed.get(room.selected).is_some_and(|p| p.chat_silenced);
+        // The chosen person's newest chat line, for a moderator's delete.
+        let selected_line = selected
+            .as_ref()
+            .and_then(|(id, _, _)| view.chat.iter().rev().find(|l| l.user_id == *id))
+            .map(|l| l.id);
+        let chat_policy = view.detail.life.chat;
+        let pinned = view.detail.life.pinned.clone();
+        let my_id = view.me;
         let send = |command| vec![Effect::Send(command)];
         match action {
             Action::Quit => self.quit(),
@@ -1331,6 +1443,57 @@ impl App {
             Action::Card => match (selected_handle, selected) {
                 (Some(handle), Some((_, name, _))) => self.open_card(handle, name),
                 _ => Vec::new(),
+            },
+            Action::Chat => {
+                if room.life.chat_open {
+                    room.life.hide();
+                } else {
+                    room.life.write();
+                }
+                Vec::new()
+            }
+            Action::Write => {
+                room.life.write();
+                Vec::new()
+            }
+            Action::React(reaction) => {
+                room.life.reacted(my_id, reaction, now_ms);
+                send(ClientCommand::React { reaction })
+            }
+            Action::SilenceChat | Action::DeleteChat | Action::WhoMayChat | Action::Pin
+                if !moderator =>
+            {
+                self.say("Only moderators can do that.");
+                Vec::new()
+            }
+            Action::WhoMayChat => send(ClientCommand::SetChat {
+                who: chat_policy.next(),
+            }),
+            Action::Pin => {
+                self.overlay = Some(Overlay::Pin {
+                    text: pinned.unwrap_or_default(),
+                });
+                Vec::new()
+            }
+            Action::SilenceChat => {
+                let Some((user_id, name, _)) = selected else {
+                    return Vec::new();
+                };
+                let silenced = !selected_silenced;
+                self.say(if silenced {
+                    format!("Silencing {name}'s chat\u{2026}")
+                } else {
+                    format!("Letting {name} chat again\u{2026}")
+                });
+                send(ClientCommand::SilenceChat { user_id, silenced })
+            }
+            Action::DeleteChat => match (selected_line, selected) {
+                (Some(message_id), _) => send(ClientCommand::DeleteChat { message_id }),
+                (None, Some((_, name, _))) => {
+                    self.say(format!("{name} has no chat lines here to delete."));
+                    Vec::new()
+                }
+                (None, None) => Vec::new(),
             },
             // The hallway's and the card's keys are not in a room's table.
             Action::Join

@@ -479,7 +479,11 @@ fn help_opens_with_question_mark_and_any_key_closes_it() {
         "Enter closes help, it does not join"
     );
     assert_eq!((app.overlay.clone(), app.room().is_none()), (None, true));
-    // It all fits at 80x24: `j` closes it like any key.
+    // Where it all fits, `j` closes it like any key.
+    app.update(Msg::Resize {
+        cols: 100,
+        rows: 40,
+    });
     app.update(ch('?'));
     app.update(ch('j'));
     assert_eq!(app.overlay, None);
@@ -1865,4 +1869,195 @@ fn a_card_marks_someones_device_keys_verified_and_unmarks_them() {
         }]
     );
     assert!(!app.verified.contains_key("grace_h"));
+}
+
+// ---- Chat, reactions and the pin (#15) ----
+
+fn chat_texts(live: &Live) -> Vec<String> {
+    live.view().chat.iter().map(|l| l.text.clone()).collect()
+}
+
+/// Time passes until the room's waiting chat and reactions are due, and they are sent.
+fn flush_life(live: &mut Live) {
+    if let Some(due) = live.room.life_deadline_ms() {
+        live.now_ms = live.now_ms.max(due);
+        let out = live.room.tick(live.now_ms);
+        live.deliver(out);
+    }
+}
+
+#[test]
+fn c_opens_the_chat_and_what_is_typed_there_is_text_not_keys() {
+    let mut live = Live::new(ADA);
+    assert!(live.press(ch('c')).is_empty());
+    let life = &live.app.room().unwrap().life;
+    assert!(life.chat_open && life.draft.is_some());
+    // `h` does not raise a hand and `q` does not quit while writing.
+    type_text(&mut live.app, "hi q h");
+    assert!(!live.app.quit);
+    let effects = live.press(key(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        send(ClientCommand::Chat {
+            text: "hi q h".into()
+        })
+    );
+    live.serve(effects);
+    assert_eq!(chat_texts(&live), ["hi q h"]);
+    // Still writing after sending; an empty line sends nothing.
+    assert!(live.press(key(KeyCode::Enter)).is_empty());
+    // Esc stops writing, the pane stays; `c` then hides it.
+    live.press(key(KeyCode::Esc));
+    let life = &live.app.room().unwrap().life;
+    assert!(life.chat_open && life.draft.is_none());
+    live.press(ch('c'));
+    assert!(!live.app.room().unwrap().life.chat_open);
+
+    // Lines that come while it is hidden are counted, less those of people I block.
+    live.app.blocking.insert(HOST);
+    live.by(BOB, ClientCommand::Chat { text: "one".into() });
+    live.by(HOST, ClientCommand::Chat { text: "two".into() });
+    flush_life(&mut live);
+    assert_eq!(chat_texts(&live), ["hi q h", "one", "two"]);
+    assert_eq!(live.app.room().unwrap().life.unread, 1);
+    // Enter opens it to write, and the count goes.
+    live.press(key(KeyCode::Enter));
+    let life = &live.app.room().unwrap().life;
+    assert!(life.chat_open && life.draft.is_some() && life.unread == 0);
+}
+
+#[test]
+fn a_refused_line_is_said_on_the_event_line() {
+    let mut live = Live::new(ADA);
+    live.by(
+        HOST,
+        ClientCommand::SetChat {
+            who: crate::protocol::chat::ChatPolicy::Stage,
+        },
+    );
+    live.press(ch('c'));
+    type_text(&mut live.app, "may I?");
+    let effects = live.press(key(KeyCode::Enter));
+    live.serve(effects);
+    assert!(
+        live.notice()
+            .is_some_and(|n| n.contains("nly the stage may chat")),
+        "{:?}",
+        live.notice()
+    );
+}
+
+#[test]
+fn number_keys_react_at_once_and_the_room_counts_them() {
+    use crate::protocol::chat::{Reaction, ReactionCount};
+    let mut live = Live::new(ADA);
+    let effects = live.press(ch('4'));
+    assert_eq!(
+        effects,
+        send(ClientCommand::React {
+            reaction: Reaction::Heart
+        })
+    );
+    let now = live.app.now_ms;
+    assert_eq!(
+        live.app.room().unwrap().life.reaction_of(ADA, now),
+        Some(Reaction::Heart)
+    );
+    live.serve(effects);
+    live.by(
+        BOB,
+        ClientCommand::React {
+            reaction: Reaction::Heart,
+        },
+    );
+    flush_life(&mut live);
+    let life = &live.app.room().unwrap().life;
+    assert_eq!(
+        life.counts_now(now),
+        [ReactionCount {
+            reaction: Reaction::Heart,
+            count: 1
+        }],
+        "Bob's came in the next second's count"
+    );
+    assert_eq!(life.reaction_of(BOB, now), Some(Reaction::Heart));
+    // Gone after a moment.
+    assert_eq!(life.reaction_of(BOB, now + 3_000), None);
+}
+
+#[test]
+fn moderators_delete_silence_choose_who_chats_and_pin_with_keys() {
+    use crate::protocol::chat::ChatPolicy;
+    let mut live = Live::new(HOST);
+    live.by(
+        BOB,
+        ClientCommand::Chat {
+            text: "spam".into(),
+        },
+    );
+    live.select(BOB);
+    let effects = live.press(ch('D'));
+    assert_eq!(effects, send(ClientCommand::DeleteChat { message_id: 1 }));
+    live.serve(effects);
+    assert!(chat_texts(&live).is_empty());
+    assert!(live.press(ch('D')).is_empty());
+    assert!(live.notice().is_some_and(|n| n.contains("no chat lines")));
+
+    let effects = live.press(ch('s'));
+    assert_eq!(
+        effects,
+        send(ClientCommand::SilenceChat {
+            user_id: BOB,
+            silenced: true
+        })
+    );
+    live.serve(effects);
+    assert!(live.view().participant(BOB).unwrap().chat_silenced);
+    let effects = live.press(ch('s'));
+    assert_eq!(
+        effects,
+        send(ClientCommand::SilenceChat {
+            user_id: BOB,
+            silenced: false
+        })
+    );
+    live.serve(effects);
+
+    let effects = live.press(ch('W'));
+    assert_eq!(
+        effects,
+        send(ClientCommand::SetChat {
+            who: ChatPolicy::Stage
+        })
+    );
+    live.serve(effects);
+    assert_eq!(live.view().detail.life.chat, ChatPolicy::Stage);
+
+    live.press(ch('P'));
+    assert!(matches!(live.app.overlay, Some(Overlay::Pin { .. })));
+    type_text(&mut live.app, "https://example.org/agenda");
+    let effects = live.press(key(KeyCode::Enter));
+    live.serve(effects);
+    let pin = live.app.room().unwrap().life.pin.clone().unwrap();
+    assert_eq!(pin.link.as_deref(), Some("https://example.org/agenda"));
+    // The box opens with the pin in it; emptied, it takes the pin down.
+    live.press(ch('P'));
+    for _ in 0..pin.text.chars().count() {
+        live.press(key(KeyCode::Backspace));
+    }
+    let effects = live.press(key(KeyCode::Enter));
+    assert_eq!(effects, send(ClientCommand::Unpin));
+    live.serve(effects);
+    assert_eq!(live.app.room().unwrap().life.pin, None);
+}
+
+#[test]
+fn listeners_are_told_the_chat_keys_are_for_moderators() {
+    let mut live = Live::new(ADA);
+    live.select(BOB);
+    for c in ['s', 'D', 'W', 'P'] {
+        assert!(live.press(ch(c)).is_empty(), "{c}");
+        assert_eq!(live.notice(), Some("Only moderators can do that."));
+        assert!(live.app.overlay.is_none());
+    }
 }

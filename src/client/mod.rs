@@ -279,7 +279,13 @@ pub async fn run(api: Api, audio: AudioLink, options: RunOptions) -> anyhow::Res
             // marks it changed while in a room; the clock on screen shows minutes).
             _ = tokio::time::sleep_until(last_draw + FRAME), if dirty => {
                 app.update(Msg::Tick { now_ms: unix_ms() });
-                terminal.draw(|f| ui::render(&app, &theme, f)).context("cannot draw the screen")?;
+                let mut links = Vec::new();
+                terminal
+                    .draw(|f| links = ui::render(&app, &theme, f))
+                    .context("cannot draw the screen")?;
+                if theme.hyperlinks && !links.is_empty() {
+                    write_hyperlinks(terminal.backend_mut(), &links)?;
+                }
                 last_draw = tokio::time::Instant::now();
                 dirty = false;
             }
@@ -467,4 +473,17 @@ impl Shell {
 /// Milliseconds since the Unix epoch.
 fn unix_ms() -> u64 {
     u64::try_from(crate::audio::clock::unix_us() / 1000).unwrap_or(u64::MAX)
+}
+
+/// Writes each link's text again over the drawn frame, inside an OSC 8 hyperlink.
+fn write_hyperlinks(out: &mut impl std::io::Write, links: &[ui::Hyperlink]) -> anyhow::Result<()> {
+    for link in links {
+        crossterm::queue!(
+            out,
+            crossterm::cursor::MoveTo(link.x, link.y),
+            crossterm::style::Print(ui::hyperlink_sequence(link))
+        )
+        .context("cannot draw a link")?;
+    }
+    out.flush().context("cannot draw a link")
 }

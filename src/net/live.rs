@@ -21,6 +21,9 @@ use crate::protocol::{
 
 /// What the live session tells its owner.
 #[derive(Debug, Clone, PartialEq)]
+// Most events are server messages: boxing them would add an allocation to nearly every
+// event to shrink the rare small ones.
+#[allow(clippy::large_enum_variant)]
 pub enum NetEvent {
     /// Connected (or reconnected) to the room; a `room_snapshot` follows.
     Connected,

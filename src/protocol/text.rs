@@ -1000,24 +1000,27 @@ mod tests {
     #[test]
     fn chat_lines_are_cleaned_not_refused() {
         // A bidi override (the "evil" trick), zero-width space, a bell and a line break.
-        let line = clean_chat("hi\u{202E}dlrow\u{200B} there\u{7}\nall\t ok", 280).unwrap();
+        let line = clean_chat("hi\u{202E}dlrow\u{200B} there\u{7}\nall\t ok", 280).expect("cleans");
         assert_eq!(line, "hidlrow there all ok");
         assert_eq!(terminal_safe(&line), line);
         // Emoji sequences stay whole.
         assert_eq!(
-            clean_chat(" 👩\u{200D}💻 🎙\u{FE0F} ", 280).unwrap(),
+            clean_chat(" 👩\u{200D}💻 🎙\u{FE0F} ", 280).expect("cleans"),
             "👩\u{200D}💻 🎙\u{FE0F}"
         );
         // A ZWJ left between two emoji once an invisible between them goes is dropped too.
-        let line = clean_chat("👩\u{200B}\u{200D}💻", 280).unwrap();
+        let line = clean_chat("👩\u{200B}\u{200D}💻", 280).expect("cleans");
         assert_eq!(terminal_safe(&line), line);
         assert!(matches!(
             clean_chat("\u{202E}\u{200B} \n", 280),
             Err(TextError::Blank { .. })
         ));
-        let err = clean_chat(&"a".repeat(281), 280).unwrap_err();
+        let err = clean_chat(&"a".repeat(281), 280).expect_err("refused");
         assert!(err.to_string().contains("at most 280"), "{err}");
-        assert_eq!(clean_chat(&"a".repeat(280), 280).unwrap().len(), 280);
+        assert_eq!(
+            clean_chat(&"a".repeat(280), 280).expect("cleans").len(),
+            280
+        );
     }
 
     proptest::proptest! {
@@ -1025,7 +1028,7 @@ mod tests {
         fn cleaned_chat_is_terminal_safe_and_stable(text in proptest::prelude::any::<String>()) {
             if let Ok(line) = clean_chat(&text, 280) {
                 proptest::prop_assert_eq!(terminal_safe(&line).into_owned(), line.clone());
-                proptest::prop_assert_eq!(clean_chat(&line, 280).unwrap(), line);
+                proptest::prop_assert_eq!(clean_chat(&line, 280).expect("cleans"), line);
             }
         }
     }

@@ -25,11 +25,34 @@ pub use theme::Theme;
 
 use crate::app::{App, Screen};
 
-/// Draws the whole screen for `app`. Never panics, whatever the terminal size.
-pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
+/// Text on screen to be made a hyperlink (OSC 8) once the frame is drawn: ratatui's
+/// cells hold one character each and cannot carry the escape sequence, so the shell writes
+/// the same text again over them, wrapped in the link ([`hyperlink_sequence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hyperlink {
+    pub x: u16,
+    pub y: u16,
+    /// What the screen shows there (already escaped).
+    pub text: String,
+    /// An http(s) URL as the `url` crate serializes it: ASCII, no controls.
+    pub url: String,
+}
+
+/// What the shell writes at a [`Hyperlink`]'s place: the text, underlined, inside an
+/// OSC 8 link. Characters that could end the sequence early never reach it: the URL is a
+/// serialized http(s) URL and anything else is dropped from it.
+pub fn hyperlink_sequence(link: &Hyperlink) -> String {
+    let url: String = link.url.chars().filter(|c| c.is_ascii_graphic()).collect();
+    let text = text::terminal_safe(&link.text);
+    format!("\x1b]8;;{url}\x1b\\\x1b[4m{text}\x1b[24m\x1b]8;;\x1b\\")
+}
+
+/// Draws the whole screen for `app`. Never panics, whatever the terminal size. Returns the
+/// hyperlinks to write over the frame (none while a box covers the screen).
+pub fn render(app: &App, theme: &Theme, frame: &mut Frame) -> Vec<Hyperlink> {
     let area = frame.area();
     if area.is_empty() {
-        return;
+        return Vec::new();
     }
     let title = Rect { height: 1, ..area };
     let body = Rect {
@@ -38,13 +61,18 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) {
         ..area
     };
     title_bar(app, theme, frame.buffer_mut(), title);
-    match &app.screen {
-        Screen::Hallway => hallway::render(app, theme, frame, body),
+    let links = match &app.screen {
+        Screen::Hallway => {
+            hallway::render(app, theme, frame, body);
+            Vec::new()
+        }
         Screen::Room(room) => room::render(app, room, theme, frame, body),
-    }
+    };
     if let Some(overlay) = &app.overlay {
         overlay::render(overlay, app, theme, frame, area);
+        return Vec::new();
     }
+    links
 }
 
 /// " Hallway │ server │ name @handle" on the left, "? help" (the help's key) on the right.

@@ -10,9 +10,10 @@ use ratatui::widgets::{Block, Clear, Paragraph, Widget, Wrap};
 use super::Theme;
 use super::text::{self, put};
 use crate::app::keymap::{
-    Action, CARD, Group, HALLWAY, HelpLayout, Keymap, MODERATORS, ROOM, STAGE,
+    ALL_GROUPS, Action, Group, HelpLayout, Keymap, LEFT_COLUMN, RIGHT_COLUMN,
 };
 use crate::app::{App, Card, Overlay, REPORT_MAX_CHARS};
+use crate::protocol::chat::MAX_PIN_CHARS;
 
 /// Longest title the model accepts (it stops taking characters there).
 const TITLE_MAX_CHARS: usize = 100;
@@ -25,6 +26,7 @@ pub fn render(overlay: &Overlay, app: &App, theme: &Theme, frame: &mut Frame, ar
         Overlay::ConfirmRemove { name, .. } => confirm_remove(name, theme, frame, area),
         Overlay::Card(c) => card(c, app, keys, theme, frame, area),
         Overlay::Report { handle, reason } => report(handle, reason, theme, frame, area),
+        Overlay::Pin { text } => pin(text, theme, frame, area),
     }
 }
 
@@ -63,12 +65,19 @@ fn modal(
 
 /// A help group from the keymap: its heading, then one line per entry.
 fn group_lines(group: &Group, keys: &Keymap, theme: &Theme, cols: usize) -> Vec<Line<'static>> {
-    const KEY_COLS: usize = 8;
+    // The group's widest label and a space, at least 8 columns.
+    let key_cols = group
+        .entries
+        .iter()
+        .map(|e| text::width(&keys.label(e)) + 1)
+        .max()
+        .unwrap_or(0)
+        .max(8);
     let mut lines = vec![Line::styled(text::fit(group.heading, cols), theme.heading)];
     for entry in group.entries {
         lines.push(Line::from(vec![
-            Span::styled(text::pad(&keys.label(entry), KEY_COLS), theme.key),
-            Span::raw(text::fit(entry.help, cols.saturating_sub(KEY_COLS))),
+            Span::styled(text::pad(&keys.label(entry), key_cols), theme.key),
+            Span::raw(text::fit(entry.help, cols.saturating_sub(key_cols))),
         ]));
     }
     lines
@@ -108,15 +117,18 @@ fn help(scroll: u16, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect
             ..content
         };
         let cols = usize::from(half.saturating_sub(1));
-        let mut left = group_lines(&HALLWAY, keys, theme, cols);
-        left.push(Line::raw(""));
-        left.extend(group_lines(&ROOM, keys, theme, cols));
-        let cols = usize::from(right_area.width);
-        let mut right = group_lines(&STAGE, keys, theme, cols);
-        right.push(Line::raw(""));
-        right.extend(group_lines(&MODERATORS, keys, theme, cols));
-        right.push(Line::raw(""));
-        right.extend(group_lines(&CARD, keys, theme, cols));
+        let column = |groups: &[&Group], cols: usize| {
+            let mut lines = Vec::new();
+            for group in groups {
+                if !lines.is_empty() {
+                    lines.push(Line::raw(""));
+                }
+                lines.extend(group_lines(group, keys, theme, cols));
+            }
+            lines
+        };
+        let left = column(&LEFT_COLUMN, cols);
+        let mut right = column(&RIGHT_COLUMN, usize::from(right_area.width));
         right.push(Line::raw(""));
         right.push(Line::styled("Esc closes a box; Ctrl-C quits.", theme.dim));
         Paragraph::new(left)
@@ -128,7 +140,7 @@ fn help(scroll: u16, keys: &Keymap, theme: &Theme, frame: &mut Frame, area: Rect
     } else {
         let cols = usize::from(content.width);
         let mut lines = Vec::new();
-        for group in [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD] {
+        for group in ALL_GROUPS {
             if !lines.is_empty() {
                 lines.push(Line::raw(""));
             }
@@ -256,6 +268,19 @@ fn report(handle: &str, reason: &str, theme: &Theme, frame: &mut Frame, area: Re
         enter: "send",
     };
     text_box(&report, theme, frame, area);
+}
+
+/// A moderator typing the room's pin.
+fn pin(value: &str, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let pin = TextBox {
+        title: "Pin at the top of the room",
+        prompt: "A link (http or https) or one line; empty takes the pin down",
+        placeholder: "e.g. https://example.org/agenda",
+        value,
+        max_chars: MAX_PIN_CHARS,
+        enter: "pin",
+    };
+    text_box(&pin, theme, frame, area);
 }
 
 /// Someone's profile card: name and handle, bio, joined and invited by, followers, what

@@ -11,10 +11,13 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
+use super::Hyperlink;
 use super::Theme;
 use super::text::{self, put};
 use crate::app::keymap::{Action, Keymap};
+use crate::app::life::PinShown;
 use crate::app::{App, Connection, RoomScreen, RoomView};
+use crate::protocol::chat::ChatPolicy;
 use crate::protocol::{Participant, Role};
 
 /// Narrowest stage cell: mark, a short name, a badge and a meter.
@@ -24,13 +27,23 @@ const AUDIENCE_CELL_COLS: usize = 18;
 /// Name column of a raised-hand row.
 const HAND_NAME_COLS: usize = 18;
 
-pub fn render(app: &App, room: &RoomScreen, theme: &Theme, frame: &mut Frame, area: Rect) {
+/// Draws the room; returns where a pinned link sits, for the shell to make a hyperlink.
+pub fn render(
+    app: &App,
+    room: &RoomScreen,
+    theme: &Theme,
+    frame: &mut Frame,
+    area: Rect,
+) -> Vec<Hyperlink> {
     if area.is_empty() {
-        return;
+        return Vec::new();
     }
     let buf = frame.buffer_mut();
     match &room.view {
-        None => joining(app, room, theme, buf, area),
+        None => {
+            joining(app, room, theme, buf, area);
+            Vec::new()
+        }
         Some(view) => in_room(app, room, view, theme, buf, area),
     }
 }
@@ -128,7 +141,7 @@ fn in_room(
     theme: &Theme,
     buf: &mut Buffer,
     area: Rect,
-) {
+) -> Vec<Hyperlink> {
     let me = view.myself();
     let moderator = view.my_role().is_moderator();
     let plan = Plan::new(area.height, moderator);
@@ -157,14 +170,258 @@ fn in_room(
         view,
         theme,
     };
-    people(&ctx, buf, middle);
+    // The pin takes the first row of the middle, when the middle can spare it.
+    let mut links = Vec::new();
+    let middle = match &room.life.pin {
+        Some(pin) if middle.height >= 4 => {
+            links.extend(pin_line(
+                pin,
+                theme,
+                buf,
+                Rect {
+                    height: 1,
+                    ..middle
+                },
+            ));
+            Rect {
+                y: middle.y + 1,
+                height: middle.height - 1,
+                ..middle
+            }
+        }
+        _ => middle,
+    };
+    if room.life.chat_open {
+        // Wide: the chat beside the room. Narrow (80 columns): the stage stays, the chat
+        // takes the audience's place.
+        if middle.width >= WIDE_COLS {
+            let chat_cols = (middle.width * 2 / 5).clamp(36, 60);
+            let people_area = Rect {
+                width: middle.width - chat_cols,
+                ..middle
+            };
+            let chat_area = Rect {
+                x: middle.x + middle.width - chat_cols,
+                width: chat_cols,
+                ..middle
+            };
+            people(&ctx, buf, people_area);
+            chat_pane(&ctx, buf, chat_area);
+        } else {
+            let stage_rows = stage_only(&ctx, buf, middle);
+            chat_pane(
+                &ctx,
+                buf,
+                Rect {
+                    y: middle.y + stage_rows,
+                    height: middle.height - stage_rows,
+                    ..middle
+                },
+            );
+        }
+    } else {
+        people(&ctx, buf, middle);
+    }
     you_line(app, room, me, theme, buf, you);
     connection_line(app, room, theme, buf, connection);
     notice(app, theme, buf, event, 0);
-    key_line(app, me, theme, buf, keys);
+    key_line(app, room, me, theme, buf, keys);
     if moderator {
         moderation_line(&app.keys, room, view, theme, buf, moderation);
     }
+    links
+}
+
+/// Columns from which the chat opens beside the room rather than in the audience's place.
+const WIDE_COLS: u16 = 100;
+
+/// "📌 https://example.org/agenda": the pin, and where its link is.
+fn pin_line(pin: &PinShown, theme: &Theme, buf: &mut Buffer, area: Rect) -> Option<Hyperlink> {
+    let mark = if theme.emoji { " 📌 " } else { " PIN " };
+    let cols = usize::from(area.width).saturating_sub(text::width(mark) + 1);
+    let shown = text::fit(&pin.text, cols);
+    put(
+        buf,
+        area,
+        0,
+        Line::from(vec![
+            Span::styled(mark, theme.hand),
+            Span::styled(shown.clone(), theme.notice),
+        ]),
+    );
+    let url = pin.link.clone()?;
+    Some(Hyperlink {
+        x: area.x + u16::try_from(text::width(mark)).unwrap_or(u16::MAX),
+        y: area.y,
+        text: shown,
+        url,
+    })
+}
+
+/// The stage alone, for a narrow screen with the chat open: its heading and rows, at most
+/// half the area. Returns the rows used.
+fn stage_only(ctx: &Ctx, buf: &mut Buffer, area: Rect) -> u16 {
+    let cols = usize::from(area.width);
+    let (stage, title) = stage_section(ctx, cols.saturating_sub(1));
+    let rows = stage
+        .rows
+        .len()
+        .max(1)
+        .min(usize::from(area.height / 2).saturating_sub(1));
+    put(buf, area, 0, text::rule(title, cols, ctx.theme.dim));
+    let listed = ctx.view.listed();
+    if ctx.view.stage().is_empty() {
+        put(
+            buf,
+            band(area, 1, rows),
+            0,
+            Line::styled("  Nobody is on the stage.", ctx.theme.dim),
+        );
+    } else {
+        draw_section(ctx, &listed, &stage, buf, band(area, 1, rows));
+    }
+    u16::try_from(rows + 1)
+        .unwrap_or(area.height)
+        .min(area.height)
+}
+
+/// The stage as a grid for `inner_cols`, and its heading.
+fn stage_section(ctx: &Ctx, inner_cols: usize) -> (Section, Vec<Span<'static>>) {
+    let stage_count = ctx.view.stage().len();
+    let per_row = (inner_cols / STAGE_CELL_COLS).clamp(1, 6);
+    let stage_indices: Vec<usize> = (0..stage_count).collect();
+    let title = vec![Span::styled(
+        format!("STAGE {stage_count}/{}", ctx.view.detail.stage_limit),
+        ctx.theme.heading,
+    )];
+    (
+        Section::grid(&stage_indices, per_row, inner_cols / per_row),
+        title,
+    )
+}
+
+/// The chat: who may write, the newest lines at the bottom (people I block left out),
+/// and the line being written or how to start one.
+fn chat_pane(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
+    if area.height < 2 || area.width < 8 {
+        return;
+    }
+    let theme = ctx.theme;
+    // A column of space between the room and the chat when it is beside it.
+    let area = if area.x > 0 {
+        Rect {
+            x: area.x + 1,
+            width: area.width - 1,
+            ..area
+        }
+    } else {
+        area
+    };
+    let cols = usize::from(area.width);
+    let life = &ctx.view.detail.life;
+    let me = ctx.view.myself();
+    let on_stage = me.is_some_and(|p| p.role.on_stage());
+    let title = vec![
+        Span::styled("CHAT", theme.heading),
+        Span::styled(format!(" · {}", life.chat.describe()), theme.dim),
+    ];
+    put(buf, area, 0, text::rule(title, cols, theme.dim));
+    let bottom = area.height - 1;
+    let keys = &ctx.app.keys;
+    let (write, hide) = (keys.key_label(Action::Write), keys.key_label(Action::Chat));
+    let input = match &ctx.room.life.draft {
+        Some(draft) => Line::from(vec![
+            Span::styled("> ", theme.key),
+            Span::raw(text::fit_tail(draft, cols.saturating_sub(3))),
+            Span::styled("_", theme.key),
+        ]),
+        None => {
+            let why_not = if ctx.view.detail.summary.private {
+                Some("chat is off in private rooms (not end-to-end encrypted yet)")
+            } else if me.is_some_and(|p| p.chat_silenced) {
+                Some("a moderator silenced your chat")
+            } else {
+                match life.chat {
+                    ChatPolicy::Everyone => None,
+                    ChatPolicy::Stage if on_stage => None,
+                    ChatPolicy::Stage => Some("only the stage may chat"),
+                    ChatPolicy::Nobody => Some("the chat is closed"),
+                }
+            };
+            match why_not {
+                Some(why) => Line::styled(format!(" {}", text::fit(why, cols - 1)), theme.dim),
+                None => text::hint_line(
+                    theme,
+                    vec![Span::raw(" ")],
+                    &[(write.as_str(), "write"), (hide.as_str(), "hide")],
+                    cols,
+                ),
+            }
+        }
+    };
+    put(buf, area, bottom, input);
+    let rows = usize::from(bottom.saturating_sub(1));
+    let mut wrapped: Vec<Line<'static>> = Vec::new();
+    for line in ctx
+        .view
+        .chat
+        .iter()
+        .filter(|l| !ctx.app.blocking.contains(&l.user_id))
+    {
+        let style = if line.user_id == ctx.view.me {
+            theme.badge
+        } else {
+            theme.room_title
+        };
+        wrapped.extend(wrap_chat(&line.name, &line.text, cols, style));
+    }
+    if wrapped.is_empty() {
+        put(buf, area, 1, Line::styled(" Nothing said yet.", theme.dim));
+        return;
+    }
+    let first = wrapped.len().saturating_sub(rows);
+    for (i, line) in wrapped.into_iter().skip(first).enumerate() {
+        put(buf, area, u16::try_from(i + 1).unwrap_or(u16::MAX), line);
+    }
+}
+
+/// "name: text" wrapped at spaces to `cols` (words longer than a row are cut), later rows
+/// indented two columns. Both parts are escaped first: a server can send anything.
+fn wrap_chat(name: &str, text_: &str, cols: usize, name_style: Style) -> Vec<Line<'static>> {
+    let name = text::fit(name, (cols / 3).max(4));
+    let body = text::terminal_safe(text_).into_owned();
+    let mut rows = Vec::new();
+    let mut spans = vec![Span::styled(format!("{name}: "), name_style)];
+    let mut used = text::width(&name) + 2;
+    let mut current = String::new();
+    for word in body.split(' ') {
+        let w = text::width(word);
+        let gap = usize::from(!current.is_empty());
+        if used + gap + w > cols && (used > 2 || !current.is_empty()) {
+            spans.push(Span::raw(std::mem::take(&mut current)));
+            rows.push(Line::from(std::mem::take(&mut spans)));
+            spans.push(Span::raw("  "));
+            used = 2;
+        } else if gap == 1 {
+            current.push(' ');
+            used += 1;
+        }
+        // A word wider than a row is cut across rows.
+        for c in word.chars() {
+            let cw = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+            if used + cw > cols {
+                spans.push(Span::raw(std::mem::take(&mut current)));
+                rows.push(Line::from(std::mem::take(&mut spans)));
+                spans.push(Span::raw("  "));
+                used = 2;
+            }
+            current.push(c);
+            used += cw;
+        }
+    }
+    spans.push(Span::raw(current));
+    rows.push(Line::from(spans));
+    rows
 }
 
 /// The title on the left, the link to share on the right when there is room for both.
@@ -255,10 +512,17 @@ impl Ctx<'_> {
     /// name are told apart there.
     fn name(&self, p: &Participant, selected: bool) -> String {
         let mark = if self.verified(p) { " ✓" } else { "" };
+        // A reaction shows before the name for a moment, so a cut name never hides it.
+        let reaction = self
+            .room
+            .life
+            .reaction_of(p.id, self.app.now_ms)
+            .map(|r| format!("{} ", self.theme.reaction(r)))
+            .unwrap_or_default();
         if selected {
-            format!("{}{mark} @{}", p.name, p.handle)
+            format!("{reaction}{}{mark} @{}", p.name, p.handle)
         } else {
-            format!("{}{mark}", p.name)
+            format!("{reaction}{}{mark}", p.name)
         }
     }
 }
@@ -339,9 +603,7 @@ fn people(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
     let stage_count = ctx.view.stage().len();
     let audience = &listed[stage_count..];
 
-    let per_row = (inner_cols / STAGE_CELL_COLS).clamp(1, 6);
-    let stage_indices: Vec<usize> = (0..stage_count).collect();
-    let stage = Section::grid(&stage_indices, per_row, inner_cols / per_row);
+    let (stage, stage_title) = stage_section(ctx, inner_cols);
     let (hand_indices, rest_indices): (Vec<usize>, Vec<usize>) = (stage_count..listed.len())
         // In the model's order, so the selection moves as it does; someone I block is
         // drawn there without a hand (see `draw_section`) and not counted.
@@ -364,10 +626,6 @@ fn people(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
     let rest_min = rest.rows.len().min(audience_rows / 2);
     let hand_rows = hands.rows.len().min(audience_rows - rest_min);
 
-    let stage_title = vec![Span::styled(
-        format!("STAGE {stage_count}/{}", ctx.view.detail.stage_limit),
-        theme.heading,
-    )];
     // A big room lists only its front rows to most members; the count is everyone.
     let unlisted = ctx.view.detail.unlisted;
     let mut audience_title = vec![Span::styled(
@@ -388,6 +646,24 @@ fn people(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
         let noun = if hand_count == 1 { "hand" } else { "hands" };
         audience_title.push(Span::styled(
             format!(" · ✋ {hand_count} {noun}"),
+            theme.hand,
+        ));
+    }
+    // The room's reactions of the last second, counted.
+    let counts = ctx.room.life.counts_now(ctx.app.now_ms);
+    if !counts.is_empty() {
+        let counted: Vec<String> = counts
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    theme.reaction(c.reaction),
+                    text::thousands(c.count as usize)
+                )
+            })
+            .collect();
+        audience_title.push(Span::styled(
+            format!(" · {}", counted.join(" ")),
             theme.hand,
         ));
     }
@@ -794,7 +1070,14 @@ fn notice(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect, row: u16) {
 }
 
 /// The keys for your role, then the ones everyone has.
-fn key_line(app: &App, me: Option<&Participant>, theme: &Theme, buf: &mut Buffer, area: Rect) {
+fn key_line(
+    app: &App,
+    room: &RoomScreen,
+    me: Option<&Participant>,
+    theme: &Theme,
+    buf: &mut Buffer,
+    area: Rect,
+) {
     if area.is_empty() {
         return;
     }
@@ -823,6 +1106,15 @@ fn key_line(app: &App, me: Option<&Participant>, theme: &Theme, buf: &mut Buffer
             if hand_up { "lower hand" } else { "raise hand" },
         );
     }
+    let unread = room.life.unread;
+    let chat = if room.life.chat_open {
+        "hide chat".to_string()
+    } else if unread > 0 {
+        format!("chat ({} new)", text::thousands(unread))
+    } else {
+        "chat".to_string()
+    };
+    hint(Action::Chat, &chat);
     hint(Action::Leave, "leave");
     hint(Action::Help, "help");
     hint(Action::Quit, "quit");
@@ -873,6 +1165,16 @@ fn moderation_line(
         }
         if !target.role.is_moderator() {
             hint(Action::MakeModerator, "make mod");
+        }
+        if target.role != Role::Host {
+            hint(
+                Action::SilenceChat,
+                if target.chat_silenced {
+                    "let chat"
+                } else {
+                    "silence chat"
+                },
+            );
         }
         let name = text::fit(&target.name, 16);
         spans.push(Span::styled(format!("{name} ▸ "), theme.badge));

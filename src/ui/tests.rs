@@ -14,6 +14,7 @@ use ratatui::style::Color;
 use super::{Theme, render};
 use crate::app::{App, AudioStatus, Effect, Msg, Overlay};
 use crate::net::NetEvent;
+use crate::protocol::chat::{ChatLine, Reacted, Reaction, ReactionCount};
 use crate::protocol::{
     PROTOCOL_VERSION, Participant, Profile, Role, RoomDetail, RoomSummary, ServerMessage,
     StageMember, User, UserId,
@@ -28,7 +29,11 @@ const ROOM_ID: &str = "k3x9ab";
 
 fn draw(app: &App, theme: &Theme, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal.draw(|frame| render(app, theme, frame)).unwrap();
+    terminal
+        .draw(|frame| {
+            render(app, theme, frame);
+        })
+        .unwrap();
     terminal
 }
 
@@ -651,6 +656,13 @@ fn all_states() -> Vec<App> {
     select(&mut confirm, "carol");
     confirm.update(char_key('K'));
     states.push(confirm);
+    states.push(with_life(in_room(Role::Listener, 0)));
+    let mut wide_chat = with_life(in_room(Role::Moderator, 500));
+    wide_chat.update(key(KeyCode::Esc));
+    states.push(wide_chat);
+    let mut pin = in_room(Role::Moderator, 0);
+    pin.update(char_key('P'));
+    states.push(pin);
     states
 }
 
@@ -989,4 +1001,173 @@ fn room_private_with_frames_that_did_not_open() {
         not_sent: 0,
     });
     insta::assert_snapshot!(screen(&app, 120, 30));
+}
+
+// ---- Chat, reactions and the pin (#15) ----
+
+fn chat_line(id: u64, user_id: UserId, name: &str, text: &str) -> ChatLine {
+    ChatLine {
+        id,
+        user_id,
+        handle: name.to_lowercase(),
+        name: name.into(),
+        text: text.into(),
+        at_ms: NOW,
+    }
+}
+
+/// The room with a pinned link, four chat lines (one from mallory, whom I block),
+/// reactions beside margaret and carol and the room's counts, and the chat open with a
+/// line being written.
+fn with_life(mut app: App) -> App {
+    server(
+        &mut app,
+        ServerMessage::Pinned {
+            text: Some("https://example.org/agenda".into()),
+            by: 10,
+        },
+    );
+    server(
+        &mut app,
+        ServerMessage::Chat {
+            lines: vec![
+                chat_line(1, 10, "grace", "Welcome! Questions in the chat, please."),
+                chat_line(
+                    2,
+                    22,
+                    "erin",
+                    "How does the executor pick the next task when several wake at once? Is it fair?",
+                ),
+                chat_line(3, 27, "mallory", "buy followers at spam.example"),
+                chat_line(4, ME, "ada", "great talk \u{1f44f}"),
+            ],
+        },
+    );
+    app.blocking.insert(27);
+    server(
+        &mut app,
+        ServerMessage::Reactions {
+            shown: vec![
+                Reacted {
+                    user_id: 12,
+                    reaction: Reaction::Clap,
+                },
+                Reacted {
+                    user_id: 20,
+                    reaction: Reaction::Heart,
+                },
+            ],
+            counts: vec![
+                ReactionCount {
+                    reaction: Reaction::Clap,
+                    count: 41,
+                },
+                ReactionCount {
+                    reaction: Reaction::Laugh,
+                    count: 3,
+                },
+                ReactionCount {
+                    reaction: Reaction::Heart,
+                    count: 1_204,
+                },
+            ],
+        },
+    );
+    app.update(char_key('c'));
+    for c in "so is it fair".chars() {
+        app.update(char_key(c));
+    }
+    app
+}
+
+#[test]
+fn room_chat_narrow_takes_the_audiences_place() {
+    let app = with_life(in_room(Role::Listener, 0));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_chat_wide_beside_the_room() {
+    let mut app = with_life(in_room(Role::Moderator, 40));
+    app.update(key(KeyCode::Esc));
+    server(
+        &mut app,
+        ServerMessage::ChatPolicy {
+            who: crate::protocol::chat::ChatPolicy::Stage,
+            by: 10,
+        },
+    );
+    insta::assert_snapshot!(screen(&app, 120, 40));
+}
+
+#[test]
+fn room_chat_plain_theme_draws_reactions_as_words() {
+    let app = with_life(in_room(Role::Listener, 0));
+    let terminal = draw(&app, &Theme::plain(), 80, 24);
+    insta::assert_snapshot!(terminal.backend().to_string());
+}
+
+#[test]
+fn room_chat_hidden_counts_new_lines() {
+    let mut app = in_room(Role::Listener, 0);
+    server(
+        &mut app,
+        ServerMessage::Chat {
+            lines: vec![
+                chat_line(1, 10, "grace", "hello"),
+                chat_line(2, 22, "erin", "hi"),
+            ],
+        },
+    );
+    let screen = screen(&app, 100, 24);
+    assert!(screen.contains("c chat (2 new)"), "{screen}");
+}
+
+#[test]
+fn overlay_pin() {
+    let mut app = in_room(Role::Moderator, 0);
+    app.update(char_key('P'));
+    for c in "https://example.org/agenda".chars() {
+        app.update(char_key(c));
+    }
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn a_pinned_link_is_handed_back_where_it_is_drawn() {
+    let app = with_life(in_room(Role::Listener, 0));
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let mut links = Vec::new();
+    terminal
+        .draw(|frame| links = render(&app, &Theme::color(), frame))
+        .unwrap();
+    let [link] = links.as_slice() else {
+        panic!("one link: {links:?}");
+    };
+    assert_eq!(link.url, "https://example.org/agenda");
+    // The text is where the link says.
+    let buffer = terminal.backend().buffer();
+    let drawn: String = (0..link.text.chars().count() as u16)
+        .map(|i| buffer[(link.x + i, link.y)].symbol().to_string())
+        .collect();
+    assert_eq!(drawn, link.text);
+    let sequence = super::hyperlink_sequence(link);
+    assert_eq!(
+        sequence,
+        "\x1b]8;;https://example.org/agenda\x1b\\\x1b[4mhttps://example.org/agenda\x1b[24m\x1b]8;;\x1b\\"
+    );
+    // A hostile URL cannot end the sequence early.
+    let hostile = super::Hyperlink {
+        url: "https://x.example/\x1b\\\x07evil".into(),
+        ..link.clone()
+    };
+    assert!(!super::hyperlink_sequence(&hostile).contains("\x07"));
+    // A box over the screen: no link written over it.
+    let mut covered = app.clone();
+    covered.update(key(KeyCode::Esc));
+    covered.update(char_key('?'));
+    terminal
+        .draw(|frame| links = render(&covered, &Theme::color(), frame))
+        .unwrap();
+    assert!(links.is_empty());
 }

@@ -43,12 +43,33 @@ pub struct Theme {
     pub notice: Style,
     /// Overlay borders.
     pub border: Style,
+    /// Reactions drawn as emoji (👏); else as words ("clap"): under `NO_COLOR`, on the Linux
+    /// console and where the locale is not UTF-8.
+    pub emoji: bool,
+    /// A pinned link is made a hyperlink (OSC 8) after each frame is drawn. Terminals that do
+    /// not know OSC 8 ignore it; off on the Linux console, `TERM=dumb` and with
+    /// `HALLWAY_HYPERLINKS=0`.
+    pub hyperlinks: bool,
 }
 
 impl Theme {
     /// Colour, unless the `NO_COLOR` environment variable is set to something.
     pub fn from_env() -> Self {
-        Self::for_no_color(std::env::var_os("NO_COLOR").as_deref())
+        let mut theme = Self::for_no_color(std::env::var_os("NO_COLOR").as_deref());
+        let var = |name| std::env::var(name).unwrap_or_default();
+        let term = var("TERM");
+        let console = term == "linux" || term == "dumb";
+        // The first of LC_ALL, LC_CTYPE and LANG that is set names the encoding.
+        let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+            .into_iter()
+            .map(var)
+            .find(|v| !v.is_empty())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let utf8 = locale.contains("utf-8") || locale.contains("utf8");
+        theme.emoji &= utf8 && !console;
+        theme.hyperlinks = !console && var("HALLWAY_HYPERLINKS") != "0";
+        theme
     }
 
     /// The theme for a given value of `NO_COLOR`: present and not empty means plain.
@@ -81,6 +102,8 @@ impl Theme {
             key: bold,
             notice: Style::new().add_modifier(Modifier::ITALIC),
             border: none,
+            emoji: false,
+            hyperlinks: false,
         }
     }
 
@@ -110,6 +133,19 @@ impl Theme {
             key: Style::new().fg(Color::Cyan).add_modifier(bold),
             notice: Style::new().fg(Color::LightBlue),
             border: Style::new().fg(Color::Cyan),
+            emoji: true,
+            hyperlinks: false,
+        }
+    }
+}
+
+impl Theme {
+    /// How a reaction is drawn.
+    pub fn reaction(&self, reaction: crate::protocol::chat::Reaction) -> &'static str {
+        if self.emoji {
+            reaction.emoji()
+        } else {
+            reaction.ascii()
         }
     }
 }

@@ -1,0 +1,119 @@
+//! A room's chat pane, reactions and pin as this client shows them (#15). The lines
+//! themselves live in the [`RoomView`](super::RoomView) (`chat`), kept with the room;
+//! this is what the screen adds: whether the pane is open, what is being typed, how many
+//! lines came while it was closed, who reacted lately and the pin's link, parsed once.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::protocol::chat::{Reaction, ReactionCount, pin_link};
+use crate::protocol::{ServerMessage, UserId};
+
+/// A reaction shows next to its person this long.
+pub const REACTION_SHOW_MS: u64 = 3_000;
+/// The room's reaction counts show this long after they came.
+pub const COUNTS_SHOW_MS: u64 = 3_000;
+
+/// The pin as shown: its text, and its link when it is one http(s) URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinShown {
+    pub text: String,
+    pub link: Option<String>,
+}
+
+impl PinShown {
+    fn of(text: Option<&String>) -> Option<Self> {
+        text.map(|text| Self {
+            link: pin_link(text).map(String::from),
+            text: text.clone(),
+        })
+    }
+}
+
+/// What the room screen shows besides its people.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LifeScreen {
+    /// The chat pane is open.
+    pub chat_open: bool,
+    /// Writing a line (keys go to it): what is typed so far.
+    pub draft: Option<String>,
+    /// Lines from others that came while the pane was closed.
+    pub unread: usize,
+    /// Recent reactions by person, and until when each shows (Unix ms).
+    pub reactions: HashMap<UserId, (Reaction, u64)>,
+    /// The room's latest reaction counts, and until when they show.
+    pub counts: Vec<ReactionCount>,
+    pub counts_until_ms: u64,
+    pub pin: Option<PinShown>,
+}
+
+impl LifeScreen {
+    /// Takes in what the server said (after the room view applied it).
+    pub fn on_server(
+        &mut self,
+        message: &ServerMessage,
+        me: UserId,
+        blocking: &HashSet<UserId>,
+        now_ms: u64,
+    ) {
+        match message {
+            ServerMessage::RoomSnapshot { room, .. } => {
+                self.pin = PinShown::of(room.life.pinned.as_ref());
+                self.reactions.clear();
+                self.counts.clear();
+            }
+            ServerMessage::Pinned { text, .. } => self.pin = PinShown::of(text.as_ref()),
+            ServerMessage::Chat { lines } if !self.chat_open => {
+                self.unread += lines
+                    .iter()
+                    .filter(|l| l.user_id != me && !blocking.contains(&l.user_id))
+                    .count();
+            }
+            ServerMessage::Reactions { shown, counts } => {
+                self.reactions.retain(|_, (_, until)| *until > now_ms);
+                for r in shown.iter().filter(|r| !blocking.contains(&r.user_id)) {
+                    self.reactions
+                        .insert(r.user_id, (r.reaction, now_ms + REACTION_SHOW_MS));
+                }
+                self.counts.clone_from(counts);
+                self.counts_until_ms = now_ms + COUNTS_SHOW_MS;
+            }
+            _ => {}
+        }
+    }
+
+    /// My own reaction shows at once, before the room's count comes back.
+    pub fn reacted(&mut self, me: UserId, reaction: Reaction, now_ms: u64) {
+        self.reactions
+            .insert(me, (reaction, now_ms + REACTION_SHOW_MS));
+    }
+
+    /// The reaction to show next to `user` now.
+    pub fn reaction_of(&self, user: UserId, now_ms: u64) -> Option<Reaction> {
+        self.reactions
+            .get(&user)
+            .filter(|(_, until)| *until > now_ms)
+            .map(|(r, _)| *r)
+    }
+
+    /// The counts to show now (empty once they are old).
+    pub fn counts_now(&self, now_ms: u64) -> &[ReactionCount] {
+        if now_ms < self.counts_until_ms {
+            &self.counts
+        } else {
+            &[]
+        }
+    }
+
+    /// Opens the pane and starts writing.
+    pub fn write(&mut self) {
+        self.chat_open = true;
+        self.unread = 0;
+        self.draft.get_or_insert_with(String::new);
+    }
+
+    /// Hides the pane (a draft is dropped).
+    pub fn hide(&mut self) {
+        self.chat_open = false;
+        self.draft = None;
+    }
+}
