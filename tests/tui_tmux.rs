@@ -420,6 +420,49 @@ async fn listener_raises_hand_speaks_leaves_and_quits() {
     tui.wait_for("ada live", |s| s.contains("● LIVE") && s.contains("m mute"))
         .await;
 
+    // Chat and a reaction (#15): `c` opens the chat, and keys are text there until Esc
+    // (the line holds h, m and L, none of which acts).
+    tui.type_keys("c").await;
+    tui.wait_for("the chat open", |s| s.contains("CHAT · everyone may chat"))
+        .await;
+    tui.type_keys("hello from tmux, hm L").await;
+    tui.press("Enter").await;
+    let said = host
+        .wait_for(|m| matches!(m, ServerMessage::Chat { .. }))
+        .await;
+    let ServerMessage::Chat { lines } = said else {
+        unreachable!()
+    };
+    assert_eq!(
+        (lines[0].user_id, lines[0].text.as_str()),
+        (ada, "hello from tmux, hm L")
+    );
+    assert_eq!(
+        role_of(&server, &room, ada).await,
+        Some((Role::Speaker, false))
+    );
+    host.command(json!({"type": "chat", "text": "welcome ada"}))
+        .await;
+    tui.wait_for("the host's line in the chat", |s| {
+        s.contains("hank: welcome ada")
+    })
+    .await;
+    tui.press("Escape").await;
+    tui.type_keys("1").await;
+    let reacted = host
+        .wait_for(|m| matches!(m, ServerMessage::Reactions { .. }))
+        .await;
+    let ServerMessage::Reactions { shown, counts } = reacted else {
+        unreachable!()
+    };
+    assert!(shown.iter().any(|r| r.user_id == ada), "{shown:?}");
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].count, 1);
+    tui.wait_for("ada's clap beside her", |s| {
+        s.contains("👏 ada") || s.contains("clap ada")
+    })
+    .await;
+
     tui.type_keys("L").await;
     tui.wait_for("the hallway again", |s| {
         s.contains("LIVE NOW") && s.contains("Somewhere else")
