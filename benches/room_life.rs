@@ -1,0 +1,399 @@
+//! What chat and reactions cost a big room (#15): one speaker and 5,000 listeners on a
+//! real `hallway serve` (pinned to one core), in alternating phases of the same room, so
+//! both are measured under the same conditions:
+//!
+//! - **quiet**: the speaker talks (a frame every 20 ms), nobody chats or reacts;
+//! - **busy**: the same, and listeners write 10 chat lines and send 100 reactions a second
+//!   (each from a different listener, round the room).
+//!
+//! For each phase: the control messages each listener received per second (median and the
+//! most any listener got), the chat and reaction messages among them, and the server's CPU
+//! (share of one core). Medians over `--runs` pairs of phases.
+//!
+//! ```sh
+//! cargo bench --bench room_life -- --listeners 5000 --seconds 10 --runs 3
+//! ```
+//!
+//! `cargo test --all-targets` runs this without `--bench`: 20 listeners, 2 s phases,
+//! asserting that the chat and the reactions reached every listener batched.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/accounts.rs"]
+mod accounts;
+// Only its lifted limits.
+#[allow(dead_code)]
+#[path = "support/packets.rs"]
+mod packets;
+#[path = "support/server.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use hallway::protocol::chat::Reaction;
+use hallway::protocol::{AudioFrame, AudioHeader, ServerMessage};
+use serde_json::json;
+use support::Server;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+
+const CHAT_PER_S: u64 = 10;
+const REACTIONS_PER_S: u64 = 100;
+
+struct Args {
+    bench: bool,
+    listeners: usize,
+    seconds: u64,
+    runs: usize,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let bench = argv.iter().any(|a| a == "--bench");
+    let value = |name: &str| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Args {
+        bench,
+        listeners: value("--listeners").unwrap_or(if bench { 5_000 } else { 20 }) as usize,
+        seconds: value("--seconds").unwrap_or(if bench { 10 } else { 2 }),
+        runs: value("--runs").unwrap_or(if bench { 3 } else { 1 }) as usize,
+    }
+}
+
+/// What one listener counted in the current phase.
+#[derive(Default)]
+struct Counts {
+    control: AtomicU64,
+    chat: AtomicU64,
+    reactions: AtomicU64,
+    chat_lines: AtomicU64,
+}
+
+impl Counts {
+    fn take(&self) -> [u64; 4] {
+        [
+            self.control.swap(0, Ordering::Relaxed),
+            self.chat.swap(0, Ordering::Relaxed),
+            self.reactions.swap(0, Ordering::Relaxed),
+            self.chat_lines.swap(0, Ordering::Relaxed),
+        ]
+    }
+}
+
+async fn connect(
+    addr: &str,
+    room: &str,
+    token: &str,
+) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    let url = format!("ws://{addr}/api/v2/rooms/{room}/live");
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+fn frame(sequence: u32) -> Message {
+    let header = AudioHeader {
+        speaker_id: 0,
+        sequence,
+        timestamp_48k: sequence.wrapping_mul(960),
+        level: 20,
+        voice: true,
+    };
+    Message::Binary(
+        AudioFrame::new(header, &[0x5a; 60])
+            .unwrap()
+            .bytes()
+            .clone(),
+    )
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// One phase's figures: per listener per second (median, max) of control, chat and
+/// reaction messages, chat lines per listener per second, and the server's share of a core.
+struct Phase {
+    control: (f64, f64),
+    chat: (f64, f64),
+    reactions: (f64, f64),
+    lines: f64,
+    cpu: f64,
+    /// Seconds measured; messages were counted for [`GRACE`] more.
+    seconds: f64,
+}
+
+/// Batches still due when a phase ends arrive within this.
+const GRACE: Duration = Duration::from_millis(1_100);
+
+fn main() {
+    let args = args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let pinned = args.bench && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    let server = if pinned {
+        Server::start_pinned(0, packets::LIFTED_LIMITS)
+    } else {
+        Server::start(packets::LIFTED_LIMITS)
+    };
+    let http = reqwest::Client::new();
+    let addr = server.addr.clone();
+    let (host_token, _) = accounts::sign_up(&http, &addr, "Hera").await;
+    let room: serde_json::Value = http
+        .post(format!("http://{addr}/api/v2/rooms"))
+        .bearer_auth(&host_token)
+        .json(&json!({"title": "room life bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = room["id"].as_str().unwrap().to_string();
+    let host = connect(&addr, &room, &host_token).await;
+    let (mut host_tx, mut host_rx) = host.split();
+    tokio::spawn(async move { while host_rx.next().await.is_some() {} });
+    host_tx
+        .send(Message::Text(json!({"type": "unmute"}).to_string().into()))
+        .await
+        .unwrap();
+
+    // Sign-ups in parallel, then every listener connects and counts what it receives.
+    let tokens: Vec<String> = futures_util::stream::iter(0..args.listeners)
+        .map(|i| {
+            let (http, addr) = (http.clone(), addr.clone());
+            async move { accounts::sign_up(&http, &addr, &format!("fan{i}")).await.0 }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let counting = Arc::new(AtomicBool::new(false));
+    let mut sinks: Vec<Sink> = Vec::with_capacity(args.listeners);
+    let mut counts: Vec<Arc<Counts>> = Vec::with_capacity(args.listeners);
+    for token in &tokens {
+        let (tx, mut rx) = connect(&addr, &room, token).await.split();
+        sinks.push(tx);
+        let mine = Arc::new(Counts::default());
+        counts.push(mine.clone());
+        let counting = counting.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = rx.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                if !counting.load(Ordering::Relaxed) {
+                    continue;
+                }
+                mine.control.fetch_add(1, Ordering::Relaxed);
+                match ServerMessage::decode(&text) {
+                    Ok(ServerMessage::Chat { lines }) => {
+                        mine.chat.fetch_add(1, Ordering::Relaxed);
+                        mine.chat_lines
+                            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+                    }
+                    Ok(ServerMessage::Reactions { .. }) => {
+                        mine.reactions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    eprintln!("{} listeners in the room", args.listeners);
+
+    // The speaker talks throughout.
+    let talking = Arc::new(AtomicBool::new(true));
+    let talk = {
+        let talking = talking.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut sequence = 0;
+            while talking.load(Ordering::Relaxed) {
+                tick.tick().await;
+                if host_tx.send(frame(sequence)).await.is_err() {
+                    break;
+                }
+                sequence += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut quiet = Vec::new();
+    let mut busy = Vec::new();
+    let mut next_sender = 0;
+    for run in 0..args.runs {
+        for chatter in [false, true] {
+            let phase = phase(
+                &args,
+                &server,
+                &counting,
+                &counts,
+                &mut sinks,
+                chatter,
+                &mut next_sender,
+            )
+            .await;
+            eprintln!(
+                "run {run} {}: control {:.2}/s per listener (max {:.2}), chat {:.2}/s, reactions {:.2}/s, {:.1} lines/s, server {:.1} % of a core",
+                if chatter { "busy " } else { "quiet" },
+                phase.control.0,
+                phase.control.1,
+                phase.chat.0,
+                phase.reactions.0,
+                phase.lines,
+                phase.cpu * 100.0
+            );
+            if chatter {
+                busy.push(phase)
+            } else {
+                quiet.push(phase)
+            }
+        }
+    }
+    talking.store(false, Ordering::Relaxed);
+    let _ = talk.await;
+
+    let summary = |phases: &[Phase]| {
+        let pick =
+            |f: &dyn Fn(&Phase) -> f64| median(&mut phases.iter().map(f).collect::<Vec<_>>());
+        (
+            pick(&|p| p.control.0),
+            pick(&|p| p.control.1),
+            pick(&|p| p.chat.0),
+            pick(&|p| p.reactions.0),
+            pick(&|p| p.lines),
+            pick(&|p| p.cpu),
+        )
+    };
+    let q = summary(&quiet);
+    let b = summary(&busy);
+    println!(
+        "room_life 1 x {} listeners, {} s phases, medians of {}:",
+        args.listeners, args.seconds, args.runs
+    );
+    println!(
+        "  quiet: {:.2} control messages/s per listener (max {:.2}); server {:.1} % of a core",
+        q.0,
+        q.1,
+        q.5 * 100.0
+    );
+    println!(
+        "  busy ({CHAT_PER_S} lines + {REACTIONS_PER_S} reactions/s): {:.2} control messages/s per listener (max {:.2}), of which chat {:.2}/s carrying {:.1} lines/s and reactions {:.2}/s; server {:.1} % of a core ({:.2}x quiet)",
+        b.0,
+        b.1,
+        b.2,
+        b.4,
+        b.3,
+        b.5 * 100.0,
+        b.5 / q.5
+    );
+    if !args.bench {
+        // Every listener got the chat and the reactions, batched: never one message a
+        // line or a reaction.
+        let busy = &busy[0];
+        assert!(
+            busy.lines > 0.0 && busy.reactions.0 > 0.0,
+            "nothing arrived"
+        );
+        // The most messages the pacing allows in the window and its grace: one per period,
+        // and the first at once.
+        let window = busy.seconds + GRACE.as_secs_f64();
+        let most = |every_s: f64| ((window / every_s).ceil() + 1.0) / busy.seconds;
+        assert!(
+            busy.chat.1 <= most(0.5),
+            "chat not batched: {:?}",
+            busy.chat
+        );
+        assert!(
+            busy.reactions.1 <= most(1.0),
+            "reactions not batched: {:?}",
+            busy.reactions
+        );
+        // Without batching each listener would get every line and reaction.
+        let unbatched = (CHAT_PER_S + REACTIONS_PER_S) as f64;
+        assert!(busy.control.1 < unbatched / 10.0, "{:?}", busy.control);
+    }
+}
+
+/// One phase: `seconds` of the speaker alone, or with chat and reactions.
+#[allow(clippy::too_many_arguments)]
+async fn phase(
+    args: &Args,
+    server: &Server,
+    counting: &AtomicBool,
+    counts: &[Arc<Counts>],
+    sinks: &mut [Sink],
+    chatter: bool,
+    next_sender: &mut usize,
+) -> Phase {
+    for c in counts {
+        c.take();
+    }
+    counting.store(true, Ordering::Relaxed);
+    let cpu = server.cpu_s();
+    let started = tokio::time::Instant::now();
+    let end = started + Duration::from_secs(args.seconds);
+    // A reaction every 10 ms, and a chat line with every tenth.
+    let mut tick = tokio::time::interval(Duration::from_millis(1_000 / REACTIONS_PER_S));
+    let mut sent = 0u64;
+    while tokio::time::Instant::now() < end {
+        tick.tick().await;
+        if !chatter {
+            continue;
+        }
+        let who = *next_sender % sinks.len();
+        *next_sender += 1;
+        let reaction = Reaction::ALL[(sent % 5) as usize];
+        let mut message = json!({"type": "react", "reaction": reaction.name()}).to_string();
+        let _ = sinks[who].send(Message::Text(message.into())).await;
+        // Lines come from listeners in turn too (one person may write a line every 2 s).
+        if sent % (REACTIONS_PER_S / CHAT_PER_S) == 0 {
+            let writer = (sent / (REACTIONS_PER_S / CHAT_PER_S)) as usize % sinks.len();
+            message =
+                json!({"type": "chat", "text": format!("line {sent}: what a talk")}).to_string();
+            let _ = sinks[writer].send(Message::Text(message.into())).await;
+        }
+        sent += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = (server.cpu_s() - cpu) / elapsed;
+    // Batches still due arrive within a second.
+    tokio::time::sleep(GRACE).await;
+    counting.store(false, Ordering::Relaxed);
+    let taken: Vec<[u64; 4]> = counts.iter().map(|c| c.take()).collect();
+    let per_s = |i: usize| {
+        let mut v: Vec<f64> = taken.iter().map(|t| t[i] as f64 / elapsed).collect();
+        let max = v.iter().copied().fold(0.0, f64::max);
+        (median(&mut v), max)
+    };
+    Phase {
+        control: per_s(0),
+        chat: per_s(1),
+        reactions: per_s(2),
+        lines: per_s(3).0,
+        cpu,
+        seconds: elapsed,
+    }
+}
