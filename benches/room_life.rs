@@ -369,7 +369,7 @@ async fn phase(
         let mut message = json!({"type": "react", "reaction": reaction.name()}).to_string();
         let _ = sinks[who].send(Message::Text(message.into())).await;
         // Lines come from listeners in turn too (one person may write a line every 2 s).
-        if sent % (REACTIONS_PER_S / CHAT_PER_S) == 0 {
+        if sent.is_multiple_of(REACTIONS_PER_S / CHAT_PER_S) {
             let writer = (sent / (REACTIONS_PER_S / CHAT_PER_S)) as usize % sinks.len();
             message =
                 json!({"type": "chat", "text": format!("line {sent}: what a talk")}).to_string();
