@@ -27,7 +27,7 @@ fn target(args: &ClientArgs, config: &Config) -> anyhow::Result<Target> {
     Ok(Target::parse(text)?)
 }
 
-async fn signed_in(args: &ClientArgs, enroll: bool) -> anyhow::Result<Api> {
+pub(crate) async fn signed_in(args: &ClientArgs, enroll: bool) -> anyhow::Result<Api> {
     let (path, config) = crate::cli::load_config(args)?;
     let target = target(args, &config)?;
     let options = client_options(args, &config, target, path, enroll)?;

@@ -144,6 +144,9 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Schedule a room ahead (--title, --at), or list, start, cancel or export scheduled
+    /// rooms.
+    Schedule(crate::schedule_cli::ScheduleArgs),
     /// Server administration.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -533,6 +536,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(rooms(&cli.client, json))
         }
         Some(Command::Admin(AdminCommand::Backup { out, data })) => backup(data, &out),
+        Some(Command::Schedule(args)) => {
+            init_logging(cli.log_file.as_deref())?;
+            runtime()?.block_on(crate::schedule_cli::run(&cli.client, args))
+        }
         Some(Command::Cluster(ClusterCommand::Status { json })) => {
             init_logging(cli.log_file.as_deref())?;
             runtime()?.block_on(cluster_status(&cli.client, json))

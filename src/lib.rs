@@ -40,5 +40,6 @@ pub mod headless;
 pub mod identity;
 pub mod net;
 pub mod protocol;
+pub mod schedule_cli;
 pub mod server;
 pub mod ui;

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::Barrier;
 
 use hallway::server::store::postgres::{ConnectError, PostgresBackend};
-use hallway::server::store::{Backend, NewAccount, NewDevice, SecretHash, StoreError};
+use hallway::server::store::{
+    Backend, NewAccount, NewDevice, NewScheduled, SecretHash, StoreError,
+};
 use test_postgres::TestPostgres;
 
 /// Each check, as one test per backend: `on_sqlite::NAME` and `on_postgres::NAME`.
@@ -53,6 +55,7 @@ on_every_backend!(
     profiles_and_reports_read_back,
     a_suspension_refuses_invitations_and_links_until_lifted,
     link_codes_expire_and_only_an_owner_revokes_a_device,
+    scheduled_rooms_are_listed_by_time_capped_per_host_started_once_and_cancelled,
 );
 
 fn device(n: u8) -> NewDevice {
@@ -79,6 +82,83 @@ fn new_account(handle: &str, n: u8, invitation: Option<SecretHash>) -> NewAccoun
 fn invite_only(mut new: NewAccount) -> NewAccount {
     new.invite_only = true;
     new
+}
+
+fn scheduled_rooms_are_listed_by_time_capped_per_host_started_once_and_cancelled(
+    db: &mut dyn Backend,
+) {
+    let (grace, _) = db
+        .create_account(&new_account("Grace", 1, None))
+        .expect("grace");
+    let (bob, _) = db
+        .create_account(&new_account("Bob", 2, None))
+        .expect("bob");
+    let at = |host: u32, title: &str, starts_at_ms: u64| NewScheduled {
+        host,
+        title: title.into(),
+        description: format!("about {title}"),
+        starts_at_ms,
+        now_ms: 1_000,
+        max_upcoming: 3,
+        stale_before_ms: 500,
+    };
+    let late = db.schedule(&at(grace.id, "late", 9_000)).expect("late");
+    let early = db.schedule(&at(bob.id, "early", 5_000)).expect("early");
+    assert_eq!(
+        (
+            late.host_handle.as_str(),
+            late.description.as_str(),
+            late.room.clone()
+        ),
+        ("Grace", "about late", None)
+    );
+    let titles = |db: &mut dyn Backend, since: u64| -> Vec<String> {
+        db.upcoming(since, since, 10)
+            .expect("upcoming")
+            .into_iter()
+            .map(|s| s.title)
+            .collect()
+    };
+    assert_eq!(titles(db, 0), ["early", "late"], "by time");
+    assert_eq!(titles(db, 6_000), ["late"], "the past left out");
+    // Three upcoming per host here; a fourth is refused, another host's is not.
+    db.schedule(&at(grace.id, "two", 9_100)).expect("two");
+    db.schedule(&at(grace.id, "three", 9_200)).expect("three");
+    assert_eq!(
+        db.schedule(&at(grace.id, "four", 9_300)),
+        Err(StoreError::TooManyScheduled(3))
+    );
+    db.schedule(&at(bob.id, "bob's second", 9_300))
+        .expect("bob's second");
+    // Started once: the room is kept, a second start refused, and it stays listed as
+    // started while recent.
+    db.start_scheduled(late.id, "r0oM1d", 8_000).expect("start");
+    assert_eq!(
+        db.start_scheduled(late.id, "other", 8_001),
+        Err(StoreError::NoSuchScheduled)
+    );
+    let started = db.scheduled(late.id).expect("read back");
+    assert_eq!(
+        (started.room.as_deref(), started.started_ms),
+        (Some("r0oM1d"), Some(8_000))
+    );
+    assert!(titles(db, 0).contains(&"late".to_string()));
+    assert!(
+        !db.upcoming(0, 8_001, 10)
+            .expect("upcoming")
+            .iter()
+            .any(|s| s.title == "late"),
+        "started before the window: gone"
+    );
+    // A started one no longer counts against the cap.
+    db.schedule(&at(grace.id, "four", 9_300))
+        .expect("four fits now");
+    db.cancel_scheduled(early.id).expect("cancel");
+    assert_eq!(db.scheduled(early.id), Err(StoreError::NoSuchScheduled));
+    assert_eq!(
+        db.cancel_scheduled(early.id),
+        Err(StoreError::NoSuchScheduled)
+    );
 }
 
 fn an_invitation_chain_spends_quotas_and_records_who_invited_whom(db: &mut dyn Backend) {

@@ -10,6 +10,7 @@ use url::Url;
 use super::NetError;
 use crate::identity::{self, DeviceKey};
 use crate::protocol::handle::{Handle, handle_from_name};
+use crate::protocol::schedule::{ScheduleList, ScheduleRoom, ScheduledRoom};
 use crate::protocol::{
     Challenge, CreateAccount, CreateRoom, DeviceKeys, ErrorBody, ErrorCode, Invitation, LinkCode,
     LinkDevice, Me, Profile, Reason, ReportList, RoomDetail, RoomList, RoomSummary, ServerInfo,
@@ -464,6 +465,41 @@ impl Api {
     pub async fn create(&self, body: &CreateRoom) -> Result<RoomDetail, NetError> {
         self.call_renewing(|| self.http.post(self.url("/api/v2/rooms")).json(body))
             .await
+    }
+
+    /// Schedules a room (#15).
+    pub async fn schedule(&self, body: &ScheduleRoom) -> Result<ScheduledRoom, NetError> {
+        self.call_renewing(|| self.http.post(self.url("/api/v2/schedule")).json(body))
+            .await
+    }
+
+    /// Upcoming rooms: of hosts you follow first, then by time.
+    pub async fn upcoming(&self) -> Result<Vec<ScheduledRoom>, NetError> {
+        let list: ScheduleList = self
+            .call_renewing(|| self.http.get(self.url("/api/v2/schedule")))
+            .await?;
+        Ok(list.rooms)
+    }
+
+    /// One scheduled room.
+    pub async fn scheduled(&self, id: u64) -> Result<ScheduledRoom, NetError> {
+        self.call_renewing(|| self.http.get(self.url(&format!("/api/v2/schedule/{id}"))))
+            .await
+    }
+
+    /// Starts a room you scheduled: it is live now, and you its host on joining.
+    pub async fn start_scheduled(&self, id: u64) -> Result<RoomDetail, NetError> {
+        self.call_renewing(|| {
+            self.http
+                .post(self.url(&format!("/api/v2/schedule/{id}/start")))
+        })
+        .await
+    }
+
+    /// Cancels a room you scheduled.
+    pub async fn cancel_scheduled(&self, id: u64) -> Result<(), NetError> {
+        let url = self.url(&format!("/api/v2/schedule/{id}"));
+        self.call_empty(|| self.http.delete(&url)).await
     }
 
     /// One room in full.

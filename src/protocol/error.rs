@@ -112,6 +112,8 @@ pub enum ErrorCode {
     InvalidText,
     /// No chat line with that id in the room (it was deleted, or is too old).
     MessageNotFound,
+    /// A scheduled room's time is in the past, or more than a year ahead.
+    InvalidTime,
     /// A code from a newer server that this build does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -123,7 +125,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             BadRequest | MalformedJson | UnknownType | BadFrame | InvalidName | InvalidTitle
-            | InvalidHandle | Yourself | InvalidText => 400,
+            | InvalidHandle | Yourself | InvalidText | InvalidTime => 400,
             Unauthorized | ChallengeExpired | BadSignature | UnknownDevice => 401,
             BadAccessCode | Forbidden | Banned | NotAllowedToSpeak | Removed
             | InvitationRequired | InvitationUnknown | NoInvitationsLeft | Suspended | Blocked => {
@@ -196,6 +198,7 @@ impl ErrorCode {
             Blocked => "blocked",
             InvalidText => "invalid_text",
             MessageNotFound => "message_not_found",
+            InvalidTime => "invalid_time",
             Unknown => "unknown",
         }
     }

@@ -12,6 +12,7 @@ pub mod control;
 pub mod error;
 pub mod handle;
 pub mod rest;
+pub mod schedule;
 pub mod text;
 
 pub use audio::{AudioFrame, AudioFrameError, AudioHeader};

@@ -34,6 +34,8 @@ pub enum TextKind {
     ChatLine,
     /// What a moderator pins at the top of a room: a link or one line.
     Pin,
+    /// What a scheduled room is about.
+    Description,
 }
 
 impl TextKind {
@@ -46,6 +48,7 @@ impl TextKind {
             TextKind::DeviceLabel => "device label",
             TextKind::ChatLine => "chat line",
             TextKind::Pin => "pinned line",
+            TextKind::Description => "description",
         }
     }
 
@@ -58,6 +61,7 @@ impl TextKind {
             TextKind::DeviceLabel => "device labels",
             TextKind::ChatLine => "chat lines",
             TextKind::Pin => "pinned lines",
+            TextKind::Description => "descriptions",
         }
     }
 }

@@ -157,6 +157,16 @@ impl From<StoreError> for ApiError {
             ),
             Suspended(reason) => suspended(&reason),
             Yourself => ApiError::new(ErrorCode::Yourself, "that is you"),
+            NoSuchScheduled => ApiError::new(
+                ErrorCode::RoomNotFound,
+                "no such scheduled room: it was cancelled or started already; see `hallway schedule list`",
+            ),
+            TooManyScheduled(max) => ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "you have {max} upcoming rooms already; start or cancel one (`hallway schedule cancel ID`) first"
+                ),
+            ),
             Database(detail) => {
                 tracing::error!("store: {detail}");
                 internal()

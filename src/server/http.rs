@@ -78,6 +78,7 @@ pub fn router(shared: Arc<Shared>, surface: Surface) -> Router {
         .route("/api/v2/rooms/{id}", get(get_room))
         .route("/api/v2/rooms/{id}/live", get(live))
         .merge(accounts::routes())
+        .merge(super::schedule::routes())
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,
@@ -310,6 +311,13 @@ fn bearer_token(header: &str) -> Option<&str> {
 /// A bearer token where one is optional.
 pub struct MaybeAuthed(Option<Authed>);
 
+impl MaybeAuthed {
+    /// The signed-in user, if any.
+    pub fn user_id(&self) -> Option<UserId> {
+        self.0.as_ref().map(|Authed(session)| session.user.id)
+    }
+}
+
 impl FromRequestParts<Arc<Shared>> for MaybeAuthed {
     type Rejection = ApiError;
 
@@ -406,7 +414,9 @@ pub(crate) fn clean_text(text: &str, max: usize, what: TextKind) -> Result<Strin
             TextKind::DisplayName => ErrorCode::InvalidName,
             TextKind::RoomTitle => ErrorCode::InvalidTitle,
             TextKind::ChatLine | TextKind::Pin => ErrorCode::InvalidText,
-            TextKind::Bio | TextKind::Reason | TextKind::DeviceLabel => ErrorCode::BadRequest,
+            TextKind::Bio | TextKind::Reason | TextKind::DeviceLabel | TextKind::Description => {
+                ErrorCode::BadRequest
+            }
         };
         ApiError::new(code, e.to_string())
     })
@@ -507,6 +517,23 @@ async fn create_room(
     let Json(request) = body?;
     let limits = &shared.config.limits;
     let title = clean_text(&request.title, limits.max_title_chars, TextKind::RoomTitle)?;
+    spend_room_budget(&shared, &client, &session)?;
+    // After the budgets: the handles cost store calls.
+    let access = match &request.private {
+        Some(share) => Some(Arc::new(private_access(&shared, &session, share).await?)),
+        None => None,
+    };
+    let detail = open_room(&shared, &session, title, access)?;
+    Ok((StatusCode::CREATED, Json(detail)))
+}
+
+/// A new room costs its maker's and their address's room budgets.
+pub(crate) fn spend_room_budget(
+    shared: &Shared,
+    client: &Client,
+    session: &SessionEntry,
+) -> Result<(), ApiError> {
+    let limits = &shared.config.limits;
     if !session.take_room() {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
@@ -525,11 +552,18 @@ async fn create_room(
             ),
         ));
     }
-    // After the budgets: the handles cost store calls.
-    let access = match &request.private {
-        Some(share) => Some(Arc::new(private_access(&shared, &session, share).await?)),
-        None => None,
-    };
+    Ok(())
+}
+
+/// Opens a room made by `session`'s user (who is expected to join it), titled `title`
+/// (already cleaned), private when `access` says who it is shared with.
+pub(crate) fn open_room(
+    shared: &Arc<Shared>,
+    session: &SessionEntry,
+    title: String,
+    access: Option<Arc<Access>>,
+) -> Result<RoomDetail, ApiError> {
+    let limits = &shared.config.limits;
     let detail = {
         let mut rooms = shared.rooms.write().map_err(|_| internal())?;
         if rooms.len() >= limits.max_rooms {
@@ -567,7 +601,7 @@ async fn create_room(
         host = %text::terminal_safe(&session.user.name),
         "room created"
     );
-    Ok((StatusCode::CREATED, Json(detail)))
+    Ok(detail)
 }
 
 /// The room homed here, or in a cluster this node's edge for a room homed on another; a

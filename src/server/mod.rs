@@ -21,6 +21,7 @@ mod outgoing;
 mod rate;
 pub mod room;
 pub mod room_life;
+mod schedule;
 pub mod store;
 pub mod tls;
 

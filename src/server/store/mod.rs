@@ -112,6 +112,36 @@ pub struct Report {
     pub created_ms: u64,
 }
 
+/// A room scheduled ahead (#15), with its host's handle and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    pub id: i64,
+    pub host: AccountId,
+    pub host_handle: String,
+    pub host_name: String,
+    pub title: String,
+    pub description: String,
+    pub starts_at_ms: u64,
+    pub created_ms: u64,
+    /// The live room, once started.
+    pub room: Option<String>,
+    pub started_ms: Option<u64>,
+}
+
+/// A room being scheduled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewScheduled {
+    pub host: AccountId,
+    pub title: String,
+    pub description: String,
+    pub starts_at_ms: u64,
+    pub now_ms: u64,
+    /// Refused when the host already has this many not started (and not past
+    /// `stale_before_ms`).
+    pub max_upcoming: u32,
+    pub stale_before_ms: u64,
+}
+
 /// Why a store call was refused. Every refusal has its protocol error code in the HTTP layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -137,6 +167,10 @@ pub enum StoreError {
     Suspended(String),
     #[error("that is yourself")]
     Yourself,
+    #[error("no such scheduled room")]
+    NoSuchScheduled,
+    #[error("too many upcoming rooms (at most {0})")]
+    TooManyScheduled(u32),
     #[error("database error: {0}")]
     Database(String),
     #[error("the store has stopped")]
@@ -252,6 +286,22 @@ pub trait Backend: Send {
     ) -> Result<(), StoreError>;
     /// Writes a consistent copy of the whole store to `path`, while it stays in use.
     fn backup(&mut self, path: &Path) -> Result<(), StoreError>;
+
+    /// Schedules a room (#15).
+    fn schedule(&mut self, new: &NewScheduled) -> Result<Scheduled, StoreError>;
+    /// Scheduled rooms not started that start at or after `since_ms`, and those started at
+    /// or after `started_since_ms`, by time, at most `limit`.
+    fn upcoming(
+        &mut self,
+        since_ms: u64,
+        started_since_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<Scheduled>, StoreError>;
+    fn scheduled(&mut self, id: i64) -> Result<Scheduled, StoreError>;
+    /// Marks it started as live room `room`; refused (`NoSuchScheduled`) when it is gone or
+    /// was started already.
+    fn start_scheduled(&mut self, id: i64, room: &str, now_ms: u64) -> Result<(), StoreError>;
+    fn cancel_scheduled(&mut self, id: i64) -> Result<(), StoreError>;
 }
 
 type Job = Box<dyn FnOnce(&mut dyn Backend) + Send>;

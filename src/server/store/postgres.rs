@@ -45,13 +45,14 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 
 use super::{
-    Account, AccountId, Backend, Device, DeviceId, NewAccount, NewDevice, Profile, Report,
-    SecretHash, StoreError,
+    Account, AccountId, Backend, Device, DeviceId, NewAccount, NewDevice, NewScheduled, Profile,
+    Report, Scheduled, SecretHash, StoreError,
 };
 
 /// The schema, one step per release that changed it. Never edit a step that shipped: add one.
 /// Tables and columns are the SQLite schema's, in PostgreSQL's types.
-const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE accounts (
         id BIGINT GENERATED ALWAYS AS IDENTITY (MAXVALUE 4294967295) PRIMARY KEY,
         handle TEXT NOT NULL,
         handle_key TEXT NOT NULL UNIQUE,
@@ -118,7 +119,20 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE accounts (
         reported BIGINT NOT NULL REFERENCES accounts (id),
         reason TEXT NOT NULL,
         created_ms BIGINT NOT NULL
-    );"];
+    );",
+    "CREATE TABLE scheduled_rooms (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        host BIGINT NOT NULL REFERENCES accounts (id),
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        starts_at_ms BIGINT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        room TEXT,
+        started_ms BIGINT
+    );
+    CREATE INDEX scheduled_by_time ON scheduled_rooms (starts_at_ms);
+    CREATE INDEX scheduled_by_host ON scheduled_rooms (host, starts_at_ms);",
+];
 
 /// The tables of [`MIGRATIONS`]: one of them in a database without `hallway_schema` means the
 /// database is someone else's (or a damaged one of ours), and is not touched.
@@ -131,6 +145,7 @@ const TABLES: &[&str] = &[
     "follows",
     "blocks",
     "reports",
+    "scheduled_rooms",
 ];
 
 /// The advisory lock held while migrating ("hallway!" in ASCII). Advisory locks are per
@@ -507,6 +522,24 @@ fn insert_device(
         ],
     )?;
     device_row(&row, 0)
+}
+
+const SCHEDULED_COLUMNS: &str = "s.id, s.host, a.handle, a.name, s.title, s.description,
+    s.starts_at_ms, s.created_ms, s.room, s.started_ms";
+
+fn scheduled_row(r: &Row) -> Step<Scheduled> {
+    Ok(Scheduled {
+        id: r.try_get(0)?,
+        host: account_id(r.try_get(1)?)?,
+        host_handle: r.try_get(2)?,
+        host_name: r.try_get(3)?,
+        title: r.try_get(4)?,
+        description: r.try_get(5)?,
+        starts_at_ms: r.try_get::<_, i64>(6)?.max(0) as u64,
+        created_ms: r.try_get::<_, i64>(7)?.max(0) as u64,
+        room: r.try_get(8)?,
+        started_ms: r.try_get::<_, Option<i64>>(9)?.map(|t| t.max(0) as u64),
+    })
 }
 
 fn report_row(r: &Row) -> Step<Report> {
@@ -994,6 +1027,107 @@ impl Backend for PostgresBackend {
                     &[&i64::from(from), &i64::from(about), &reason, &ms(now_ms)],
                 )?
                 .try_get(0)?)
+        })
+    }
+
+    fn schedule(&mut self, new: &NewScheduled) -> Result<Scheduled, StoreError> {
+        self.run(Access::Write, |tx| {
+            // One host's rooms are counted and added under a lock on the host's row, so two
+            // nodes scheduling at once cannot both pass the count.
+            tx.execute(
+                "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+                &[&i64::from(new.host)],
+            )?;
+            let upcoming: i64 = tx
+                .query_one(
+                    "SELECT COUNT(*) FROM scheduled_rooms
+                     WHERE host = $1 AND room IS NULL AND starts_at_ms >= $2",
+                    &[&i64::from(new.host), &ms(new.stale_before_ms)],
+                )?
+                .try_get(0)?;
+            if upcoming >= i64::from(new.max_upcoming) {
+                return Err(StoreError::TooManyScheduled(new.max_upcoming).into());
+            }
+            let id: i64 = tx
+                .query_one(
+                    "INSERT INTO scheduled_rooms (host, title, description, starts_at_ms, created_ms)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    &[
+                        &i64::from(new.host),
+                        &new.title,
+                        &new.description,
+                        &ms(new.starts_at_ms),
+                        &ms(new.now_ms),
+                    ],
+                )?
+                .try_get(0)?;
+            scheduled_row(&tx.query_one(
+                &format!(
+                    "SELECT {SCHEDULED_COLUMNS} FROM scheduled_rooms s
+                     JOIN accounts a ON a.id = s.host WHERE s.id = $1"
+                ),
+                &[&id],
+            )?)
+        })
+    }
+
+    fn upcoming(
+        &mut self,
+        since_ms: u64,
+        started_since_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<Scheduled>, StoreError> {
+        self.run(Access::Read, |tx| {
+            tx.query(
+                &format!(
+                    "SELECT {SCHEDULED_COLUMNS} FROM scheduled_rooms s
+                     JOIN accounts a ON a.id = s.host
+                     WHERE (s.room IS NULL AND s.starts_at_ms >= $1) OR s.started_ms >= $2
+                     ORDER BY s.starts_at_ms, s.id LIMIT $3"
+                ),
+                &[&ms(since_ms), &ms(started_since_ms), &i64::from(limit)],
+            )?
+            .iter()
+            .map(scheduled_row)
+            .collect()
+        })
+    }
+
+    fn scheduled(&mut self, id: i64) -> Result<Scheduled, StoreError> {
+        self.run(Access::Read, |tx| {
+            match tx.query_opt(
+                &format!(
+                    "SELECT {SCHEDULED_COLUMNS} FROM scheduled_rooms s
+                     JOIN accounts a ON a.id = s.host WHERE s.id = $1"
+                ),
+                &[&id],
+            )? {
+                Some(row) => scheduled_row(&row),
+                None => Err(StoreError::NoSuchScheduled.into()),
+            }
+        })
+    }
+
+    fn start_scheduled(&mut self, id: i64, room: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.run(Access::Write, |tx| {
+            let changed = tx.execute(
+                "UPDATE scheduled_rooms SET room = $1, started_ms = $2
+                 WHERE id = $3 AND room IS NULL",
+                &[&room, &ms(now_ms), &id],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NoSuchScheduled.into());
+            }
+            Ok(())
+        })
+    }
+
+    fn cancel_scheduled(&mut self, id: i64) -> Result<(), StoreError> {
+        self.run(Access::Write, |tx| {
+            if tx.execute("DELETE FROM scheduled_rooms WHERE id = $1", &[&id])? == 0 {
+                return Err(StoreError::NoSuchScheduled.into());
+            }
+            Ok(())
         })
     }
 

@@ -15,13 +15,32 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 use super::{
-    Account, AccountId, Backend, Device, DeviceId, NewAccount, NewDevice, Profile, Report,
-    SecretHash, StoreError,
+    Account, AccountId, Backend, Device, DeviceId, NewAccount, NewDevice, NewScheduled, Profile,
+    Report, Scheduled, SecretHash, StoreError,
 };
 
+const SCHEDULED_COLUMNS: &str = "s.id, s.host, a.handle, a.name, s.title, s.description,
+    s.starts_at_ms, s.created_ms, s.room, s.started_ms";
+
+fn scheduled_row(r: &Row) -> rusqlite::Result<Scheduled> {
+    Ok(Scheduled {
+        id: r.get(0)?,
+        host: r.get(1)?,
+        host_handle: r.get(2)?,
+        host_name: r.get(3)?,
+        title: r.get(4)?,
+        description: r.get(5)?,
+        starts_at_ms: r.get::<_, i64>(6)?.max(0) as u64,
+        created_ms: r.get::<_, i64>(7)?.max(0) as u64,
+        room: r.get(8)?,
+        started_ms: r.get::<_, Option<i64>>(9)?.map(|t| t.max(0) as u64),
+    })
+}
+
 /// The schema, one step per release that changed it. Never edit a step that shipped: add one.
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE accounts (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE accounts (
         id INTEGER PRIMARY KEY,
         handle TEXT NOT NULL,
         handle_key TEXT NOT NULL UNIQUE,
@@ -85,7 +104,22 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         reason TEXT NOT NULL,
         created_ms INTEGER NOT NULL
     );",
-)];
+    ),
+    M::up(
+        "CREATE TABLE scheduled_rooms (
+        id INTEGER PRIMARY KEY,
+        host INTEGER NOT NULL REFERENCES accounts(id),
+        title TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        starts_at_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        room TEXT,
+        started_ms INTEGER
+    );
+    CREATE INDEX scheduled_by_time ON scheduled_rooms(starts_at_ms);
+    CREATE INDEX scheduled_by_host ON scheduled_rooms(host, starts_at_ms);",
+    ),
+];
 
 /// Why the database could not be opened. The file is left as it was.
 #[derive(Debug, thiserror::Error)]
@@ -824,6 +858,97 @@ impl Backend for SqliteBackend {
             params![from, about, reason, ms(now_ms)],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    fn schedule(&mut self, new: &NewScheduled) -> Result<Scheduled, StoreError> {
+        let tx = self.conn.transaction()?;
+        let upcoming: u32 = tx.query_row(
+            "SELECT COUNT(*) FROM scheduled_rooms
+             WHERE host = ?1 AND room IS NULL AND starts_at_ms >= ?2",
+            params![new.host, ms(new.stale_before_ms)],
+            |r| r.get(0),
+        )?;
+        if upcoming >= new.max_upcoming {
+            return Err(StoreError::TooManyScheduled(new.max_upcoming));
+        }
+        tx.execute(
+            "INSERT INTO scheduled_rooms (host, title, description, starts_at_ms, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                new.host,
+                new.title,
+                new.description,
+                ms(new.starts_at_ms),
+                ms(new.now_ms)
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        let scheduled = tx.query_row(
+            &format!(
+                "SELECT {SCHEDULED_COLUMNS} FROM scheduled_rooms s
+                 JOIN accounts a ON a.id = s.host WHERE s.id = ?1"
+            ),
+            [id],
+            scheduled_row,
+        )?;
+        tx.commit()?;
+        Ok(scheduled)
+    }
+
+    fn upcoming(
+        &mut self,
+        since_ms: u64,
+        started_since_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<Scheduled>, StoreError> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {SCHEDULED_COLUMNS} FROM scheduled_rooms s JOIN accounts a ON a.id = s.host
+             WHERE (s.room IS NULL AND s.starts_at_ms >= ?1) OR s.started_ms >= ?2
+             ORDER BY s.starts_at_ms, s.id LIMIT ?3"
+        ))?;
+        let rows = statement
+            .query_map(
+                params![ms(since_ms), ms(started_since_ms), limit],
+                scheduled_row,
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    fn scheduled(&mut self, id: i64) -> Result<Scheduled, StoreError> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {SCHEDULED_COLUMNS} FROM scheduled_rooms s
+                     JOIN accounts a ON a.id = s.host WHERE s.id = ?1"
+                ),
+                [id],
+                scheduled_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NoSuchScheduled)
+    }
+
+    fn start_scheduled(&mut self, id: i64, room: &str, now_ms: u64) -> Result<(), StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE scheduled_rooms SET room = ?1, started_ms = ?2 WHERE id = ?3 AND room IS NULL",
+            params![room, ms(now_ms), id],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchScheduled);
+        }
+        Ok(())
+    }
+
+    fn cancel_scheduled(&mut self, id: i64) -> Result<(), StoreError> {
+        if self
+            .conn
+            .execute("DELETE FROM scheduled_rooms WHERE id = ?1", [id])?
+            == 0
+        {
+            return Err(StoreError::NoSuchScheduled);
+        }
+        Ok(())
     }
 
     fn reports(&mut self, limit: u32) -> Result<Vec<Report>, StoreError> {
