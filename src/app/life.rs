@@ -22,9 +22,16 @@ pub struct PinShown {
 
 impl PinShown {
     fn of(text: Option<&String>) -> Option<Self> {
-        text.map(|text| Self {
-            link: pin_link(text).map(String::from),
-            text: text.clone(),
+        text.map(|text| match pin_link(text) {
+            // A link is shown as it is serialized: a look-alike host in punycode.
+            Some(url) => Self {
+                text: url.to_string(),
+                link: Some(url.into()),
+            },
+            None => Self {
+                text: text.clone(),
+                link: None,
+            },
         })
     }
 }
@@ -104,10 +111,15 @@ impl LifeScreen {
         }
     }
 
-    /// Opens the pane and starts writing.
-    pub fn write(&mut self) {
+    /// Opens the pane to read.
+    pub fn show(&mut self) {
         self.chat_open = true;
         self.unread = 0;
+    }
+
+    /// Opens the pane and starts writing.
+    pub fn write(&mut self) {
+        self.show();
         self.draft.get_or_insert_with(String::new);
     }
 

@@ -1297,6 +1297,7 @@ impl App {
             .and_then(|(id, _, _)| view.chat.iter().rev().find(|l| l.user_id == *id))
             .map(|l| l.id);
         let chat_policy = view.detail.life.chat;
+        let chat_closed = view.chat_closed();
         let pinned = view.detail.life.pinned.clone();
         let my_id = view.me;
         let send = |command| vec![Effect::Send(command)];
@@ -1444,18 +1445,22 @@ impl App {
                 (Some(handle), Some((_, name, _))) => self.open_card(handle, name),
                 _ => Vec::new(),
             },
-            Action::Chat => {
-                if room.life.chat_open {
-                    room.life.hide();
-                } else {
-                    room.life.write();
+            Action::Chat if room.life.chat_open => {
+                room.life.hide();
+                Vec::new()
+            }
+            Action::Chat | Action::Write => match chat_closed {
+                // The pane opens to read; why writing is not possible is said.
+                Some(why) => {
+                    room.life.show();
+                    self.say(capitalize(why) + ".");
+                    Vec::new()
                 }
-                Vec::new()
-            }
-            Action::Write => {
-                room.life.write();
-                Vec::new()
-            }
+                None => {
+                    room.life.write();
+                    Vec::new()
+                }
+            },
             Action::React(reaction) => {
                 room.life.reacted(my_id, reaction, now_ms);
                 send(ClientCommand::React { reaction })

@@ -91,6 +91,23 @@ impl RoomView {
             .unwrap_or_else(|| format!("user {id}"))
     }
 
+    /// Why I cannot write in the chat now, if I cannot.
+    pub fn chat_closed(&self) -> Option<&'static str> {
+        let me = self.myself();
+        if self.detail.summary.private {
+            Some("chat is off in private rooms (not end-to-end encrypted yet)")
+        } else if me.is_some_and(|p| p.chat_silenced) {
+            Some("a moderator silenced your chat in this room")
+        } else {
+            match self.detail.life.chat {
+                ChatPolicy::Everyone => None,
+                ChatPolicy::Stage if me.is_some_and(|p| p.role.on_stage()) => None,
+                ChatPolicy::Stage => Some("only the stage may chat in this room"),
+                ChatPolicy::Nobody => Some("the chat is closed in this room"),
+            }
+        }
+    }
+
     /// The person at the keyboard.
     pub fn myself(&self) -> Option<&Participant> {
         self.participant(self.me)
@@ -151,7 +168,22 @@ impl RoomView {
         let me = self.me;
         match message {
             ServerMessage::RoomSnapshot { room, you, .. } => {
+                // A later snapshot of the same room (a reconnect, becoming a moderator)
+                // keeps the scrollback older than its own lines.
+                let same_room = room.summary.id == self.detail.summary.id;
+                let old = std::mem::take(&mut self.chat);
                 *self = Self::new(room.clone(), *you);
+                if same_room {
+                    let first = self.chat.front().map(|l| l.id);
+                    let mut chat: VecDeque<ChatLine> = old
+                        .into_iter()
+                        .filter(|l| first.is_none_or(|first| l.id < first))
+                        .collect();
+                    chat.append(&mut self.chat);
+                    let extra = chat.len().saturating_sub(CHAT_KEPT);
+                    chat.drain(..extra);
+                    self.chat = chat;
+                }
                 None
             }
             ServerMessage::ParticipantJoined { participant } => {

@@ -1929,14 +1929,15 @@ fn c_opens_the_chat_and_what_is_typed_there_is_text_not_keys() {
 #[test]
 fn a_refused_line_is_said_on_the_event_line() {
     let mut live = Live::new(ADA);
+    live.press(ch('c'));
+    type_text(&mut live.app, "may I?");
+    // The host closes the chat to the audience while Ada writes.
     live.by(
         HOST,
         ClientCommand::SetChat {
             who: crate::protocol::chat::ChatPolicy::Stage,
         },
     );
-    live.press(ch('c'));
-    type_text(&mut live.app, "may I?");
     let effects = live.press(key(KeyCode::Enter));
     live.serve(effects);
     assert!(
@@ -1945,6 +1946,13 @@ fn a_refused_line_is_said_on_the_event_line() {
         "{:?}",
         live.notice()
     );
+    // Now `c` shows the chat to read and says why writing is not possible.
+    live.press(key(KeyCode::Esc));
+    live.press(ch('c'));
+    live.press(ch('c'));
+    let life = &live.app.room().unwrap().life;
+    assert!(life.chat_open && life.draft.is_none());
+    assert_eq!(live.notice(), Some("Only the stage may chat in this room."));
 }
 
 #[test]

@@ -184,8 +184,15 @@ pub fn pin_scheme_refused(text: &str) -> Option<String> {
             scheme,
             "javascript" | "data" | "vbscript" | "file" | "mailto" | "tel"
         );
-    (linky && !matches!(scheme, "http" | "https")).then(|| {
-        format!("only http and https links can be pinned, not {scheme}:; pin the address as text without the scheme, or another link")
+    if linky && !matches!(scheme, "http" | "https") {
+        return Some(format!(
+            "only http and https links can be pinned (this one is {scheme}); pin a web address or a line of text"
+        ));
+    }
+    // https://bank.example@evil.example/ leads to evil.example.
+    (!url.username().is_empty() || url.password().is_some()).then(|| {
+        "links with a user name before an @ can hide where they lead; pin the plain address"
+            .to_string()
     })
 }
 
@@ -208,6 +215,8 @@ mod tests {
     #[test]
     fn other_schemes_are_refused_but_a_colon_in_a_line_is_not() {
         for bad in [
+            "https://bank.example@evil.example/x",
+            "http://user:pw@example.org",
             "javascript:alert(1)",
             "file:///etc/passwd",
             "ssh://host",

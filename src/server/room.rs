@@ -571,7 +571,7 @@ impl Room {
             return Vec::new();
         };
         self.names.remove(&skeleton(&member.name));
-        self.life.forget(user);
+        self.life.forget(user, reason == LeaveReason::Removed);
         if reason == LeaveReason::Disconnected && member.role != Role::Listener {
             self.departed.insert(
                 user,
@@ -1223,6 +1223,15 @@ impl Room {
                     .chat(user, who, (&me.handle, &me.name), text, now_ms)?
             }
             DeleteChat { message_id } => {
+                // Moderators delete others' lines by the ranks of removing: not the host's,
+                // and another moderator's only as the host.
+                if let Some(author) = self.life.author_of(message_id)
+                    && author != user
+                    && let Some(theirs) = self.members.get(&author).map(|m| m.role)
+                    && my_role.is_moderator()
+                {
+                    self.require_outranks(my_role, theirs, false)?;
+                }
                 self.life.delete(user, my_role.is_moderator(), message_id)?
             }
             SilenceChat { user_id, silenced } => {
@@ -1416,6 +1425,21 @@ impl Room {
         })
     }
 
+    /// Someone who runs the room is never silenced (nobody could lift it from a host):
+    /// becoming a moderator or the host lifts it.
+    fn lift_silence(&mut self, user_id: UserId, by: UserId) -> Option<Delivery> {
+        self.life.silence(user_id, false).then(|| {
+            self.about(
+                user_id,
+                ServerMessage::ChatSilenced {
+                    user_id,
+                    silenced: false,
+                    by,
+                },
+            )
+        })
+    }
+
     /// What room life needs to know of a member.
     fn who(m: &Member) -> Who {
         Who {
@@ -1535,6 +1559,9 @@ impl Room {
         if was_front_row && role.on_stage() {
             out.extend(self.fill_front_rows());
         }
+        if role.is_moderator() {
+            out.extend(self.lift_silence(user_id, by.unwrap_or(user_id)));
+        }
         // Moderators see the whole room, others part of it: a new view, a new snapshot.
         if was.is_moderator() != role.is_moderator() {
             out.push(Delivery::To(user_id, self.snapshot(user_id)));
@@ -1647,11 +1674,13 @@ impl Room {
         match next {
             Some(id) => {
                 self.member_mut(id).role = Role::Host;
-                vec![Delivery::All(ServerMessage::RoleChanged {
+                let mut out = vec![Delivery::All(ServerMessage::RoleChanged {
                     user_id: id,
                     role: Role::Host,
                     by: None,
-                })]
+                })];
+                out.extend(self.lift_silence(id, id));
+                out
             }
             None => Vec::new(),
         }
@@ -2592,5 +2621,69 @@ mod tests {
             seen.unlisted, 1,
             "back in the audience, Ada sees part of it again"
         );
+    }
+
+    fn chat(text: &str) -> ClientCommand {
+        ClientCommand::Chat { text: text.into() }
+    }
+
+    fn sent_lines(out: &[Delivery]) -> Vec<String> {
+        out.iter()
+            .flat_map(|d| match d {
+                Delivery::All(ServerMessage::Chat { lines }) => {
+                    lines.iter().map(|l| l.text.clone()).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chat_moderation_follows_the_ranks_and_never_leaves_a_host_silenced() {
+        let mut room = room();
+        room.command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 10)
+            .unwrap();
+        // The host's line cannot be deleted by a moderator; a listener's can.
+        room.command(HOST, &chat("welcome"), 20).unwrap();
+        assert_eq!(
+            code(room.command(ADA, &ClientCommand::DeleteChat { message_id: 1 }, 30)),
+            ErrorCode::Forbidden
+        );
+        // The host silences Ada (a moderator), then leaves: Ada is the host now, and her
+        // silence is lifted for everyone to see.
+        room.command(
+            HOST,
+            &ClientCommand::SilenceChat {
+                user_id: ADA,
+                silenced: true,
+            },
+            40,
+        )
+        .unwrap();
+        let out = room.depart(HOST, LeaveReason::Left, 50);
+        assert_eq!(role(&room, ADA), Role::Host);
+        assert!(out.contains(&Delivery::All(ServerMessage::ChatSilenced {
+            user_id: ADA,
+            silenced: false,
+            by: ADA
+        })));
+        room.command(ADA, &chat("I run it now"), 2_000).unwrap();
+        // Bob writes twice; the second waits for the next batch. Removed meanwhile, his
+        // waiting line is never sent, and his sent one goes by Ada's hand.
+        room.command(BOB, &chat("buy now"), 3_000).unwrap();
+        room.command(BOB, &chat("buy more"), 3_010).unwrap();
+        room.command(ADA, &ClientCommand::DeleteChat { message_id: 3 }, 3_020)
+            .unwrap();
+        room.command(ADA, &ClientCommand::Remove { user_id: BOB }, 3_030)
+            .unwrap();
+        assert!(sent_lines(&room.tick(3_600)).is_empty());
+        let texts: Vec<String> = room
+            .detail()
+            .life
+            .chat_log
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(texts, ["welcome", "I run it now"]);
     }
 }

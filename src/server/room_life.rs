@@ -38,6 +38,11 @@ pub const CHAT_REFILL_MS: u64 = 2_000;
 /// Lines the room keeps (sent ones), for deletions; joiners get the newest
 /// [`CHAT_HISTORY`].
 const CHAT_KEPT: usize = 200;
+/// The most lines of one person in one batch: a few people cannot fill a batch alone.
+pub const CHAT_BATCH_PER_PERSON: usize = 2;
+/// Allowances kept for people who left (so leaving and rejoining gives no new burst); past
+/// this many, full ones (which a newcomer would get anyway) are dropped.
+const ALLOWANCES_KEPT: usize = 10_000;
 
 /// Lets the first of a run go at once and the rest at most once per period.
 #[derive(Debug, Clone)]
@@ -154,16 +159,18 @@ fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> 
 impl Life {
     /// What a joiner's snapshot shows: the policy, the newest sent lines and the pin.
     pub fn view(&self) -> RoomLife {
-        let skip = self.kept.len().saturating_sub(CHAT_HISTORY);
+        let mut chat_log: Vec<ChatLine> = self
+            .kept
+            .iter()
+            .rev()
+            .filter(|k| !k.deleted)
+            .take(CHAT_HISTORY)
+            .map(|k| k.line.clone())
+            .collect();
+        chat_log.reverse();
         RoomLife {
             chat: self.policy,
-            chat_log: self
-                .kept
-                .iter()
-                .skip(skip)
-                .filter(|k| !k.deleted)
-                .map(|k| k.line.clone())
-                .collect(),
+            chat_log,
             pinned: self.pinned.clone(),
         }
     }
@@ -180,9 +187,42 @@ impl Life {
             .min()
     }
 
-    /// A member left: their allowance goes (their silence stays, for a rejoin).
-    pub fn forget(&mut self, user: UserId) {
-        self.allowance.remove(&user);
+    /// A member left. Their allowance and silence stay, for a rejoin; their reaction is
+    /// no longer shown; a removed member's lines not yet sent never are.
+    pub fn forget(&mut self, user: UserId, removed: bool) {
+        self.shown.remove(&user);
+        if removed {
+            self.waiting.retain(|l| l.user_id != user);
+        }
+    }
+
+    /// Who wrote line `id`, while the room keeps it.
+    pub fn author_of(&self, id: u64) -> Option<UserId> {
+        self.waiting
+            .iter()
+            .find(|l| l.id == id)
+            .or_else(|| {
+                self.kept
+                    .iter()
+                    .find(|k| k.line.id == id && !k.deleted)
+                    .map(|k| &k.line)
+            })
+            .map(|l| l.user_id)
+    }
+
+    /// Drops the allowances that are full again (a newcomer's), when too many are kept.
+    fn prune_allowances(&mut self, now_ms: u64) {
+        if self.allowance.len() <= ALLOWANCES_KEPT {
+            return;
+        }
+        self.allowance.retain(|_, a| {
+            let gained = if now_ms >= a.refill_at_ms {
+                1 + (now_ms - a.refill_at_ms) / CHAT_REFILL_MS
+            } else {
+                0
+            };
+            u64::from(a.tokens) + gained < u64::from(CHAT_BURST)
+        });
     }
 
     /// `user` writes `text`.
@@ -226,6 +266,13 @@ impl Life {
                 "the chat is busy right now; send your line again in a moment",
             );
         }
+        if self.waiting.iter().filter(|l| l.user_id == user).count() >= CHAT_BATCH_PER_PERSON {
+            return refuse(
+                ErrorCode::RateLimited,
+                "slow down: your last lines have not gone out yet; send this one again in a moment",
+            );
+        }
+        self.prune_allowances(now_ms);
         let allowance = self.allowance.entry(user).or_insert(Allowance {
             tokens: CHAT_BURST,
             refill_at_ms: now_ms,
@@ -327,13 +374,17 @@ impl Life {
     /// says who hears of it.
     pub fn silence(&mut self, target: UserId, silenced: bool) -> bool {
         if silenced {
+            // What they wrote and is not out yet never goes.
+            self.waiting.retain(|l| l.user_id != target);
             self.silenced.insert(target)
         } else {
             self.silenced.remove(&target)
         }
     }
 
-    /// A moderator sets who may write.
+    /// A moderator sets who may write. Lines already taken still go out: they were
+    /// accepted (and answered `ok`) under the rule before; a silence or a removal, which
+    /// are about the person, drop theirs.
     pub fn set_policy(&mut self, by: UserId, who: ChatPolicy) -> Vec<Delivery> {
         if self.policy == who {
             return Vec::new();
@@ -474,24 +525,48 @@ mod tests {
     #[test]
     fn one_member_is_held_to_a_burst_and_the_room_to_a_batch() {
         let mut life = Life::default();
-        for i in 0..CHAT_BURST {
-            say(&mut life, 1, "spam", 1_000 + u64::from(i)).unwrap();
+        // Two of one person's lines wait in a batch at most.
+        say(&mut life, 1, "one", 1_000).unwrap();
+        say(&mut life, 1, "two", 1_001).unwrap();
+        say(&mut life, 1, "three", 1_002).unwrap();
+        let held = say(&mut life, 1, "four", 1_003).unwrap_err();
+        assert_eq!(held.code, ErrorCode::RateLimited);
+        assert!(
+            held.message.contains("not gone out yet"),
+            "{}",
+            held.message
+        );
+        // Then the burst: five lines in all, each batch sent, and the sixth is refused
+        // with when to try again.
+        let mut now = 1_000;
+        for text in ["four", "five"] {
+            now += CHAT_EVERY_MS;
+            life.tick(now);
+            say(&mut life, 1, text, now).unwrap();
         }
-        let refused = say(&mut life, 1, "spam", 1_010).unwrap_err();
+        now += CHAT_EVERY_MS;
+        life.tick(now);
+        let refused = say(&mut life, 1, "six", now).unwrap_err();
         assert_eq!(refused.code, ErrorCode::RateLimited);
         assert!(
-            refused.message.contains("try again in 2 s"),
+            refused.message.contains("try again in 1 s"),
             "{}",
             refused.message
         );
         // Someone else is still served.
-        say(&mut life, 2, "hi", 1_010).unwrap();
-        // One more line after the refill.
+        say(&mut life, 2, "hi", now).unwrap();
+        // One more line after the refill, and leaving does not give a new burst.
+        life.forget(1, false);
         say(&mut life, 1, "later", 1_000 + CHAT_REFILL_MS).unwrap();
         assert_eq!(
-            say(&mut life, 1, "again", 1_000 + CHAT_REFILL_MS)
-                .unwrap_err()
-                .code,
+            say(
+                &mut life,
+                1,
+                "again",
+                1_000 + CHAT_REFILL_MS + CHAT_EVERY_MS
+            )
+            .unwrap_err()
+            .code,
             ErrorCode::RateLimited
         );
         // Many people at once: a batch is bounded, and the busy chat says so.

@@ -17,7 +17,6 @@ use super::text::{self, put};
 use crate::app::keymap::{Action, Keymap};
 use crate::app::life::PinShown;
 use crate::app::{App, Connection, RoomScreen, RoomView};
-use crate::protocol::chat::ChatPolicy;
 use crate::protocol::{Participant, Role};
 
 /// Narrowest stage cell: mark, a short name, a badge and a meter.
@@ -195,7 +194,8 @@ fn in_room(
         // Wide: the chat beside the room. Narrow (80 columns): the stage stays, the chat
         // takes the audience's place.
         if middle.width >= WIDE_COLS {
-            let chat_cols = (middle.width * 2 / 5).clamp(36, 60);
+            let chat_cols =
+                u16::try_from((u32::from(middle.width) * 2 / 5).clamp(36, 60)).unwrap_or(36);
             let people_area = Rect {
                 width: middle.width - chat_cols,
                 ..middle
@@ -319,8 +319,6 @@ fn chat_pane(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
     };
     let cols = usize::from(area.width);
     let life = &ctx.view.detail.life;
-    let me = ctx.view.myself();
-    let on_stage = me.is_some_and(|p| p.role.on_stage());
     let title = vec![
         Span::styled("CHAT", theme.heading),
         Span::styled(format!(" · {}", life.chat.describe()), theme.dim),
@@ -336,18 +334,7 @@ fn chat_pane(ctx: &Ctx, buf: &mut Buffer, area: Rect) {
             Span::styled("_", theme.key),
         ]),
         None => {
-            let why_not = if ctx.view.detail.summary.private {
-                Some("chat is off in private rooms (not end-to-end encrypted yet)")
-            } else if me.is_some_and(|p| p.chat_silenced) {
-                Some("a moderator silenced your chat")
-            } else {
-                match life.chat {
-                    ChatPolicy::Everyone => None,
-                    ChatPolicy::Stage if on_stage => None,
-                    ChatPolicy::Stage => Some("only the stage may chat"),
-                    ChatPolicy::Nobody => Some("the chat is closed"),
-                }
-            };
+            let why_not = ctx.view.chat_closed();
             match why_not {
                 Some(why) => Line::styled(format!(" {}", text::fit(why, cols - 1)), theme.dim),
                 None => text::hint_line(
