@@ -1,10 +1,14 @@
-//! What chat and reactions cost a big room (#15): one speaker and 5,000 listeners on a
-//! real `hallway serve` (pinned to one core), in alternating phases of the same room, so
-//! both are measured under the same conditions:
+//! What chat and reactions cost a big room (#15): 5,000 listeners on a real `hallway
+//! serve` (pinned to one core), in alternating phases of the same room, so both are
+//! measured under the same conditions:
 //!
-//! - **quiet**: the speaker talks (a frame every 20 ms), nobody chats or reacts;
-//! - **busy**: the same, and listeners write 10 chat lines and send 100 reactions a second
-//!   (each from a different listener, round the room).
+//! - **quiet**: nobody chats or reacts;
+//! - **busy**: listeners write 10 chat lines and send 100 reactions a second (each from a
+//!   different listener, round the room).
+//!
+//! First with nobody talking (what chat and reactions cost alone), then with one speaker
+//! sending a frame every 20 ms (the room; there the generator, reading 250,000
+//! frames a second, may fall behind).
 //!
 //! For each phase: the control messages each listener received per second (median and the
 //! most any listener got), the chat and reaction messages among them, and the server's CPU

@@ -12,6 +12,7 @@ use icalendar::{Calendar, Component, Event, EventLike};
 use crate::cli::ClientArgs;
 use crate::protocol::schedule::{ScheduleRoom, ScheduledRoom};
 use crate::protocol::text::terminal_safe;
+use crate::ui::text::local_time;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -73,24 +74,13 @@ pub fn parse_when(text: &str) -> anyhow::Result<DateTime<Utc>> {
     }
 }
 
-/// "Thu 3 Dec 2026 18:00 CET" in this machine's time zone.
-pub fn local_time(ms: u64) -> String {
-    let at = i64::try_from(ms)
-        .ok()
-        .and_then(|ms| Local.timestamp_millis_opt(ms).single());
-    match at {
-        Some(at) => at.format("%a %-d %b %Y %H:%M %Z").to_string(),
-        None => format!("{ms} ms"),
-    }
-}
-
 fn ms_of(at: DateTime<Utc>) -> anyhow::Result<u64> {
     u64::try_from(at.timestamp_millis()).context("times before 1970 cannot be scheduled")
 }
 
 fn line(room: &ScheduledRoom) -> String {
     let state = match &room.room {
-        Some(live) => format!("  live now: {live}"),
+        Some(live) => format!("  live now: {}", terminal_safe(live)),
         None => String::new(),
     };
     format!(

@@ -60,6 +60,8 @@ pub enum Action {
     Verify,
     /// Close the card.
     Close,
+    /// In the hallway: schedule a room for later.
+    Schedule,
     /// Open the chat pane and write, or hide it.
     Chat,
     /// Write in the open chat.
@@ -78,7 +80,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for the config's names.
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 41] = [
         Action::Quit,
         Action::Help,
         Action::Down,
@@ -108,6 +110,7 @@ impl Action {
         Action::Report,
         Action::Verify,
         Action::Close,
+        Action::Schedule,
         Action::Chat,
         Action::Write,
         Action::React(Reaction::Clap),
@@ -153,6 +156,7 @@ impl Action {
             Action::Report => "report",
             Action::Verify => "verify",
             Action::Close => "close",
+            Action::Schedule => "schedule",
             Action::Chat => "chat",
             Action::Write => "write",
             Action::React(Reaction::Clap) => "react_clap",
@@ -223,6 +227,11 @@ pub const HALLWAY: Group = Group {
             label: "n",
             help: "start a new room",
             keys: &[(c('n'), Action::NewRoom)],
+        },
+        Entry {
+            label: "S",
+            help: "schedule a room for later",
+            keys: &[(c('S'), Action::Schedule)],
         },
         Entry {
             label: "r",

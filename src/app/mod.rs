@@ -20,6 +20,7 @@ use crate::config::Latency;
 use crate::net::NetEvent;
 use crate::protocol::chat::{MAX_CHAT_CHARS, MAX_PIN_CHARS};
 use crate::protocol::control::{LeaveReason, RoomEndReason};
+use crate::protocol::schedule::{ScheduleRoom, ScheduledRoom};
 use crate::protocol::{
     ClientCommand, ErrorCode, Me, Profile, Role, RoomSummary, ServerMessage, UserId,
 };
@@ -55,6 +56,10 @@ pub enum Msg {
     },
     /// The client has started: ask for what the model needs first.
     Started,
+    /// Upcoming rooms arrived (or could not be had: an older server has none).
+    Upcoming(Result<Vec<ScheduledRoom>, String>),
+    /// A room was scheduled (or why not).
+    Scheduled(Result<ScheduledRoom, String>),
     /// A follow, block or report was done, or failed (why).
     Changed {
         handle: String,
@@ -82,6 +87,12 @@ pub enum Effect {
     },
     JoinRoom {
         id: String,
+    },
+    /// Schedule a room.
+    Schedule(ScheduleRoom),
+    /// Start a room I scheduled (the answer is a `RoomCreated`).
+    StartScheduled {
+        id: u64,
     },
     /// Send a command on the live session.
     Send(ClientCommand),
@@ -208,6 +219,20 @@ pub enum Overlay {
     Report { handle: String, reason: String },
     /// A moderator typing what to pin (empty takes the pin down).
     Pin { text: String },
+    /// Scheduling a room: its title and when (typed in this machine's time zone); Tab
+    /// moves between the two.
+    Schedule {
+        title: String,
+        when: String,
+        on_when: bool,
+    },
+}
+
+/// One entry of the hallway's list: a live room, or one scheduled ahead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HallwayItem<'a> {
+    Live(&'a RoomSummary),
+    Upcoming(&'a ScheduledRoom),
 }
 
 /// A profile card: who was asked for, and what arrived.
@@ -234,6 +259,8 @@ pub struct App {
     pub my_name: String,
     pub screen: Screen,
     pub rooms: Vec<RoomSummary>,
+    /// Rooms scheduled ahead: of hosts I follow first, then by time.
+    pub upcoming: Vec<ScheduledRoom>,
     /// Why the room list could not be loaded, if it could not.
     pub rooms_error: Option<String>,
     pub rooms_loaded: bool,
@@ -321,6 +348,7 @@ impl App {
             my_name: my_name.into(),
             screen: Screen::Hallway,
             rooms: Vec::new(),
+            upcoming: Vec::new(),
             rooms_error: None,
             rooms_loaded: false,
             filter: String::new(),
@@ -358,6 +386,33 @@ impl App {
                         .any(|s| s.name.to_lowercase().contains(&needle))
             })
             .collect()
+    }
+
+    /// The hallway's list: the live rooms matching the filter, then the upcoming ones that
+    /// match it and are not live yet (one started shows as a live room).
+    pub fn hallway_items(&self) -> Vec<HallwayItem<'_>> {
+        let needle = self.filter.to_lowercase();
+        let mut items: Vec<HallwayItem<'_>> = self
+            .visible_rooms()
+            .into_iter()
+            .map(HallwayItem::Live)
+            .collect();
+        items.extend(
+            self.upcoming
+                .iter()
+                .filter(|s| {
+                    needle.is_empty()
+                        || s.title.to_lowercase().contains(&needle)
+                        || s.host.name.to_lowercase().contains(&needle)
+                })
+                .filter(|s| {
+                    s.room
+                        .as_ref()
+                        .is_none_or(|live| !self.rooms.iter().any(|r| &r.id == live))
+                })
+                .map(HallwayItem::Upcoming),
+        );
+        items
     }
 
     /// The room screen, when in one.
@@ -456,7 +511,30 @@ impl App {
                 self.rooms_loaded = true;
                 self.selected_room = self
                     .selected_room
-                    .min(self.visible_rooms().len().saturating_sub(1));
+                    .min(self.hallway_items().len().saturating_sub(1));
+                Vec::new()
+            }
+            Msg::Upcoming(Ok(upcoming)) => {
+                self.tell_started(&upcoming);
+                self.upcoming = upcoming;
+                self.selected_room = self
+                    .selected_room
+                    .min(self.hallway_items().len().saturating_sub(1));
+                Vec::new()
+            }
+            // A server without scheduled rooms, or a moment's trouble: the live list says
+            // the rest.
+            Msg::Upcoming(Err(_)) => Vec::new(),
+            Msg::Scheduled(Ok(room)) => {
+                self.say(format!(
+                    "Scheduled \u{201c}{}\u{201d} for {}: it is under Upcoming; Enter on it starts it.",
+                    room.title,
+                    crate::ui::text::local_time(room.starts_at_ms)
+                ));
+                vec![Effect::RefreshRooms]
+            }
+            Msg::Scheduled(Err(e)) => {
+                self.say(format!("Could not schedule the room: {e}"));
                 Vec::new()
             }
             Msg::Rooms(Err(e)) => {
@@ -560,6 +638,25 @@ impl App {
 
     /// Says when someone I follow starts a room or steps on a stage, from the hallway's
     /// list: who is on each stage now that was not at the last look.
+    /// Says when a scheduled room of someone I follow has just started.
+    fn tell_started(&mut self, upcoming: &[ScheduledRoom]) {
+        let waiting: HashSet<u64> = self
+            .upcoming
+            .iter()
+            .filter(|s| s.room.is_none())
+            .map(|s| s.id)
+            .collect();
+        if let Some(started) = upcoming
+            .iter()
+            .find(|s| s.followed && s.room.is_some() && waiting.contains(&s.id))
+        {
+            self.say(format!(
+                "@{} (you follow them) started \u{201c}{}\u{201d}, scheduled for now: Enter on it to join.",
+                started.host.handle, started.title
+            ));
+        }
+    }
+
     fn tell_followed_arrivals(&mut self, rooms: &[RoomSummary]) {
         if self.following.is_empty() {
             return;
@@ -741,6 +838,7 @@ impl App {
             | Action::Remove
             | Action::MakeModerator
             | Action::Card
+            | Action::Schedule
             | Action::Chat
             | Action::Write
             | Action::React(_)
@@ -749,6 +847,30 @@ impl App {
             | Action::WhoMayChat
             | Action::Pin => Vec::new(),
         }
+    }
+
+    /// Enter on an upcoming room: join it once live, start it if it is mine, else say when.
+    fn join_scheduled(&mut self, scheduled: &ScheduledRoom) -> Vec<Effect> {
+        if let Some(live) = &scheduled.room {
+            return self.enter_room(live.clone());
+        }
+        let mine = self
+            .my_handle
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&scheduled.host.handle));
+        let when = crate::ui::text::local_time(scheduled.starts_at_ms);
+        if mine {
+            self.say(format!(
+                "Starting \u{201c}{}\u{201d}\u{2026}",
+                scheduled.title
+            ));
+            return vec![Effect::StartScheduled { id: scheduled.id }];
+        }
+        self.say(format!(
+            "\u{201c}{}\u{201d} starts {when}: {} starts it, and it shows here, live.",
+            scheduled.title, scheduled.host.name
+        ));
+        Vec::new()
     }
 
     fn enter_room(&mut self, id: String) -> Vec<Effect> {
@@ -927,7 +1049,12 @@ impl App {
             || self.writing()
             || matches!(
                 self.overlay,
-                Some(Overlay::NewRoom { .. } | Overlay::Report { .. } | Overlay::Pin { .. })
+                Some(
+                    Overlay::NewRoom { .. }
+                        | Overlay::Report { .. }
+                        | Overlay::Pin { .. }
+                        | Overlay::Schedule { .. }
+                )
             );
         let action = match self.screen {
             Screen::Hallway => self.keys.in_hallway(key.code),
@@ -1104,6 +1231,93 @@ impl App {
                 }
                 _ => Vec::new(),
             },
+            Overlay::Schedule {
+                mut title,
+                mut when,
+                on_when,
+            } => match key.code {
+                KeyCode::Esc => {
+                    self.overlay = None;
+                    Vec::new()
+                }
+                KeyCode::Tab | KeyCode::BackTab => {
+                    self.overlay = Some(Overlay::Schedule {
+                        title,
+                        when,
+                        on_when: !on_when,
+                    });
+                    Vec::new()
+                }
+                KeyCode::Enter if !on_when || when.trim().is_empty() => {
+                    self.overlay = Some(Overlay::Schedule {
+                        title,
+                        when,
+                        on_when: true,
+                    });
+                    Vec::new()
+                }
+                KeyCode::Enter => {
+                    let title = title.trim().to_string();
+                    if title.is_empty() {
+                        self.overlay = Some(Overlay::Schedule {
+                            title,
+                            when,
+                            on_when: false,
+                        });
+                        return Vec::new();
+                    }
+                    let starts_at_ms = crate::schedule_cli::parse_when(&when).and_then(|at| {
+                        u64::try_from(at.timestamp_millis()).map_err(anyhow::Error::from)
+                    });
+                    match starts_at_ms {
+                        Ok(starts_at_ms) => {
+                            self.overlay = None;
+                            self.say(format!("Scheduling \u{201c}{title}\u{201d}\u{2026}"));
+                            vec![Effect::Schedule(ScheduleRoom {
+                                title,
+                                starts_at_ms,
+                                description: String::new(),
+                            })]
+                        }
+                        Err(e) => {
+                            self.say(capitalize(&e.to_string()));
+                            self.overlay = Some(Overlay::Schedule {
+                                title,
+                                when,
+                                on_when,
+                            });
+                            Vec::new()
+                        }
+                    }
+                }
+                KeyCode::Backspace => {
+                    if on_when {
+                        when.pop();
+                    } else {
+                        title.pop();
+                    }
+                    self.overlay = Some(Overlay::Schedule {
+                        title,
+                        when,
+                        on_when,
+                    });
+                    Vec::new()
+                }
+                KeyCode::Char(c) => {
+                    if on_when && when.chars().count() < 40 {
+                        when.push(c);
+                    } else if !on_when && title.chars().count() < 100 {
+                        title.push(c);
+                    }
+                    self.overlay = Some(Overlay::Schedule {
+                        title,
+                        when,
+                        on_when,
+                    });
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            },
             Overlay::Pin { mut text } => match key.code {
                 KeyCode::Esc => {
                     self.overlay = None;
@@ -1167,7 +1381,7 @@ impl App {
     }
 
     fn on_hallway_key(&mut self, key: KeyEvent) -> Vec<Effect> {
-        let count = self.visible_rooms().len();
+        let count = self.hallway_items().len();
         if key.code == KeyCode::Esc && !self.filter.is_empty() {
             // Esc clears a filter left in place (the help says so on `/`).
             self.filter.clear();
@@ -1206,18 +1420,31 @@ impl App {
                 }
                 Vec::new()
             }
-            Action::Join => match self.visible_rooms().get(self.selected_room) {
-                Some(room) => {
+            Action::Join => match self.hallway_items().get(self.selected_room).copied() {
+                Some(HallwayItem::Live(room)) => {
                     let id = room.id.clone();
                     self.enter_room(id)
                 }
+                Some(HallwayItem::Upcoming(scheduled)) => {
+                    let scheduled = scheduled.clone();
+                    self.join_scheduled(&scheduled)
+                }
                 None => Vec::new(),
             },
+            Action::Schedule => {
+                self.overlay = Some(Overlay::Schedule {
+                    title: String::new(),
+                    when: String::new(),
+                    on_when: false,
+                });
+                Vec::new()
+            }
             Action::Card => {
-                let host = self
-                    .visible_rooms()
-                    .get(self.selected_room)
-                    .and_then(|r| r.host.clone());
+                let host = match self.hallway_items().get(self.selected_room) {
+                    Some(HallwayItem::Live(room)) => room.host.clone(),
+                    Some(HallwayItem::Upcoming(scheduled)) => Some(scheduled.host.clone()),
+                    None => None,
+                };
                 match host {
                     Some(host) => self.open_card(host.handle, host.name),
                     None => Vec::new(),
@@ -1501,7 +1728,8 @@ impl App {
                 (None, None) => Vec::new(),
             },
             // The hallway's and the card's keys are not in a room's table.
-            Action::Join
+            Action::Schedule
+            | Action::Join
             | Action::Filter
             | Action::NewRoom
             | Action::Refresh

@@ -2069,3 +2069,154 @@ fn listeners_are_told_the_chat_keys_are_for_moderators() {
         assert!(live.app.overlay.is_none());
     }
 }
+
+// ---- Scheduled rooms (#15) ----
+
+fn scheduled(id: u64, host: (UserId, &str), title: &str, starts_at_ms: u64) -> ScheduledRoom {
+    ScheduledRoom {
+        id,
+        title: title.into(),
+        description: String::new(),
+        host: User {
+            id: host.0,
+            handle: host.1.to_lowercase(),
+            name: host.1.into(),
+        },
+        starts_at_ms,
+        created_at_ms: 0,
+        followed: false,
+        room: None,
+    }
+}
+
+fn me_as(handle: &str) -> Me {
+    Me {
+        user: User {
+            id: 42,
+            handle: handle.into(),
+            name: handle.into(),
+        },
+        bio: String::new(),
+        admin: false,
+        invitations_left: None,
+        devices: Vec::new(),
+        following: vec![7],
+        blocking: Vec::new(),
+    }
+}
+
+#[test]
+fn upcoming_rooms_follow_the_live_ones_and_enter_starts_mine_or_says_when() {
+    let mut app = hallway();
+    app.update(Msg::Me(me_as("ada")));
+    let mine = scheduled(1, (42, "ada"), "My talk", 5_000_000);
+    let theirs = ScheduledRoom {
+        followed: true,
+        ..scheduled(2, (7, "Grace"), "Grace's talk", 6_000_000)
+    };
+    app.update(Msg::Upcoming(Ok(vec![theirs.clone(), mine.clone()])));
+    let items = app.hallway_items();
+    let live = app.visible_rooms().len();
+    assert_eq!(items.len(), live + 2);
+    assert!(matches!(items[live], HallwayItem::Upcoming(s) if s.id == 2));
+    // The filter looks at upcoming titles and hosts too.
+    app.filter = "grace's talk".into();
+    assert_eq!(app.hallway_items().len(), 1);
+    app.filter.clear();
+
+    for _ in 0..live {
+        app.update(ch('j'));
+    }
+    assert!(
+        app.update(key(KeyCode::Enter)).is_empty(),
+        "not mine: nothing to do"
+    );
+    assert!(
+        app.current_notice()
+            .is_some_and(|n| n.contains("Grace starts it")),
+        "{:?}",
+        app.current_notice()
+    );
+    app.update(ch('j'));
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::StartScheduled { id: 1 }]
+    );
+    // Started (the answer is the live room), it is joined like a created one.
+    assert_eq!(
+        app.update(Msg::RoomCreated(Ok("live1".into()))),
+        vec![Effect::JoinRoom { id: "live1".into() }]
+    );
+}
+
+#[test]
+fn a_followed_hosts_scheduled_room_starting_is_told_and_entered_with_enter() {
+    let mut app = hallway();
+    let waiting = ScheduledRoom {
+        followed: true,
+        ..scheduled(2, (7, "Grace"), "Grace's talk", 6_000_000)
+    };
+    app.update(Msg::Upcoming(Ok(vec![waiting.clone()])));
+    let started = ScheduledRoom {
+        room: Some("live2".into()),
+        ..waiting
+    };
+    app.update(Msg::Upcoming(Ok(vec![started])));
+    assert!(
+        app.current_notice()
+            .is_some_and(|n| n.contains("@grace (you follow them) started")),
+        "{:?}",
+        app.current_notice()
+    );
+    let live = app.visible_rooms().len();
+    for _ in 0..live {
+        app.update(ch('j'));
+    }
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::JoinRoom { id: "live2".into() }]
+    );
+}
+
+#[test]
+fn s_schedules_a_room_from_the_hallway() {
+    let mut app = hallway();
+    app.update(ch('S'));
+    assert!(matches!(app.overlay, Some(Overlay::Schedule { .. })));
+    type_text(&mut app, "Office hours");
+    // Enter moves to the time; a time that cannot be read is said, and the box stays.
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    type_text(&mut app, "tomorrow-ish");
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert!(matches!(app.overlay, Some(Overlay::Schedule { .. })));
+    assert!(
+        app.current_notice()
+            .is_some_and(|n| n.contains("2026-12-03 18:00")),
+        "{:?}",
+        app.current_notice()
+    );
+    for _ in 0.."tomorrow-ish".len() {
+        app.update(key(KeyCode::Backspace));
+    }
+    type_text(&mut app, "2031-05-06T07:08:00+00:00");
+    let effects = app.update(key(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        vec![Effect::Schedule(ScheduleRoom {
+            title: "Office hours".into(),
+            starts_at_ms: 1_935_817_680_000,
+            description: String::new(),
+        })]
+    );
+    assert!(app.overlay.is_none());
+    // The server's answer is said, and the list refreshed.
+    let made = scheduled(9, (42, "ada"), "Office hours", 1_935_817_680_000);
+    assert_eq!(
+        app.update(Msg::Scheduled(Ok(made))),
+        vec![Effect::RefreshRooms]
+    );
+    assert!(
+        app.current_notice()
+            .is_some_and(|n| n.contains("Scheduled \u{201c}Office hours\u{201d}"))
+    );
+}

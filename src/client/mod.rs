@@ -357,6 +357,26 @@ impl Shell {
                 tokio::spawn(async move {
                     let result = api.rooms().await.map_err(|e| e.to_string());
                     let _ = tx.send(Msg::Rooms(result)).await;
+                    let upcoming = api.upcoming().await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Upcoming(upcoming)).await;
+                });
+            }
+            Effect::Schedule(request) => {
+                let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+                tokio::spawn(async move {
+                    let result = api.schedule(&request).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Scheduled(result)).await;
+                });
+            }
+            Effect::StartScheduled { id } => {
+                let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+                tokio::spawn(async move {
+                    let result = api
+                        .start_scheduled(id)
+                        .await
+                        .map(|d| d.summary.id)
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::RoomCreated(result)).await;
                 });
             }
             Effect::CreateRoom { title, private } => {

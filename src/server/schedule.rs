@@ -88,7 +88,7 @@ async fn schedule(
         )?
     };
     let now = unix_ms();
-    if request.starts_at_ms + PAST_SLACK_MS < now {
+    if request.starts_at_ms.saturating_add(PAST_SLACK_MS) < now {
         return Err(ApiError::new(
             ErrorCode::InvalidTime,
             "that time has passed; pick a time ahead (or start a room now with `hallway play --create`)",

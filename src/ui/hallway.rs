@@ -10,8 +10,9 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use super::Theme;
 use super::text::{self, put};
-use crate::app::App;
 use crate::app::keymap::Action;
+use crate::app::{App, HallwayItem};
+use crate::protocol::schedule::ScheduledRoom;
 use crate::protocol::{Role, RoomSummary};
 
 /// Rows per room card, not counting the blank row between cards.
@@ -51,6 +52,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             (Action::Filter, "filter"),
             (Action::NewRoom, "new room"),
             (Action::Join, "join"),
+            (Action::Schedule, "schedule"),
             (Action::Refresh, "refresh"),
             (Action::Quit, "quit"),
         ]
@@ -147,7 +149,7 @@ fn room_list(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect) {
             buf,
         );
     }
-    if app.rooms.is_empty() {
+    if app.rooms.is_empty() && app.upcoming.is_empty() {
         return message(
             vec![Line::from(vec![
                 Span::raw("No rooms are live. Press "),
@@ -157,14 +159,11 @@ fn room_list(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect) {
             buf,
         );
     }
-    let rooms = app.visible_rooms();
-    if rooms.is_empty() {
+    let items = app.hallway_items();
+    if items.is_empty() {
         return message(
             vec![Line::from(vec![
-                Span::raw(format!(
-                    "No live rooms match \u{201c}{}\u{201d}. ",
-                    app.filter
-                )),
+                Span::raw(format!("No rooms match \u{201c}{}\u{201d}. ", app.filter)),
                 Span::styled("Esc", theme.key),
                 Span::raw(" clears the filter."),
             ])],
@@ -187,13 +186,22 @@ fn room_list(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect) {
         );
         area.y += 1;
         area.height -= 1;
+    } else if app.rooms.is_empty() && area.height > 3 {
+        let line = Line::from(vec![
+            Span::styled(" No rooms are live now. Press ", theme.dim),
+            Span::styled(app.keys.key_label(Action::NewRoom), theme.key),
+            Span::styled(" to start one.", theme.dim),
+        ]);
+        put(buf, area, 0, line);
+        area.y += 2;
+        area.height -= 2;
     }
-    cards(app, &rooms, theme, buf, area);
+    cards(app, &items, theme, buf, area);
 }
 
 /// The room cards, scrolled so the selected one is in view, with "more" counts.
-fn cards(app: &App, rooms: &[&RoomSummary], theme: &Theme, buf: &mut Buffer, area: Rect) {
-    let total = rooms.len();
+fn cards(app: &App, items: &[HallwayItem<'_>], theme: &Theme, buf: &mut Buffer, area: Rect) {
+    let total = items.len();
     let fits_all = usize::from(area.height + 1) / usize::from(CARD_ROWS + 1) >= total;
     let shown = if fits_all {
         total
@@ -203,11 +211,29 @@ fn cards(app: &App, rooms: &[&RoomSummary], theme: &Theme, buf: &mut Buffer, are
     };
     let selected = app.selected_room.min(total.saturating_sub(1));
     let first = selected.saturating_sub(shown - 1).min(total - shown);
-    for (slot, room) in rooms.iter().enumerate().skip(first).take(shown) {
+    let first_upcoming = items
+        .iter()
+        .position(|i| matches!(i, HallwayItem::Upcoming(_)));
+    for (slot, item) in items.iter().enumerate().skip(first).take(shown) {
         let row = u16::try_from(slot - first)
             .unwrap_or(u16::MAX)
             .saturating_mul(CARD_ROWS + 1);
-        card(app, room, slot == selected, theme, buf, area, row);
+        match item {
+            HallwayItem::Live(room) => card(app, room, slot == selected, theme, buf, area, row),
+            HallwayItem::Upcoming(scheduled) => {
+                // The section's heading sits in the gap above its first card.
+                if Some(slot) == first_upcoming && row > 0 {
+                    let title = vec![Span::styled("UPCOMING", theme.heading)];
+                    put(
+                        buf,
+                        area,
+                        row - 1,
+                        text::rule(title, usize::from(area.width), theme.dim),
+                    );
+                }
+                upcoming_card(app, scheduled, slot == selected, theme, buf, area, row);
+            }
+        }
     }
     if !fits_all {
         let below = total - first - shown;
@@ -270,6 +296,79 @@ fn card(
     put(buf, area, row, title_line);
     if row + 1 < area.height {
         put(buf, area, row + 1, stage_line);
+    }
+    if selected {
+        let rows = CARD_ROWS.min(area.height.saturating_sub(row));
+        let rect =
+            Rect::new(area.x, area.y.saturating_add(row), area.width, rows).intersection(buf.area);
+        buf.set_style(rect, theme.selected);
+    }
+}
+
+/// A scheduled room: "◷ title        Thu 3 Dec 18:00 CET", then who hosts it and when
+/// it starts ("in 2h") or what Enter does.
+fn upcoming_card(
+    app: &App,
+    room: &ScheduledRoom,
+    selected: bool,
+    theme: &Theme,
+    buf: &mut Buffer,
+    area: Rect,
+    row: u16,
+) {
+    let cols = usize::from(area.width);
+    let marker = if selected {
+        Span::styled("▌ ", theme.heading)
+    } else {
+        Span::raw("  ")
+    };
+    let when = format!("{} ", text::local_time(room.starts_at_ms));
+    let followed = if room.followed { "★ " } else { "" };
+    let title_cols = cols.saturating_sub(2 + 2 + text::width(followed) + text::width(&when) + 1);
+    let title_line = text::spread(
+        vec![
+            marker.clone(),
+            Span::styled("◷ ", theme.dim),
+            Span::styled(followed, theme.hand),
+            Span::styled(text::fit(&room.title, title_cols), theme.room_title),
+        ],
+        vec![Span::styled(when, theme.dim)],
+        cols,
+    );
+    let mine = app
+        .my_handle
+        .as_deref()
+        .is_some_and(|h| h.eq_ignore_ascii_case(&room.host.handle));
+    let state = if room.room.is_some() {
+        "live now: Enter to join".to_string()
+    } else if room.starts_at_ms > app.now_ms {
+        format!(
+            "in {}",
+            text::duration(room.starts_at_ms.saturating_sub(app.now_ms))
+        )
+    } else if mine {
+        "due: Enter to start it".to_string()
+    } else {
+        "due: waiting for the host".to_string()
+    };
+    let host = if mine {
+        "you host it".to_string()
+    } else {
+        format!("{} hosts", room.host.name)
+    };
+    let about = if room.description.is_empty() {
+        format!("{host} · {state}")
+    } else {
+        format!("{host} · {state} · {}", room.description)
+    };
+    let detail_line = Line::from(vec![
+        marker,
+        Span::raw("  "),
+        Span::styled(text::fit(&about, cols.saturating_sub(4)), theme.dim),
+    ]);
+    put(buf, area, row, title_line);
+    if row + 1 < area.height {
+        put(buf, area, row + 1, detail_line);
     }
     if selected {
         let rows = CARD_ROWS.min(area.height.saturating_sub(row));

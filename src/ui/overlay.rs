@@ -27,7 +27,59 @@ pub fn render(overlay: &Overlay, app: &App, theme: &Theme, frame: &mut Frame, ar
         Overlay::Card(c) => card(c, app, keys, theme, frame, area),
         Overlay::Report { handle, reason } => report(handle, reason, theme, frame, area),
         Overlay::Pin { text } => pin(text, theme, frame, area),
+        Overlay::Schedule {
+            title,
+            when,
+            on_when,
+        } => schedule(title, when, *on_when, theme, frame, area),
     }
+}
+
+/// Scheduling a room: its title and when, the field being typed underlined.
+fn schedule(title: &str, when: &str, on_when: bool, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let inner = modal(frame, area, 60, 10, "Schedule a room", theme.border);
+    if inner.is_empty() {
+        return;
+    }
+    let cols = usize::from(inner.width);
+    let buf = frame.buffer_mut();
+    let fields = [
+        ("Title", title, "e.g. Rust office hours", !on_when),
+        (
+            "When",
+            when,
+            "e.g. 2026-12-03 18:00 (your time zone)",
+            on_when,
+        ),
+    ];
+    for (i, (label, value, placeholder, active)) in fields.into_iter().enumerate() {
+        let row = u16::try_from(i * 2).unwrap_or(u16::MAX);
+        put(buf, inner, row, Line::styled(label, theme.heading));
+        let field =
+            Rect::new(inner.x, inner.y.saturating_add(row + 1), inner.width, 1).intersection(inner);
+        if field.is_empty() {
+            continue;
+        }
+        let line = if value.is_empty() {
+            Line::styled(placeholder.to_string(), theme.dim)
+        } else {
+            Line::raw(text::fit_tail(value, cols.saturating_sub(1)))
+        };
+        line.render(field, buf);
+        if active {
+            buf.set_style(
+                field,
+                ratatui::style::Style::new().add_modifier(Modifier::UNDERLINED),
+            );
+        }
+    }
+    let hints = [
+        ("Tab", "next field"),
+        ("Enter", "schedule"),
+        ("Esc", "cancel"),
+    ];
+    let line = text::hint_line(theme, Vec::new(), &hints, cols);
+    put(buf, inner, inner.height.saturating_sub(1), line);
 }
 
 /// A `width`×`height` box centred in `area`, shrunk to fit it, cleared and bordered;

@@ -15,6 +15,7 @@ use super::{Theme, render};
 use crate::app::{App, AudioStatus, Effect, Msg, Overlay};
 use crate::net::NetEvent;
 use crate::protocol::chat::{ChatLine, Reacted, Reaction, ReactionCount};
+use crate::protocol::schedule::ScheduledRoom;
 use crate::protocol::{
     PROTOCOL_VERSION, Participant, Profile, Role, RoomDetail, RoomSummary, ServerMessage,
     StageMember, User, UserId,
@@ -657,6 +658,10 @@ fn all_states() -> Vec<App> {
     confirm.update(char_key('K'));
     states.push(confirm);
     states.push(with_life(in_room(Role::Listener, 0)));
+    states.push(hallway_with_upcoming().0);
+    let mut schedule = hallway_with(many_rooms());
+    schedule.update(char_key('S'));
+    states.push(schedule);
     let mut wide_chat = with_life(in_room(Role::Moderator, 500));
     wide_chat.update(key(KeyCode::Esc));
     states.push(wide_chat);
@@ -1170,4 +1175,98 @@ fn a_pinned_link_is_handed_back_where_it_is_drawn() {
         .draw(|frame| links = render(&covered, &Theme::color(), frame))
         .unwrap();
     assert!(links.is_empty());
+}
+
+// ---- Scheduled rooms (#15) ----
+
+fn upcoming(id: u64, host: (UserId, &str), title: &str, starts_at_ms: u64) -> ScheduledRoom {
+    ScheduledRoom {
+        id,
+        title: title.into(),
+        description: String::new(),
+        host: User {
+            id: host.0,
+            handle: host.1.to_lowercase(),
+            name: host.1.into(),
+        },
+        starts_at_ms,
+        created_at_ms: 0,
+        followed: false,
+        room: None,
+    }
+}
+
+/// The hallway with two live rooms and three upcoming ones (a followed host's first, one
+/// with a description, one started), times shown in the machine's zone replaced by a
+/// placeholder so the snapshot is the same everywhere.
+fn hallway_with_upcoming() -> (App, Vec<u64>) {
+    let mut app = hallway_with(many_rooms().into_iter().take(2).collect());
+    let times = vec![NOW + 2 * 60 * MINUTE, NOW + 26 * 60 * MINUTE, NOW - MINUTE];
+    app.update(Msg::Upcoming(Ok(vec![
+        ScheduledRoom {
+            followed: true,
+            ..upcoming(1, (10, "grace"), "Async Rust, live Q&A", times[0])
+        },
+        ScheduledRoom {
+            description: "Bring a patch".into(),
+            ..upcoming(2, (30, "kat"), "Modular synth clinic", times[1])
+        },
+        ScheduledRoom {
+            room: Some("zz9".into()),
+            ..upcoming(3, (31, "ren"), "Started but not listed yet", times[2])
+        },
+    ])));
+    (app, times)
+}
+
+fn without_times(screen: String, times: &[u64]) -> String {
+    times.iter().fold(screen, |s, &t| {
+        let shown = super::text::local_time(t);
+        s.replace(
+            &shown,
+            &"<local time>"
+                .chars()
+                .chain(std::iter::repeat_n(
+                    ' ',
+                    shown.chars().count().saturating_sub(12),
+                ))
+                .collect::<String>(),
+        )
+    })
+}
+
+#[test]
+fn hallway_upcoming() {
+    let (mut app, times) = hallway_with_upcoming();
+    for _ in 0..2 {
+        app.update(char_key('j'));
+    }
+    insta::assert_snapshot!(without_times(screen(&app, 80, 24), &times));
+}
+
+#[test]
+fn hallway_only_upcoming() {
+    let mut app = hallway_with(Vec::new());
+    app.update(Msg::Upcoming(Ok(vec![upcoming(
+        5,
+        (10, "grace"),
+        "Tomorrow's talk",
+        NOW + 24 * 60 * MINUTE,
+    )])));
+    let times = [NOW + 24 * 60 * MINUTE];
+    insta::assert_snapshot!(without_times(screen(&app, 80, 24), &times));
+}
+
+#[test]
+fn overlay_schedule() {
+    let mut app = hallway_with(many_rooms());
+    app.update(char_key('S'));
+    for c in "Office hours".chars() {
+        app.update(char_key(c));
+    }
+    app.update(key(KeyCode::Tab));
+    for c in "2026-12-03 18:".chars() {
+        app.update(char_key(c));
+    }
+    insta::assert_snapshot!(screen(&app, 80, 24));
 }

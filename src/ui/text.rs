@@ -70,6 +70,18 @@ pub fn fit_tail(text: &str, max: usize) -> String {
     std::iter::once('…').chain(tail.into_iter().rev()).collect()
 }
 
+/// "Thu 3 Dec 2026 18:00 CET": a moment in this machine's time zone.
+pub fn local_time(ms: u64) -> String {
+    use chrono::TimeZone;
+    let at = i64::try_from(ms)
+        .ok()
+        .and_then(|ms| chrono::Local.timestamp_millis_opt(ms).single());
+    match at {
+        Some(at) => at.format("%a %-d %b %Y %H:%M %Z").to_string(),
+        None => format!("{ms} ms"),
+    }
+}
+
 /// `text` padded with spaces (or cut) to exactly `cols` columns.
 pub fn pad(text: &str, cols: usize) -> String {
     let mut out = fit(text, cols);
