@@ -1048,3 +1048,118 @@ async fn speech_in_a_private_room_is_recorded_by_a_member_and_is_noise_on_the_wi
         found.correlation
     );
 }
+
+/// Scheduled rooms (#15) through the binary: `schedule --title --at`, the list (text and
+/// JSON), `export` to an iCalendar file at the room's time, `start`, and a clear error for
+/// a time that cannot be read or has passed.
+#[tokio::test]
+async fn schedule_list_export_and_start_through_the_binary() {
+    fn argv(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("host.key");
+    let key = key.to_str().unwrap().to_string();
+    let with = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--server".into(),
+            server.base.clone(),
+            "--key".into(),
+            key.clone(),
+        ]);
+        all
+    };
+    let (made, status) = run(&argv(&with(&[
+        "account", "create", "--handle", "hera_1", "--name", "Hera",
+    ])))
+    .await;
+    assert!(status.success(), "{}", made.stderr());
+
+    // A month ahead, to the minute; an offset makes the instant the same on every machine.
+    let at = chrono::Utc::now() + chrono::Duration::days(30);
+    let at = at - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&at)));
+    let typed = at.format("%Y-%m-%dT%H:%M:00+00:00").to_string();
+    let (scheduled, status) = run(&argv(&with(&[
+        "schedule",
+        "--title",
+        "Rust office hours",
+        "--at",
+        &typed,
+        "--description",
+        "Bring questions",
+        "--json",
+    ])))
+    .await;
+    assert!(status.success(), "{}", scheduled.stderr());
+    let room: serde_json::Value = serde_json::from_str(&scheduled.stdout()).unwrap();
+    assert_eq!(
+        room["starts_at_ms"].as_i64().unwrap() / 60_000,
+        at.timestamp_millis() / 60_000
+    );
+    let id = room["id"].as_u64().unwrap().to_string();
+
+    let (list, status) = run(&argv(&with(&["schedule", "list"]))).await;
+    assert!(status.success(), "{}", list.stderr());
+    assert!(
+        list.stdout().contains("Rust office hours") && list.stdout().contains("(@hera_1)"),
+        "{}",
+        list.stdout()
+    );
+
+    let ics = dir.path().join("talk.ics");
+    let (export, status) = run(&argv(&with(&[
+        "schedule",
+        "export",
+        &id,
+        ics.to_str().unwrap(),
+    ])))
+    .await;
+    assert!(status.success(), "{}", export.stderr());
+    let calendar = std::fs::read_to_string(&ics).unwrap();
+    let start = format!("DTSTART:{}", at.format("%Y%m%dT%H%M00Z"));
+    let end = format!(
+        "DTEND:{}",
+        (at + chrono::Duration::hours(1)).format("%Y%m%dT%H%M00Z")
+    );
+    for want in [
+        "BEGIN:VCALENDAR",
+        "SUMMARY:Rust office hours",
+        start.as_str(),
+        end.as_str(),
+    ] {
+        assert!(calendar.contains(want), "{want} missing:\n{calendar}");
+    }
+
+    let line = fails(&argv(&with(&[
+        "schedule",
+        "--title",
+        "Soon",
+        "--at",
+        "next tuesday",
+    ])))
+    .await;
+    assert!(line.contains("2026-12-03 18:00"), "{line}");
+    let line = fails(&argv(&with(&[
+        "schedule",
+        "--title",
+        "Gone",
+        "--at",
+        "2001-01-01T00:00:00+00:00",
+    ])))
+    .await;
+    assert!(line.contains("that time has passed"), "{line}");
+    let line = fails(&argv(&with(&["schedule", "export", "999999", "x.ics"]))).await;
+    assert!(line.contains("no such scheduled room"), "{line}");
+
+    let (started, status) = run(&argv(&with(&["schedule", "start", &id]))).await;
+    assert!(status.success(), "{}", started.stderr());
+    assert!(
+        started.stdout().contains("Rust office hours is live"),
+        "{}",
+        started.stdout()
+    );
+    let live = server.get("/api/v2/rooms", None).await.1;
+    assert_eq!(live["rooms"][0]["title"], "Rust office hours", "{live}");
+}
