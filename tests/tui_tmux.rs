@@ -463,6 +463,31 @@ async fn listener_raises_hand_speaks_leaves_and_quits() {
     })
     .await;
 
+    // A clip: the last seconds she heard, kept as a WAV file and announced to the room.
+    tui.type_keys("C").await;
+    tui.wait_for("the clip kept", |s| s.contains("Kept the last"))
+        .await;
+    let clipped = host
+        .wait_for(|m| matches!(m, ServerMessage::Clipped { .. }))
+        .await;
+    assert!(
+        matches!(&clipped, ServerMessage::Clipped { user_id, name, .. } if *user_id == ada && name == "ada"),
+        "{clipped:?}"
+    );
+    let clips = tui.dir.path().join(".local/share/hallway/clips");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&clips)
+        .unwrap_or_else(|e| panic!("{}: {e}", clips.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let wav = hound::WavReader::open(&kept[0]).unwrap();
+    assert_eq!((wav.spec().sample_rate, wav.spec().channels), (48_000, 1));
+    assert!(
+        wav.duration() >= 48_000,
+        "at least a second: {}",
+        wav.duration()
+    );
+
     tui.type_keys("L").await;
     tui.wait_for("the hallway again", |s| {
         s.contains("LIVE NOW") && s.contains("Somewhere else")

@@ -62,6 +62,8 @@ pub enum Action {
     Close,
     /// In the hallway: schedule a room for later.
     Schedule,
+    /// In a room: keep the last 30 s of what I heard as a file.
+    Clip,
     /// Open the chat pane and write, or hide it.
     Chat,
     /// Write in the open chat.
@@ -80,7 +82,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for the config's names.
-    pub const ALL: [Action; 41] = [
+    pub const ALL: [Action; 42] = [
         Action::Quit,
         Action::Help,
         Action::Down,
@@ -111,6 +113,7 @@ impl Action {
         Action::Verify,
         Action::Close,
         Action::Schedule,
+        Action::Clip,
         Action::Chat,
         Action::Write,
         Action::React(Reaction::Clap),
@@ -157,6 +160,7 @@ impl Action {
             Action::Verify => "verify",
             Action::Close => "close",
             Action::Schedule => "schedule",
+            Action::Clip => "clip",
             Action::Chat => "chat",
             Action::Write => "write",
             Action::React(Reaction::Clap) => "react_clap",
@@ -296,6 +300,11 @@ pub const ROOM: Group = Group {
                 // `+` without shift on most layouts.
                 (c('='), Action::VolumeUp),
             ],
+        },
+        Entry {
+            label: "C",
+            help: "keep the last 30 s heard",
+            keys: &[(c('C'), Action::Clip)],
         },
         Entry {
             label: "L",

@@ -56,6 +56,8 @@ pub enum Msg {
     },
     /// The client has started: ask for what the model needs first.
     Started,
+    /// A clip was kept (where, and how many seconds), or why not.
+    ClipSaved(Result<(std::path::PathBuf, u32), String>),
     /// Upcoming rooms arrived (or could not be had: an older server has none).
     Upcoming(Result<Vec<ScheduledRoom>, String>),
     /// A room was scheduled (or why not).
@@ -87,6 +89,10 @@ pub enum Effect {
     },
     JoinRoom {
         id: String,
+    },
+    /// Keep the last 30 s of what was played as a file (the answer is a `ClipSaved`).
+    Clip {
+        room: String,
     },
     /// Schedule a room.
     Schedule(ScheduleRoom),
@@ -297,6 +303,8 @@ pub struct App {
     pub blocking: HashSet<UserId>,
     pub now_ms: u64,
     pub quit: bool,
+    /// When I last kept a clip (the room announces one every 10 s at most).
+    clipped_at_ms: Option<u64>,
 }
 
 /// How playout sounds lately, in one word for the status bar: from the rate of concealed
@@ -370,6 +378,7 @@ impl App {
             blocking: HashSet::new(),
             now_ms: 0,
             quit: false,
+            clipped_at_ms: None,
         }
     }
 
@@ -512,6 +521,23 @@ impl App {
                 self.selected_room = self
                     .selected_room
                     .min(self.hallway_items().len().saturating_sub(1));
+                Vec::new()
+            }
+            Msg::ClipSaved(Ok((path, seconds))) => {
+                self.say(format!(
+                    "Kept the last {seconds} s you heard: {}",
+                    path.display()
+                ));
+                // Everyone sees it, as they see a recording.
+                if self.room().is_some() {
+                    vec![Effect::Send(ClientCommand::Clip { seconds })]
+                } else {
+                    Vec::new()
+                }
+            }
+            Msg::ClipSaved(Err(e)) => {
+                self.clipped_at_ms = None;
+                self.say(format!("Could not keep a clip: {e}"));
                 Vec::new()
             }
             Msg::Upcoming(Ok(upcoming)) => {
@@ -839,6 +865,7 @@ impl App {
             | Action::MakeModerator
             | Action::Card
             | Action::Schedule
+            | Action::Clip
             | Action::Chat
             | Action::Write
             | Action::React(_)
@@ -1452,6 +1479,7 @@ impl App {
             }
             // A room's keys are not in the hallway's table.
             Action::Hand
+            | Action::Clip
             | Action::Accept
             | Action::Decline
             | Action::TheirVolumeDown
@@ -1688,6 +1716,18 @@ impl App {
                     Vec::new()
                 }
             },
+            Action::Clip => {
+                let room_id = room.id.clone();
+                if let Some(at) = self.clipped_at_ms
+                    && now_ms < at + crate::protocol::chat::CLIP_EVERY_MS
+                {
+                    self.say("You kept a clip a moment ago; wait a few seconds for the next.");
+                    return Vec::new();
+                }
+                self.clipped_at_ms = Some(now_ms);
+                self.say("Keeping the last 30 s you heard\u{2026}");
+                vec![Effect::Clip { room: room_id }]
+            }
             Action::React(reaction) => {
                 room.life.reacted(my_id, reaction, now_ms);
                 send(ClientCommand::React { reaction })
@@ -1829,6 +1869,9 @@ pub fn describe(notice: &Notice, keys: &keymap::Keymap) -> String {
         Notice::ChatPolicy { by, who } => format!("{by}: {}.", who.describe()),
         Notice::Pinned { by, pinned: true } => format!("{by} pinned a line at the top."),
         Notice::Pinned { by, pinned: false } => format!("{by} took the pin down."),
+        Notice::Clipped { name, seconds } => {
+            format!("{name} kept a clip of the last {seconds} s of this room.")
+        }
     }
 }
 

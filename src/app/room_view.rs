@@ -69,6 +69,11 @@ pub enum Notice {
         by: String,
         pinned: bool,
     },
+    /// Someone kept a clip of what they heard.
+    Clipped {
+        name: String,
+        seconds: u32,
+    },
 }
 
 impl RoomView {
@@ -358,6 +363,15 @@ impl RoomView {
                     pinned: text.is_some(),
                 })
             }
+            ServerMessage::Clipped {
+                user_id,
+                name,
+                seconds,
+            } => (*user_id != me).then(|| Notice::Clipped {
+                // My own was said with where it was kept.
+                name: name.clone(),
+                seconds: *seconds,
+            }),
             ServerMessage::Reactions { .. }
             | ServerMessage::RoomEnded { .. }
             | ServerMessage::Ok { .. }

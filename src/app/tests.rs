@@ -2220,3 +2220,28 @@ fn s_schedules_a_room_from_the_hallway() {
             .is_some_and(|n| n.contains("Scheduled \u{201c}Office hours\u{201d}"))
     );
 }
+
+#[test]
+fn capital_c_keeps_a_clip_once_in_ten_seconds_and_announces_it_when_saved() {
+    let mut live = Live::new(ADA);
+    assert_eq!(
+        live.press(ch('C')),
+        vec![Effect::Clip { room: "r1".into() }]
+    );
+    assert!(live.press(ch('C')).is_empty(), "not twice in ten seconds");
+    assert!(live.notice().is_some_and(|n| n.contains("a moment ago")));
+    let effects = live.press(Msg::ClipSaved(Ok(("/tmp/c.wav".into(), 30))));
+    assert_eq!(effects, send(ClientCommand::Clip { seconds: 30 }));
+    assert!(live.notice().is_some_and(|n| n.contains("/tmp/c.wav")));
+    live.serve(effects);
+    assert!(
+        live.notice().is_some_and(|n| n.contains("/tmp/c.wav")),
+        "my own announcement leaves where it was kept on screen"
+    );
+    // Others see it.
+    live.by(BOB, ClientCommand::Clip { seconds: 12 });
+    assert_eq!(
+        live.notice(),
+        Some("Bob kept a clip of the last 12 s of this room.")
+    );
+}

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::audio::FRAME_SAMPLES;
 use crate::audio::clock::{Clock, SystemClock};
 use crate::audio::codec::OpusDecoder;
 use crate::audio::error::AudioError;
@@ -24,6 +23,7 @@ use crate::audio::mixer::Mixer;
 use crate::audio::resample::FromEngine;
 use crate::audio::stream::{DeviceFormat, PlaybackGuard, PlaybackStream, StreamCounters};
 use crate::audio::stretch::{Stretcher, stretchable};
+use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
 use crate::protocol::AudioFrame;
 
 /// Messages the playout worker receives (from the network thread and the UI).
@@ -239,6 +239,49 @@ impl Speaker {
     }
 }
 
+/// How much of what was played a clip keeps (#15).
+pub const CLIP_SECONDS: usize = 30;
+
+/// The last [`CLIP_SECONDS`] of the mix as played (before the device's resampling), 48 kHz
+/// mono 16-bit: 2.9 MB, written over in a circle. The worker adds each frame it plays;
+/// a clip copies it out.
+pub struct ClipRing {
+    samples: Vec<i16>,
+    next: usize,
+    filled: usize,
+}
+
+impl Default for ClipRing {
+    fn default() -> Self {
+        Self {
+            samples: vec![0; CLIP_SECONDS * SAMPLE_RATE as usize],
+            next: 0,
+            filled: 0,
+        }
+    }
+}
+
+impl ClipRing {
+    /// Adds one played frame.
+    pub fn push(&mut self, mix: &[f32]) {
+        let len = self.samples.len();
+        for &s in mix {
+            self.samples[self.next] = (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16;
+            self.next = (self.next + 1) % len;
+        }
+        self.filled = (self.filled + mix.len()).min(len);
+    }
+
+    /// What was played, oldest first (less than 30 s when less was).
+    pub fn snapshot(&self) -> Vec<i16> {
+        let len = self.samples.len();
+        let start = (self.next + len - self.filled) % len;
+        (0..self.filled)
+            .map(|i| self.samples[(start + i) % len])
+            .collect()
+    }
+}
+
 /// The pure playout core.
 pub struct PlayoutCore {
     speakers: BTreeMap<u32, Speaker>,
@@ -384,9 +427,15 @@ pub struct PlayoutSender {
     stats: Arc<Mutex<PlayoutStats>>,
     /// The device's counters: their wake-up rouses a sleeping worker.
     device: Arc<StreamCounters>,
+    clip: Arc<Mutex<ClipRing>>,
 }
 
 impl PlayoutSender {
+    /// The last [`CLIP_SECONDS`] of what was played (48 kHz mono), oldest first.
+    pub fn clip(&self) -> Vec<i16> {
+        self.clip.lock().map(|c| c.snapshot()).unwrap_or_default()
+    }
+
     /// Hands over one received frame; never blocks (dropped and counted when full).
     /// Returns false once playout has stopped.
     pub fn push(&self, frame: AudioFrame) -> bool {
@@ -454,6 +503,7 @@ pub struct PlayoutWorker {
     device: Arc<StreamCounters>,
     ring_overruns: u64,
     disconnected: bool,
+    clip: Arc<Mutex<ClipRing>>,
 }
 
 impl PlayoutWorker {
@@ -470,6 +520,7 @@ impl PlayoutWorker {
         let stats = Arc::new(Mutex::new(PlayoutStats::default()));
         let fill_target = format.samples_in_ms(config.device_fill_ms).max(1);
         let device_for_sender = device.clone();
+        let clip = Arc::new(Mutex::new(ClipRing::default()));
         Ok((
             PlayoutWorker {
                 core: PlayoutCore::new(config.jitter),
@@ -483,6 +534,7 @@ impl PlayoutWorker {
                 device,
                 ring_overruns: 0,
                 disconnected: false,
+                clip: clip.clone(),
             },
             PlayoutSender {
                 tx,
@@ -490,6 +542,7 @@ impl PlayoutWorker {
                 dropped: Arc::new(AtomicU64::new(0)),
                 stats,
                 device: device_for_sender,
+                clip,
             },
         ))
     }
@@ -513,6 +566,10 @@ impl PlayoutWorker {
         // two frames a wake cost 0.3 PESQ and 0.3 % of speech on mobile).
         while capacity - self.ring.slots() < self.fill_target {
             self.core.tick(self.clock.now_us());
+            // Held only to copy one frame in, or a clip out (a millisecond, once).
+            if let Ok(mut clip) = self.clip.lock() {
+                clip.push(self.core.mix());
+            }
             self.device_buf.clear();
             self.from_engine
                 .push(self.core.mix(), &mut self.device_buf)?;
@@ -645,6 +702,31 @@ impl Drop for Playout {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn a_clip_holds_the_last_thirty_seconds_in_order() {
+        let mut ring = super::ClipRing::default();
+        assert!(ring.snapshot().is_empty());
+        let frame = |v: f32| vec![v; crate::audio::FRAME_SAMPLES];
+        ring.push(&frame(0.5));
+        assert_eq!(ring.snapshot().len(), crate::audio::FRAME_SAMPLES);
+        // 31 s of frames, each a step louder: the clip is the last 30 s, oldest first.
+        let frames = 31 * 50;
+        for i in 0..frames {
+            ring.push(&frame(i as f32 / frames as f32));
+        }
+        let clip = ring.snapshot();
+        assert_eq!(
+            clip.len(),
+            super::CLIP_SECONDS * crate::audio::SAMPLE_RATE as usize
+        );
+        assert!(clip.windows(2).all(|w| w[0] <= w[1]), "in order");
+        let last = (((frames - 1) as f32 / frames as f32) * f32::from(i16::MAX)) as i16;
+        assert_eq!(*clip.last().unwrap(), last);
+        // Loud input is clipped, not wrapped.
+        ring.push(&frame(7.0));
+        assert_eq!(*ring.snapshot().last().unwrap(), i16::MAX);
+    }
+
     use super::*;
     use crate::audio::codec::{OpusEncoder, OpusEncoderConfig};
 

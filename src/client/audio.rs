@@ -157,6 +157,11 @@ impl AudioLink {
         }
     }
 
+    /// The last 30 s of what was played, 48 kHz mono; None without speakers.
+    pub fn clip(&self) -> Option<Vec<i16>> {
+        self.playout.as_ref().map(|p| p.sender().clip())
+    }
+
     pub fn set_output_volume(&self, volume: f32) {
         if let Some(playout) = &self.playout {
             playout.sender().set_master_volume(volume);
@@ -251,6 +256,51 @@ impl AudioLink {
     }
 }
 
+/// Where clips are kept: `clips` in Hallway's data directory
+/// (`$XDG_DATA_HOME/hallway/clips`, usually `~/.local/share/hallway/clips`).
+pub fn clips_dir() -> Option<std::path::PathBuf> {
+    directories::ProjectDirs::from("", "", "hallway").map(|d| d.data_dir().join("clips"))
+}
+
+/// Writes a clip (48 kHz mono) as a WAV file in `dir`, named after the room and the time;
+/// returns its path and length in whole seconds.
+pub fn save_clip(
+    samples: &[i16],
+    dir: &std::path::Path,
+    room: &str,
+) -> Result<(std::path::PathBuf, u32), String> {
+    if samples.is_empty() {
+        return Err("nothing has been played yet".into());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    // Room ids are the server's: only their letters and digits go into a file name.
+    let room: String = room
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect();
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let path = dir.join(format!("hallway-clip-{room}-{stamp}.wav"));
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: crate::audio::SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let write = || -> Result<(), hound::Error> {
+        let mut writer = hound::WavWriter::create(&path, spec)?;
+        for &s in samples {
+            writer.write_sample(s)?;
+        }
+        writer.finalize()
+    };
+    write().map_err(|e| format!("cannot write {}: {e} (is the disk full?)", path.display()))?;
+    let seconds = u32::try_from(samples.len() / crate::audio::SAMPLE_RATE as usize)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    Ok((path, seconds))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -282,5 +332,27 @@ mod tests {
         // The session ended: dropped, never a stop (the next room attaches anew).
         drop(rx);
         assert_eq!(sink(frame(3)), Handoff::Dropped);
+    }
+
+    #[test]
+    fn a_clip_is_a_mono_48_khz_wav_named_after_the_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples: Vec<i16> = (0..96_000).map(|i| (i % 100) as i16).collect();
+        let (path, seconds) = super::save_clip(&samples, dir.path(), "k3/../x9").unwrap();
+        assert_eq!(seconds, 2);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("hallway-clip-k3x9-") && name.ends_with(".wav"),
+            "{name}"
+        );
+        let mut wav = hound::WavReader::open(&path).unwrap();
+        assert_eq!((wav.spec().sample_rate, wav.spec().channels), (48_000, 1));
+        let back: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+        assert_eq!(back, samples);
+        assert!(
+            super::save_clip(&[], dir.path(), "r")
+                .unwrap_err()
+                .contains("nothing")
+        );
     }
 }

@@ -361,6 +361,18 @@ impl Shell {
                     let _ = tx.send(Msg::Upcoming(upcoming)).await;
                 });
             }
+            Effect::Clip { room } => {
+                let samples = self.audio.clip();
+                let tx = self.msg_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = match (samples, audio::clips_dir()) {
+                        (None, _) => Err("no speakers are open, so nothing was played".into()),
+                        (_, None) => Err("no data directory for clips (is HOME set?)".into()),
+                        (Some(samples), Some(dir)) => audio::save_clip(&samples, &dir, &room),
+                    };
+                    let _ = tx.blocking_send(Msg::ClipSaved(result));
+                });
+            }
             Effect::Schedule(request) => {
                 let (api, tx) = (self.api.clone(), self.msg_tx.clone());
                 tokio::spawn(async move {

@@ -25,6 +25,10 @@ pub const CHAT_HISTORY: usize = 20;
 pub const CHAT_EVERY_MS: u64 = 500;
 /// The shortest time between two `reactions` messages to the room.
 pub const REACTIONS_EVERY_MS: u64 = 1_000;
+/// The shortest time between two clips one member announces.
+pub const CLIP_EVERY_MS: u64 = 10_000;
+/// The longest clip announced, in seconds.
+pub const MAX_CLIP_SECONDS: u32 = 30;
 
 /// Who may write in a room's chat: the host's (and moderators') choice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -84,6 +84,9 @@ pub enum ClientCommand {
     Pin { text: String },
     /// Moderator: take the pin down.
     Unpin,
+    /// Announce that you kept a clip: the last `seconds` of the room as you heard it, saved
+    /// on your machine. Everyone sees it, as they see a recording.
+    Clip { seconds: u32 },
 }
 
 /// The most wrapped keys one `share_key` carries: 256 of about 180 bytes of JSON stay well
@@ -138,6 +141,7 @@ pub const CLIENT_COMMAND_TYPES: &[&str] = &[
     "react",
     "pin",
     "unpin",
+    "clip",
 ];
 
 /// Why a text message is not a valid command. Each keeps the request id when one could be read.
@@ -374,6 +378,13 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         shown: Vec<Reacted>,
         counts: Vec<ReactionCount>,
+    },
+    /// Someone kept a clip of the last `seconds` they heard (their name travels with it: in
+    /// a big room not everyone knows every listener).
+    Clipped {
+        user_id: UserId,
+        name: String,
+        seconds: u32,
     },
     /// The pin changed (`text: null` when it was taken down).
     Pinned {

@@ -1266,6 +1266,7 @@ impl Room {
                 self.require_moderator(my_role, "take the pin down")?;
                 self.life.unpin(user)
             }
+            Clip { seconds } => self.life.clip(user, &me.name, seconds, now_ms)?,
         };
         self.count_audience(now_ms);
         Ok(out)

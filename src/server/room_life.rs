@@ -21,8 +21,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::protocol::chat::{
-    CHAT_EVERY_MS, CHAT_HISTORY, ChatLine, ChatPolicy, MAX_CHAT_CHARS, MAX_PIN_CHARS,
-    REACTIONS_EVERY_MS, Reacted, Reaction, ReactionCount, RoomLife, pin_scheme_refused,
+    CHAT_EVERY_MS, CHAT_HISTORY, CLIP_EVERY_MS, ChatLine, ChatPolicy, MAX_CHAT_CHARS,
+    MAX_CLIP_SECONDS, MAX_PIN_CHARS, REACTIONS_EVERY_MS, Reacted, Reaction, ReactionCount,
+    RoomLife, pin_scheme_refused,
 };
 use crate::protocol::text::{TextKind, clean_chat, clean_name};
 use crate::protocol::{ErrorCode, ServerMessage, UserId};
@@ -128,6 +129,8 @@ pub struct Life {
     counts: BTreeMap<Reaction, u32>,
     counted: HashSet<(UserId, Reaction)>,
     reaction_pace: Pacer,
+    /// When each member last announced a clip.
+    clipped_at: HashMap<UserId, u64>,
 }
 
 impl Default for Life {
@@ -145,6 +148,7 @@ impl Default for Life {
             counts: BTreeMap::new(),
             counted: HashSet::new(),
             reaction_pace: Pacer::new(REACTIONS_EVERY_MS),
+            clipped_at: HashMap::new(),
         }
     }
 }
@@ -418,6 +422,40 @@ impl Life {
             return Vec::new();
         }
         vec![Delivery::All(ServerMessage::Pinned { text: None, by })]
+    }
+
+    /// `user` (called `name`) kept a clip of the last `seconds`: everyone is told, by
+    /// name, at most once every [`CLIP_EVERY_MS`] per member.
+    pub fn clip(
+        &mut self,
+        user: UserId,
+        name: &str,
+        seconds: u32,
+        now_ms: u64,
+    ) -> Result<Vec<Delivery>, Refusal> {
+        if seconds == 0 || seconds > MAX_CLIP_SECONDS {
+            return refuse(
+                ErrorCode::BadRequest,
+                format!("a clip is 1 to {MAX_CLIP_SECONDS} seconds"),
+            );
+        }
+        if let Some(at) = self.clipped_at.get(&user)
+            && now_ms < at + CLIP_EVERY_MS
+        {
+            return refuse(
+                ErrorCode::RateLimited,
+                format!(
+                    "one clip every {} seconds; wait a moment",
+                    CLIP_EVERY_MS / 1_000
+                ),
+            );
+        }
+        self.clipped_at.insert(user, now_ms);
+        Ok(vec![Delivery::All(ServerMessage::Clipped {
+            user_id: user,
+            name: name.to_owned(),
+            seconds,
+        })])
     }
 
     /// `user` reacts.
