@@ -116,7 +116,11 @@ pub fn ics(room: &ScheduledRoom, server: &str) -> anyhow::Result<String> {
         .summary(&room.title)
         .description(&about)
         .starts(start)
-        .ends(start + chrono::Duration::hours(1))
+        .ends(
+            start
+                .checked_add_signed(chrono::Duration::hours(1))
+                .context("the room's time is out of range")?,
+        )
         .url(server)
         .done();
     Ok(Calendar::new().push(event).done().to_string())

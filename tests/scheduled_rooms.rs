@@ -143,7 +143,7 @@ async fn a_scheduled_room_survives_a_restart_and_its_host_starts_it() {
     let again = server
         .request(reqwest::Method::POST, &path, Some(&grace.token), None)
         .await;
-    assert_api_error(&again, 409, "already_on_stage");
+    assert_api_error(&again, 409, "already_started");
 
     // Bob cancels his; it is gone.
     let bobs_id = bobs["id"].as_u64().unwrap();

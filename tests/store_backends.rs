@@ -151,8 +151,37 @@ fn scheduled_rooms_are_listed_by_time_capped_per_host_started_once_and_cancelled
         "started before the window: gone"
     );
     // A started one no longer counts against the cap.
-    db.schedule(&at(grace.id, "four", 9_300))
+    let four = db
+        .schedule(&at(grace.id, "four", 9_300))
         .expect("four fits now");
+    // A start claims first (""), then names its room; a claim can be given back.
+    db.start_scheduled(four.id, "", 8_500).expect("claim");
+    assert_eq!(
+        db.start_scheduled(four.id, "", 8_501),
+        Err(StoreError::NoSuchScheduled),
+        "claimed once"
+    );
+    db.finish_start(four.id, None).expect("given back");
+    assert_eq!(db.scheduled(four.id).expect("read").room, None);
+    db.start_scheduled(four.id, "", 8_600)
+        .expect("claimed again");
+    db.finish_start(four.id, Some("r00m2")).expect("named");
+    assert_eq!(
+        db.scheduled(four.id).expect("read").room.as_deref(),
+        Some("r00m2")
+    );
+    assert_eq!(
+        db.finish_start(four.id, Some("other")),
+        Err(StoreError::NoSuchScheduled)
+    );
+    // A suspended host's rooms are not listed.
+    db.set_suspended(grace.id, Some("spam"), 8_700)
+        .expect("suspend");
+    assert!(
+        !titles(db, 0).iter().any(|t| t == "two"),
+        "{:?}",
+        titles(db, 0)
+    );
     db.cancel_scheduled(early.id).expect("cancel");
     assert_eq!(db.scheduled(early.id), Err(StoreError::NoSuchScheduled));
     assert_eq!(

@@ -56,8 +56,11 @@ pub enum Msg {
     },
     /// The client has started: ask for what the model needs first.
     Started,
-    /// A clip was kept (where, and how many seconds), or why not.
-    ClipSaved(Result<(std::path::PathBuf, u32), String>),
+    /// A clip of `room` was kept (where, and how many seconds), or why not.
+    ClipSaved {
+        room: String,
+        result: Result<(std::path::PathBuf, u32), String>,
+    },
     /// Upcoming rooms arrived (or could not be had: an older server has none).
     Upcoming(Result<Vec<ScheduledRoom>, String>),
     /// A room was scheduled (or why not).
@@ -305,6 +308,17 @@ pub struct App {
     pub quit: bool,
     /// When I last kept a clip (the room announces one every 10 s at most).
     clipped_at_ms: Option<u64>,
+    /// My upcoming room that Enter was pressed on before its time: Enter again starts it.
+    confirm_start: Option<u64>,
+    /// My upcoming room being started (a second Enter does not start it twice).
+    starting: Option<u64>,
+}
+
+/// What the hallway's selection is on, to keep it there when the lists change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ItemKey {
+    Live(String),
+    Upcoming(u64),
 }
 
 /// How playout sounds lately, in one word for the status bar: from the rate of concealed
@@ -379,6 +393,8 @@ impl App {
             now_ms: 0,
             quit: false,
             clipped_at_ms: None,
+            confirm_start: None,
+            starting: None,
         }
     }
 
@@ -422,6 +438,31 @@ impl App {
                 .map(HallwayItem::Upcoming),
         );
         items
+    }
+
+    fn selected_key(&self) -> Option<ItemKey> {
+        self.hallway_items()
+            .get(self.selected_room)
+            .map(|item| match item {
+                HallwayItem::Live(room) => ItemKey::Live(room.id.clone()),
+                HallwayItem::Upcoming(s) => ItemKey::Upcoming(s.id),
+            })
+    }
+
+    /// After the lists changed: the selection stays on what it was on, when that is still
+    /// listed, so Enter acts on what the person chose (not on whatever slid under it).
+    fn keep_selection(&mut self, before: Option<ItemKey>) {
+        let items = self.hallway_items();
+        let found = before.and_then(|key| {
+            items.iter().position(|item| match (item, &key) {
+                (HallwayItem::Live(room), ItemKey::Live(id)) => &room.id == id,
+                (HallwayItem::Upcoming(s), ItemKey::Upcoming(id)) => s.id == *id,
+                _ => false,
+            })
+        });
+        self.selected_room = found
+            .unwrap_or(self.selected_room)
+            .min(items.len().saturating_sub(1));
     }
 
     /// The room screen, when in one.
@@ -515,37 +556,39 @@ impl App {
                 if self.rooms_loaded {
                     self.tell_followed_arrivals(&rooms);
                 }
+                let before = self.selected_key();
                 self.rooms = rooms;
                 self.rooms_error = None;
                 self.rooms_loaded = true;
-                self.selected_room = self
-                    .selected_room
-                    .min(self.hallway_items().len().saturating_sub(1));
+                self.keep_selection(before);
                 Vec::new()
             }
-            Msg::ClipSaved(Ok((path, seconds))) => {
+            Msg::ClipSaved {
+                room,
+                result: Ok((path, seconds)),
+            } => {
                 self.say(format!(
                     "Kept the last {seconds} s you heard: {}",
                     path.display()
                 ));
-                // Everyone sees it, as they see a recording.
-                if self.room().is_some() {
+                // Everyone in that room sees it, as they see a recording; a clip finished
+                // after leaving is not announced in another room.
+                if self.room().is_some_and(|r| r.id == room) {
                     vec![Effect::Send(ClientCommand::Clip { seconds })]
                 } else {
                     Vec::new()
                 }
             }
-            Msg::ClipSaved(Err(e)) => {
+            Msg::ClipSaved { result: Err(e), .. } => {
                 self.clipped_at_ms = None;
                 self.say(format!("Could not keep a clip: {e}"));
                 Vec::new()
             }
             Msg::Upcoming(Ok(upcoming)) => {
                 self.tell_started(&upcoming);
+                let before = self.selected_key();
                 self.upcoming = upcoming;
-                self.selected_room = self
-                    .selected_room
-                    .min(self.hallway_items().len().saturating_sub(1));
+                self.keep_selection(before);
                 Vec::new()
             }
             // A server without scheduled rooms, or a moment's trouble: the live list says
@@ -569,11 +612,13 @@ impl App {
                 Vec::new()
             }
             Msg::RoomCreated(Ok(id)) | Msg::OpenRoom { id } => {
+                self.starting = None;
                 // "Creating …" is done; the room screen says the rest.
                 self.notice = None;
                 self.enter_room(id)
             }
             Msg::RoomCreated(Err(e)) => {
+                self.starting = None;
                 self.say(format!("Could not create the room: {e}"));
                 Vec::new()
             }
@@ -887,6 +932,22 @@ impl App {
             .is_some_and(|h| h.eq_ignore_ascii_case(&scheduled.host.handle));
         let when = crate::ui::text::local_time(scheduled.starts_at_ms);
         if mine {
+            if self.starting == Some(scheduled.id) {
+                return Vec::new();
+            }
+            // Before its time (more than a minute), Enter asks first: the room goes live
+            // for everyone.
+            let early = scheduled.starts_at_ms > self.now_ms + 60_000;
+            if early && self.confirm_start != Some(scheduled.id) {
+                self.confirm_start = Some(scheduled.id);
+                self.say(format!(
+                    "\u{201c}{}\u{201d} is scheduled for {when}: press Enter again to start it now.",
+                    scheduled.title
+                ));
+                return Vec::new();
+            }
+            self.confirm_start = None;
+            self.starting = Some(scheduled.id);
             self.say(format!(
                 "Starting \u{201c}{}\u{201d}\u{2026}",
                 scheduled.title

@@ -2138,10 +2138,19 @@ fn upcoming_rooms_follow_the_live_ones_and_enter_starts_mine_or_says_when() {
         app.current_notice()
     );
     app.update(ch('j'));
+    // Before its time, Enter asks first; again, it starts; a third does not start it twice.
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
+    assert!(
+        app.current_notice()
+            .is_some_and(|n| n.contains("press Enter again to start it now")),
+        "{:?}",
+        app.current_notice()
+    );
     assert_eq!(
         app.update(key(KeyCode::Enter)),
         vec![Effect::StartScheduled { id: 1 }]
     );
+    assert!(app.update(key(KeyCode::Enter)).is_empty());
     // Started (the answer is the live room), it is joined like a created one.
     assert_eq!(
         app.update(Msg::RoomCreated(Ok("live1".into()))),
@@ -2230,7 +2239,10 @@ fn capital_c_keeps_a_clip_once_in_ten_seconds_and_announces_it_when_saved() {
     );
     assert!(live.press(ch('C')).is_empty(), "not twice in ten seconds");
     assert!(live.notice().is_some_and(|n| n.contains("a moment ago")));
-    let effects = live.press(Msg::ClipSaved(Ok(("/tmp/c.wav".into(), 30))));
+    let effects = live.press(Msg::ClipSaved {
+        room: "r1".into(),
+        result: Ok(("/tmp/c.wav".into(), 30)),
+    });
     assert_eq!(effects, send(ClientCommand::Clip { seconds: 30 }));
     assert!(live.notice().is_some_and(|n| n.contains("/tmp/c.wav")));
     live.serve(effects);
@@ -2238,10 +2250,40 @@ fn capital_c_keeps_a_clip_once_in_ten_seconds_and_announces_it_when_saved() {
         live.notice().is_some_and(|n| n.contains("/tmp/c.wav")),
         "my own announcement leaves where it was kept on screen"
     );
+    // A clip of another room (saved after leaving it) is not announced here.
+    assert!(
+        live.press(Msg::ClipSaved {
+            room: "elsewhere".into(),
+            result: Ok(("/tmp/d.wav".into(), 5)),
+        })
+        .is_empty()
+    );
     // Others see it.
     live.by(BOB, ClientCommand::Clip { seconds: 12 });
     assert_eq!(
         live.notice(),
         Some("Bob kept a clip of the last 12 s of this room.")
     );
+}
+
+#[test]
+fn the_hallway_selection_stays_on_its_room_when_the_lists_change() {
+    let mut app = hallway();
+    let mine = scheduled(1, (42, "ada"), "My talk", 5_000_000);
+    app.update(Msg::Upcoming(Ok(vec![mine])));
+    let live = app.visible_rooms().len();
+    for _ in 0..live {
+        app.update(ch('j'));
+    }
+    assert!(matches!(
+        app.hallway_items()[app.selected_room],
+        HallwayItem::Upcoming(s) if s.id == 1
+    ));
+    // A live room ends: the selection does not slide onto something else.
+    let fewer: Vec<RoomSummary> = app.rooms.iter().skip(1).cloned().collect();
+    app.update(Msg::Rooms(Ok(fewer)));
+    assert!(matches!(
+        app.hallway_items()[app.selected_room],
+        HallwayItem::Upcoming(s) if s.id == 1
+    ));
 }

@@ -272,13 +272,23 @@ impl ClipRing {
         self.filled = (self.filled + mix.len()).min(len);
     }
 
-    /// What was played, oldest first (less than 30 s when less was).
+    /// What was played, oldest first (less than 30 s when less was): two plain copies.
     pub fn snapshot(&self) -> Vec<i16> {
         let len = self.samples.len();
         let start = (self.next + len - self.filled) % len;
-        (0..self.filled)
-            .map(|i| self.samples[(start + i) % len])
-            .collect()
+        let mut out = Vec::with_capacity(self.filled);
+        if start + self.filled <= len {
+            out.extend_from_slice(&self.samples[start..start + self.filled]);
+        } else {
+            out.extend_from_slice(&self.samples[start..]);
+            out.extend_from_slice(&self.samples[..self.filled - (len - start)]);
+        }
+        out
+    }
+
+    /// Forgets what was played (a new room starts a new clip).
+    pub fn clear(&mut self) {
+        self.filled = 0;
     }
 }
 
@@ -436,6 +446,13 @@ impl PlayoutSender {
         self.clip.lock().map(|c| c.snapshot()).unwrap_or_default()
     }
 
+    /// Forgets what was played so far: a clip holds one room's audio only.
+    pub fn clear_clip(&self) {
+        if let Ok(mut clip) = self.clip.lock() {
+            clip.clear();
+        }
+    }
+
     /// Hands over one received frame; never blocks (dropped and counted when full).
     /// Returns false once playout has stopped.
     pub fn push(&self, frame: AudioFrame) -> bool {
@@ -566,8 +583,9 @@ impl PlayoutWorker {
         // two frames a wake cost 0.3 PESQ and 0.3 % of speech on mobile).
         while capacity - self.ring.slots() < self.fill_target {
             self.core.tick(self.clock.now_us());
-            // Held only to copy one frame in, or a clip out (a millisecond, once).
-            if let Ok(mut clip) = self.clip.lock() {
+            // Never waits: while a clip is being copied out (a few milliseconds, once), the
+            // frames played meanwhile are not kept, and the device is still fed.
+            if let Ok(mut clip) = self.clip.try_lock() {
                 clip.push(self.core.mix());
             }
             self.device_buf.clear();

@@ -157,9 +157,17 @@ impl AudioLink {
         }
     }
 
-    /// The last 30 s of what was played, 48 kHz mono; None without speakers.
-    pub fn clip(&self) -> Option<Vec<i16>> {
-        self.playout.as_ref().map(|p| p.sender().clip())
+    /// Where the last 30 s of what was played can be copied from (off the async
+    /// threads: a few milliseconds); None without speakers.
+    pub fn clip_source(&self) -> Option<crate::audio::playout::PlayoutSender> {
+        self.playout.as_ref().map(Playout::sender)
+    }
+
+    /// Forgets what was played: a clip holds the current room's audio only.
+    pub fn clear_clip(&self) {
+        if let Some(playout) = &self.playout {
+            playout.sender().clear_clip();
+        }
     }
 
     pub fn set_output_volume(&self, volume: f32) {

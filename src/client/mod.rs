@@ -362,15 +362,15 @@ impl Shell {
                 });
             }
             Effect::Clip { room } => {
-                let samples = self.audio.clip();
+                let source = self.audio.clip_source();
                 let tx = self.msg_tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let result = match (samples, audio::clips_dir()) {
+                    let result = match (source, audio::clips_dir()) {
                         (None, _) => Err("no speakers are open, so nothing was played".into()),
                         (_, None) => Err("no data directory for clips (is HOME set?)".into()),
-                        (Some(samples), Some(dir)) => audio::save_clip(&samples, &dir, &room),
+                        (Some(source), Some(dir)) => audio::save_clip(&source.clip(), &dir, &room),
                     };
-                    let _ = tx.blocking_send(Msg::ClipSaved(result));
+                    let _ = tx.blocking_send(Msg::ClipSaved { room, result });
                 });
             }
             Effect::Schedule(request) => {
@@ -487,6 +487,8 @@ impl Shell {
     /// Leaves in the background: the screen goes back to the hallway at once.
     async fn leave(&mut self) {
         self.audio.detach();
+        // A clip holds one room's audio: whatever comes next starts afresh.
+        self.audio.clear_clip();
         if let Some(live) = self.live.take() {
             tokio::spawn(live.leave());
         }

@@ -114,6 +114,8 @@ pub enum ErrorCode {
     MessageNotFound,
     /// A scheduled room's time is in the past, or more than a year ahead.
     InvalidTime,
+    /// The scheduled room was started already (or is being started).
+    AlreadyStarted,
     /// A code from a newer server that this build does not know; read the message.
     #[serde(other)]
     Unknown,
@@ -134,7 +136,7 @@ impl ErrorCode {
             RoomNotFound | UserNotFound | NotFound | RoomEnded | UnknownHandle
             | MessageNotFound => 404,
             StageFull | AlreadyOnStage | NotOnStage | NotInvited | Replaced | NameLookalike
-            | HandleTaken | DeviceTaken => 409,
+            | HandleTaken | DeviceTaken | AlreadyStarted => 409,
             InvitationUsed | InvitationExpired => 410,
             UpgradeRequired => 426,
             PayloadTooLarge => 413,
@@ -199,6 +201,7 @@ impl ErrorCode {
             InvalidText => "invalid_text",
             MessageNotFound => "message_not_found",
             InvalidTime => "invalid_time",
+            AlreadyStarted => "already_started",
             Unknown => "unknown",
         }
     }

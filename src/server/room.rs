@@ -1266,7 +1266,20 @@ impl Room {
                 self.require_moderator(my_role, "take the pin down")?;
                 self.life.unpin(user)
             }
-            Clip { seconds } => self.life.clip(user, &me.name, seconds, now_ms)?,
+            Clip { seconds } => {
+                // Told as a recording is: by name to everyone when they are listed, else to
+                // those who see the whole room (an unlisted listener is not named to all).
+                let name = me.name.clone();
+                self.life.clip(user, seconds, now_ms)?;
+                vec![self.about(
+                    user,
+                    ServerMessage::Clipped {
+                        user_id: user,
+                        name,
+                        seconds,
+                    },
+                )]
+            }
         };
         self.count_audience(now_ms);
         Ok(out)
@@ -2686,5 +2699,37 @@ mod tests {
             .map(|l| l.text)
             .collect();
         assert_eq!(texts, ["welcome", "I run it now"]);
+    }
+
+    #[test]
+    fn chat_is_refused_in_a_private_room_but_reactions_and_pins_work() {
+        let mut room = room();
+        room.make_private(None);
+        let refused = room.command(ADA, &chat("hello"), 20).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+        assert!(
+            refused.message.contains("not end-to-end encrypted"),
+            "{}",
+            refused.message
+        );
+        assert!(
+            room.command(
+                ADA,
+                &ClientCommand::React {
+                    reaction: crate::protocol::chat::Reaction::Clap
+                },
+                30
+            )
+            .is_ok()
+        );
+        room.command(
+            HOST,
+            &ClientCommand::Pin {
+                text: "agenda".into(),
+            },
+            40,
+        )
+        .unwrap();
+        assert_eq!(room.detail().life.pinned.as_deref(), Some("agenda"));
     }
 }

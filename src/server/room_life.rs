@@ -39,6 +39,11 @@ pub const CHAT_REFILL_MS: u64 = 2_000;
 /// Lines the room keeps (sent ones), for deletions; joiners get the newest
 /// [`CHAT_HISTORY`].
 const CHAT_KEPT: usize = 200;
+/// The server's shortest time between one member's clips: a little under the client's
+/// [`CLIP_EVERY_MS`], which counts from the key press while the server counts from the
+/// announcement, made once the file is written.
+pub const CLIP_SERVER_EVERY_MS: u64 = CLIP_EVERY_MS * 4 / 5;
+
 /// The most lines of one person in one batch: a few people cannot fill a batch alone.
 pub const CHAT_BATCH_PER_PERSON: usize = 2;
 /// Allowances kept for people who left (so leaving and rejoining gives no new burst); past
@@ -424,15 +429,10 @@ impl Life {
         vec![Delivery::All(ServerMessage::Pinned { text: None, by })]
     }
 
-    /// `user` (called `name`) kept a clip of the last `seconds`: everyone is told, by
-    /// name, at most once every [`CLIP_EVERY_MS`] per member.
-    pub fn clip(
-        &mut self,
-        user: UserId,
-        name: &str,
-        seconds: u32,
-        now_ms: u64,
-    ) -> Result<Vec<Delivery>, Refusal> {
+    /// `user` kept a clip of the last `seconds`: whether they may announce it now (1 to
+    /// 30 s, and not within [`CLIP_SERVER_EVERY_MS`] of their last); the room says who
+    /// hears of it.
+    pub fn clip(&mut self, user: UserId, seconds: u32, now_ms: u64) -> Result<(), Refusal> {
         if seconds == 0 || seconds > MAX_CLIP_SECONDS {
             return refuse(
                 ErrorCode::BadRequest,
@@ -440,22 +440,22 @@ impl Life {
             );
         }
         if let Some(at) = self.clipped_at.get(&user)
-            && now_ms < at + CLIP_EVERY_MS
+            && now_ms < at + CLIP_SERVER_EVERY_MS
         {
             return refuse(
                 ErrorCode::RateLimited,
                 format!(
                     "one clip every {} seconds; wait a moment",
-                    CLIP_EVERY_MS / 1_000
+                    CLIP_SERVER_EVERY_MS / 1_000
                 ),
             );
         }
+        if self.clipped_at.len() > ALLOWANCES_KEPT {
+            self.clipped_at
+                .retain(|_, at| now_ms < *at + CLIP_SERVER_EVERY_MS);
+        }
         self.clipped_at.insert(user, now_ms);
-        Ok(vec![Delivery::All(ServerMessage::Clipped {
-            user_id: user,
-            name: name.to_owned(),
-            seconds,
-        })])
+        Ok(())
     }
 
     /// `user` reacts.

@@ -8,7 +8,7 @@
 //! the past or more than a year ahead are refused; titles and descriptions are cleaned as
 //! room titles are. Only the host starts or cancels.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use super::http::{
     ApiError, Authed, Client, MaybeAuthed, clean_text, open_room, spend_room_budget,
 };
-use super::store::{NewScheduled, Scheduled};
+use super::store::{NewScheduled, Scheduled, StoreError};
 use super::{Shared, unix_ms};
 use crate::protocol::schedule::{
     LATE_MS, MAX_AHEAD_MS, MAX_DESCRIPTION_CHARS, MAX_UPCOMING_PER_HOST, PAST_SLACK_MS,
@@ -34,7 +34,12 @@ type SharedState = State<Arc<Shared>>;
 /// Rooms started this long ago still show in the list (with their live room) while live.
 const STARTED_SHOWN_MS: u64 = 3_600_000;
 /// The most scheduled rooms one listing holds.
-const LISTED: u32 = 200;
+const LISTED: usize = 200;
+/// Rows read for a listing: more than it holds, since started rooms no longer live and a
+/// host's rooms past [`PER_HOST_LISTED`] are left out after reading.
+const READ: u32 = 1_000;
+/// One host's rooms in a listing at most: a few hosts cannot fill the list.
+const PER_HOST_LISTED: usize = 3;
 
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -56,7 +61,8 @@ fn wire(s: Scheduled, followed: bool) -> ScheduledRoom {
         starts_at_ms: s.starts_at_ms,
         created_at_ms: s.created_ms,
         followed,
-        room: s.room,
+        // "" is a start under way: not a room yet.
+        room: s.room.filter(|room| !room.is_empty()),
     }
 }
 
@@ -157,13 +163,19 @@ async fn list(
             .collect(),
         None => HashSet::new(),
     };
+    let mut per_host: HashMap<UserId, usize> = HashMap::new();
     let mut rooms: Vec<ScheduledRoom> = shared
         .store
-        .call(move |s| s.upcoming(since, started_since, LISTED))
+        .call(move |s| s.upcoming(since, started_since, READ))
         .await?
         .into_iter()
         // A started room shows while it is live: "started, join it".
         .filter(|s| s.room.as_deref().is_none_or(|room| is_live(&shared, room)))
+        .filter(|s| {
+            let listed = per_host.entry(s.host).or_default();
+            *listed += 1;
+            *listed <= PER_HOST_LISTED
+        })
         .map(|s| {
             let followed = following.contains(&s.host);
             wire(s, followed)
@@ -171,6 +183,7 @@ async fn list(
         .collect();
     // Followed hosts first, then by time (the store's order, kept by a stable sort).
     rooms.sort_by_key(|r| !r.followed);
+    rooms.truncate(LISTED);
     Ok(Json(ScheduleList { rooms }))
 }
 
@@ -209,21 +222,44 @@ async fn start(
 ) -> Result<(StatusCode, Json<RoomDetail>), ApiError> {
     let id = id_of(&id)?;
     let scheduled = hosted(&shared, id, session.user.id).await?;
-    if let Some(room) = scheduled.room {
-        let message = if is_live(&shared, &room) {
+    let started = |room: &str| {
+        let message = if room.is_empty() {
+            "it is being started right now".to_string()
+        } else if is_live(&shared, room) {
             format!("it started already: join live room {room}")
         } else {
             "it took place already; schedule it again for another time".to_string()
         };
-        return Err(ApiError::new(ErrorCode::AlreadyOnStage, message));
+        ApiError::new(ErrorCode::AlreadyStarted, message)
+    };
+    if let Some(room) = &scheduled.room {
+        return Err(started(room));
     }
     spend_room_budget(&shared, &client, &session)?;
-    let detail = open_room(&shared, &session, scheduled.title, None)?;
-    let room = detail.summary.id.clone();
+    // Claimed before the room opens, so two starts at once open one room: the other is
+    // told it is being started.
     let now = unix_ms();
+    match shared
+        .store
+        .call(move |s| s.start_scheduled(id, "", now))
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::NoSuchScheduled) => return Err(started("")),
+        Err(e) => return Err(e.into()),
+    }
+    let detail = match open_room(&shared, &session, scheduled.title, None) {
+        Ok(detail) => detail,
+        Err(e) => {
+            // Given back, so it can be started once the server has room.
+            let _ = shared.store.call(move |s| s.finish_start(id, None)).await;
+            return Err(e);
+        }
+    };
+    let room = detail.summary.id.clone();
     shared
         .store
-        .call(move |s| s.start_scheduled(id, &room, now))
+        .call(move |s| s.finish_start(id, Some(&room)))
         .await?;
     Ok((StatusCode::CREATED, Json(detail)))
 }

@@ -298,9 +298,13 @@ pub trait Backend: Send {
         limit: u32,
     ) -> Result<Vec<Scheduled>, StoreError>;
     fn scheduled(&mut self, id: i64) -> Result<Scheduled, StoreError>;
-    /// Marks it started as live room `room`; refused (`NoSuchScheduled`) when it is gone or
-    /// was started already.
+    /// Marks it started as live room `room` (`""` while the room is being opened: a claim,
+    /// so two starts cannot both open one); refused (`NoSuchScheduled`) when it is gone or
+    /// was started (or claimed) already.
     fn start_scheduled(&mut self, id: i64, room: &str, now_ms: u64) -> Result<(), StoreError>;
+    /// Completes a claim (`start_scheduled(id, "")`): the live room's id, or `None` to give
+    /// the claim back when the room could not be opened.
+    fn finish_start(&mut self, id: i64, room: Option<&str>) -> Result<(), StoreError>;
     fn cancel_scheduled(&mut self, id: i64) -> Result<(), StoreError>;
 }
 

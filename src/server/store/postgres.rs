@@ -1082,7 +1082,8 @@ impl Backend for PostgresBackend {
                 &format!(
                     "SELECT {SCHEDULED_COLUMNS} FROM scheduled_rooms s
                      JOIN accounts a ON a.id = s.host
-                     WHERE (s.room IS NULL AND s.starts_at_ms >= $1) OR s.started_ms >= $2
+                     WHERE ((s.room IS NULL AND s.starts_at_ms >= $1) OR s.started_ms >= $2)
+                       AND a.suspended IS NULL
                      ORDER BY s.starts_at_ms, s.id LIMIT $3"
                 ),
                 &[&ms(since_ms), &ms(started_since_ms), &i64::from(limit)],
@@ -1115,6 +1116,26 @@ impl Backend for PostgresBackend {
                  WHERE id = $3 AND room IS NULL",
                 &[&room, &ms(now_ms), &id],
             )?;
+            if changed == 0 {
+                return Err(StoreError::NoSuchScheduled.into());
+            }
+            Ok(())
+        })
+    }
+
+    fn finish_start(&mut self, id: i64, room: Option<&str>) -> Result<(), StoreError> {
+        self.run(Access::Write, |tx| {
+            let changed = match room {
+                Some(room) => tx.execute(
+                    "UPDATE scheduled_rooms SET room = $1 WHERE id = $2 AND room = ''",
+                    &[&room, &id],
+                )?,
+                None => tx.execute(
+                    "UPDATE scheduled_rooms SET room = NULL, started_ms = NULL
+                     WHERE id = $1 AND room = ''",
+                    &[&id],
+                )?,
+            };
             if changed == 0 {
                 return Err(StoreError::NoSuchScheduled.into());
             }

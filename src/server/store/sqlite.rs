@@ -903,7 +903,8 @@ impl Backend for SqliteBackend {
     ) -> Result<Vec<Scheduled>, StoreError> {
         let mut statement = self.conn.prepare_cached(&format!(
             "SELECT {SCHEDULED_COLUMNS} FROM scheduled_rooms s JOIN accounts a ON a.id = s.host
-             WHERE (s.room IS NULL AND s.starts_at_ms >= ?1) OR s.started_ms >= ?2
+             WHERE ((s.room IS NULL AND s.starts_at_ms >= ?1) OR s.started_ms >= ?2)
+               AND a.suspended IS NULL
              ORDER BY s.starts_at_ms, s.id LIMIT ?3"
         ))?;
         let rows = statement
@@ -934,6 +935,24 @@ impl Backend for SqliteBackend {
             "UPDATE scheduled_rooms SET room = ?1, started_ms = ?2 WHERE id = ?3 AND room IS NULL",
             params![room, ms(now_ms), id],
         )?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchScheduled);
+        }
+        Ok(())
+    }
+
+    fn finish_start(&mut self, id: i64, room: Option<&str>) -> Result<(), StoreError> {
+        let changed = match room {
+            Some(room) => self.conn.execute(
+                "UPDATE scheduled_rooms SET room = ?1 WHERE id = ?2 AND room = ''",
+                params![room, id],
+            )?,
+            None => self.conn.execute(
+                "UPDATE scheduled_rooms SET room = NULL, started_ms = NULL
+                 WHERE id = ?1 AND room = ''",
+                [id],
+            )?,
+        };
         if changed == 0 {
             return Err(StoreError::NoSuchScheduled);
         }
