@@ -208,6 +208,7 @@ fn agents() -> (KeyAgent, KeyAgent) {
             recording: false,
             followed: false,
             private: true,
+            replay: false,
         },
         participants: vec![
             person(1, Role::Host, &host_key),
@@ -306,6 +307,7 @@ async fn hosted_room(
                 link: true,
                 ..Share::default()
             }),
+            replay: false,
         })
         .await
         .unwrap();

@@ -147,6 +147,14 @@ pub enum Command {
     /// Schedule a room ahead (--title, --at), or list, start, cancel or export scheduled
     /// rooms.
     Schedule(crate::schedule_cli::ScheduleArgs),
+    /// The replays of rooms that ended (rooms whose host turned replays on).
+    Replays {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One replay: download it mixed into one file, or delete it (its host only).
+    #[command(subcommand)]
+    Replay(crate::replay_cli::ReplayCommand),
     /// Server administration.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -183,6 +191,10 @@ pub struct PlayArgs {
     /// `followers` (everyone you follow) and `link` (whoever has the printed link).
     #[arg(long, value_name = "WHO", requires = "private", value_parser = parse_share)]
     pub share: Option<crate::protocol::Share>,
+    /// With --create: the server keeps a replay of the room, which everyone is told of
+    /// before joining and sees while in it (`hallway replays`). Not with --private.
+    #[arg(long, requires = "create", conflicts_with = "private")]
+    pub replay: bool,
     /// Start again at the end, until stopped.
     #[arg(long = "loop")]
     pub looping: bool,
@@ -348,6 +360,14 @@ pub struct ServeArgs {
     /// Members a room has before newcomers are served by its shards.
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub shard_from: usize,
+    /// Where replays of rooms whose host turned them on are kept [default: `replays`
+    /// beside the database file; none with `:memory:` or PostgreSQL unless given].
+    #[arg(long, value_name = "DIR")]
+    pub replays: Option<PathBuf>,
+    /// The most disk all replays may take, in MB; a replay that would pass it stops and is
+    /// marked incomplete.
+    #[arg(long, value_name = "MB", default_value_t = 2048)]
+    pub replay_quota_mb: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -540,6 +560,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(cli.log_file.as_deref())?;
             runtime()?.block_on(crate::schedule_cli::run(&cli.client, args))
         }
+        Some(Command::Replays { json }) => {
+            init_logging(cli.log_file.as_deref())?;
+            runtime()?.block_on(crate::replay_cli::list(&cli.client, json))
+        }
+        Some(Command::Replay(command)) => {
+            init_logging(cli.log_file.as_deref())?;
+            runtime()?.block_on(crate::replay_cli::run(&cli.client, command))
+        }
         Some(Command::Cluster(ClusterCommand::Status { json })) => {
             init_logging(cli.log_file.as_deref())?;
             runtime()?.block_on(cluster_status(&cli.client, json))
@@ -714,6 +742,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.fanout_shards = usize::from(shards);
     }
     config.shard_from = args.shard_from;
+    config.replays = match (&args.replays, &config.data) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, crate::server::DataLocation::File(db)) => db.parent().map(|d| d.join("replays")),
+        (None, _) => None,
+    };
+    config.replay_quota_bytes = args.replay_quota_mb.saturating_mul(1 << 20);
     args.limits.apply(&mut config.limits);
     let with_demo = args.demo;
     runtime()?.block_on(async move {
@@ -841,13 +875,13 @@ pub fn client_options(
     })
 }
 
-async fn rooms(args: &ClientArgs, json: bool) -> anyhow::Result<()> {
+/// Signed in when this device has an account on the server; else, on an open server, as
+/// anyone (what is public reads the same). Also the server's target.
+pub(crate) async fn signed_in_or_anonymous(args: &ClientArgs) -> anyhow::Result<(Api, Target)> {
     let (config_path, config) = load_config(args)?;
     let target = configured_target(args, &config)?
         .context("no server configured: pass --server URL (or set `server` in the config file)")?;
     let options = client_options(args, &config, target.clone(), config_path, false)?;
-    // Signed in, the list puts rooms with people you follow first; a device without an
-    // account here lists them as anyone may (unless the server is invite-only).
     let api = match client::sign_in(&options).await {
         Ok(api) => api,
         Err(e) => {
@@ -858,6 +892,13 @@ async fn rooms(args: &ClientArgs, json: bool) -> anyhow::Result<()> {
             api
         }
     };
+    Ok((api, target))
+}
+
+async fn rooms(args: &ClientArgs, json: bool) -> anyhow::Result<()> {
+    // Signed in, the list puts rooms with people you follow first; a device without an
+    // account here lists them as anyone may (unless the server is invite-only).
+    let (api, target) = signed_in_or_anonymous(args).await?;
     let rooms = api.rooms().await?;
     if json {
         println!(
@@ -1240,7 +1281,11 @@ async fn play(args: &ClientArgs, play: PlayArgs) -> anyhow::Result<()> {
         })
     });
     let where_to = match (play.create, play.room) {
-        (Some(title), _) => PlayTarget::Create { title, private },
+        (Some(title), _) => PlayTarget::Create {
+            title,
+            private,
+            replay: play.replay,
+        },
         (None, Some(room)) => {
             let (id, share) = room_and_share(&room, &target)?;
             PlayTarget::Room { id, share }

@@ -62,6 +62,8 @@ pub enum PlayTarget {
     Create {
         title: String,
         private: Option<Share>,
+        /// The server keeps a replay of it (#15).
+        replay: bool,
     },
 }
 
@@ -84,8 +86,18 @@ pub async fn play(
         .map_err(|e| HeadlessError::Ended(format!("encoding failed: {e}")))??;
     let (room, share) = match target {
         PlayTarget::Room { id, share } => (id, share),
-        PlayTarget::Create { title, private } => {
-            let detail = api.create(&CreateRoom { title, private }).await?;
+        PlayTarget::Create {
+            title,
+            private,
+            replay,
+        } => {
+            let detail = api
+                .create(&CreateRoom {
+                    title,
+                    private,
+                    replay,
+                })
+                .await?;
             let id = detail.summary.id.clone();
             // Scripts read the link from stdout to share it.
             match &detail.share_secret {

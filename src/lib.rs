@@ -40,6 +40,7 @@ pub mod headless;
 pub mod identity;
 pub mod net;
 pub mod protocol;
+pub mod replay_cli;
 pub mod schedule_cli;
 pub mod server;
 pub mod ui;

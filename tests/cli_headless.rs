@@ -1163,3 +1163,157 @@ async fn schedule_list_export_and_start_through_the_binary() {
     let live = server.get("/api/v2/rooms", None).await.1;
     assert_eq!(live["rooms"][0]["title"], "Rust office hours", "{live}");
 }
+
+/// Replays (#15): a room with its replay on, two speakers played one after the other by
+/// `hallway play`, then `hallway replay get` mixes the server's tracks into one file in
+/// which each speech is found, and at its speaker's time on the room's timeline.
+#[tokio::test]
+async fn a_replay_holds_each_speech_at_its_speakers_time() {
+    let _one_at_a_time = REAL_TIME.lock().await;
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let hera = server.session("Hera").await;
+    let (status, created) = server
+        .post_json(
+            "/api/v2/rooms",
+            Some(&hera.token),
+            json!({"title": "On the record", "replay": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["replay"], true, "everyone sees it before joining");
+    let room = created["id"].as_str().unwrap().to_string();
+    let mut host = Live::join(&server, &room, &hera).await;
+    assert!(host.snapshot.summary.replay);
+    // A private room is never replayed.
+    let (status, refused) = server
+        .post_json(
+            "/api/v2/rooms",
+            Some(&hera.token),
+            json!({"title": "Secret", "replay": true, "private": {"link": true}}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+
+    let mut spoken = Vec::new();
+    for name in ["alice", "bob"] {
+        let speech = speech_path(name);
+        let mut player = Hallway::start(&[
+            "play",
+            "--server",
+            &server.base,
+            "--name",
+            name,
+            "--room",
+            &room,
+            speech.to_str().unwrap(),
+        ]);
+        let raised = host
+            .wait_for(|m| matches!(m, ServerMessage::HandRaised { .. }))
+            .await;
+        let ServerMessage::HandRaised { user_id, .. } = raised else {
+            unreachable!()
+        };
+        host.command(json!({"type": "invite_to_speak", "user_id": user_id}))
+            .await;
+        player.succeeds().await;
+        spoken.push((name, user_id));
+    }
+    host.command(json!({"type": "end_room"})).await;
+
+    // The replay is listed once the room has ended.
+    let replay = loop {
+        let (_, list) = server.get("/api/v2/replays", None).await;
+        if let Some(r) = list["replays"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["id"] == room.as_str()))
+        {
+            break r.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(replay["title"], "On the record");
+    assert_eq!(replay["incomplete"], Value::Null, "{replay}");
+    let tracks = replay["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{replay}");
+
+    let out = work.path().join("replay.wav");
+    let (got, status) = run(&[
+        "replay",
+        "get",
+        &room,
+        out.to_str().unwrap(),
+        "--server",
+        &server.base,
+        "--name",
+        "listener",
+    ])
+    .await;
+    assert!(status.success(), "{}", got.stderr());
+    let mixed = read_wav(&out);
+    let started = replay["started_at_ms"].as_u64().unwrap();
+    for (name, user_id) in spoken {
+        let track = tracks
+            .iter()
+            .find(|t| t["user"]["id"] == user_id)
+            .unwrap_or_else(|| panic!("no track for {name}: {replay}"));
+        assert_eq!(track["user"]["name"], name);
+        let at_ms = track["first_ms"].as_u64().unwrap() - started;
+        // The player sends nothing in silence (DTX): a track starts at the first frame
+        // with speech in it, so the clip is compared from its first speech too.
+        let clip = audio_support::speech_clip(name);
+        let first_speech = clip
+            .chunks(960)
+            .position(|frame| {
+                (frame.iter().map(|s| s * s).sum::<f32>() / frame.len() as f32).sqrt() > 0.01
+            })
+            .unwrap_or(0);
+        let clip = clip[first_speech * 960..].to_vec();
+        let found = align(&clip, &mixed);
+        eprintln!(
+            "{name}: correlation {:.3}, found {:.0} %, at {} ms (track starts at {at_ms} ms)",
+            found.correlation,
+            found.found * 100.0,
+            found.offset_ms
+        );
+        assert!(
+            found.correlation >= 0.85,
+            "{name}: {:.3}",
+            found.correlation
+        );
+        assert!(found.found >= 0.9, "{name}: {:.2}", found.found);
+        // At the speaker's time: within a few frames of where their track starts.
+        assert!(
+            (found.offset_ms - at_ms as i64).abs() <= 150,
+            "{name} found at {} ms, the track starts at {at_ms} ms",
+            found.offset_ms
+        );
+    }
+
+    // The host deletes it; someone else cannot.
+    let bob = server.session("Bobby").await;
+    let path = format!("/api/v2/replays/{room}");
+    let (status, _) = server
+        .request(reqwest::Method::DELETE, &path, Some(&bob.token), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = server
+        .request(reqwest::Method::DELETE, &path, Some(&hera.token), None)
+        .await;
+    assert_eq!(status, 204);
+    let line = fails(&[
+        "replay",
+        "get",
+        &room,
+        out.to_str().unwrap(),
+        "--server",
+        &server.base,
+        "--name",
+        "listener",
+    ])
+    .await;
+    assert!(line.contains("no replay"), "{line}");
+}

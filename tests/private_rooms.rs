@@ -33,6 +33,7 @@ async fn linked_room(server: &TestServer, title: &str) -> (Api, String, String) 
                 link: true,
                 ..Share::default()
             }),
+            replay: false,
         })
         .await
         .unwrap();

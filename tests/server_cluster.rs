@@ -772,6 +772,7 @@ async fn a_private_room_keeps_its_door_and_its_keys_across_nodes() {
                 link: true,
                 ..Default::default()
             }),
+            replay: false,
         })
         .await
         .unwrap();

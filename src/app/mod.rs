@@ -89,6 +89,8 @@ pub enum Effect {
         title: String,
         /// A private room, shared as this says.
         private: Option<crate::protocol::Share>,
+        /// The server keeps a replay.
+        replay: bool,
     },
     JoinRoom {
         id: String,
@@ -219,7 +221,12 @@ pub enum Overlay {
     /// Typing a new room's title.
     /// Typing a new room's title; Tab makes it private (for the people you follow and
     /// whoever has its link, its audio end-to-end encrypted) or public again.
-    NewRoom { title: String, private: bool },
+    NewRoom {
+        title: String,
+        private: bool,
+        /// The server keeps a replay (public rooms only).
+        replay: bool,
+    },
     /// Confirming a removal.
     ConfirmRemove { user_id: UserId, name: String },
     /// Someone's profile card.
@@ -1254,7 +1261,11 @@ impl App {
                 self.overlay = scrolled.map(|s| Overlay::Help { scroll: s.min(max) });
                 Vec::new()
             }
-            Overlay::NewRoom { mut title, private } => match key.code {
+            Overlay::NewRoom {
+                mut title,
+                private,
+                replay,
+            } => match key.code {
                 KeyCode::Esc => {
                     self.overlay = None;
                     Vec::new()
@@ -1271,23 +1282,42 @@ impl App {
                         link: true,
                         ..Default::default()
                     });
-                    vec![Effect::CreateRoom { title, private }]
+                    vec![Effect::CreateRoom {
+                        title,
+                        private,
+                        replay,
+                    }]
                 }
+                // Public, then public with a replay, then private (never replayed).
                 KeyCode::Tab => {
+                    let (private, replay) = match (private, replay) {
+                        (false, false) => (false, true),
+                        (false, true) => (true, false),
+                        (true, _) => (false, false),
+                    };
                     self.overlay = Some(Overlay::NewRoom {
                         title,
-                        private: !private,
+                        private,
+                        replay,
                     });
                     Vec::new()
                 }
                 KeyCode::Backspace => {
                     title.pop();
-                    self.overlay = Some(Overlay::NewRoom { title, private });
+                    self.overlay = Some(Overlay::NewRoom {
+                        title,
+                        private,
+                        replay,
+                    });
                     Vec::new()
                 }
                 KeyCode::Char(c) if title.chars().count() < 100 => {
                     title.push(c);
-                    self.overlay = Some(Overlay::NewRoom { title, private });
+                    self.overlay = Some(Overlay::NewRoom {
+                        title,
+                        private,
+                        replay,
+                    });
                     Vec::new()
                 }
                 _ => Vec::new(),
@@ -1492,6 +1522,7 @@ impl App {
                 self.overlay = Some(Overlay::NewRoom {
                     title: String::new(),
                     private: false,
+                    replay: false,
                 });
                 Vec::new()
             }

@@ -431,6 +431,7 @@ mod tests {
             created_at_ms: 0,
             recording: false,
             private: false,
+            replay: false,
         };
         let detail = RoomDetail {
             summary,

@@ -84,6 +84,7 @@ fn summary(id: &str, title: &str, speakers: &[&str]) -> RoomSummary {
         created_at_ms: 0,
         recording: false,
         private: false,
+        replay: false,
     }
 }
 
@@ -535,6 +536,7 @@ fn n_opens_a_title_box_that_enter_submits() {
         Some(Overlay::NewRoom {
             title: String::new(),
             private: false,
+            replay: false,
         })
     );
     assert!(
@@ -550,6 +552,7 @@ fn n_opens_a_title_box_that_enter_submits() {
         Some(Overlay::NewRoom {
             title: " Jazz?q/j".into(),
             private: false,
+            replay: false,
         })
     );
     assert!(!app.quit && !app.filtering);
@@ -558,6 +561,7 @@ fn n_opens_a_title_box_that_enter_submits() {
         vec![Effect::CreateRoom {
             title: "Jazz?q/j".into(),
             private: None,
+            replay: false,
         }]
     );
     assert_eq!(app.overlay, None);
@@ -577,6 +581,7 @@ fn a_title_stops_at_one_hundred_characters() {
         Some(Overlay::NewRoom {
             title: "x".repeat(100),
             private: false,
+            replay: false,
         })
     );
 }
@@ -595,6 +600,7 @@ fn esc_closes_the_title_box_without_creating() {
         Some(Overlay::NewRoom {
             title: String::new(),
             private: false,
+            replay: false,
         })
     );
 }

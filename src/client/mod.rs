@@ -391,11 +391,19 @@ impl Shell {
                     let _ = tx.send(Msg::RoomCreated(result)).await;
                 });
             }
-            Effect::CreateRoom { title, private } => {
+            Effect::CreateRoom {
+                title,
+                private,
+                replay,
+            } => {
                 let (api, tx) = (self.api.clone(), self.msg_tx.clone());
                 tokio::spawn(async move {
                     let result = api
-                        .create(&crate::protocol::CreateRoom { title, private })
+                        .create(&crate::protocol::CreateRoom {
+                            title,
+                            private,
+                            replay,
+                        })
                         .await
                         .map(|d| d.summary.id)
                         .map_err(|e| e.to_string());

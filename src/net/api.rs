@@ -10,6 +10,7 @@ use url::Url;
 use super::NetError;
 use crate::identity::{self, DeviceKey};
 use crate::protocol::handle::{Handle, handle_from_name};
+use crate::protocol::replay::{ReplayInfo, ReplayList};
 use crate::protocol::schedule::{ScheduleList, ScheduleRoom, ScheduledRoom};
 use crate::protocol::{
     Challenge, CreateAccount, CreateRoom, DeviceKeys, ErrorBody, ErrorCode, Invitation, LinkCode,
@@ -457,6 +458,7 @@ impl Api {
         self.create(&CreateRoom {
             title: title.to_string(),
             private: None,
+            replay: false,
         })
         .await
     }
@@ -465,6 +467,49 @@ impl Api {
     pub async fn create(&self, body: &CreateRoom) -> Result<RoomDetail, NetError> {
         self.call_renewing(|| self.http.post(self.url("/api/v2/rooms")).json(body))
             .await
+    }
+
+    /// The replays of rooms that ended, newest first (#15).
+    pub async fn replays(&self) -> Result<Vec<ReplayInfo>, NetError> {
+        let list: ReplayList = self
+            .call_renewing(|| self.http.get(self.url("/api/v2/replays")))
+            .await?;
+        Ok(list.replays)
+    }
+
+    /// One replay.
+    pub async fn replay(&self, id: &str) -> Result<ReplayInfo, NetError> {
+        let id = url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>();
+        self.call_renewing(|| self.http.get(self.url(&format!("/api/v2/replays/{id}"))))
+            .await
+    }
+
+    /// One speaker's track of a replay: Ogg Opus, as the server kept it.
+    pub async fn replay_track(&self, id: &str, user: u32) -> Result<Vec<u8>, NetError> {
+        let id = url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>();
+        let url = self.url(&format!("/api/v2/replays/{id}/tracks/{user}"));
+        let response = self
+            .authed(self.http.get(&url))
+            .send()
+            .await
+            .map_err(|e| NetError::unreachable(&self.base, &e))?;
+        if response.status().is_success() {
+            return response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| NetError::unreachable(&self.base, &e));
+        }
+        decode::<serde_json::Value>(&self.base, response)
+            .await
+            .map(|_| Vec::new())
+    }
+
+    /// Deletes the replay of a room you hosted.
+    pub async fn delete_replay(&self, id: &str) -> Result<(), NetError> {
+        let id = url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>();
+        let url = self.url(&format!("/api/v2/replays/{id}"));
+        self.call_empty(|| self.http.delete(&url)).await
     }
 
     /// Schedules a room (#15).

@@ -11,6 +11,7 @@ pub mod chat;
 pub mod control;
 pub mod error;
 pub mod handle;
+pub mod replay;
 pub mod rest;
 pub mod schedule;
 pub mod text;

@@ -252,6 +252,10 @@ pub struct CreateRoom {
     /// with, its audio end-to-end encrypted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private: Option<Share>,
+    /// Keep a replay of the room (#15): everyone sees it before joining and while in it.
+    /// Never with `private`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replay: bool,
 }
 
 /// Who a private room is shared with, besides its host. At least one of the three.
@@ -368,6 +372,9 @@ pub struct RoomSummary {
     /// Private: shown and open only to those it is shared with; audio end-to-end encrypted.
     #[serde(default, skip_serializing_if = "is_false")]
     pub private: bool,
+    /// The server keeps a replay of the room (its host chose so at creation).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replay: bool,
 }
 
 /// `GET /api/v2/rooms` response: with a token, rooms with people you follow on the stage

@@ -193,6 +193,7 @@ pub fn spawn_claimed(
         spared: HashSet::new(),
         me: tx.downgrade(),
         moderators_seen: HashSet::new(),
+        replay: None,
     };
     if let Some(cluster) = &shared.cluster {
         shared.tasks.spawn(super::cluster::home::list_room(
@@ -237,6 +238,8 @@ struct RoomActor {
     /// Others who were in the room from a banned address when it was banned: they may
     /// come back after a dropped connection.
     spared: HashSet<UserId>,
+    /// The room's replay, from its first forwarded frame (#15).
+    replay: Option<super::replay::ReplayHandle>,
 }
 
 /// Commands the actor handles before writing what they produced: under load one write
@@ -412,6 +415,9 @@ impl RoomActor {
             rooms.remove(&id);
         }
         self.shared.metrics.rooms.dec();
+        if let (Some(replay), Some(replays)) = (&self.replay, &self.shared.replays) {
+            replays.end(replay, unix_ms());
+        }
         if self.draining {
             return;
         }
@@ -790,6 +796,7 @@ impl RoomActor {
                 {
                     link.audio(speaker, bytes.clone());
                 }
+                self.keep_for_replay(speaker, &bytes);
                 let fanned = self.local.fan_out(speaker, &Wire::binary(bytes));
                 let news = !events.is_empty() || !fanned.stuck.is_empty();
                 for id in fanned.stuck {
@@ -799,6 +806,40 @@ impl RoomActor {
                 news
             }
         }
+    }
+
+    /// A forwarded frame goes into the room's replay, when it has one (never decoded).
+    fn keep_for_replay(&mut self, speaker: UserId, bytes: &bytes::Bytes) {
+        if !self.room.is_replayed() {
+            return;
+        }
+        let Some(replays) = self.shared.replays.clone() else {
+            return;
+        };
+        let now = unix_ms();
+        let replay = self.replay.get_or_insert_with(|| {
+            let host = self
+                .room
+                .summary()
+                .host
+                .or_else(|| self.room.user(speaker))
+                .unwrap_or(crate::protocol::User {
+                    id: speaker,
+                    handle: String::new(),
+                    name: String::new(),
+                });
+            replays.start(self.room.id(), self.room.title(), host, now)
+        });
+        let who = match self.room.user(speaker) {
+            Some(user) if !replay.knows(speaker) => user,
+            // Known to the writer already: the id is enough.
+            _ => crate::protocol::User {
+                id: speaker,
+                handle: String::new(),
+                name: String::new(),
+            },
+        };
+        replays.frame(replay, who, now, bytes.clone());
     }
 
     /// Closes a connection that cannot keep up.

@@ -79,6 +79,7 @@ pub fn router(shared: Arc<Shared>, surface: Surface) -> Router {
         .route("/api/v2/rooms/{id}/live", get(live))
         .merge(accounts::routes())
         .merge(super::schedule::routes())
+        .merge(super::replay_api::routes())
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,
@@ -517,13 +518,25 @@ async fn create_room(
     let Json(request) = body?;
     let limits = &shared.config.limits;
     let title = clean_text(&request.title, limits.max_title_chars, TextKind::RoomTitle)?;
+    if request.replay && request.private.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "private rooms are never replayed: their audio is end-to-end encrypted; choose one",
+        ));
+    }
+    if request.replay && shared.replays.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "this server keeps no replays (its operator can start it with --replays DIR); create the room without one",
+        ));
+    }
     spend_room_budget(&shared, &client, &session)?;
     // After the budgets: the handles cost store calls.
     let access = match &request.private {
         Some(share) => Some(Arc::new(private_access(&shared, &session, share).await?)),
         None => None,
     };
-    let detail = open_room(&shared, &session, title, access)?;
+    let detail = open_room(&shared, &session, title, access, request.replay)?;
     Ok((StatusCode::CREATED, Json(detail)))
 }
 
@@ -562,6 +575,7 @@ pub(crate) fn open_room(
     session: &SessionEntry,
     title: String,
     access: Option<Arc<Access>>,
+    replay: bool,
 ) -> Result<RoomDetail, ApiError> {
     let limits = &shared.config.limits;
     let detail = {
@@ -585,6 +599,9 @@ pub(crate) fn open_room(
         let mut room = Room::new(id.clone(), title, session.user.id, unix_ms(), limits.room);
         if let Some(access) = &access {
             room.make_private(access.link_secret.clone());
+        }
+        if replay {
+            room.keep_replay();
         }
         // The maker's own copy tells them the share link's secret.
         let mut detail = room.detail();

@@ -19,6 +19,8 @@ mod members;
 pub mod metrics;
 mod outgoing;
 mod rate;
+pub mod replay;
+mod replay_api;
 pub mod room;
 pub mod room_life;
 mod schedule;
@@ -80,6 +82,10 @@ pub struct ServerConfig {
     pub fanout_shards: usize,
     /// Members a room has before newcomers go to its shards.
     pub shard_from: usize,
+    /// Where replays are kept (#15); none: rooms cannot have replays here.
+    pub replays: Option<std::path::PathBuf>,
+    /// The most bytes all replays may take.
+    pub replay_quota_bytes: u64,
 }
 
 /// Where the server keeps accounts.
@@ -211,6 +217,8 @@ impl Default for ServerConfig {
             cluster: None,
             fanout_shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shard_from: 500,
+            replays: None,
+            replay_quota_bytes: 2 << 30,
         }
     }
 }
@@ -421,6 +429,8 @@ pub(crate) struct Shared {
     pub tasks: TaskTracker,
     pub conns: Arc<listener::Conns>,
     pub budgets: budget::Budgets,
+    /// Where rooms with replays on are kept, when this server keeps them.
+    pub replays: Option<Arc<replay::Replays>>,
 }
 
 /// A bound, not yet running server.
@@ -511,7 +521,22 @@ impl Server {
             }
             None => None,
         };
+        let replays = match &config.replays {
+            Some(dir) => Some(
+                replay::Replays::open(dir, config.replay_quota_bytes).map_err(|e| {
+                    ServerError::Io(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot keep replays in {}: {e}; give another --replays DIR",
+                            dir.display()
+                        ),
+                    ))
+                })?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            replays,
             conns: listener::Conns::new(max_connections, config.limits.address.connections),
             budgets: budget::Budgets::new(config.limits.address.clone()),
             config,

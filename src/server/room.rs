@@ -276,6 +276,8 @@ pub struct Room {
     key_epoch: u32,
     /// Chat, reactions and the pin (#15).
     life: Life,
+    /// The server keeps a replay (#15).
+    replay: bool,
 }
 
 impl Room {
@@ -308,6 +310,7 @@ impl Room {
             share_secret: None,
             key_epoch: 0,
             life: Life::default(),
+            replay: false,
         }
     }
 
@@ -321,6 +324,24 @@ impl Room {
 
     pub fn is_private(&self) -> bool {
         self.private
+    }
+
+    /// The server keeps a replay of the room; everyone sees so.
+    pub fn keep_replay(&mut self) {
+        self.replay = true;
+    }
+
+    pub fn is_replayed(&self) -> bool {
+        self.replay
+    }
+
+    /// Who member `id` is.
+    pub fn user(&self, id: UserId) -> Option<User> {
+        self.members.get(&id).map(|m| User {
+            id,
+            handle: m.handle.clone(),
+            name: m.name.clone(),
+        })
     }
 
     /// A room carried on from its directory entry after the node it ran on died: the same
@@ -358,6 +379,7 @@ impl Room {
         room.created_at_ms = summary.created_at_ms;
         room.banned.extend(banned);
         room.private = summary.private;
+        room.replay = summary.replay;
         for member in &summary.speakers {
             let role = if member.id == host {
                 Role::Host
@@ -1318,6 +1340,7 @@ impl Room {
             created_at_ms: self.created_at_ms,
             recording: self.members.values().any(|m| m.recording),
             private: self.private,
+            replay: self.replay,
         }
     }
 

@@ -248,7 +248,7 @@ async fn start(
         Err(StoreError::NoSuchScheduled) => return Err(started("")),
         Err(e) => return Err(e.into()),
     }
-    let detail = match open_room(&shared, &session, scheduled.title, None) {
+    let detail = match open_room(&shared, &session, scheduled.title, None, false) {
         Ok(detail) => detail,
         Err(e) => {
             // Given back, so it can be started once the server has room.

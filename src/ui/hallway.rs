@@ -268,7 +268,14 @@ fn card(
     } else {
         Span::raw("  ")
     };
-    let rec = if room.recording { "\u{25cf} REC  " } else { "" };
+    // Before joining, everyone sees that the room is kept (a replay) or recorded.
+    let rec = if room.replay {
+        "\u{25cf} REC replay  "
+    } else if room.recording {
+        "\u{25cf} REC  "
+    } else {
+        ""
+    };
     let age = format!(
         "{rec}{} ",
         text::live_for(app.now_ms.saturating_sub(room.created_at_ms))

@@ -22,7 +22,11 @@ pub fn render(overlay: &Overlay, app: &App, theme: &Theme, frame: &mut Frame, ar
     let keys = &app.keys;
     match overlay {
         Overlay::Help { scroll } => help(*scroll, keys, theme, frame, area),
-        Overlay::NewRoom { title, private } => new_room(title, *private, theme, frame, area),
+        Overlay::NewRoom {
+            title,
+            private,
+            replay,
+        } => new_room(title, (*private, *replay), theme, frame, area),
         Overlay::ConfirmRemove { name, .. } => confirm_remove(name, theme, frame, area),
         Overlay::Card(c) => card(c, app, keys, theme, frame, area),
         Overlay::Report { handle, reason } => report(handle, reason, theme, frame, area),
@@ -288,17 +292,23 @@ fn text_box(text_box: &TextBox<'_>, theme: &Theme, frame: &mut Frame, area: Rect
 }
 
 /// The title box for a new room.
-fn new_room(title: &str, private: bool, theme: &Theme, frame: &mut Frame, area: Rect) {
+fn new_room(
+    title: &str,
+    (private, replay): (bool, bool),
+    theme: &Theme,
+    frame: &mut Frame,
+    area: Rect,
+) {
     let new_room = TextBox {
-        title: if private {
-            "Start a private room"
-        } else {
-            "Start a room"
+        title: match (private, replay) {
+            (true, _) => "Start a private room",
+            (false, true) => "Start a room, replay on",
+            (false, false) => "Start a room",
         },
-        prompt: if private {
-            "Private (follows + link). Tab: public"
-        } else {
-            "What is the room about? Tab: private"
+        prompt: match (private, replay) {
+            (true, _) => "Private (follows + link). Tab: public",
+            (false, true) => "Replay on: the server keeps it. Tab: private",
+            (false, false) => "What is the room about? Tab: replay on",
         },
         placeholder: "a title people will see in the hallway",
         value: title,

@@ -427,7 +427,13 @@ fn room_header(room: &RoomScreen, view: &RoomView, theme: &Theme, buf: &mut Buff
     // A private room's link without its secret opens nothing: only those who run the
     // room (who were given the secret) show it; others see whose room it is.
     let shareable = !private || view.detail.share_secret.is_some();
-    let link = if !recorders.is_empty() {
+    // A replay is said the whole time, as a recording is.
+    let replay = view.detail.summary.replay;
+    let link = if replay && recorders.is_empty() {
+        "\u{25cf} REC replay on ".to_string()
+    } else if replay {
+        format!("\u{25cf} REC replay on, and by {} ", recorders.join(", "))
+    } else if !recorders.is_empty() {
         format!("\u{25cf} REC by {} ", recorders.join(", "))
     } else if shareable {
         format!("link {link} ")
@@ -449,7 +455,7 @@ fn room_header(room: &RoomScreen, view: &RoomView, theme: &Theme, buf: &mut Buff
         Span::styled(text::fit(title, title_cols), theme.room_title),
     ];
     let right = if with_link {
-        let style = if recorders.is_empty() {
+        let style = if recorders.is_empty() && !replay {
             theme.dim
         } else {
             theme.warn

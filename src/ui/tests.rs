@@ -91,6 +91,7 @@ fn summary(
         created_at_ms: NOW - age_min * MINUTE,
         recording: false,
         private: false,
+        replay: false,
     }
 }
 
@@ -249,6 +250,7 @@ fn room_detail(my_role: Role, extra_listeners: usize) -> RoomDetail {
             created_at_ms: NOW - 12 * MINUTE,
             recording: false,
             private: false,
+            replay: false,
         },
         participants,
         hands: Vec::new(),
@@ -971,7 +973,37 @@ fn overlay_new_private_room() {
     for c in "Board".chars() {
         app.update(char_key(c));
     }
+    // Public, then replay on, then private.
     app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Tab));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn overlay_new_room_with_a_replay() {
+    let mut app = hallway_with(many_rooms());
+    app.update(char_key('n'));
+    for c in "On the record".chars() {
+        app.update(char_key(c));
+    }
+    app.update(key(KeyCode::Tab));
+    insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+#[test]
+fn room_with_a_replay_says_so_the_whole_time() {
+    let mut app = new_app();
+    app.update(Msg::RoomCreated(Ok(ROOM_ID.into())));
+    let mut detail = room_detail(Role::Listener, 0);
+    detail.summary.replay = true;
+    server(
+        &mut app,
+        ServerMessage::RoomSnapshot {
+            protocol_version: PROTOCOL_VERSION,
+            you: ME,
+            room: detail,
+        },
+    );
     insta::assert_snapshot!(screen(&app, 80, 24));
 }
 
