@@ -156,10 +156,14 @@ fn main() {
 
 async fn run(args: Args) {
     let pinned = args.bench && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    // The room keeps a replay: what writing it costs is measured on its own thread.
+    let replays = tempfile::tempdir().unwrap();
+    let mut flags: Vec<&str> = packets::LIFTED_LIMITS.to_vec();
+    flags.extend(["--replays", replays.path().to_str().unwrap()]);
     let server = if pinned {
-        Server::start_pinned(0, packets::LIFTED_LIMITS)
+        Server::start_pinned(0, &flags)
     } else {
-        Server::start(packets::LIFTED_LIMITS)
+        Server::start(&flags)
     };
     let http = reqwest::Client::new();
     let addr = server.addr.clone();
@@ -167,7 +171,7 @@ async fn run(args: Args) {
     let room: serde_json::Value = http
         .post(format!("http://{addr}/api/v2/rooms"))
         .bearer_auth(&host_token)
-        .json(&json!({"title": "room life bench"}))
+        .json(&json!({"title": "room life bench", "replay": true}))
         .send()
         .await
         .unwrap()
@@ -248,6 +252,7 @@ async fn run(args: Args) {
     };
 
     let mut next_sender = 0;
+    let mut speaking_s = 0.0;
     println!(
         "room_life 1 x {} listeners, {} s phases, medians of {}:",
         args.listeners, args.seconds, args.runs
@@ -291,12 +296,62 @@ async fn run(args: Args) {
             }
         }
         report(speaking, &quiet, &busy);
+        if speaking {
+            speaking_s = quiet
+                .iter()
+                .chain(&busy)
+                .map(|p| p.seconds + GRACE.as_secs_f64())
+                .sum();
+        }
         if !args.bench {
             check_batched(&busy[0]);
         }
     }
     stop.store(true, Ordering::Relaxed);
     let _ = talk.await;
+    replay_cost(&server, replays.path(), speaking_s);
+}
+
+/// The replay writer's CPU (its own thread in the server) and the disk the speaker's track
+/// took, per hour of speech.
+fn replay_cost(server: &Server, dir: &std::path::Path, speaking_s: f64) {
+    let pid = server.child.id();
+    let writer = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim() == "hallway-replays")
+        });
+    let cpu_s = writer
+        .and_then(|task| task.file_name().to_str()?.parse::<u32>().ok())
+        .map_or(0.0, |tid| support::thread_cpu_s(pid, tid));
+    let bytes: u64 = walk(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "opus"))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "  replay writing: {:.0} ms of CPU over {speaking_s:.0} s of speech ({:.3} % of a core), {:.1} MB a speaker-hour ({bytes} bytes)",
+        cpu_s * 1e3,
+        100.0 * cpu_s / speaking_s.max(1.0),
+        bytes as f64 / speaking_s.max(1.0) * 3_600.0 / 1e6
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 fn report(speaking: bool, quiet: &[Phase], busy: &[Phase]) {

@@ -69,7 +69,16 @@ impl Server {
 
 /// utime + stime of process `pid` so far, in seconds.
 pub fn cpu_s_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    cpu_s_in(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime of one thread `tid` of process `pid` so far, in seconds.
+pub fn thread_cpu_s(pid: u32, tid: u32) -> f64 {
+    cpu_s_in(&format!("/proc/{pid}/task/{tid}/stat"))
+}
+
+fn cpu_s_in(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
