@@ -1199,6 +1199,8 @@ async fn a_replay_holds_each_speech_at_its_speakers_time() {
     );
 
     let mut spoken = Vec::new();
+    // When the host heard each speaker start: the wall clock, not the replay's own index.
+    let mut heard_at = Vec::new();
     for name in ["alice", "bob"] {
         let speech = speech_path(name);
         let mut player = Hallway::start(&[
@@ -1219,13 +1221,32 @@ async fn a_replay_holds_each_speech_at_its_speakers_time() {
         };
         host.command(json!({"type": "invite_to_speak", "user_id": user_id}))
             .await;
+        // Speaking indicators are skipped by `Live::next`: read the socket for the first.
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(20), host.ws.next())
+                .await
+                .expect("no speaking indicator")
+                .expect("the host's connection closed")
+                .unwrap();
+            if let Message::Text(text) = message
+                && matches!(
+                    ServerMessage::decode(&text),
+                    Ok(ServerMessage::Speaking { user_id: u, speaking: true }) if u == user_id
+                )
+            {
+                break;
+            }
+        }
+        heard_at.push(Instant::now());
         player.succeeds().await;
         spoken.push((name, user_id));
     }
     host.command(json!({"type": "end_room"})).await;
 
     // The replay is listed once the room has ended.
+    let listed_by = Instant::now() + Duration::from_secs(20);
     let replay = loop {
+        assert!(Instant::now() < listed_by, "the replay was not listed");
         let (_, list) = server.get("/api/v2/replays", None).await;
         if let Some(r) = list["replays"]
             .as_array()
@@ -1255,6 +1276,7 @@ async fn a_replay_holds_each_speech_at_its_speakers_time() {
     assert!(status.success(), "{}", got.stderr());
     let mixed = read_wav(&out);
     let started = replay["started_at_ms"].as_u64().unwrap();
+    let mut found_at = Vec::new();
     for (name, user_id) in spoken {
         let track = tracks
             .iter()
@@ -1291,7 +1313,16 @@ async fn a_replay_holds_each_speech_at_its_speakers_time() {
             "{name} found at {} ms, the track starts at {at_ms} ms",
             found.offset_ms
         );
+        found_at.push(found.offset_ms);
     }
+    // And at the speakers' times as the room heard them: bob started as long after alice in
+    // the file as the host heard him start after her (speaking indicators, the wall clock).
+    let heard_gap = (heard_at[1] - heard_at[0]).as_millis() as i64;
+    let file_gap = found_at[1] - found_at[0];
+    assert!(
+        (heard_gap - file_gap).abs() <= 250,
+        "bob came {heard_gap} ms after alice in the room, {file_gap} ms in the replay"
+    );
 
     // The host deletes it; someone else cannot.
     let bob = server.session("Bobby").await;

@@ -17,18 +17,38 @@ use crate::protocol::replay::ReplayInfo;
 const MAX_CONCEAL: u64 = 5;
 /// The longest replay mixed: 12 hours. Longer timelines are refused rather than allocated.
 const MAX_SAMPLES: u64 = 12 * 3_600 * SAMPLE_RATE as u64;
+/// Packets this far past the room's end (as the index says) are left out: a hostile or
+/// broken track cannot make the timeline longer than the room was.
+const SLACK_MS: u64 = 60_000;
 
 /// Mixes `tracks` (each speaker's id and Ogg Opus bytes) of `info` into 48 kHz mono
 /// samples, the room's start at sample 0.
 pub fn mix(info: &ReplayInfo, tracks: &[(u32, Vec<u8>)]) -> Result<Vec<f32>, AudioError> {
+    let length_ms = info
+        .ended_at_ms
+        .or(info.last_ms)
+        .unwrap_or(info.started_at_ms)
+        .saturating_sub(info.started_at_ms);
+    if length_ms * 48 > MAX_SAMPLES {
+        return Err(AudioError::Format(
+            "the replay is longer than 12 hours; it cannot be mixed into one file".into(),
+        ));
+    }
+    // Nothing is placed past the room's end (and a minute's slack).
+    let limit = (length_ms + SLACK_MS) * 48;
     let mut out: Vec<f32> = Vec::new();
     let mut frame = vec![0.0f32; FRAME_SAMPLES];
     for (user, bytes) in tracks {
         let Some(track) = info.track(*user) else {
             continue;
         };
-        let start =
-            track.first_ms.saturating_sub(info.started_at_ms) * u64::from(SAMPLE_RATE) / 1_000;
+        let start = track
+            .first_ms
+            .saturating_sub(info.started_at_ms)
+            .saturating_mul(48);
+        if start > limit {
+            continue;
+        }
         let mut decoder = OpusDecoder::new()?;
         let mut reader = ogg::PacketReader::new(std::io::Cursor::new(bytes.as_slice()));
         let mut headers = 0;
@@ -44,10 +64,9 @@ pub fn mix(info: &ReplayInfo, tracks: &[(u32, Vec<u8>)]) -> Result<Vec<f32>, Aud
             }
             let end = packet.absgp_page();
             let begin = end.saturating_sub(FRAME_SAMPLES as u64);
-            if begin + start > MAX_SAMPLES {
-                return Err(AudioError::Format(
-                    "the replay is longer than 12 hours; it cannot be mixed into one file".into(),
-                ));
+            if begin.saturating_add(start) > limit {
+                // Past the room's end: a broken or hostile track; the rest is not placed.
+                break;
             }
             // A gap: its first frames concealed (the decoder fades out), the rest silent.
             let gap = begin.saturating_sub(next) / FRAME_SAMPLES as u64;
@@ -126,6 +145,7 @@ mod tests {
             title: "t".into(),
             host: user(1),
             started_at_ms: 10_000,
+            last_ms: None,
             ended_at_ms: Some(20_000),
             incomplete: false,
             why_incomplete: None,
@@ -172,6 +192,7 @@ mod tests {
                 name: "A".into(),
             },
             started_at_ms: 0,
+            last_ms: None,
             ended_at_ms: Some(1),
             incomplete: false,
             why_incomplete: None,
@@ -187,5 +208,37 @@ mod tests {
             }],
         };
         assert!(mix(&info, &[(1, b"not ogg at all".to_vec())]).is_err());
+    }
+
+    #[test]
+    fn a_track_claiming_hours_past_the_rooms_end_is_cut_there() {
+        let user = User {
+            id: 1,
+            handle: "a".into(),
+            name: "A".into(),
+        };
+        let info = ReplayInfo {
+            id: "r".into(),
+            title: "t".into(),
+            host: user.clone(),
+            started_at_ms: 0,
+            last_ms: None,
+            ended_at_ms: Some(2_000),
+            incomplete: false,
+            why_incomplete: None,
+            tracks: vec![ReplayTrack {
+                user,
+                first_ms: 0,
+                packets: 2,
+                bytes: 0,
+            }],
+        };
+        // Frame 0, then one "11 hours" later.
+        let mixed = mix(&info, &[(1, track(&[0, 11 * 3_600 * 50]))]).unwrap();
+        assert!(
+            mixed.len() <= (2 + 60) * SAMPLE_RATE as usize,
+            "{} samples",
+            mixed.len()
+        );
     }
 }

@@ -27,6 +27,9 @@ pub struct ReplayInfo {
     pub title: String,
     pub host: User,
     pub started_at_ms: u64,
+    /// When the last packet was kept (while it is written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ms: Option<u64>,
     /// When the room ended; absent while it is live (or when the server stopped first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<u64>,

@@ -416,7 +416,11 @@ impl RoomActor {
         }
         self.shared.metrics.rooms.dec();
         if let (Some(replay), Some(replays)) = (&self.replay, &self.shared.replays) {
-            replays.end(replay, unix_ms());
+            // A room that moves to another node goes on there: this part is not all of it.
+            let why = self.draining.then(|| {
+                "the room moved to another server mid-way; this is the part kept here".to_string()
+            });
+            replays.end(replay, unix_ms(), why);
         }
         if self.draining {
             return;
@@ -818,13 +822,15 @@ impl RoomActor {
         };
         let now = unix_ms();
         let replay = self.replay.get_or_insert_with(|| {
+            // The one who made the room owns its replay (and may delete it), whoever hosts
+            // when the first word is said.
+            let creator = self.room.created_by();
             let host = self
                 .room
-                .summary()
-                .host
-                .or_else(|| self.room.user(speaker))
+                .user(creator)
+                .or_else(|| self.room.summary().host.filter(|h| h.id == creator))
                 .unwrap_or(crate::protocol::User {
-                    id: speaker,
+                    id: creator,
                     handle: String::new(),
                     name: String::new(),
                 });

@@ -646,6 +646,11 @@ impl Server {
         {
             tracing::warn!("some connections did not close within 5 s of shutdown");
         }
+        // The rooms have ended: their replays are finished before the process goes.
+        if let Some(replays) = shared.replays.clone() {
+            let _ =
+                tokio::task::spawn_blocking(move || replays.close(Duration::from_secs(5))).await;
+        }
         Ok(())
     }
 }

@@ -22,8 +22,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 
 use bytes::Bytes;
 use ogg::{PacketWriteEndInfo, PacketWriter};
@@ -33,6 +33,15 @@ use crate::protocol::{AudioFrame, User, UserId};
 
 /// Frames waiting for the writer at most: two seconds of 20 speakers.
 const QUEUE: usize = 2_000;
+/// One replay takes at most this share of the quota (1/4): one looping room cannot fill it
+/// for everyone.
+const REPLAY_SHARE: u64 = 4;
+/// A packet whose timestamp says it is this far from where its arrival puts it (a sender
+/// that restarted its clock, or a hostile one) is placed by its arrival instead.
+const MAX_CLOCK_JUMP: u64 = 10 * 48_000;
+/// A replay's index is rewritten at least this often while it is written, so a crash loses
+/// little of what it says.
+const INDEX_EVERY_MS: u64 = 30_000;
 /// Serial number of each track's logical stream.
 const SERIAL: u32 = 0x4852_504c; // "HRPL"
 /// Ogg framing of a one-packet page with a short packet: the 27-byte header and one lacing
@@ -54,7 +63,11 @@ enum Job {
     End {
         room: String,
         ended_ms: u64,
+        /// Why the replay is not whole, when the room did not end here (it moved nodes).
+        why: Option<String>,
     },
+    /// The server is stopping: finish every replay still open, then stop.
+    Stop,
 }
 
 /// The replays of this server: where they are kept, the quota, and the writer's queue.
@@ -62,7 +75,10 @@ pub struct Replays {
     dir: PathBuf,
     quota_bytes: u64,
     used: Arc<AtomicU64>,
-    tx: SyncSender<Job>,
+    /// Unbounded, so a start or an end never waits; frames are bounded by `queued`.
+    tx: Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// A room's replay, held by its actor.
@@ -80,25 +96,33 @@ impl Replays {
     pub fn open(dir: &Path, quota_bytes: u64) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(dir)?;
         let mut used = 0;
-        for info in list_in(dir) {
+        for mut info in list_in(dir) {
+            // What is on disk counts, whatever the index says (a crash may have cut it).
+            for track in &mut info.tracks {
+                let file = dir.join(&info.id).join(format!("{}.opus", track.user.id));
+                if let Ok(meta) = std::fs::metadata(file) {
+                    track.bytes = meta.len();
+                }
+            }
             used += info.bytes();
             if info.ended_at_ms.is_none() {
-                let mut info = info;
                 info.incomplete = true;
                 info.why_incomplete = Some("the server stopped before the room ended".into());
-                info.ended_at_ms = Some(info.started_at_ms);
-                let _ = write_index(&dir.join(&info.id), &info);
+                info.ended_at_ms = Some(info.last_ms.unwrap_or(info.started_at_ms));
             }
+            let _ = write_index(&dir.join(&info.id), &info);
         }
         let used = Arc::new(AtomicU64::new(used));
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
         let writer = Writer {
             dir: dir.to_owned(),
             quota_bytes,
             used: used.clone(),
+            queued: queued.clone(),
             replays: HashMap::new(),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("hallway-replays".into())
             .spawn(move || writer.run(rx))?;
         Ok(Arc::new(Self {
@@ -106,6 +130,8 @@ impl Replays {
             quota_bytes,
             used,
             tx,
+            queued,
+            thread: std::sync::Mutex::new(Some(thread)),
         }))
     }
 
@@ -118,6 +144,24 @@ impl Replays {
         (self.used.load(Ordering::Relaxed), self.quota_bytes)
     }
 
+    /// The server is stopping: every replay still open is finished (its room did not end
+    /// here, so it is marked incomplete) and the writer stops; waits at most `within`.
+    pub fn close(&self, within: std::time::Duration) {
+        let _ = self.tx.send(Job::Stop);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let deadline = std::time::Instant::now() + within;
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!("the replay writer did not finish within {within:?}");
+            }
+        }
+    }
+
     /// Starts the replay of room `room`.
     pub fn start(&self, room: &str, title: &str, host: User, now_ms: u64) -> ReplayHandle {
         let lost = Arc::new(AtomicBool::new(false));
@@ -126,16 +170,26 @@ impl Replays {
             title: title.to_owned(),
             host,
             started_at_ms: now_ms,
+            last_ms: None,
             ended_at_ms: None,
             incomplete: false,
             why_incomplete: None,
             tracks: Vec::new(),
         };
-        // Blocking send: a start is rare and must not be lost.
-        let _ = self.tx.send(Job::Start {
-            info,
-            lost: lost.clone(),
-        });
+        if self
+            .tx
+            .send(Job::Start {
+                info,
+                lost: lost.clone(),
+            })
+            .is_err()
+        {
+            tracing::warn!(
+                room,
+                "the replay writer has stopped: nothing of this room is kept"
+            );
+            lost.store(true, Ordering::Relaxed);
+        }
         ReplayHandle {
             room: room.to_owned(),
             lost,
@@ -146,23 +200,34 @@ impl Replays {
     /// A frame `speaker` sent (forwarded to the room): never waits; a full queue drops it
     /// and marks the replay incomplete.
     pub fn frame(&self, replay: &mut ReplayHandle, speaker: User, arrival_ms: u64, frame: Bytes) {
-        replay.seen.insert(speaker.id);
+        if self.queued.load(Ordering::Relaxed) >= QUEUE {
+            replay.lost.store(true, Ordering::Relaxed);
+            return;
+        }
+        let id = speaker.id;
         let job = Job::Frame {
             room: replay.room.clone(),
             speaker,
             arrival_ms,
             frame,
         };
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(job) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(job).is_ok() {
+            // Its name went with it: later frames need only the id.
+            replay.seen.insert(id);
+        } else {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             replay.lost.store(true, Ordering::Relaxed);
         }
     }
 
-    /// The room ended: the replay is finished and listed.
-    pub fn end(&self, replay: &ReplayHandle, now_ms: u64) {
+    /// The room ended here (`why` is None), or goes on elsewhere (`why` says so): the
+    /// replay is finished and listed.
+    pub fn end(&self, replay: &ReplayHandle, now_ms: u64, why: Option<String>) {
         let _ = self.tx.send(Job::End {
             room: replay.room.clone(),
             ended_ms: now_ms,
+            why,
         });
     }
 
@@ -197,10 +262,12 @@ impl Replays {
             .get(room)
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
         std::fs::remove_dir_all(self.dir.join(room))?;
-        self.used.fetch_sub(
-            info.bytes().min(self.used.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
+        let freed = info.bytes();
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(freed))
+            });
         Ok(())
     }
 }
@@ -223,13 +290,17 @@ fn read_index(dir: &Path) -> Option<ReplayInfo> {
 }
 
 fn write_index(dir: &Path, info: &ReplayInfo) -> std::io::Result<()> {
-    // Written whole to a temporary file and renamed: a reader never sees half of one.
+    // Written whole to a temporary file, synced and renamed: a reader never sees half of
+    // one, and a power cut leaves the old one or the new.
     let tmp = dir.join("index.json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(info).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(tmp, dir.join("index.json"))
+    let mut file = File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec_pretty(info).map_err(std::io::Error::other)?)?;
+    file.sync_all()?;
+    std::fs::rename(tmp, dir.join("index.json"))?;
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 fn list_in(dir: &Path) -> Vec<ReplayInfo> {
@@ -246,7 +317,10 @@ fn list_in(dir: &Path) -> Vec<ReplayInfo> {
 /// One speaker's track being written.
 struct Track {
     writer: PacketWriter<'static, BufWriter<File>>,
+    /// The sender's timestamp that maps to granule 0 (moved when their clock restarts).
     first_timestamp: u32,
+    /// The last packet's end: granules only ever grow.
+    last_granule: u64,
     index: usize,
 }
 
@@ -257,12 +331,17 @@ struct Replay {
     tracks: HashMap<UserId, Track>,
     /// Writing stopped for good (a write failed, or the quota): the reason.
     stopped: Option<String>,
+    /// When the index was last written (its arrival time).
+    indexed_ms: u64,
+    /// Bytes this replay wrote.
+    bytes: u64,
 }
 
 struct Writer {
     dir: PathBuf,
     quota_bytes: u64,
     used: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
     replays: HashMap<String, Replay>,
 }
 
@@ -296,6 +375,7 @@ impl Writer {
                         .and_then(|()| write_index(&dir, &info))
                         .err()
                         .map(|e| format!("cannot write the replay ({e})"));
+                    let indexed_ms = info.started_at_ms;
                     self.replays.insert(
                         info.id.clone(),
                         Replay {
@@ -303,6 +383,8 @@ impl Writer {
                             lost,
                             tracks: HashMap::new(),
                             stopped,
+                            indexed_ms,
+                            bytes: 0,
                         },
                     );
                 }
@@ -311,9 +393,35 @@ impl Writer {
                     speaker,
                     arrival_ms,
                     frame,
-                } => self.frame(&room, speaker, arrival_ms, frame),
-                Job::End { room, ended_ms } => self.end(&room, ended_ms),
+                } => {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.frame(&room, speaker, arrival_ms, frame);
+                }
+                Job::End {
+                    room,
+                    ended_ms,
+                    why,
+                } => self.end(&room, ended_ms, why),
+                Job::Stop => break,
             }
+        }
+        // Stopping: what is still open did not end here.
+        let open: Vec<(String, u64)> = self
+            .replays
+            .values()
+            .map(|r| {
+                (
+                    r.info.id.clone(),
+                    r.info.last_ms.unwrap_or(r.info.started_at_ms),
+                )
+            })
+            .collect();
+        for (room, last_ms) in open {
+            self.end(
+                &room,
+                last_ms,
+                Some("the server stopped before the room ended".into()),
+            );
         }
     }
 
@@ -334,6 +442,14 @@ impl Writer {
             replay.stopped = Some("the server's replay quota was reached".into());
             return;
         }
+        if replay.bytes + bytes > quota / REPLAY_SHARE {
+            replay.stopped = Some(format!(
+                "one replay may take at most a quarter of the server's replay quota ({} MB)",
+                quota / REPLAY_SHARE / 1_000_000
+            ));
+            return;
+        }
+        let is_new = !replay.tracks.contains_key(&speaker.id);
         let result = (|| -> std::io::Result<()> {
             if !replay.tracks.contains_key(&speaker.id) {
                 let file = File::create(dir.join(format!("{}.opus", speaker.id)))?;
@@ -351,6 +467,7 @@ impl Writer {
                     Track {
                         writer,
                         first_timestamp: frame.header.timestamp_48k,
+                        last_granule: 0,
                         index: replay.info.tracks.len() - 1,
                     },
                 );
@@ -358,11 +475,27 @@ impl Writer {
             let Some(track) = replay.tracks.get_mut(&speaker.id) else {
                 return Ok(());
             };
-            let offset = frame
-                .header
-                .timestamp_48k
-                .wrapping_sub(track.first_timestamp);
-            let granule = u64::from(offset) + crate::audio::FRAME_SAMPLES as u64;
+            let first_ms = replay.info.tracks[track.index].first_ms;
+            // Where the packet's arrival puts it on the track, in samples.
+            let by_arrival = arrival_ms.saturating_sub(first_ms) * 48;
+            let mut offset = u64::from(
+                frame
+                    .header
+                    .timestamp_48k
+                    .wrapping_sub(track.first_timestamp),
+            );
+            // A clock that restarted (a new process counts from 0) or jumped: the packet is
+            // placed by its arrival, and the track goes on from there.
+            if offset.abs_diff(by_arrival) > MAX_CLOCK_JUMP {
+                track.first_timestamp = frame
+                    .header
+                    .timestamp_48k
+                    .wrapping_sub(u32::try_from(by_arrival).unwrap_or(u32::MAX));
+                offset = by_arrival;
+            }
+            let frame_samples = crate::audio::FRAME_SAMPLES as u64;
+            let granule = (offset + frame_samples).max(track.last_granule + frame_samples);
+            track.last_granule = granule;
             track.writer.write_packet(
                 frame.opus().to_vec(),
                 SERIAL,
@@ -377,6 +510,16 @@ impl Writer {
         match result {
             Ok(()) => {
                 used.fetch_add(bytes, Ordering::Relaxed);
+                replay.bytes += bytes;
+                replay.info.last_ms = Some(arrival_ms);
+                // A new speaker, or a while since: the index follows, so a crash keeps it.
+                if is_new || arrival_ms >= replay.indexed_ms + INDEX_EVERY_MS {
+                    replay.indexed_ms = arrival_ms;
+                    for track in replay.tracks.values_mut() {
+                        let _ = track.writer.inner_mut().flush();
+                    }
+                    let _ = write_index(&dir, &replay.info);
+                }
             }
             Err(e) => {
                 tracing::warn!(room, "replay stopped: {e}");
@@ -385,11 +528,11 @@ impl Writer {
         }
     }
 
-    fn end(&mut self, room: &str, ended_ms: u64) {
+    fn end(&mut self, room: &str, ended_ms: u64, moved: Option<String>) {
         let Some(mut replay) = self.replays.remove(room) else {
             return;
         };
-        let mut why = replay.stopped.take();
+        let mut why = replay.stopped.take().or(moved);
         for track in replay.tracks.values_mut() {
             if let Err(e) = track.writer.inner_mut().flush()
                 && why.is_none()
@@ -456,7 +599,7 @@ mod tests {
         for (seq, ts) in [(0, 96_000), (1, 96_960), (2, 97_920), (3, 107_520)] {
             replays.frame(&mut handle, user(1), 1_500, frame(seq, ts));
         }
-        replays.end(&handle, 9_000);
+        replays.end(&handle, 9_000, None);
         let info = wait_for(&replays, "room1");
         assert!(!info.incomplete, "{info:?}");
         assert_eq!(info.tracks.len(), 1);
@@ -485,13 +628,13 @@ mod tests {
     #[test]
     fn the_quota_stops_a_replay_which_says_so_and_keeps_what_it_has() {
         let dir = tempfile::tempdir().unwrap();
-        // Room for two packets.
-        let replays = Replays::open(dir.path(), 2 * (40 + PAGE_OVERHEAD)).unwrap();
+        // One replay may take a quarter of the quota: room for two packets.
+        let replays = Replays::open(dir.path(), 4 * 2 * (40 + PAGE_OVERHEAD)).unwrap();
         let mut handle = replays.start("room2", "Talk", user(1), 1_000);
         for seq in 0..5 {
             replays.frame(&mut handle, user(1), 1_000, frame(seq, seq * 960));
         }
-        replays.end(&handle, 2_000);
+        replays.end(&handle, 2_000, None);
         let info = wait_for(&replays, "room2");
         assert!(info.incomplete);
         assert!(
@@ -518,5 +661,49 @@ mod tests {
         let info = replays.get("room3").unwrap();
         assert!(info.incomplete && info.ended_at_ms.is_some(), "{info:?}");
         assert_eq!(replays.list().len(), 1);
+    }
+
+    #[test]
+    fn a_speaker_whose_clock_restarts_goes_on_where_their_arrival_puts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let replays = Replays::open(dir.path(), 1 << 30).unwrap();
+        let mut handle = replays.start("room4", "Talk", user(1), 1_000);
+        replays.frame(&mut handle, user(1), 1_000, frame(0, 500_000));
+        replays.frame(&mut handle, user(1), 1_020, frame(1, 500_960));
+        // A new process: its clock starts at 0, five seconds later.
+        replays.frame(&mut handle, user(1), 6_020, frame(0, 0));
+        replays.frame(&mut handle, user(1), 6_040, frame(1, 960));
+        replays.end(&handle, 7_000, None);
+        let _ = wait_for(&replays, "room4");
+        let path = replays.track_path("room4", 1).unwrap();
+        let mut reader = ogg::PacketReader::new(File::open(path).unwrap());
+        reader.read_packet_expected().unwrap();
+        reader.read_packet_expected().unwrap();
+        let mut granules = Vec::new();
+        while let Some(packet) = reader.read_packet().unwrap() {
+            granules.push(packet.absgp_page());
+        }
+        // 5.02 s after the first packet is 240,960 samples; the next follows on.
+        assert_eq!(granules, [960, 1_920, 240_960 + 960, 240_960 + 1_920]);
+    }
+
+    #[test]
+    fn a_server_stopping_finishes_what_it_was_writing_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let replays = Replays::open(dir.path(), 1 << 30).unwrap();
+        let mut handle = replays.start("room5", "Talk", user(1), 1_000);
+        for seq in 0..10 {
+            replays.frame(
+                &mut handle,
+                user(1),
+                1_000 + u64::from(seq) * 20,
+                frame(seq, seq * 960),
+            );
+        }
+        replays.close(std::time::Duration::from_secs(5));
+        let info = replays.get("room5").unwrap();
+        assert!(info.incomplete, "{info:?}");
+        assert_eq!(info.tracks[0].packets, 10);
+        assert!(info.why_incomplete.unwrap().contains("stopped"));
     }
 }

@@ -278,6 +278,8 @@ pub struct Room {
     life: Life,
     /// The server keeps a replay (#15).
     replay: bool,
+    /// Who made the room (its first host).
+    created_by: UserId,
 }
 
 impl Room {
@@ -311,6 +313,7 @@ impl Room {
             key_epoch: 0,
             life: Life::default(),
             replay: false,
+            created_by: host,
         }
     }
 
@@ -333,6 +336,11 @@ impl Room {
 
     pub fn is_replayed(&self) -> bool {
         self.replay
+    }
+
+    /// Who made the room (for a room carried on in a cluster: its host then).
+    pub fn created_by(&self) -> UserId {
+        self.created_by
     }
 
     /// Who member `id` is.
