@@ -22,10 +22,12 @@
 //! - [`clip`]: audio files encoded once into Opus frames, replayed in real time.
 //! - [`demo`]: demo rooms kept alive by bot hosts, speakers and audiences.
 //! - [`ui`]: the view (ratatui): `ui::render(&App, &Theme, &mut Frame)` draws the model
-//!   and never changes it; `Theme` is colour or plain for `NO_COLOR`.
+//!   and never changes it (it returns where a pinned link sits, for the shell to make an
+//!   OSC 8 hyperlink); `Theme` is colour or plain for `NO_COLOR`.
 //! - [`headless`]: `play` and `record`, for scripts and bots.
 //! - [`cli`]: the command line (`hallway serve`, ...), parsed with clap; [`account_cli`]:
-//!   the account commands (`account`, `invite`, `follow`, `admin`, ...).
+//!   the account commands (`account`, `invite`, `follow`, `admin`, ...); [`schedule_cli`]:
+//!   scheduled rooms; [`replay_cli`]: replays.
 
 pub mod account_cli;
 pub mod app;
