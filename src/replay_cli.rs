@@ -70,7 +70,12 @@ pub async fn run(client: &ClientArgs, command: ReplayCommand) -> anyhow::Result<
             let info = api.replay(&id).await?;
             let mut tracks = Vec::new();
             for track in &info.tracks {
-                tracks.push((track.user.id, api.replay_track(&id, track.user.id).await?));
+                // The index's size, the OpusHead and OpusTags pages, and slack.
+                let most = track.bytes + 4_096 + (1 << 20);
+                tracks.push((
+                    track.user.id,
+                    api.replay_track(&id, track.user.id, most).await?,
+                ));
             }
             let written = out.clone();
             let seconds = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {

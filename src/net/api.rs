@@ -484,8 +484,15 @@ impl Api {
             .await
     }
 
-    /// One speaker's track of a replay: Ogg Opus, as the server kept it.
-    pub async fn replay_track(&self, id: &str, user: u32) -> Result<Vec<u8>, NetError> {
+    /// One speaker's track of a replay: Ogg Opus, as the server kept it; refused past
+    /// `max_bytes` (what the replay's index says the track is, with some slack), so a
+    /// hostile server cannot fill this machine's memory.
+    pub async fn replay_track(
+        &self,
+        id: &str,
+        user: u32,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, NetError> {
         let id = url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>();
         let url = self.url(&format!("/api/v2/replays/{id}/tracks/{user}"));
         let response = self
@@ -494,11 +501,22 @@ impl Api {
             .await
             .map_err(|e| NetError::unreachable(&self.base, &e))?;
         if response.status().is_success() {
-            return response
-                .bytes()
+            let mut response = response;
+            let mut body = Vec::new();
+            while let Some(chunk) = response
+                .chunk()
                 .await
-                .map(|b| b.to_vec())
-                .map_err(|e| NetError::unreachable(&self.base, &e));
+                .map_err(|e| NetError::unreachable(&self.base, &e))?
+            {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > max_bytes {
+                    return Err(NetError::NotHallway {
+                        url: url.clone(),
+                        status: 200,
+                    });
+                }
+            }
+            return Ok(body);
         }
         decode::<serde_json::Value>(&self.base, response)
             .await

@@ -80,16 +80,22 @@ async fn track(
     let replays = replays(&shared, &auth)?;
     let user: UserId = user.parse().map_err(|_| not_found(&id))?;
     let lookup = id.clone();
-    let bytes = tokio::task::spawn_blocking(move || {
+    let path = tokio::task::spawn_blocking(move || {
         let info = replays.get(&lookup).filter(|i| i.ended_at_ms.is_some())?;
         info.track(user)?;
-        std::fs::read(replays.track_path(&lookup, user)?).ok()
+        replays.track_path(&lookup, user)
     })
     .await
     .ok()
     .flatten()
     .ok_or_else(|| not_found(&id))?;
-    Ok(([(header::CONTENT_TYPE, "audio/ogg")], bytes).into_response())
+    // Streamed from the file: an hour of a speaker is 16 MB, and several downloads at once
+    // must not each hold one in memory.
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| not_found(&id))?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok(([(header::CONTENT_TYPE, "audio/ogg")], body).into_response())
 }
 
 async fn delete(

@@ -305,10 +305,7 @@ fn card(
         put(buf, area, row + 1, stage_line);
     }
     if selected {
-        let rows = CARD_ROWS.min(area.height.saturating_sub(row));
-        let rect =
-            Rect::new(area.x, area.y.saturating_add(row), area.width, rows).intersection(buf.area);
-        buf.set_style(rect, theme.selected);
+        highlight(buf, area, row, theme);
     }
 }
 
@@ -378,11 +375,16 @@ fn upcoming_card(
         put(buf, area, row + 1, detail_line);
     }
     if selected {
-        let rows = CARD_ROWS.min(area.height.saturating_sub(row));
-        let rect =
-            Rect::new(area.x, area.y.saturating_add(row), area.width, rows).intersection(buf.area);
-        buf.set_style(rect, theme.selected);
+        highlight(buf, area, row, theme);
     }
+}
+
+/// The selected card, drawn reversed.
+fn highlight(buf: &mut Buffer, area: Rect, row: u16, theme: &Theme) {
+    let rows = CARD_ROWS.min(area.height.saturating_sub(row));
+    let rect =
+        Rect::new(area.x, area.y.saturating_add(row), area.width, rows).intersection(buf.area);
+    buf.set_style(rect, theme.selected);
 }
 
 /// "◉ ada host  ○ grace  ◉ linus  +2", as many as fit in `cols`.
