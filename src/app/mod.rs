@@ -472,6 +472,13 @@ impl App {
             .min(items.len().saturating_sub(1));
     }
 
+    /// Whether `handle` is mine (handles compare without case).
+    pub fn is_my_handle(&self, handle: &str) -> bool {
+        self.my_handle
+            .as_deref()
+            .is_some_and(|h| h.eq_ignore_ascii_case(handle))
+    }
+
     /// The room screen, when in one.
     pub fn room(&self) -> Option<&RoomScreen> {
         match &self.screen {
@@ -815,10 +822,7 @@ impl App {
         let Some(action) = self.keys.on_card(key.code) else {
             return Vec::new();
         };
-        let mine = self
-            .my_handle
-            .as_deref()
-            .is_some_and(|h| h.eq_ignore_ascii_case(&card.handle));
+        let mine = self.is_my_handle(&card.handle);
         match action {
             Action::Close => {
                 self.overlay = None;
@@ -933,10 +937,7 @@ impl App {
         if let Some(live) = &scheduled.room {
             return self.enter_room(live.clone());
         }
-        let mine = self
-            .my_handle
-            .as_deref()
-            .is_some_and(|h| h.eq_ignore_ascii_case(&scheduled.host.handle));
+        let mine = self.is_my_handle(&scheduled.host.handle);
         let when = crate::ui::text::local_time(scheduled.starts_at_ms);
         if mine {
             if self.starting == Some(scheduled.id) {

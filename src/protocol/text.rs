@@ -310,19 +310,7 @@ pub fn clean_name(text: &str, max_chars: usize, what: TextKind) -> Result<String
     // Every kind of space (NBSP, ideographic, em...) becomes one ASCII space, so names that
     // differ only in spacing look, and are, the same. Other whitespace (tab, newline, U+2028)
     // is left for the control check below.
-    let mut cleaned = String::with_capacity(nfc.len());
-    let mut space = false;
-    for c in nfc.trim().chars() {
-        if category(c) == GeneralCategory::SpaceSeparator {
-            space = true;
-            continue;
-        }
-        if space {
-            cleaned.push(' ');
-            space = false;
-        }
-        cleaned.push(c);
-    }
+    let cleaned = collapse_spaces(&nfc);
 
     if cleaned.chars().all(|c| c == ' ' || is_invisible(c)) {
         return Err(TextError::Blank { what });
@@ -360,6 +348,25 @@ pub fn clean_name(text: &str, max_chars: usize, what: TextKind) -> Result<String
     Ok(cleaned)
 }
 
+/// `text` trimmed, with every run of space separators (NBSP, ideographic, em…) made one
+/// ASCII space.
+fn collapse_spaces(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.trim().chars() {
+        if category(c) == GeneralCategory::SpaceSeparator {
+            space = true;
+            continue;
+        }
+        if space {
+            out.push(' ');
+            space = false;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A chat line cleaned on the server: NFC, control, invisible and direction-changing
 /// characters (bidi overrides, zero-width joiners outside emoji) dropped rather than refused
 /// (a pasted line keeps its words), line breaks and tabs made spaces, runs of spaces made
@@ -379,21 +386,9 @@ pub fn clean_chat(text: &str, max_chars: usize) -> Result<String, TextError> {
         }
         true
     });
+    let cleaned = collapse_spaces(&kept);
     // Dropping a character can make a new neighbour (a ZWJ left between two emoji after
-    // an invisible between them went): clean until nothing changes.
-    let mut cleaned = String::with_capacity(kept.len());
-    let mut space = false;
-    for c in kept.trim().chars() {
-        if c == ' ' || category(c) == GeneralCategory::SpaceSeparator {
-            space = true;
-            continue;
-        }
-        if space {
-            cleaned.push(' ');
-            space = false;
-        }
-        cleaned.push(c);
-    }
+    // an invisible between them went, a mark after a letter): clean until nothing changes.
     if terminal_safe(&cleaned) != cleaned || !unicode_normalization::is_nfc(&cleaned) {
         return clean_chat(&cleaned, max_chars);
     }

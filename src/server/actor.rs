@@ -836,15 +836,16 @@ impl RoomActor {
                 });
             replays.start(self.room.id(), self.room.title(), host, now)
         });
-        let who = match self.room.user(speaker) {
-            Some(user) if !replay.knows(speaker) => user,
-            // Known to the writer already: the id is enough.
-            _ => crate::protocol::User {
+        // The writer takes a speaker's name with their first frame; after that the id is
+        // enough (no strings copied per frame).
+        let who = (!replay.knows(speaker))
+            .then(|| self.room.user(speaker))
+            .flatten()
+            .unwrap_or(crate::protocol::User {
                 id: speaker,
                 handle: String::new(),
                 name: String::new(),
-            },
-        };
+            });
         replays.frame(replay, who, now, bytes.clone());
     }
 

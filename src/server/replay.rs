@@ -73,6 +73,8 @@ enum Job {
 /// The replays of this server: where they are kept, the quota, and the writer's queue.
 pub struct Replays {
     dir: PathBuf,
+    /// The finished replays, by room: listings and downloads read this, not the disk.
+    finished: Finished,
     quota_bytes: u64,
     used: Arc<AtomicU64>,
     /// Unbounded, so a start or an end never waits; frames are bounded by `queued`.
@@ -80,6 +82,9 @@ pub struct Replays {
     queued: Arc<AtomicUsize>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+/// The finished replays' indexes, shared by the writer (which adds them) and the API.
+type Finished = Arc<std::sync::Mutex<HashMap<String, ReplayInfo>>>;
 
 /// A room's replay, held by its actor.
 pub struct ReplayHandle {
@@ -96,6 +101,7 @@ impl Replays {
     pub fn open(dir: &Path, quota_bytes: u64) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(dir)?;
         let mut used = 0;
+        let mut finished = HashMap::new();
         for mut info in list_in(dir) {
             // What is on disk counts, whatever the index says (a crash may have cut it).
             for track in &mut info.tracks {
@@ -111,7 +117,9 @@ impl Replays {
                 info.ended_at_ms = Some(info.last_ms.unwrap_or(info.started_at_ms));
             }
             let _ = write_index(&dir.join(&info.id), &info);
+            finished.insert(info.id.clone(), info);
         }
+        let finished: Finished = Arc::new(std::sync::Mutex::new(finished));
         let used = Arc::new(AtomicU64::new(used));
         let queued = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -120,6 +128,7 @@ impl Replays {
             quota_bytes,
             used: used.clone(),
             queued: queued.clone(),
+            finished: finished.clone(),
             replays: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
@@ -127,16 +136,13 @@ impl Replays {
             .spawn(move || writer.run(rx))?;
         Ok(Arc::new(Self {
             dir: dir.to_owned(),
+            finished,
             quota_bytes,
             used,
             tx,
             queued,
             thread: std::sync::Mutex::new(Some(thread)),
         }))
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Bytes kept, and the quota.
@@ -233,20 +239,18 @@ impl Replays {
 
     /// The finished replays, newest first.
     pub fn list(&self) -> Vec<ReplayInfo> {
-        let mut all: Vec<ReplayInfo> = list_in(&self.dir)
-            .into_iter()
-            .filter(|i| i.ended_at_ms.is_some())
-            .collect();
+        let mut all: Vec<ReplayInfo> = self
+            .finished
+            .lock()
+            .map(|f| f.values().cloned().collect())
+            .unwrap_or_default();
         all.sort_by_key(|i| std::cmp::Reverse(i.started_at_ms));
         all
     }
 
-    /// One replay (finished or not), if it exists.
+    /// One finished replay, if it exists.
     pub fn get(&self, room: &str) -> Option<ReplayInfo> {
-        if !valid_id(room) {
-            return None;
-        }
-        read_index(&self.dir.join(room))
+        self.finished.lock().ok()?.get(room).cloned()
     }
 
     /// The file of `user`'s track in replay `room`.
@@ -261,7 +265,13 @@ impl Replays {
         let info = self
             .get(room)
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        if !valid_id(room) {
+            return Err(std::io::ErrorKind::NotFound.into());
+        }
         std::fs::remove_dir_all(self.dir.join(room))?;
+        if let Ok(mut finished) = self.finished.lock() {
+            finished.remove(room);
+        }
         let freed = info.bytes();
         let _ = self
             .used
@@ -342,6 +352,7 @@ struct Writer {
     quota_bytes: u64,
     used: Arc<AtomicU64>,
     queued: Arc<AtomicUsize>,
+    finished: Finished,
     replays: HashMap<String, Replay>,
 }
 
@@ -549,6 +560,9 @@ impl Writer {
         if let Err(e) = write_index(&self.dir.join(room), &replay.info) {
             tracing::warn!(room, "cannot finish the replay's index: {e}");
         }
+        if let Ok(mut finished) = self.finished.lock() {
+            finished.insert(room.to_owned(), replay.info);
+        }
     }
 }
 
@@ -651,7 +665,7 @@ mod tests {
             let replays = Replays::open(dir.path(), 1 << 30).unwrap();
             let _handle = replays.start("room3", "Talk", user(1), 1_000);
             for _ in 0..100 {
-                if replays.get("room3").is_some() {
+                if dir.path().join("room3/index.json").exists() {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));

@@ -739,4 +739,22 @@ mod tests {
         assert_eq!(life.unpin(1).len(), 1);
         assert!(life.unpin(1).is_empty());
     }
+
+    #[test]
+    fn clips_are_announced_at_most_once_a_while_per_member_and_within_bounds() {
+        let mut life = Life::default();
+        assert_eq!(life.clip(1, 0, 0).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            life.clip(1, MAX_CLIP_SECONDS + 1, 0).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        life.clip(1, 30, 1_000).unwrap();
+        let again = life
+            .clip(1, 30, 1_000 + CLIP_SERVER_EVERY_MS - 1)
+            .unwrap_err();
+        assert_eq!(again.code, ErrorCode::RateLimited);
+        // Someone else is not held back; the first member may again after the interval.
+        life.clip(2, 30, 1_001).unwrap();
+        life.clip(1, 30, 1_000 + CLIP_SERVER_EVERY_MS).unwrap();
+    }
 }

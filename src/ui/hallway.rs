@@ -263,11 +263,7 @@ fn card(
     row: u16,
 ) {
     let cols = usize::from(area.width);
-    let marker = if selected {
-        Span::styled("▌ ", theme.heading)
-    } else {
-        Span::raw("  ")
-    };
+    let marker = marker(selected, theme);
     // Before joining, everyone sees that the room is kept (a replay) or recorded.
     let rec = if room.replay {
         "\u{25cf} REC replay  "
@@ -300,13 +296,7 @@ fn card(
     let mut stage = vec![marker, Span::raw("  ")];
     stage.extend(stage_spans(room, theme, stage_cols));
     let stage_line = text::spread(stage, vec![Span::styled(listening, theme.dim)], cols);
-    put(buf, area, row, title_line);
-    if row + 1 < area.height {
-        put(buf, area, row + 1, stage_line);
-    }
-    if selected {
-        highlight(buf, area, row, theme);
-    }
+    draw_card(buf, area, row, [title_line, stage_line], selected, theme);
 }
 
 /// A scheduled room: "◷ title        Thu 3 Dec 18:00 CET", then who hosts it and when
@@ -321,11 +311,7 @@ fn upcoming_card(
     row: u16,
 ) {
     let cols = usize::from(area.width);
-    let marker = if selected {
-        Span::styled("▌ ", theme.heading)
-    } else {
-        Span::raw("  ")
-    };
+    let marker = marker(selected, theme);
     let when = format!("{} ", text::local_time(room.starts_at_ms));
     let followed = if room.followed { "★ " } else { "" };
     let title_cols = cols.saturating_sub(2 + 2 + text::width(followed) + text::width(&when) + 1);
@@ -339,10 +325,7 @@ fn upcoming_card(
         vec![Span::styled(when, theme.dim)],
         cols,
     );
-    let mine = app
-        .my_handle
-        .as_deref()
-        .is_some_and(|h| h.eq_ignore_ascii_case(&room.host.handle));
+    let mine = app.is_my_handle(&room.host.handle);
     let state = if room.room.is_some() {
         "live now: Enter to join".to_string()
     } else if room.starts_at_ms > app.now_ms {
@@ -370,21 +353,37 @@ fn upcoming_card(
         Span::raw("  "),
         Span::styled(text::fit(&about, cols.saturating_sub(4)), theme.dim),
     ]);
-    put(buf, area, row, title_line);
-    if row + 1 < area.height {
-        put(buf, area, row + 1, detail_line);
-    }
+    draw_card(buf, area, row, [title_line, detail_line], selected, theme);
+}
+
+/// The "▌" that marks the selected card's rows.
+fn marker(selected: bool, theme: &Theme) -> Span<'static> {
     if selected {
-        highlight(buf, area, row, theme);
+        Span::styled("▌ ", theme.heading)
+    } else {
+        Span::raw("  ")
     }
 }
 
-/// The selected card, drawn reversed.
-fn highlight(buf: &mut Buffer, area: Rect, row: u16, theme: &Theme) {
-    let rows = CARD_ROWS.min(area.height.saturating_sub(row));
-    let rect =
-        Rect::new(area.x, area.y.saturating_add(row), area.width, rows).intersection(buf.area);
-    buf.set_style(rect, theme.selected);
+/// A card's two rows from `row`, reversed when it is the selected one.
+fn draw_card(
+    buf: &mut Buffer,
+    area: Rect,
+    row: u16,
+    [first, second]: [Line<'_>; 2],
+    selected: bool,
+    theme: &Theme,
+) {
+    put(buf, area, row, first);
+    if row + 1 < area.height {
+        put(buf, area, row + 1, second);
+    }
+    if selected {
+        let rows = CARD_ROWS.min(area.height.saturating_sub(row));
+        let rect =
+            Rect::new(area.x, area.y.saturating_add(row), area.width, rows).intersection(buf.area);
+        buf.set_style(rect, theme.selected);
+    }
 }
 
 /// "◉ ada host  ○ grace  ◉ linus  +2", as many as fit in `cols`.
