@@ -8,8 +8,11 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::audio::files::create_sink;
+use crate::audio::replay::{Timeline, mix_into};
 use crate::audio::stream::DeviceFormat;
 use crate::cli::ClientArgs;
+use crate::net::{Api, NetError};
+use crate::protocol::UserId;
 use crate::protocol::replay::ReplayInfo;
 use crate::protocol::text::terminal_safe;
 use crate::ui::text::{duration, local_time};
@@ -47,9 +50,24 @@ fn line(info: &ReplayInfo) -> String {
     )
 }
 
+/// Downloads every track of `info`, each refused past the size its index says (with the
+/// Ogg headers and some slack), so a hostile server cannot fill this machine's memory.
+pub async fn download_tracks(
+    api: &Api,
+    info: &ReplayInfo,
+) -> Result<Vec<(UserId, Vec<u8>)>, NetError> {
+    let mut tracks = Vec::new();
+    for track in &info.tracks {
+        let most = track.bytes + 4_096 + (1 << 20);
+        let bytes = api.replay_track(&info.id, track.user.id, most).await?;
+        tracks.push((track.user.id, bytes));
+    }
+    Ok(tracks)
+}
+
 pub async fn list(client: &ClientArgs, json: bool) -> anyhow::Result<()> {
     let (api, _) = crate::cli::signed_in_or_anonymous(client).await?;
-    let replays = api.replays().await?;
+    let replays = api.replays(None).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&replays)?);
         return Ok(());
@@ -68,23 +86,16 @@ pub async fn run(client: &ClientArgs, command: ReplayCommand) -> anyhow::Result<
         ReplayCommand::Get { id, out } => {
             let (api, _) = crate::cli::signed_in_or_anonymous(client).await?;
             let info = api.replay(&id).await?;
-            let mut tracks = Vec::new();
-            for track in &info.tracks {
-                // The index's size, the OpusHead and OpusTags pages, and slack.
-                let most = track.bytes + 4_096 + (1 << 20);
-                tracks.push((
-                    track.user.id,
-                    api.replay_track(&id, track.user.id, most).await?,
-                ));
-            }
+            let tracks = download_tracks(&api, &info).await?;
             let written = out.clone();
             let seconds = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
-                let mixed = crate::audio::replay_mix::mix(&info, &tracks)?;
+                let timeline = std::sync::Arc::new(Timeline::parse(&info, &tracks)?);
                 let mut sink = create_sink(&out, DeviceFormat::ENGINE)
                     .with_context(|| format!("cannot write {}", out.display()))?;
-                sink.write(&mixed)?;
+                // A second at a time: an hour-long replay is never held decoded.
+                let samples = mix_into(timeline, |block| sink.write(block))?;
                 sink.finish()?;
-                Ok(mixed.len() as f64 / f64::from(crate::audio::SAMPLE_RATE))
+                Ok(samples as f64 / f64::from(crate::audio::SAMPLE_RATE))
             })
             .await??;
             let info = api.replay(&id).await?;

@@ -78,11 +78,21 @@ pub enum Action {
     WhoMayChat,
     /// Moderators: pin a link or a line at the top of the room.
     Pin,
+    /// In a replay: back 15 s.
+    SeekBack,
+    /// In a replay: ahead 15 s.
+    SeekAhead,
+    /// In a replay: pause, or play on (from the start once it has ended).
+    PlayPause,
+    /// In a replay: the next slower speed.
+    Slower,
+    /// In a replay: the next faster speed.
+    Faster,
 }
 
 impl Action {
     /// Every action, for the config's names.
-    pub const ALL: [Action; 42] = [
+    pub const ALL: [Action; 47] = [
         Action::Quit,
         Action::Help,
         Action::Down,
@@ -125,6 +135,11 @@ impl Action {
         Action::DeleteChat,
         Action::WhoMayChat,
         Action::Pin,
+        Action::SeekBack,
+        Action::SeekAhead,
+        Action::PlayPause,
+        Action::Slower,
+        Action::Faster,
     ];
 
     /// Its name in the config's `[keys]` table.
@@ -172,6 +187,11 @@ impl Action {
             Action::DeleteChat => "delete_chat",
             Action::WhoMayChat => "who_may_chat",
             Action::Pin => "pin",
+            Action::SeekBack => "seek_back",
+            Action::SeekAhead => "seek_ahead",
+            Action::PlayPause => "play_pause",
+            Action::Slower => "slower",
+            Action::Faster => "faster",
         }
     }
 
@@ -219,7 +239,7 @@ pub const HALLWAY: Group = Group {
         },
         Entry {
             label: "Enter",
-            help: "join it",
+            help: "join it (or play a replay)",
             keys: &[(KeyCode::Enter, Action::Join)],
         },
         Entry {
@@ -398,6 +418,55 @@ pub const ROOM_LIFE: Group = Group {
     ],
 };
 
+pub const REPLAY: Group = Group {
+    heading: "Playing a replay",
+    entries: &[
+        Entry {
+            label: "← / →",
+            help: "back / ahead 15 s",
+            keys: &[
+                (KeyCode::Left, Action::SeekBack),
+                (KeyCode::Right, Action::SeekAhead),
+            ],
+        },
+        Entry {
+            label: "space",
+            help: "pause / play",
+            keys: &[(c(' '), Action::PlayPause)],
+        },
+        Entry {
+            label: "< / >",
+            help: "slower / faster",
+            keys: &[
+                (c('<'), Action::Slower),
+                (c('>'), Action::Faster),
+                // `<` and `>` without shift on most layouts.
+                (c(','), Action::Slower),
+                (c('.'), Action::Faster),
+            ],
+        },
+        Entry {
+            label: "- / +",
+            help: "volume down / up",
+            keys: &[
+                (c('-'), Action::VolumeDown),
+                (c('+'), Action::VolumeUp),
+                (c('='), Action::VolumeUp),
+            ],
+        },
+        Entry {
+            label: "L / Esc",
+            help: "back to the hallway",
+            keys: &[(c('L'), Action::Leave), (KeyCode::Esc, Action::Leave)],
+        },
+        Entry {
+            label: "? / q",
+            help: "this help / quit",
+            keys: &[(c('?'), Action::Help), (c('q'), Action::Quit)],
+        },
+    ],
+};
+
 pub const CARD: Group = Group {
     heading: "On a profile card",
     entries: &[
@@ -433,9 +502,17 @@ pub const CARD: Group = Group {
 pub const IN_A_ROOM: [&Group; 4] = [&ROOM, &STAGE, &MODERATORS, &ROOM_LIFE];
 
 /// Every group, in the order the one-column help lists them.
-pub const ALL_GROUPS: [&Group; 6] = [&HALLWAY, &ROOM, &STAGE, &ROOM_LIFE, &MODERATORS, &CARD];
+pub const ALL_GROUPS: [&Group; 7] = [
+    &HALLWAY,
+    &ROOM,
+    &STAGE,
+    &ROOM_LIFE,
+    &MODERATORS,
+    &REPLAY,
+    &CARD,
+];
 /// The two-column help: the left column's groups and the right's.
-pub const LEFT_COLUMN: [&Group; 3] = [&HALLWAY, &ROOM, &STAGE];
+pub const LEFT_COLUMN: [&Group; 4] = [&HALLWAY, &ROOM, &STAGE, &REPLAY];
 pub const RIGHT_COLUMN: [&Group; 3] = [&ROOM_LIFE, &MODERATORS, &CARD];
 
 /// How the help box sits on a `cols`×`rows` screen: shared by the view, which draws it,
@@ -487,9 +564,10 @@ impl HelpLayout {
 }
 
 /// The places keys are looked up in; a key means at most one thing in each.
-const PLACES: [(&str, &[&Group]); 3] = [
+const PLACES: [(&str, &[&Group]); 4] = [
     ("the hallway", &[&HALLWAY]),
     ("a room", &IN_A_ROOM),
+    ("a replay", &[&REPLAY]),
     ("a profile card", &[&CARD]),
 ];
 
@@ -531,6 +609,8 @@ pub fn key_name(code: KeyCode) -> String {
         KeyCode::Char(ch) => ch.to_string(),
         KeyCode::Down => "↓".to_string(),
         KeyCode::Up => "↑".to_string(),
+        KeyCode::Left => "←".to_string(),
+        KeyCode::Right => "→".to_string(),
         KeyCode::Esc => "Esc".to_string(),
         KeyCode::Enter => "Enter".to_string(),
         KeyCode::F(n) => format!("F{n}"),
@@ -659,6 +739,11 @@ impl Keymap {
         self.find(&IN_A_ROOM, code)
     }
 
+    /// What `code` means while a replay plays.
+    pub fn in_replay(&self, code: KeyCode) -> Option<Action> {
+        self.find(&[&REPLAY], code)
+    }
+
     /// What `code` means on a profile card.
     pub fn on_card(&self, code: KeyCode) -> Option<Action> {
         self.find(&[&CARD], code)
@@ -704,9 +789,13 @@ impl Keymap {
                 return entry.label.to_string();
             }
             return match code {
-                KeyCode::Char(_) | KeyCode::Down | KeyCode::Up | KeyCode::Esc | KeyCode::Enter => {
-                    key_name(*code)
-                }
+                KeyCode::Char(_)
+                | KeyCode::Down
+                | KeyCode::Up
+                | KeyCode::Left
+                | KeyCode::Right
+                | KeyCode::Esc
+                | KeyCode::Enter => key_name(*code),
                 _ => entry.label.to_string(),
             };
         }
@@ -725,6 +814,8 @@ mod tests {
             KeyCode::Enter => Some("Enter".into()),
             KeyCode::Down => Some("↓".into()),
             KeyCode::Up => Some("↑".into()),
+            KeyCode::Left => Some("←".into()),
+            KeyCode::Right => Some("→".into()),
             KeyCode::Esc => Some("Esc".into()),
             // Aliases not worth a word: Tab moves like ↓, `=` is `+` without shift.
             _ => None,
@@ -733,10 +824,11 @@ mod tests {
 
     #[test]
     fn every_label_names_its_keys() {
-        for group in [&HALLWAY, &ROOM, &STAGE, &MODERATORS, &CARD] {
+        for group in ALL_GROUPS {
             for entry in group.entries {
                 for (code, action) in entry.keys {
-                    if *code == c('=') {
+                    // `+`, `<` and `>` typed without shift.
+                    if [c('='), c(','), c('.')].contains(code) {
                         continue;
                     }
                     if let Some(text) = shown(*code) {
@@ -754,7 +846,12 @@ mod tests {
 
     #[test]
     fn no_key_means_two_things_in_one_place() {
-        for groups in [&[&HALLWAY][..], &IN_A_ROOM[..], &[&CARD][..]] {
+        for groups in [
+            &[&HALLWAY][..],
+            &IN_A_ROOM[..],
+            &[&REPLAY][..],
+            &[&CARD][..],
+        ] {
             let keys: Vec<(KeyCode, Action)> = groups
                 .iter()
                 .flat_map(|g| g.entries)

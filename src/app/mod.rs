@@ -4,6 +4,7 @@
 
 pub mod keymap;
 pub mod life;
+pub mod replay;
 pub mod room_view;
 #[cfg(test)]
 mod tests;
@@ -12,14 +13,17 @@ use std::collections::{HashMap, HashSet};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+pub use replay::{ReplayScreen, ReplayState};
 pub use room_view::{Notice, RoomView};
 
 use crate::app::keymap::Action;
 use crate::audio::LatencyProfile;
+use crate::audio::replay::{ReplayCommand, ReplayProgress, Timeline};
 use crate::config::Latency;
 use crate::net::NetEvent;
 use crate::protocol::chat::{MAX_CHAT_CHARS, MAX_PIN_CHARS};
 use crate::protocol::control::{LeaveReason, RoomEndReason};
+use crate::protocol::replay::ReplayInfo;
 use crate::protocol::schedule::{ScheduleRoom, ScheduledRoom};
 use crate::protocol::{
     ClientCommand, ErrorCode, Me, Profile, Role, RoomSummary, ServerMessage, UserId,
@@ -65,6 +69,15 @@ pub enum Msg {
     Upcoming(Result<Vec<ScheduledRoom>, String>),
     /// A room was scheduled (or why not).
     Scheduled(Result<ScheduledRoom, String>),
+    /// The newest replays arrived (or could not be had: a server that keeps none).
+    Replays(Result<Vec<ReplayInfo>, String>),
+    /// A replay's tracks were downloaded and read (or why not).
+    ReplayLoaded {
+        id: String,
+        result: Result<std::sync::Arc<Timeline>, String>,
+    },
+    /// The hallway's lists are due for a refresh (every 2 s).
+    Poll,
     /// A follow, block or report was done, or failed (why).
     Changed {
         handle: String,
@@ -85,6 +98,14 @@ pub enum Change {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     RefreshRooms,
+    /// Fetch the newest replays (the answer is a `Replays`).
+    RefreshReplays,
+    /// Download and read a replay's tracks (the answer is a `ReplayLoaded`).
+    LoadReplay {
+        id: String,
+    },
+    /// Play, seek, speed up, pause or stop the replay in the playout.
+    Replay(ReplayCommand),
     CreateRoom {
         title: String,
         /// A private room, shared as this says.
@@ -169,6 +190,8 @@ pub struct AudioStatus {
     pub underruns: u64,
     /// Per-speaker output level, dBov.
     pub speaker_levels: HashMap<UserId, f32>,
+    /// The replay being played, if one is.
+    pub replay: Option<ReplayProgress>,
 }
 
 /// Where the person is.
@@ -177,6 +200,8 @@ pub enum Screen {
     Hallway,
     /// Joining or in a room.
     Room(Box<RoomScreen>),
+    /// Playing a replay.
+    Replay(Box<ReplayScreen>),
 }
 
 /// A room being joined or in.
@@ -244,11 +269,13 @@ pub enum Overlay {
     },
 }
 
-/// One entry of the hallway's list: a live room, or one scheduled ahead.
+/// One entry of the hallway's list: a live room, one scheduled ahead, or the replay of
+/// one that ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum HallwayItem<'a> {
     Live(&'a RoomSummary),
     Upcoming(&'a ScheduledRoom),
+    Replay(&'a ReplayInfo),
 }
 
 /// A profile card: who was asked for, and what arrived.
@@ -277,6 +304,10 @@ pub struct App {
     pub rooms: Vec<RoomSummary>,
     /// Rooms scheduled ahead: of hosts I follow first, then by time.
     pub upcoming: Vec<ScheduledRoom>,
+    /// The newest replays of rooms that ended, newest first.
+    pub replays: Vec<ReplayInfo>,
+    /// When the replays were last asked for.
+    replays_asked_ms: Option<u64>,
     /// Why the room list could not be loaded, if it could not.
     pub rooms_error: Option<String>,
     pub rooms_loaded: bool,
@@ -326,6 +357,7 @@ pub struct App {
 enum ItemKey {
     Live(String),
     Upcoming(u64),
+    Replay(String),
 }
 
 /// How playout sounds lately, in one word for the status bar: from the rate of concealed
@@ -378,6 +410,8 @@ impl App {
             screen: Screen::Hallway,
             rooms: Vec::new(),
             upcoming: Vec::new(),
+            replays: Vec::new(),
+            replays_asked_ms: None,
             rooms_error: None,
             rooms_loaded: false,
             filter: String::new(),
@@ -444,6 +478,19 @@ impl App {
                 })
                 .map(HallwayItem::Upcoming),
         );
+        items.extend(
+            self.replays
+                .iter()
+                .filter(|r| {
+                    needle.is_empty()
+                        || r.title.to_lowercase().contains(&needle)
+                        || r.host.name.to_lowercase().contains(&needle)
+                        || r.tracks
+                            .iter()
+                            .any(|t| t.user.name.to_lowercase().contains(&needle))
+                })
+                .map(HallwayItem::Replay),
+        );
         items
     }
 
@@ -453,6 +500,7 @@ impl App {
             .map(|item| match item {
                 HallwayItem::Live(room) => ItemKey::Live(room.id.clone()),
                 HallwayItem::Upcoming(s) => ItemKey::Upcoming(s.id),
+                HallwayItem::Replay(r) => ItemKey::Replay(r.id.clone()),
             })
     }
 
@@ -464,6 +512,7 @@ impl App {
             items.iter().position(|item| match (item, &key) {
                 (HallwayItem::Live(room), ItemKey::Live(id)) => &room.id == id,
                 (HallwayItem::Upcoming(s), ItemKey::Upcoming(id)) => s.id == *id,
+                (HallwayItem::Replay(r), ItemKey::Replay(id)) => &r.id == id,
                 _ => false,
             })
         });
@@ -483,14 +532,14 @@ impl App {
     pub fn room(&self) -> Option<&RoomScreen> {
         match &self.screen {
             Screen::Room(room) => Some(room),
-            Screen::Hallway => None,
+            Screen::Hallway | Screen::Replay(_) => None,
         }
     }
 
     fn room_mut(&mut self) -> Option<&mut RoomScreen> {
         match &mut self.screen {
             Screen::Room(room) => Some(room),
-            Screen::Hallway => None,
+            Screen::Hallway | Screen::Replay(_) => None,
         }
     }
 
@@ -660,9 +709,21 @@ impl App {
             Msg::Audio(status) => {
                 self.audio_quality
                     .observe(status.concealed + status.underruns, self.now_ms);
+                self.replay_progress(status.replay.as_ref());
                 self.audio = status;
                 Vec::new()
             }
+            Msg::Replays(Ok(mut replays)) => {
+                replays.truncate(replay::REPLAYS_LISTED);
+                let before = self.selected_key();
+                self.replays = replays;
+                self.keep_selection(before);
+                Vec::new()
+            }
+            // A server that keeps no replays (or a moment's trouble): nothing to list.
+            Msg::Replays(Err(_)) => Vec::new(),
+            Msg::ReplayLoaded { id, result } => self.replay_loaded(&id, result),
+            Msg::Poll => self.poll(),
             Msg::Me(me) => {
                 self.my_handle = Some(me.user.handle.clone());
                 self.following = me.following.into_iter().collect();
@@ -928,7 +989,12 @@ impl App {
             | Action::SilenceChat
             | Action::DeleteChat
             | Action::WhoMayChat
-            | Action::Pin => Vec::new(),
+            | Action::Pin
+            | Action::SeekBack
+            | Action::SeekAhead
+            | Action::PlayPause
+            | Action::Slower
+            | Action::Faster => Vec::new(),
         }
     }
 
@@ -1004,7 +1070,41 @@ impl App {
     fn back_to_hallway(&mut self) -> Vec<Effect> {
         self.screen = Screen::Hallway;
         self.overlay = None;
-        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+        // The room just left may have ended with a replay.
+        self.replays_asked_ms = Some(self.now_ms);
+        vec![
+            Effect::LeaveRoom,
+            Effect::RefreshRooms,
+            Effect::RefreshReplays,
+        ]
+    }
+
+    /// The hallway's lists, while it is on screen: the live and upcoming rooms every
+    /// time, the replays every [`replay::REPLAYS_EVERY_MS`].
+    fn poll(&mut self) -> Vec<Effect> {
+        if self.screen != Screen::Hallway {
+            return Vec::new();
+        }
+        let mut effects = vec![Effect::RefreshRooms];
+        let due = self
+            .replays_asked_ms
+            .is_none_or(|at| self.now_ms.saturating_sub(at) >= replay::REPLAYS_EVERY_MS);
+        if due {
+            self.replays_asked_ms = Some(self.now_ms);
+            effects.push(Effect::RefreshReplays);
+        }
+        effects
+    }
+
+    /// The output volume one step up or down, said on the event line.
+    fn change_volume(&mut self, up: bool) -> Vec<Effect> {
+        self.output_volume = if up {
+            (self.output_volume + 0.1).min(2.0)
+        } else {
+            (self.output_volume - 0.1).max(0.0)
+        };
+        self.say(format!("Volume {:.0}%", self.output_volume * 100.0));
+        vec![Effect::SetOutputVolume(self.output_volume)]
     }
 
     fn on_net(&mut self, event: NetEvent) -> Vec<Effect> {
@@ -1155,6 +1255,7 @@ impl App {
         let action = match self.screen {
             Screen::Hallway => self.keys.in_hallway(key.code),
             Screen::Room(_) => self.keys.in_room(key.code),
+            Screen::Replay(_) => self.keys.in_replay(key.code),
         };
         let moving = matches!(
             action,
@@ -1165,6 +1266,8 @@ impl App {
                     | Action::VolumeDown
                     | Action::TheirVolumeUp
                     | Action::TheirVolumeDown
+                    | Action::SeekBack
+                    | Action::SeekAhead
             )
         ) || matches!(key.code, KeyCode::Up | KeyCode::Down);
         if key.kind == KeyEventKind::Repeat && !typing && !moving {
@@ -1185,6 +1288,7 @@ impl App {
         match self.screen {
             Screen::Hallway => self.on_hallway_key(key),
             Screen::Room(_) => self.on_room_key(key),
+            Screen::Replay(_) => self.on_replay_key(key),
         }
     }
 
@@ -1236,6 +1340,9 @@ impl App {
         let mut effects = Vec::new();
         if self.room().is_some() {
             effects.push(Effect::LeaveRoom);
+        }
+        if self.replay().is_some() {
+            effects.push(Effect::Replay(ReplayCommand::Stop));
         }
         effects.push(Effect::Quit);
         effects
@@ -1549,6 +1656,10 @@ impl App {
                     let scheduled = scheduled.clone();
                     self.join_scheduled(&scheduled)
                 }
+                Some(HallwayItem::Replay(info)) => {
+                    let info = info.clone();
+                    self.open_replay(info)
+                }
                 None => Vec::new(),
             },
             Action::Schedule => {
@@ -1563,6 +1674,7 @@ impl App {
                 let host = match self.hallway_items().get(self.selected_room) {
                     Some(HallwayItem::Live(room)) => room.host.clone(),
                     Some(HallwayItem::Upcoming(scheduled)) => Some(scheduled.host.clone()),
+                    Some(HallwayItem::Replay(info)) => Some(info.host.clone()),
                     None => None,
                 };
                 match host {
@@ -1598,13 +1710,17 @@ impl App {
             | Action::SilenceChat
             | Action::DeleteChat
             | Action::WhoMayChat
-            | Action::Pin => Vec::new(),
+            | Action::Pin
+            | Action::SeekBack
+            | Action::SeekAhead
+            | Action::PlayPause
+            | Action::Slower
+            | Action::Faster => Vec::new(),
         }
     }
 
     fn on_room_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let key_release = self.key_release;
-        let output_volume = self.output_volume;
         let action = self.keys.in_room(key.code);
         let hand_key = self.keys.key_label(Action::Hand);
         let mute_key = self.keys.key_label(Action::Mute);
@@ -1727,16 +1843,8 @@ impl App {
                 self.say("There is no invitation to answer.");
                 Vec::new()
             }
-            Action::VolumeUp => {
-                self.output_volume = (output_volume + 0.1).min(2.0);
-                self.say(format!("Volume {:.0}%", self.output_volume * 100.0));
-                vec![Effect::SetOutputVolume(self.output_volume)]
-            }
-            Action::VolumeDown => {
-                self.output_volume = (output_volume - 0.1).max(0.0);
-                self.say(format!("Volume {:.0}%", self.output_volume * 100.0));
-                vec![Effect::SetOutputVolume(self.output_volume)]
-            }
+            Action::VolumeUp => self.change_volume(true),
+            Action::VolumeDown => self.change_volume(false),
             Action::TheirVolumeDown | Action::TheirVolumeUp => {
                 let Some((user_id, name, _)) = selected else {
                     return Vec::new();
@@ -1860,7 +1968,7 @@ impl App {
                 }
                 (None, None) => Vec::new(),
             },
-            // The hallway's and the card's keys are not in a room's table.
+            // The hallway's, the card's and a replay's keys are not in a room's table.
             Action::Schedule
             | Action::Join
             | Action::Filter
@@ -1870,7 +1978,12 @@ impl App {
             | Action::Block
             | Action::Report
             | Action::Verify
-            | Action::Close => Vec::new(),
+            | Action::Close
+            | Action::SeekBack
+            | Action::SeekAhead
+            | Action::PlayPause
+            | Action::Slower
+            | Action::Faster => Vec::new(),
         }
     }
 

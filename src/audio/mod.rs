@@ -49,7 +49,7 @@ pub mod mixer;
 pub mod oggopus;
 pub mod playout;
 pub mod recorder;
-pub mod replay_mix;
+pub mod replay;
 pub mod resample;
 pub mod stream;
 pub mod stretch;

@@ -20,6 +20,7 @@ use crate::audio::jitter::{
 };
 use crate::audio::level::{self, SILENCE_DBOV};
 use crate::audio::mixer::Mixer;
+use crate::audio::replay::{Playback, ReplayCommand, ReplayProgress};
 use crate::audio::resample::FromEngine;
 use crate::audio::stream::{DeviceFormat, PlaybackGuard, PlaybackStream, StreamCounters};
 use crate::audio::stretch::{Stretcher, stretchable};
@@ -39,6 +40,8 @@ pub enum PlayoutCommand {
     SetMasterVolume(f32),
     /// Favour low delay (on stage) or smoothness (in the audience).
     SetLatency(LatencyProfile),
+    /// Play, seek, speed up, pause or stop a replay (#15), mixed with any speakers.
+    Replay(ReplayCommand),
 }
 
 /// How playout behaves.
@@ -114,6 +117,8 @@ pub struct PlayoutStats {
     pub ring_overruns: u64,
     /// Master volume.
     pub master_volume: f32,
+    /// The replay being played, if one is.
+    pub replay: Option<ReplayProgress>,
 }
 
 struct Speaker {
@@ -304,6 +309,9 @@ pub struct PlayoutCore {
     ticks: u64,
     decode_us_last: u64,
     decode_us_max: u64,
+    /// A replay being played, and its frame of this tick.
+    replay: Option<Playback>,
+    replay_frame: Vec<f32>,
 }
 
 impl PlayoutCore {
@@ -319,6 +327,8 @@ impl PlayoutCore {
             ticks: 0,
             decode_us_last: 0,
             decode_us_max: 0,
+            replay: None,
+            replay_frame: vec![0.0; FRAME_SAMPLES],
         }
     }
 
@@ -366,6 +376,15 @@ impl PlayoutCore {
                     1.0
                 };
             }
+            PlayoutCommand::Replay(ReplayCommand::Play(timeline)) => {
+                self.replay = Some(Playback::new(timeline)?);
+            }
+            PlayoutCommand::Replay(ReplayCommand::Stop) => self.replay = None,
+            PlayoutCommand::Replay(command) => {
+                if let Some(replay) = &mut self.replay {
+                    replay.command(command)?;
+                }
+            }
             PlayoutCommand::SetLatency(profile) => {
                 self.jitter_config = profile.jitter_config();
                 for speaker in self.speakers.values_mut() {
@@ -384,6 +403,10 @@ impl PlayoutCore {
         for speaker in self.speakers.values_mut() {
             speaker.play(now_us);
             Mixer::accumulate(&mut self.mix, &speaker.frame, speaker.volume);
+        }
+        if let Some(replay) = &mut self.replay {
+            replay.play(&mut self.replay_frame);
+            Mixer::accumulate(&mut self.mix, &self.replay_frame, 1.0);
         }
         self.mixer.finish(&mut self.mix, self.master_volume);
         self.ticks += 1;
@@ -421,6 +444,7 @@ impl PlayoutCore {
             decode_us_last: self.decode_us_last,
             decode_us_max: self.decode_us_max,
             master_volume: self.master_volume,
+            replay: self.replay.as_ref().map(Playback::progress),
             ..PlayoutStats::default()
         }
     }
@@ -497,6 +521,11 @@ impl PlayoutSender {
     /// Low delay (on stage) or smoothness (in the audience), for every speaker.
     pub fn set_latency(&self, profile: LatencyProfile) {
         self.send(PlayoutCommand::SetLatency(profile));
+    }
+
+    /// Plays, seeks, speeds up, pauses or stops a replay.
+    pub fn replay(&self, command: ReplayCommand) {
+        self.send(PlayoutCommand::Replay(command));
     }
 
     /// The latest snapshot (updated every tick).

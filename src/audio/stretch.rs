@@ -46,8 +46,14 @@
 
 /// Slowest rate accepted: slower than 0.75 speech starts to sound drawn out.
 pub const MIN_RATE: f32 = 0.75;
-/// Fastest rate accepted: 1.35 leaves margin over the playout's ~1.25 catch-up rate.
+/// Fastest rate accepted for live audio: 1.35 leaves margin over the playout's ~1.25
+/// catch-up rate.
 pub const MAX_RATE: f32 = 1.35;
+/// Fastest rate a replay plays at ([`Stretcher::with_max_rate`]). At 2× each 10 ms step
+/// skips one hop of input; the search (±7.5 ms around it) still spans a pitch period of
+/// any voice above 67 Hz, so periods line up as they do at catch-up rates (tested below
+/// for pitch and length, as the catch-up rates are).
+pub const REPLAY_MAX_RATE: f32 = 2.0;
 /// Most unplayed input samples kept (1 s at 48 kHz); pushing more drops the oldest.
 pub const CAPACITY: usize = 48_000;
 
@@ -102,6 +108,8 @@ pub struct Stretcher {
     dropped: u64,
     /// Fade-in weights, raised cosine; fade-out is `1 − w`.
     fade_in: Vec<f32>,
+    /// The fastest rate `pull` plays at: [`MAX_RATE`], or up to [`REPLAY_MAX_RATE`].
+    max_rate: f32,
 }
 
 /// A crossfade from the natural continuation at `from` to the read head.
@@ -122,6 +130,17 @@ impl Default for Stretcher {
 impl Stretcher {
     /// Creates an empty stretcher with all its storage allocated.
     pub fn new() -> Self {
+        Self::with_max_rate(MAX_RATE)
+    }
+
+    /// A stretcher that plays up to `max_rate` (clamped to [`MAX_RATE`]..=
+    /// [`REPLAY_MAX_RATE`]): a replay played faster on purpose.
+    pub fn with_max_rate(max_rate: f32) -> Self {
+        let max_rate = if max_rate.is_finite() {
+            max_rate.clamp(MAX_RATE, REPLAY_MAX_RATE)
+        } else {
+            MAX_RATE
+        };
         let fade_in = (0..OVERLAP)
             .map(|k| {
                 let phase = std::f32::consts::PI * (k as f32 + 0.5) / OVERLAP as f32;
@@ -137,6 +156,7 @@ impl Stretcher {
             lag: 0.0,
             dropped: 0,
             fade_in,
+            max_rate,
         }
     }
 
@@ -177,11 +197,11 @@ impl Stretcher {
     }
 
     /// Fills `out` playing input at `rate` (1.25 = consume 1.25× the output; clamped to
-    /// [`MIN_RATE`]..=[`MAX_RATE`]; within 0.1 % of 1.0, or non-finite, plays input exactly
+    /// [`MIN_RATE`]..=[`MAX_RATE`], or the replay's maximum; within 0.1 % of 1.0, or non-finite, plays input exactly
     /// as is). Returns samples filled, fewer only when input runs out. The last < 10 ms of
     /// buffered input is too short to compare windows and plays unstretched.
     pub fn pull(&mut self, out: &mut [f32], rate: f32) -> usize {
-        let rate = clamp_rate(rate);
+        let rate = clamp_rate(rate, self.max_rate);
         let mut n = 0;
         while n < out.len() {
             let want = out.len() - n;
@@ -345,11 +365,11 @@ impl Stretcher {
 }
 
 /// Clamps a requested rate to the supported range; non-finite means "as is".
-fn clamp_rate(rate: f32) -> f32 {
+fn clamp_rate(rate: f32, max_rate: f32) -> f32 {
     if !rate.is_finite() || (rate - 1.0).abs() < RATE_SNAP {
         1.0
     } else {
-        rate.clamp(MIN_RATE, MAX_RATE)
+        rate.clamp(MIN_RATE, max_rate)
     }
 }
 
@@ -451,7 +471,7 @@ mod tests {
     /// Streams `input` through a stretcher in frames, pulling while ≥ 3 frames wait,
     /// then drains it.
     fn stretch_all(input: &[f32], rate: f32) -> Vec<f32> {
-        let mut s = Stretcher::new();
+        let mut s = Stretcher::with_max_rate(REPLAY_MAX_RATE);
         let mut out = Vec::new();
         let mut frame = [0.0f32; FRAME];
         for chunk in input.chunks(FRAME) {
@@ -502,7 +522,8 @@ mod tests {
     fn tones_keep_pitch_and_length() {
         for freq in [200.0f32, 120.0, 173.0] {
             let input = tone(freq, 3.0, 0.5);
-            for rate in [1.25f32, 0.8] {
+            // Catch-up and slowing rates, and a replay's 1.5× and 2×.
+            for rate in [1.25f32, 0.8, 1.5, 2.0] {
                 let out = stretch_all(&input, rate);
                 let expected_len = input.len() as f32 / rate;
                 let len_err = (out.len() as f32 - expected_len).abs() / expected_len;

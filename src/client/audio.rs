@@ -170,6 +170,14 @@ impl AudioLink {
         }
     }
 
+    /// Plays, seeks, speeds up, pauses or stops a replay (nothing without speakers: the
+    /// status says why).
+    pub fn replay(&self, command: crate::audio::replay::ReplayCommand) {
+        if let Some(playout) = &self.playout {
+            playout.sender().replay(command);
+        }
+    }
+
     pub fn set_output_volume(&self, volume: f32) {
         if let Some(playout) = &self.playout {
             playout.sender().set_master_volume(volume);
@@ -252,6 +260,7 @@ impl AudioLink {
         if let Some(playout) = &self.playout {
             let stats = playout.stats();
             status.underruns = stats.device_underruns;
+            status.replay = stats.replay.clone();
             for speaker in &stats.speakers {
                 status.jitter_ms = status.jitter_ms.max(speaker.jitter_delay_ms.round() as u32);
                 status.concealed += speaker.counters.concealed;

@@ -271,9 +271,8 @@ pub async fn run(api: Api, audio: AudioLink, options: RunOptions) -> anyhow::Res
                     });
                 }
             }
-            _ = refresh.tick() => if app.room().is_none() {
-                shell.run(Effect::RefreshRooms).await;
-            },
+            // The model decides what is due (the hallway's lists, only while it shows).
+            _ = refresh.tick() => pending.push(Msg::Poll),
             // A change is drawn at most FRAME after the last draw; nothing changed, nothing
             // is drawn, and no timer wakes the screen (the meters' tick, 10 a second,
             // marks it changed while in a room; the clock on screen shows minutes).
@@ -361,6 +360,24 @@ impl Shell {
                     let _ = tx.send(Msg::Upcoming(upcoming)).await;
                 });
             }
+            Effect::RefreshReplays => {
+                let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+                tokio::spawn(async move {
+                    let result = api
+                        .replays(Some(crate::app::replay::REPLAYS_LISTED))
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Replays(result)).await;
+                });
+            }
+            Effect::LoadReplay { id } => {
+                let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+                tokio::spawn(async move {
+                    let result = load_replay(&api, &id).await;
+                    let _ = tx.send(Msg::ReplayLoaded { id, result }).await;
+                });
+            }
+            Effect::Replay(command) => self.audio.replay(command),
             Effect::Clip { room } => {
                 let source = self.audio.clip_source();
                 let tx = self.msg_tx.clone();
@@ -510,6 +527,24 @@ impl Shell {
             live.leave().await;
         }
     }
+}
+
+/// Downloads a replay's tracks and reads them into a timeline (off the async threads).
+async fn load_replay(
+    api: &Api,
+    id: &str,
+) -> Result<std::sync::Arc<crate::audio::replay::Timeline>, String> {
+    let info = api.replay(id).await.map_err(|e| e.to_string())?;
+    let tracks = crate::replay_cli::download_tracks(api, &info)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        crate::audio::replay::Timeline::parse(&info, &tracks)
+            .map(std::sync::Arc::new)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Milliseconds since the Unix epoch.

@@ -469,10 +469,14 @@ impl Api {
             .await
     }
 
-    /// The replays of rooms that ended, newest first (#15).
-    pub async fn replays(&self) -> Result<Vec<ReplayInfo>, NetError> {
+    /// The replays of rooms that ended, newest first (#15); the newest `limit` only.
+    pub async fn replays(&self, limit: Option<usize>) -> Result<Vec<ReplayInfo>, NetError> {
+        let path = match limit {
+            Some(n) => format!("/api/v2/replays?limit={n}"),
+            None => "/api/v2/replays".to_string(),
+        };
         let list: ReplayList = self
-            .call_renewing(|| self.http.get(self.url("/api/v2/replays")))
+            .call_renewing(|| self.http.get(self.url(&path)))
             .await?;
         Ok(list.replays)
     }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -48,11 +48,24 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
-async fn list(State(shared): SharedState, auth: MaybeAuthed) -> Result<Json<ReplayList>, ApiError> {
+/// `?limit=N`: the newest N only (the TUI's hallway asks for 20).
+#[derive(Debug, serde::Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(shared): SharedState,
+    auth: MaybeAuthed,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<ReplayList>, ApiError> {
     let replays = replays(&shared, &auth)?;
-    let list = tokio::task::spawn_blocking(move || replays.list())
+    let mut list = tokio::task::spawn_blocking(move || replays.list())
         .await
         .unwrap_or_default();
+    if let Some(limit) = query.limit {
+        list.truncate(limit);
+    }
     Ok(Json(ReplayList { replays: list }))
 }
 

@@ -12,6 +12,7 @@ use super::Theme;
 use super::text::{self, put};
 use crate::app::keymap::Action;
 use crate::app::{App, HallwayItem};
+use crate::protocol::replay::ReplayInfo;
 use crate::protocol::schedule::ScheduledRoom;
 use crate::protocol::{Role, RoomSummary};
 
@@ -149,7 +150,7 @@ fn room_list(app: &App, theme: &Theme, buf: &mut Buffer, area: Rect) {
             buf,
         );
     }
-    if app.rooms.is_empty() && app.upcoming.is_empty() {
+    if app.rooms.is_empty() && app.upcoming.is_empty() && app.replays.is_empty() {
         return message(
             vec![Line::from(vec![
                 Span::raw("No rooms are live. Press "),
@@ -214,25 +215,39 @@ fn cards(app: &App, items: &[HallwayItem<'_>], theme: &Theme, buf: &mut Buffer, 
     let first_upcoming = items
         .iter()
         .position(|i| matches!(i, HallwayItem::Upcoming(_)));
+    let first_replay = items
+        .iter()
+        .position(|i| matches!(i, HallwayItem::Replay(_)));
     for (slot, item) in items.iter().enumerate().skip(first).take(shown) {
         let row = u16::try_from(slot - first)
             .unwrap_or(u16::MAX)
             .saturating_mul(CARD_ROWS + 1);
+        // A section's heading sits in the gap above its first card.
+        let heading = if Some(slot) == first_upcoming {
+            Some("UPCOMING")
+        } else if Some(slot) == first_replay {
+            Some("REPLAYS")
+        } else {
+            None
+        };
+        if let Some(heading) = heading
+            && row > 0
+        {
+            let title = vec![Span::styled(heading, theme.heading)];
+            put(
+                buf,
+                area,
+                row - 1,
+                text::rule(title, usize::from(area.width), theme.dim),
+            );
+        }
+        let chosen = slot == selected;
         match item {
-            HallwayItem::Live(room) => card(app, room, slot == selected, theme, buf, area, row),
+            HallwayItem::Live(room) => card(app, room, chosen, theme, buf, area, row),
             HallwayItem::Upcoming(scheduled) => {
-                // The section's heading sits in the gap above its first card.
-                if Some(slot) == first_upcoming && row > 0 {
-                    let title = vec![Span::styled("UPCOMING", theme.heading)];
-                    put(
-                        buf,
-                        area,
-                        row - 1,
-                        text::rule(title, usize::from(area.width), theme.dim),
-                    );
-                }
-                upcoming_card(app, scheduled, slot == selected, theme, buf, area, row);
+                upcoming_card(app, scheduled, chosen, theme, buf, area, row);
             }
+            HallwayItem::Replay(info) => replay_card(info, chosen, theme, buf, area, row),
         }
     }
     if !fits_all {
@@ -348,6 +363,53 @@ fn upcoming_card(
     } else {
         format!("{host} · {state} · {}", room.description)
     };
+    let detail_line = Line::from(vec![
+        marker,
+        Span::raw("  "),
+        Span::styled(text::fit(&about, cols.saturating_sub(4)), theme.dim),
+    ]);
+    draw_card(buf, area, row, [title_line, detail_line], selected, theme);
+}
+
+/// The replay of a room that ended: "▶ title      Tue 1 Dec 18:00 · 42m", then who
+/// hosted and who spoke.
+fn replay_card(
+    info: &ReplayInfo,
+    selected: bool,
+    theme: &Theme,
+    buf: &mut Buffer,
+    area: Rect,
+    row: u16,
+) {
+    let cols = usize::from(area.width);
+    let marker = marker(selected, theme);
+    let length = info
+        .ended_at_ms
+        .unwrap_or(info.started_at_ms)
+        .saturating_sub(info.started_at_ms);
+    let when = format!(
+        "{} · {} ",
+        text::local_time(info.started_at_ms),
+        text::duration(length)
+    );
+    let title_cols = cols.saturating_sub(2 + 2 + text::width(&when) + 1);
+    let title_line = text::spread(
+        vec![
+            marker.clone(),
+            Span::styled("▶ ", theme.dim),
+            Span::styled(text::fit(&info.title, title_cols), theme.room_title),
+        ],
+        vec![Span::styled(when, theme.dim)],
+        cols,
+    );
+    let spoke: Vec<&str> = info.tracks.iter().map(|t| t.user.name.as_str()).collect();
+    let mut about = format!("replay · {} hosted", info.host.name);
+    if !spoke.is_empty() {
+        about.push_str(&format!(" · {} spoke", spoke.join(", ")));
+    }
+    if info.incomplete {
+        about.push_str(" · incomplete");
+    }
     let detail_line = Line::from(vec![
         marker,
         Span::raw("  "),

@@ -4,11 +4,13 @@
 //! - [`theme`]: colours, or none for `NO_COLOR`.
 //! - `hallway`: the rooms live now.
 //! - `room`: a room's stage, audience, your own bar and the keys for your role.
+//! - `replay`: a replay playing, its play head, speed and speakers.
 //! - `overlay`: help, new room, confirm removal.
 //! - `text`: truncation, durations, meters and line helpers.
 
 mod hallway;
 mod overlay;
+mod replay;
 mod room;
 pub mod text;
 pub mod theme;
@@ -67,6 +69,10 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame) -> Vec<Hyperlink> {
             Vec::new()
         }
         Screen::Room(room) => room::render(app, room, theme, frame, body),
+        Screen::Replay(replay) => {
+            replay::render(app, replay, theme, frame.buffer_mut(), body);
+            Vec::new()
+        }
     };
     if let Some(overlay) = &app.overlay {
         overlay::render(overlay, app, theme, frame, area);
