@@ -512,8 +512,8 @@ pub const ALL_GROUPS: [&Group; 7] = [
     &CARD,
 ];
 /// The two-column help: the left column's groups and the right's.
-pub const LEFT_COLUMN: [&Group; 4] = [&HALLWAY, &ROOM, &STAGE, &REPLAY];
-pub const RIGHT_COLUMN: [&Group; 3] = [&ROOM_LIFE, &MODERATORS, &CARD];
+pub const LEFT_COLUMN: [&Group; 3] = [&HALLWAY, &ROOM, &STAGE];
+pub const RIGHT_COLUMN: [&Group; 4] = [&ROOM_LIFE, &MODERATORS, &REPLAY, &CARD];
 
 /// How the help box sits on a `cols`×`rows` screen: shared by the view, which draws it,
 /// and the model, which scrolls it, so the two agree on how far it can scroll.

@@ -6,6 +6,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::*;
+use std::sync::Arc;
+
 use crate::audio::LatencyProfile;
 use crate::protocol::{Participant, StageMember, User};
 use crate::server::room::{Addressed, AudioVerdict, Delivery, Room, RoomLimits};
@@ -507,8 +509,9 @@ fn the_help_scrolls_where_the_screen_is_too_small_and_other_keys_close_it() {
         Some(Overlay::Help { scroll: max }),
         "stops at the end"
     );
-    app.update(key(KeyCode::PageUp));
-    app.update(key(KeyCode::PageUp));
+    for _ in 0..5 {
+        app.update(key(KeyCode::PageUp));
+    }
     app.update(ch('k'));
     assert_eq!(
         app.overlay,
@@ -635,7 +638,11 @@ fn a_room_created_while_typing_a_filter_takes_the_keys_to_the_room() {
     assert!(!app.filtering);
     assert_eq!(
         app.update(ch('L')),
-        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+        vec![
+            Effect::LeaveRoom,
+            Effect::RefreshRooms,
+            Effect::RefreshReplays
+        ]
     );
 }
 
@@ -687,13 +694,21 @@ fn while_joining_only_leaving_and_quitting_work() {
     assert_eq!(app.output_volume, 1.0);
     assert_eq!(
         app.update(key(KeyCode::Esc)),
-        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+        vec![
+            Effect::LeaveRoom,
+            Effect::RefreshRooms,
+            Effect::RefreshReplays
+        ]
     );
     assert_eq!(app.screen, Screen::Hallway);
     app.update(key(KeyCode::Enter));
     assert_eq!(
         app.update(ch('L')),
-        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+        vec![
+            Effect::LeaveRoom,
+            Effect::RefreshRooms,
+            Effect::RefreshReplays
+        ]
     );
     app.update(key(KeyCode::Enter));
     assert_eq!(app.update(ch('q')), vec![Effect::LeaveRoom, Effect::Quit]);
@@ -1025,7 +1040,11 @@ fn l_leaves_for_the_hallway_and_closes_a_live_mic() {
     let mut live = Live::new(ADA);
     assert_eq!(
         live.press(ch('L')),
-        vec![Effect::LeaveRoom, Effect::RefreshRooms]
+        vec![
+            Effect::LeaveRoom,
+            Effect::RefreshRooms,
+            Effect::RefreshReplays
+        ]
     );
     assert_eq!(live.app.screen, Screen::Hallway);
     let mut live = Live::ada_live();
@@ -1034,6 +1053,7 @@ fn l_leaves_for_the_hallway_and_closes_a_live_mic() {
         vec![
             Effect::LeaveRoom,
             Effect::RefreshRooms,
+            Effect::RefreshReplays,
             Effect::SetMicLive(false),
             Effect::SetMicOpen(false)
         ]
@@ -1167,7 +1187,14 @@ fn removal_of_someone_else_is_announced_and_of_me_sends_me_home() {
     live.by(HOST, ClientCommand::Remove { user_id: BOB });
     assert_eq!(live.notice(), Some("Bob was removed."));
     let effects = live.by(HOST, ClientCommand::Remove { user_id: ADA });
-    assert_eq!(effects, vec![Effect::LeaveRoom, Effect::RefreshRooms]);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::LeaveRoom,
+            Effect::RefreshRooms,
+            Effect::RefreshReplays
+        ]
+    );
     assert_eq!(live.app.screen, Screen::Hallway);
     assert_eq!(
         live.notice(),
@@ -1198,6 +1225,7 @@ fn the_room_ending_sends_everyone_home_with_the_reason() {
             vec![
                 Effect::LeaveRoom,
                 Effect::RefreshRooms,
+                Effect::RefreshReplays,
                 Effect::SetMicLive(false),
                 Effect::SetMicOpen(false)
             ]
@@ -1210,7 +1238,14 @@ fn the_room_ending_sends_everyone_home_with_the_reason() {
     // Through the real room: the end, then the close that follows it, which changes nothing.
     let mut live = Live::new(ADA);
     let effects = live.by(HOST, ClientCommand::EndRoom);
-    assert_eq!(effects, vec![Effect::LeaveRoom, Effect::RefreshRooms]);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::LeaveRoom,
+            Effect::RefreshRooms,
+            Effect::RefreshReplays
+        ]
+    );
     assert_eq!(live.notice(), Some("A moderator ended the room."));
 }
 
@@ -1237,7 +1272,11 @@ fn a_closed_session_sends_me_home_with_the_reason() {
         };
         assert_eq!(
             live.press(Msg::Net(closed)),
-            vec![Effect::LeaveRoom, Effect::RefreshRooms]
+            vec![
+                Effect::LeaveRoom,
+                Effect::RefreshRooms,
+                Effect::RefreshReplays
+            ]
         );
         assert_eq!(
             (&live.app.screen, live.notice()),
@@ -2292,4 +2331,228 @@ fn the_hallway_selection_stays_on_its_room_when_the_lists_change() {
         app.hallway_items()[app.selected_room],
         HallwayItem::Upcoming(s) if s.id == 1
     ));
+}
+
+// ---- Replays in the TUI (#15) ----
+
+fn replay_info(id: &str, title: &str, speakers: &[UserId], length_ms: u64) -> ReplayInfo {
+    use crate::protocol::replay::ReplayTrack;
+    ReplayInfo {
+        id: id.into(),
+        title: title.into(),
+        host: user(HOST),
+        started_at_ms: 1_000_000,
+        last_ms: None,
+        ended_at_ms: Some(1_000_000 + length_ms),
+        incomplete: false,
+        why_incomplete: None,
+        tracks: speakers
+            .iter()
+            .map(|&id| ReplayTrack {
+                user: user(id),
+                first_ms: 1_000_000,
+                packets: 10,
+                bytes: 1_000,
+            })
+            .collect(),
+    }
+}
+
+/// What the engine reports: `position_ms` heard, after `seeks` seeks.
+fn progress(position_ms: u64, length_ms: u64, seeks: u64, ended: bool) -> Msg {
+    Msg::Audio(AudioStatus {
+        replay: Some(crate::audio::replay::ReplayProgress {
+            position_ms,
+            length_ms,
+            paused: ended,
+            ended,
+            seeks,
+            speaking: vec![BOB],
+        }),
+        ..AudioStatus::default()
+    })
+}
+
+fn seek(ms: u64) -> Effect {
+    Effect::Replay(ReplayCommand::Seek { ms })
+}
+
+#[test]
+fn replays_are_listed_after_the_rooms_and_enter_plays_one_with_seeks_speeds_and_a_pause() {
+    let mut app = hallway();
+    let talk = replay_info("r1", "Rust on the stage", &[HOST, BOB], 600_000);
+    let other = replay_info("r2", "Synth clinic", &[CY], 60_000);
+    app.update(Msg::Replays(Ok(vec![talk.clone(), other])));
+    let live = app.visible_rooms().len();
+    let items = app.hallway_items();
+    assert_eq!(items.len(), live + 2);
+    assert!(matches!(items[live], HallwayItem::Replay(r) if r.id == "r1"));
+    // The filter finds a replay by who spoke in it.
+    app.filter = "cy".into();
+    assert!(matches!(app.hallway_items()[..], [HallwayItem::Replay(r)] if r.id == "r2"));
+    app.filter.clear();
+    for _ in 0..live {
+        app.update(ch('j'));
+    }
+    // Enter: the replay's screen at once, its tracks asked for.
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        vec![Effect::LoadReplay { id: "r1".into() }]
+    );
+    let replay = app.replay().unwrap();
+    assert_eq!(replay.state, ReplayState::Loading);
+    assert_eq!(replay.length_ms, 600_000);
+    // Keys while it loads: a faster speed is kept for when it plays; seeks do nothing.
+    assert!(app.update(ch('>')).is_empty());
+    assert!(app.update(key(KeyCode::Right)).is_empty());
+    // Another replay's tracks (one left a moment ago) are not played.
+    let timeline = Arc::new(Timeline::parse(&talk, &[]).unwrap());
+    assert!(
+        app.update(Msg::ReplayLoaded {
+            id: "r2".into(),
+            result: Ok(timeline.clone())
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        app.update(Msg::ReplayLoaded {
+            id: "r1".into(),
+            result: Ok(timeline.clone())
+        }),
+        vec![
+            Effect::Replay(ReplayCommand::Play(timeline.clone())),
+            Effect::Replay(ReplayCommand::Speed(1.25)),
+        ]
+    );
+    app.update(progress(100_000, 600_000, 0, false));
+    assert_eq!(app.replay().unwrap().position_ms, 100_000);
+    assert_eq!(app.replay().unwrap().speaking, vec![BOB]);
+    // → 15 s on, at once; a report from before the seek does not move it back.
+    assert_eq!(app.update(key(KeyCode::Right)), vec![seek(115_000)]);
+    app.update(progress(100_100, 600_000, 0, false));
+    assert_eq!(app.replay().unwrap().position_ms, 115_000);
+    app.update(progress(115_040, 600_000, 1, false));
+    assert_eq!(app.replay().unwrap().position_ms, 115_040);
+    // ← 15 s back; never before the start, never past the end.
+    assert_eq!(app.update(key(KeyCode::Left)), vec![seek(100_040)]);
+    app.update(progress(10_000, 600_000, 2, false));
+    assert_eq!(app.update(key(KeyCode::Left)), vec![seek(0)]);
+    app.update(progress(595_000, 600_000, 3, false));
+    assert_eq!(app.update(key(KeyCode::Right)), vec![seek(600_000)]);
+    // Space pauses and plays on.
+    assert_eq!(
+        app.update(ch(' ')),
+        vec![Effect::Replay(ReplayCommand::Pause(true))]
+    );
+    assert_eq!(
+        app.update(ch(' ')),
+        vec![Effect::Replay(ReplayCommand::Pause(false))]
+    );
+    // Speeds: up to 2×, then said; `<` and `,` slow it.
+    assert_eq!(
+        app.update(ch('>')),
+        vec![Effect::Replay(ReplayCommand::Speed(1.5))]
+    );
+    assert_eq!(
+        app.update(ch('.')),
+        vec![Effect::Replay(ReplayCommand::Speed(2.0))]
+    );
+    assert!(app.update(ch('>')).is_empty());
+    assert_eq!(
+        app.current_notice(),
+        Some("2× is the fastest a replay plays.")
+    );
+    assert_eq!(
+        app.update(ch(',')),
+        vec![Effect::Replay(ReplayCommand::Speed(1.5))]
+    );
+    // Ended: it holds at the end; space plays it again from the start.
+    app.update(progress(600_000, 600_000, 4, true));
+    let replay = app.replay().unwrap();
+    assert!(replay.ended && replay.paused);
+    assert_eq!(
+        app.update(ch(' ')),
+        vec![seek(0), Effect::Replay(ReplayCommand::Pause(false))]
+    );
+    // Keys of a room mean nothing here (h would raise a hand).
+    assert!(app.update(ch('h')).is_empty());
+    // Esc: back to the hallway, the replay stopped, the lists asked for.
+    assert_eq!(
+        app.update(key(KeyCode::Esc)),
+        vec![
+            Effect::Replay(ReplayCommand::Stop),
+            Effect::RefreshRooms,
+            Effect::RefreshReplays
+        ]
+    );
+    assert_eq!(app.screen, Screen::Hallway);
+    // Tracks arriving after leaving are not played.
+    assert!(
+        app.update(Msg::ReplayLoaded {
+            id: "r1".into(),
+            result: Ok(timeline)
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_replay_that_cannot_be_loaded_says_why_and_keys_do_nothing_to_it() {
+    let mut app = hallway();
+    app.update(Msg::Replays(Ok(vec![replay_info(
+        "r1",
+        "Gone",
+        &[HOST],
+        60_000,
+    )])));
+    for _ in 0..app.visible_rooms().len() {
+        app.update(ch('j'));
+    }
+    app.update(key(KeyCode::Enter));
+    app.update(Msg::ReplayLoaded {
+        id: "r1".into(),
+        result: Err("no replay \"r1\": it was deleted".into()),
+    });
+    assert!(matches!(
+        &app.replay().unwrap().state,
+        ReplayState::Failed(e) if e.contains("deleted")
+    ));
+    assert!(app.current_notice().unwrap().contains("deleted"));
+    assert!(app.update(key(KeyCode::Right)).is_empty());
+    assert!(app.update(ch(' ')).is_empty());
+    // Engine reports (from nothing playing) change nothing.
+    app.update(progress(5_000, 60_000, 0, false));
+    assert_eq!(app.replay().unwrap().position_ms, 0);
+    assert_eq!(app.update(ch('L'))[0], Effect::Replay(ReplayCommand::Stop));
+}
+
+#[test]
+fn the_hallway_asks_for_replays_every_30_s_and_on_coming_back_and_not_from_a_room() {
+    let mut app = hallway();
+    app.update(Msg::Tick { now_ms: 1_000 });
+    assert_eq!(
+        app.update(Msg::Poll),
+        vec![Effect::RefreshRooms, Effect::RefreshReplays]
+    );
+    app.update(Msg::Tick { now_ms: 3_000 });
+    assert_eq!(app.update(Msg::Poll), vec![Effect::RefreshRooms]);
+    app.update(Msg::Tick { now_ms: 31_000 });
+    assert_eq!(
+        app.update(Msg::Poll),
+        vec![Effect::RefreshRooms, Effect::RefreshReplays]
+    );
+    app.update(Msg::OpenRoom { id: "k3".into() });
+    app.update(Msg::Tick { now_ms: 90_000 });
+    assert!(
+        app.update(Msg::Poll).is_empty(),
+        "nothing polled from a room"
+    );
+    let back = app.update(ch('L'));
+    assert!(back.contains(&Effect::RefreshReplays), "{back:?}");
+    // The list of replays is cut to the newest 20.
+    let many: Vec<ReplayInfo> = (0..30)
+        .map(|i| replay_info(&format!("r{i}"), "t", &[HOST], 1_000))
+        .collect();
+    app.update(Msg::Replays(Ok(many)));
+    assert_eq!(app.replays.len(), replay::REPLAYS_LISTED);
 }

@@ -68,7 +68,7 @@ pub fn render(app: &App, replay: &ReplayScreen, theme: &Theme, buf: &mut Buffer,
         (ReplayState::Failed(e), _) => Some((format!(" Cannot play it: {e}"), theme.error)),
         (_, Some(why)) => Some((
             format!(
-                " No sound here ({why}): `hallway replay get {} out.wav` saves it to a file.",
+                " No sound: {why}. `hallway replay get {} out.wav` saves it to a file.",
                 info.id
             ),
             theme.warn,

@@ -15,6 +15,7 @@ use super::{Theme, render};
 use crate::app::{App, AudioStatus, Effect, Msg, Overlay};
 use crate::net::NetEvent;
 use crate::protocol::chat::{ChatLine, Reacted, Reaction, ReactionCount};
+use crate::protocol::replay::{ReplayInfo, ReplayTrack};
 use crate::protocol::schedule::ScheduledRoom;
 use crate::protocol::{
     PROTOCOL_VERSION, Participant, Profile, Role, RoomDetail, RoomSummary, ServerMessage,
@@ -1301,4 +1302,144 @@ fn overlay_schedule() {
         app.update(char_key(c));
     }
     insta::assert_snapshot!(screen(&app, 80, 24));
+}
+
+// ---- Replays (#15) ----
+
+fn replay(id: &str, title: &str, host: (UserId, &str), spoke: &[(UserId, &str)]) -> ReplayInfo {
+    let person = |(id, name): (UserId, &str)| User {
+        id,
+        handle: name.to_lowercase(),
+        name: name.into(),
+    };
+    ReplayInfo {
+        id: id.into(),
+        title: title.into(),
+        host: person(host),
+        started_at_ms: NOW - 26 * 60 * MINUTE,
+        last_ms: None,
+        ended_at_ms: Some(NOW - 26 * 60 * MINUTE + 42 * MINUTE + 10_000),
+        incomplete: false,
+        why_incomplete: None,
+        tracks: spoke
+            .iter()
+            .map(|&who| ReplayTrack {
+                user: person(who),
+                first_ms: NOW - 26 * 60 * MINUTE,
+                packets: 1_000,
+                bytes: 2_100_000,
+            })
+            .collect(),
+    }
+}
+
+fn grace_talk() -> ReplayInfo {
+    replay(
+        "rp1",
+        "Async Rust, live Q&A",
+        (10, "Grace"),
+        &[(10, "Grace"), (11, "Linus"), (12, "Kat")],
+    )
+}
+
+#[test]
+fn hallway_replays() {
+    let mut app = hallway_with(many_rooms().into_iter().take(2).collect());
+    let broken = ReplayInfo {
+        incomplete: true,
+        why_incomplete: Some("the disk filled".into()),
+        ..replay("rp2", "Modular synth clinic", (30, "Kat"), &[(30, "Kat")])
+    };
+    app.update(Msg::Replays(Ok(vec![grace_talk(), broken])));
+    for _ in 0..2 {
+        app.update(char_key('j'));
+    }
+    let times = [NOW - 26 * 60 * MINUTE];
+    insta::assert_snapshot!(without_times(screen(&app, 80, 24), &times));
+}
+
+/// The replay screen of Grace's talk, loaded and reported at `position_ms`.
+fn playing(position_ms: u64) -> App {
+    let mut app = hallway_with(Vec::new());
+    let info = grace_talk();
+    app.update(Msg::Replays(Ok(vec![info.clone()])));
+    app.update(key(KeyCode::Enter));
+    let timeline = std::sync::Arc::new(crate::audio::replay::Timeline::parse(&info, &[]).unwrap());
+    app.update(Msg::ReplayLoaded {
+        id: info.id.clone(),
+        result: Ok(timeline),
+    });
+    app.update(Msg::Audio(AudioStatus {
+        replay: Some(crate::audio::replay::ReplayProgress {
+            position_ms,
+            length_ms: 2_530_000,
+            paused: false,
+            ended: false,
+            seeks: 0,
+            speaking: vec![11],
+        }),
+        ..AudioStatus::default()
+    }));
+    app
+}
+
+#[test]
+fn replay_loading() {
+    let mut app = hallway_with(Vec::new());
+    app.update(Msg::Replays(Ok(vec![grace_talk()])));
+    app.update(key(KeyCode::Enter));
+    let times = [NOW - 26 * 60 * MINUTE];
+    insta::assert_snapshot!(without_times(screen(&app, 80, 24), &times));
+}
+
+#[test]
+fn replay_playing_faster() {
+    let mut app = playing(724_000);
+    app.update(char_key('>'));
+    app.update(char_key('>'));
+    let times = [NOW - 26 * 60 * MINUTE];
+    insta::assert_snapshot!(without_times(screen(&app, 80, 24), &times));
+}
+
+#[test]
+fn replay_paused_without_speakers_incomplete() {
+    let mut app = hallway_with(Vec::new());
+    let info = ReplayInfo {
+        incomplete: true,
+        why_incomplete: Some("the server stopped before the room ended".into()),
+        ..grace_talk()
+    };
+    app.update(Msg::Replays(Ok(vec![info.clone()])));
+    app.update(key(KeyCode::Enter));
+    let timeline = std::sync::Arc::new(crate::audio::replay::Timeline::parse(&info, &[]).unwrap());
+    app.update(Msg::ReplayLoaded {
+        id: info.id.clone(),
+        result: Ok(timeline),
+    });
+    app.update(char_key(' '));
+    app.update(Msg::Audio(AudioStatus {
+        unavailable: Some("no speakers (no sound card)".into()),
+        ..AudioStatus::default()
+    }));
+    let times = [NOW - 26 * 60 * MINUTE];
+    insta::assert_snapshot!(without_times(screen(&app, 60, 16), &times));
+}
+
+#[test]
+fn replay_ended_plain() {
+    let mut app = playing(0);
+    app.update(Msg::Audio(AudioStatus {
+        replay: Some(crate::audio::replay::ReplayProgress {
+            position_ms: 2_530_000,
+            length_ms: 2_530_000,
+            paused: true,
+            ended: true,
+            seeks: 0,
+            speaking: Vec::new(),
+        }),
+        ..AudioStatus::default()
+    }));
+    let terminal = draw(&app, &Theme::plain(), 80, 24);
+    let times = [NOW - 26 * 60 * MINUTE];
+    insta::assert_snapshot!(without_times(terminal.backend().to_string(), &times));
 }
