@@ -930,3 +930,171 @@ async fn a_first_run_through_an_invitation_link_makes_the_account_and_opens_the_
         (410, Some("invitation_used"))
     );
 }
+
+/// The frequency of each 20 ms frame of a WAV file (zero crossings), `None` where it is
+/// quiet (below −35 dBFS).
+fn frame_pitches(path: &std::path::Path) -> Vec<Option<f32>> {
+    use hallway::audio::files::{AudioSource, WavSource, read_all};
+    let mut source = WavSource::open(path).unwrap();
+    let channels = usize::from(source.format().channels.max(1));
+    let rate = source.format().sample_rate as f32;
+    let samples = read_all(&mut source).unwrap();
+    let mono: Vec<f32> = samples.chunks(channels).map(|c| c[0]).collect();
+    mono.chunks(source.format().sample_rate as usize / 50)
+        .map(|frame| {
+            if hallway::audio::level::frame_dbov(frame) < -35.0 {
+                return None;
+            }
+            let crossings = frame
+                .windows(2)
+                .filter(|w| (w[0] >= 0.0) != (w[1] >= 0.0))
+                .count();
+            Some(crossings as f32 / 2.0 / (frame.len() as f32 / rate))
+        })
+        .collect()
+}
+
+/// Where the replay screen's play head is, in seconds ("▶ 0:07 ━━●──"), when it shows.
+fn play_head(screen: &str) -> Option<u64> {
+    let line = screen
+        .lines()
+        .find(|l| l.contains('●') || l.contains('━'))?;
+    let clock = line.split_whitespace().find(|w| w.contains(':'))?;
+    let (m, s) = clock.split_once(':')?;
+    Some(m.parse::<u64>().ok()? * 60 + s.parse::<u64>().ok()?)
+}
+
+/// Replays in the TUI (#15): a room kept with its replay on, where the host sent 5 s of a
+/// 440 Hz tone and then 13 s of 880 Hz; after it ends, the hallway lists its replay, Enter
+/// plays it (into a WAV file standing in for the speakers), → jumps 15 s on, `>` plays it
+/// faster with its pitch kept, and space pauses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_is_listed_in_the_hallway_and_plays_with_seeks_speed_and_a_pause() {
+    let server = TestServer::start();
+    let hera = server.session("Hera").await;
+    let (status, created) = server
+        .post_json(
+            "/api/v2/rooms",
+            Some(&hera.token),
+            json!({"title": "Two tones on the record", "replay": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let room = created["id"].as_str().unwrap().to_string();
+    let mut host = Live::join(&server, &room, &hera).await;
+    host.command(json!({"type": "unmute"})).await;
+    let mut encoder = hallway::audio::codec::OpusEncoder::new(
+        hallway::audio::codec::OpusEncoderConfig::default(),
+    )
+    .unwrap();
+    // Sent in real time (the server holds a speaker to real time), 18 s.
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for seq in 0..900u32 {
+        let freq = if seq < 250 { 440.0 } else { 880.0 };
+        let frame: Vec<f32> = (0..960)
+            .map(|i| {
+                let t = (seq as usize * 960 + i) as f32 / 48_000.0;
+                0.3 * (t * std::f32::consts::TAU * freq).sin()
+            })
+            .collect();
+        tick.tick().await;
+        host.send_audio(seq, &encoder.encode_vec(&frame).unwrap())
+            .await;
+    }
+    host.command(json!({"type": "end_room"})).await;
+    let listed_by = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < listed_by, "the replay was not listed");
+        let (_, list) = server.get("/api/v2/replays", None).await;
+        if list["replays"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["id"] == room.as_str()))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("heard.wav");
+    let tui = Tui::start(
+        "replay",
+        &[
+            "--server",
+            &server.base,
+            "--name",
+            "Lena",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    )
+    .await;
+    tui.wait_for("the replay in the hallway", |s| {
+        s.contains("REPLAYS") || s.contains("Two tones on the record")
+    })
+    .await;
+    tui.select_room("Two tones on the record").await;
+    tui.press("Enter").await;
+    tui.wait_for("the replay playing a second in", |s| {
+        s.contains("REPLAY") && play_head(s).is_some_and(|p| p >= 1)
+    })
+    .await;
+    // → : 15 s on, past the low tone.
+    tui.press("Right").await;
+    tui.wait_for("the play head 15 s on", |s| {
+        play_head(s).is_some_and(|p| p >= 15)
+    })
+    .await;
+    // > twice: 1.5×, the pitch kept.
+    tui.type_keys(">>").await;
+    tui.wait_for("1.5× on screen", |s| s.contains("1.5×")).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tui.type_keys(" ").await;
+    let paused = tui.wait_for("paused", |s| s.contains("paused")).await;
+    let at = play_head(&paused).unwrap();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        play_head(&tui.screen().await),
+        Some(at),
+        "the play head stays while paused"
+    );
+    tui.type_keys("q").await;
+    assert_eq!(tui.wait_exit().await, 0);
+
+    let pitches = frame_pitches(&out);
+    let low = pitches
+        .iter()
+        .filter(|p| p.is_some_and(|f| (f - 440.0).abs() < 30.0))
+        .count();
+    let high = pitches
+        .iter()
+        .filter(|p| p.is_some_and(|f| (f - 880.0).abs() < 40.0))
+        .count();
+    let other = pitches
+        .iter()
+        .filter(|p| p.is_some_and(|f| (f - 440.0).abs() >= 30.0 && (f - 880.0).abs() >= 40.0))
+        .count();
+    eprintln!("heard: {low} frames of the low tone, {high} of the high, {other} of neither");
+    assert!(low >= 40, "most of a second of the low tone: {low} frames");
+    // Played through, the low tone would last 5 s (250 frames) before any high one.
+    assert!(
+        low < 200,
+        "the seek skipped the rest of the low tone: {low} frames of it"
+    );
+    assert!(high >= 40, "the high tone after the seek: {high} frames");
+    // Seams (the seek, the speed change) may blur a frame or two; nothing else.
+    assert!(
+        other <= 6,
+        "{other} frames of neither tone ({low} low, {high} high)"
+    );
+    let first_high = pitches
+        .iter()
+        .position(|p| p.is_some_and(|f| (f - 880.0).abs() < 40.0))
+        .unwrap();
+    let last_low = pitches
+        .iter()
+        .rposition(|p| p.is_some_and(|f| (f - 440.0).abs() < 30.0))
+        .unwrap();
+    assert!(last_low < first_high, "the low tone, then the high one");
+}
