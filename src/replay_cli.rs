@@ -11,7 +11,7 @@ use crate::audio::files::create_sink;
 use crate::audio::replay::{Timeline, mix_into};
 use crate::audio::stream::DeviceFormat;
 use crate::cli::ClientArgs;
-use crate::net::{Api, NetError};
+use crate::net::Api;
 use crate::protocol::UserId;
 use crate::protocol::replay::ReplayInfo;
 use crate::protocol::text::terminal_safe;
@@ -50,20 +50,41 @@ fn line(info: &ReplayInfo) -> String {
     )
 }
 
+/// The most a replay's tracks may take together when downloaded: 1 GiB, about 64
+/// speaker-hours (16 MB each). The index's own sizes are the server's word; this is ours.
+pub const MAX_DOWNLOAD: u64 = 1 << 30;
+
 /// Downloads every track of `info`, each refused past the size its index says (with the
-/// Ogg headers and some slack), so a hostile server cannot fill this machine's memory.
+/// Ogg headers and some slack) and all of them past [`MAX_DOWNLOAD`], so a hostile server
+/// cannot fill this machine's memory.
 pub async fn download_tracks(
     api: &Api,
     info: &ReplayInfo,
-) -> Result<Vec<(UserId, Vec<u8>)>, NetError> {
+) -> anyhow::Result<Vec<(UserId, Vec<u8>)>> {
+    let claimed = info
+        .tracks
+        .iter()
+        .fold(0u64, |sum, t| sum.saturating_add(t.bytes));
+    if claimed > MAX_DOWNLOAD {
+        anyhow::bail!(
+            "the replay is {} MB, more than the {} MB this client downloads",
+            claimed / 1_000_000,
+            MAX_DOWNLOAD / 1_000_000
+        );
+    }
     let mut tracks = Vec::new();
+    let mut left = MAX_DOWNLOAD;
     for track in &info.tracks {
-        let most = track.bytes + 4_096 + (1 << 20);
+        let most = track.bytes.saturating_add(4_096 + (1 << 20)).min(left);
         let bytes = api.replay_track(&info.id, track.user.id, most).await?;
+        left = left.saturating_sub(bytes.len() as u64);
         tracks.push((track.user.id, bytes));
     }
     Ok(tracks)
 }
+
+/// The longest replay written as WAV: 16-bit mono at 48 kHz fills WAV's 4 GiB in 12.4 h.
+const MAX_WAV_MS: u64 = 12 * 3_600_000;
 
 pub async fn list(client: &ClientArgs, json: bool) -> anyhow::Result<()> {
     let (api, _) = crate::cli::signed_in_or_anonymous(client).await?;
@@ -86,10 +107,19 @@ pub async fn run(client: &ClientArgs, command: ReplayCommand) -> anyhow::Result<
         ReplayCommand::Get { id, out } => {
             let (api, _) = crate::cli::signed_in_or_anonymous(client).await?;
             let info = api.replay(&id).await?;
+            let is_wav = out
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+            if is_wav && info.length_ms() > MAX_WAV_MS {
+                anyhow::bail!(
+                    "the replay is {} long, more than a WAV file holds (12 hours): write OUT.ogg instead",
+                    duration(info.length_ms())
+                );
+            }
             let tracks = download_tracks(&api, &info).await?;
             let written = out.clone();
             let seconds = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
-                let timeline = std::sync::Arc::new(Timeline::parse(&info, &tracks)?);
+                let timeline = std::sync::Arc::new(Timeline::parse(&info, tracks)?);
                 let mut sink = create_sink(&out, DeviceFormat::ENGINE)
                     .with_context(|| format!("cannot write {}", out.display()))?;
                 // A second at a time: an hour-long replay is never held decoded.

@@ -965,9 +965,10 @@ fn play_head(screen: &str) -> Option<u64> {
 }
 
 /// Replays in the TUI (#15): a room kept with its replay on, where the host sent 5 s of a
-/// 440 Hz tone and then 13 s of 880 Hz; after it ends, the hallway lists its replay, Enter
-/// plays it (into a WAV file standing in for the speakers), → jumps 15 s on, `>` plays it
-/// faster with its pitch kept, and space pauses it.
+/// 440 Hz tone and then 20 s of 880 Hz; after it ends, the hallway lists its replay, Enter
+/// plays it (into a WAV file standing in for the speakers), → jumps 15 s on, `>` three
+/// times plays it twice as fast (the play head moves two seconds a second) with its pitch
+/// kept, and space pauses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_is_listed_in_the_hallway_and_plays_with_seeks_speed_and_a_pause() {
     let server = TestServer::start();
@@ -987,10 +988,10 @@ async fn a_replay_is_listed_in_the_hallway_and_plays_with_seeks_speed_and_a_paus
         hallway::audio::codec::OpusEncoderConfig::default(),
     )
     .unwrap();
-    // Sent in real time (the server holds a speaker to real time), 18 s.
+    // Sent in real time (the server holds a speaker to real time), 25 s.
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for seq in 0..900u32 {
+    for seq in 0..1_250u32 {
         let freq = if seq < 250 { 440.0 } else { 880.0 };
         let frame: Vec<f32> = (0..960)
             .map(|i| {
@@ -1046,10 +1047,18 @@ async fn a_replay_is_listed_in_the_hallway_and_plays_with_seeks_speed_and_a_paus
         play_head(s).is_some_and(|p| p >= 15)
     })
     .await;
-    // > twice: 1.5×, the pitch kept.
-    tui.type_keys(">>").await;
-    tui.wait_for("1.5× on screen", |s| s.contains("1.5×")).await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // > three times: 2×, the pitch kept, and the play head twice as fast as the clock.
+    tui.type_keys(">>>").await;
+    let fast = tui.wait_for("2× on screen", |s| s.contains("2×")).await;
+    let (from, since) = (play_head(&fast).unwrap(), Instant::now());
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let moved = play_head(&tui.screen().await).unwrap() - from;
+    let wall = since.elapsed().as_secs_f64();
+    // Whole seconds on screen: 2× over 3 s shows 5 to 7 s; as is, it would show 2 to 4.
+    assert!(
+        moved as f64 >= 1.6 * wall.floor() - 1.0 && moved >= 5,
+        "the play head moved {moved} s in {wall:.1} s at 2×"
+    );
     tui.type_keys(" ").await;
     let paused = tui.wait_for("paused", |s| s.contains("paused")).await;
     let at = play_head(&paused).unwrap();

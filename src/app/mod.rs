@@ -1036,6 +1036,12 @@ impl App {
     }
 
     fn enter_room(&mut self, id: String) -> Vec<Effect> {
+        // A room opened over a replay (a room created or started a moment before) ends it:
+        // nothing would be left on screen to stop it.
+        let mut effects = Vec::new();
+        if self.replay().is_some() {
+            effects.push(Effect::Replay(ReplayCommand::Stop));
+        }
         self.overlay = None;
         // A created room can arrive while the filter is being typed; keys go to the room.
         self.filtering = false;
@@ -1053,7 +1059,8 @@ impl App {
             not_sent: 0,
             life: life::LifeScreen::default(),
         }));
-        vec![Effect::JoinRoom { id }]
+        effects.push(Effect::JoinRoom { id });
+        effects
     }
 
     /// A room's link on this server; with `share`, a private room's share link.

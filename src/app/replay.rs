@@ -4,8 +4,9 @@
 //!
 //! The model asks for every change ([`Effect::Replay`]) and the engine reports where it is
 //! ([`ReplayProgress`], with the meters). A report made before the engine took the latest
-//! seek would move the position back for a moment: each report carries the number of seeks
-//! the engine has done, and one behind the seeks asked for is not taken for the position.
+//! change would undo it on screen for a moment (the play head back where it was, "paused"
+//! after play): each report carries the number of seeks, speeds and pauses the engine has
+//! done, and one behind those asked for is not believed.
 
 use std::sync::Arc;
 
@@ -41,8 +42,11 @@ pub struct ReplayScreen {
     pub ended: bool,
     /// Whose tracks sound now.
     pub speaking: Vec<UserId>,
-    /// Seeks asked for, to know a report that came before the last one took effect.
-    seeks: u64,
+    /// Speakers not played (a replay of more than [`crate::audio::replay::MAX_TRACKS`]).
+    pub left_out: usize,
+    /// Seeks, speeds and pauses asked for since it started playing, to know a report that
+    /// came before the last one took effect.
+    commands: u64,
 }
 
 /// Where loading the replay is.
@@ -58,6 +62,12 @@ pub enum ReplayState {
 impl ReplayScreen {
     pub fn speed(&self) -> f32 {
         SPEEDS.get(self.speed).copied().unwrap_or(1.0)
+    }
+
+    /// The effect that asks the engine for `command`, counted (see the module's docs).
+    fn command(&mut self, command: ReplayCommand) -> Effect {
+        self.commands += 1;
+        Effect::Replay(command)
     }
 }
 
@@ -81,10 +91,7 @@ impl App {
     pub(super) fn open_replay(&mut self, info: ReplayInfo) -> Vec<Effect> {
         self.overlay = None;
         self.filtering = false;
-        let length_ms = info
-            .ended_at_ms
-            .unwrap_or(info.started_at_ms)
-            .saturating_sub(info.started_at_ms);
+        let length_ms = info.length_ms();
         let id = info.id.clone();
         self.screen = Screen::Replay(Box::new(ReplayScreen {
             info,
@@ -95,7 +102,8 @@ impl App {
             paused: false,
             ended: false,
             speaking: Vec::new(),
-            seeks: 0,
+            left_out: 0,
+            commands: 0,
         }));
         vec![Effect::LoadReplay { id }]
     }
@@ -117,12 +125,13 @@ impl App {
             Ok(timeline) => {
                 replay.state = ReplayState::Playing;
                 replay.length_ms = timeline.length_ms();
+                replay.left_out = timeline.left_out();
                 let mut effects = vec![Effect::Replay(ReplayCommand::Play(timeline))];
                 if replay.speed() != 1.0 {
-                    effects.push(Effect::Replay(ReplayCommand::Speed(replay.speed())));
+                    effects.push(replay.command(ReplayCommand::Speed(replay.speed())));
                 }
                 if replay.paused {
-                    effects.push(Effect::Replay(ReplayCommand::Pause(true)));
+                    effects.push(replay.command(ReplayCommand::Pause(true)));
                 }
                 effects
             }
@@ -142,14 +151,12 @@ impl App {
         let Some(progress) = progress.filter(|_| replay.state == ReplayState::Playing) else {
             return;
         };
-        if progress.seeks >= replay.seeks {
+        if progress.commands >= replay.commands {
             replay.position_ms = progress.position_ms.min(replay.length_ms);
             replay.ended = progress.ended;
-            if progress.ended {
-                replay.paused = true;
-            }
+            replay.paused = progress.paused;
+            replay.speaking.clone_from(&progress.speaking);
         }
-        replay.speaking.clone_from(&progress.speaking);
     }
 
     /// Back to the hallway from a replay.
@@ -190,14 +197,13 @@ impl App {
                     replay.position_ms.saturating_sub(SEEK_MS)
                 };
                 replay.position_ms = target;
-                replay.seeks += 1;
-                let mut effects = vec![Effect::Replay(ReplayCommand::Seek { ms: target })];
-                // Back from the end plays on from there.
+                let mut effects = vec![replay.command(ReplayCommand::Seek { ms: target })];
+                // Back from the end plays on from there; to the end, it has ended.
                 if replay.ended && target < replay.length_ms {
-                    replay.ended = false;
                     replay.paused = false;
-                    effects.push(Effect::Replay(ReplayCommand::Pause(false)));
+                    effects.push(replay.command(ReplayCommand::Pause(false)));
                 }
+                replay.ended = target >= replay.length_ms;
                 effects
             }
             Action::PlayPause => {
@@ -214,14 +220,13 @@ impl App {
                     replay.ended = false;
                     replay.paused = false;
                     replay.position_ms = 0;
-                    replay.seeks += 1;
                     return vec![
-                        Effect::Replay(ReplayCommand::Seek { ms: 0 }),
-                        Effect::Replay(ReplayCommand::Pause(false)),
+                        replay.command(ReplayCommand::Seek { ms: 0 }),
+                        replay.command(ReplayCommand::Pause(false)),
                     ];
                 }
                 replay.paused = !replay.paused;
-                vec![Effect::Replay(ReplayCommand::Pause(replay.paused))]
+                vec![replay.command(ReplayCommand::Pause(replay.paused))]
             }
             Action::Slower | Action::Faster => {
                 let Some(replay) = self.replay_mut() else {
@@ -244,7 +249,7 @@ impl App {
                 }
                 replay.speed = speed;
                 if replay.state == ReplayState::Playing {
-                    vec![Effect::Replay(ReplayCommand::Speed(replay.speed()))]
+                    vec![replay.command(ReplayCommand::Speed(replay.speed()))]
                 } else {
                     Vec::new()
                 }

@@ -2366,7 +2366,7 @@ fn progress(position_ms: u64, length_ms: u64, seeks: u64, ended: bool) -> Msg {
             length_ms,
             paused: ended,
             ended,
-            seeks,
+            commands: seeks,
             speaking: vec![BOB],
         }),
         ..AudioStatus::default()
@@ -2406,7 +2406,7 @@ fn replays_are_listed_after_the_rooms_and_enter_plays_one_with_seeks_speeds_and_
     assert!(app.update(ch('>')).is_empty());
     assert!(app.update(key(KeyCode::Right)).is_empty());
     // Another replay's tracks (one left a moment ago) are not played.
-    let timeline = Arc::new(Timeline::parse(&talk, &[]).unwrap());
+    let timeline = Arc::new(Timeline::parse(&talk, Vec::new()).unwrap());
     assert!(
         app.update(Msg::ReplayLoaded {
             id: "r2".into(),
@@ -2424,21 +2424,30 @@ fn replays_are_listed_after_the_rooms_and_enter_plays_one_with_seeks_speeds_and_
             Effect::Replay(ReplayCommand::Speed(1.25)),
         ]
     );
-    app.update(progress(100_000, 600_000, 0, false));
+    // A report from before the engine took the speed is not believed; one after is.
+    app.update(progress(99_000, 600_000, 0, false));
+    assert_eq!(app.replay().unwrap().position_ms, 0);
+    app.update(progress(100_000, 600_000, 1, false));
     assert_eq!(app.replay().unwrap().position_ms, 100_000);
     assert_eq!(app.replay().unwrap().speaking, vec![BOB]);
     // → 15 s on, at once; a report from before the seek does not move it back.
     assert_eq!(app.update(key(KeyCode::Right)), vec![seek(115_000)]);
-    app.update(progress(100_100, 600_000, 0, false));
+    app.update(progress(100_100, 600_000, 1, false));
     assert_eq!(app.replay().unwrap().position_ms, 115_000);
-    app.update(progress(115_040, 600_000, 1, false));
+    app.update(progress(115_040, 600_000, 2, false));
     assert_eq!(app.replay().unwrap().position_ms, 115_040);
     // ← 15 s back; never before the start, never past the end.
     assert_eq!(app.update(key(KeyCode::Left)), vec![seek(100_040)]);
-    app.update(progress(10_000, 600_000, 2, false));
+    app.update(progress(10_000, 600_000, 3, false));
     assert_eq!(app.update(key(KeyCode::Left)), vec![seek(0)]);
-    app.update(progress(595_000, 600_000, 3, false));
+    app.update(progress(595_000, 600_000, 4, false));
     assert_eq!(app.update(key(KeyCode::Right)), vec![seek(600_000)]);
+    // At the end it has ended: space plays it again from the start.
+    assert!(app.replay().unwrap().ended);
+    assert_eq!(
+        app.update(ch(' ')),
+        vec![seek(0), Effect::Replay(ReplayCommand::Pause(false))]
+    );
     // Space pauses and plays on.
     assert_eq!(
         app.update(ch(' ')),
@@ -2466,8 +2475,8 @@ fn replays_are_listed_after_the_rooms_and_enter_plays_one_with_seeks_speeds_and_
         app.update(ch(',')),
         vec![Effect::Replay(ReplayCommand::Speed(1.5))]
     );
-    // Ended: it holds at the end; space plays it again from the start.
-    app.update(progress(600_000, 600_000, 4, true));
+    // Ended as it played: it holds at the end; space plays it again from the start.
+    app.update(progress(600_000, 600_000, 12, true));
     let replay = app.replay().unwrap();
     assert!(replay.ended && replay.paused);
     assert_eq!(
@@ -2555,4 +2564,29 @@ fn the_hallway_asks_for_replays_every_30_s_and_on_coming_back_and_not_from_a_roo
         .collect();
     app.update(Msg::Replays(Ok(many)));
     assert_eq!(app.replays.len(), replay::REPLAYS_LISTED);
+}
+
+#[test]
+fn a_room_that_opens_over_a_replay_stops_it() {
+    let mut app = hallway();
+    app.update(Msg::Replays(Ok(vec![replay_info(
+        "r1",
+        "t",
+        &[HOST],
+        60_000,
+    )])));
+    for _ in 0..app.visible_rooms().len() {
+        app.update(ch('j'));
+    }
+    app.update(key(KeyCode::Enter));
+    assert!(app.replay().is_some());
+    // The answer to a room created a moment before arrives.
+    assert_eq!(
+        app.update(Msg::RoomCreated(Ok("new1".into()))),
+        vec![
+            Effect::Replay(ReplayCommand::Stop),
+            Effect::JoinRoom { id: "new1".into() }
+        ]
+    );
+    assert!(app.room().is_some());
 }

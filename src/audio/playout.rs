@@ -28,7 +28,7 @@ use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
 use crate::protocol::AudioFrame;
 
 /// Messages the playout worker receives (from the network thread and the UI).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum PlayoutCommand {
     /// One received audio frame (its speaker stamped by the server).
     Packet(AudioFrame),
@@ -40,7 +40,10 @@ pub enum PlayoutCommand {
     SetMasterVolume(f32),
     /// Favour low delay (on stage) or smoothness (in the audience).
     SetLatency(LatencyProfile),
-    /// Play, seek, speed up, pause or stop a replay (#15), mixed with any speakers.
+    /// Play this replay (#15), mixed with any speakers, instead of any other. Made ready
+    /// (its decoders and stretcher allocated) by the sender, not on this thread.
+    StartReplay(Box<Playback>),
+    /// Seek, speed up, pause or stop the replay playing. (`Play` comes as `StartReplay`.)
     Replay(ReplayCommand),
 }
 
@@ -376,13 +379,15 @@ impl PlayoutCore {
                     1.0
                 };
             }
-            PlayoutCommand::Replay(ReplayCommand::Play(timeline)) => {
-                self.replay = Some(Playback::new(timeline)?);
-            }
+            PlayoutCommand::StartReplay(playback) => self.replay = Some(*playback),
             PlayoutCommand::Replay(ReplayCommand::Stop) => self.replay = None,
             PlayoutCommand::Replay(command) => {
-                if let Some(replay) = &mut self.replay {
-                    replay.command(command)?;
+                if let Some(replay) = &mut self.replay
+                    && let Err(e) = replay.command(command)
+                {
+                    // The decoder failing stops the replay, never the live audio.
+                    tracing::warn!("the replay stopped: {e}");
+                    self.replay = None;
                 }
             }
             PlayoutCommand::SetLatency(profile) => {
@@ -523,9 +528,16 @@ impl PlayoutSender {
         self.send(PlayoutCommand::SetLatency(profile));
     }
 
-    /// Plays, seeks, speeds up, pauses or stops a replay.
+    /// Plays, seeks, speeds up, pauses or stops a replay. A replay to play is made ready
+    /// here, on the caller's thread, so the worker never allocates for it.
     pub fn replay(&self, command: ReplayCommand) {
-        self.send(PlayoutCommand::Replay(command));
+        match command {
+            ReplayCommand::Play(timeline) => match Playback::new(timeline) {
+                Ok(playback) => self.send(PlayoutCommand::StartReplay(Box::new(playback))),
+                Err(e) => tracing::warn!("cannot play the replay: {e}"),
+            },
+            command => self.send(PlayoutCommand::Replay(command)),
+        }
     }
 
     /// The latest snapshot (updated every tick).

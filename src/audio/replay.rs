@@ -15,13 +15,13 @@
 //! decoded, so a whole replay is held and nothing is decoded ahead of playing it.
 //!
 //! [`Player`] renders the timeline from any position, a block at a time. Per track it
-//! keeps a decoder, the next packet to decode, and the decoded samples not yet played (at
-//! most a frame past the block, plus any concealment). A packet lands at its place; the
-//! first [`MAX_CONCEAL`] frames of a gap right after decoded audio are concealed (the
-//! decoder fades out, as playout does on a loss) and the rest is silence. Seeking finds
-//! each track's packet at the target by binary search and decodes from up to [`PREROLL`]
-//! packets before it, throwing their samples away, so the decoder has settled by the time
-//! the target plays (no click where playing resumes).
+//! keeps a decoder, the next packet to decode, and the decoded samples not yet played (a
+//! frame past the block at most, or the preroll right after a seek). A packet lands at its
+//! place; the first [`MAX_CONCEAL`] frames of a gap right after decoded audio are concealed
+//! (the decoder fades out, as playout does on a loss) and the rest is silence. Seeking
+//! finds each track's packet at the target by binary search and decodes the packets of the
+//! [`PREROLL`] frames before it, throwing their samples away, so the decoder has settled by
+//! the time the target plays (no click where playing resumes).
 //!
 //! # Invariants
 //!
@@ -30,8 +30,11 @@
 //! - Nothing is placed past the room's end plus [`SLACK_MS`]: a track cannot make the
 //!   timeline longer than the room was, and a claimed hour of silence costs nothing
 //!   (gaps are never stored, and rendering one writes at most the block asked for).
-//! - A packet that does not decode is concealed, never an error: one broken packet of one
-//!   speaker costs that speaker 20 ms.
+//! - The index is the server's word and is checked: a room longer than [`MAX_REPLAY_MS`]
+//!   is refused, at most [`MAX_TRACKS`] tracks are played (the rest are counted as left
+//!   out), and empty packets are not kept.
+//! - A packet that does not decode is concealed: one broken packet of one speaker costs
+//!   that speaker 20 ms. (Only the decoder itself failing is an error.)
 //! - [`Player::render`] fills exactly what is left of the timeline, up to the block asked
 //!   for, so a replay's samples played from its start equal its length.
 
@@ -47,9 +50,14 @@ use crate::protocol::replay::ReplayInfo;
 
 /// Frames of a gap concealed before the rest is silence.
 pub const MAX_CONCEAL: u64 = 5;
-/// Packets decoded (and not played) before a seek's target: Opus's prediction settles
-/// within a few frames.
+/// Frames before a seek's target whose packets are decoded (and not played): Opus's
+/// prediction settles within a few frames.
 pub const PREROLL: usize = 4;
+/// The longest replay played or mixed: a day. A longer room is a broken or hostile index.
+pub const MAX_REPLAY_MS: u64 = 24 * 3_600_000;
+/// The most tracks played: every track is rendered each block, so a hostile index with a
+/// thousand speakers must not make each 20 ms cost a thousand decodes.
+pub const MAX_TRACKS: usize = 64;
 /// Packets this far past the room's end (as the index says) are left out.
 pub const SLACK_MS: u64 = 60_000;
 /// A track contributing less than this (RMS, about −50 dBFS) to a block is not "speaking".
@@ -64,6 +72,8 @@ pub struct Timeline {
     /// Samples from the room's start to its end (or to the last packet, if later).
     length: u64,
     tracks: Vec<Track>,
+    /// Tracks past [`MAX_TRACKS`], not played.
+    left_out: usize,
 }
 
 /// One speaker's packets.
@@ -85,30 +95,37 @@ struct Packet {
 }
 
 impl Timeline {
-    /// Reads `tracks` (each speaker's id and Ogg Opus bytes, as downloaded) of `info`.
-    /// Tracks of users the index does not name are left out. Bytes that are not Ogg are
-    /// an error naming the speaker.
-    pub fn parse(info: &ReplayInfo, tracks: &[(UserId, Vec<u8>)]) -> Result<Self, AudioError> {
-        let room_ms = info
-            .ended_at_ms
-            .or(info.last_ms)
-            .unwrap_or(info.started_at_ms)
-            .saturating_sub(info.started_at_ms);
-        let limit = room_ms
-            .saturating_add(SLACK_MS)
-            .saturating_mul(SAMPLES_PER_MS);
-        let mut length = room_ms.saturating_mul(SAMPLES_PER_MS);
+    /// Reads `tracks` (each speaker's id and Ogg Opus bytes, as downloaded) of `info`,
+    /// dropping each track's bytes once read. Tracks of users the index does not name are
+    /// left out. Bytes that are not Ogg are an error naming the speaker; so is a room
+    /// longer than [`MAX_REPLAY_MS`].
+    pub fn parse(info: &ReplayInfo, tracks: Vec<(UserId, Vec<u8>)>) -> Result<Self, AudioError> {
+        let room_ms = info.length_ms();
+        if room_ms > MAX_REPLAY_MS {
+            return Err(AudioError::Format(format!(
+                "the replay's index says the room lasted {} hours, more than the {} a replay may: refused",
+                room_ms / 3_600_000,
+                MAX_REPLAY_MS / 3_600_000
+            )));
+        }
+        let limit = (room_ms + SLACK_MS) * SAMPLES_PER_MS;
+        let mut length = room_ms * SAMPLES_PER_MS;
         let mut parsed = Vec::new();
+        let mut left_out = 0;
         for (user, bytes) in tracks {
-            let Some(indexed) = info.track(*user) else {
+            let Some(indexed) = info.track(user) else {
                 continue;
             };
+            if parsed.len() == MAX_TRACKS {
+                left_out += 1;
+                continue;
+            }
             let start = indexed
                 .first_ms
                 .saturating_sub(info.started_at_ms)
                 .saturating_mul(SAMPLES_PER_MS);
             let mut track = Track {
-                user: *user,
+                user,
                 data: Vec::new(),
                 packets: Vec::new(),
             };
@@ -130,6 +147,9 @@ impl Timeline {
                     // Past the room's end: a broken or hostile track; the rest is left out.
                     break;
                 }
+                if packet.data.is_empty() {
+                    continue;
+                }
                 track.packets.push(Packet {
                     at,
                     offset: track.data.len(),
@@ -141,10 +161,19 @@ impl Timeline {
             length = length.max(next);
             parsed.push(track);
         }
+        if left_out > 0 {
+            tracing::warn!("a replay with more than {MAX_TRACKS} speakers: {left_out} left out");
+        }
         Ok(Timeline {
             length,
             tracks: parsed,
+            left_out,
         })
+    }
+
+    /// Tracks not played: past [`MAX_TRACKS`].
+    pub fn left_out(&self) -> usize {
+        self.left_out
     }
 
     /// Its length in samples.
@@ -196,7 +225,9 @@ impl Player {
                 Ok(Cursor {
                     decoder: OpusDecoder::new()?,
                     next: 0,
-                    pending: VecDeque::with_capacity(2 * FRAME_SAMPLES),
+                    // A seek's preroll, a block and a frame past it: never grown while
+                    // playing.
+                    pending: VecDeque::with_capacity((PREROLL + 4) * FRAME_SAMPLES),
                     pending_at: track.packets.first().map_or(0, |p| p.at),
                     conceal_left: 0,
                     speaking: false,
@@ -306,10 +337,18 @@ impl Cursor {
                     }
                     self.conceal_left = 0;
                     // Silence up to the next packet or the block's end, whichever is
-                    // first. What is before the block will never play: dropped first, so
-                    // the zeros written are at most the block's length.
-                    self.drop_before(from);
+                    // first.
                     let until = gap_end.min(to);
+                    if until <= from {
+                        // A gap in a seek's preroll, before the block: what was decoded
+                        // will never play, and the next packet goes at its own place.
+                        self.pending.clear();
+                        self.pending_at = until;
+                        continue;
+                    }
+                    // What is before the block will never play: dropped first, so the
+                    // zeros written are at most the block's length.
+                    self.drop_before(from);
                     if self.pending.is_empty() {
                         self.pending_at = until.max(self.pending_at);
                     } else {
@@ -405,8 +444,9 @@ pub struct ReplayProgress {
     pub paused: bool,
     /// Played to its end (it then holds there, paused).
     pub ended: bool,
-    /// Seeks done so far: a screen that has asked for more knows this is older news.
-    pub seeks: u64,
+    /// Seeks, speeds and pauses done so far: a screen that has asked for more knows this
+    /// report is older news.
+    pub commands: u64,
     /// Whose tracks sound now.
     pub speaking: Vec<UserId>,
 }
@@ -424,9 +464,20 @@ pub struct Playback {
     speed: f32,
     paused: bool,
     ended: bool,
-    seeks: u64,
+    commands: u64,
     input: Vec<f32>,
     speaking: Vec<UserId>,
+}
+
+impl std::fmt::Debug for Playback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Playback")
+            .field("position", &self.player.position())
+            .field("speed", &self.speed)
+            .field("paused", &self.paused)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Playback {
@@ -438,20 +489,24 @@ impl Playback {
             speed: 1.0,
             paused: false,
             ended: false,
-            seeks: 0,
+            commands: 0,
             input: vec![0.0; FRAME_SAMPLES],
             speaking: Vec::new(),
         })
     }
 
     /// Seeks, changes speed or pauses (`Play` and `Stop` are the playout's to handle).
+    /// A seek to the end leaves it ended; elsewhere, it plays or holds as it did.
     pub fn command(&mut self, command: ReplayCommand) -> Result<(), AudioError> {
+        if matches!(command, ReplayCommand::Play(_) | ReplayCommand::Stop) {
+            return Ok(());
+        }
+        self.commands += 1;
         match command {
             ReplayCommand::Seek { ms } => {
                 self.player.seek(ms.saturating_mul(SAMPLES_PER_MS))?;
                 self.stretcher.reset();
-                self.ended = false;
-                self.seeks += 1;
+                self.ended = self.player.finished();
             }
             ReplayCommand::Speed(speed) => {
                 self.speed = if speed.is_finite() {
@@ -505,7 +560,7 @@ impl Playback {
             length_ms: self.player.timeline().length_ms(),
             paused: self.paused,
             ended: self.ended,
-            seeks: self.seeks,
+            commands: self.commands,
             speaking: self.speaking.clone(),
         }
     }
@@ -587,7 +642,7 @@ mod tests {
     }
 
     fn mix(info: &ReplayInfo, tracks: &[(UserId, Vec<u8>)]) -> Vec<f32> {
-        let timeline = Arc::new(Timeline::parse(info, tracks).unwrap());
+        let timeline = Arc::new(Timeline::parse(info, tracks.to_vec()).unwrap());
         let mut out = Vec::new();
         mix_into(timeline, |block| {
             out.extend_from_slice(block);
@@ -629,14 +684,14 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let info = info(0, 1, &[(1, 0)]);
-        assert!(Timeline::parse(&info, &[(1, b"not ogg at all".to_vec())]).is_err());
+        assert!(Timeline::parse(&info, vec![(1, b"not ogg at all".to_vec())]).is_err());
     }
 
     #[test]
     fn a_track_claiming_hours_past_the_rooms_end_is_cut_there() {
         let info = info(0, 2_000, &[(1, 0)]);
         // Frame 0, then one "11 hours" later.
-        let timeline = Timeline::parse(&info, &[(1, track(&[0, 11 * 3_600 * 50]))]).unwrap();
+        let timeline = Timeline::parse(&info, vec![(1, track(&[0, 11 * 3_600 * 50]))]).unwrap();
         assert_eq!(timeline.length_ms(), 2_000);
         assert_eq!(timeline.tracks[0].packets.len(), 1);
     }
@@ -645,7 +700,7 @@ mod tests {
     fn a_packet_claiming_the_place_of_the_previous_one_goes_after_it() {
         let info = info(0, 2_000, &[(1, 0)]);
         // Frames 3, 3 and 1: the second and third are moved after the first.
-        let timeline = Timeline::parse(&info, &[(1, track(&[3, 3, 1]))]).unwrap();
+        let timeline = Timeline::parse(&info, vec![(1, track(&[3, 3, 1]))]).unwrap();
         let places: Vec<u64> = timeline.tracks[0].packets.iter().map(|p| p.at).collect();
         assert_eq!(places, vec![3 * FRAME, 4 * FRAME, 5 * FRAME]);
     }
@@ -676,7 +731,7 @@ mod tests {
             }
             writer.into_inner()
         };
-        Arc::new(Timeline::parse(&info, &[(1, low_high)]).unwrap())
+        Arc::new(Timeline::parse(&info, vec![(1, low_high)]).unwrap())
     }
 
     #[test]
@@ -726,7 +781,8 @@ mod tests {
     fn a_seek_into_a_long_silence_renders_silence_without_allocating_it() {
         // One frame at the start and one 50 minutes later, in a room of an hour.
         let info = info(0, 3_600_000, &[(1, 0)]);
-        let timeline = Arc::new(Timeline::parse(&info, &[(1, track(&[0, 50 * 60 * 50]))]).unwrap());
+        let timeline =
+            Arc::new(Timeline::parse(&info, vec![(1, track(&[0, 50 * 60 * 50]))]).unwrap());
         let mut player = Player::new(timeline).unwrap();
         player.seek(10 * 60 * u64::from(SAMPLE_RATE)).unwrap();
         let mut block = vec![1.0f32; FRAME_SAMPLES];
@@ -759,7 +815,9 @@ mod tests {
         let replay = |core: &mut PlayoutCore, command| {
             core.handle(PlayoutCommand::Replay(command), 0).unwrap();
         };
-        replay(&mut core, ReplayCommand::Play(timeline.clone()));
+        let start = Playback::new(timeline.clone()).unwrap();
+        core.handle(PlayoutCommand::StartReplay(Box::new(start)), 0)
+            .unwrap();
         // A second as is: the low tone, a second in.
         let heard = run(&mut core, 50);
         let progress = core.stats().replay.unwrap();
@@ -791,7 +849,7 @@ mod tests {
         let f = frequency(&heard[FRAME_SAMPLES..]);
         assert!((f - 880.0).abs() < 20.0, "{f} Hz after the seek");
         let progress = core.stats().replay.unwrap();
-        assert_eq!(progress.seeks, 1);
+        assert_eq!(progress.commands, 5, "speed, pause, seek, pause, speed");
         assert!(progress.position_ms.abs_diff(3_200) <= 40, "{progress:?}");
         // To the end: it holds there, paused and ended.
         run(&mut core, 60);
@@ -805,5 +863,106 @@ mod tests {
         assert!(energy(&heard) > 0.001);
         replay(&mut core, ReplayCommand::Stop);
         assert_eq!(core.stats().replay, None);
+    }
+
+    /// A track whose packets are `step` samples apart on the speaker's clock (a sender
+    /// whose timestamps are not whole frames), a 440 Hz tone.
+    fn spaced_track(step: u64, count: u64) -> Vec<u8> {
+        let mut encoder = OpusEncoder::new(OpusEncoderConfig::default()).unwrap();
+        let mut writer = PacketWriter::new(Vec::new());
+        for head in [&b"OpusHead"[..], &b"OpusTags"[..]] {
+            writer
+                .write_packet(head.to_vec(), 1, PacketWriteEndInfo::EndPage, 0)
+                .unwrap();
+        }
+        for n in 0..count {
+            let tone: Vec<f32> = (0..FRAME_SAMPLES)
+                .map(|i| {
+                    let t = (n * step + i as u64) as f32 / SAMPLE_RATE as f32;
+                    0.3 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()
+                })
+                .collect();
+            let packet = encoder.encode_vec(&tone).unwrap();
+            writer
+                .write_packet(packet, 1, PacketWriteEndInfo::EndPage, n * step + FRAME)
+                .unwrap();
+        }
+        writer.into_inner()
+    }
+
+    fn render_in(player: &mut Player, sizes: &[usize]) -> Vec<f32> {
+        let mut out = Vec::new();
+        for &size in sizes.iter().cycle() {
+            let mut block = vec![0.0f32; size];
+            let n = player.render(&mut block).unwrap();
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&block[..n]);
+        }
+        out
+    }
+
+    #[test]
+    fn blocks_of_any_size_render_the_same_samples() {
+        let info = info(0, 3_000, &[(1, 0), (2, 700)]);
+        let one: Vec<u64> = (0..40).chain(60..120).collect();
+        let tracks = vec![(1, track(&one)), (2, spaced_track(1_000, 50))];
+        let timeline = Arc::new(Timeline::parse(&info, tracks).unwrap());
+        let whole = render_in(&mut Player::new(timeline.clone()).unwrap(), &[48_000]);
+        assert_eq!(whole.len() as u64, timeline.length());
+        for sizes in [&[1usize, 959, 961, 7_000][..], &[960], &[333, 4_801]] {
+            let pieces = render_in(&mut Player::new(timeline.clone()).unwrap(), sizes);
+            assert_eq!(pieces, whole, "blocks of {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn after_a_seek_each_packet_plays_at_its_own_place() {
+        // Packets 1,000 samples apart: gaps of 40 samples a frame, so a packet placed
+        // at the wrong one of them would be heard shifted.
+        let info = info(0, 2_000, &[(1, 0)]);
+        let timeline =
+            Arc::new(Timeline::parse(&info, vec![(1, spaced_track(1_000, 90))]).unwrap());
+        let straight = render_in(&mut Player::new(timeline.clone()).unwrap(), &[48_000]);
+        let mut player = Player::new(timeline).unwrap();
+        for target in [5_500u64, 20_020, 47_999, 30_000] {
+            player.seek(target).unwrap();
+            let mut got = vec![0.0f32; 4_800];
+            assert_eq!(player.render(&mut got).unwrap(), 4_800);
+            let want = &straight[target as usize..target as usize + 4_800];
+            // The first frame may differ while the decoder settles; the rest matches.
+            let diff = energy(
+                &got[FRAME_SAMPLES..]
+                    .iter()
+                    .zip(&want[FRAME_SAMPLES..])
+                    .map(|(a, b)| a - b)
+                    .collect::<Vec<_>>(),
+            );
+            let signal = energy(&want[FRAME_SAMPLES..]);
+            assert!(
+                diff < signal * 0.01,
+                "at {target}: difference {diff} against signal {signal}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hostile_index_is_refused_or_bounded() {
+        // A room "a year long": refused, not rendered for a year.
+        let long = info(0, 365 * 24 * 3_600_000, &[(1, 0)]);
+        assert!(Timeline::parse(&long, vec![(1, track(&[0]))]).is_err());
+        // A track starting before the room did starts with it.
+        let early = info(10_000, 12_000, &[(1, 0)]);
+        let timeline = Timeline::parse(&early, vec![(1, track(&[0]))]).unwrap();
+        assert_eq!(timeline.tracks[0].packets[0].at, 0);
+        // A thousand speakers: 64 played, the rest counted.
+        let crowd: Vec<(UserId, u64)> = (1..=1_000).map(|id| (id, 0)).collect();
+        let info = info(0, 1_000, &crowd);
+        let one = track(&[0]);
+        let tracks = (1..=1_000).map(|id| (id, one.clone())).collect();
+        let timeline = Timeline::parse(&info, tracks).unwrap();
+        assert_eq!(timeline.speakers().count(), MAX_TRACKS);
+        assert_eq!(timeline.left_out(), 1_000 - MAX_TRACKS);
     }
 }

@@ -73,6 +73,7 @@ pub struct AudioLink {
     /// Why some or all audio is missing, for the screen.
     problem: Option<String>,
     blocked: Blocked,
+    replaying: Mutex<Option<Arc<crate::audio::replay::Timeline>>>,
 }
 
 impl AudioLink {
@@ -115,6 +116,7 @@ impl AudioLink {
             uplink,
             problem: (!problems.is_empty()).then(|| problems.join("; ")),
             blocked: Blocked::default(),
+            replaying: Mutex::new(None),
         }
     }
 
@@ -171,8 +173,14 @@ impl AudioLink {
     }
 
     /// Plays, seeks, speeds up, pauses or stops a replay (nothing without speakers: the
-    /// status says why).
+    /// status says why). The replay played is kept here until the next one, so the
+    /// playout's thread never frees its hundreds of megabytes.
     pub fn replay(&self, command: crate::audio::replay::ReplayCommand) {
+        if let crate::audio::replay::ReplayCommand::Play(timeline) = &command
+            && let Ok(mut kept) = self.replaying.lock()
+        {
+            *kept = Some(timeline.clone());
+        }
         if let Some(playout) = &self.playout {
             playout.sender().replay(command);
         }

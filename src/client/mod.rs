@@ -307,6 +307,8 @@ struct Shell {
     shares: std::collections::HashMap<String, String>,
     /// Where the config file is, to keep who was marked verified (None: keep nothing).
     config_path: Option<std::path::PathBuf>,
+    /// The replay being downloaded, if one is.
+    replay_load: Option<tokio::task::AbortHandle>,
 }
 
 impl Shell {
@@ -320,6 +322,7 @@ impl Shell {
             audio,
             shares: std::collections::HashMap::new(),
             config_path: None,
+            replay_load: None,
         }
     }
 
@@ -372,12 +375,25 @@ impl Shell {
             }
             Effect::LoadReplay { id } => {
                 let (api, tx) = (self.api.clone(), self.msg_tx.clone());
-                tokio::spawn(async move {
+                // One download at a time: Enter, Esc, Enter does not fetch it twice.
+                if let Some(earlier) = self.replay_load.take() {
+                    earlier.abort();
+                }
+                let task = tokio::spawn(async move {
                     let result = load_replay(&api, &id).await;
                     let _ = tx.send(Msg::ReplayLoaded { id, result }).await;
                 });
+                self.replay_load = Some(task.abort_handle());
             }
-            Effect::Replay(command) => self.audio.replay(command),
+            Effect::Replay(command) => {
+                if command == crate::audio::replay::ReplayCommand::Stop
+                    && let Some(load) = self.replay_load.take()
+                {
+                    // Left before it loaded: stop downloading it.
+                    load.abort();
+                }
+                self.audio.replay(command);
+            }
             Effect::Clip { room } => {
                 let source = self.audio.clip_source();
                 let tx = self.msg_tx.clone();
@@ -539,7 +555,7 @@ async fn load_replay(
         .await
         .map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || {
-        crate::audio::replay::Timeline::parse(&info, &tracks)
+        crate::audio::replay::Timeline::parse(&info, tracks)
             .map(std::sync::Arc::new)
             .map_err(|e| e.to_string())
     })

@@ -44,6 +44,15 @@ pub struct ReplayInfo {
 }
 
 impl ReplayInfo {
+    /// How long the room lasted, ms: to its end, or to its last packet kept when the server
+    /// stopped before the room ended.
+    pub fn length_ms(&self) -> u64 {
+        self.ended_at_ms
+            .or(self.last_ms)
+            .unwrap_or(self.started_at_ms)
+            .saturating_sub(self.started_at_ms)
+    }
+
     /// Bytes on disk for the audio.
     pub fn bytes(&self) -> u64 {
         self.tracks.iter().map(|t| t.bytes).sum()

@@ -383,10 +383,7 @@ fn replay_card(
 ) {
     let cols = usize::from(area.width);
     let marker = marker(selected, theme);
-    let length = info
-        .ended_at_ms
-        .unwrap_or(info.started_at_ms)
-        .saturating_sub(info.started_at_ms);
+    let length = info.length_ms();
     let when = format!(
         "{} · {} ",
         text::local_time(info.started_at_ms),

@@ -36,13 +36,16 @@ pub fn render(app: &App, replay: &ReplayScreen, theme: &Theme, buf: &mut Buffer,
         ),
     );
     let speakers = info.tracks.len();
-    let about = format!(
+    let mut about = format!(
         " hosted by {} (@{}) · {} · {speakers} {}",
         info.host.name,
         info.host.handle,
         text::duration(replay.length_ms),
         if speakers == 1 { "speaker" } else { "speakers" }
     );
+    if replay.left_out > 0 {
+        about.push_str(&format!(" ({} not played: too many)", replay.left_out));
+    }
     put(
         buf,
         area,

@@ -671,6 +671,14 @@ fn all_states() -> Vec<App> {
     let mut pin = in_room(Role::Moderator, 0);
     pin.update(char_key('P'));
     states.push(pin);
+    let mut replays = hallway_with(many_rooms());
+    replays.update(Msg::Replays(Ok(vec![grace_talk()])));
+    states.push(replays);
+    let mut loading = hallway_with(Vec::new());
+    loading.update(Msg::Replays(Ok(vec![grace_talk()])));
+    loading.update(key(KeyCode::Enter));
+    states.push(loading);
+    states.push(playing(724_000));
     states
 }
 
@@ -787,6 +795,27 @@ fn a_hostile_servers_names_titles_and_errors_are_drawn_escaped() {
         },
     );
     assert_drawn_safely(&screen(&room, 120, 30));
+
+    // A replay's title, host, speakers and why it is incomplete are the server's words.
+    let mut app = hallway_with(Vec::new());
+    let info = ReplayInfo {
+        incomplete: true,
+        why_incomplete: Some(format!("disk {HOSTILE}")),
+        ..replay(
+            &format!("r{HOSTILE}"),
+            &format!("Title {HOSTILE}"),
+            (10, &format!("Host {HOSTILE}")),
+            &[(11, &format!("Eve {HOSTILE}"))],
+        )
+    };
+    app.update(Msg::Replays(Ok(vec![info])));
+    assert_drawn_safely(&screen(&app, 120, 24));
+    app.update(key(KeyCode::Enter));
+    app.update(Msg::Audio(AudioStatus {
+        unavailable: Some(format!("no speakers {HOSTILE}")),
+        ..AudioStatus::default()
+    }));
+    assert_drawn_safely(&screen(&app, 120, 24));
 }
 
 fn profile(id: UserId, handle: &str, name: &str) -> Profile {
@@ -1364,7 +1393,8 @@ fn playing(position_ms: u64) -> App {
     let info = grace_talk();
     app.update(Msg::Replays(Ok(vec![info.clone()])));
     app.update(key(KeyCode::Enter));
-    let timeline = std::sync::Arc::new(crate::audio::replay::Timeline::parse(&info, &[]).unwrap());
+    let timeline =
+        std::sync::Arc::new(crate::audio::replay::Timeline::parse(&info, Vec::new()).unwrap());
     app.update(Msg::ReplayLoaded {
         id: info.id.clone(),
         result: Ok(timeline),
@@ -1375,7 +1405,7 @@ fn playing(position_ms: u64) -> App {
             length_ms: 2_530_000,
             paused: false,
             ended: false,
-            seeks: 0,
+            commands: 0,
             speaking: vec![11],
         }),
         ..AudioStatus::default()
@@ -1411,7 +1441,8 @@ fn replay_paused_without_speakers_incomplete() {
     };
     app.update(Msg::Replays(Ok(vec![info.clone()])));
     app.update(key(KeyCode::Enter));
-    let timeline = std::sync::Arc::new(crate::audio::replay::Timeline::parse(&info, &[]).unwrap());
+    let timeline =
+        std::sync::Arc::new(crate::audio::replay::Timeline::parse(&info, Vec::new()).unwrap());
     app.update(Msg::ReplayLoaded {
         id: info.id.clone(),
         result: Ok(timeline),
@@ -1434,7 +1465,7 @@ fn replay_ended_plain() {
             length_ms: 2_530_000,
             paused: true,
             ended: true,
-            seeks: 0,
+            commands: 0,
             speaking: Vec::new(),
         }),
         ..AudioStatus::default()
