@@ -458,6 +458,7 @@ impl App {
     /// match it and are not live yet (one started shows as a live room).
     pub fn hallway_items(&self) -> Vec<HallwayItem<'_>> {
         let needle = self.filter.to_lowercase();
+        let found = |text: &str| needle.is_empty() || text.to_lowercase().contains(&needle);
         let mut items: Vec<HallwayItem<'_>> = self
             .visible_rooms()
             .into_iter()
@@ -466,11 +467,7 @@ impl App {
         items.extend(
             self.upcoming
                 .iter()
-                .filter(|s| {
-                    needle.is_empty()
-                        || s.title.to_lowercase().contains(&needle)
-                        || s.host.name.to_lowercase().contains(&needle)
-                })
+                .filter(|s| found(&s.title) || found(&s.host.name))
                 .filter(|s| {
                     s.room
                         .as_ref()
@@ -482,12 +479,9 @@ impl App {
             self.replays
                 .iter()
                 .filter(|r| {
-                    needle.is_empty()
-                        || r.title.to_lowercase().contains(&needle)
-                        || r.host.name.to_lowercase().contains(&needle)
-                        || r.tracks
-                            .iter()
-                            .any(|t| t.user.name.to_lowercase().contains(&needle))
+                    found(&r.title)
+                        || found(&r.host.name)
+                        || r.tracks.iter().any(|t| found(&t.user.name))
                 })
                 .map(HallwayItem::Replay),
         );

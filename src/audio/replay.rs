@@ -575,31 +575,34 @@ mod tests {
     use crate::protocol::replay::ReplayTrack;
     use ogg::{PacketWriteEndInfo, PacketWriter};
 
-    /// A track as the server writes it: a tone of `freq` in the frames listed (by frame
-    /// number on the speaker's clock).
-    fn track_of(freq: f32, frames: &[u64]) -> Vec<u8> {
+    /// A track as the server writes it: per packet, where it starts on the speaker's clock
+    /// and the frequency of its 20 ms tone (in phase with the clock).
+    fn ogg_track(packets: impl IntoIterator<Item = (u64, f32)>) -> Vec<u8> {
         let mut encoder = OpusEncoder::new(OpusEncoderConfig::default()).unwrap();
         let mut writer = PacketWriter::new(Vec::new());
-        writer
-            .write_packet(b"OpusHead".to_vec(), 1, PacketWriteEndInfo::EndPage, 0)
-            .unwrap();
-        writer
-            .write_packet(b"OpusTags".to_vec(), 1, PacketWriteEndInfo::EndPage, 0)
-            .unwrap();
-        for &n in frames {
-            let tone: Vec<f32> = (0..FRAME_SAMPLES)
+        for head in [&b"OpusHead"[..], &b"OpusTags"[..]] {
+            writer
+                .write_packet(head.to_vec(), 1, PacketWriteEndInfo::EndPage, 0)
+                .unwrap();
+        }
+        for (start, freq) in packets {
+            let tone: Vec<f32> = (0..FRAME)
                 .map(|i| {
-                    let t = (n as usize * FRAME_SAMPLES + i) as f32 / SAMPLE_RATE as f32;
+                    let t = (start + i) as f32 / SAMPLE_RATE as f32;
                     0.3 * (2.0 * std::f32::consts::PI * freq * t).sin()
                 })
                 .collect();
             let packet = encoder.encode_vec(&tone).unwrap();
-            let end = (n + 1) * FRAME;
             writer
-                .write_packet(packet, 1, PacketWriteEndInfo::EndPage, end)
+                .write_packet(packet, 1, PacketWriteEndInfo::EndPage, start + FRAME)
                 .unwrap();
         }
         writer.into_inner()
+    }
+
+    /// A tone of `freq` in the frames listed (by frame number on the speaker's clock).
+    fn track_of(freq: f32, frames: &[u64]) -> Vec<u8> {
+        ogg_track(frames.iter().map(|&n| (n * FRAME, freq)))
     }
 
     fn track(frames: &[u64]) -> Vec<u8> {
@@ -708,29 +711,8 @@ mod tests {
     /// A 4 s replay: 440 Hz for the first 2 s, 880 Hz for the next 2 (one speaker).
     fn two_tones() -> Arc<Timeline> {
         let info = info(0, 4_000, &[(1, 0)]);
-        let low_high = {
-            let mut encoder = OpusEncoder::new(OpusEncoderConfig::default()).unwrap();
-            let mut writer = PacketWriter::new(Vec::new());
-            for head in [&b"OpusHead"[..], &b"OpusTags"[..]] {
-                writer
-                    .write_packet(head.to_vec(), 1, PacketWriteEndInfo::EndPage, 0)
-                    .unwrap();
-            }
-            for n in 0..200u64 {
-                let freq = if n < 100 { 440.0 } else { 880.0 };
-                let tone: Vec<f32> = (0..FRAME_SAMPLES)
-                    .map(|i| {
-                        let t = (n as usize * FRAME_SAMPLES + i) as f32 / SAMPLE_RATE as f32;
-                        0.3 * (2.0 * std::f32::consts::PI * freq * t).sin()
-                    })
-                    .collect();
-                let packet = encoder.encode_vec(&tone).unwrap();
-                writer
-                    .write_packet(packet, 1, PacketWriteEndInfo::EndPage, (n + 1) * FRAME)
-                    .unwrap();
-            }
-            writer.into_inner()
-        };
+        let low_high =
+            ogg_track((0..200).map(|n| (n * FRAME, if n < 100 { 440.0 } else { 880.0 })));
         Arc::new(Timeline::parse(&info, vec![(1, low_high)]).unwrap())
     }
 
@@ -868,26 +850,7 @@ mod tests {
     /// A track whose packets are `step` samples apart on the speaker's clock (a sender
     /// whose timestamps are not whole frames), a 440 Hz tone.
     fn spaced_track(step: u64, count: u64) -> Vec<u8> {
-        let mut encoder = OpusEncoder::new(OpusEncoderConfig::default()).unwrap();
-        let mut writer = PacketWriter::new(Vec::new());
-        for head in [&b"OpusHead"[..], &b"OpusTags"[..]] {
-            writer
-                .write_packet(head.to_vec(), 1, PacketWriteEndInfo::EndPage, 0)
-                .unwrap();
-        }
-        for n in 0..count {
-            let tone: Vec<f32> = (0..FRAME_SAMPLES)
-                .map(|i| {
-                    let t = (n * step + i as u64) as f32 / SAMPLE_RATE as f32;
-                    0.3 * (2.0 * std::f32::consts::PI * 440.0 * t).sin()
-                })
-                .collect();
-            let packet = encoder.encode_vec(&tone).unwrap();
-            writer
-                .write_packet(packet, 1, PacketWriteEndInfo::EndPage, n * step + FRAME)
-                .unwrap();
-        }
-        writer.into_inner()
+        ogg_track((0..count).map(|n| (n * step, 440.0)))
     }
 
     fn render_in(player: &mut Player, sizes: &[usize]) -> Vec<f32> {
