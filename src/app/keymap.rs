@@ -88,11 +88,13 @@ pub enum Action {
     Slower,
     /// In a replay: the next faster speed.
     Faster,
+    /// In a replay: its host deletes it (asks first).
+    DeleteReplay,
 }
 
 impl Action {
     /// Every action, for the config's names.
-    pub const ALL: [Action; 47] = [
+    pub const ALL: [Action; 48] = [
         Action::Quit,
         Action::Help,
         Action::Down,
@@ -140,6 +142,7 @@ impl Action {
         Action::PlayPause,
         Action::Slower,
         Action::Faster,
+        Action::DeleteReplay,
     ];
 
     /// Its name in the config's `[keys]` table.
@@ -192,6 +195,7 @@ impl Action {
             Action::PlayPause => "play_pause",
             Action::Slower => "slower",
             Action::Faster => "faster",
+            Action::DeleteReplay => "delete_replay",
         }
     }
 
@@ -458,6 +462,11 @@ pub const REPLAY: Group = Group {
             label: "L / Esc",
             help: "back to the hallway",
             keys: &[(c('L'), Action::Leave), (KeyCode::Esc, Action::Leave)],
+        },
+        Entry {
+            label: "D",
+            help: "its host: delete it",
+            keys: &[(c('D'), Action::DeleteReplay)],
         },
         Entry {
             label: "? / q",

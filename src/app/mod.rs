@@ -76,6 +76,11 @@ pub enum Msg {
         id: String,
         result: Result<std::sync::Arc<Timeline>, String>,
     },
+    /// A replay was deleted, or why not.
+    ReplayDeleted {
+        id: String,
+        result: Result<(), String>,
+    },
     /// The hallway's lists are due for a refresh (every 2 s).
     Poll,
     /// A follow, block or report was done, or failed (why).
@@ -106,6 +111,10 @@ pub enum Effect {
     },
     /// Play, seek, speed up, pause or stop the replay in the playout.
     Replay(ReplayCommand),
+    /// Delete a replay of a room I hosted (the answer is a `ReplayDeleted`).
+    DeleteReplay {
+        id: String,
+    },
     CreateRoom {
         title: String,
         /// A private room, shared as this says.
@@ -254,6 +263,8 @@ pub enum Overlay {
     },
     /// Confirming a removal.
     ConfirmRemove { user_id: UserId, name: String },
+    /// "Delete the replay of …?" (its host, on the replay's screen).
+    ConfirmDeleteReplay { id: String, title: String },
     /// Someone's profile card.
     Card(Box<Card>),
     /// Typing why someone is reported.
@@ -717,6 +728,7 @@ impl App {
             // A server that keeps no replays (or a moment's trouble): nothing to list.
             Msg::Replays(Err(_)) => Vec::new(),
             Msg::ReplayLoaded { id, result } => self.replay_loaded(&id, result),
+            Msg::ReplayDeleted { id, result } => self.replay_deleted(&id, result),
             Msg::Poll => self.poll(),
             Msg::Me(me) => {
                 self.my_handle = Some(me.user.handle.clone());
@@ -988,7 +1000,8 @@ impl App {
             | Action::SeekAhead
             | Action::PlayPause
             | Action::Slower
-            | Action::Faster => Vec::new(),
+            | Action::Faster
+            | Action::DeleteReplay => Vec::new(),
         }
     }
 
@@ -1571,6 +1584,20 @@ impl App {
                 }
                 _ => Vec::new(),
             },
+            Overlay::ConfirmDeleteReplay { id, title } => {
+                self.overlay = None;
+                if matches!(
+                    key.code,
+                    KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter
+                ) {
+                    self.say(format!(
+                        "Deleting the replay of \u{201c}{title}\u{201d}\u{2026}"
+                    ));
+                    vec![Effect::DeleteReplay { id }]
+                } else {
+                    Vec::new()
+                }
+            }
             Overlay::ConfirmRemove { user_id, name } => {
                 self.overlay = None;
                 if matches!(
@@ -1716,7 +1743,8 @@ impl App {
             | Action::SeekAhead
             | Action::PlayPause
             | Action::Slower
-            | Action::Faster => Vec::new(),
+            | Action::Faster
+            | Action::DeleteReplay => Vec::new(),
         }
     }
 
@@ -1984,7 +2012,8 @@ impl App {
             | Action::SeekAhead
             | Action::PlayPause
             | Action::Slower
-            | Action::Faster => Vec::new(),
+            | Action::Faster
+            | Action::DeleteReplay => Vec::new(),
         }
     }
 

@@ -159,6 +159,37 @@ impl App {
         }
     }
 
+    /// A replay was deleted (by me, its host): gone from the list, and from the screen if
+    /// it is on it.
+    pub(super) fn replay_deleted(&mut self, id: &str, result: Result<(), String>) -> Vec<Effect> {
+        match result {
+            Ok(()) => {
+                let title = self
+                    .replays
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| r.title.clone());
+                let before = self.selected_key();
+                self.replays.retain(|r| r.id != id);
+                self.keep_selection(before);
+                let effects = if self.replay().is_some_and(|r| r.info.id == id) {
+                    self.leave_replay()
+                } else {
+                    Vec::new()
+                };
+                self.say(match title {
+                    Some(title) => format!("Deleted the replay of \u{201c}{title}\u{201d}."),
+                    None => "Deleted the replay.".to_string(),
+                });
+                effects
+            }
+            Err(e) => {
+                self.say(format!("Could not delete the replay: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
     /// Back to the hallway from a replay.
     fn leave_replay(&mut self) -> Vec<Effect> {
         self.screen = Screen::Hallway;
@@ -182,6 +213,19 @@ impl App {
                 Vec::new()
             }
             Action::Leave => self.leave_replay(),
+            Action::DeleteReplay => {
+                let Some(replay) = self.replay() else {
+                    return Vec::new();
+                };
+                let (id, title) = (replay.info.id.clone(), replay.info.title.clone());
+                let host = replay.info.host.handle.clone();
+                if !self.is_my_handle(&host) {
+                    self.say(format!("Only its host, @{host}, can delete this replay."));
+                    return Vec::new();
+                }
+                self.overlay = Some(super::Overlay::ConfirmDeleteReplay { id, title });
+                Vec::new()
+            }
             Action::VolumeUp => self.change_volume(true),
             Action::VolumeDown => self.change_volume(false),
             Action::SeekBack | Action::SeekAhead => {

@@ -2590,3 +2590,59 @@ fn a_room_that_opens_over_a_replay_stops_it() {
     );
     assert!(app.room().is_some());
 }
+
+#[test]
+fn the_host_deletes_a_replay_from_its_screen_after_saying_yes_and_no_one_else_can() {
+    let mut app = hallway();
+    let talk = replay_info("r1", "Rust on the stage", &[HOST], 60_000);
+    app.update(Msg::Replays(Ok(vec![talk.clone()])));
+    for _ in 0..app.visible_rooms().len() {
+        app.update(ch('j'));
+    }
+    app.update(key(KeyCode::Enter));
+    // Someone else: told who can.
+    app.update(Msg::Me(me_as("ada")));
+    assert!(app.update(ch('D')).is_empty());
+    assert_eq!(
+        app.current_notice(),
+        Some("Only its host, @host, can delete this replay.")
+    );
+    assert_eq!(app.overlay, None);
+    // Its host: asked first; anything but yes keeps it.
+    app.update(Msg::Me(me_as("host")));
+    assert!(app.update(ch('D')).is_empty());
+    assert!(matches!(
+        &app.overlay,
+        Some(Overlay::ConfirmDeleteReplay { id, .. }) if id == "r1"
+    ));
+    assert!(app.update(ch('n')).is_empty());
+    assert_eq!(app.overlay, None);
+    app.update(ch('D'));
+    assert_eq!(
+        app.update(ch('y')),
+        vec![Effect::DeleteReplay { id: "r1".into() }]
+    );
+    // The server refuses: said, and the replay stays.
+    app.update(Msg::ReplayDeleted {
+        id: "r1".into(),
+        result: Err("only the room's host can delete its replay".into()),
+    });
+    assert!(
+        app.current_notice()
+            .unwrap()
+            .contains("only the room's host")
+    );
+    assert!(app.replay().is_some());
+    // Deleted: gone from the list, and the screen goes back to the hallway.
+    let effects = app.update(Msg::ReplayDeleted {
+        id: "r1".into(),
+        result: Ok(()),
+    });
+    assert_eq!(effects[0], Effect::Replay(ReplayCommand::Stop));
+    assert_eq!(app.screen, Screen::Hallway);
+    assert!(app.replays.is_empty());
+    assert_eq!(
+        app.current_notice(),
+        Some("Deleted the replay of \u{201c}Rust on the stage\u{201d}.")
+    );
+}

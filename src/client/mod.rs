@@ -385,6 +385,13 @@ impl Shell {
                 });
                 self.replay_load = Some(task.abort_handle());
             }
+            Effect::DeleteReplay { id } => {
+                let (api, tx) = (self.api.clone(), self.msg_tx.clone());
+                tokio::spawn(async move {
+                    let result = api.delete_replay(&id).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::ReplayDeleted { id, result }).await;
+                });
+            }
             Effect::Replay(command) => {
                 if command == crate::audio::replay::ReplayCommand::Stop
                     && let Some(load) = self.replay_load.take()

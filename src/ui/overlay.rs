@@ -28,6 +28,9 @@ pub fn render(overlay: &Overlay, app: &App, theme: &Theme, frame: &mut Frame, ar
             replay,
         } => new_room(title, (*private, *replay), theme, frame, area),
         Overlay::ConfirmRemove { name, .. } => confirm_remove(name, theme, frame, area),
+        Overlay::ConfirmDeleteReplay { title, .. } => {
+            confirm_delete_replay(title, theme, frame, area)
+        }
         Overlay::Card(c) => card(c, app, keys, theme, frame, area),
         Overlay::Report { handle, reason } => report(handle, reason, theme, frame, area),
         Overlay::Pin { text } => pin(text, theme, frame, area),
@@ -456,29 +459,52 @@ fn card(card: &Card, app: &App, keys: &Keymap, theme: &Theme, frame: &mut Frame,
 }
 
 /// "Remove ada from the room? They cannot rejoin." and y/n.
+fn confirm_delete_replay(title: &str, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let question = Line::from(vec![
+        Span::raw("Delete the replay of "),
+        Span::styled(text::fit(title, 24), theme.room_title),
+        Span::raw("?"),
+    ]);
+    let answer = ("Delete", "Nobody can play it again.", "delete");
+    confirm(question, answer, theme, frame, area);
+}
+
 fn confirm_remove(name: &str, theme: &Theme, frame: &mut Frame, area: Rect) {
-    let inner = modal(frame, area, 52, 7, "Remove", theme.error);
+    let question = Line::from(vec![
+        Span::raw("Remove "),
+        Span::styled(text::fit(name, 24), theme.room_title),
+        Span::raw(" from the room?"),
+    ]);
+    confirm(
+        question,
+        ("Remove", "They cannot rejoin.", "remove"),
+        theme,
+        frame,
+        area,
+    );
+}
+
+/// A yes/no box: `question`, then what follows from yes; `y` answers with `yes`.
+fn confirm(
+    question: Line<'_>,
+    (heading, consequence, yes): (&str, &str, &'static str),
+    theme: &Theme,
+    frame: &mut Frame,
+    area: Rect,
+) {
+    let inner = modal(frame, area, 52, 7, heading, theme.error);
     if inner.is_empty() {
         return;
     }
-    let name = text::fit(name, 24);
-    let question = vec![
-        Line::from(vec![
-            Span::raw("Remove "),
-            Span::styled(name, theme.room_title),
-            Span::raw(" from the room?"),
-        ]),
-        Line::raw("They cannot rejoin."),
-    ];
     let body = Rect {
         height: inner.height.saturating_sub(1),
         ..inner
     };
     let buf = frame.buffer_mut();
-    Paragraph::new(question)
+    Paragraph::new(vec![question, Line::raw(consequence)])
         .wrap(Wrap { trim: true })
         .render(body, buf);
-    let hints = [("y", "remove"), ("n", "keep")];
+    let hints = [("y", yes), ("n", "keep")];
     put(
         buf,
         inner,

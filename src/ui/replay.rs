@@ -150,6 +150,7 @@ pub fn render(app: &App, replay: &ReplayScreen, theme: &Theme, buf: &mut Buffer,
         } else {
             "pause"
         };
+        let mine = app.is_my_handle(&info.host.handle);
         let keys: Vec<(String, &str)> = [
             (Action::PlayPause, pause),
             (Action::SeekBack, "15 s back"),
@@ -160,6 +161,8 @@ pub fn render(app: &App, replay: &ReplayScreen, theme: &Theme, buf: &mut Buffer,
             (Action::Quit, "quit"),
         ]
         .into_iter()
+        // Its host can delete it (last: the help has it where the line is too short).
+        .chain(mine.then_some((Action::DeleteReplay, "delete")))
         .map(|(action, what)| (app.keys.key_label(action), what))
         .collect();
         let hints: Vec<(&str, &str)> = keys.iter().map(|(k, w)| (k.as_str(), *w)).collect();

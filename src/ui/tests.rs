@@ -1474,3 +1474,28 @@ fn replay_ended_plain() {
     let times = [NOW - 26 * 60 * MINUTE];
     insta::assert_snapshot!(without_times(terminal.backend().to_string(), &times));
 }
+
+#[test]
+fn overlay_confirm_delete_replay() {
+    let mut app = playing(724_000);
+    app.update(Msg::Me(crate::protocol::Me {
+        user: User {
+            id: 10,
+            handle: "grace".into(),
+            name: "Grace".into(),
+        },
+        bio: String::new(),
+        admin: false,
+        invitations_left: None,
+        devices: Vec::new(),
+        following: Vec::new(),
+        blocking: Vec::new(),
+    }));
+    app.update(char_key('D'));
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::ConfirmDeleteReplay { .. })
+    ));
+    let times = [NOW - 26 * 60 * MINUTE];
+    insta::assert_snapshot!(without_times(screen(&app, 80, 24), &times));
+}
