@@ -319,4 +319,40 @@ async fn a_moderator_pins_a_link_or_a_line_and_bad_pins_are_refused() {
     ada.wait_for(|m| matches!(m, ServerMessage::Pinned { text: None, .. }))
         .await;
     assert_eq!(server.room(&room).await.life.pinned, None);
+
+    // A moderator changing the pin as fast as commands go: a few go out, the rest are
+    // refused, so the members are not sent a pin 20 times a second. Ada's own line still
+    // goes meanwhile.
+    let mut taken = 0;
+    for k in 0..20 {
+        let answer = host
+            .answer(
+                json!({"type": "pin", "text": format!("pin number {k}")}),
+                json!(k),
+            )
+            .await;
+        match answer {
+            ServerMessage::Ok { .. } => taken += 1,
+            ServerMessage::Error { code, .. } => assert_eq!(code.as_str(), "rate_limited"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Two of the five were used above; one more comes back each 2 s this takes.
+    assert!(
+        (3..=5).contains(&taken),
+        "{taken} of 20 pin changes taken in a row"
+    );
+    ada.send(json!({"type": "chat", "text": "still chatting", "id": "c"}))
+        .await;
+    let mut pins_heard = 0;
+    loop {
+        match ada.next().await {
+            ServerMessage::Pinned { .. } => pins_heard += 1,
+            ServerMessage::Chat { lines } if lines.iter().any(|l| l.text == "still chatting") => {
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(pins_heard, taken, "Ada heard each change taken, once");
 }

@@ -1290,11 +1290,11 @@ impl Room {
             }
             Pin { ref text } => {
                 self.require_moderator(my_role, "pin a link or a line")?;
-                self.life.pin(user, text)?
+                self.life.pin(user, text, now_ms)?
             }
             Unpin => {
                 self.require_moderator(my_role, "take the pin down")?;
-                self.life.unpin(user)
+                self.life.unpin(user, now_ms)?
             }
             Clip { seconds } => {
                 // Told as a recording is: by name to everyone when they are listed, else to

@@ -46,6 +46,12 @@ pub const CLIP_SERVER_EVERY_MS: u64 = CLIP_EVERY_MS * 4 / 5;
 
 /// The most lines of one person in one batch: a few people cannot fill a batch alone.
 pub const CHAT_BATCH_PER_PERSON: usize = 2;
+/// Pin changes (pins and unpins) a room takes in a row, whoever makes them; then one more
+/// each [`PIN_REFILL_MS`]. A pin goes to every member (up to 300 characters): without this a
+/// moderator at the control rate would send 20 a second to each of thousands.
+pub const PIN_BURST: u32 = 5;
+pub const PIN_REFILL_MS: u64 = 2_000;
+
 /// Allowances kept for people who left (so leaving and rejoining gives no new burst); past
 /// this many, full ones (which a newcomer would get anyway) are dropped.
 const ALLOWANCES_KEPT: usize = 10_000;
@@ -103,6 +109,34 @@ struct Allowance {
     refill_at_ms: u64,
 }
 
+impl Allowance {
+    fn full(burst: u32, now_ms: u64) -> Self {
+        Self {
+            tokens: burst,
+            refill_at_ms: now_ms,
+        }
+    }
+
+    /// Takes one of `burst` tokens that come back one per `refill_ms`; when there is
+    /// none, how long until the next, in whole seconds.
+    fn take(&mut self, burst: u32, refill_ms: u64, now_ms: u64) -> Result<(), u64> {
+        if self.tokens < burst && now_ms >= self.refill_at_ms {
+            let gained = 1 + (now_ms - self.refill_at_ms) / refill_ms;
+            self.tokens = burst.min(self.tokens.saturating_add(gained as u32));
+            self.refill_at_ms += gained * refill_ms;
+        }
+        if self.tokens == 0 {
+            return Err(self.refill_at_ms.saturating_sub(now_ms).div_ceil(1_000));
+        }
+        // The clock starts with the first taken from a full allowance.
+        if self.tokens == burst {
+            self.refill_at_ms = now_ms + refill_ms;
+        }
+        self.tokens -= 1;
+        Ok(())
+    }
+}
+
 /// A sent line, kept for deletions and joiners.
 #[derive(Debug, Clone)]
 struct Kept {
@@ -136,6 +170,8 @@ pub struct Life {
     reaction_pace: Pacer,
     /// When each member last announced a clip.
     clipped_at: HashMap<UserId, u64>,
+    /// The room's pin changes.
+    pin_allowance: Option<Allowance>,
 }
 
 impl Default for Life {
@@ -154,6 +190,7 @@ impl Default for Life {
             counted: HashSet::new(),
             reaction_pace: Pacer::new(REACTIONS_EVERY_MS),
             clipped_at: HashMap::new(),
+            pin_allowance: None,
         }
     }
 }
@@ -282,20 +319,11 @@ impl Life {
             );
         }
         self.prune_allowances(now_ms);
-        let allowance = self.allowance.entry(user).or_insert(Allowance {
-            tokens: CHAT_BURST,
-            refill_at_ms: now_ms,
-        });
-        if allowance.tokens < CHAT_BURST && now_ms >= allowance.refill_at_ms {
-            let gained = 1 + (now_ms - allowance.refill_at_ms) / CHAT_REFILL_MS;
-            allowance.tokens = CHAT_BURST.min(allowance.tokens.saturating_add(gained as u32));
-            allowance.refill_at_ms += gained * CHAT_REFILL_MS;
-        }
-        if allowance.tokens == 0 {
-            let wait_s = allowance
-                .refill_at_ms
-                .saturating_sub(now_ms)
-                .div_ceil(1_000);
+        let allowance = self
+            .allowance
+            .entry(user)
+            .or_insert(Allowance::full(CHAT_BURST, now_ms));
+        if let Err(wait_s) = allowance.take(CHAT_BURST, CHAT_REFILL_MS, now_ms) {
             return refuse(
                 ErrorCode::RateLimited,
                 format!(
@@ -304,11 +332,6 @@ impl Life {
                 ),
             );
         }
-        // The clock starts with the first line from a full allowance.
-        if allowance.tokens == CHAT_BURST {
-            allowance.refill_at_ms = now_ms + CHAT_REFILL_MS;
-        }
-        allowance.tokens -= 1;
         let line = ChatLine {
             id: self.next_id,
             user_id: user,
@@ -402,8 +425,25 @@ impl Life {
         vec![Delivery::All(ServerMessage::ChatPolicy { who, by })]
     }
 
+    /// A pin change that goes out to everyone: paced by [`PIN_BURST`] and [`PIN_REFILL_MS`].
+    fn take_pin_change(&mut self, now_ms: u64) -> Result<(), Refusal> {
+        let allowance = self
+            .pin_allowance
+            .get_or_insert_with(|| Allowance::full(PIN_BURST, now_ms));
+        allowance
+            .take(PIN_BURST, PIN_REFILL_MS, now_ms)
+            .or_else(|wait_s| {
+                refuse(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "the pin changed {PIN_BURST} times in a row; it can change again in {wait_s} s"
+                    ),
+                )
+            })
+    }
+
     /// A moderator pins `text`: one line, or an http(s) link.
-    pub fn pin(&mut self, by: UserId, text: &str) -> Result<Vec<Delivery>, Refusal> {
+    pub fn pin(&mut self, by: UserId, text: &str, now_ms: u64) -> Result<Vec<Delivery>, Refusal> {
         let text = clean_name(text, MAX_PIN_CHARS, TextKind::Pin).map_err(|e| Refusal {
             code: ErrorCode::InvalidText,
             message: e.to_string(),
@@ -414,6 +454,7 @@ impl Life {
         if self.pinned.as_deref() == Some(text.as_str()) {
             return Ok(Vec::new());
         }
+        self.take_pin_change(now_ms)?;
         self.pinned = Some(text.clone());
         Ok(vec![Delivery::All(ServerMessage::Pinned {
             text: Some(text),
@@ -422,11 +463,16 @@ impl Life {
     }
 
     /// A moderator takes the pin down.
-    pub fn unpin(&mut self, by: UserId) -> Vec<Delivery> {
-        if self.pinned.take().is_none() {
-            return Vec::new();
+    pub fn unpin(&mut self, by: UserId, now_ms: u64) -> Result<Vec<Delivery>, Refusal> {
+        if self.pinned.is_none() {
+            return Ok(Vec::new());
         }
-        vec![Delivery::All(ServerMessage::Pinned { text: None, by })]
+        self.take_pin_change(now_ms)?;
+        self.pinned = None;
+        Ok(vec![Delivery::All(ServerMessage::Pinned {
+            text: None,
+            by,
+        })])
     }
 
     /// `user` kept a clip of the last `seconds`: whether they may announce it now (1 to
@@ -718,17 +764,23 @@ mod tests {
     fn pins_take_one_line_or_an_http_link() {
         let mut life = Life::default();
         assert_eq!(
-            life.pin(1, "javascript:alert(1)").unwrap_err().code,
+            life.pin(1, "javascript:alert(1)", 0).unwrap_err().code,
             ErrorCode::InvalidText
         );
         assert_eq!(
-            life.pin(1, "line\u{1b}]52;c;x\u{7}").unwrap_err().code,
+            life.pin(1, "line\u{1b}]52;c;x\u{7}", 0).unwrap_err().code,
             ErrorCode::InvalidText
         );
-        assert_eq!(life.pin(1, "  ").unwrap_err().code, ErrorCode::InvalidText);
-        assert_eq!(life.pin(1, "https://example.org/agenda").unwrap().len(), 1);
+        assert_eq!(
+            life.pin(1, "  ", 0).unwrap_err().code,
+            ErrorCode::InvalidText
+        );
+        assert_eq!(
+            life.pin(1, "https://example.org/agenda", 0).unwrap().len(),
+            1
+        );
         assert!(
-            life.pin(1, "https://example.org/agenda")
+            life.pin(1, "https://example.org/agenda", 0)
                 .unwrap()
                 .is_empty()
         );
@@ -736,8 +788,39 @@ mod tests {
             life.view().pinned.as_deref(),
             Some("https://example.org/agenda")
         );
-        assert_eq!(life.unpin(1).len(), 1);
-        assert!(life.unpin(1).is_empty());
+        assert_eq!(life.unpin(1, 0).unwrap().len(), 1);
+        assert!(life.unpin(1, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_pin_changes_a_few_times_in_a_row_then_once_in_a_while() {
+        let mut life = Life::default();
+        // Refused and unchanged pins cost nothing.
+        for _ in 0..10 {
+            life.pin(1, "javascript:x", 0).unwrap_err();
+        }
+        life.pin(1, "one", 0).unwrap();
+        assert!(life.pin(1, "one", 0).unwrap().is_empty());
+        // Changes, by any moderator: five in a row (the first was "one").
+        for (k, by) in [(2, 1), (3, 2), (4, 3)] {
+            life.pin(by, &format!("line {k}"), 10).unwrap();
+        }
+        assert_eq!(life.unpin(2, 20).unwrap().len(), 1);
+        let refused = life.pin(3, "sixth", 30).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        assert!(
+            refused.message.contains("again in 2 s"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(life.view().pinned, None, "nothing changed");
+        // One more each PIN_REFILL_MS.
+        life.pin(3, "sixth", PIN_REFILL_MS).unwrap();
+        assert_eq!(
+            life.pin(1, "seventh", PIN_REFILL_MS + 1).unwrap_err().code,
+            ErrorCode::RateLimited
+        );
+        life.pin(1, "seventh", 2 * PIN_REFILL_MS).unwrap();
     }
 
     #[test]
