@@ -511,6 +511,13 @@ async fn a_node_restarted_under_its_name_leaves_no_room_stranded() {
     host.command(json!({"type": "remove", "user_id": troll.user.id}))
         .await;
     assert_eq!(troll_live.closed().await.as_deref(), Some("removed"));
+    // And sets the chat's rules: stage only, Ada silenced, a pin.
+    host.command(json!({"type": "set_chat", "who": "stage"}))
+        .await;
+    host.command(json!({"type": "silence_chat", "user_id": ada.user.id, "silenced": true}))
+        .await;
+    host.command(json!({"type": "pin", "text": "https://example.org/agenda"}))
+        .await;
     // The removal is in the directory before the node goes.
     eventually("the removal reaches the directory", || async {
         let (_, body) = b.get("/api/v2/rooms", None).await;
@@ -526,6 +533,24 @@ async fn a_node_restarted_under_its_name_leaves_no_room_stranded() {
     assert_eq!(ada_live.closed().await.as_deref(), Some("reconnect"));
     let ada_live = Live::join(&b, &room, &ada).await;
     assert_eq!(ada_live.snapshot.summary.id, room);
+    // The room carried on keeps the chat's rules: a move is no way around a moderator.
+    let life = &ada_live.snapshot.life;
+    assert_eq!(
+        (life.chat, life.pinned.as_deref()),
+        (
+            hallway::protocol::chat::ChatPolicy::Stage,
+            Some("https://example.org/agenda")
+        )
+    );
+    assert!(
+        ada_live
+            .snapshot
+            .participants
+            .iter()
+            .any(|p| p.id == ada.user.id && p.chat_silenced),
+        "Ada is still silenced: {:?}",
+        ada_live.snapshot.participants
+    );
     // The room carried on keeps its removals.
     let refused = common::connect_refusal(&b, &room, Some(&troll.token)).await;
     assert_eq!(refused.0, 403, "{refused:?}");

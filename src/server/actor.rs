@@ -158,7 +158,7 @@ pub fn spawn_claimed(
     }
     let (tx, rx) = mpsc::channel(ROOM_QUEUE);
     let (summary_tx, summary) = watch::channel(room.summary());
-    let (banned_tx, banned) = watch::channel(room.banned());
+    let (carried_tx, carried) = watch::channel(room.carried());
     let shard_count = shared.config.fanout_shards;
     let link = (shared.cluster.is_some() || shard_count > 1).then(|| {
         HomeLink::start(
@@ -188,7 +188,7 @@ pub fn spawn_claimed(
         link,
         draining: false,
         summary_tx,
-        banned_tx,
+        carried_tx,
         banned_addrs: HashSet::new(),
         spared: HashSet::new(),
         me: tx.downgrade(),
@@ -199,7 +199,7 @@ pub fn spawn_claimed(
         shared.tasks.spawn(super::cluster::home::list_room(
             cluster.clone(),
             summary.clone(),
-            banned,
+            carried,
             access.clone(),
             tx.downgrade(),
             shared.shutdown.clone(),
@@ -230,8 +230,9 @@ struct RoomActor {
     /// This node is leaving the cluster and the room goes on without it.
     draining: bool,
     summary_tx: watch::Sender<RoomSummary>,
-    /// Who is banned, for the directory (a node carrying the room on keeps them out).
-    banned_tx: watch::Sender<Vec<UserId>>,
+    /// Who is banned and the chat's rules, for the directory (a node carrying the room on
+    /// keeps them).
+    carried_tx: watch::Sender<crate::server::room::Carried>,
     /// Addresses of removed people (see [`AddrKey`]): the account is banned first; this is
     /// the second line, against a second account made from the same address.
     banned_addrs: HashSet<AddrKey>,
@@ -390,11 +391,11 @@ impl RoomActor {
     }
 
     fn publish_summary(&self) {
-        let banned = self.room.banned();
-        self.banned_tx.send_if_modified(|old| {
-            let changed = *old != banned;
+        let carried = self.room.carried();
+        self.carried_tx.send_if_modified(|old| {
+            let changed = *old != carried;
             if changed {
-                *old = banned;
+                *old = carried;
             }
             changed
         });

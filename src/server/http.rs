@@ -671,7 +671,7 @@ async fn room_handle(shared: &Arc<Shared>, id: &str) -> Result<RoomHandle, ApiEr
     };
     let room = Room::resume(
         &entry.summary,
-        &entry.banned,
+        &entry.carried,
         unix_ms(),
         shared.config.limits.room,
     );

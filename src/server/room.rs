@@ -246,6 +246,21 @@ struct Departed {
     left_at_ms: u64,
 }
 
+/// What a room carried on by another node keeps besides its stage: who was removed (they
+/// stay out), and its chat's rules (who may chat, who is silenced, the pin), so a move is
+/// no way around a moderator. Kept in the room's directory entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Carried {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub banned: Vec<UserId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat_silenced: Vec<UserId>,
+    #[serde(default)]
+    pub chat: crate::protocol::chat::ChatPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
+}
+
 /// One room's state.
 #[derive(Debug)]
 pub struct Room {
@@ -361,7 +376,7 @@ impl Room {
     /// `banned` are those removed from it, who stay out.
     pub fn resume(
         summary: &RoomSummary,
-        banned: &[UserId],
+        carried: &Carried,
         now_ms: u64,
         limits: RoomLimits,
     ) -> Self {
@@ -385,7 +400,9 @@ impl Room {
             limits,
         );
         room.created_at_ms = summary.created_at_ms;
-        room.banned.extend(banned);
+        room.banned.extend(&carried.banned);
+        room.life
+            .restore(carried.chat, &carried.chat_silenced, carried.pinned.clone());
         room.private = summary.private;
         room.replay = summary.replay;
         for member in &summary.speakers {
@@ -409,6 +426,16 @@ impl Room {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// What another node carrying the room on must keep (see [`Carried`]).
+    pub fn carried(&self) -> Carried {
+        Carried {
+            banned: self.banned(),
+            chat_silenced: self.life.silenced(),
+            chat: self.life.policy(),
+            pinned: self.life.pinned().map(str::to_owned),
+        }
     }
 
     /// Those a moderator removed, who cannot come back (sorted).
@@ -2494,8 +2521,48 @@ mod tests {
         let mut room = room();
         room.command(HOST, &ClientCommand::MakeModerator { user_id: ADA }, 20)
             .unwrap();
+        // The chat's rules, which a move must not undo: stage only, Bob silenced, a pin.
+        room.command(
+            HOST,
+            &ClientCommand::SetChat {
+                who: crate::protocol::chat::ChatPolicy::Stage,
+            },
+            21,
+        )
+        .unwrap();
+        room.command(
+            HOST,
+            &ClientCommand::SilenceChat {
+                user_id: BOB,
+                silenced: true,
+            },
+            22,
+        )
+        .unwrap();
+        room.command(
+            HOST,
+            &ClientCommand::Pin {
+                text: "agenda".into(),
+            },
+            23,
+        )
+        .unwrap();
         let summary = room.summary();
-        let mut resumed = Room::resume(&summary, &[CY], 1_000, RoomLimits::default());
+        let carried = Carried {
+            banned: vec![CY],
+            ..room.carried()
+        };
+        assert_eq!(carried.chat_silenced, vec![BOB]);
+        // Through the directory entry's JSON, as another node reads it.
+        let carried: Carried =
+            serde_json::from_str(&serde_json::to_string(&carried).unwrap()).unwrap();
+        let mut resumed = Room::resume(&summary, &carried, 1_000, RoomLimits::default());
+        let life = resumed.life.view();
+        assert_eq!(
+            (life.chat, life.pinned.as_deref()),
+            (crate::protocol::chat::ChatPolicy::Stage, Some("agenda"))
+        );
+        assert!(resumed.life.is_silenced(BOB), "a silence outlives the move");
         assert_eq!(resumed.summary().id, summary.id);
         assert_eq!(resumed.summary().created_at_ms, summary.created_at_ms);
         assert_eq!(
@@ -2513,7 +2580,7 @@ mod tests {
         assert_eq!(role(&resumed, ADA), Role::Moderator);
         assert_eq!(role(&resumed, BOB), Role::Listener);
         // Past the grace, a stage member who comes back is a listener.
-        let mut late = Room::resume(&summary, &[], 1_000, RoomLimits::default());
+        let mut late = Room::resume(&summary, &Carried::default(), 1_000, RoomLimits::default());
         late.join(&user(HOST), 1_500).unwrap();
         late.join(&user(ADA), 1_000 + REJOIN_GRACE_MS + 1).unwrap();
         assert_eq!(role(&late, ADA), Role::Listener);

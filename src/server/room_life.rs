@@ -225,6 +225,31 @@ impl Life {
         self.silenced.contains(&user)
     }
 
+    /// Who may chat.
+    pub fn policy(&self) -> ChatPolicy {
+        self.policy
+    }
+
+    /// What is pinned.
+    pub fn pinned(&self) -> Option<&str> {
+        self.pinned.as_deref()
+    }
+
+    /// Who is silenced (sorted): carried with the room to another node.
+    pub fn silenced(&self) -> Vec<UserId> {
+        let mut silenced: Vec<UserId> = self.silenced.iter().copied().collect();
+        silenced.sort_unstable();
+        silenced
+    }
+
+    /// A room carried on from another node takes up its chat's rules where they were:
+    /// who may chat, who is silenced, the pin. (Lines and reactions are not carried.)
+    pub fn restore(&mut self, chat: ChatPolicy, silenced: &[UserId], pinned: Option<String>) {
+        self.policy = chat;
+        self.silenced.extend(silenced);
+        self.pinned = pinned;
+    }
+
     /// When waiting lines or reactions are due: the time to call [`Life::tick`].
     pub fn deadline_ms(&self) -> Option<u64> {
         [self.chat_pace.due_ms, self.reaction_pace.due_ms]

@@ -371,7 +371,7 @@ async fn gateway(
 pub async fn list_room(
     cluster: Arc<Cluster>,
     mut summary: watch::Receiver<RoomSummary>,
-    mut banned: watch::Receiver<Vec<UserId>>,
+    mut carried: watch::Receiver<crate::server::room::Carried>,
     access: Option<std::sync::Arc<crate::server::access::Access>>,
     actor: mpsc::WeakSender<RoomCommand>,
     shutdown: CancellationToken,
@@ -387,11 +387,11 @@ pub async fn list_room(
     let mut keep_claimed = claimed.is_some();
     loop {
         let published = summary.borrow_and_update().clone();
-        let bans = banned.borrow_and_update().clone();
+        let kept = carried.borrow_and_update().clone();
         let put_at = tokio::time::Instant::now();
         if !keep_claimed {
             match cluster
-                .write_room(&published, &bans, access.as_deref(), revision)
+                .write_room(&published, &kept, access.as_deref(), revision)
                 .await
             {
                 super::Written::At(now) => revision = Some(now),
@@ -409,8 +409,9 @@ pub async fn list_room(
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = summary.changed() => if changed.is_err() { break },
-            // A removal is written at once, like a change to the stage.
-            changed = banned.changed() => if changed.is_err() { break },
+            // A removal or a change to the chat's rules is written at once, like a
+            // change to the stage.
+            changed = carried.changed() => if changed.is_err() { break },
             _ = refresh.tick() => {}
         }
         let gap = if only_speaking_changed(&published, &summary.borrow()) {

@@ -92,9 +92,10 @@ pub struct RoomEntry {
     #[serde(default)]
     pub instance: u64,
     pub summary: RoomSummary,
-    /// Those removed from the room: a node carrying it on keeps them out.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub banned: Vec<crate::protocol::UserId>,
+    /// Those removed from the room (a node carrying it on keeps them out) and its chat's
+    /// rules. Flattened: `banned` is where it always was.
+    #[serde(flatten)]
+    pub carried: crate::server::room::Carried,
     /// A private room's sharing: every node keeps the same door.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<crate::server::access::Access>,
@@ -448,7 +449,7 @@ impl Cluster {
         match self
             .write_room(
                 &entry.summary,
-                &entry.banned,
+                &entry.carried,
                 entry.access.as_ref(),
                 Some(revision),
             )
@@ -468,7 +469,7 @@ impl Cluster {
     pub async fn write_room(
         &self,
         summary: &RoomSummary,
-        banned: &[crate::protocol::UserId],
+        carried: &crate::server::room::Carried,
         access: Option<&crate::server::access::Access>,
         revision: Option<u64>,
     ) -> Written {
@@ -476,7 +477,7 @@ impl Cluster {
             home: self.node.clone(),
             instance: self.instance,
             summary: summary.clone(),
-            banned: banned.to_vec(),
+            carried: carried.clone(),
             access: access.map(|a| a.copy()),
         };
         let Ok(json) = serde_json::to_vec(&entry) else {
