@@ -51,6 +51,9 @@ pub struct LifeScreen {
     pub counts: Vec<ReactionCount>,
     pub counts_until_ms: u64,
     pub pin: Option<PinShown>,
+    /// The last line sent and the request id its answer names: a refused line comes back
+    /// to the box rather than being lost.
+    pub sent: Option<(u64, String)>,
 }
 
 impl LifeScreen {

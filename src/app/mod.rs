@@ -137,6 +137,11 @@ pub enum Effect {
     },
     /// Send a command on the live session.
     Send(ClientCommand),
+    /// Send a command whose answer (`ok` or `error`) names `id`.
+    SendTagged {
+        command: ClientCommand,
+        id: u64,
+    },
     /// Leave the room (the shell closes the live session and stops audio).
     LeaveRoom,
     /// Run the microphone device (on stage) or close it (in the audience, or in no room):
@@ -361,6 +366,8 @@ pub struct App {
     confirm_start: Option<u64>,
     /// My upcoming room being started (a second Enter does not start it twice).
     starting: Option<u64>,
+    /// Request ids given out (commands whose answers are awaited).
+    requests: u64,
 }
 
 /// What the hallway's selection is on, to keep it there when the lists change.
@@ -447,6 +454,7 @@ impl App {
             clipped_at_ms: None,
             confirm_start: None,
             starting: None,
+            requests: 0,
         }
     }
 
@@ -1207,9 +1215,27 @@ impl App {
                 room.selected = 0;
                 return Vec::new();
             }
-            ServerMessage::Error { message, .. } => {
-                let text = message.clone();
-                self.say(capitalize(&text));
+            ServerMessage::Error { message, id, .. } => {
+                let mut text = capitalize(message);
+                // My line refused (rate, busy, cleaning, policy): back in the box, to send
+                // again or change, unless another is being typed.
+                let sent = room.life.sent.take_if(|(sent, _)| {
+                    id.as_ref().and_then(serde_json::Value::as_u64) == Some(*sent)
+                });
+                if let Some((_, line)) = sent
+                    && room.life.draft.as_deref().is_none_or(str::is_empty)
+                {
+                    room.life.draft = Some(line);
+                    room.life.chat_open = true;
+                    text.push_str(" (Your line is back in the box.)");
+                }
+                self.say(text);
+                return Vec::new();
+            }
+            ServerMessage::Ok { id } => {
+                if room.life.sent.as_ref().map(|(sent, _)| *sent) == id.as_u64() {
+                    room.life.sent = None;
+                }
                 return Vec::new();
             }
             ServerMessage::RoomEnded { reason, .. } => {
@@ -1329,7 +1355,15 @@ impl App {
                     return Vec::new();
                 }
                 draft.clear();
-                vec![Effect::Send(ClientCommand::Chat { text })]
+                self.requests += 1;
+                let id = self.requests;
+                if let Some(room) = self.room_mut() {
+                    room.life.sent = Some((id, text.clone()));
+                }
+                vec![Effect::SendTagged {
+                    command: ClientCommand::Chat { text },
+                    id,
+                }]
             }
             KeyCode::Backspace => {
                 draft.pop();

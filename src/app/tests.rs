@@ -226,14 +226,22 @@ impl Live {
     fn serve(&mut self, effects: Vec<Effect>) -> Vec<Effect> {
         let mut answers = Vec::new();
         for effect in effects {
-            let Effect::Send(command) = effect else {
-                continue;
+            let (command, id) = match effect {
+                Effect::Send(command) => (command, None),
+                Effect::SendTagged { command, id } => (command, Some(id)),
+                _ => continue,
             };
             self.advance_for(&command);
             match self.room.command(self.me, &command, self.now_ms) {
-                Ok(out) => answers.extend(self.deliver(out)),
+                Ok(out) => {
+                    answers.extend(self.deliver(out));
+                    if let Some(id) = id {
+                        let ok = ServerMessage::Ok { id: id.into() };
+                        answers.extend(self.app.update(server(ok)));
+                    }
+                }
                 Err(refusal) => answers.extend(self.app.update(server(ServerMessage::error(
-                    None,
+                    id.map(serde_json::Value::from),
                     refusal.code,
                     refusal.message,
                 )))),
@@ -1943,12 +1951,16 @@ fn c_opens_the_chat_and_what_is_typed_there_is_text_not_keys() {
     let effects = live.press(key(KeyCode::Enter));
     assert_eq!(
         effects,
-        send(ClientCommand::Chat {
-            text: "hi q h".into()
-        })
+        vec![Effect::SendTagged {
+            command: ClientCommand::Chat {
+                text: "hi q h".into()
+            },
+            id: 1
+        }]
     );
     live.serve(effects);
     assert_eq!(chat_texts(&live), ["hi q h"]);
+    assert_eq!(live.app.room().unwrap().life.sent, None, "answered ok");
     // Still writing after sending; an empty line sends nothing.
     assert!(live.press(key(KeyCode::Enter)).is_empty());
     // Esc stops writing, the pane stays; `c` then hides it.
@@ -2645,4 +2657,40 @@ fn the_host_deletes_a_replay_from_its_screen_after_saying_yes_and_no_one_else_ca
         app.current_notice(),
         Some("Deleted the replay of \u{201c}Rust on the stage\u{201d}.")
     );
+}
+
+#[test]
+fn a_refused_chat_line_comes_back_to_the_box() {
+    let mut live = Live::new(ADA);
+    live.press(ch('c'));
+    // Lines sent faster than they go out: one is refused, and comes back to be sent again.
+    let mut refused = None;
+    for k in 0..6 {
+        type_text(&mut live.app, &format!("line {k}"));
+        let effects = live.press(key(KeyCode::Enter));
+        live.serve(effects);
+        let draft = live.app.room().unwrap().life.draft.clone();
+        if draft.as_deref().is_some_and(|d| !d.is_empty()) {
+            assert_eq!(draft, Some(format!("line {k}")), "the refused line itself");
+            refused = Some(k);
+            break;
+        }
+    }
+    assert!(
+        refused.is_some_and(|k| k > 0),
+        "{refused:?}: the first goes"
+    );
+    assert!(
+        live.notice().unwrap().contains("back in the box"),
+        "{:?}",
+        live.notice()
+    );
+    // An error about something else (no id of mine) leaves the box alone.
+    live.press(key(KeyCode::Esc));
+    live.app.update(server(ServerMessage::error(
+        Some(serde_json::Value::from(99u64)),
+        ErrorCode::RateLimited,
+        "slow down",
+    )));
+    assert_eq!(live.app.room().unwrap().life.draft, None);
 }

@@ -477,6 +477,11 @@ impl Shell {
                     live.send(command);
                 }
             }
+            Effect::SendTagged { command, id } => {
+                if let Some(live) = &self.live {
+                    live.send_tagged(command, id);
+                }
+            }
             Effect::LeaveRoom => self.leave().await,
             Effect::SetMicOpen(open) => self.audio.set_mic_open(open),
             Effect::SetMicLive(live) => self.audio.set_mic_live(live),

@@ -102,7 +102,7 @@ const DEAD_AFTER: Duration = Duration::from_secs(10);
 
 /// The owner's end of a live session. Dropping it ends the session.
 pub struct LiveSession {
-    control_tx: mpsc::Sender<ClientCommand>,
+    control_tx: mpsc::Sender<(ClientCommand, Option<u64>)>,
     audio_tx: mpsc::Sender<Bytes>,
     pub stats: Arc<LiveStats>,
     task: tokio::task::JoinHandle<()>,
@@ -164,7 +164,12 @@ impl LiveSession {
 
     /// Queues a command; false if the session is over.
     pub fn send(&self, command: ClientCommand) -> bool {
-        self.control_tx.try_send(command).is_ok()
+        self.control_tx.try_send((command, None)).is_ok()
+    }
+
+    /// Queues a command whose answer, `ok` or `error`, names `id`.
+    pub fn send_tagged(&self, command: ClientCommand, id: u64) -> bool {
+        self.control_tx.try_send((command, Some(id))).is_ok()
     }
 
     /// Queues an audio frame (its speaker id is stamped by the server); drops it when the
@@ -182,7 +187,7 @@ impl LiveSession {
 
     /// Leaves the room and waits (briefly) for the server to close the connection.
     pub async fn leave(mut self) {
-        let _ = self.control_tx.send(ClientCommand::Leave).await;
+        let _ = self.control_tx.send((ClientCommand::Leave, None)).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
     }
 
@@ -223,7 +228,7 @@ struct Worker {
     api: Api,
     events_tx: mpsc::Sender<NetEvent>,
     on_audio: AudioHandler,
-    control_rx: mpsc::Receiver<ClientCommand>,
+    control_rx: mpsc::Receiver<(ClientCommand, Option<u64>)>,
     audio_rx: mpsc::Receiver<Bytes>,
     stats: Arc<LiveStats>,
     backoff: Backoff,
@@ -298,7 +303,7 @@ impl Worker {
                 tokio::select! {
                     () = &mut wait => break,
                     command = self.control_rx.recv() => match command {
-                        None | Some(ClientCommand::Leave) => {
+                        None | Some((ClientCommand::Leave, _)) => {
                             let _ = self.events_tx.send(NetEvent::Closed { code: None, message: "you left the room".into() }).await;
                             return;
                         }
@@ -469,12 +474,10 @@ impl Worker {
                     }
                 }
                 command = self.control_rx.recv() => {
-                    let command = match command {
-                        Some(command) => command,
-                        None => ClientCommand::Leave,
-                    };
+                    let (command, id) = command.unwrap_or((ClientCommand::Leave, None));
                     leaving |= command == ClientCommand::Leave;
-                    let text = ClientMessage { id: None, command }.encode();
+                    let id = id.map(serde_json::Value::from);
+                    let text = ClientMessage { id, command }.encode();
                     if ws.send(Message::Text(text.into())).await.is_err() {
                         return Ended::Dropped("the connection dropped while sending".into());
                     }
