@@ -54,6 +54,9 @@ pub struct LifeScreen {
     /// The last line sent and the request id its answer names: a refused line comes back
     /// to the box rather than being lost.
     pub sent: Option<(u64, String)>,
+    /// A line refused (or maybe lost in a reconnect) while no empty box was open: the
+    /// next line started begins with it.
+    pub kept: Option<String>,
 }
 
 impl LifeScreen {
@@ -120,10 +123,36 @@ impl LifeScreen {
         self.unread = 0;
     }
 
-    /// Opens the pane and starts writing.
+    /// Opens the pane and starts writing (with a line kept from a refusal, if any).
     pub fn write(&mut self) {
         self.show();
-        self.draft.get_or_insert_with(String::new);
+        if self.draft.is_none() {
+            self.draft = Some(self.kept.take().unwrap_or_default());
+        }
+    }
+
+    /// My line `id` was refused: back in the box if an empty one is open (still writing),
+    /// else kept for the next line. Says which, for the event line.
+    pub fn refused(&mut self, id: Option<u64>) -> Option<&'static str> {
+        let (_, line) = self.sent.take_if(|(sent, _)| id == Some(*sent))?;
+        Some(self.give_back(line))
+    }
+
+    /// The line sent has had no answer when the connection dropped: it may be lost.
+    pub fn maybe_lost(&mut self) -> Option<&'static str> {
+        let (_, line) = self.sent.take()?;
+        Some(self.give_back(line))
+    }
+
+    fn give_back(&mut self, line: String) -> &'static str {
+        if self.draft.as_deref() == Some("") {
+            self.draft = Some(line);
+            "your line is back in the box"
+        } else {
+            // Keys must stay keys: a box is not opened under someone who left it.
+            self.kept = Some(line);
+            "the next line you start begins with it"
+        }
     }
 
     /// Hides the pane (a draft is dropped).

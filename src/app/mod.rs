@@ -1146,6 +1146,9 @@ impl App {
             }
             NetEvent::Reconnecting { attempt, reason } => {
                 room.connection = Connection::Reconnecting { attempt, reason };
+                if let Some(where_) = room.life.maybe_lost() {
+                    self.say(format!("Your last line may not have gone out: {where_}."));
+                }
                 Vec::new()
             }
             NetEvent::Closed { code, message } => {
@@ -1217,17 +1220,11 @@ impl App {
             }
             ServerMessage::Error { message, id, .. } => {
                 let mut text = capitalize(message);
-                // My line refused (rate, busy, cleaning, policy): back in the box, to send
-                // again or change, unless another is being typed.
-                let sent = room.life.sent.take_if(|(sent, _)| {
-                    id.as_ref().and_then(serde_json::Value::as_u64) == Some(*sent)
-                });
-                if let Some((_, line)) = sent
-                    && room.life.draft.as_deref().is_none_or(str::is_empty)
-                {
-                    room.life.draft = Some(line);
-                    room.life.chat_open = true;
-                    text.push_str(" (Your line is back in the box.)");
+                // My line refused (rate, busy, cleaning, policy): given back, to send again
+                // or change.
+                let id = id.as_ref().and_then(serde_json::Value::as_u64);
+                if let Some(where_) = room.life.refused(id) {
+                    text = format!("{} ({where_}.)", text.trim_end_matches('.'));
                 }
                 self.say(text);
                 return Vec::new();

@@ -2693,4 +2693,37 @@ fn a_refused_chat_line_comes_back_to_the_box() {
         "slow down",
     )));
     assert_eq!(live.app.room().unwrap().life.draft, None);
+
+    // Refused after leaving the box: keys stay keys (no box opens under them); the next
+    // line started begins with it.
+    live.press(key(KeyCode::Enter));
+    type_text(&mut live.app, "kept");
+    let Some(Effect::SendTagged { id, .. }) = live.press(key(KeyCode::Enter)).pop() else {
+        panic!("no line sent");
+    };
+    live.press(key(KeyCode::Esc));
+    live.app.update(server(ServerMessage::error(
+        Some(serde_json::Value::from(id)),
+        ErrorCode::RateLimited,
+        "slow down.",
+    )));
+    assert_eq!(live.app.room().unwrap().life.draft, None, "not writing");
+    assert_eq!(
+        live.notice(),
+        Some("Slow down (the next line you start begins with it.)")
+    );
+    live.press(key(KeyCode::Enter));
+    assert_eq!(live.app.room().unwrap().life.draft.as_deref(), Some("kept"));
+
+    // A line with no answer when the connection drops may be lost: given back too.
+    live.press(key(KeyCode::Enter));
+    live.app.update(Msg::Net(NetEvent::Reconnecting {
+        attempt: 1,
+        reason: "the connection dropped".into(),
+    }));
+    assert_eq!(live.app.room().unwrap().life.draft.as_deref(), Some("kept"));
+    assert_eq!(
+        live.notice(),
+        Some("Your last line may not have gone out: your line is back in the box.")
+    );
 }

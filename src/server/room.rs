@@ -255,10 +255,18 @@ pub struct Carried {
     pub banned: Vec<UserId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chat_silenced: Vec<UserId>,
-    #[serde(default)]
+    /// Read leniently: a value a newer node knows and this one does not is "everyone".
+    #[serde(default, deserialize_with = "lenient_policy")]
     pub chat: crate::protocol::chat::ChatPolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned: Option<String>,
+}
+
+fn lenient_policy<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<crate::protocol::chat::ChatPolicy, D::Error> {
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
 }
 
 /// One room's state.
@@ -2563,6 +2571,16 @@ mod tests {
             (crate::protocol::chat::ChatPolicy::Stage, Some("agenda"))
         );
         assert!(resumed.life.is_silenced(BOB), "a silence outlives the move");
+        // An older node's entry (removals only) and a newer node's (a rule this one does
+        // not know) both read.
+        let old: Carried = serde_json::from_str(r#"{"banned":[4]}"#).unwrap();
+        assert_eq!((old.banned, old.chat), (vec![4], Default::default()));
+        let newer: Carried =
+            serde_json::from_str(r#"{"chat":"friends_of_friends","pinned":"x"}"#).unwrap();
+        assert_eq!(
+            (newer.chat, newer.pinned.as_deref()),
+            (Default::default(), Some("x"))
+        );
         assert_eq!(resumed.summary().id, summary.id);
         assert_eq!(resumed.summary().created_at_ms, summary.created_at_ms);
         assert_eq!(

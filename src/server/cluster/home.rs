@@ -414,11 +414,12 @@ pub async fn list_room(
             changed = carried.changed() => if changed.is_err() { break },
             _ = refresh.tick() => {}
         }
-        let gap = if only_speaking_changed(&published, &summary.borrow()) {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_millis(100)
-        };
+        let gap =
+            if only_speaking_changed(&published, &summary.borrow()) && kept == *carried.borrow() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(100)
+            };
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep_until(put_at + gap) => {}

@@ -503,12 +503,22 @@ impl Cluster {
                 // an entry expired meanwhile): write again over what is there.
                 match self.rooms_kv.entry(&summary.id).await {
                     Ok(Some(current)) if current.operation == kv::Operation::Put => {
-                        match serde_json::from_slice::<RoomEntry>(&current.value) {
+                        // Only whose it is matters here: read just that, so an entry a newer
+                        // node wrote (with fields or values this one does not know) is still
+                        // seen as theirs, never written over.
+                        #[derive(serde::Deserialize)]
+                        struct Owner {
+                            home: String,
+                            #[serde(default)]
+                            instance: u64,
+                        }
+                        match serde_json::from_slice::<Owner>(&current.value) {
                             Ok(theirs)
                                 if theirs.home != self.node || theirs.instance != self.instance =>
                             {
                                 return Written::Taken;
                             }
+                            Err(_) => return Written::Failed,
                             _ => match self
                                 .rooms_kv
                                 .update(&summary.id, json, current.revision)
