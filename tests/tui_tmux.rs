@@ -448,6 +448,10 @@ async fn listener_raises_hand_speaks_leaves_and_quits() {
     })
     .await;
     tui.press("Escape").await;
+    tui.wait_for("writing stopped", |s| {
+        !s.lines().any(|l| l.trim_start().starts_with("> "))
+    })
+    .await;
     tui.type_keys("1").await;
     let reacted = host
         .wait_for(|m| matches!(m, ServerMessage::Reactions { .. }))

@@ -1335,6 +1335,14 @@ impl App {
     }
 
     fn on_chat_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        if key.modifiers.contains(KeyModifiers::ALT) {
+            // Esc and a key pressed quickly reach the program as one Alt+key (the
+            // terminal sends ESC, then the key): stop writing, then the key.
+            if let Some(room) = self.room_mut() {
+                room.life.draft = None;
+            }
+            return self.on_key(KeyEvent::new(key.code, key.modifiers - KeyModifiers::ALT));
+        }
         let Some(draft) = self.room_mut().and_then(|r| r.life.draft.as_mut()) else {
             return Vec::new();
         };

@@ -2727,3 +2727,23 @@ fn a_refused_chat_line_comes_back_to_the_box() {
         Some("Your last line may not have gone out: your line is back in the box.")
     );
 }
+
+#[test]
+fn esc_and_a_key_arriving_as_alt_key_stop_writing_and_then_act() {
+    let mut live = Live::new(ADA);
+    live.press(ch('c'));
+    type_text(&mut live.app, "hi");
+    let alt_one = Msg::Key(KeyEvent::new(KeyCode::Char('1'), KeyModifiers::ALT));
+    let effects = live.press(alt_one);
+    assert_eq!(
+        live.app.room().unwrap().life.draft,
+        None,
+        "no longer writing"
+    );
+    assert_eq!(
+        effects,
+        send(ClientCommand::React {
+            reaction: crate::protocol::chat::Reaction::Clap
+        })
+    );
+}
