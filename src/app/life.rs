@@ -57,6 +57,9 @@ pub struct LifeScreen {
     /// A line refused (or maybe lost in a reconnect) while no empty box was open: the
     /// next line started begins with it.
     pub kept: Option<String>,
+    /// The last pin sent and its request id; a refused one is kept for the next `P`.
+    pub pin_sent: Option<(u64, String)>,
+    pub pin_kept: Option<String>,
 }
 
 impl LifeScreen {

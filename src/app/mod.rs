@@ -1225,6 +1225,15 @@ impl App {
                 let id = id.as_ref().and_then(serde_json::Value::as_u64);
                 if let Some(where_) = room.life.refused(id) {
                     text = format!("{} ({where_}.)", text.trim_end_matches('.'));
+                } else if let Some((_, pin)) =
+                    room.life.pin_sent.take_if(|(sent, _)| id == Some(*sent))
+                {
+                    room.life.pin_kept = Some(pin);
+                    let again = self.keys.key_label(Action::Pin);
+                    text = format!(
+                        "{} ({again} brings your pin back.)",
+                        text.trim_end_matches('.')
+                    );
                 }
                 self.say(text);
                 return Vec::new();
@@ -1232,6 +1241,9 @@ impl App {
             ServerMessage::Ok { id } => {
                 if room.life.sent.as_ref().map(|(sent, _)| *sent) == id.as_u64() {
                     room.life.sent = None;
+                }
+                if room.life.pin_sent.as_ref().map(|(sent, _)| *sent) == id.as_u64() {
+                    room.life.pin_sent = None;
                 }
                 return Vec::new();
             }
@@ -1608,7 +1620,16 @@ impl App {
                     if text.is_empty() {
                         vec![Effect::Send(ClientCommand::Unpin)]
                     } else {
-                        vec![Effect::Send(ClientCommand::Pin { text })]
+                        // Tagged: a refused pin's text is kept for the next `P`.
+                        self.requests += 1;
+                        let id = self.requests;
+                        if let Some(room) = self.room_mut() {
+                            room.life.pin_sent = Some((id, text.clone()));
+                        }
+                        vec![Effect::SendTagged {
+                            command: ClientCommand::Pin { text },
+                            id,
+                        }]
                     }
                 }
                 KeyCode::Backspace => {
@@ -2011,9 +2032,9 @@ impl App {
                 who: chat_policy.next(),
             }),
             Action::Pin => {
-                self.overlay = Some(Overlay::Pin {
-                    text: pinned.unwrap_or_default(),
-                });
+                // A pin refused a moment ago comes back to be sent again or changed.
+                let text = room.life.pin_kept.take().or(pinned).unwrap_or_default();
+                self.overlay = Some(Overlay::Pin { text });
                 Vec::new()
             }
             Action::SilenceChat => {

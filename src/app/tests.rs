@@ -2747,3 +2747,50 @@ fn esc_and_a_key_arriving_as_alt_key_stop_writing_and_then_act() {
         })
     );
 }
+
+#[test]
+fn a_refused_pin_comes_back_at_the_next_p() {
+    let mut live = Live::new(HOST);
+    live.press(ch('P'));
+    type_text(&mut live.app, "agenda v2");
+    let Some(Effect::SendTagged { id, command }) = live.press(key(KeyCode::Enter)).pop() else {
+        panic!("no pin sent");
+    };
+    assert_eq!(
+        command,
+        ClientCommand::Pin {
+            text: "agenda v2".into()
+        }
+    );
+    // No box opens under the keys; the next `P` brings the text back.
+    live.app.update(server(ServerMessage::error(
+        Some(serde_json::Value::from(id)),
+        ErrorCode::RateLimited,
+        "the pin changed 5 times in a row; it can change again in 2 s",
+    )));
+    assert_eq!(live.app.overlay, None);
+    assert_eq!(
+        live.notice(),
+        Some(
+            "The pin changed 5 times in a row; it can change again in 2 s (P brings your pin back.)"
+        )
+    );
+    live.press(ch('P'));
+    assert_eq!(
+        live.app.overlay,
+        Some(Overlay::Pin {
+            text: "agenda v2".into()
+        })
+    );
+    // Taken: the answer clears it, and the box then opens with what is pinned.
+    let effects = live.press(key(KeyCode::Enter));
+    live.serve(effects);
+    assert_eq!(live.app.room().unwrap().life.pin_sent, None);
+    live.press(ch('P'));
+    assert_eq!(
+        live.app.overlay,
+        Some(Overlay::Pin {
+            text: "agenda v2".into()
+        })
+    );
+}
