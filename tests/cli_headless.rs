@@ -1257,6 +1257,13 @@ async fn a_replay_holds_each_speech_at_its_speakers_time() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(replay["title"], "On the record");
+    // `?limit=N` lists the newest N; anything but a number is a clear JSON error.
+    let (_, none) = server.get("/api/v2/replays?limit=0", None).await;
+    assert_eq!(none["replays"], json!([]));
+    let (_, one) = server.get("/api/v2/replays?limit=1", None).await;
+    assert_eq!(one["replays"][0]["id"], room.as_str());
+    let refused = server.get("/api/v2/replays?limit=lots", None).await;
+    common::assert_api_error(&refused, 400, "bad_request");
     assert_eq!(replay["incomplete"], Value::Null, "{replay}");
     let tracks = replay["tracks"].as_array().unwrap();
     assert_eq!(tracks.len(), 2, "{replay}");

@@ -1076,17 +1076,13 @@ async fn a_replay_is_listed_in_the_hallway_and_plays_with_seeks_speed_and_a_paus
     assert_eq!(tui.wait_exit().await, 0);
 
     let pitches = frame_pitches(&out);
-    let low = pitches
-        .iter()
-        .filter(|p| p.is_some_and(|f| (f - 440.0).abs() < 30.0))
-        .count();
-    let high = pitches
-        .iter()
-        .filter(|p| p.is_some_and(|f| (f - 880.0).abs() < 40.0))
-        .count();
+    let is_low = |p: &&Option<f32>| p.is_some_and(|f| (f - 440.0).abs() < 30.0);
+    let is_high = |p: &&Option<f32>| p.is_some_and(|f| (f - 880.0).abs() < 40.0);
+    let low = pitches.iter().filter(is_low).count();
+    let high = pitches.iter().filter(is_high).count();
     let other = pitches
         .iter()
-        .filter(|p| p.is_some_and(|f| (f - 440.0).abs() >= 30.0 && (f - 880.0).abs() >= 40.0))
+        .filter(|p| p.is_some() && !is_low(p) && !is_high(p))
         .count();
     eprintln!("heard: {low} frames of the low tone, {high} of the high, {other} of neither");
     assert!(low >= 40, "most of a second of the low tone: {low} frames");
@@ -1101,13 +1097,7 @@ async fn a_replay_is_listed_in_the_hallway_and_plays_with_seeks_speed_and_a_paus
         other <= 6,
         "{other} frames of neither tone ({low} low, {high} high)"
     );
-    let first_high = pitches
-        .iter()
-        .position(|p| p.is_some_and(|f| (f - 880.0).abs() < 40.0))
-        .unwrap();
-    let last_low = pitches
-        .iter()
-        .rposition(|p| p.is_some_and(|f| (f - 440.0).abs() < 30.0))
-        .unwrap();
+    let first_high = pitches.iter().position(|p| is_high(&p)).unwrap();
+    let last_low = pitches.iter().rposition(|p| is_low(&p)).unwrap();
     assert!(last_low < first_high, "the low tone, then the high one");
 }

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::protocol::chat::{Reaction, ReactionCount, pin_link};
-use crate::protocol::{ServerMessage, UserId};
+use crate::protocol::{ClientCommand, ServerMessage, UserId};
 
 /// A reaction shows next to its person this long.
 pub const REACTION_SHOW_MS: u64 = 3_000;
@@ -51,15 +51,43 @@ pub struct LifeScreen {
     pub counts: Vec<ReactionCount>,
     pub counts_until_ms: u64,
     pub pin: Option<PinShown>,
-    /// The last line sent and the request id its answer names: a refused line comes back
-    /// to the box rather than being lost.
-    pub sent: Option<(u64, String)>,
+    /// Text sent with a request id and not answered yet: a refused one is given back
+    /// rather than lost. The newest [`AWAITED_KEPT`].
+    pub awaiting: Vec<(u64, Sent)>,
     /// A line refused (or maybe lost in a reconnect) while no empty box was open: the
     /// next line started begins with it.
     pub kept: Option<String>,
-    /// The last pin sent and its request id; a refused one is kept for the next `P`.
-    pub pin_sent: Option<(u64, String)>,
+    /// A pin refused: the next pin box opens with it.
     pub pin_kept: Option<String>,
+}
+
+/// Unanswered sends remembered; answers come within a round trip, so more is a connection
+/// that stopped answering (a reconnect gives back the newest line).
+pub const AWAITED_KEPT: usize = 8;
+
+/// Text the person typed and sent, which must not be lost if it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    Line(String),
+    Pin(String),
+}
+
+impl Sent {
+    pub fn command(&self) -> ClientCommand {
+        match self {
+            Sent::Line(text) => ClientCommand::Chat { text: text.clone() },
+            Sent::Pin(text) => ClientCommand::Pin { text: text.clone() },
+        }
+    }
+}
+
+/// Where a refused text went, for the event line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GivenBack {
+    /// A line: into the open box, or kept for the next line (the words say which).
+    Line(&'static str),
+    /// A pin: kept for the next pin box.
+    Pin,
 }
 
 impl LifeScreen {
@@ -134,16 +162,45 @@ impl LifeScreen {
         }
     }
 
-    /// My line `id` was refused: back in the box if an empty one is open (still writing),
-    /// else kept for the next line. Says which, for the event line.
-    pub fn refused(&mut self, id: Option<u64>) -> Option<&'static str> {
-        let (_, line) = self.sent.take_if(|(sent, _)| id == Some(*sent))?;
-        Some(self.give_back(line))
+    /// `sent` went with request `id`; its answer is awaited.
+    pub fn awaiting(&mut self, id: u64, sent: Sent) {
+        if self.awaiting.len() == AWAITED_KEPT {
+            self.awaiting.remove(0);
+        }
+        self.awaiting.push((id, sent));
     }
 
-    /// The line sent has had no answer when the connection dropped: it may be lost.
+    /// Request `id` was answered `ok`: nothing to give back.
+    pub fn answered(&mut self, id: Option<u64>) {
+        self.awaiting.retain(|(sent, _)| Some(*sent) != id);
+    }
+
+    /// Request `id` was refused: a line goes back in the box if an empty one is open
+    /// (still writing), else is kept for the next line; a pin is kept for the next pin box.
+    pub fn refused(&mut self, id: Option<u64>) -> Option<GivenBack> {
+        let at = self
+            .awaiting
+            .iter()
+            .position(|(sent, _)| Some(*sent) == id)?;
+        Some(match self.awaiting.remove(at).1 {
+            Sent::Line(line) => GivenBack::Line(self.give_back(line)),
+            Sent::Pin(pin) => {
+                self.pin_kept = Some(pin);
+                GivenBack::Pin
+            }
+        })
+    }
+
+    /// The connection dropped: the newest line not answered may be lost, and is given back.
     pub fn maybe_lost(&mut self) -> Option<&'static str> {
-        let (_, line) = self.sent.take()?;
+        let line = self
+            .awaiting
+            .drain(..)
+            .rev()
+            .find_map(|(_, sent)| match sent {
+                Sent::Line(line) => Some(line),
+                Sent::Pin(_) => None,
+            })?;
         Some(self.give_back(line))
     }
 

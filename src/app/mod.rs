@@ -1118,6 +1118,18 @@ impl App {
         effects
     }
 
+    /// Sends typed text (a chat line, a pin) with a request id, remembered until its
+    /// answer, so a refusal gives it back (see [`life::LifeScreen::refused`]).
+    fn send_awaited(&mut self, sent: life::Sent) -> Vec<Effect> {
+        self.requests += 1;
+        let id = self.requests;
+        let command = sent.command();
+        if let Some(room) = self.room_mut() {
+            room.life.awaiting(id, sent);
+        }
+        vec![Effect::SendTagged { command, id }]
+    }
+
     /// The output volume one step up or down, said on the event line.
     fn change_volume(&mut self, up: bool) -> Vec<Effect> {
         self.output_volume = if up {
@@ -1223,28 +1235,22 @@ impl App {
                 // My line refused (rate, busy, cleaning, policy): given back, to send again
                 // or change.
                 let id = id.as_ref().and_then(serde_json::Value::as_u64);
-                if let Some(where_) = room.life.refused(id) {
+                let given_back = match room.life.refused(id) {
+                    Some(life::GivenBack::Line(where_)) => Some(where_.to_string()),
+                    Some(life::GivenBack::Pin) => Some(format!(
+                        "{} brings your pin back",
+                        self.keys.key_label(Action::Pin)
+                    )),
+                    None => None,
+                };
+                if let Some(where_) = given_back {
                     text = format!("{} ({where_}.)", text.trim_end_matches('.'));
-                } else if let Some((_, pin)) =
-                    room.life.pin_sent.take_if(|(sent, _)| id == Some(*sent))
-                {
-                    room.life.pin_kept = Some(pin);
-                    let again = self.keys.key_label(Action::Pin);
-                    text = format!(
-                        "{} ({again} brings your pin back.)",
-                        text.trim_end_matches('.')
-                    );
                 }
                 self.say(text);
                 return Vec::new();
             }
             ServerMessage::Ok { id } => {
-                if room.life.sent.as_ref().map(|(sent, _)| *sent) == id.as_u64() {
-                    room.life.sent = None;
-                }
-                if room.life.pin_sent.as_ref().map(|(sent, _)| *sent) == id.as_u64() {
-                    room.life.pin_sent = None;
-                }
+                room.life.answered(id.as_u64());
                 return Vec::new();
             }
             ServerMessage::RoomEnded { reason, .. } => {
@@ -1372,15 +1378,7 @@ impl App {
                     return Vec::new();
                 }
                 draft.clear();
-                self.requests += 1;
-                let id = self.requests;
-                if let Some(room) = self.room_mut() {
-                    room.life.sent = Some((id, text.clone()));
-                }
-                vec![Effect::SendTagged {
-                    command: ClientCommand::Chat { text },
-                    id,
-                }]
+                self.send_awaited(life::Sent::Line(text))
             }
             KeyCode::Backspace => {
                 draft.pop();
@@ -1620,16 +1618,8 @@ impl App {
                     if text.is_empty() {
                         vec![Effect::Send(ClientCommand::Unpin)]
                     } else {
-                        // Tagged: a refused pin's text is kept for the next `P`.
-                        self.requests += 1;
-                        let id = self.requests;
-                        if let Some(room) = self.room_mut() {
-                            room.life.pin_sent = Some((id, text.clone()));
-                        }
-                        vec![Effect::SendTagged {
-                            command: ClientCommand::Pin { text },
-                            id,
-                        }]
+                        // A refused pin's text is kept for the next `P`.
+                        self.send_awaited(life::Sent::Pin(text))
                     }
                 }
                 KeyCode::Backspace => {

@@ -1960,7 +1960,10 @@ fn c_opens_the_chat_and_what_is_typed_there_is_text_not_keys() {
     );
     live.serve(effects);
     assert_eq!(chat_texts(&live), ["hi q h"]);
-    assert_eq!(live.app.room().unwrap().life.sent, None, "answered ok");
+    assert!(
+        live.app.room().unwrap().life.awaiting.is_empty(),
+        "answered ok"
+    );
     // Still writing after sending; an empty line sends nothing.
     assert!(live.press(key(KeyCode::Enter)).is_empty());
     // Esc stops writing, the pane stays; `c` then hides it.
@@ -2370,6 +2373,18 @@ fn replay_info(id: &str, title: &str, speakers: &[UserId], length_ms: u64) -> Re
     }
 }
 
+/// Moves past the live rooms to the first replay listed and plays it (Enter).
+fn play_first_replay(app: &mut App) {
+    for _ in 0..app.visible_rooms().len() {
+        app.update(ch('j'));
+    }
+    assert!(matches!(
+        app.hallway_items()[app.selected_room],
+        HallwayItem::Replay(_)
+    ));
+    app.update(key(KeyCode::Enter));
+}
+
 /// What the engine reports: `position_ms` heard, after `seeks` seeks.
 fn progress(position_ms: u64, length_ms: u64, seeks: u64, ended: bool) -> Msg {
     Msg::Audio(AudioStatus {
@@ -2526,10 +2541,7 @@ fn a_replay_that_cannot_be_loaded_says_why_and_keys_do_nothing_to_it() {
         &[HOST],
         60_000,
     )])));
-    for _ in 0..app.visible_rooms().len() {
-        app.update(ch('j'));
-    }
-    app.update(key(KeyCode::Enter));
+    play_first_replay(&mut app);
     app.update(Msg::ReplayLoaded {
         id: "r1".into(),
         result: Err("no replay \"r1\": it was deleted".into()),
@@ -2587,10 +2599,7 @@ fn a_room_that_opens_over_a_replay_stops_it() {
         &[HOST],
         60_000,
     )])));
-    for _ in 0..app.visible_rooms().len() {
-        app.update(ch('j'));
-    }
-    app.update(key(KeyCode::Enter));
+    play_first_replay(&mut app);
     assert!(app.replay().is_some());
     // The answer to a room created a moment before arrives.
     assert_eq!(
@@ -2608,10 +2617,7 @@ fn the_host_deletes_a_replay_from_its_screen_after_saying_yes_and_no_one_else_ca
     let mut app = hallway();
     let talk = replay_info("r1", "Rust on the stage", &[HOST], 60_000);
     app.update(Msg::Replays(Ok(vec![talk.clone()])));
-    for _ in 0..app.visible_rooms().len() {
-        app.update(ch('j'));
-    }
-    app.update(key(KeyCode::Enter));
+    play_first_replay(&mut app);
     // Someone else: told who can.
     app.update(Msg::Me(me_as("ada")));
     assert!(app.update(ch('D')).is_empty());
@@ -2785,7 +2791,7 @@ fn a_refused_pin_comes_back_at_the_next_p() {
     // Taken: the answer clears it, and the box then opens with what is pinned.
     let effects = live.press(key(KeyCode::Enter));
     live.serve(effects);
-    assert_eq!(live.app.room().unwrap().life.pin_sent, None);
+    assert!(live.app.room().unwrap().life.awaiting.is_empty());
     live.press(ch('P'));
     assert_eq!(
         live.app.overlay,

@@ -498,10 +498,6 @@ impl Playback {
     /// Seeks, changes speed or pauses (`Play` and `Stop` are the playout's to handle).
     /// A seek to the end leaves it ended; elsewhere, it plays or holds as it did.
     pub fn command(&mut self, command: ReplayCommand) -> Result<(), AudioError> {
-        if matches!(command, ReplayCommand::Play(_) | ReplayCommand::Stop) {
-            return Ok(());
-        }
-        self.commands += 1;
         match command {
             ReplayCommand::Seek { ms } => {
                 self.player.seek(ms.saturating_mul(SAMPLES_PER_MS))?;
@@ -516,8 +512,10 @@ impl Playback {
                 };
             }
             ReplayCommand::Pause(paused) => self.paused = paused,
-            ReplayCommand::Play(_) | ReplayCommand::Stop => {}
+            // Not counted: a new playback, or none.
+            ReplayCommand::Play(_) | ReplayCommand::Stop => return Ok(()),
         }
+        self.commands += 1;
         Ok(())
     }
 

@@ -55,7 +55,8 @@ enum Job {
         lost: Arc<AtomicBool>,
     },
     Frame {
-        room: String,
+        /// Shared with the handle: a frame costs no copy of the id.
+        room: Arc<str>,
         speaker: User,
         arrival_ms: u64,
         frame: Bytes,
@@ -88,7 +89,7 @@ type Finished = Arc<std::sync::Mutex<HashMap<String, ReplayInfo>>>;
 
 /// A room's replay, held by its actor.
 pub struct ReplayHandle {
-    room: String,
+    room: Arc<str>,
     /// Frames were dropped on the way (the writer's queue was full).
     lost: Arc<AtomicBool>,
     /// Speakers whose first frame went to the writer (with their names).
@@ -197,7 +198,7 @@ impl Replays {
             lost.store(true, Ordering::Relaxed);
         }
         ReplayHandle {
-            room: room.to_owned(),
+            room: room.into(),
             lost,
             seen: std::collections::HashSet::new(),
         }
@@ -231,7 +232,7 @@ impl Replays {
     /// replay is finished and listed.
     pub fn end(&self, replay: &ReplayHandle, now_ms: u64, why: Option<String>) {
         let _ = self.tx.send(Job::End {
-            room: replay.room.clone(),
+            room: replay.room.to_string(),
             ended_ms: now_ms,
             why,
         });

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -57,8 +58,14 @@ struct ListQuery {
 async fn list(
     State(shared): SharedState,
     auth: MaybeAuthed,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ReplayList>, ApiError> {
+    let Ok(Query(query)) = query else {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "limit is how many of the newest replays to list: a whole number, such as ?limit=20",
+        ));
+    };
     let replays = replays(&shared, &auth)?;
     let mut list = tokio::task::spawn_blocking(move || replays.list())
         .await

@@ -2757,16 +2757,7 @@ mod tests {
         ClientCommand::Chat { text: text.into() }
     }
 
-    fn sent_lines(out: &[Delivery]) -> Vec<String> {
-        out.iter()
-            .flat_map(|d| match d {
-                Delivery::All(ServerMessage::Chat { lines }) => {
-                    lines.iter().map(|l| l.text.clone()).collect()
-                }
-                _ => Vec::new(),
-            })
-            .collect()
-    }
+    use crate::server::room_life::tests::lines as sent_lines;
 
     #[test]
     fn chat_moderation_follows_the_ranks_and_never_leaves_a_host_silenced() {

@@ -581,7 +581,7 @@ impl Life {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const LISTENER: Who = Who {
@@ -595,7 +595,8 @@ mod tests {
         listed: true,
     };
 
-    fn lines(out: &[Delivery]) -> Vec<String> {
+    /// The chat lines sent to everyone in `out` (the room's tests use it too).
+    pub(crate) fn lines(out: &[Delivery]) -> Vec<String> {
         out.iter()
             .flat_map(|d| match d {
                 Delivery::All(ServerMessage::Chat { lines }) => {
